@@ -1,0 +1,329 @@
+/* core/cc.c - Cache-Control parsing (RFC 9111 §5.2) and header-list helpers.
+ *
+ * The parser never fails: a directive it cannot read is skipped up to the next comma that is
+ * not inside a quoted string, and where a malformed directive still says something about
+ * safety (max-age, s-maxage, no-cache, private) the restrictive reading is kept. */
+#include "core/cc.h"
+
+#include "core/limits.h"
+
+/* How a directive's argument was written. */
+enum cc_val_kind {
+    CC_VAL_NONE = 0, /* "no-store" */
+    CC_VAL_TOKEN,    /* "max-age=60" (possibly empty: "max-age=") */
+    CC_VAL_QUOTED,   /* no-cache="a, b": val is the inside of the quotes */
+    CC_VAL_BAD,      /* unterminated quote or junk before the next comma */
+};
+
+struct cc_dir {
+    struct cw_str name;
+    enum cc_val_kind kind;
+    struct cw_str val;
+    bool escaped; /* the quoted value held a backslash escape */
+};
+
+static bool cc_is_tchar(unsigned char c);
+static bool cc_is_ows(unsigned char c);
+static size_t cc_skip_ows(const char *p, size_t len, size_t i);
+static size_t cc_skip_to_comma(const char *p, size_t len, size_t i);
+static size_t cc_parse_value(const char *p, size_t len, size_t i, struct cc_dir *d);
+static size_t cc_parse_one(const char *p, size_t len, size_t i, struct cc_dir *d);
+static bool cc_delta(const struct cc_dir *d, int64_t *out_s);
+static void cc_keep_min(int64_t *field, int64_t v);
+static void cc_set_fields(struct cw_cc *cc, const struct cc_dir *d, uint32_t plain,
+                          uint32_t with_fields, struct cw_str *fields);
+static bool cc_name_is(const struct cc_dir *d, const char *lit);
+static void cc_apply(struct cw_cc *cc, const struct cc_dir *d);
+
+/* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static bool cc_is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool cc_is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Returns the first index at or after i that is not OWS (len when none). */
+static size_t cc_skip_ows(const char *p, size_t len, size_t i)
+{
+    while (i < len && cc_is_ows((unsigned char)p[i]))
+        i++;
+    return i;
+}
+
+/* Returns the index just past the next comma at or after i that is outside a quoted string,
+ * or len. A backslash inside quotes escapes the next byte (RFC 9110 §5.6.4). */
+static size_t cc_skip_to_comma(const char *p, size_t len, size_t i)
+{
+    bool in_quote = false;
+
+    while (i < len) {
+        char c = p[i++];
+        if (in_quote) {
+            if (c == '\\' && i < len) {
+                i++;
+            } else if (c == '"') {
+                in_quote = false;
+            }
+        } else if (c == '"') {
+            in_quote = true;
+        } else if (c == ',') {
+            break;
+        }
+    }
+    return i;
+}
+
+/* Reads the argument that starts at p[i] (just after '=' and OWS) into d; returns the index
+ * after it. An unterminated quoted string marks d bad and consumes everything. */
+static size_t cc_parse_value(const char *p, size_t len, size_t i, struct cc_dir *d)
+{
+    size_t start;
+
+    if (i < len && p[i] == '"') {
+        start = ++i;
+        while (i < len && p[i] != '"') {
+            if (p[i] == '\\') {
+                d->escaped = true;
+                i++;
+            }
+            if (i < len) i++;
+        }
+        if (i >= len) {
+            d->kind = CC_VAL_BAD;
+            return len;
+        }
+        d->kind = CC_VAL_QUOTED;
+        d->val = cw_str_make(p + start, i - start);
+        return i + 1;
+    }
+    start = i;
+    while (i < len && cc_is_tchar((unsigned char)p[i]))
+        i++;
+    d->kind = CC_VAL_TOKEN;
+    d->val = cw_str_make(p + start, i - start);
+    return i;
+}
+
+/* Reads one directive starting at p[i], which is neither OWS nor a comma. Returns the index
+ * after it and its comma; always greater than i, so the caller's loop advances. A directive
+ * without a token name comes back with an empty name. */
+static size_t cc_parse_one(const char *p, size_t len, size_t i, struct cc_dir *d)
+{
+    size_t start = i;
+
+    memset(d, 0, sizeof(*d));
+    while (i < len && cc_is_tchar((unsigned char)p[i]))
+        i++;
+    d->name = cw_str_make(p + start, i - start);
+    if (d->name.len == 0) return cc_skip_to_comma(p, len, i);
+    i = cc_skip_ows(p, len, i);
+    if (i < len && p[i] == '=') {
+        i = cc_skip_ows(p, len, i + 1);
+        i = cc_parse_value(p, len, i, d);
+        i = cc_skip_ows(p, len, i);
+    }
+    if (i < len && p[i] != ',') {
+        /* Junk before the comma: "max-age=60 30", "no-store;x". */
+        d->kind = CC_VAL_BAD;
+        return cc_skip_to_comma(p, len, i);
+    }
+    return i < len ? i + 1 : i;
+}
+
+/* Reads a delta-seconds argument (RFC 9111 §1.2.2): digits only, token or quoted form (§5.2:
+ * recipients accept both), clamped to CW_LIMIT_DELTA_SECONDS. False when absent or invalid. */
+static bool cc_delta(const struct cc_dir *d, int64_t *out_s)
+{
+    int64_t v = 0;
+
+    if (d->kind != CC_VAL_TOKEN && d->kind != CC_VAL_QUOTED) return false;
+    if (d->escaped || d->val.len == 0) return false;
+    for (size_t i = 0; i < d->val.len; i++) {
+        unsigned char c = (unsigned char)d->val.p[i];
+        if (c < '0' || c > '9') return false;
+        if (v < CW_LIMIT_DELTA_SECONDS) v = v * 10 + (c - '0');
+    }
+    *out_s = v > CW_LIMIT_DELTA_SECONDS ? CW_LIMIT_DELTA_SECONDS : v;
+    return true;
+}
+
+/* Keeps the smaller of two occurrences (-1 = absent): conflicting duplicates take the most
+ * restrictive reading (RFC 9111 §4.2.1). */
+static void cc_keep_min(int64_t *field, int64_t v)
+{
+    if (*field < 0 || v < *field) *field = v;
+}
+
+/* no-cache and private: with a field list, remember it; without one, or with one we cannot
+ * borrow safely (escapes, empty, a second different list), fall back to the plain directive,
+ * which is the restrictive reading. */
+static void cc_set_fields(struct cw_cc *cc, const struct cc_dir *d, uint32_t plain,
+                          uint32_t with_fields, struct cw_str *fields)
+{
+    if ((d->kind != CC_VAL_TOKEN && d->kind != CC_VAL_QUOTED) || d->escaped || d->val.len == 0) {
+        cc->flags |= plain;
+        return;
+    }
+    if ((cc->flags & with_fields) && !cw_str_eq(*fields, d->val)) {
+        cc->flags |= plain;
+        return;
+    }
+    cc->flags |= with_fields;
+    *fields = d->val;
+}
+
+static bool cc_name_is(const struct cc_dir *d, const char *lit)
+{
+    return cw_str_eq_ci(d->name, cw_str_cstr(lit));
+}
+
+/* Records one directive. Unknown names are ignored (§5.2.3). Permissive directives (public,
+ * immutable, must-understand, the stale windows) are dropped when malformed; restrictive ones
+ * apply whatever their argument. */
+static void cc_apply(struct cw_cc *cc, const struct cc_dir *d)
+{
+    static const struct {
+        const char *name;
+        uint32_t flag;
+        bool permissive;
+    } flags[] = {
+        {"no-store", CW_CC_NO_STORE, false},
+        {"public", CW_CC_PUBLIC, true},
+        {"must-revalidate", CW_CC_MUST_REVALIDATE, false},
+        {"proxy-revalidate", CW_CC_PROXY_REVALIDATE, false},
+        {"no-transform", CW_CC_NO_TRANSFORM, false},
+        {"only-if-cached", CW_CC_ONLY_IF_CACHED, false},
+        {"must-understand", CW_CC_MUST_UNDERSTAND, true},
+        {"immutable", CW_CC_IMMUTABLE, true},
+    };
+    int64_t v;
+
+    if (cc_name_is(d, "max-age")) {
+        /* A malformed max-age is present and 0: stale, the safe reading. */
+        cc_keep_min(&cc->max_age_s, cc_delta(d, &v) ? v : 0);
+    } else if (cc_name_is(d, "s-maxage")) {
+        cc_keep_min(&cc->s_maxage_s, cc_delta(d, &v) ? v : 0);
+    } else if (cc_name_is(d, "no-cache")) {
+        cc_set_fields(cc, d, CW_CC_NO_CACHE, CW_CC_NO_CACHE_FIELDS, &cc->no_cache_fields);
+    } else if (cc_name_is(d, "private")) {
+        cc_set_fields(cc, d, CW_CC_PRIVATE, CW_CC_PRIVATE_FIELDS, &cc->private_fields);
+    } else if (cc_name_is(d, "stale-while-revalidate")) {
+        if (cc_delta(d, &v)) cc_keep_min(&cc->swr_s, v);
+    } else if (cc_name_is(d, "stale-if-error")) {
+        if (cc_delta(d, &v)) cc_keep_min(&cc->sie_s, v);
+    } else if (cc_name_is(d, "max-stale")) {
+        if (d->kind == CC_VAL_NONE) {
+            cc->flags |= CW_CC_MAX_STALE_ANY;
+        } else if (cc_delta(d, &v)) {
+            cc_keep_min(&cc->max_stale_s, v);
+        }
+    } else if (cc_name_is(d, "min-fresh")) {
+        /* The larger min-fresh is the more restrictive. */
+        if (cc_delta(d, &v) && v > cc->min_fresh_s) cc->min_fresh_s = v;
+    } else {
+        for (size_t i = 0; i < CW_ARRAY_LEN(flags); i++) {
+            if (!cc_name_is(d, flags[i].name)) continue;
+            if (!(flags[i].permissive && d->kind == CC_VAL_BAD)) cc->flags |= flags[i].flag;
+            break;
+        }
+    }
+}
+
+void cw_cc_init(struct cw_cc *cc)
+{
+    memset(cc, 0, sizeof(*cc));
+    cc->max_age_s = -1;
+    cc->s_maxage_s = -1;
+    cc->max_stale_s = -1;
+    cc->min_fresh_s = -1;
+    cc->swr_s = -1;
+    cc->sie_s = -1;
+}
+
+/* Empty list elements (",,") are skipped without counting (RFC 9110 §5.6.1); every other
+ * element, known or not, counts towards CW_LIMIT_CC_DIRECTIVES, and the rest of the line past
+ * the limit is ignored. */
+void cw_cc_parse(struct cw_cc *cc, const char *p, size_t len)
+{
+    size_t i = 0;
+    unsigned n = 0;
+    struct cc_dir d;
+
+    if (p == NULL) return;
+    while (i < len && n < CW_LIMIT_CC_DIRECTIVES) {
+        i = cc_skip_ows(p, len, i);
+        if (i >= len) break;
+        if (p[i] == ',') {
+            i++;
+            continue;
+        }
+        n++;
+        i = cc_parse_one(p, len, i, &d);
+        if (d.name.len > 0) cc_apply(cc, &d);
+    }
+}
+
+bool cw_cc_is_hop_by_hop(struct cw_str name)
+{
+    static const struct cw_str hop[] = {
+        CW_STR_LIT("Connection"),
+        CW_STR_LIT("Keep-Alive"),
+        CW_STR_LIT("Proxy-Connection"),
+        CW_STR_LIT("TE"),
+        CW_STR_LIT("Trailer"),
+        CW_STR_LIT("Transfer-Encoding"),
+        CW_STR_LIT("Upgrade"),
+        CW_STR_LIT("Proxy-Authenticate"),
+        CW_STR_LIT("Proxy-Authorization"),
+    };
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(hop); i++) {
+        if (cw_str_eq_ci(name, hop[i])) return true;
+    }
+    return false;
+}
+
+/* Splits list on commas, trims OWS around each element, compares case-insensitively. Quotes
+ * are not interpreted (the lists this serves are token lists). An empty name never matches. */
+bool cw_cc_list_has(struct cw_str list, struct cw_str name)
+{
+    size_t i = 0;
+
+    if (name.len == 0 || list.p == NULL) return false;
+    while (i < list.len) {
+        size_t start = cc_skip_ows(list.p, list.len, i);
+        size_t end = start;
+        while (end < list.len && list.p[end] != ',')
+            end++;
+        i = end + 1;
+        while (end > start && cc_is_ows((unsigned char)list.p[end - 1]))
+            end--;
+        if (cw_str_eq_ci(cw_str_make(list.p + start, end - start), name)) return true;
+    }
+    return false;
+}

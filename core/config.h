@@ -1,0 +1,130 @@
+/* core/config.h - the configuration: the libconfig schema of DESIGN.md, parsed and checked.
+ *
+ * Pure: cw_config_parse() takes the file's text and its name (for messages) and fills a
+ * struct the caller owns; nothing is read from disk here (cw_config_load() in the same
+ * module is the one convenience that reads a file, for mains). Every error names the file,
+ * the line and the setting: "cachewarp.conf:14: routes[0].ttl: \"3x\" is not a duration".
+ * Unknown settings are errors too, so a typo never silently takes a default.
+ * A parsed config owns its strings; free with cw_config_free(), which takes NULL. */
+#ifndef CW_CONFIG_H
+#define CW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/common.h"
+#include "core/log.h"
+
+enum cw_config_query {
+    CW_CONFIG_QUERY_KEEP = 0, /* query string kept as sent */
+    CW_CONFIG_QUERY_SORT,     /* parameters sorted (stable) by name */
+    CW_CONFIG_QUERY_IGNORE,   /* query string dropped from the key */
+    CW_CONFIG_QUERY_LIST,     /* only the parameters named in query_keep, sorted */
+};
+
+enum cw_config_log_format {
+    CW_CONFIG_LOG_COMBINED = 0,
+    CW_CONFIG_LOG_JSON,
+};
+
+struct cw_config_origin {
+    char *name;
+    char *url;                  /* "http://host:port" with optional path prefix, no slash at end */
+    int64_t connect_timeout_ms; /* default 1 s */
+    int64_t timeout_ms;         /* whole fetch, default 10 s */
+    int max_conns;              /* keep-alive connections per worker, default 64 */
+};
+
+struct cw_config_route {
+    char *host;                  /* NULL = any host; else lower-cased, no port */
+    size_t host_len;             /* strlen(host); 0 when host is NULL */
+    char *match;                 /* path prefix, starts with '/' */
+    size_t match_len;
+    int origin;                  /* index into cw_config.origins */
+    int64_t ttl_ms;              /* when the origin says nothing; default 60 s */
+    int64_t swr_ms;              /* stale-while-revalidate default; default 0 */
+    int64_t sie_ms;              /* stale-if-error default; default 0 */
+    bool adaptive;               /* learn ttl per key in [min_ttl, max_ttl] */
+    bool override;               /* ignore origin freshness, use route ttl / adaptive */
+    int64_t min_ttl_ms;          /* default 1 s */
+    int64_t max_ttl_ms;          /* default 10 min; also caps heuristic freshness */
+    int64_t lock_timeout_ms;     /* coalescing wait bound, default 5 s */
+    double refresh_ahead;        /* fraction of ttl, default 0.1; 0 = off */
+    double stale_target;         /* adaptive: P(serving changed), default 0.05 */
+    bool ignore_client_no_cache; /* default false */
+    bool strip_set_cookie;       /* cache responses with Set-Cookie, cookie stripped */
+    enum cw_config_query query;
+    char **query_keep;           /* CW_CONFIG_QUERY_LIST names */
+    size_t query_keep_count;
+    char **key_headers;          /* request headers added to the key, lower-cased */
+    size_t key_headers_count;
+};
+
+/* An address range allowed to PURGE; family AF_INET or AF_INET6, addr in network order. */
+struct cw_config_cidr {
+    int family;
+    uint8_t addr[16];
+    int prefix_len;
+};
+
+struct cw_config {
+    char *file;   /* path given to cw_config_load(), or the name given to parse */
+    char *listen; /* "host:port", "[v6]:port" */
+    int workers;  /* resolved: 0 in the file means one per CPU, done by the main */
+    enum cw_log_level log_level;
+    char *log_access; /* NULL = none, "-" = stderr, else a path */
+    enum cw_config_log_format log_format;
+    int64_t shutdown_grace_ms; /* default 10 s */
+
+    char *cache_path;          /* default "/var/cache/cachewarp/l1.mdb" */
+    uint64_t cache_size_bytes; /* default 1G */
+    uint64_t cache_max_object_bytes; /* default 8M */
+
+    bool redis_enabled;
+    char *redis_host;
+    int redis_port;
+    int64_t redis_timeout_ms;
+    char *redis_channel;
+
+    struct cw_config_origin *origins;
+    size_t origin_count;
+    struct cw_config_route *routes;
+    size_t route_count;
+
+    char *stats_listen;    /* NULL = no stats listener */
+    char *stats_textfile;  /* NULL = none */
+    int64_t stats_interval_ms;
+
+    char *control_socket;
+
+    struct cw_config_cidr *purge_allow;
+    size_t purge_allow_count;
+};
+
+/* Parses text (len bytes, need not end in NUL) named file in messages. 0 and *out filled;
+ * -EINVAL with err saying "file:line: setting: why". On failure *out is left freed. Caller
+ * owns *out; release with cw_config_free(). */
+CW_MUST_CHECK int cw_config_parse(const char *text, size_t len, const char *file,
+                                  struct cw_config *out, struct cw_err *err);
+/* Reads path and parses it: as cw_config_parse(), plus -errno with err set when the file
+ * cannot be read. */
+CW_MUST_CHECK int cw_config_load(const char *path, struct cw_config *out, struct cw_err *err);
+/* Frees what a parsed config owns and zeroes it. Takes NULL. */
+void cw_config_free(struct cw_config *cfg);
+
+/* "30s", "250ms", "5m", "1h", "2d", "1500" (= seconds): 0 and *out_ms, or -EINVAL. */
+CW_MUST_CHECK int cw_config_parse_duration(const char *s, int64_t *out_ms);
+/* "512M", "1G", "64k", "8192" (bytes; K/M/G/T powers of 1024): 0 and *out, or -EINVAL. */
+CW_MUST_CHECK int cw_config_parse_size(const char *s, uint64_t *out);
+/* "127.0.0.1/32", "::1/128", "10.0.0.0/8", a bare address = host route: 0 or -EINVAL. */
+CW_MUST_CHECK int cw_config_parse_cidr(const char *s, struct cw_config_cidr *out);
+/* True when the address (family, bytes in network order) lies in one of cfg's allow ranges. */
+bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint8_t *addr);
+
+/* Splits "host:port", "[v6]:port" or ":port" into host (copied, NUL-terminated, "" when
+ * absent) and port: 0, or -EINVAL. */
+CW_MUST_CHECK int cw_config_split_hostport(const char *s, char *host, size_t host_size,
+                                           int *port);
+
+#endif /* CW_CONFIG_H */

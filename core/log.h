@@ -1,0 +1,46 @@
+/* core/log.h - the logging API.
+ *
+ * Owns the log sink (an fd given by main) and the level: the only mutable globals in
+ * core/. Each line is written with one write(2), so lines from forked processes sharing
+ * the fd never interleave. On stderr each line carries the sd-daemon priority prefix
+ * (<3>..<7>) that journald understands. The macros check the level before evaluating
+ * their arguments. Safe to use after fork; not async-signal-safe. */
+#ifndef CW_LOG_H
+#define CW_LOG_H
+
+#include <stdbool.h>
+
+#include "core/common.h"
+
+enum cw_log_level {
+    CW_LOG_ERR = 3,
+    CW_LOG_WARN = 4,
+    CW_LOG_NOTICE = 5,
+    CW_LOG_INFO = 6,
+    CW_LOG_DEBUG = 7,
+};
+
+extern int cw_log_level_cur;
+
+/* Sets the sink fd and the level; prefix says whether to write the <N> prefix. */
+void cw_log_init(int fd, enum cw_log_level level, bool prefix);
+void cw_log_set_level(enum cw_log_level level);
+/* Parses "err|warn|notice|info|debug": 0 and *out, or -EINVAL. */
+CW_MUST_CHECK int cw_log_level_parse(const char *s, enum cw_log_level *out);
+/* Sets the process tag printed on each line ("worker 1", "refresher"). Copied. */
+void cw_log_set_tag(const char *tag);
+
+void cw_log_write(enum cw_log_level level, const char *fmt, ...) CW_PRINTF(2, 3);
+
+#define CW_LOG_AT(lvl, ...)                                                                        \
+    do {                                                                                           \
+        if ((int)(lvl) <= cw_log_level_cur) cw_log_write((lvl), __VA_ARGS__);                      \
+    } while (0)
+
+#define cw_err(...)    CW_LOG_AT(CW_LOG_ERR, __VA_ARGS__)
+#define cw_warn(...)   CW_LOG_AT(CW_LOG_WARN, __VA_ARGS__)
+#define cw_notice(...) CW_LOG_AT(CW_LOG_NOTICE, __VA_ARGS__)
+#define cw_info(...)   CW_LOG_AT(CW_LOG_INFO, __VA_ARGS__)
+#define cw_debug(...)  CW_LOG_AT(CW_LOG_DEBUG, __VA_ARGS__)
+
+#endif /* CW_LOG_H */

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages CacheWarp needs to build, run and test, when missing.
+# Uses sudo only when not root. BENCH_DEPS=1 adds what `make bench` needs.
+set -euo pipefail
+
+pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig-dev check
+      libcurl4-openssl-dev libsystemd-dev redis-server python3 curl lmdb-utils)
+if [ "${BENCH_DEPS:-0}" = 1 ]; then
+    pkgs=(nginx-light wrk)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >&2
+# policy-rc.d keeps the packages' own services (redis, nginx) from starting system-wide:
+# tests start their own instances on ephemeral loopback ports.
+tmp_policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    tmp_policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$tmp_policy" >/dev/null
+    $sudo chmod +x "$tmp_policy"
+fi
+rc=0
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || rc=$?
+[ -n "$tmp_policy" ] && $sudo rm -f "$tmp_policy"
+exit $rc

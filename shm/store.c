@@ -1,0 +1,759 @@
+/* shm/store.c - the L1 cache on LMDB; see shm/store.h. */
+#include "shm/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define STORE_FORMAT     1u
+#define STORE_MAXDBS     8
+#define STORE_MAXREADERS 512
+#define STORE_FILE_MODE  0640
+#define STORE_DIR_MODE   0750
+#define STORE_ENV_FLAGS                                                                            \
+    (MDB_NOSUBDIR | MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP | MDB_NOSYNC | MDB_NOMETASYNC)
+#define STORE_META_FORMAT "format"
+#define STORE_META_SECRET "secret"
+
+struct cw_store {
+    MDB_env *env;
+    MDB_dbi obj;
+    MDB_dbi vary;
+    MDB_dbi lease;
+    MDB_dbi tag;
+    MDB_dbi meta;
+    uint8_t secret[16];
+    char *path;
+};
+
+struct cw_store_reader {
+    struct cw_store *st;
+    MDB_txn *txn; /* read-only, kept reset between reads */
+};
+
+static int store_errno(int rc);
+static void store_log_mdb(const char *op, const struct cw_key *key, int rc);
+static bool store_is_damage(int rc);
+static int store_mkdir_parents(const char *path);
+static int store_secret_make(uint8_t secret[16]);
+static int store_meta_init(struct cw_store *st, MDB_txn *txn, char *why, size_t why_size);
+static int store_dbs_open(struct cw_store *st, char *why, size_t why_size);
+static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size);
+static int store_dir_lock(const char *path, int *dfd);
+static int store_move_aside(const char *path, const struct stat *seen);
+static int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op,
+                           const struct cw_key *key);
+static int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key);
+static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
+static int store_renew(struct cw_store_reader *r);
+static bool store_make_room(struct cw_store *st, size_t need, int attempt);
+static int store_put_once(struct cw_store *st, const struct cw_key *key,
+                          const struct cw_entry_hdr *h, struct cw_str full_key,
+                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                          size_t need);
+
+/* LMDB's codes stop here (STYLE.md, Errors): each becomes the one errno that means it. */
+static int store_errno(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return -ENOENT;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+        return -ENOSPC;
+    case MDB_READERS_FULL:
+        return -EAGAIN;
+    default:
+        return rc > 0 ? -rc : -EIO;
+    }
+}
+
+static void store_log_mdb(const char *op, const struct cw_key *key, int rc)
+{
+    char hex[33];
+
+    if (key == NULL) {
+        cw_err("store: %s: %s", op, mdb_strerror(rc));
+        return;
+    }
+    cw_key_hex(key, hex);
+    cw_err("store: %s key %s: %s", op, hex, mdb_strerror(rc));
+}
+
+/* Codes from mdb_env_open() that mean the file itself is bad, not the system. */
+static bool store_is_damage(int rc)
+{
+    return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH ||
+           rc == MDB_PANIC;
+}
+
+/* mkdir -p of the directory part of path, mode STORE_DIR_MODE: 0 or -errno, logged. */
+static int store_mkdir_parents(const char *path)
+{
+    char dir[PATH_MAX];
+    size_t len = strlen(path);
+
+    if (len >= sizeof(dir)) {
+        cw_err("store: open %s: path longer than PATH_MAX", path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(dir, path, len + 1);
+    while (len > 0 && dir[len - 1] != '/') {
+        len--;
+    }
+    if (len <= 1) return 0; /* relative file in the cwd, or directly under "/" */
+    dir[len - 1] = '\0';
+    for (size_t i = 1; i < len; i++) {
+        if (dir[i] != '/' && dir[i] != '\0') continue;
+        dir[i] = '\0';
+        if (mkdir(dir, STORE_DIR_MODE) == -1 && errno != EEXIST) {
+            int err = errno;
+            cw_err("store: mkdir %s: %s", dir, strerror(err));
+            return -err;
+        }
+        if (i < len - 1) dir[i] = '/';
+    }
+    return 0;
+}
+
+static int store_secret_make(uint8_t secret[16])
+{
+    size_t got = 0;
+
+    while (got < 16) {
+        ssize_t n = getrandom(secret + got, 16 - got, 0);
+        if (n == -1) {
+            if (errno == EINTR) continue;
+            int err = errno;
+            cw_err("store: getrandom: %s", strerror(err));
+            return -err;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* Check-then-write in the caller's write txn, so that processes opening a new file at once
+ * agree on one secret: the first to commit writes it, the others find it (MDB_NOOVERWRITE
+ * hands back the stored value on MDB_KEYEXIST). 0, -EBADMSG with why filled when the file is
+ * not ours (wrong format, a half-written meta, or entries without any meta), -errno. */
+static int store_meta_init(struct cw_store *st, MDB_txn *txn, char *why, size_t why_size)
+{
+    uint32_t format = STORE_FORMAT;
+    uint8_t secret[16];
+    MDB_val k_fmt = {sizeof(STORE_META_FORMAT) - 1, STORE_META_FORMAT};
+    MDB_val k_sec = {sizeof(STORE_META_SECRET) - 1, STORE_META_SECRET};
+    MDB_val v_fmt = {sizeof(format), &format};
+    MDB_val v_sec = {sizeof(secret), secret};
+    MDB_stat ms;
+    int rc;
+
+    rc = mdb_get(txn, st->meta, &k_fmt, &v_fmt);
+    if (rc == MDB_NOTFOUND) {
+        rc = mdb_stat(txn, st->obj, &ms);
+        if (rc != MDB_SUCCESS) goto out_mdb;
+        if (ms.ms_entries > 0) {
+            snprintf(why, why_size, "%zu entries but no format record", ms.ms_entries);
+            return -EBADMSG;
+        }
+        rc = store_secret_make(secret);
+        if (rc < 0) return rc;
+        v_fmt.mv_size = sizeof(format);
+        v_fmt.mv_data = &format;
+        rc = mdb_put(txn, st->meta, &k_fmt, &v_fmt, MDB_NOOVERWRITE);
+        if (rc != MDB_SUCCESS && rc != MDB_KEYEXIST) goto out_mdb;
+        rc = mdb_put(txn, st->meta, &k_sec, &v_sec, MDB_NOOVERWRITE);
+        if (rc != MDB_SUCCESS && rc != MDB_KEYEXIST) goto out_mdb;
+    } else if (rc != MDB_SUCCESS) {
+        goto out_mdb;
+    } else {
+        rc = mdb_get(txn, st->meta, &k_sec, &v_sec);
+        if (rc == MDB_NOTFOUND) {
+            snprintf(why, why_size, "meta has a format but no secret");
+            return -EBADMSG;
+        }
+        if (rc != MDB_SUCCESS) goto out_mdb;
+    }
+
+    if (v_fmt.mv_size != sizeof(format)) {
+        snprintf(why, why_size, "meta format record is %zu bytes", v_fmt.mv_size);
+        return -EBADMSG;
+    }
+    memcpy(&format, v_fmt.mv_data, sizeof(format));
+    if (format != STORE_FORMAT) {
+        snprintf(why, why_size, "format %" PRIu32 ", expected %u", format, STORE_FORMAT);
+        return -EBADMSG;
+    }
+    if (v_sec.mv_size != sizeof(st->secret)) {
+        snprintf(why, why_size, "meta secret is %zu bytes", v_sec.mv_size);
+        return -EBADMSG;
+    }
+    memcpy(st->secret, v_sec.mv_data, sizeof(st->secret));
+    return 0;
+
+out_mdb:
+    store_log_mdb("open meta", NULL, rc);
+    return store_errno(rc);
+}
+
+/* Opens (creating) the named databases and the meta record in one write txn. */
+static int store_dbs_open(struct cw_store *st, char *why, size_t why_size)
+{
+    static const struct {
+        const char *name;
+        unsigned int flags;
+        size_t off;
+    } dbs[] = {
+        {"obj", 0, offsetof(struct cw_store, obj)},
+        {"vary", 0, offsetof(struct cw_store, vary)},
+        {"lease", 0, offsetof(struct cw_store, lease)},
+        {"tag", MDB_DUPSORT, offsetof(struct cw_store, tag)},
+        {"meta", 0, offsetof(struct cw_store, meta)},
+    };
+    MDB_txn *txn;
+    int rc;
+
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("open mdb_txn_begin", NULL, rc);
+        return store_errno(rc);
+    }
+    for (size_t i = 0; i < CW_ARRAY_LEN(dbs); i++) {
+        MDB_dbi *dbi = (MDB_dbi *)((char *)st + dbs[i].off);
+        rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE | dbs[i].flags, dbi);
+        if (rc == MDB_INCOMPATIBLE || store_is_damage(rc)) {
+            /* A key of that name in the main db, or a db with other flags: not our file. */
+            snprintf(why, why_size, "mdb_dbi_open(%s): %s", dbs[i].name, mdb_strerror(rc));
+            rc = -EBADMSG;
+            goto out_abort_txn;
+        }
+        if (rc != MDB_SUCCESS) {
+            store_log_mdb("open mdb_dbi_open", NULL, rc);
+            rc = store_errno(rc);
+            goto out_abort_txn;
+        }
+    }
+    rc = store_meta_init(st, txn, why, why_size);
+    if (rc < 0) goto out_abort_txn;
+    rc = mdb_txn_commit(txn);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("open mdb_txn_commit", NULL, rc);
+        return store_errno(rc);
+    }
+    return 0;
+
+out_abort_txn:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* One attempt at opening the environment into st->env: 0, -EBADMSG with why filled when
+ * the file is damaged or not ours (st->env is then closed), or -errno logged. */
+static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size)
+{
+    MDB_envinfo info;
+    int rc;
+
+    rc = mdb_env_create(&st->env);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_env_create", NULL, rc);
+        return store_errno(rc);
+    }
+    rc = mdb_env_set_mapsize(st->env, (size_t)size_bytes);
+    if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(st->env, STORE_MAXDBS);
+    if (rc == MDB_SUCCESS) rc = mdb_env_set_maxreaders(st->env, STORE_MAXREADERS);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_env_set", NULL, rc);
+        rc = store_errno(rc);
+        goto out_close_env;
+    }
+    rc = mdb_env_open(st->env, st->path, STORE_ENV_FLAGS, STORE_FILE_MODE);
+    if (store_is_damage(rc)) {
+        snprintf(why, why_size, "mdb_env_open: %s", mdb_strerror(rc));
+        rc = -EBADMSG;
+        goto out_close_env;
+    }
+    if (rc != MDB_SUCCESS) {
+        cw_err("store: mdb_env_open %s: %s", st->path, mdb_strerror(rc));
+        rc = store_errno(rc);
+        goto out_close_env;
+    }
+    rc = store_dbs_open(st, why, why_size);
+    if (rc < 0) goto out_close_env;
+
+    /* LMDB never shrinks below the data already committed. */
+    if (mdb_env_info(st->env, &info) == MDB_SUCCESS && info.me_mapsize > size_bytes) {
+        cw_warn("store: %s: map is %zu bytes, over the configured %" PRIu64
+                " (the existing file is larger); using %zu",
+                st->path, info.me_mapsize, size_bytes, info.me_mapsize);
+    }
+    return 0;
+
+out_close_env:
+    /* mdb_env_close() is required even when mdb_env_open() failed. */
+    mdb_env_close(st->env);
+    st->env = NULL;
+    return rc;
+}
+
+/* Locks the directory that holds path (flock, exclusive): 0 and *dfd, or -errno logged.
+ * Every open in every process holds it from mdb_env_open() to the end of the meta check,
+ * so that no process can open the old "-lock" file and then the new data file while
+ * another moves a damaged pair aside; opens are rare, so serialising them costs little. */
+static int store_dir_lock(const char *path, int *dfd)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    int fd;
+
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof(dir), "/");
+    } else {
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) {
+        int err = errno;
+        cw_err("store: open %s: %s", dir, strerror(err));
+        return -err;
+    }
+    while (flock(fd, LOCK_EX) == -1) {
+        int err = errno;
+        if (err == EINTR) continue;
+        cw_err("store: flock %s: %s", dir, strerror(err));
+        close(fd);
+        return -err;
+    }
+    *dfd = fd;
+    return 0;
+}
+
+/* Renames a damaged path and its "-lock" to "<path>.corrupt-<unix time>[-lock]", under the
+ * directory lock. Processes that still have the old pair open keep using both, consistently;
+ * new opens get a fresh pair. Skipped when path is no longer the file found damaged (seen). */
+static int store_move_aside(const char *path, const struct stat *seen)
+{
+    char to[PATH_MAX + 64];
+    char lock_from[PATH_MAX + 8];
+    char lock_to[PATH_MAX + 72];
+    struct stat now;
+    long long t = (long long)time(NULL);
+
+    if (stat(path, &now) == -1 || seen == NULL || now.st_dev != seen->st_dev ||
+        now.st_ino != seen->st_ino) {
+        return 0;
+    }
+    snprintf(to, sizeof(to), "%s.corrupt-%lld", path, t);
+    snprintf(lock_from, sizeof(lock_from), "%s-lock", path);
+    snprintf(lock_to, sizeof(lock_to), "%s-lock", to);
+    if (rename(path, to) == -1) {
+        int err = errno;
+        cw_err("store: rename %s to %s: %s", path, to, strerror(err));
+        return -err;
+    }
+    if (rename(lock_from, lock_to) == -1 && errno != ENOENT) {
+        int err = errno;
+        cw_err("store: rename %s to %s: %s", lock_from, lock_to, strerror(err));
+        return -err;
+    }
+    cw_err("store: %s moved aside to %s", path, to);
+    return 0;
+}
+
+int cw_store_open(const char *path, uint64_t size_bytes, struct cw_store **out)
+{
+    struct cw_store *st;
+    struct stat seen;
+    bool have_seen;
+    char why[256];
+    int dfd;
+    int rc;
+
+    if (size_bytes == 0 || size_bytes > SIZE_MAX) return -EINVAL;
+    rc = store_mkdir_parents(path);
+    if (rc < 0) return rc;
+    st = calloc(1, sizeof(*st));
+    if (st == NULL) return -ENOMEM;
+    st->path = strdup(path);
+    if (st->path == NULL) {
+        rc = -ENOMEM;
+        goto out_free_st;
+    }
+    rc = store_dir_lock(path, &dfd);
+    if (rc < 0) goto out_free_path;
+
+    /* At most twice: a damaged file is moved aside once and the open retried. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        why[0] = '\0';
+        have_seen = stat(path, &seen) == 0;
+        rc = store_env_open(st, size_bytes, why, sizeof(why));
+        if (rc != -EBADMSG) break;
+        cw_err("store: %s is damaged: %s", path, why);
+        if (attempt == 1) break;
+        rc = store_move_aside(path, have_seen ? &seen : NULL);
+        if (rc < 0) break;
+    }
+    close(dfd); /* releases the flock */
+    if (rc < 0) goto out_free_path;
+    *out = st;
+    return 0;
+
+out_free_path:
+    free(st->path);
+out_free_st:
+    free(st);
+    return rc;
+}
+
+void cw_store_close(struct cw_store *st)
+{
+    if (st == NULL) return;
+    mdb_env_close(st->env);
+    free(st->path);
+    free(st);
+}
+
+const uint8_t *cw_store_secret(const struct cw_store *st)
+{
+    return st->secret;
+}
+
+int cw_store_reader_open(struct cw_store *st, struct cw_store_reader **out)
+{
+    struct cw_store_reader *r;
+    int rc;
+
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) return -ENOMEM;
+    r->st = st;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &r->txn);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_txn_begin(read)", NULL, rc);
+        free(r);
+        return store_errno(rc);
+    }
+    mdb_txn_reset(r->txn);
+    *out = r;
+    return 0;
+}
+
+void cw_store_reader_close(struct cw_store_reader *r)
+{
+    if (r == NULL) return;
+    mdb_txn_abort(r->txn);
+    free(r);
+}
+
+static int store_renew(struct cw_store_reader *r)
+{
+    int rc = mdb_txn_renew(r->txn);
+
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_txn_renew", NULL, rc);
+        return store_errno(rc);
+    }
+    return 0;
+}
+
+static int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op,
+                           const struct cw_key *key)
+{
+    int rc = mdb_txn_begin(st->env, NULL, 0, txn);
+
+    if (rc != MDB_SUCCESS) {
+        char what[64];
+        snprintf(what, sizeof(what), "%s mdb_txn_begin", op);
+        store_log_mdb(what, key, rc);
+        return store_errno(rc);
+    }
+    return 0;
+}
+
+/* Commits; on failure the txn is freed by LMDB. MDB_MAP_FULL is returned unlogged as
+ * -ENOSPC: the caller decides what a full map means. */
+static int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key)
+{
+    int rc = mdb_txn_commit(txn);
+
+    if (rc == MDB_SUCCESS) return 0;
+    if (rc != MDB_MAP_FULL) {
+        char what[64];
+        snprintf(what, sizeof(what), "%s mdb_txn_commit", op);
+        store_log_mdb(what, key, rc);
+    }
+    return store_errno(rc);
+}
+
+/* Deletes the value under key if it still fails validation: a writer may have replaced it
+ * since the read txn saw it. Failures are logged here; the caller reports a miss anyway. */
+static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len)
+{
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_val v;
+    struct cw_entry_view view;
+    MDB_txn *txn;
+    char hex[33];
+    int rc;
+
+    if (store_txn_write(st, &txn, "drop bad entry", key) < 0) return;
+    rc = mdb_get(txn, st->obj, &k, &v);
+    if (rc == MDB_NOTFOUND ||
+        (rc == MDB_SUCCESS && cw_entry_decode(v.mv_data, v.mv_size, &view) == 0)) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    if (rc == MDB_SUCCESS) rc = mdb_del(txn, st->obj, &k, NULL);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_del(obj)", key, rc);
+        mdb_txn_abort(txn);
+        return;
+    }
+    if (store_commit(txn, "mdb_del(obj)", key) < 0) return;
+    cw_key_hex(key, hex);
+    cw_warn("store: bad entry %s: %zu bytes failed validation, deleted", hex, len);
+}
+
+int cw_store_read(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
+                  cw_store_read_fn fn, void *cls)
+{
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_val v;
+    struct cw_entry_view view;
+    int rc;
+
+    rc = store_renew(r);
+    if (rc < 0) return rc;
+    rc = mdb_get(r->txn, r->st->obj, &k, &v);
+    if (rc != MDB_SUCCESS) {
+        if (rc != MDB_NOTFOUND) store_log_mdb("mdb_get(obj)", key, rc);
+        rc = store_errno(rc);
+        goto out_reset_txn;
+    }
+    rc = cw_entry_decode(v.mv_data, v.mv_size, &view);
+    if (rc < 0) {
+        size_t len = v.mv_size;
+        /* End the snapshot before the delete's write txn: a reader kept open across it
+         * would pin the bad pages, and the delete re-checks the value itself. */
+        mdb_txn_reset(r->txn);
+        store_drop_bad(r->st, key, len);
+        return -EBADMSG;
+    }
+    if (!cw_str_eq(view.key, full_key)) {
+        rc = -ENOENT; /* a hash collision: a miss, never a wrong answer */
+        goto out_reset_txn;
+    }
+    rc = fn(cls, &view);
+
+out_reset_txn:
+    mdb_txn_reset(r->txn);
+    return rc;
+}
+
+/* The one place eviction hooks in: free at least need bytes and return true to have the
+ * put retried. No eviction yet (DESIGN.md: the refresher's CLOCK sweep), so a full map is
+ * -ENOSPC and the caller serves the answer uncached. */
+static bool store_make_room(struct cw_store *st, size_t need, int attempt)
+{
+    (void)st;
+    (void)need;
+    (void)attempt;
+    return false;
+}
+
+/* One write txn that reserves need bytes under key and encodes into them. */
+static int store_put_once(struct cw_store *st, const struct cw_key *key,
+                          const struct cw_entry_hdr *h, struct cw_str full_key,
+                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                          size_t need)
+{
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_val v = {need, NULL};
+    MDB_txn *txn;
+    int rc;
+
+    rc = store_txn_write(st, &txn, "put", key);
+    if (rc < 0) return rc;
+    rc = mdb_put(txn, st->obj, &k, &v, MDB_RESERVE);
+    if (rc != MDB_SUCCESS) {
+        if (rc != MDB_MAP_FULL) store_log_mdb("mdb_put(obj)", key, rc);
+        rc = store_errno(rc);
+        goto out_abort_txn;
+    }
+    rc = cw_entry_encode(h, full_key, hdrs, n, body, v.mv_data, v.mv_size);
+    if (rc < 0) goto out_abort_txn;
+    return store_commit(txn, "put", key);
+
+out_abort_txn:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_entry_hdr *h,
+                 struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
+                 struct cw_str body)
+{
+    size_t need;
+    int rc;
+
+    rc = cw_entry_size(full_key, hdrs, n, body.len, &need);
+    if (rc == -EOVERFLOW) return -EINVAL;
+    if (rc < 0) return rc;
+    if (h->status < 100 || h->status > 999) return -EINVAL;
+
+    for (int attempt = 0;; attempt++) {
+        rc = store_put_once(st, key, h, full_key, hdrs, n, body, need);
+        if (rc != -ENOSPC || !store_make_room(st, need, attempt)) break;
+    }
+    return rc;
+}
+
+int cw_store_delete(struct cw_store *st, const struct cw_key *key)
+{
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_txn *txn;
+    int rc;
+
+    rc = store_txn_write(st, &txn, "delete", key);
+    if (rc < 0) return rc;
+    rc = mdb_del(txn, st->obj, &k, NULL);
+    if (rc != MDB_SUCCESS) {
+        if (rc != MDB_NOTFOUND) store_log_mdb("mdb_del(obj)", key, rc);
+        mdb_txn_abort(txn);
+        return store_errno(rc);
+    }
+    return store_commit(txn, "delete", key);
+}
+
+int cw_store_vary_get(struct cw_store_reader *r, const struct cw_key *primary, char *buf,
+                      size_t size, size_t *len)
+{
+    MDB_val k = {sizeof(primary->h), (void *)primary->h};
+    MDB_val v;
+    int rc;
+
+    rc = store_renew(r);
+    if (rc < 0) return rc;
+    rc = mdb_get(r->txn, r->st->vary, &k, &v);
+    if (rc != MDB_SUCCESS) {
+        if (rc != MDB_NOTFOUND) store_log_mdb("mdb_get(vary)", primary, rc);
+        rc = store_errno(rc);
+        goto out_reset_txn;
+    }
+    if (v.mv_size > size) {
+        rc = -ENOSPC;
+        goto out_reset_txn;
+    }
+    if (v.mv_size > 0) memcpy(buf, v.mv_data, v.mv_size);
+    *len = v.mv_size;
+    rc = 0;
+
+out_reset_txn:
+    mdb_txn_reset(r->txn);
+    return rc;
+}
+
+int cw_store_vary_put(struct cw_store *st, const struct cw_key *primary, struct cw_str names)
+{
+    MDB_val k = {sizeof(primary->h), (void *)primary->h};
+    MDB_val v = {names.len, (void *)names.p};
+    MDB_txn *txn;
+    int rc;
+
+    rc = store_txn_write(st, &txn, "vary", primary);
+    if (rc < 0) return rc;
+    if (names.len > 0) {
+        rc = mdb_put(txn, st->vary, &k, &v, 0);
+        if (rc != MDB_SUCCESS) {
+            if (rc != MDB_MAP_FULL) store_log_mdb("mdb_put(vary)", primary, rc);
+            goto out_abort_txn;
+        }
+    } else {
+        rc = mdb_del(txn, st->vary, &k, NULL);
+        if (rc == MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            return 0;
+        }
+        if (rc != MDB_SUCCESS) {
+            store_log_mdb("mdb_del(vary)", primary, rc);
+            goto out_abort_txn;
+        }
+    }
+    return store_commit(txn, "vary", primary);
+
+out_abort_txn:
+    mdb_txn_abort(txn);
+    return store_errno(rc);
+}
+
+int cw_store_reader_check(struct cw_store *st)
+{
+    int dead = 0;
+    int rc = mdb_reader_check(st->env, &dead);
+
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_reader_check", NULL, rc);
+        return store_errno(rc);
+    }
+    return dead;
+}
+
+int cw_store_stat(struct cw_store *st, uint64_t *entries, uint64_t *used_bytes)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    MDB_stat env_ms;
+    MDB_envinfo info;
+    int rc;
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("stat mdb_txn_begin", NULL, rc);
+        return store_errno(rc);
+    }
+    rc = mdb_stat(txn, st->obj, &ms);
+    mdb_txn_abort(txn);
+    if (rc == MDB_SUCCESS) rc = mdb_env_stat(st->env, &env_ms);
+    if (rc == MDB_SUCCESS) rc = mdb_env_info(st->env, &info);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("stat", NULL, rc);
+        return store_errno(rc);
+    }
+    *entries = ms.ms_entries;
+    *used_bytes = ((uint64_t)info.me_last_pgno + 1) * env_ms.ms_psize;
+    return 0;
+}
+
+int cw_store_clear(struct cw_store *st)
+{
+    const MDB_dbi dbis[] = {st->obj, st->vary, st->tag, st->lease};
+    MDB_txn *txn;
+    int rc;
+
+    rc = store_txn_write(st, &txn, "clear", NULL);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < CW_ARRAY_LEN(dbis); i++) {
+        rc = mdb_drop(txn, dbis[i], 0);
+        if (rc != MDB_SUCCESS) {
+            store_log_mdb("clear mdb_drop", NULL, rc);
+            mdb_txn_abort(txn);
+            return store_errno(rc);
+        }
+    }
+    return store_commit(txn, "clear", NULL);
+}

@@ -1,0 +1,647 @@
+"""Helpers for the CacheWarp integration tests (Python 3 standard library only).
+
+Every process a test starts (cw-test-origin, cachewarpd) listens on an ephemeral loopback
+port inside the test's own temp dir, is polled for readiness with a deadline, and is
+stopped by PID. An `Env` owns them: run.py makes one per test and closes it afterwards,
+whatever happened, so that a failing test never leaves a process behind.
+
+    def test_something(env):
+        origin = env.origin()
+        d = env.daemon(origin, workers=2, route={"ttl": "60s"})
+        r = d.get("/a?cc=max-age%3D60")
+        assert r.header("x-cache") == "MISS", r
+"""
+
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("CW_BUILD", os.path.join(REPO, "build", "rel"))
+LOOPBACK = "127.0.0.1"
+
+
+def set_build(path):
+    """Sets the build folder (holding bin/cachewarpd and bin/cw-test-origin)."""
+    global BUILD
+    BUILD = os.path.abspath(path)
+
+
+def binary(name):
+    return os.path.join(BUILD, "bin", name)
+
+
+def free_port():
+    """A port that was free on the loopback a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, interval=0.02, what="condition"):
+    """Polls pred() until it returns a true value (returned) or raises AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_accepts(port, host=LOOPBACK):
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, lines=40):
+    """The last lines of a text file, or a note that it is missing."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"({path}: {e.strerror})"
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+class TempDir:
+    """A fresh temp dir; removed on exit unless CW_KEEP=1 is set (for post-mortems)."""
+
+    def __init__(self, prefix="cw-it-"):
+        self.path = tempfile.mkdtemp(prefix=prefix)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    def cleanup(self):
+        if os.environ.get("CW_KEEP") == "1":
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------
+# /proc helpers
+
+
+def children(pid):
+    """Direct children of pid, from every thread's children list."""
+    out = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{t}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        for c in children(todo.pop()):
+            if c not in out:
+                out.append(c)
+                todo.append(c)
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def proc_stat(pid):
+    """(state, start_time, utime+stime ticks) of pid, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    rest = s[s.rindex(")") + 2 :].split()  # fields from 3 on; comm may hold spaces
+    return rest[0], int(rest[19]), int(rest[11]) + int(rest[12])
+
+
+def is_alive(pid, start_time=None):
+    """True when pid runs (not a zombie) and, if given, started at start_time."""
+    st = proc_stat(pid)
+    if st is None or st[0] in ("Z", "X"):
+        return False
+    return start_time is None or st[1] == start_time
+
+
+def pids_with_cmdline(needle):
+    """PIDs of live processes whose command line contains needle."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if needle in cmd and is_alive(int(name)):
+            out.append(int(name))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP
+
+
+class Response:
+    """status, headers (dict, lower-case names, repeats joined by ", "), body, elapsed (s)."""
+
+    def __init__(self, status, headers, body, elapsed):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.elapsed = elapsed
+
+    def header(self, name, default=None):
+        return self.headers.get(name.lower(), default)
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8", "replace"))
+
+    def __repr__(self):
+        body = self.body[:200]
+        return (
+            f"<Response {self.status} in {self.elapsed * 1000:.1f} ms headers={self.headers} "
+            f"body={body!r}{'...' if len(self.body) > 200 else ''}>"
+        )
+
+
+def request(port, path, method="GET", headers=None, body=None, timeout=10.0, host=LOOPBACK):
+    """One request on a fresh connection; returns a Response. Raises OSError and
+    http.client errors (a failed request is never retried)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs.setdefault("Content-Length", str(len(body)))
+        for k, v in hdrs.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        h = {}
+        for k, v in resp.getheaders():
+            k = k.lower()
+            h[k] = f"{h[k]}, {v}" if k in h else v
+        return Response(resp.status, h, data, time.monotonic() - t0)
+    finally:
+        conn.close()
+
+
+def raw_request(port, data, timeout=10.0, host=LOOPBACK):
+    """Sends raw request bytes (should say Connection: close) and returns every byte
+    received until the server closes: lets a test see bytes http.client would hide."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks)
+
+
+def concurrent(fn, n, threads):
+    """Calls fn(i) for i in range(n) on a pool of threads; returns the results in order,
+    an exception object in place of a call that raised."""
+
+    def wrap(i):
+        try:
+            return fn(i)
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            return e
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(wrap, range(n)))
+
+
+# ---------------------------------------------------------------------------------------
+# cw-test-origin
+
+
+class Origin:
+    """A running cw-test-origin. Its stderr goes to <dir>/origin.log."""
+
+    def __init__(self, tmpdir, name="origin"):
+        self.log_path = os.path.join(tmpdir, f"{name}.log")
+        exe = binary("cw-test-origin")
+        if not os.access(exe, os.X_OK):
+            raise AssertionError(f"{exe} is missing: build it with `make {exe}`")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [exe, "-p", "0", "-a", LOOPBACK],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+        self.port = self._read_port(5.0)
+        self.url = f"http://{LOOPBACK}:{self.port}"
+
+    def _read_port(self, timeout):
+        deadline = time.monotonic() + timeout
+        line = b""
+        fd = self.proc.stdout.fileno()
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.stop()
+                raise AssertionError(f"origin printed no port=N in {timeout}s: {tail(self.log_path)}")
+            b = os.read(fd, 1)
+            if not b:
+                self.stop()
+                raise AssertionError(f"origin exited before listening: {tail(self.log_path)}")
+            line += b
+        m = re.match(rb"port=(\d+)\n$", line)
+        if not m:
+            self.stop()
+            raise AssertionError(f"origin said {line!r}, not port=N")
+        return int(m.group(1))
+
+    def get(self, path, **kw):
+        return request(self.port, path, **kw)
+
+    def stats(self):
+        r = request(self.port, "/__stats", timeout=5)
+        assert r.status == 200, f"origin /__stats: {r}"
+        return r.json()
+
+    def reset(self):
+        assert request(self.port, "/__reset", timeout=5).status == 200
+
+    def mode(self, m):
+        r = request(self.port, f"/__mode?m={m}", timeout=5)
+        assert r.status == 200, f"origin /__mode?m={m}: {r}"
+
+    def count(self, path):
+        """Requests the origin received for path+query. Keys are compared after
+        percent-decoding, so a proxy that re-encodes the query is still counted."""
+        want = urllib.parse.unquote(path)
+        return sum(n for k, n in self.stats()["paths"].items() if urllib.parse.unquote(k) == want)
+
+    def method_count(self, method):
+        return self.stats()["methods"].get(method, 0)
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
+        return self.proc.returncode
+
+
+# ---------------------------------------------------------------------------------------
+# cachewarpd configuration
+
+
+class Raw(str):
+    """A libconfig value written as is (a group, list or number)."""
+
+
+def lc_value(v):
+    if isinstance(v, Raw):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "[ " + ", ".join(lc_value(x) for x in v) + " ]"
+    if isinstance(v, dict):
+        return lc_group(v)
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def lc_group(d):
+    return "{ " + " ".join(f"{k} = {lc_value(v)};" for k, v in d.items() if v is not None) + " }"
+
+
+def config_text(tmpdir, port, origin_port, workers=2, route=None, origin=None, overrides=None,
+                log_level="info"):
+    """The test config: one origin "api", one route "/" (ttl 60s, no swr/sie), L1 only.
+    route/origin update the route's and the origin's settings; overrides replaces whole
+    top-level settings (a value of None removes one; str values are quoted unless Raw).
+    One top-level setting per line, so that config errors point at distinct lines."""
+    r = {"match": "/", "origin": "api", "ttl": "60s", "swr": "0s", "sie": "0s"}
+    r.update(route or {})
+    o = {
+        "name": "api",
+        "url": f"http://{LOOPBACK}:{origin_port}",
+        "connect_timeout": "1s",
+        "timeout": "10s",
+    }
+    o.update(origin or {})
+    s = {
+        "listen": f"{LOOPBACK}:{port}",
+        "workers": workers,
+        "log": {"level": log_level, "access": ""},
+        "cache": {"path": os.path.join(tmpdir, "l1.mdb"), "size": "64M", "max_object": "8M"},
+        "redis": {"enabled": False},
+        "origins": Raw("( " + lc_group(o) + " )"),
+        "routes": Raw("( " + lc_group(r) + " )"),
+        "stats": {"listen": ""},
+        "control": {"socket": os.path.join(tmpdir, "control.sock")},
+        "purge": {"allow": ["127.0.0.1/32"]},
+    }
+    s.update(overrides or {})
+    lines = ["# written by tests/integration/cw.py"]
+    lines += [f"{k} = {lc_value(v)};" for k, v in s.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(tmpdir, name="cachewarp.conf", **kw):
+    """Writes config_text(tmpdir, **kw) to tmpdir/name and returns its path."""
+    path = os.path.join(tmpdir, name)
+    with open(path, "w") as f:
+        f.write(config_text(tmpdir, **kw))
+    return path
+
+
+def run_daemon_cmd(args, timeout=10.0):
+    """Runs cachewarpd with args to completion: (exit code, stdout, stderr)."""
+    p = subprocess.run(
+        [binary("cachewarpd")] + list(args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------
+# cachewarpd
+
+
+class Daemon:
+    """A running cachewarpd (the supervisor) with stdout+stderr in <dir>/cachewarpd.log.
+
+    Every descendant seen (at start and by each workers()/children() call) is remembered
+    with its start time, so stop() can prove that none outlives the supervisor."""
+
+    READY_TIMEOUT = 10.0
+
+    def __init__(self, tmpdir, origin, workers=2, route=None, origin_cfg=None, overrides=None,
+                 log_level="info", name="cachewarpd", expect_workers=True):
+        exe = binary("cachewarpd")
+        if not os.access(exe, os.X_OK):
+            raise AssertionError(f"{exe} is missing (the daemon is not built)")
+        self.tmpdir = tmpdir
+        self.workers_wanted = workers
+        self.port = free_port()
+        self.conf = write_config(
+            tmpdir,
+            name=f"{name}.conf",
+            port=self.port,
+            origin_port=origin.port,
+            workers=workers,
+            route=route,
+            origin=origin_cfg,
+            overrides=overrides,
+            log_level=log_level,
+        )
+        self.log_path = os.path.join(tmpdir, f"{name}.log")
+        self.log = open(self.log_path, "wb")
+        self.known = {}  # pid -> start time of every descendant seen
+        self.exit_code = None
+        self.proc = subprocess.Popen(
+            [exe, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL
+        )
+        self.pid = self.proc.pid
+        try:
+            self._wait_ready(expect_workers)
+        except BaseException:
+            self.kill_all()
+            raise
+
+    def _wait_ready(self, expect_workers):
+        deadline = time.monotonic() + self.READY_TIMEOUT
+        while not port_accepts(self.port):
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"cachewarpd exited with {self.proc.returncode} before listening:\n"
+                    f"{tail(self.log_path)}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"cachewarpd not listening on {self.port} after {self.READY_TIMEOUT}s:\n"
+                    f"{tail(self.log_path)}")
+            time.sleep(0.02)
+        # The listen socket accepts as soon as the supervisor binds it, before any worker
+        # runs: also wait (a short, soft deadline) for the workers to exist.
+        if expect_workers and self.workers_wanted > 0:
+            soft = min(deadline, time.monotonic() + 3.0)
+            while len(self.workers()) < self.workers_wanted and time.monotonic() < soft:
+                time.sleep(0.02)
+        self.children()
+
+    # -- process tree
+
+    def children(self):
+        """Descendant pids, remembered for the orphan check."""
+        out = descendants(self.pid)
+        for p in out:
+            st = proc_stat(p)
+            if st is not None and p not in self.known:
+                self.known[p] = st[1]
+        return out
+
+    def workers(self):
+        """PIDs of the live children named cw-worker."""
+        self.children()
+        return self.named("cw-worker")
+
+    def named(self, name):
+        return [p for p in children(self.pid) if comm(p) == name and is_alive(p)]
+
+    def is_running(self):
+        return self.proc.poll() is None
+
+    # -- HTTP
+
+    def get(self, path, **kw):
+        return request(self.port, path, **kw)
+
+    def request(self, path, method="GET", **kw):
+        return request(self.port, path, method=method, **kw)
+
+    # -- stopping
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Waits for the supervisor to exit: its exit code, or raises AssertionError."""
+        try:
+            self.exit_code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"cachewarpd still running {timeout}s after the signal:\n{tail(self.log_path)}")
+        return self.exit_code
+
+    def stop(self, timeout=15.0):
+        """SIGTERM and wait: returns (exit code, seconds taken). Then asserts that no
+        process it ever had survives (everything left over is SIGKILLed first)."""
+        if self.proc.poll() is None:
+            self.children()
+            t0 = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.wait(timeout)
+            finally:
+                took = time.monotonic() - t0
+                if self.proc.poll() is None:
+                    self.kill_all()
+        else:
+            took = 0.0
+        self.check_no_orphans()
+        self.log.close()
+        return self.proc.returncode, took
+
+    def orphans(self):
+        """Live processes left by this daemon: remembered descendants, and anything whose
+        command line names this daemon's config file."""
+        left = {p for p, st in self.known.items() if is_alive(p, st)}
+        left.update(pids_with_cmdline(self.conf))
+        if self.proc.poll() is not None:
+            left.discard(self.pid)
+        return sorted(left)
+
+    def check_no_orphans(self, timeout=2.0):
+        deadline = time.monotonic() + timeout
+        left = self.orphans()
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = self.orphans()
+        if left:
+            desc = ", ".join(f"{p} ({comm(p)})" for p in left)
+            for p in left:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            raise AssertionError(f"processes survived cachewarpd: {desc}")
+
+    def kill_all(self):
+        """SIGKILLs the supervisor and every descendant (cleanup after a failure)."""
+        pids = self.children() + list(self.known)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        for p in set(pids):
+            if is_alive(p, self.known.get(p)):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+# ---------------------------------------------------------------------------------------
+# per-test environment
+
+
+class Env:
+    """What a test gets: a temp dir, and factories for processes it then owns."""
+
+    def __init__(self, name):
+        self.name = name
+        self._tmp = TempDir(prefix=f"cw-it-{name}-")
+        self.dir = self._tmp.path
+        self.origins = []
+        self.daemons = []
+        self.notes = []
+
+    def note(self, text):
+        """A measurement to print on the test's result line (e.g. a max latency)."""
+        self.notes.append(text)
+
+    def origin(self, name="origin"):
+        o = Origin(self.dir, name=name)
+        self.origins.append(o)
+        return o
+
+    def daemon(self, origin, **kw):
+        kw.setdefault("name", f"cachewarpd{len(self.daemons) or ''}")
+        d = Daemon(self.dir, origin, **kw)
+        self.daemons.append(d)
+        return d
+
+    def config(self, origin_port=None, **kw):
+        """Writes a config without starting anything; returns its path."""
+        kw.setdefault("port", free_port())
+        return write_config(self.dir, origin_port=origin_port or free_port(), **kw)
+
+    def log_tails(self, lines=40):
+        out = []
+        for d in self.daemons:
+            out.append(f"--- {d.log_path} (last {lines} lines)\n{tail(d.log_path, lines)}")
+        for o in self.origins:
+            t = tail(o.log_path, 10)
+            if t.strip():
+                out.append(f"--- {o.log_path}\n{t}")
+        return "\n".join(out)
+
+    def close(self):
+        """Stops every daemon (with the orphan check) and origin; raises the first error
+        after trying them all. The temp dir goes afterwards."""
+        errors = []
+        for d in self.daemons:
+            try:
+                if d.is_running() or not d.log.closed:
+                    d.stop(timeout=15.0)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        for o in self.origins:
+            try:
+                o.stop()
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def cleanup(self):
+        self._tmp.cleanup()

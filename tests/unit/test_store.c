@@ -1,0 +1,590 @@
+/* tests/unit/test_store.c - shm/store against a real LMDB file in a temp dir.
+ *
+ * The damage tests write raw bytes with the LMDB API directly (only while no store handle
+ * is open in this process: LMDB forbids two handles on one file in a process). */
+#include "shm/store.h"
+
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <glob.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/limits.h"
+
+Suite *store_suite(void);
+
+#define TEST_MAP_BYTES (64u << 20)
+
+static char tmp_dir[64];
+static char db_path[128];
+
+/* What a read callback saw. */
+struct seen {
+    int calls;
+    uint16_t status;
+    char body[256];
+    size_t body_len;
+};
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void setup(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/cw-store-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+    /* A missing parent: cw_store_open() creates it. */
+    snprintf(db_path, sizeof(db_path), "%s/sub/dir/l1.mdb", tmp_dir);
+}
+
+static void teardown(void)
+{
+    nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int read_cb(void *cls, const struct cw_entry_view *v)
+{
+    struct seen *s = cls;
+
+    s->calls++;
+    s->status = v->h.status;
+    s->body_len = v->body.len < sizeof(s->body) ? v->body.len : sizeof(s->body);
+    memcpy(s->body, v->body.p, s->body_len);
+    return 7; /* read returns what the callback returns */
+}
+
+static struct cw_entry_hdr hdr_ok(void)
+{
+    struct cw_entry_hdr h;
+
+    memset(&h, 0, sizeof(h));
+    h.status = 200;
+    h.stored_at_ms = 1;
+    return h;
+}
+
+static void key_of(const struct cw_store *st, const char *full, struct cw_key *k)
+{
+    cw_key_hash(cw_store_secret(st), full, strlen(full), k);
+}
+
+static int put_str(struct cw_store *st, const char *full, const char *body)
+{
+    struct cw_entry_hdr h = hdr_ok();
+    struct cw_entry_header hd = {CW_STR_LIT("Content-Type"), CW_STR_LIT("text/plain")};
+    struct cw_key k;
+
+    key_of(st, full, &k);
+    return cw_store_put(st, &k, &h, cw_str_cstr(full), &hd, 1, cw_str_cstr(body));
+}
+
+static int read_str(struct cw_store_reader *r, struct cw_store *st, const char *full,
+                    struct seen *s)
+{
+    struct cw_key k;
+
+    memset(s, 0, sizeof(*s));
+    key_of(st, full, &k);
+    return cw_store_read(r, &k, cw_str_cstr(full), read_cb, s);
+}
+
+/* Writes one raw value into a named db with the LMDB API: no store may be open. */
+static void raw_put(const char *db, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val key = {klen, (void *)k};
+    MDB_val val = {vlen, (void *)v};
+
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+    ck_assert_int_eq(mdb_env_open(env, db_path, MDB_NOSUBDIR, 0640), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    ck_assert_int_eq(mdb_put(txn, dbi, &key, &val, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Data files moved aside next to db_path. */
+static size_t count_corrupt(void)
+{
+    char pat[160];
+    glob_t g;
+    size_t n;
+
+    snprintf(pat, sizeof(pat), "%s.corrupt-*", db_path);
+    if (glob(pat, 0, NULL, &g) != 0) return 0;
+    n = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        size_t len = strlen(g.gl_pathv[i]);
+        /* The "-lock" file moves along with its data file; count data files only. */
+        if (len < 5 || strcmp(g.gl_pathv[i] + len - 5, "-lock") != 0) n++;
+    }
+    globfree(&g);
+    return n;
+}
+
+START_TEST(test_store_open_put_read_delete)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct seen s;
+    struct cw_key k;
+    struct stat sb;
+    char dir[160];
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    snprintf(dir, sizeof(dir), "%s/sub/dir", tmp_dir);
+    ck_assert_int_eq(stat(dir, &sb), 0);
+    ck_assert_uint_eq(sb.st_mode & 0777, 0750);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+
+    ck_assert_int_eq(read_str(r, st, "http://h/a", &s), -ENOENT);
+    ck_assert_int_eq(put_str(st, "http://h/a", "hello"), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/a", &s), 7);
+    ck_assert_int_eq(s.calls, 1);
+    ck_assert_uint_eq(s.status, 200);
+    ck_assert_uint_eq(s.body_len, 5);
+    ck_assert_int_eq(memcmp(s.body, "hello", 5), 0);
+
+    /* Replace. */
+    ck_assert_int_eq(put_str(st, "http://h/a", "bye"), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/a", &s), 7);
+    ck_assert_uint_eq(s.body_len, 3);
+
+    key_of(st, "http://h/a", &k);
+    ck_assert_int_eq(cw_store_delete(st, &k), 0);
+    ck_assert_int_eq(cw_store_delete(st, &k), -ENOENT);
+    ck_assert_int_eq(read_str(r, st, "http://h/a", &s), -ENOENT);
+    ck_assert_int_eq(s.calls, 0);
+
+    cw_store_reader_close(r);
+    cw_store_close(st);
+    cw_store_reader_close(NULL);
+    cw_store_close(NULL);
+}
+END_TEST
+
+/* Two full keys under one hash key: the stored one answers, the other is a miss. */
+START_TEST(test_store_collision_is_miss)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_entry_hdr h = hdr_ok();
+    struct cw_key k;
+    struct seen s;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    memset(&k, 0x5a, sizeof(k));
+    ck_assert_int_eq(cw_store_put(st, &k, &h, CW_STR_LIT("http://h/one"), NULL, 0, CW_STR_LIT("1")),
+                     0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_read(r, &k, CW_STR_LIT("http://h/two"), read_cb, &s), -ENOENT);
+    ck_assert_int_eq(s.calls, 0);
+    ck_assert_int_eq(cw_store_read(r, &k, CW_STR_LIT("http://h/one"), read_cb, &s), 7);
+    ck_assert_int_eq(s.calls, 1);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_put_rejects_invalid_entry)
+{
+    static struct cw_entry_header hdrs[CW_LIMIT_HEADER_COUNT + 1];
+    struct cw_store *st = NULL;
+    struct cw_entry_hdr h = hdr_ok();
+    struct cw_key k;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(hdrs); i++) {
+        hdrs[i].name = CW_STR_LIT("x");
+        hdrs[i].value = CW_STR_LIT("y");
+    }
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    memset(&k, 1, sizeof(k));
+    ck_assert_int_eq(
+        cw_store_put(st, &k, &h, CW_STR_LIT("k"), hdrs, CW_ARRAY_LEN(hdrs), CW_STR_LIT("")),
+        -EINVAL);
+    h.status = 0;
+    ck_assert_int_eq(cw_store_put(st, &k, &h, CW_STR_LIT("k"), NULL, 0, CW_STR_LIT("")), -EINVAL);
+    ck_assert_int_eq(cw_store_delete(st, &k), -ENOENT);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A value that fails validation is reported once as -EBADMSG, deleted, then a miss. */
+START_TEST(test_store_bad_entry_deleted_on_read)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_key k;
+    struct seen s;
+    uint64_t entries = 0;
+    uint64_t used = 0;
+    char junk[200];
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(put_str(st, "http://h/good", "ok"), 0);
+    key_of(st, "http://h/bad", &k);
+    cw_store_close(st);
+
+    memset(junk, 'j', sizeof(junk));
+    raw_put("obj", k.h, sizeof(k.h), junk, sizeof(junk));
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 2);
+    ck_assert_int_eq(read_str(r, st, "http://h/bad", &s), -EBADMSG);
+    ck_assert_int_eq(s.calls, 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/bad", &s), -ENOENT);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 1);
+    ck_assert_int_eq(read_str(r, st, "http://h/good", &s), 7);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_garbage_file_moved_aside)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct seen s;
+    char dir[160];
+    char junk[65536];
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/sub", tmp_dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof(dir), "%s/sub/dir", tmp_dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    for (size_t i = 0; i < sizeof(junk); i++) {
+        junk[i] = (char)(i * 7 + 3);
+    }
+    f = fopen(db_path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+    ck_assert_int_eq(fclose(f), 0);
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_uint_eq(count_corrupt(), 1);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(put_str(st, "http://h/x", "x"), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/x", &s), 7);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A valid LMDB file whose meta is not ours is moved aside too, and gets a new secret. */
+START_TEST(test_store_bad_meta_moved_aside)
+{
+    struct cw_store *st = NULL;
+    uint8_t secret[16];
+    uint32_t format = 2;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    memcpy(secret, cw_store_secret(st), sizeof(secret));
+    ck_assert_int_eq(put_str(st, "http://h/x", "x"), 0);
+    cw_store_close(st);
+
+    raw_put("meta", "format", 6, &format, sizeof(format));
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_uint_eq(count_corrupt(), 1);
+    ck_assert_int_ne(memcmp(secret, cw_store_secret(st), sizeof(secret)), 0);
+    cw_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_reopen_keeps_entries_and_secret)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    uint8_t secret[16];
+    struct seen s;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    memcpy(secret, cw_store_secret(st), sizeof(secret));
+    ck_assert_int_eq(put_str(st, "http://h/keep", "kept"), 0);
+    cw_store_close(st);
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(memcmp(secret, cw_store_secret(st), sizeof(secret)), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/keep", &s), 7);
+    ck_assert_uint_eq(s.body_len, 4);
+    ck_assert_uint_eq(count_corrupt(), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A full map is -ENOSPC and every entry already stored still reads back. */
+START_TEST(test_store_map_full_is_enospc)
+{
+    static char body[100 * 1024];
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_entry_hdr h = hdr_ok();
+    struct seen s;
+    char full[64];
+    struct cw_key k;
+    int stored = 0;
+    int rc = 0;
+
+    memset(body, 'b', sizeof(body));
+    ck_assert_int_eq(cw_store_open(db_path, 1u << 20, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    for (int i = 0; i < 100; i++) {
+        snprintf(full, sizeof(full), "http://h/%d", i);
+        key_of(st, full, &k);
+        body[0] = (char)('0' + i % 10);
+        rc = cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body)));
+        if (rc != 0) break;
+        stored++;
+    }
+    ck_assert_int_eq(rc, -ENOSPC);
+    ck_assert_int_gt(stored, 0);
+    for (int i = 0; i < stored; i++) {
+        snprintf(full, sizeof(full), "http://h/%d", i);
+        ck_assert_int_eq(read_str(r, st, full, &s), 7);
+        ck_assert_int_eq(s.body[0], '0' + i % 10);
+    }
+    /* Room made by a delete is usable again. */
+    snprintf(full, sizeof(full), "http://h/0");
+    key_of(st, full, &k);
+    ck_assert_int_eq(cw_store_delete(st, &k), 0);
+    ck_assert_int_eq(put_str(st, "http://h/small", "s"), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_vary_put_get_remove)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_key k;
+    char buf[64];
+    size_t len = 0;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    memset(&k, 3, sizeof(k));
+    ck_assert_int_eq(cw_store_vary_get(r, &k, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(cw_store_vary_put(st, &k, CW_STR_LIT("accept-encoding,accept-language")), 0);
+    ck_assert_int_eq(cw_store_vary_get(r, &k, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(len, 31);
+    ck_assert_int_eq(memcmp(buf, "accept-encoding,accept-language", len), 0);
+    ck_assert_int_eq(cw_store_vary_get(r, &k, buf, 30, &len), -ENOSPC);
+    ck_assert_int_eq(cw_store_vary_put(st, &k, cw_str_make(NULL, 0)), 0);
+    ck_assert_int_eq(cw_store_vary_get(r, &k, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(cw_store_vary_put(st, &k, cw_str_make(NULL, 0)), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+START_TEST(test_store_stat_clear_reader_check)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    uint64_t entries = 99;
+    uint64_t used = 0;
+    uint8_t secret[16];
+    struct seen s;
+    struct cw_key k;
+    char buf[16];
+    size_t len;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    memcpy(secret, cw_store_secret(st), sizeof(secret));
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 0);
+    ck_assert_uint_gt(used, 0);
+    ck_assert_int_eq(put_str(st, "http://h/1", "1"), 0);
+    ck_assert_int_eq(put_str(st, "http://h/2", "2"), 0);
+    memset(&k, 9, sizeof(k));
+    ck_assert_int_eq(cw_store_vary_put(st, &k, CW_STR_LIT("accept")), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 2);
+
+    ck_assert_int_eq(cw_store_clear(st), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/1", &s), -ENOENT);
+    ck_assert_int_eq(cw_store_vary_get(r, &k, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(memcmp(secret, cw_store_secret(st), sizeof(secret)), 0);
+    ck_assert_int_ge(cw_store_reader_check(st), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+#define FORK_PROCS   2
+#define FORK_ENTRIES 300
+
+/* One process of the fork test: open after fork (as workers do), write its own entries,
+ * read them back and read the other's as they appear. Exit status 0 on success. */
+static int fork_child(int id, int start_fd)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct seen s;
+    char full[64];
+    char c;
+    int rc;
+
+    /* Start together: the race on creating meta is the point. */
+    if (read(start_fd, &c, 1) != 0) return 10;
+    if (cw_store_open(db_path, TEST_MAP_BYTES, &st) != 0) return 11;
+    if (cw_store_reader_open(st, &r) != 0) return 12;
+    for (int i = 0; i < FORK_ENTRIES; i++) {
+        snprintf(full, sizeof(full), "http://h/%d/%d", id, i);
+        if (put_str(st, full, full) != 0) return 13;
+        if (read_str(r, st, full, &s) != 7) return 14;
+        if (s.body_len != strlen(full) || memcmp(s.body, full, s.body_len) != 0) return 15;
+        snprintf(full, sizeof(full), "http://h/%d/%d", 1 - id, i);
+        rc = read_str(r, st, full, &s);
+        if (rc != 7 && rc != -ENOENT) return 16;
+    }
+    cw_store_reader_close(r);
+    cw_store_close(st);
+    return 0;
+}
+
+START_TEST(test_store_two_processes_concurrent)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    pid_t pids[FORK_PROCS];
+    int start[2];
+    uint64_t entries = 0;
+    uint64_t used = 0;
+    struct seen s;
+    char full[64];
+
+    ck_assert_int_eq(pipe(start), 0);
+    for (int p = 0; p < FORK_PROCS; p++) {
+        pids[p] = fork();
+        ck_assert_int_ne(pids[p], -1);
+        if (pids[p] == 0) {
+            close(start[1]);
+            _exit(fork_child(p, start[0]));
+        }
+    }
+    close(start[0]);
+    close(start[1]); /* EOF releases both children at once */
+    for (int p = 0; p < FORK_PROCS; p++) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(pids[p], &status, 0), pids[p]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %d", p,
+                      status);
+    }
+
+    /* Both used one secret, so every key either wrote is found under ours. */
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, FORK_PROCS * FORK_ENTRIES);
+    for (int p = 0; p < FORK_PROCS; p++) {
+        for (int i = 0; i < FORK_ENTRIES; i++) {
+            snprintf(full, sizeof(full), "http://h/%d/%d", p, i);
+            ck_assert_int_eq(read_str(r, st, full, &s), 7);
+        }
+    }
+    ck_assert_int_eq(cw_store_reader_check(st), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* Processes that find the same garbage file at once move it aside once, and end up on
+ * one new file with one secret. */
+START_TEST(test_store_garbage_file_two_processes)
+{
+    struct cw_store *st = NULL;
+    pid_t pids[FORK_PROCS];
+    int start[2];
+    uint64_t entries = 0;
+    uint64_t used = 0;
+    char dir[160];
+    char junk[8192];
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/sub", tmp_dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(dir, sizeof(dir), "%s/sub/dir", tmp_dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    memset(junk, 0xa5, sizeof(junk));
+    f = fopen(db_path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+    ck_assert_int_eq(fclose(f), 0);
+
+    ck_assert_int_eq(pipe(start), 0);
+    for (int p = 0; p < FORK_PROCS; p++) {
+        pids[p] = fork();
+        ck_assert_int_ne(pids[p], -1);
+        if (pids[p] == 0) {
+            close(start[1]);
+            _exit(fork_child(p, start[0]));
+        }
+    }
+    close(start[0]);
+    close(start[1]);
+    for (int p = 0; p < FORK_PROCS; p++) {
+        int status = 0;
+        ck_assert_int_eq(waitpid(pids[p], &status, 0), pids[p]);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d status %d", p,
+                      status);
+    }
+    ck_assert_uint_eq(count_corrupt(), 1);
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, FORK_PROCS * FORK_ENTRIES);
+    cw_store_close(st);
+}
+END_TEST
+
+Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("store");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_store_open_put_read_delete);
+    tcase_add_test(tc, test_store_collision_is_miss);
+    tcase_add_test(tc, test_store_put_rejects_invalid_entry);
+    tcase_add_test(tc, test_store_bad_entry_deleted_on_read);
+    tcase_add_test(tc, test_store_garbage_file_moved_aside);
+    tcase_add_test(tc, test_store_bad_meta_moved_aside);
+    tcase_add_test(tc, test_store_reopen_keeps_entries_and_secret);
+    tcase_add_test(tc, test_store_map_full_is_enospc);
+    tcase_add_test(tc, test_store_vary_put_get_remove);
+    tcase_add_test(tc, test_store_stat_clear_reader_check);
+    tcase_add_test(tc, test_store_two_processes_concurrent);
+    tcase_add_test(tc, test_store_garbage_file_two_processes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+#include "tests/unit/check_main.h"
+CW_TEST_MAIN(store_suite)

@@ -1,0 +1,498 @@
+/* workers/worker.c - see workers/worker.h. This file is the MHD side: the request state
+ * machine, the hit path and the answers; worker_miss.c is the origin side. */
+#include "workers/worker.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "core/cc.h"
+#include "core/config.h"
+#include "core/entry.h"
+#include "core/fresh.h"
+#include "core/key.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/route.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/worker_int.h"
+
+#define WORKER_CONN_LIMIT    8192
+#define WORKER_CONN_TIMEOUT  60 /* seconds an idle keep-alive connection is kept */
+#define WORKER_VARY_BYTES    1024
+
+static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
+
+static void worker_mhd_log(void *cls, const char *fmt, va_list ap);
+
+int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value)
+{
+    char nbuf[CW_LIMIT_HEADER_NAME_BYTES + 1];
+    char vbuf[CW_LIMIT_HEADER_VALUE_BYTES + 1];
+
+    if (name.len >= sizeof(nbuf) || value.len >= sizeof(vbuf)) return -EINVAL;
+    memcpy(nbuf, name.p, name.len);
+    nbuf[name.len] = '\0';
+    memcpy(vbuf, value.p, value.len);
+    vbuf[value.len] = '\0';
+    return MHD_add_response_header(resp, nbuf, vbuf) == MHD_YES ? 0 : -EINVAL;
+}
+
+bool worker_is_hop(struct cw_str name, struct cw_str conn)
+{
+    if (cw_cc_is_hop_by_hop(name)) return true;
+    return conn.len > 0 && cw_cc_list_has(conn, name);
+}
+
+/* Headers MHD writes itself, or that we never replay from a stored or fetched response. */
+static bool worker_is_replay_skip(struct cw_str name)
+{
+    return cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
+           cw_str_eq_ci(name, CW_STR_LIT("Surrogate-Key")) ||
+           cw_str_eq_ci(name, CW_STR_LIT("Age"));
+}
+
+static void worker_count(struct worker_req *r, enum worker_result res)
+{
+    static const enum cw_seg_counter map[] = {
+        [WRES_HIT] = CW_SEG_REQ_HIT,     [WRES_MISS] = CW_SEG_REQ_MISS,
+        [WRES_STALE] = CW_SEG_REQ_STALE, [WRES_REVALIDATED] = CW_SEG_REQ_REVALIDATED,
+        [WRES_PASS] = CW_SEG_REQ_PASS,   [WRES_ERROR] = CW_SEG_REQ_ERROR,
+    };
+    cw_seg_add(r->w->seg, r->w->slot, map[res], 1);
+}
+
+static enum MHD_Result worker_queue(struct worker_req *r, unsigned status,
+                                    struct MHD_Response *resp)
+{
+    enum MHD_Result ret;
+
+    MHD_add_response_header(resp, "Via", worker_via.p);
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->state = WREQ_DONE;
+    return ret;
+}
+
+enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const char *body,
+                                    const char *detail)
+{
+    struct MHD_Response *resp;
+    char cs[160];
+
+    resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Cache", "ERROR");
+    snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
+    MHD_add_response_header(resp, "Cache-Status", cs);
+    worker_count(r, WRES_ERROR);
+    return worker_queue(r, status, resp);
+}
+
+/* Inside the read txn: answers a fresh entry. Returns 0 when a response was queued, 1 when
+ * the entry is there but may not be used without the origin, <0 on failure. */
+static int worker_on_entry(void *cls, const struct cw_entry_view *v)
+{
+    struct worker_req *r = cls;
+    int64_t now = cw_clock_wall_ms();
+    struct MHD_Response *resp;
+    struct cw_str name, value;
+    size_t off = 0;
+    char num[32];
+
+    if (now >= v->h.fresh_until_ms ||
+        (v->h.flags & (CW_ENTRY_ALWAYS_REVALIDATE | CW_ENTRY_SOFT_PURGED)))
+        return 1;
+    resp = MHD_create_response_from_buffer(v->body.len, (void *)v->body.p,
+                                           MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return -ENOMEM;
+    while (cw_entry_header_next(v, &off, &name, &value)) {
+        if (worker_is_replay_skip(name)) continue;
+        if (worker_resp_add(resp, name, value) < 0) {
+            MHD_destroy_response(resp);
+            return -EINVAL;
+        }
+    }
+    int64_t age_s = cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now);
+    snprintf(num, sizeof(num), "%lld", (long long)(age_s / 1000));
+    MHD_add_response_header(resp, "Age", num);
+    MHD_add_response_header(resp, "X-Cache", "HIT");
+    char cs[64];
+    snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld",
+             (long long)((v->h.fresh_until_ms - now) / 1000));
+    MHD_add_response_header(resp, "Cache-Status", cs);
+    cw_seg_hit(r->w->seg, &r->key);
+    worker_count(r, WRES_HIT);
+    if (worker_queue(r, v->h.status, resp) != MHD_YES) return -EIO;
+    return 0;
+}
+
+int worker_key_vary(struct worker_req *r, struct cw_str names)
+{
+    const char *p = names.p, *end = names.p + names.len;
+    char name[CW_LIMIT_HEADER_NAME_BYTES + 1];
+    unsigned n = 0;
+
+    r->key_len = r->primary_len;
+    while (p < end && n++ < CW_LIMIT_VARY_FIELDS) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        while (p < e && (*p == ' ' || *p == '\t')) p++;
+        size_t len = (size_t)(e - p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
+        if (len > 0 && len < sizeof(name)) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            const char *val = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+            int rc = cw_key_append_header(r->key_buf, CW_LIMIT_KEY_BYTES, &r->key_len,
+                                          cw_str_make(name, len), cw_str_cstr(val));
+            if (rc < 0) return rc;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return 0;
+}
+
+int worker_key_primary(struct worker_req *r, const char *host)
+{
+    int rc;
+
+    if (r->key_buf == NULL) r->key_buf = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->key_buf == NULL) return -ENOMEM;
+    rc = cw_key_build(r->rt, CW_STR_LIT("http"), cw_str_cstr(host),
+                      cw_str_make(r->uri, r->uri_len), r->key_buf, CW_LIMIT_KEY_BYTES,
+                      &r->key_len);
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < r->rt->key_headers_count; i++) {
+        const char *name = r->rt->key_headers[i];
+        const char *val = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+        rc = cw_key_append_header(r->key_buf, CW_LIMIT_KEY_BYTES, &r->key_len,
+                                  cw_str_cstr(name), cw_str_cstr(val));
+        if (rc < 0) return rc;
+    }
+    r->primary_len = r->key_len;
+    cw_key_hash(cw_store_secret(r->w->store), r->key_buf, r->key_len, &r->primary);
+    r->key = r->primary;
+    return 0;
+}
+
+/* The hit path: the primary key, the vary record, then the entry. MHD_YES with a response
+ * queued on a hit; otherwise the request continues to the miss path. */
+static enum MHD_Result worker_lookup(struct worker_req *r, const char *host, bool *answered)
+{
+    char vary[WORKER_VARY_BYTES];
+    size_t vary_len;
+    int rc;
+
+    *answered = false;
+    rc = worker_key_primary(r, host);
+    if (rc == -ENOMEM) return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
+    rc = cw_store_vary_get(r->w->reader, &r->primary, vary, sizeof(vary), &vary_len);
+    if (rc == 0) {
+        if (worker_key_vary(r, cw_str_make(vary, vary_len)) < 0)
+            return worker_answer_error(r, 400, "request headers too large\n", "bad-key");
+        cw_key_hash(cw_store_secret(r->w->store), r->key_buf, r->key_len, &r->key);
+    }
+    rc = cw_store_read(r->w->reader, &r->key, cw_str_make(r->key_buf, r->key_len),
+                       worker_on_entry, r);
+    if (rc == 0) {
+        *answered = true;
+        return MHD_YES;
+    }
+    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+    return MHD_YES;
+}
+
+/* Answers a request whose fetch completed: takes the body from the job. */
+static enum MHD_Result worker_answer_fetched(struct worker_req *r)
+{
+    struct cw_fetch_job *job = &r->job;
+    struct MHD_Response *resp;
+    struct cw_str name, value, conn = {NULL, 0};
+    size_t off = 0;
+    char cs[192];
+
+    if (job->rc != 0) {
+        if (job->rc == -ETIMEDOUT)
+            return worker_answer_error(r, 504, "origin timed out\n", "origin-timeout");
+        if (job->rc == -EAGAIN)
+            return worker_answer_error(r, 503, "too many origin fetches waiting\n", "busy");
+        if (job->rc == -ECANCELED)
+            return worker_answer_error(r, 503, "shutting down\n", "shutdown");
+        if (job->rc == -EFBIG)
+            return worker_answer_error(r, 502, "origin response too large\n", "too-large");
+        return worker_answer_error(r, 502, "origin unreachable or sent a bad response\n",
+                                   "origin-error");
+    }
+    resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
+    if (resp == NULL) return MHD_NO;
+    job->body.p = NULL; /* the response owns it now */
+    job->body.len = job->body.cap = 0;
+    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+        if (cw_str_eq_ci(name, CW_STR_LIT("Connection"))) conn = value;
+    }
+    off = 0;
+    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+        if (worker_is_hop(name, conn) || worker_is_replay_skip(name)) continue;
+        if (r->rt && r->rt->strip_set_cookie && r->stored &&
+            cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))
+            continue;
+        (void)worker_resp_add(resp, name, value); /* over-long headers were refused earlier */
+    }
+    if (r->result == WRES_PASS) {
+        MHD_add_response_header(resp, "X-Cache", "PASS");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d",
+                 r->cacheable ? "request" : "bypass", job->status);
+    } else {
+        MHD_add_response_header(resp, "X-Cache", "MISS");
+        MHD_add_response_header(resp, "Age", "0");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s",
+                 r->primary_len != r->key_len ? "vary-miss" : "uri-miss", job->status,
+                 r->stored ? "; stored" : "", r->detail ? "; detail=" : "",
+                 r->detail ? r->detail : "");
+    }
+    MHD_add_response_header(resp, "Cache-Status", cs);
+    worker_count(r, r->result);
+    return worker_queue(r, (unsigned)job->status, resp);
+}
+
+/* Decides what the request is and takes it down the hit or miss path. */
+static enum MHD_Result worker_dispatch(struct worker_req *r)
+{
+    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+    const char *qm = memchr(r->uri, '?', r->uri_len);
+    struct cw_str path = cw_str_make(r->uri, qm ? (size_t)(qm - r->uri) : r->uri_len);
+    bool answered;
+    enum MHD_Result ret;
+
+    if (host == NULL) host = "";
+    r->host = host;
+    if (r->uri_len == 0 || r->uri[0] != '/')
+        return worker_answer_error(r, 400, "origin-form request target required\n", "bad-uri");
+    if (strlen(host) > CW_LIMIT_HOST_BYTES)
+        return worker_answer_error(r, 400, "Host too long\n", "bad-host");
+    r->route = cw_route_find(r->w->cfg, cw_str_cstr(host), path);
+    if (r->route < 0) return worker_answer_error(r, 404, "no route for this host and path\n",
+                                                 "no-route");
+    r->rt = &r->w->cfg->routes[r->route];
+    r->is_head = strcmp(r->method, "HEAD") == 0;
+    r->cacheable = r->is_head || strcmp(r->method, "GET") == 0;
+    if (r->cacheable) {
+        const char *cc = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Cache-Control");
+        if (cc != NULL) {
+            struct cw_cc rc;
+            cw_cc_init(&rc);
+            cw_cc_parse(&rc, cc, strlen(cc));
+            if (rc.flags & CW_CC_NO_STORE) r->cacheable = false;
+        }
+    }
+    if (!r->cacheable) {
+        r->result = WRES_PASS;
+        return worker_miss_start(r);
+    }
+    ret = worker_lookup(r, host, &answered);
+    if (answered || r->state == WREQ_DONE) return ret;
+    r->result = WRES_MISS;
+    return worker_miss_start(r);
+}
+
+static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
+                                         const char *url, const char *method,
+                                         const char *version, const char *upload_data,
+                                         size_t *upload_data_size, void **req_cls)
+{
+    struct worker_req *r = *req_cls;
+
+    (void)cls;
+    (void)url;
+    (void)version;
+    if (r == NULL) return MHD_NO; /* the URI callback could not allocate */
+    switch (r->state) {
+    case WREQ_NEW:
+        /* libmicrohttpd's idiom: queueing on the first call loses keep-alive. */
+        r->conn = conn;
+        r->method = method;
+        r->state = WREQ_BODY;
+        return MHD_YES;
+    case WREQ_BODY:
+        if (*upload_data_size > 0) {
+            size_t n = *upload_data_size;
+            size_t need;
+            *upload_data_size = 0;
+            if (r->body_over) return MHD_YES; /* drain what is left, answer 413 at the end */
+            if (__builtin_add_overflow(r->body_in.len, n, &need) ||
+                need > CW_LIMIT_REQUEST_BODY_BYTES) {
+                r->body_over = true;
+                return MHD_YES;
+            }
+            char *np = realloc(r->body_in.p, need);
+            if (np == NULL) {
+                r->body_over = true;
+                return MHD_YES;
+            }
+            memcpy(np + r->body_in.len, upload_data, n);
+            r->body_in.p = np;
+            r->body_in.len = need;
+            return MHD_YES;
+        }
+        if (r->body_over)
+            return worker_answer_error(r, 413, "request body too large\n", "body-too-large");
+        return worker_dispatch(r);
+    case WREQ_READY:
+        return worker_answer_fetched(r);
+    case WREQ_WAIT:
+    case WREQ_DONE:
+        break;
+    }
+    return MHD_YES;
+}
+
+/* Runs first for each request with the raw request target: its return value becomes the
+ * request's *req_cls. */
+static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct cw_worker *w = cls;
+    struct worker_req *r = calloc(1, sizeof(*r));
+
+    (void)conn;
+    if (r == NULL) return NULL;
+    r->uri_len = strlen(uri);
+    r->uri = malloc(r->uri_len + 1);
+    if (r->uri == NULL) {
+        free(r);
+        return NULL;
+    }
+    memcpy(r->uri, uri, r->uri_len + 1);
+    r->w = w;
+    r->start_us = cw_clock_mono_us();
+    atomic_fetch_add(&w->inflight, 1);
+    return r;
+}
+
+static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                                enum MHD_RequestTerminationCode toe)
+{
+    struct cw_worker *w = cls;
+    struct worker_req *r = *req_cls;
+
+    (void)conn;
+    (void)toe;
+    if (r == NULL) return;
+    *req_cls = NULL;
+    cw_fetch_job_reset(&r->job);
+    free(r->body_in.p);
+    free(r->url);
+    free(r->hdr_lines);
+    free(r->key_buf);
+    free(r->uri);
+    free(r);
+    atomic_fetch_sub(&w->inflight, 1);
+}
+
+static void worker_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = strlen(buf);
+    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+    cw_info("worker: mhd: %s", buf);
+}
+
+static int worker_open(struct cw_worker *w, int listen_fd)
+{
+    int rc = cw_store_open(w->cfg->cache_path, w->cfg->cache_size_bytes, &w->store);
+    if (rc < 0) return rc;
+    rc = cw_store_reader_open(w->store, &w->reader);
+    if (rc < 0) return rc;
+    rc = cw_store_reader_open(w->store, &w->fetch_reader);
+    if (rc < 0) return rc;
+    rc = cw_fetch_start(w->cfg->origins[0].max_conns, CW_LIMIT_PENDING_FETCHES, &w->fetch);
+    if (rc < 0) return rc;
+    w->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, worker_mhd_log, w,
+        MHD_OPTION_LISTEN_SOCKET, listen_fd,
+        MHD_OPTION_URI_LOG_CALLBACK, worker_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
+        worker_on_completed, w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)WORKER_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT, MHD_OPTION_END);
+    if (w->mhd == NULL) {
+        cw_err("worker %d: MHD_start_daemon failed on fd %d", w->index, listen_fd);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Waits for SIGTERM/SIGINT; SIGUSR1 is left for log reopening. */
+static void worker_wait_signal(void)
+{
+    sigset_t set;
+    int sig = 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    for (;;) {
+        if (sigwait(&set, &sig) == 0 && (sig == SIGTERM || sig == SIGINT)) return;
+        if (getppid() == 1) return;
+    }
+}
+
+static void worker_drain(struct cw_worker *w)
+{
+    int64_t deadline = cw_clock_mono_ms() + w->cfg->shutdown_grace_ms;
+
+    /* Stop accepting; the listen socket stays open for the other processes that share it. */
+    (void)MHD_quiesce_daemon(w->mhd);
+    while (atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline) usleep(10000);
+    if (atomic_load(&w->inflight) > 0)
+        cw_warn("worker %d: %d requests still in flight after the grace period",
+                w->index, atomic_load(&w->inflight));
+}
+
+int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, int slot,
+                  int listen_fd)
+{
+    struct cw_worker w = {.cfg = cfg, .seg = seg, .slot = slot, .index = index};
+    sigset_t set;
+    int status = 0;
+
+    prctl(PR_SET_NAME, "cw-worker", 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    /* Block the stop signals in every thread; the main thread takes them with sigwait. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
+    if (worker_open(&w, listen_fd) < 0) {
+        status = 1;
+        goto out_close;
+    }
+    cw_info("worker %d: serving on fd %d", index, listen_fd);
+    worker_wait_signal();
+    worker_drain(&w);
+out_close:
+    /* Completes queued and running fetches as cancelled: their connections resume. */
+    cw_fetch_stop(w.fetch);
+    if (w.mhd) MHD_stop_daemon(w.mhd);
+    cw_store_reader_close(w.fetch_reader);
+    cw_store_reader_close(w.reader);
+    cw_store_close(w.store);
+    cw_info("worker %d: stopped", index);
+    return status;
+}
