@@ -25,13 +25,13 @@
 #include "workers/clock.h"
 #include "workers/worker.h"
 
-#define CW_VERSION          "0.1.0"
-#define CW_DEFAULT_CONFIG   "/etc/cachewarp/cachewarp.conf"
-#define SUP_LISTEN_BACKLOG  4096
-#define SUP_BACKOFF_MIN_MS  100
-#define SUP_BACKOFF_MAX_MS  5000
-#define SUP_STABLE_MS       10000 /* a child that lived this long restarts without backoff */
-#define SUP_KILL_EXTRA_MS   2000  /* after the grace, before SIGKILL */
+#define CW_VERSION         "0.1.0"
+#define CW_DEFAULT_CONFIG  "/etc/cachewarp/cachewarp.conf"
+#define SUP_LISTEN_BACKLOG 4096
+#define SUP_BACKOFF_MIN_MS 100
+#define SUP_BACKOFF_MAX_MS 5000
+#define SUP_STABLE_MS      10000 /* a child that lived this long restarts without backoff */
+#define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
 
 enum sup_kind {
     SUP_WORKER = 0,
@@ -121,7 +121,7 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
         return;
     }
     if (pid == 0) {
-        int status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd);
+        int status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, -1);
         _exit(status);
     }
     c->pid = pid;
@@ -146,8 +146,8 @@ static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
         else
             cw_warn("supervisor: worker %d (pid %d) exited with status %d; restart in %lld ms",
                     c->index, (int)pid, WEXITSTATUS(wstatus), (long long)c->backoff_ms);
-        c->backoff_ms = c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS
-                                                               : c->backoff_ms * 2;
+        c->backoff_ms =
+            c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS : c->backoff_ms * 2;
         atomic_fetch_add(&s->seg->worker_restarts, 1);
         return;
     }
@@ -158,14 +158,16 @@ static void sup_reap(struct sup *s)
     int wstatus;
     pid_t pid;
 
-    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) sup_on_exit(s, pid, wstatus);
+    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0)
+        sup_on_exit(s, pid, wstatus);
 }
 
 static size_t sup_running(const struct sup *s)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < s->child_count; i++) n += s->children[i].pid != 0;
+    for (size_t i = 0; i < s->child_count; i++)
+        n += s->children[i].pid != 0;
     return n;
 }
 
@@ -277,14 +279,12 @@ static int sup_run(struct sup *s)
     s->children = calloc(s->child_count, sizeof(*s->children));
     if (s->children == NULL) return 1;
     for (size_t i = 0; i < s->child_count; i++) {
-        s->children[i] = (struct sup_child){.kind = SUP_WORKER,
-                                            .index = (int)i,
-                                            .slot = (int)i,
-                                            .backoff_ms = SUP_BACKOFF_MIN_MS};
+        s->children[i] = (struct sup_child){
+            .kind = SUP_WORKER, .index = (int)i, .slot = (int)i, .backoff_ms = SUP_BACKOFF_MIN_MS};
         sup_spawn(s, &s->children[i]);
     }
-    cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s",
-              CW_VERSION, s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
+    cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", CW_VERSION,
+              s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
     sd_notify(0, "READY=1");
     return sup_loop(s);
 }
@@ -292,8 +292,10 @@ static int sup_run(struct sup *s)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-        {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *path = CW_DEFAULT_CONFIG;

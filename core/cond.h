@@ -57,9 +57,9 @@ struct cw_cond_req {
 };
 
 enum cw_cond_result {
-    CW_COND_NONE = 0,             /* serve the stored response (200, or a range of it) */
-    CW_COND_NOT_MODIFIED,         /* 304 with the stored validators and cache headers */
-    CW_COND_PRECONDITION_FAILED,  /* 412 */
+    CW_COND_NONE = 0,            /* serve the stored response (200, or a range of it) */
+    CW_COND_NOT_MODIFIED,        /* 304 with the stored validators and cache headers */
+    CW_COND_PRECONDITION_FAILED, /* 412 */
 };
 
 /* Evaluates the preconditions against a stored response with the given status, in the order
@@ -103,11 +103,11 @@ bool cw_cond_if_range_ok(struct cw_str if_range, const struct cw_cond_validators
 /* How the request's own directives let a stored response be used (RFC 9111 §4.2, §4.2.4,
  * §5.2.1, §5.4). */
 enum cw_cond_use {
-    CW_COND_USE_FRESH = 0,   /* fresh, and acceptable to the client: serve */
-    CW_COND_USE_STALE_OK,    /* stale, but the client's max-stale accepts it: serve */
-    CW_COND_USE_STALE,       /* stale, the client said nothing: the caller's stale-while-
-                              * revalidate / stale-if-error windows decide */
-    CW_COND_USE_REVALIDATE,  /* must not be served unvalidated: go to the origin (no swr) */
+    CW_COND_USE_FRESH = 0,  /* fresh, and acceptable to the client: serve */
+    CW_COND_USE_STALE_OK,   /* stale, but the client's max-stale accepts it: serve */
+    CW_COND_USE_STALE,      /* stale, the client said nothing: the caller's stale-while-
+                             * revalidate / stale-if-error windows decide */
+    CW_COND_USE_REVALIDATE, /* must not be served unvalidated: go to the origin (no swr) */
 };
 
 /* Decides, in this order (the first that applies wins):

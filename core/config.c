@@ -32,8 +32,9 @@ static void config_path(const config_setting_t *s, char *buf, size_t size)
     int rc;
 
     buf[0] = '\0';
-    for (; s != NULL && !config_setting_is_root(s) && n < CONFIG_DEPTH; s = s->parent)
+    for (; s != NULL && !config_setting_is_root(s) && n < CONFIG_DEPTH; s = s->parent) {
         chain[n++] = s;
+    }
     while (n > 0 && used < size) {
         const config_setting_t *c = chain[--n];
         if (config_setting_name(c) != NULL) {
@@ -51,8 +52,9 @@ const char *cw_config_quote(const char *s, char *buf, size_t size)
 {
     size_t i = 0;
 
-    for (; s[i] != '\0' && i < CONFIG_QUOTE && i + 4 < size; i++)
+    for (; s[i] != '\0' && i < CONFIG_QUOTE && i + 4 < size; i++) {
         buf[i] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    }
     if (s[i] != '\0' && i + 4 <= size) {
         memcpy(buf + i, "...", 3);
         i += 3;
@@ -169,12 +171,14 @@ static int config_get_ms(struct config_ctx *cx, const config_setting_t *s, int64
         return cw_config_fail(cx, s, "\"%s\" is not a duration (like \"250ms\", \"30s\", \"5m\")",
                               cw_config_quote(str, q, sizeof(q)));
     }
-    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
         return cw_config_want(cx, s, CONFIG_TYPE_STRING, "a duration (\"30s\" or seconds)");
+    }
     rc = cw_config_get_int64(cx, s, &v);
     if (rc < 0) return rc;
-    if (v < 0 || __builtin_mul_overflow(v, 1000, ms))
+    if (v < 0 || __builtin_mul_overflow(v, 1000, ms)) {
         return cw_config_fail(cx, s, "%lld is not a duration in seconds", (long long)v);
+    }
     return 0;
 }
 
@@ -191,8 +195,9 @@ static int config_get_size(struct config_ctx *cx, const config_setting_t *s, uin
         return cw_config_fail(cx, s, "\"%s\" is not a size (like \"64K\", \"512M\", \"1G\")",
                               cw_config_quote(str, q, sizeof(q)));
     }
-    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
         return cw_config_want(cx, s, CONFIG_TYPE_STRING, "a size (\"512M\" or bytes)");
+    }
     rc = cw_config_get_int64(cx, s, &v);
     if (rc < 0) return rc;
     if (v < 0) return cw_config_fail(cx, s, "%lld is not a size in bytes", (long long)v);
@@ -413,8 +418,9 @@ out_close:
 
 static void config_free_strv(char **v, size_t n)
 {
-    for (size_t i = 0; v != NULL && i < n; i++)
+    for (size_t i = 0; v != NULL && i < n; i++) {
         free(v[i]);
+    }
     free(v);
 }
 

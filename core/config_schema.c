@@ -33,8 +33,9 @@ static int config_take_strlist(struct config_ctx *cx, const config_setting_t *s,
     int n = config_setting_length(s);
     char q[64];
 
-    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_ARRAY, "a list [ \"...\", ... ]");
+    }
     if ((size_t)n > max) return cw_config_fail(cx, s, "more than %zu entries", max);
     *dst = calloc((size_t)n + 1, sizeof(char *));
     if (*dst == NULL) return cw_config_oom(cx);
@@ -43,9 +44,10 @@ static int config_take_strlist(struct config_ctx *cx, const config_setting_t *s,
         const char *v;
         if (cw_config_want(cx, e, CONFIG_TYPE_STRING, "a string") < 0) return -EINVAL;
         v = config_setting_get_string(e);
-        if (!is_ok(v))
+        if (!is_ok(v)) {
             return cw_config_fail(cx, e, "\"%s\" is not %s", cw_config_quote(v, q, sizeof(q)),
                                   what);
+        }
         if (((*dst)[*count] = strdup(v)) == NULL) return cw_config_oom(cx);
         if (lower) cw_config_lower((*dst)[*count]);
     }
@@ -120,8 +122,9 @@ static int config_control_socket(struct config_ctx *cx, const config_setting_t *
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
 
     if (rc < 0) return rc;
-    if (strlen(config_setting_get_string(s)) >= max)
+    if (strlen(config_setting_get_string(s)) >= max) {
         return cw_config_fail(cx, s, "longer than %zu bytes, the unix socket path limit", max - 1);
+    }
     return cw_config_take_str(cx, s, &cfg->control_socket, false);
 }
 
@@ -132,10 +135,12 @@ static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, 
     int n = config_setting_length(s);
     char q[64];
 
-    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_ARRAY, "a list [ \"10.0.0.0/8\", ... ]");
-    if (n > CW_LIMIT_PURGE_ALLOW)
+    }
+    if (n > CW_LIMIT_PURGE_ALLOW) {
         return cw_config_fail(cx, s, "more than %d entries", CW_LIMIT_PURGE_ALLOW);
+    }
     if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL) return cw_config_oom(cx);
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
@@ -169,9 +174,10 @@ static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, 
         }
     }
     for (struct cw_config_origin *prev = cx->cfg->origins; prev < o; prev++) {
-        if (prev->name != NULL && strcmp(prev->name, o->name) == 0)
+        if (prev->name != NULL && strcmp(prev->name, o->name) == 0) {
             return cw_config_fail(cx, s, "\"%s\" is already defined",
                                   cw_config_quote(o->name, q, 64));
+        }
     }
     return 0;
 }
@@ -197,11 +203,13 @@ static int config_origin_url(struct config_ctx *cx, const config_setting_t *s, v
         return cw_config_fail(cx, s, "\"%s\" is not an origin URL (http[s]://host[:port][/prefix])",
                               cw_config_quote(v, q, sizeof(q)));
     }
-    for (size_t i = 0; i < skip; i++)
+    for (size_t i = 0; i < skip; i++) {
         o->url[i] = (char)(o->url[i] | 0x20);
+    }
     len = strlen(o->url);
-    while (len > (size_t)(path - v) && o->url[len - 1] == '/')
+    while (len > (size_t)(path - v) && o->url[len - 1] == '/') {
         o->url[--len] = '\0';
+    }
     return 0;
 }
 
@@ -213,11 +221,13 @@ static int config_route_match(struct config_ctx *cx, const config_setting_t *s, 
     if (rc < 0) return rc;
     r->match_len = strlen(r->match);
     if (r->match[0] != '/') return cw_config_fail(cx, s, "must start with '/'");
-    if (r->match_len > CW_LIMIT_URL_BYTES)
+    if (r->match_len > CW_LIMIT_URL_BYTES) {
         return cw_config_fail(cx, s, "longer than %d bytes", CW_LIMIT_URL_BYTES);
+    }
     for (size_t i = 0; i < r->match_len; i++) {
-        if ((unsigned char)r->match[i] <= 0x20 || r->match[i] == 0x7f)
+        if ((unsigned char)r->match[i] <= 0x20 || r->match[i] == 0x7f) {
             return cw_config_fail(cx, s, "must not contain spaces or control bytes");
+        }
     }
     return 0;
 }
@@ -233,13 +243,16 @@ static int config_route_host(struct config_ctx *cx, const config_setting_t *s, v
     cw_config_lower(r->host);
     r->host_len = strlen(r->host);
     if (r->host_len > 1 && r->host[r->host_len - 1] == '.') r->host[--r->host_len] = '\0';
-    if (r->host_len > CW_LIMIT_HOST_BYTES)
+    if (r->host_len > CW_LIMIT_HOST_BYTES) {
         return cw_config_fail(cx, s, "longer than %d bytes", CW_LIMIT_HOST_BYTES);
+    }
     if (cw_config_split(r->host, r->host_len, false, host, sizeof(host), &port) < 0 ||
-        host[0] == '\0')
+        host[0] == '\0') {
         return cw_config_fail(cx, s, "\"%s\" is not a host name", cw_config_quote(r->host, q, 64));
-    if (port != 0)
+    }
+    if (port != 0) {
         return cw_config_fail(cx, s, "must not have a port (Host is matched without it)");
+    }
     return 0;
 }
 
@@ -271,8 +284,9 @@ static int config_get_number(struct config_ctx *cx, const config_setting_t *s, d
         *v = config_setting_get_float(s);
         return 0;
     }
-    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64)
+    if (config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) {
         return cw_config_want(cx, s, CONFIG_TYPE_FLOAT, "a number");
+    }
     rc = cw_config_get_int64(cx, s, &i);
     *v = (double)i;
     return rc;
@@ -284,8 +298,9 @@ static int config_route_refresh_ahead(struct config_ctx *cx, const config_settin
     int rc = config_get_number(cx, s, &r->refresh_ahead);
 
     if (rc < 0) return rc;
-    if (!(r->refresh_ahead >= 0.0 && r->refresh_ahead < 1.0))
+    if (!(r->refresh_ahead >= 0.0 && r->refresh_ahead < 1.0)) {
         return cw_config_fail(cx, s, "%g is not in [0, 1)", r->refresh_ahead);
+    }
     return 0;
 }
 
@@ -295,8 +310,9 @@ static int config_route_stale_target(struct config_ctx *cx, const config_setting
     int rc = config_get_number(cx, s, &r->stale_target);
 
     if (rc < 0) return rc;
-    if (!(r->stale_target > 0.0 && r->stale_target < 1.0))
+    if (!(r->stale_target > 0.0 && r->stale_target < 1.0)) {
         return cw_config_fail(cx, s, "%g is not in (0, 1)", r->stale_target);
+    }
     return 0;
 }
 
@@ -316,8 +332,9 @@ static bool config_is_query_name(const char *s)
     size_t n = 0;
 
     for (; s[n] != '\0'; n++) {
-        if ((unsigned char)s[n] <= 0x20 || s[n] == 0x7f || strchr("&=#", s[n]) != NULL)
+        if ((unsigned char)s[n] <= 0x20 || s[n] == 0x7f || strchr("&=#", s[n]) != NULL) {
             return false;
+        }
     }
     return n > 0;
 }
@@ -338,8 +355,9 @@ static int config_route_query(struct config_ctx *cx, const config_setting_t *s, 
     char q[64];
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-        if (config_setting_length(s) == 0 && config_setting_is_aggregate(s))
+        if (config_setting_length(s) == 0 && config_setting_is_aggregate(s)) {
             return cw_config_fail(cx, s, "an empty list keeps nothing; say \"ignore\"");
+        }
         r->query = CW_CONFIG_QUERY_LIST;
         return config_take_strlist(cx, s, CW_LIMIT_QUERY_KEEP, config_is_query_name, false,
                                    "a parameter name", &r->query_keep, &r->query_keep_count);
@@ -450,8 +468,9 @@ static int config_alloc_list(struct config_ctx *cx, const config_setting_t *s, i
 {
     int n = config_setting_length(s);
 
-    if (!config_setting_is_list(s) && !config_setting_is_array(s))
+    if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_LIST, "a list ( { ... }, ... )");
+    }
     if (n == 0) return cw_config_fail(cx, s, "must not be empty");
     if (n > limit) {
         return cw_config_fail(cx, config_setting_get_elem(s, (unsigned)limit),
@@ -588,14 +607,16 @@ int cw_config_schema_defaults(struct config_ctx *cx)
     if (cfg->purge_allow == NULL) return cw_config_oom(cx);
     cfg->purge_allow_count = 2;
     if (cw_config_parse_cidr("127.0.0.1/32", &cfg->purge_allow[0]) < 0 ||
-        cw_config_parse_cidr("::1/128", &cfg->purge_allow[1]) < 0)
+        cw_config_parse_cidr("::1/128", &cfg->purge_allow[1]) < 0) {
         return -EINVAL;
+    }
     if (cw_config_replace(cx, &cfg->listen, "127.0.0.1:8080") < 0 ||
         cw_config_replace(cx, &cfg->cache_path, "/var/cache/cachewarp/l1.mdb") < 0 ||
         cw_config_replace(cx, &cfg->redis_host, "127.0.0.1") < 0 ||
         cw_config_replace(cx, &cfg->redis_channel, "cachewarp:purge") < 0 ||
         cw_config_replace(cx, &cfg->stats_listen, "127.0.0.1:9145") < 0 ||
-        cw_config_replace(cx, &cfg->control_socket, "/run/cachewarp/control.sock") < 0)
+        cw_config_replace(cx, &cfg->control_socket, "/run/cachewarp/control.sock") < 0) {
         return -ENOMEM;
+    }
     return 0;
 }

@@ -180,8 +180,9 @@ bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint
         const struct cw_config_cidr *c = &cfg->purge_allow[i];
         if (c->family == family && config_prefix_match(c->addr, addr, c->prefix_len)) return true;
         if (is_mapped && c->family == AF_INET &&
-            config_prefix_match(c->addr, addr + 12, c->prefix_len))
+            config_prefix_match(c->addr, addr + 12, c->prefix_len)) {
             return true;
+        }
     }
     return false;
 }

@@ -9,8 +9,8 @@
 
 int cw_seg_create(struct cw_seg **out)
 {
-    void *p = mmap(NULL, sizeof(struct cw_seg), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, sizeof(struct cw_seg), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
 
     if (p == MAP_FAILED) {
         int rc = -errno;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "shm/store_int.h"
 
 #define STORE_FORMAT     1u
 #define STORE_MAXDBS     8
@@ -27,24 +28,6 @@
 #define STORE_META_FORMAT "format"
 #define STORE_META_SECRET "secret"
 
-struct cw_store {
-    MDB_env *env;
-    MDB_dbi obj;
-    MDB_dbi vary;
-    MDB_dbi lease;
-    MDB_dbi tag;
-    MDB_dbi meta;
-    uint8_t secret[16];
-    char *path;
-};
-
-struct cw_store_reader {
-    struct cw_store *st;
-    MDB_txn *txn; /* read-only, kept reset between reads */
-};
-
-static int store_errno(int rc);
-static void store_log_mdb(const char *op, const struct cw_key *key, int rc);
 static bool store_is_damage(int rc);
 static int store_mkdir_parents(const char *path);
 static int store_secret_make(uint8_t secret[16]);
@@ -53,19 +36,15 @@ static int store_dbs_open(struct cw_store *st, char *why, size_t why_size);
 static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size);
 static int store_dir_lock(const char *path, int *dfd);
 static int store_move_aside(const char *path, const struct stat *seen);
-static int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op,
-                           const struct cw_key *key);
-static int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key);
 static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
-static int store_renew(struct cw_store_reader *r);
 static bool store_make_room(struct cw_store *st, size_t need, int attempt);
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
-                          const struct cw_entry_hdr *h, struct cw_str full_key,
-                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
-                          size_t need);
+                          const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
+                          struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
+                          struct cw_str body, size_t need);
 
 /* LMDB's codes stop here (STYLE.md, Errors): each becomes the one errno that means it. */
-static int store_errno(int rc)
+int store_errno(int rc)
 {
     switch (rc) {
     case MDB_SUCCESS:
@@ -82,7 +61,7 @@ static int store_errno(int rc)
     }
 }
 
-static void store_log_mdb(const char *op, const struct cw_key *key, int rc)
+void store_log_mdb(const char *op, const struct cw_key *key, int rc)
 {
     char hex[33];
 
@@ -460,7 +439,7 @@ void cw_store_reader_close(struct cw_store_reader *r)
     free(r);
 }
 
-static int store_renew(struct cw_store_reader *r)
+int store_renew(struct cw_store_reader *r)
 {
     int rc = mdb_txn_renew(r->txn);
 
@@ -471,8 +450,7 @@ static int store_renew(struct cw_store_reader *r)
     return 0;
 }
 
-static int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op,
-                           const struct cw_key *key)
+int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key)
 {
     int rc = mdb_txn_begin(st->env, NULL, 0, txn);
 
@@ -485,9 +463,7 @@ static int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op,
     return 0;
 }
 
-/* Commits; on failure the txn is freed by LMDB. MDB_MAP_FULL is returned unlogged as
- * -ENOSPC: the caller decides what a full map means. */
-static int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key)
+int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key)
 {
     int rc = mdb_txn_commit(txn);
 
@@ -554,7 +530,7 @@ int cw_store_read(struct cw_store_reader *r, const struct cw_key *key, struct cw
         store_drop_bad(r->st, key, len);
         return -EBADMSG;
     }
-    if (!cw_str_eq(view.key, full_key)) {
+    if (full_key.p != NULL && !cw_str_eq(view.key, full_key)) {
         rc = -ENOENT; /* a hash collision: a miss, never a wrong answer */
         goto out_reset_txn;
     }
@@ -576,11 +552,13 @@ static bool store_make_room(struct cw_store *st, size_t need, int attempt)
     return false;
 }
 
-/* One write txn that reserves need bytes under key and encodes into them. */
+/* One write txn that reserves need bytes under key, encodes into them and, when lease_key
+ * is set, releases pid's lease on it (a lease that is gone or another's is no failure: the
+ * entry is stored either way). */
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
-                          const struct cw_entry_hdr *h, struct cw_str full_key,
-                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
-                          size_t need)
+                          const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
+                          struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
+                          struct cw_str body, size_t need)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v = {need, NULL};
@@ -597,6 +575,10 @@ static int store_put_once(struct cw_store *st, const struct cw_key *key,
     }
     rc = cw_entry_encode(h, full_key, hdrs, n, body, v.mv_data, v.mv_size);
     if (rc < 0) goto out_abort_txn;
+    if (lease_key != NULL) {
+        rc = store_lease_release_txn(st, txn, lease_key, pid);
+        if (rc < 0 && rc != -ENOENT) goto out_abort_txn;
+    }
     return store_commit(txn, "put", key);
 
 out_abort_txn:
@@ -604,9 +586,9 @@ out_abort_txn:
     return rc;
 }
 
-int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_entry_hdr *h,
-                 struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                 struct cw_str body)
+int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
+              int32_t pid, const struct cw_entry_hdr *h, struct cw_str full_key,
+              const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
 {
     size_t need;
     int rc;
@@ -617,10 +599,17 @@ int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_
     if (h->status < 100 || h->status > 999) return -EINVAL;
 
     for (int attempt = 0;; attempt++) {
-        rc = store_put_once(st, key, h, full_key, hdrs, n, body, need);
+        rc = store_put_once(st, key, lease_key, pid, h, full_key, hdrs, n, body, need);
         if (rc != -ENOSPC || !store_make_room(st, need, attempt)) break;
     }
     return rc;
+}
+
+int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_entry_hdr *h,
+                 struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
+                 struct cw_str body)
+{
+    return store_put(st, key, NULL, 0, h, full_key, hdrs, n, body);
 }
 
 int cw_store_delete(struct cw_store *st, const struct cw_key *key)

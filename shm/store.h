@@ -45,8 +45,9 @@ void cw_store_reader_close(struct cw_store_reader *r);
  * borrowed: valid only until fn returns. fn's return value is returned by cw_store_read. */
 typedef int (*cw_store_read_fn)(void *cls, const struct cw_entry_view *v);
 
-/* Looks key up: fn's return value on a hit; -ENOENT on a miss or when the stored full key
- * differs (a hash collision); -EBADMSG when the stored bytes failed validation (the entry
+/* Looks key up: fn's return value on a hit (full_key.p == NULL skips the full-key compare,
+ * for callers that know only the hash, like the refresher); -ENOENT on a miss or when the stored
+ * full key differs (a hash collision); -EBADMSG when the stored bytes failed validation (the entry
  * is then deleted); other -errno with the cause logged. The read txn lasts only as long as
  * fn runs. */
 CW_MUST_CHECK int cw_store_read(struct cw_store_reader *r, const struct cw_key *key,
@@ -80,5 +81,111 @@ CW_MUST_CHECK int cw_store_stat(struct cw_store *st, uint64_t *entries, uint64_t
 /* Drops every entry, Vary record, tag and lease (purge-all, and tests); meta, and with it
  * the hash secret, is kept. 0, or -errno with the cause logged. */
 CW_MUST_CHECK int cw_store_clear(struct cw_store *st);
+
+/* ---- Leases: request coalescing and background refresh (store_lease.c) ----
+ * One record per key in the lease database. Times are CLOCK_MONOTONIC milliseconds, which
+ * are system-wide and so comparable between the processes of one host. */
+enum cw_store_lease_kind {
+    CW_STORE_LEASE_FETCH = 0, /* pid is fetching the key from the origin in the foreground */
+    CW_STORE_LEASE_REFRESH,   /* a background refresh: wanted (pid 0) or running (pid set) */
+    CW_STORE_LEASE_PASS,      /* hit-for-miss: uncacheable answer seen; no coalescing until
+                               * the deadline */
+};
+
+struct cw_store_lease {
+    int32_t pid; /* owner; 0 = a REFRESH wanted and not yet claimed */
+    uint32_t kind;
+    int64_t start_ms;
+    int64_t deadline_ms;
+};
+
+/* Takes the lease on key in one write txn, for pid (0 only with REFRESH: "wanted"): 0 when
+ * taken (no record, or the record's deadline passed, or its owner pid is dead); -EBUSY with
+ * *holder filled (holder may be NULL) when a live record stands; -errno on failure, logged. */
+CW_MUST_CHECK int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
+                                      enum cw_store_lease_kind kind, int32_t pid, int64_t now_ms,
+                                      int64_t deadline_ms, struct cw_store_lease *holder);
+/* Reads the lease record of key without a write txn: 0 and *out, -ENOENT, or -errno. */
+CW_MUST_CHECK int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
+                                     struct cw_store_lease *out);
+/* Deletes key's record when pid owns it (pid 0 deletes an unclaimed REFRESH): 0, -ENOENT
+ * when there is none or another owns it, -errno otherwise. */
+CW_MUST_CHECK int cw_store_lease_release(struct cw_store *st, const struct cw_key *key,
+                                         int32_t pid);
+/* Called for each lease record in a read txn; return false to stop. Borrowed pointers. */
+typedef bool (*cw_store_lease_fn)(void *cls, const struct cw_key *key,
+                                  const struct cw_store_lease *lease);
+/* Visits at most max records (bounded work per call), in key order from the start: the
+ * number visited, or -errno. */
+CW_MUST_CHECK int cw_store_lease_scan(struct cw_store_reader *r, cw_store_lease_fn fn, void *cls,
+                                      size_t max);
+/* cw_store_put() and, in the same write txn, the release of lease_key's record when pid owns
+ * it, so a waiter that sees the lease gone always finds the entry. lease_key may equal key. */
+CW_MUST_CHECK int cw_store_put_release(struct cw_store *st, const struct cw_key *key,
+                                       const struct cw_key *lease_key, int32_t pid,
+                                       const struct cw_entry_hdr *h, struct cw_str full_key,
+                                       const struct cw_entry_header *hdrs, size_t n,
+                                       struct cw_str body);
+
+/* ---- Bounded size and eviction (store_evict.c) ----
+ * cache.size is the map size and so the hard bound of the file (with MDB_WRITEMAP the file is
+ * that size from the start). What is held is measured in LMDB pages, not counted in meta: the
+ * page counts of every database tree are exact and cost nothing to read in a txn, while a byte
+ * counter would miss LMDB's own overhead (branch pages, half-full leaves, overflow rounding).
+ * Above CW_STORE_EVICT_HIGH_PCT of the map's pages, eviction runs until the pages held are
+ * back at CW_STORE_EVICT_LOW_PCT; the gap leaves room for the free-list fragmentation that
+ * large values cause and for pages LMDB cannot reuse until two txns later.
+ *
+ * The sweep walks obj in key order from a hand kept in meta ("hand"), so that every process
+ * and every restart continues the same CLOCK. An entry past every stale window (now >
+ * fresh_until, swr_until and sie_until) is evicted whenever the hand meets it; a live entry
+ * only while over the watermark: its hit bit set (cw_seg_hit(), by workers on a hit) is
+ * cleared for a second chance, clear means evicted. Deleting an entry deletes its tag
+ * records. */
+#define CW_STORE_EVICT_HIGH_PCT 90 /* start evicting live entries above this share of pages */
+#define CW_STORE_EVICT_LOW_PCT  80 /* and stop at this one */
+
+struct cw_seg;
+
+struct cw_store_evict_stats {
+    uint64_t visited;       /* entries the hand passed */
+    uint64_t expired;       /* evicted: past every stale window */
+    uint64_t clock;         /* evicted: hit bit clear while over the watermark */
+    uint64_t second_chance; /* hit bits cleared */
+    uint64_t bad;           /* undecodable entries deleted */
+    uint64_t used_pages;    /* pages held after the step */
+    uint64_t map_pages;     /* the bound, in pages */
+};
+
+/* Gives the store the segment whose hit bits feed the second chance, once after open
+ * (borrowed; must outlive st). NULL (the default): no second chance, the sweep is FIFO in
+ * key order. New entries get their bit set when stored. */
+void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg);
+
+/* One bounded background pass (the refresher): visits at most max_visit entries from the
+ * hand, evicting as described above, with seg's hit bits (seg may be NULL). now_ms is wall
+ * clock, like the entries' *_until_ms. One write txn per 64 entries. 0 and *out (may be NULL;
+ * counts add up over the call), or -errno logged. */
+CW_MUST_CHECK int cw_store_evict_step(struct cw_store *st, struct cw_seg *seg, int64_t now_ms,
+                                      size_t max_visit, struct cw_store_evict_stats *out);
+
+/* ---- Tags and purge (store_tag.c) ----
+ * A Surrogate-Key response header (space-separated tags; every such header counts) is indexed
+ * at put time in the same txn: at most CW_LIMIT_TAGS tags per entry, a tag longer than
+ * CW_LIMIT_TAG_BYTES is not indexed. A soft purge marks entries stale instead of deleting
+ * them: CW_ENTRY_SOFT_PURGED is set and fresh_until_ms becomes min(fresh_until_ms, now_ms),
+ * while swr_until_ms and sie_until_ms are kept, so stale-while-revalidate and stale-if-error
+ * still protect the origin. now_ms is wall clock. count (may be NULL) gets the entries purged.
+ * Each call is a series of short write txns (64 entries each): another process may store a
+ * matching entry during a purge; it is then kept. */
+CW_MUST_CHECK int cw_store_purge_tag(struct cw_store *st, struct cw_str tag, bool soft,
+                                     int64_t now_ms, size_t *count);
+/* Purges every entry whose full key string starts with prefix ("http://host/api/"), scanning
+ * obj in batches. 0, or -errno logged. */
+CW_MUST_CHECK int cw_store_purge_prefix(struct cw_store *st, struct cw_str prefix, bool soft,
+                                        int64_t now_ms, size_t *count);
+/* Purges key's entry: 0, -ENOENT when there is none, -errno logged. */
+CW_MUST_CHECK int cw_store_purge_key(struct cw_store *st, const struct cw_key *key, bool soft,
+                                     int64_t now_ms);
 
 #endif /* CW_STORE_H */

@@ -17,9 +17,9 @@
 #include "core/log.h"
 #include "workers/clock.h"
 
-#define FETCH_POLL_MS     1000
-#define FETCH_EASY_KEEP   64
-#define FETCH_BODY_CHUNK  16384
+#define FETCH_POLL_MS    1000
+#define FETCH_EASY_KEEP  64
+#define FETCH_BODY_CHUNK 16384
 
 struct cw_fetch {
     pthread_t thread;
@@ -57,7 +57,8 @@ static int fetch_buf_append(struct cw_fetch_buf *b, const char *p, size_t n, siz
     if (__builtin_add_overflow(b->len, n, &need) || need > max) return -EFBIG;
     if (need > b->cap) {
         size_t cap = b->cap ? b->cap : FETCH_BODY_CHUNK;
-        while (cap < need) cap = cap > max / 2 ? max : cap * 2;
+        while (cap < need)
+            cap = cap > max / 2 ? max : cap * 2;
         char *np = realloc(b->p, cap);
         if (np == NULL) return -ENOMEM;
         b->p = np;
@@ -100,8 +101,10 @@ bool cw_fetch_job_header_next(const struct cw_fetch_job *job, size_t *off, struc
     if (colon == NULL) return false; /* the header callback only stores lines with a colon */
     *name = cw_str_make(p, (size_t)(colon - p));
     p = colon + 1;
-    while (p < end && fetch_is_ows(*p)) p++;
-    while (end > p && fetch_is_ows(end[-1])) end--;
+    while (p < end && fetch_is_ows(*p))
+        p++;
+    while (end > p && fetch_is_ows(end[-1]))
+        end--;
     *value = cw_str_make(p, (size_t)(end - p));
     return true;
 }
@@ -112,7 +115,8 @@ static int fetch_parse_status(const char *p, size_t n)
     size_t i = 0;
     int status = 0;
 
-    while (i < n && p[i] != ' ') i++;
+    while (i < n && p[i] != ' ')
+        i++;
     if (i + 4 > n) return -1;
     for (size_t k = i + 1; k < i + 4; k++) {
         if (p[k] < '0' || p[k] > '9') return -1;
@@ -129,7 +133,8 @@ static size_t fetch_on_header(char *p, size_t size, size_t nitems, void *cls)
     struct fetch_xfer *x = job->internal;
     size_t n = size * nitems, len = n;
 
-    while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r')) len--;
+    while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         job->headers.len = 0;
         job->header_count = 0;
@@ -467,7 +472,8 @@ void cw_fetch_stop(struct cw_fetch *f)
         pthread_join(f->thread, NULL);
     }
     fetch_take_queued(f); /* jobs submitted after the thread's last look */
-    for (size_t i = 0; i < f->easy_free_count; i++) curl_easy_cleanup(f->easy_free[i]);
+    for (size_t i = 0; i < f->easy_free_count; i++)
+        curl_easy_cleanup(f->easy_free[i]);
     curl_multi_cleanup(f->multi);
     pthread_mutex_destroy(&f->lock);
     free(f->queue);

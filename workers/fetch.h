@@ -29,8 +29,8 @@ struct cw_fetch_buf {
 
 struct cw_fetch_job {
     /* Set by the submitter. Strings are borrowed until done runs. */
-    const char *url;    /* full origin URL, NUL-terminated */
-    const char *method; /* "GET", "POST", … */
+    const char *url;         /* full origin URL, NUL-terminated */
+    const char *method;      /* "GET", "POST", … */
     const char *req_headers; /* "Name: value\r\n" lines, NUL-terminated, may be NULL */
     struct cw_str req_body;
     int64_t connect_timeout_ms;
@@ -40,7 +40,7 @@ struct cw_fetch_job {
     void *cls;
 
     /* Set by the fetch loop before done runs. */
-    int rc;     /* 0, -ECONNREFUSED, -ETIMEDOUT, -EFBIG, -EBADMSG, -ECANCELED, -EIO */
+    int rc;           /* 0, -ECONNREFUSED, -ETIMEDOUT, -EFBIG, -EBADMSG, -ECANCELED, -EIO */
     char errbuf[256]; /* curl's message when rc != 0 */
     int status;
     /* Response header lines of the final response, each "Name: value" without CRLF,

@@ -24,9 +24,9 @@
 #include "workers/clock.h"
 #include "workers/worker_int.h"
 
-#define WORKER_CONN_LIMIT    8192
-#define WORKER_CONN_TIMEOUT  60 /* seconds an idle keep-alive connection is kept */
-#define WORKER_VARY_BYTES    1024
+#define WORKER_CONN_LIMIT   8192
+#define WORKER_CONN_TIMEOUT 60 /* seconds an idle keep-alive connection is kept */
+#define WORKER_VARY_BYTES   1024
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
 
@@ -51,26 +51,27 @@ bool worker_is_hop(struct cw_str name, struct cw_str conn)
     return conn.len > 0 && cw_cc_list_has(conn, name);
 }
 
-/* Headers MHD writes itself, or that we never replay from a stored or fetched response. */
-static bool worker_is_replay_skip(struct cw_str name)
-{
-    return cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
-           cw_str_eq_ci(name, CW_STR_LIT("Surrogate-Key")) ||
-           cw_str_eq_ci(name, CW_STR_LIT("Age"));
-}
-
-static void worker_count(struct worker_req *r, enum worker_result res)
+void worker_count(struct worker_req *r, enum worker_result res)
 {
     static const enum cw_seg_counter map[] = {
-        [WRES_HIT] = CW_SEG_REQ_HIT,     [WRES_MISS] = CW_SEG_REQ_MISS,
-        [WRES_STALE] = CW_SEG_REQ_STALE, [WRES_REVALIDATED] = CW_SEG_REQ_REVALIDATED,
-        [WRES_PASS] = CW_SEG_REQ_PASS,   [WRES_ERROR] = CW_SEG_REQ_ERROR,
+        [WRES_HIT] = CW_SEG_REQ_HIT,
+        [WRES_MISS] = CW_SEG_REQ_MISS,
+        [WRES_STALE] = CW_SEG_REQ_STALE,
+        [WRES_REVALIDATED] = CW_SEG_REQ_REVALIDATED,
+        [WRES_PASS] = CW_SEG_REQ_PASS,
+        [WRES_ERROR] = CW_SEG_REQ_ERROR,
+        [WRES_STALE_ERROR] = CW_SEG_REQ_STALE_ERROR,
     };
     cw_seg_add(r->w->seg, r->w->slot, map[res], 1);
 }
 
-static enum MHD_Result worker_queue(struct worker_req *r, unsigned status,
-                                    struct MHD_Response *resp)
+const char *worker_req_header(void *cls, const char *name)
+{
+    struct worker_req *r = cls;
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp)
 {
     enum MHD_Result ret;
 
@@ -98,119 +99,27 @@ enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const
     return worker_queue(r, status, resp);
 }
 
-/* Inside the read txn: answers a fresh entry. Returns 0 when a response was queued, 1 when
- * the entry is there but may not be used without the origin, <0 on failure. */
-static int worker_on_entry(void *cls, const struct cw_entry_view *v)
+/* The origin failed (connection, timeout, bad answer) or answered 5xx: RFC 5861 §4 lets a
+ * stale copy inside its stale-if-error window answer instead. */
+static bool worker_is_origin_error(const struct cw_fetch_job *job)
 {
-    struct worker_req *r = cls;
-    int64_t now = cw_clock_wall_ms();
-    struct MHD_Response *resp;
-    struct cw_str name, value;
-    size_t off = 0;
-    char num[32];
-
-    if (now >= v->h.fresh_until_ms ||
-        (v->h.flags & (CW_ENTRY_ALWAYS_REVALIDATE | CW_ENTRY_SOFT_PURGED)))
-        return 1;
-    resp = MHD_create_response_from_buffer(v->body.len, (void *)v->body.p,
-                                           MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) return -ENOMEM;
-    while (cw_entry_header_next(v, &off, &name, &value)) {
-        if (worker_is_replay_skip(name)) continue;
-        if (worker_resp_add(resp, name, value) < 0) {
-            MHD_destroy_response(resp);
-            return -EINVAL;
-        }
-    }
-    int64_t age_s = cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now);
-    snprintf(num, sizeof(num), "%lld", (long long)(age_s / 1000));
-    MHD_add_response_header(resp, "Age", num);
-    MHD_add_response_header(resp, "X-Cache", "HIT");
-    char cs[64];
-    snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld",
-             (long long)((v->h.fresh_until_ms - now) / 1000));
-    MHD_add_response_header(resp, "Cache-Status", cs);
-    cw_seg_hit(r->w->seg, &r->key);
-    worker_count(r, WRES_HIT);
-    if (worker_queue(r, v->h.status, resp) != MHD_YES) return -EIO;
-    return 0;
+    return job->rc != 0 || job->status == 500 || job->status == 502 || job->status == 503 ||
+           job->status == 504;
 }
 
-int worker_key_vary(struct worker_req *r, struct cw_str names)
+static enum MHD_Result worker_answer_failed(struct worker_req *r)
 {
-    const char *p = names.p, *end = names.p + names.len;
-    char name[CW_LIMIT_HEADER_NAME_BYTES + 1];
-    unsigned n = 0;
+    struct cw_fetch_job *job = &r->job;
 
-    r->key_len = r->primary_len;
-    while (p < end && n++ < CW_LIMIT_VARY_FIELDS) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        while (p < e && (*p == ' ' || *p == '\t')) p++;
-        size_t len = (size_t)(e - p);
-        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t')) len--;
-        if (len > 0 && len < sizeof(name)) {
-            memcpy(name, p, len);
-            name[len] = '\0';
-            const char *val = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-            int rc = cw_key_append_header(r->key_buf, CW_LIMIT_KEY_BYTES, &r->key_len,
-                                          cw_str_make(name, len), cw_str_cstr(val));
-            if (rc < 0) return rc;
-        }
-        p = comma ? comma + 1 : end;
-    }
-    return 0;
-}
-
-int worker_key_primary(struct worker_req *r, const char *host)
-{
-    int rc;
-
-    if (r->key_buf == NULL) r->key_buf = malloc(CW_LIMIT_KEY_BYTES);
-    if (r->key_buf == NULL) return -ENOMEM;
-    rc = cw_key_build(r->rt, CW_STR_LIT("http"), cw_str_cstr(host),
-                      cw_str_make(r->uri, r->uri_len), r->key_buf, CW_LIMIT_KEY_BYTES,
-                      &r->key_len);
-    if (rc < 0) return rc;
-    for (size_t i = 0; i < r->rt->key_headers_count; i++) {
-        const char *name = r->rt->key_headers[i];
-        const char *val = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
-        rc = cw_key_append_header(r->key_buf, CW_LIMIT_KEY_BYTES, &r->key_len,
-                                  cw_str_cstr(name), cw_str_cstr(val));
-        if (rc < 0) return rc;
-    }
-    r->primary_len = r->key_len;
-    cw_key_hash(cw_store_secret(r->w->store), r->key_buf, r->key_len, &r->primary);
-    r->key = r->primary;
-    return 0;
-}
-
-/* The hit path: the primary key, the vary record, then the entry. MHD_YES with a response
- * queued on a hit; otherwise the request continues to the miss path. */
-static enum MHD_Result worker_lookup(struct worker_req *r, const char *host, bool *answered)
-{
-    char vary[WORKER_VARY_BYTES];
-    size_t vary_len;
-    int rc;
-
-    *answered = false;
-    rc = worker_key_primary(r, host);
-    if (rc == -ENOMEM) return worker_answer_error(r, 503, "out of memory\n", "enomem");
-    if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
-    rc = cw_store_vary_get(r->w->reader, &r->primary, vary, sizeof(vary), &vary_len);
-    if (rc == 0) {
-        if (worker_key_vary(r, cw_str_make(vary, vary_len)) < 0)
-            return worker_answer_error(r, 400, "request headers too large\n", "bad-key");
-        cw_key_hash(cw_store_secret(r->w->store), r->key_buf, r->key_len, &r->key);
-    }
-    rc = cw_store_read(r->w->reader, &r->key, cw_str_make(r->key_buf, r->key_len),
-                       worker_on_entry, r);
-    if (rc == 0) {
-        *answered = true;
-        return MHD_YES;
-    }
-    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
-    return MHD_YES;
+    if (job->rc == -ETIMEDOUT)
+        return worker_answer_error(r, 504, "origin timed out\n", "origin-timeout");
+    if (job->rc == -EAGAIN)
+        return worker_answer_error(r, 503, "too many origin fetches waiting\n", "busy");
+    if (job->rc == -ECANCELED) return worker_answer_error(r, 503, "shutting down\n", "shutdown");
+    if (job->rc == -EFBIG)
+        return worker_answer_error(r, 502, "origin response too large\n", "too-large");
+    return worker_answer_error(r, 502, "origin unreachable or sent a bad response\n",
+                               "origin-error");
 }
 
 /* Answers a request whose fetch completed: takes the body from the job. */
@@ -222,18 +131,24 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     size_t off = 0;
     char cs[192];
 
-    if (job->rc != 0) {
-        if (job->rc == -ETIMEDOUT)
-            return worker_answer_error(r, 504, "origin timed out\n", "origin-timeout");
-        if (job->rc == -EAGAIN)
-            return worker_answer_error(r, 503, "too many origin fetches waiting\n", "busy");
-        if (job->rc == -ECANCELED)
-            return worker_answer_error(r, 503, "shutting down\n", "shutdown");
-        if (job->rc == -EFBIG)
-            return worker_answer_error(r, 502, "origin response too large\n", "too-large");
-        return worker_answer_error(r, 502, "origin unreachable or sent a bad response\n",
-                                   "origin-error");
+    if (r->cacheable && r->stale && worker_is_origin_error(job) &&
+        worker_hit_serve_again(r, WSERVE_SIE) == 1) {
+        worker_count(r, WRES_STALE_ERROR);
+        return MHD_YES;
     }
+    if (job->rc != 0) return worker_answer_failed(r);
+    if (r->fill.revalidated) {
+        if (worker_hit_serve_again(r, WSERVE_ANY) == 1) {
+            worker_count(r, WRES_REVALIDATED);
+            return MHD_YES;
+        }
+        return worker_answer_error(r, 502, "revalidation failed\n", "revalidation-failed");
+    }
+    if (job->status == 304 && r->cacheable)
+        return worker_answer_error(r, 502,
+                                   "origin answered 304 to a request we did not make "
+                                   "conditional\n",
+                                   "unexpected-304");
     resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
     if (resp == NULL) return MHD_NO;
     job->body.p = NULL; /* the response owns it now */
@@ -243,8 +158,8 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     }
     off = 0;
     while (cw_fetch_job_header_next(job, &off, &name, &value)) {
-        if (worker_is_hop(name, conn) || worker_is_replay_skip(name)) continue;
-        if (r->rt && r->rt->strip_set_cookie && r->stored &&
+        if (worker_is_hop(name, conn) || cw_fill_is_internal_header(name)) continue;
+        if (r->rt && r->rt->strip_set_cookie && r->fill.stored &&
             cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))
             continue;
         (void)worker_resp_add(resp, name, value); /* over-long headers were refused earlier */
@@ -252,64 +167,92 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     if (r->result == WRES_PASS) {
         MHD_add_response_header(resp, "X-Cache", "PASS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d",
-                 r->cacheable ? "request" : "bypass", job->status);
+                 r->cacheable ? "request" : (r->rt ? "method" : "bypass"), job->status);
     } else {
         MHD_add_response_header(resp, "X-Cache", "MISS");
         MHD_add_response_header(resp, "Age", "0");
-        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s",
-                 r->primary_len != r->key_len ? "vary-miss" : "uri-miss", job->status,
-                 r->stored ? "; stored" : "", r->detail ? "; detail=" : "",
-                 r->detail ? r->detail : "");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s%s",
+                 r->stale ? "stale" : (r->q.primary_len != r->q.key_len ? "vary-miss" : "uri-miss"),
+                 job->status, r->fill.stored ? "; stored" : "", r->coalesced ? "; collapsed" : "",
+                 r->fill.detail ? "; detail=" : "", r->fill.detail ? r->fill.detail : "");
     }
     MHD_add_response_header(resp, "Cache-Status", cs);
     worker_count(r, r->result);
     return worker_queue(r, (unsigned)job->status, resp);
 }
 
+/* Reads the request's Cache-Control and Pragma (RFC 9111 §5.2.1, §5.4). */
+static void worker_req_directives(struct worker_req *r)
+{
+    const char *cc = worker_req_header(r, "Cache-Control");
+
+    cw_cc_init(&r->req_cc);
+    if (cc != NULL) {
+        r->has_req_cc = true;
+        cw_cc_parse(&r->req_cc, cc, strlen(cc));
+        return;
+    }
+    const char *pragma = worker_req_header(r, "Pragma");
+    r->pragma_no_cache =
+        pragma != NULL && cw_cc_list_has(cw_str_cstr(pragma), CW_STR_LIT("no-cache"));
+}
+
+/* Looks the request up again (first time, or after waiting for another's fill) and takes
+ * it down the miss path when L1 cannot answer. */
+static enum MHD_Result worker_lookup_or_fetch(struct worker_req *r)
+{
+    int rc = worker_hit_lookup(r);
+
+    if (rc == 1) return MHD_YES;
+    if (rc == -ENOMEM) return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
+    if (r->has_req_cc && (r->req_cc.flags & CW_CC_ONLY_IF_CACHED))
+        return worker_answer_error(r, 504, "not in cache (only-if-cached)\n", "only-if-cached");
+    r->result = WRES_MISS;
+    return worker_hit_coalesce(r);
+}
+
 /* Decides what the request is and takes it down the hit or miss path. */
 static enum MHD_Result worker_dispatch(struct worker_req *r)
 {
-    const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+    const char *host = worker_req_header(r, "Host");
     const char *qm = memchr(r->uri, '?', r->uri_len);
     struct cw_str path = cw_str_make(r->uri, qm ? (size_t)(qm - r->uri) : r->uri_len);
-    bool answered;
-    enum MHD_Result ret;
+    int route;
 
     if (host == NULL) host = "";
-    r->host = host;
     if (r->uri_len == 0 || r->uri[0] != '/')
         return worker_answer_error(r, 400, "origin-form request target required\n", "bad-uri");
     if (strlen(host) > CW_LIMIT_HOST_BYTES)
         return worker_answer_error(r, 400, "Host too long\n", "bad-host");
-    r->route = cw_route_find(r->w->cfg, cw_str_cstr(host), path);
-    if (r->route < 0) return worker_answer_error(r, 404, "no route for this host and path\n",
-                                                 "no-route");
-    r->rt = &r->w->cfg->routes[r->route];
+    route = cw_route_find(r->w->cfg, cw_str_cstr(host), path);
+    if (route < 0)
+        return worker_answer_error(r, 404, "no route for this host and path\n", "no-route");
+    r->rt = &r->w->cfg->routes[route];
+    r->q.rt = r->rt;
+    r->q.header = worker_req_header;
+    r->q.header_cls = r;
+    r->q.uri = cw_str_make(r->uri, r->uri_len);
+    r->q.host = cw_str_cstr(host);
+    r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->q.key_buf == NULL) return worker_answer_error(r, 503, "out of memory\n", "enomem");
     r->is_head = strcmp(r->method, "HEAD") == 0;
     r->cacheable = r->is_head || strcmp(r->method, "GET") == 0;
     if (r->cacheable) {
-        const char *cc = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Cache-Control");
-        if (cc != NULL) {
-            struct cw_cc rc;
-            cw_cc_init(&rc);
-            cw_cc_parse(&rc, cc, strlen(cc));
-            if (rc.flags & CW_CC_NO_STORE) r->cacheable = false;
-        }
+        worker_req_directives(r);
+        if (r->req_cc.flags & CW_CC_NO_STORE) r->cacheable = false;
     }
     if (!r->cacheable) {
         r->result = WRES_PASS;
         return worker_miss_start(r);
     }
-    ret = worker_lookup(r, host, &answered);
-    if (answered || r->state == WREQ_DONE) return ret;
-    r->result = WRES_MISS;
-    return worker_miss_start(r);
+    return worker_lookup_or_fetch(r);
 }
 
-static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
-                                         const char *url, const char *method,
-                                         const char *version, const char *upload_data,
-                                         size_t *upload_data_size, void **req_cls)
+static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                         const char *method, const char *version,
+                                         const char *upload_data, size_t *upload_data_size,
+                                         void **req_cls)
 {
     struct worker_req *r = *req_cls;
 
@@ -350,7 +293,10 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
         return worker_dispatch(r);
     case WREQ_READY:
         return worker_answer_fetched(r);
+    case WREQ_RETRY:
+        return worker_lookup_or_fetch(r);
     case WREQ_WAIT:
+    case WREQ_FILL:
     case WREQ_DONE:
         break;
     }
@@ -393,7 +339,8 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     free(r->body_in.p);
     free(r->url);
     free(r->hdr_lines);
-    free(r->key_buf);
+    if (r->q.has_lease) cw_fill_abandon(&w->fill_mhd, &r->q, false);
+    free(r->q.key_buf);
     free(r->uri);
     free(r);
     atomic_fetch_sub(&w->inflight, 1);
@@ -407,7 +354,8 @@ static void worker_mhd_log(void *cls, const char *fmt, va_list ap)
     (void)cls;
     vsnprintf(buf, sizeof(buf), fmt, ap);
     n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n') buf[--n] = '\0';
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
     cw_info("worker: mhd: %s", buf);
 }
 
@@ -419,16 +367,20 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);
     if (rc < 0) return rc;
+    w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
+    w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
     rc = cw_fetch_start(w->cfg->origins[0].max_conns, CW_LIMIT_PENDING_FETCHES, &w->fetch);
+    if (rc < 0) return rc;
+    rc = worker_wait_start(w);
     if (rc < 0) return rc;
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
             MHD_USE_ERROR_LOG,
         0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, worker_mhd_log, w,
-        MHD_OPTION_LISTEN_SOCKET, listen_fd,
-        MHD_OPTION_URI_LOG_CALLBACK, worker_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED,
-        worker_on_completed, w, MHD_OPTION_CONNECTION_LIMIT, (unsigned)WORKER_CONN_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT, MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK, worker_on_uri, w,
+        MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT,
+        MHD_OPTION_END);
     if (w->mhd == NULL) {
         cw_err("worker %d: MHD_start_daemon failed on fd %d", w->index, listen_fd);
         return -EIO;
@@ -457,16 +409,18 @@ static void worker_drain(struct cw_worker *w)
 
     /* Stop accepting; the listen socket stays open for the other processes that share it. */
     (void)MHD_quiesce_daemon(w->mhd);
-    while (atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline) usleep(10000);
+    while (atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline)
+        usleep(10000);
     if (atomic_load(&w->inflight) > 0)
-        cw_warn("worker %d: %d requests still in flight after the grace period",
-                w->index, atomic_load(&w->inflight));
+        cw_warn("worker %d: %d requests still in flight after the grace period", w->index,
+                atomic_load(&w->inflight));
 }
 
 int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, int slot,
-                  int listen_fd)
+                  int listen_fd, int refresh_fd)
 {
-    struct cw_worker w = {.cfg = cfg, .seg = seg, .slot = slot, .index = index};
+    struct cw_worker w = {
+        .cfg = cfg, .seg = seg, .slot = slot, .index = index, .refresh_fd = refresh_fd};
     sigset_t set;
     int status = 0;
 
@@ -487,7 +441,8 @@ int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, in
     worker_wait_signal();
     worker_drain(&w);
 out_close:
-    /* Completes queued and running fetches as cancelled: their connections resume. */
+    /* Waiters look up once more; queued and running fetches complete as cancelled. */
+    worker_wait_stop(&w);
     cw_fetch_stop(w.fetch);
     if (w.mhd) MHD_stop_daemon(w.mhd);
     cw_store_reader_close(w.fetch_reader);

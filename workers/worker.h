@@ -16,9 +16,10 @@ struct cw_seg;
 /* Runs a worker until SIGTERM or SIGINT, then stops accepting, lets in-flight requests
  * finish within cfg->shutdown_grace_ms, and returns the process exit status (0 on a clean
  * stop, 1 when it could not start). index numbers the worker for logs; slot is its counter
- * slot in seg; listen_fd is the shared, non-blocking listen socket. Call in a child
+ * slot in seg; listen_fd is the shared, non-blocking listen socket; refresh_fd is the
+ * eventfd that wakes the refresher (-1 for none). Call in a child
  * process after fork(). */
 int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, int slot,
-                  int listen_fd);
+                  int listen_fd, int refresh_fd);
 
 #endif /* CW_WORKER_H */

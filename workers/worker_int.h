@@ -1,34 +1,57 @@
-/* workers/worker_int.h - internals shared by worker.c (MHD side: requests, hits, answers)
- * and worker_miss.c (origin side: fetch jobs, storing). Not a public API. */
+/* workers/worker_int.h - internals shared by worker.c (MHD side: requests, hits, answers),
+ * worker_miss.c (origin side: fetch jobs) and worker_wait.c (coalesced waiters). Not a
+ * public API. */
 #ifndef CW_WORKER_INT_H
 #define CW_WORKER_INT_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/cc.h"
 #include "core/common.h"
-#include "core/fresh.h"
 #include "core/key.h"
 #include "workers/fetch.h"
+#include "workers/fill.h"
 
 struct cw_config;
 struct cw_config_route;
 struct cw_seg;
 struct cw_store;
 struct cw_store_reader;
+struct worker_req;
+
+#define WORKER_VALIDATOR_BYTES 256
+
+/* The coalesced waiters of one worker: requests suspended until another process fills
+ * their key. One thread checks them about every millisecond while there are any, and
+ * sleeps on a condition variable when there are none. */
+struct worker_waitq {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pthread_t thread;
+    bool started;
+    bool stopping;
+    struct worker_req *head;
+    size_t count;
+};
 
 struct cw_worker {
     const struct cw_config *cfg;
     struct cw_seg *seg;
     int slot;
     int index;
+    int refresh_fd; /* eventfd that wakes the refresher, -1 when none */
     struct cw_store *store;
     struct cw_store_reader *reader;       /* MHD thread only */
     struct cw_store_reader *fetch_reader; /* fetch thread only */
+    struct cw_fill fill;                  /* for the fetch thread */
+    struct cw_fill fill_mhd;              /* for the MHD thread */
     struct cw_fetch *fetch;
     struct MHD_Daemon *mhd;
+    struct worker_waitq waitq;
     _Atomic int inflight; /* requests between URI parse and completion */
 };
 
@@ -36,7 +59,9 @@ enum worker_req_state {
     WREQ_NEW = 0, /* first handler call: headers parsed, nothing queued yet */
     WREQ_BODY,    /* receiving the request body */
     WREQ_WAIT,    /* suspended, the fetch loop owns the job */
-    WREQ_READY,   /* resumed with an outcome to answer */
+    WREQ_FILL,    /* suspended, waiting for another request's fill of the key */
+    WREQ_RETRY,   /* resumed by the waiter thread: look up again */
+    WREQ_READY,   /* resumed with a fetch outcome to answer */
     WREQ_DONE,    /* a response was queued */
 };
 
@@ -47,6 +72,14 @@ enum worker_result {
     WRES_REVALIDATED,
     WRES_PASS,
     WRES_ERROR,
+    WRES_STALE_ERROR,
+};
+
+/* What the hit callback may serve. */
+enum worker_serve {
+    WSERVE_LOOKUP = 0, /* fresh, or stale within stale-while-revalidate */
+    WSERVE_SIE,        /* stale within stale-if-error, after an origin failure */
+    WSERVE_ANY,        /* what a revalidation just stored */
 };
 
 struct worker_req {
@@ -56,47 +89,80 @@ struct worker_req {
     char *uri; /* the raw request target, as sent (owned) */
     size_t uri_len;
     const char *method; /* borrowed from MHD, valid for the request */
-    const char *host;   /* borrowed from MHD: the Host header, "" when absent */
     bool is_head;
-    bool cacheable; /* GET or HEAD the cache may answer or store */
-    int route;
+    bool has_req_cc;
+    struct cw_cc req_cc;  /* the request's Cache-Control (borrows MHD's value) */
+    bool pragma_no_cache; /* Pragma: no-cache without Cache-Control (RFC 9111 §5.4) */
+    bool cacheable;       /* GET or HEAD the cache may answer or store */
     const struct cw_config_route *rt;
-    char *key_buf; /* primary key, then vary suffix (owned) */
-    size_t key_len;
-    size_t primary_len;
-    struct cw_key primary;
-    struct cw_key key;
+    struct cw_fill_req q;        /* key, lease; q.key_buf owned */
     struct cw_fetch_buf body_in; /* request body for pass-through (owned) */
     bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
     struct cw_fetch_job job;
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */
     int64_t start_us;
+
+    /* What the lookup saw. */
+    enum worker_serve serve;
+    bool want_refresh; /* ask the refresher for a background refresh */
+    bool stale;        /* a stale entry exists */
+    int64_t sie_until_ms;
+    char etag[WORKER_VALIDATOR_BYTES]; /* validators of the stale entry, "" when none */
+    char last_modified[WORKER_VALIDATOR_BYTES];
+    uint32_t gen0;         /* fill generation of the key before the lookup */
+    bool coalesced;        /* waited for another request's fill */
+    int64_t wait_until_ms; /* monotonic: the coalescing budget ends here */
+
+    /* Waiter list (worker_wait.c), under waitq.lock. */
+    struct worker_req *wait_next;
+    int32_t wait_pid;
+    int64_t wait_check_ms;
+
     /* Outcome, set by the fetch thread before it resumes the connection. */
     enum worker_result result;
-    bool stored;
-    const char *detail; /* Cache-Status detail, static text */
+    struct cw_fill_result fill;
 };
 
 /* worker_miss.c */
-/* Builds and submits the origin fetch for r and suspends its connection: MHD_YES, or
- * MHD_NO-free fallback answers (503 when the fetch queue is full). */
+/* Builds and submits the origin fetch for r and suspends its connection: MHD_YES (the
+ * answer comes after the fetch), or an error answer when the fetch cannot be made. */
 enum MHD_Result worker_miss_start(struct worker_req *r);
 
+/* worker_hit.c */
+/* Looks the request up in L1 (computing its key on the first call) and answers it when the
+ * entry may be used: 1 when answered, 0 when the origin is needed (r->stale and the
+ * validators say what was found), -errno for a target the key refuses. */
+int worker_hit_lookup(struct worker_req *r);
+/* After a fetch: answers from the stored entry under serve rules (stale-if-error, or what a
+ * revalidation stored): 1 when answered, 0 when the entry is gone or not usable. */
+int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve);
+/* The miss path's entry: takes the fetch lease and fetches, or waits for another's fill. */
+enum MHD_Result worker_hit_coalesce(struct worker_req *r);
+
+/* worker_wait.c */
+CW_MUST_CHECK int worker_wait_start(struct cw_worker *w);
+/* Wakes every waiter and stops the thread. */
+void worker_wait_stop(struct cw_worker *w);
+/* Suspends r until the fill generation of its key moves, the deadline passes or the lease
+ * owner dies; then r resumes in state WREQ_RETRY. */
+void worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
+                     int64_t deadline_ms);
+
 /* worker.c */
-/* Computes the primary key (route key headers included) into r->key_buf (allocated here)
- * and r->primary: 0, -ENOMEM, or -ENOSPC/-EINVAL for a target or host the key refuses. */
-int worker_key_primary(struct worker_req *r, const char *host);
-/* Appends the values of the request headers named in the list to the primary key in
- * r->key_buf (r->key_len is reset to the primary key first): 0 or -ENOSPC. */
-int worker_key_vary(struct worker_req *r, struct cw_str names);
 /* Adds a header whose bytes are not NUL-terminated: 0 or -EINVAL. */
 int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value);
 /* True for headers a cache never forwards or stores: hop-by-hop, or nominated by the
  * Connection value conn (may be empty). */
 bool worker_is_hop(struct cw_str name, struct cw_str conn);
+/* Counts the request's outcome in the worker's slot. */
+void worker_count(struct worker_req *r, enum worker_result res);
+/* Adds Via, queues resp with status and releases it. */
+enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp);
 /* Queues a short plain-text error answer. */
 enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const char *body,
                                     const char *detail);
+/* MHD request-header lookup, as a cw_fill_header_fn over a worker_req. */
+const char *worker_req_header(void *cls, const char *name);
 
 #endif /* CW_WORKER_INT_H */

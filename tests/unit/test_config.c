@@ -261,8 +261,9 @@ static char *list_text(const char *setting, int n)
     ck_assert_ptr_nonnull(t);
     used = (size_t)snprintf(t, size, ORIGIN "routes = ( { match = \"/\"; origin = \"api\"; %s = [",
                             setting);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         used += (size_t)snprintf(t + used, size - used, "%s\"n%d\"", i ? ", " : "", i);
+    }
     snprintf(t + used, size - used, "]; } );");
     return t;
 }
@@ -382,8 +383,9 @@ START_TEST(test_config_duration_values)
         ck_assert_msg(cw_config_parse_duration(good[i].s, &ms) == 0, "%s", good[i].s);
         ck_assert_int_eq(ms, good[i].ms);
     }
-    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++)
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
         ck_assert_msg(cw_config_parse_duration(bad[i], &ms) == -EINVAL, "%s", bad[i]);
+    }
     ck_assert_int_eq(cw_config_parse_duration("9223372036854775807ms", &ms), 0);
     ck_assert_int_eq(ms, INT64_MAX);
     ck_assert_int_eq(cw_config_parse_duration("9223372036854775808ms", &ms), -EINVAL);
@@ -460,8 +462,9 @@ START_TEST(test_config_size_values)
         ck_assert_msg(cw_config_parse_size(good[i].s, &v) == 0, "%s", good[i].s);
         ck_assert_uint_eq(v, good[i].v);
     }
-    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++)
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
         ck_assert_msg(cw_config_parse_size(bad[i], &v) == -EINVAL, "%s", bad[i]);
+    }
     ck_assert_int_eq(cw_config_parse_size("18446744073709551615", &v), 0);
     ck_assert_uint_eq(v, UINT64_MAX);
 }
@@ -785,8 +788,9 @@ START_TEST(test_config_cidr_values)
         ck_assert_int_eq(c.family, good[i].family);
         ck_assert_int_eq(c.prefix_len, good[i].len);
     }
-    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++)
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
         ck_assert_msg(cw_config_parse_cidr(bad[i], &c) == -EINVAL, "%s", bad[i]);
+    }
 }
 END_TEST
 

@@ -1,0 +1,103 @@
+/* shm/store_int.h - internals shared by the files of the store module (store.c,
+ * store_lease.c, store_evict.c, store_tag.c); never included outside shm/store*.c.
+ *
+ * Holds the two handle structs and the helpers every file needs to talk to LMDB: the
+ * one place LMDB codes become errnos, the one log format for LMDB failures, and the
+ * write-txn begin/commit and read-txn renew wrappers. Functions here are not static (the
+ * files share them), so they are declared here for -Wmissing-prototypes; they keep the
+ * module word and drop the cw_ prefix, like static functions. */
+#ifndef CW_STORE_INT_H
+#define CW_STORE_INT_H
+
+#include <lmdb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/store.h"
+
+struct cw_seg;
+
+struct cw_store {
+    MDB_env *env;
+    MDB_dbi obj;
+    MDB_dbi vary;
+    MDB_dbi lease;
+    MDB_dbi tag;
+    MDB_dbi meta;
+    uint8_t secret[16];
+    char *path;
+    struct cw_seg *seg;  /* hit bits for eviction's second chance; NULL = none */
+    size_t page_bytes;   /* LMDB page size */
+    size_t map_pages;    /* the map (cache.size) in pages: the hard bound */
+    bool clock_active;   /* this process is evicting down to the low watermark */
+};
+
+struct cw_store_reader {
+    struct cw_store *st;
+    MDB_txn *txn; /* read-only, kept reset between reads */
+};
+
+/* LMDB's codes stop here (STYLE.md, Errors): MDB_NOTFOUND -ENOENT, MDB_MAP_FULL and
+ * MDB_TXN_FULL -ENOSPC, MDB_READERS_FULL -EAGAIN, system errors as themselves, other
+ * LMDB codes -EIO. */
+int store_errno(int rc);
+/* Logs "store: <op> [key <hex>]: <mdb_strerror>"; key may be NULL. */
+void store_log_mdb(const char *op, const struct cw_key *key, int rc);
+/* Begins a write txn on st (waits for LMDB's writer mutex): 0 and *txn, or -errno logged
+ * with op and key (which may be NULL). */
+int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key);
+/* Commits; on failure the txn is freed by LMDB. MDB_MAP_FULL is returned unlogged as
+ * -ENOSPC: the caller decides what a full map means; other failures are logged. */
+int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key);
+/* Renews the reader's reset read txn: 0, or -errno logged. The caller resets it again
+ * (mdb_txn_reset) before returning, so no snapshot outlives one call. */
+int store_renew(struct cw_store_reader *r);
+
+/* cw_store_put() with an optional lease release in the same txn (lease_key NULL = none):
+ * the one put path, so put and put_release share the make-room and retry logic. */
+int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
+              int32_t pid, const struct cw_entry_hdr *h, struct cw_str full_key,
+              const struct cw_entry_header *hdrs, size_t n, struct cw_str body);
+/* Deletes key's lease record in txn when pid owns it, or when the record is malformed (a
+ * malformed record counts as absent): 0 when pid's record was deleted, -ENOENT when there
+ * was none or another pid owns it, -errno logged. Defined in store_lease.c. */
+int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
+                            int32_t pid);
+
+/* ---- accounting and eviction (store_evict.c) ---- */
+
+/* Pages held by every database as seen by txn (branch, leaf and overflow pages of obj,
+ * vary, lease, tag and meta, plus the two meta pages and the main root). Exact for LMDB's
+ * own trees and O(1): mdb_stat reads the txn's copy of each db record. Pages on LMDB's
+ * free list are not counted (they are reusable). 0 and *used, or -errno logged. */
+int store_used_pages(struct cw_store *st, MDB_txn *txn, size_t *used);
+/* Whether used pages are over the high watermark (CW_STORE_EVICT_HIGH_PCT). */
+bool store_is_over_high(const struct cw_store *st, size_t used);
+/* The emergency path of a put that met MDB_MAP_FULL: evicts (expired first, then CLOCK
+ * with st->seg's hit bits) until the map is back under the low watermark and at least
+ * need bytes (doubled per attempt) were freed, then commits one more txn so that LMDB
+ * may hand the freed pages out to the retry. true to have the put retried. */
+bool store_make_room(struct cw_store *st, size_t need, int attempt);
+/* After a put that found the map over the high watermark: a bounded eviction pass
+ * towards the low watermark (failures are logged here; the put already succeeded). */
+void store_evict_after_put(struct cw_store *st);
+/* Sets key's hit bit in st->seg if there is one (a new entry gets one second chance). */
+void store_hit_mark(struct cw_store *st, const struct cw_key *key);
+
+/* ---- tags and deletion (store_tag.c) ---- */
+
+/* Indexes the Surrogate-Key tags found in hdrs (every header of that name, tags split on
+ * SP and HTAB, at most CW_LIMIT_TAGS, longer than CW_LIMIT_TAG_BYTES skipped) as
+ * tag -> key records in txn. 0, or -errno logged. */
+int store_tag_index_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
+                        const struct cw_entry_header *hdrs, size_t n);
+/* Removes the tag records of the stored entry bytes val (under key) in txn; val must not
+ * be deleted yet (it points into the map). An undecodable value has no tags to find: 0.
+ * 0, or -errno logged. */
+int store_tag_unindex_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
+                          const MDB_val *val);
+/* Deletes key's entry and its tag records in txn: 0, -ENOENT, or -errno logged. */
+int store_obj_del_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key);
+
+#endif /* CW_STORE_INT_H */

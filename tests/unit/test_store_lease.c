@@ -1,0 +1,377 @@
+/* tests/unit/test_store_lease.c - the lease records of shm/store (store_lease.c) against a
+ * real LMDB file in a temp dir. Times are passed in; nothing sleeps. */
+#include "shm/store.h"
+
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/unit/check_main.h"
+
+Suite *store_lease_suite(void);
+
+#define TEST_MAP_BYTES (16u << 20)
+
+static char tmp_dir[64];
+static char db_path[128];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void setup(void)
+{
+    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/cw-lease-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
+    snprintf(db_path, sizeof(db_path), "%s/l1.mdb", tmp_dir);
+}
+
+static void teardown(void)
+{
+    nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void key_of(const struct cw_store *st, const char *full, struct cw_key *k)
+{
+    cw_key_hash(cw_store_secret(st), full, strlen(full), k);
+}
+
+static int read_nop(void *cls, const struct cw_entry_view *v)
+{
+    (void)v;
+    (*(int *)cls)++;
+    return 0;
+}
+
+/* A pid that surely does not exist now: a child that has exited and been reaped. */
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    int status;
+
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) _exit(0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return pid;
+}
+
+START_TEST(test_store_lease_take_busy_release)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+    int32_t me = (int32_t)getpid();
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/a", &k);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me, 1000, 6000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+    ck_assert_int_eq(l.pid, me);
+    ck_assert_uint_eq(l.kind, CW_STORE_LEASE_FETCH);
+    ck_assert_int_eq(l.start_ms, 1000);
+    ck_assert_int_eq(l.deadline_ms, 6000);
+
+    /* A live owner (this process) and a future deadline: busy, holder filled. */
+    memset(&l, 0, sizeof(l));
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me + 1, 2000, 7000, &l),
+                     -EBUSY);
+    ck_assert_int_eq(l.pid, me);
+    ck_assert_int_eq(l.deadline_ms, 6000);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me, 2000, 7000, NULL),
+                     -EBUSY);
+
+    /* Release by a non-owner fails and leaves the record. */
+    ck_assert_int_eq(cw_store_lease_release(st, &k, me + 1), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, 0), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, me), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, me), -ENOENT);
+
+    /* Bad arguments. */
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, 0, 1, 2, NULL), -EINVAL);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, -1, 1, 2, NULL), -EINVAL);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, (enum cw_store_lease_kind)7, me, 1, 2, NULL),
+                     -EINVAL);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A deadline passed: the next taker wins even though the owner lives. */
+START_TEST(test_store_lease_expired_takeover)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+    int32_t me = (int32_t)getpid();
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    key_of(st, "http://h/a", &k);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me, 1000, 6000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me + 1, 5999, 9000, &l),
+                     -EBUSY);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_PASS, me + 1, 6000, 9000, &l), 0);
+    /* The old owner's release no longer touches the new record. */
+    ck_assert_int_eq(cw_store_lease_release(st, &k, me), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, me + 1), 0);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A REFRESH wanted (pid 0) has no owner to die: it stands until its deadline. */
+START_TEST(test_store_lease_refresh_wanted)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    key_of(st, "http://h/a", &k);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 1000, 2000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 1500, 2500, &l),
+                     -EBUSY);
+    ck_assert_int_eq(l.pid, 0);
+    ck_assert_uint_eq(l.kind, CW_STORE_LEASE_REFRESH);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, (int32_t)getpid()), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_release(st, &k, 0), 0);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 1000, 2000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 2000, 3000, NULL), 0);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A child takes a lease and exits without releasing it: its dead pid loses the lease long
+ * before the deadline. */
+START_TEST(test_store_lease_dead_owner_takeover)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+    int status;
+    pid_t child;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    key_of(st, "http://h/a", &k);
+    cw_store_close(st);
+
+    child = fork();
+    ck_assert_int_ne(child, -1);
+    if (child == 0) {
+        struct cw_store *cst = NULL;
+        if (cw_store_open(db_path, TEST_MAP_BYTES, &cst) != 0) _exit(2);
+        if (cw_store_lease_take(cst, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1000, 1000000,
+                                NULL) != 0) {
+            _exit(3);
+        }
+        _exit(0); /* no release, no close: a crash as far as the lease is concerned */
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+    ck_assert_int_eq(l.pid, (int32_t)child);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 2000, 7000, &l), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+    ck_assert_int_eq(l.pid, (int32_t)getpid());
+
+    /* The same through a pid known to be gone. */
+    key_of(st, "http://h/b", &k);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, (int32_t)dead_pid(), 1, 1000000, NULL),
+        0);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), 2, 1000, NULL), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* put_release stores the entry and drops the lease in one txn; a lease owned by another
+ * pid is left alone, and the entry is stored anyway. */
+START_TEST(test_store_lease_put_release)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease l;
+    struct cw_entry_hdr h;
+    struct cw_key k;
+    struct cw_key k2;
+    int32_t me = (int32_t)getpid();
+    int calls = 0;
+
+    memset(&h, 0, sizeof(h));
+    h.status = 200;
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/a", &k);
+    key_of(st, "http://h/b", &k2);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me, 1, 1000, NULL), 0);
+    ck_assert_int_eq(cw_store_put_release(st, &k, &k, me, &h, CW_STR_LIT("http://h/a"), NULL, 0,
+                                          CW_STR_LIT("body")),
+                     0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), -ENOENT);
+    ck_assert_int_eq(cw_store_read(r, &k, CW_STR_LIT("http://h/a"), read_nop, &calls), 0);
+    ck_assert_int_eq(calls, 1);
+
+    /* Lease on another key (a Vary primary), owned by someone else: kept. */
+    ck_assert_int_eq(cw_store_lease_take(st, &k2, CW_STORE_LEASE_FETCH, me, 1, 1000, NULL), 0);
+    ck_assert_int_eq(cw_store_put_release(st, &k, &k2, me + 1, &h, CW_STR_LIT("http://h/a"), NULL,
+                                          0, CW_STR_LIT("body2")),
+                     0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k2, &l), 0);
+    ck_assert_int_eq(cw_store_put_release(st, &k, &k2, me, &h, CW_STR_LIT("http://h/a"), NULL, 0,
+                                          CW_STR_LIT("body3")),
+                     0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k2, &l), -ENOENT);
+
+    /* An invalid entry stores nothing and keeps the lease. */
+    ck_assert_int_eq(cw_store_lease_take(st, &k2, CW_STORE_LEASE_FETCH, me, 1, 1000, NULL), 0);
+    h.status = 42;
+    ck_assert_int_eq(cw_store_put_release(st, &k2, &k2, me, &h, CW_STR_LIT("http://h/b"), NULL, 0,
+                                          CW_STR_LIT("x")),
+                     -EINVAL);
+    ck_assert_int_eq(cw_store_lease_get(r, &k2, &l), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+struct scan_seen {
+    int calls;
+    int stop_after;
+};
+
+static bool scan_count(void *cls, const struct cw_key *key, const struct cw_store_lease *l)
+{
+    struct scan_seen *s = cls;
+
+    (void)key;
+    ck_assert_int_eq(l->kind, CW_STORE_LEASE_FETCH);
+    s->calls++;
+    return s->stop_after == 0 || s->calls < s->stop_after;
+}
+
+START_TEST(test_store_lease_scan_bounded)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct scan_seen s;
+    struct cw_key k;
+    char full[32];
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 0);
+    for (int i = 0; i < 25; i++) {
+        snprintf(full, sizeof(full), "http://h/%d", i);
+        key_of(st, full, &k);
+        ck_assert_int_eq(
+            cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1, 100, NULL), 0);
+    }
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 10);
+    ck_assert_int_eq(s.calls, 10);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 1000), 25);
+    ck_assert_int_eq(s.calls, 25);
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 3;
+    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 1000), 3);
+    ck_assert_int_eq(s.calls, 3);
+    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 0), 0);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A record of the wrong size is absent to readers, replaced by a take and deleted by a
+ * release. Written with the LMDB API directly while no store is open. */
+START_TEST(test_store_lease_malformed_record)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val key;
+    MDB_val val = {5, "short"};
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    key_of(st, "http://h/a", &k);
+    cw_store_close(st);
+    for (int round = 0; round < 2; round++) {
+        key.mv_size = sizeof(k.h);
+        key.mv_data = k.h;
+        ck_assert_int_eq(mdb_env_create(&env), 0);
+        ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+        ck_assert_int_eq(mdb_env_open(env, db_path, MDB_NOSUBDIR, 0640), 0);
+        ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+        ck_assert_int_eq(mdb_dbi_open(txn, "lease", 0, &dbi), 0);
+        ck_assert_int_eq(mdb_put(txn, dbi, &key, &val, 0), 0);
+        ck_assert_int_eq(mdb_txn_commit(txn), 0);
+        mdb_env_close(env);
+
+        ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+        ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+        ck_assert_int_eq(cw_store_lease_get(r, &k, &l), -ENOENT);
+        if (round == 0) {
+            ck_assert_int_eq(
+                cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1, 9, NULL),
+                0);
+            ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+        } else {
+            struct scan_seen s;
+            memset(&s, 0, sizeof(s));
+            /* A scan counts a malformed record as visited without calling back... */
+            ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 1);
+            ck_assert_int_eq(s.calls, 0);
+            ck_assert_int_eq(cw_store_lease_release(st, &k, 1), -ENOENT);
+            /* ...and after the release there is nothing left to visit. */
+            ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 0);
+        }
+        cw_store_reader_close(r);
+        cw_store_close(st);
+    }
+}
+END_TEST
+
+Suite *store_lease_suite(void)
+{
+    Suite *s = suite_create("store_lease");
+    TCase *tc = tcase_create("lease");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_store_lease_take_busy_release);
+    tcase_add_test(tc, test_store_lease_expired_takeover);
+    tcase_add_test(tc, test_store_lease_refresh_wanted);
+    tcase_add_test(tc, test_store_lease_dead_owner_takeover);
+    tcase_add_test(tc, test_store_lease_put_release);
+    tcase_add_test(tc, test_store_lease_scan_bounded);
+    tcase_add_test(tc, test_store_lease_malformed_record);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+CW_TEST_MAIN(store_lease_suite)

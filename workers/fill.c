@@ -1,0 +1,403 @@
+/* workers/fill.c - see workers/fill.h. */
+#include "workers/fill.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cc.h"
+#include "core/cond.h"
+#include "core/config.h"
+#include "core/entry.h"
+#include "core/fresh.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/fetch.h"
+
+#define FILL_VARY_BYTES 1024
+#define FILL_PASS_MS    60000 /* hit-for-miss: how long an uncacheable key is not coalesced */
+#define FILL_MAX_HDRS   (CW_LIMIT_HEADER_COUNT)
+
+/* A stored entry copied out of the map (for a 304 merge). */
+struct fill_copy {
+    struct cw_entry_view v;
+    char *buf;
+};
+
+bool cw_fill_is_internal_header(struct cw_str name)
+{
+    return (name.len > 0 && name.p[0] == ':') || cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
+           cw_str_eq_ci(name, CW_STR_LIT("Surrogate-Key")) || cw_str_eq_ci(name, CW_STR_LIT("Age"));
+}
+
+int cw_fill_key_primary(const struct cw_fill *f, struct cw_fill_req *q)
+{
+    int rc = cw_key_build(q->rt, CW_STR_LIT("http"), q->host, q->uri, q->key_buf,
+                          CW_LIMIT_KEY_BYTES, &q->key_len);
+
+    if (rc < 0) return rc;
+    for (size_t i = 0; i < q->rt->key_headers_count; i++) {
+        const char *name = q->rt->key_headers[i];
+        rc = cw_key_append_header(q->key_buf, CW_LIMIT_KEY_BYTES, &q->key_len, cw_str_cstr(name),
+                                  cw_str_cstr(q->header(q->header_cls, name)));
+        if (rc < 0) return rc;
+    }
+    q->primary_len = q->key_len;
+    cw_key_hash(cw_store_secret(f->store), q->key_buf, q->key_len, &q->primary);
+    q->key = q->primary;
+    return 0;
+}
+
+int cw_fill_key_vary(const struct cw_fill *f, struct cw_fill_req *q, struct cw_str names)
+{
+    const char *p = names.p, *end = names.p + names.len;
+    char name[CW_LIMIT_HEADER_NAME_BYTES + 1];
+    unsigned n = 0;
+
+    q->key_len = q->primary_len;
+    while (p < end && n++ < CW_LIMIT_VARY_FIELDS) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        while (p < e && (*p == ' ' || *p == '\t'))
+            p++;
+        size_t len = (size_t)(e - p);
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len > 0 && len < sizeof(name)) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            int rc = cw_key_append_header(q->key_buf, CW_LIMIT_KEY_BYTES, &q->key_len,
+                                          cw_str_make(name, len),
+                                          cw_str_cstr(q->header(q->header_cls, name)));
+            if (rc < 0) return rc;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    cw_key_hash(cw_store_secret(f->store), q->key_buf, q->key_len, &q->key);
+    return 0;
+}
+
+/* Joins every Vary line into a lower-case "a,b" list: 0, or -ENOSPC past the bounds. */
+static int fill_vary_names(const struct cw_entry_header *hdrs, size_t n, char *buf, size_t size,
+                           size_t *len)
+{
+    size_t out = 0, fields = 0;
+
+    for (size_t k = 0; k < n; k++) {
+        if (!cw_str_eq_ci(hdrs[k].name, CW_STR_LIT("Vary"))) continue;
+        struct cw_str v = hdrs[k].value;
+        for (size_t i = 0; i < v.len; i++) {
+            char ch = v.p[i];
+            if (ch == ' ' || ch == '\t') continue;
+            bool sep = ch == ',';
+            if (sep && (out == 0 || buf[out - 1] == ',')) continue;
+            if (!sep && (out == 0 || buf[out - 1] == ',') && ++fields > CW_LIMIT_VARY_FIELDS)
+                return -ENOSPC;
+            if (out + 1 >= size) return -ENOSPC;
+            buf[out++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+        }
+        if (out > 0 && buf[out - 1] != ',') {
+            if (out + 1 >= size) return -ENOSPC;
+            buf[out++] = ',';
+        }
+    }
+    while (out > 0 && buf[out - 1] == ',')
+        out--;
+    *len = out;
+    return 0;
+}
+
+/* Picks the key the response is stored under, keeping the vary record in step. */
+static int fill_vary_key(const struct cw_fill *f, struct cw_fill_req *q,
+                         const struct cw_entry_header *hdrs, size_t n)
+{
+    char names[FILL_VARY_BYTES];
+    size_t len = 0;
+    int rc = fill_vary_names(hdrs, n, names, sizeof(names), &len);
+
+    if (rc < 0) return rc;
+    if (len == 0 && q->key_len == q->primary_len) return 0;
+    rc = cw_store_vary_put(f->store, &q->primary, cw_str_make(names, len));
+    if (rc < 0 && rc != -ENOENT) return rc;
+    q->key_len = q->primary_len;
+    q->key = q->primary;
+    if (len == 0) return 0;
+    return cw_fill_key_vary(f, q, cw_str_make(names, len));
+}
+
+/* Whether a stored response keeps this header (RFC 9111 §3.1, §5.2.2.4, §5.2.2.7). */
+static bool fill_keep_header(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
+                             struct cw_str name, struct cw_str conn)
+{
+    if (cw_cc_is_hop_by_hop(name)) return false;
+    if (conn.len > 0 && cw_cc_list_has(conn, name)) return false;
+    if (name.len > 0 && name.p[0] == ':') return false;
+    if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length"))) return false;
+    if (q->rt->strip_set_cookie && cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie"))) return false;
+    if ((fr->cc.flags & CW_CC_NO_CACHE_FIELDS) && cw_cc_list_has(fr->cc.no_cache_fields, name))
+        return false;
+    if ((fr->cc.flags & CW_CC_PRIVATE_FIELDS) && cw_cc_list_has(fr->cc.private_fields, name))
+        return false;
+    return true;
+}
+
+static void fill_policy(const struct cw_fill_req *q, const struct cw_fetch_job *job,
+                        struct cw_fresh_policy *pol)
+{
+    const struct cw_config_route *rt = q->rt;
+
+    memset(pol, 0, sizeof(*pol));
+    pol->method_is_get_or_head = true;
+    pol->req_has_authorization = q->header(q->header_cls, "Authorization") != NULL;
+    pol->route_ttl_ms = rt->ttl_ms;
+    pol->route_swr_ms = rt->swr_ms;
+    pol->route_sie_ms = rt->sie_ms;
+    pol->max_ttl_ms = rt->max_ttl_ms;
+    pol->override = rt->override;
+    pol->strip_set_cookie = rt->strip_set_cookie;
+    pol->request_time_ms = job->request_time_ms;
+    pol->response_time_ms = job->response_time_ms;
+}
+
+/* Collects the job's response headers into hdrs (at most cap): the count. */
+static size_t fill_job_headers(const struct cw_fetch_job *job, struct cw_entry_header *hdrs,
+                               size_t cap)
+{
+    size_t off = 0, n = 0;
+    struct cw_str name, value;
+
+    while (n < cap && cw_fetch_job_header_next(job, &off, &name, &value)) {
+        hdrs[n].name = name;
+        hdrs[n++].value = value;
+    }
+    return n;
+}
+
+/* Filters the headers to store, adds Date when missing and the pseudo-headers: the count. */
+static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
+                                  const struct cw_entry_header *in, size_t n_in,
+                                  struct cw_entry_header *out, size_t cap, char *date,
+                                  int64_t response_time_ms)
+{
+    struct cw_str conn = {NULL, 0};
+    size_t n = 0;
+
+    for (size_t i = 0; i < n_in; i++)
+        if (cw_str_eq_ci(in[i].name, CW_STR_LIT("Connection"))) conn = in[i].value;
+    for (size_t i = 0; i < n_in && n + 3 < cap; i++) {
+        if (!fill_keep_header(q, fr, in[i].name, conn)) continue;
+        out[n++] = in[i];
+    }
+    if (!fr->has_date) {
+        /* RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not. */
+        size_t dl = cw_fresh_format_date(response_time_ms / 1000, date);
+        out[n].name = CW_STR_LIT("Date");
+        out[n++].value = cw_str_make(date, dl);
+    }
+    out[n].name = CW_STR_LIT(CW_FILL_HDR_URI);
+    out[n++].value = q->uri;
+    out[n].name = CW_STR_LIT(CW_FILL_HDR_HOST);
+    out[n++].value = q->host;
+    return n;
+}
+
+static void fill_wake(const struct cw_fill *f, const struct cw_fill_req *q)
+{
+    atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->key), 1, memory_order_release);
+    if (q->has_lease && memcmp(&q->lease_key, &q->key, sizeof(q->key)) != 0)
+        atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
+}
+
+/* Writes the entry and releases the lease in one txn. */
+static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_entry_hdr *h,
+                    const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
+{
+    struct cw_str full = cw_str_make(q->key_buf, q->key_len);
+    int rc;
+
+    if (q->has_lease) {
+        rc = cw_store_put_release(f->store, &q->key, &q->lease_key, (int32_t)getpid(), h, full,
+                                  hdrs, n, body);
+        if (rc == 0) q->has_lease = false;
+    } else {
+        rc = cw_store_put(f->store, &q->key, h, full, hdrs, n, body);
+    }
+    if (rc < 0) {
+        cw_seg_add(f->seg, f->slot, CW_SEG_STORE_PUT_FAIL, 1);
+        return rc;
+    }
+    cw_seg_add(f->seg, f->slot, CW_SEG_STORE_PUT, 1);
+    return 0;
+}
+
+static void fill_entry_hdr(struct cw_entry_hdr *h, int status, const struct cw_fresh_result *res,
+                           int64_t response_time_ms)
+{
+    memset(h, 0, sizeof(*h));
+    h->status = (uint16_t)status;
+    h->flags = (res->always_revalidate ? CW_ENTRY_ALWAYS_REVALIDATE : 0) |
+               (res->must_revalidate ? CW_ENTRY_MUST_REVALIDATE : 0) |
+               (res->explicit_freshness ? 0 : CW_ENTRY_HEURISTIC);
+    h->stored_at_ms = cw_clock_wall_ms();
+    h->response_time_ms = response_time_ms;
+    h->corrected_initial_age_ms = res->corrected_initial_age_ms;
+    h->fresh_until_ms = res->fresh_until_ms;
+    h->swr_until_ms = res->swr_until_ms;
+    h->sie_until_ms = res->sie_until_ms;
+    h->last_check_ms = h->stored_at_ms;
+}
+
+/* A 200 (or other storable status): evaluate, pick the key, store. */
+static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
+                           struct cw_fill_result *res)
+{
+    struct cw_entry_header in[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 3];
+    struct cw_fresh_resp fr;
+    struct cw_fresh_policy pol;
+    struct cw_fresh_result fres;
+    struct cw_entry_hdr h;
+    char date[32];
+    size_t n_in = fill_job_headers(job, in, FILL_MAX_HDRS), n;
+
+    cw_fresh_resp_init(&fr, job->status);
+    for (size_t i = 0; i < n_in; i++)
+        cw_fresh_add_header(&fr, in[i].name, in[i].value);
+    fill_policy(q, job, &pol);
+    cw_fresh_evaluate(&fr, &pol, &fres);
+    if (!fres.storable) {
+        res->detail = fres.why_not;
+        /* A 5xx is an outage, not a property of the resource: no hit-for-miss for it. */
+        res->uncacheable = job->status < 500;
+        return;
+    }
+    if (job->body.len > f->cfg->cache_max_object_bytes) {
+        res->detail = "too-large";
+        res->uncacheable = true;
+        return;
+    }
+    if (fill_vary_key(f, q, in, n_in) < 0) {
+        res->detail = "vary-too-large";
+        res->uncacheable = true;
+        return;
+    }
+    n = fill_stored_headers(q, &fr, in, n_in, out, CW_ARRAY_LEN(out), date, job->response_time_ms);
+    fill_entry_hdr(&h, job->status, &fres, job->response_time_ms);
+    int rc = fill_put(f, q, &h, out, n, cw_str_make(job->body.p, job->body.len));
+    if (rc < 0) {
+        res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
+        return;
+    }
+    res->stored = true;
+}
+
+static int fill_copy_cb(void *cls, const struct cw_entry_view *v)
+{
+    struct fill_copy *c = cls;
+    size_t total = v->key.len + v->headers_len + v->body.len;
+
+    c->buf = malloc(total ? total : 1);
+    if (c->buf == NULL) return -ENOMEM;
+    c->v = *v;
+    memcpy(c->buf, v->key.p, v->key.len);
+    memcpy(c->buf + v->key.len, v->headers, v->headers_len);
+    memcpy(c->buf + v->key.len + v->headers_len, v->body.p, v->body.len);
+    c->v.key.p = c->buf;
+    c->v.headers = c->buf + v->key.len;
+    c->v.body.p = c->buf + v->key.len + v->headers_len;
+    return 0;
+}
+
+/* RFC 9111 §4.3.4: a 304 freshens the stored response: its headers replace the stored
+ * ones, the body stays. */
+static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
+                           struct cw_fill_result *res)
+{
+    struct cw_entry_header stored[FILL_MAX_HDRS], fresh[FILL_MAX_HDRS];
+    struct cw_entry_header merged[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 3];
+    struct fill_copy c = {0};
+    struct cw_fresh_resp fr;
+    struct cw_fresh_policy pol;
+    struct cw_fresh_result fres;
+    struct cw_entry_hdr h;
+    struct cw_str name, value;
+    size_t n_stored = 0, n_fresh, n_merged, n, off = 0;
+    char date[32];
+    int rc;
+
+    rc = cw_store_read(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), fill_copy_cb, &c);
+    if (rc < 0) {
+        res->detail = "304-without-entry";
+        return;
+    }
+    while (n_stored < FILL_MAX_HDRS && cw_entry_header_next(&c.v, &off, &name, &value)) {
+        if (name.len > 0 && name.p[0] == ':') continue;
+        stored[n_stored].name = name;
+        stored[n_stored++].value = value;
+    }
+    n_fresh = fill_job_headers(job, fresh, FILL_MAX_HDRS);
+    n_merged = cw_cond_merge_304(stored, n_stored, fresh, n_fresh, merged, FILL_MAX_HDRS);
+    cw_fresh_resp_init(&fr, c.v.h.status);
+    for (size_t i = 0; i < n_merged; i++)
+        cw_fresh_add_header(&fr, merged[i].name, merged[i].value);
+    fill_policy(q, job, &pol);
+    cw_fresh_evaluate(&fr, &pol, &fres);
+    if (!fres.storable) {
+        /* The origin now forbids storing: drop the stale copy rather than keep serving it. */
+        int drc = cw_store_delete(f->store, &q->key);
+        if (drc < 0 && drc != -ENOENT) cw_warn("fill: delete unstorable: %s", strerror(-drc));
+        res->detail = fres.why_not;
+        res->uncacheable = true;
+        goto out_free;
+    }
+    n = fill_stored_headers(q, &fr, merged, n_merged, out, CW_ARRAY_LEN(out), date,
+                            job->response_time_ms);
+    fill_entry_hdr(&h, c.v.h.status, &fres, job->response_time_ms);
+    h.ttl_ms = c.v.h.ttl_ms;
+    h.checks = c.v.h.checks;
+    h.changes = c.v.h.changes;
+    h.body_hash = c.v.h.body_hash;
+    rc = fill_put(f, q, &h, out, n, c.v.body);
+    if (rc == 0) {
+        res->stored = true;
+        res->revalidated = true;
+    } else {
+        res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
+    }
+out_free:
+    free(c.buf);
+}
+
+void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
+                      struct cw_fill_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    if (job->status == 304)
+        fill_apply_304(f, q, job, res);
+    else
+        fill_store_new(f, q, job, res);
+    if (q->has_lease) cw_fill_abandon(f, q, res->uncacheable);
+    fill_wake(f, q);
+}
+
+void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)
+{
+    int32_t pid = (int32_t)getpid();
+    int rc;
+
+    if (q->has_lease) {
+        rc = cw_store_lease_release(f->store, &q->lease_key, pid);
+        if (rc < 0 && rc != -ENOENT) cw_warn("fill: lease release: %s", strerror(-rc));
+        q->has_lease = false;
+    }
+    if (pass) {
+        int64_t now = cw_clock_mono_ms();
+        rc = cw_store_lease_take(f->store, &q->lease_key, CW_STORE_LEASE_PASS, pid, now,
+                                 now + FILL_PASS_MS, NULL);
+        if (rc < 0 && rc != -EBUSY) cw_warn("fill: hit-for-miss record: %s", strerror(-rc));
+    }
+    atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
+}

@@ -1,0 +1,317 @@
+/* workers/worker_hit.c - the hit path of a worker: key, Vary, the L1 read, the decision to
+ * serve fresh, stale or not at all (RFC 9111 §4, RFC 5861), conditional and range answers
+ * from the stored response (RFC 9110 §13, §14), and the coalescing lease on a miss. Nothing
+ * here waits on the network: a miss leaves through worker_miss_start() or a suspension. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cc.h"
+#include "core/cond.h"
+#include "core/config.h"
+#include "core/entry.h"
+#include "core/fresh.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/worker_int.h"
+
+#define HIT_VARY_BYTES      1024
+#define HIT_REFRESH_WANT_MS 30000 /* an unclaimed refresh request expires after this */
+
+/* How a found entry is answered. */
+enum hit_kind {
+    HIT_FRESH = 0,
+    HIT_STALE_SWR,    /* stale-while-revalidate: served, refresh in the background */
+    HIT_STALE_CLIENT, /* the client's max-stale accepts it */
+    HIT_STALE_ERROR,  /* stale-if-error after an origin failure */
+    HIT_REVALIDATED,  /* just revalidated with the origin */
+};
+
+static void hit_copy_validator(const struct cw_entry_view *v, const char *name, char *out)
+{
+    struct cw_str value;
+
+    out[0] = '\0';
+    if (!cw_entry_header_find(v, cw_str_cstr(name), &value)) return;
+    if (value.len >= WORKER_VALIDATOR_BYTES) return;
+    memcpy(out, value.p, value.len);
+    out[value.len] = '\0';
+}
+
+/* Adds X-Cache, Cache-Status and Age for the kind of answer. */
+static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum hit_kind kind,
+                           const struct cw_entry_view *v, int64_t now)
+{
+    int64_t age = cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now);
+    long long ttl = (long long)((v->h.fresh_until_ms - now) / 1000);
+    char cs[192], num[32];
+
+    snprintf(num, sizeof(num), "%lld", (long long)(age / 1000));
+    MHD_add_response_header(resp, "Age", num);
+    switch (kind) {
+    case HIT_FRESH:
+        MHD_add_response_header(resp, "X-Cache", "HIT");
+        snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld%s", ttl,
+                 r->coalesced ? "; collapsed" : "");
+        break;
+    case HIT_STALE_SWR:
+        MHD_add_response_header(resp, "X-Cache", "STALE");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-while-revalidate",
+                 ttl);
+        break;
+    case HIT_STALE_CLIENT:
+        MHD_add_response_header(resp, "X-Cache", "STALE");
+        snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld; detail=max-stale", ttl);
+        break;
+    case HIT_STALE_ERROR:
+        MHD_add_response_header(resp, "X-Cache", "STALE-ERROR");
+        if (r->job.rc == 0 && r->job.status > 0)
+            snprintf(cs, sizeof(cs),
+                     "CacheWarp; fwd=stale; fwd-status=%d; ttl=%lld; detail=stale-if-error",
+                     r->job.status, ttl);
+        else
+            snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
+        break;
+    case HIT_REVALIDATED:
+        MHD_add_response_header(resp, "X-Cache", "REVALIDATED");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; fwd-status=304; ttl=%lld", ttl);
+        break;
+    }
+    MHD_add_response_header(resp, "Cache-Status", cs);
+}
+
+/* The stored headers RFC 9110 §15.4.5 wants on a 304. */
+static bool hit_is_304_header(struct cw_str name)
+{
+    static const struct cw_str keep[] = {
+        CW_STR_LIT("Cache-Control"), CW_STR_LIT("Content-Location"), CW_STR_LIT("Date"),
+        CW_STR_LIT("ETag"),          CW_STR_LIT("Expires"),          CW_STR_LIT("Vary"),
+        CW_STR_LIT("Last-Modified"),
+    };
+    for (size_t i = 0; i < CW_ARRAY_LEN(keep); i++)
+        if (cw_str_eq_ci(name, keep[i])) return true;
+    return false;
+}
+
+/* Evaluates the client's preconditions and Range against the entry: the status to answer
+ * and, for 206, the byte range. */
+static unsigned hit_client_status(struct worker_req *r, const struct cw_entry_view *v,
+                                  uint64_t *first, uint64_t *last)
+{
+    struct cw_cond_req cq = {
+        .if_match = cw_str_cstr(worker_req_header(r, "If-Match")),
+        .if_none_match = cw_str_cstr(worker_req_header(r, "If-None-Match")),
+        .if_modified_since = cw_str_cstr(worker_req_header(r, "If-Modified-Since")),
+        .if_unmodified_since = cw_str_cstr(worker_req_header(r, "If-Unmodified-Since")),
+    };
+    struct cw_str etag = {NULL, 0}, lm = {NULL, 0}, date = {NULL, 0};
+    struct cw_cond_validators val;
+    const char *range;
+    int rc;
+
+    (void)cw_entry_header_find(v, CW_STR_LIT("ETag"), &etag);
+    (void)cw_entry_header_find(v, CW_STR_LIT("Last-Modified"), &lm);
+    (void)cw_entry_header_find(v, CW_STR_LIT("Date"), &date);
+    cw_cond_validators_init(&val, etag, lm, date, v->h.response_time_ms);
+    switch (cw_cond_evaluate(&cq, &val, v->h.status, true)) {
+    case CW_COND_NOT_MODIFIED:
+        return 304;
+    case CW_COND_PRECONDITION_FAILED:
+        return 412;
+    case CW_COND_NONE:
+        break;
+    }
+    range = worker_req_header(r, "Range");
+    if (range == NULL || v->h.status != 200) return v->h.status;
+    if (!cw_cond_if_range_ok(cw_str_cstr(worker_req_header(r, "If-Range")), &val))
+        return v->h.status;
+    rc = cw_cond_range_parse(cw_str_cstr(range), v->body.len, first, last);
+    if (rc == 0) return 206;
+    if (rc == -ERANGE) return 416;
+    return v->h.status; /* several ranges or a bad header: the whole body (RFC 9110 §14.2) */
+}
+
+/* Builds and queues the answer from a stored entry. 0, or -errno. */
+static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum hit_kind kind,
+                     int64_t now)
+{
+    struct MHD_Response *resp;
+    struct cw_str name, value;
+    uint64_t first = 0, last = 0;
+    unsigned status = hit_client_status(r, v, &first, &last);
+    const char *body = v->body.p;
+    size_t body_len = v->body.len, off = 0;
+    char cr[96];
+
+    if (status == 304 || status == 412 || status == 416) body_len = 0;
+    if (status == 206) {
+        body += first;
+        body_len = (size_t)(last - first + 1);
+    }
+    resp = MHD_create_response_from_buffer(body_len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return -ENOMEM;
+    while (cw_entry_header_next(v, &off, &name, &value)) {
+        if (cw_fill_is_internal_header(name)) continue;
+        if ((status == 304 || status == 412) && !hit_is_304_header(name)) continue;
+        if (worker_resp_add(resp, name, value) < 0) {
+            MHD_destroy_response(resp);
+            return -EINVAL;
+        }
+    }
+    if (status == 206) {
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%zu", first, last, v->body.len);
+        MHD_add_response_header(resp, "Content-Range", cr);
+    } else if (status == 416) {
+        snprintf(cr, sizeof(cr), "bytes */%zu", v->body.len);
+        MHD_add_response_header(resp, "Content-Range", cr);
+    }
+    hit_add_status(r, resp, kind, v, now);
+    cw_seg_hit(r->w->seg, &r->q.key);
+    return worker_queue(r, status, resp) == MHD_YES ? 0 : -EIO;
+}
+
+/* Inside the read txn: decides whether the entry may answer this request, and answers it.
+ * 0 when a response was queued; 1 when the entry exists but may not be used as it is. */
+static int hit_on_entry(void *cls, const struct cw_entry_view *v)
+{
+    struct worker_req *r = cls;
+    int64_t now = cw_clock_wall_ms();
+    int64_t age = cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now);
+    int64_t lifetime = v->h.fresh_until_ms - v->h.response_time_ms + v->h.corrected_initial_age_ms;
+    bool must_reval = (v->h.flags & CW_ENTRY_MUST_REVALIDATE) != 0;
+    bool always = (v->h.flags & CW_ENTRY_ALWAYS_REVALIDATE) != 0;
+    enum hit_kind kind;
+
+    if (r->serve == WSERVE_ANY) return hit_serve(r, v, HIT_REVALIDATED, now);
+    if (r->serve == WSERVE_SIE) {
+        if (must_reval || now >= v->h.sie_until_ms) return 1;
+        return hit_serve(r, v, HIT_STALE_ERROR, now);
+    }
+    switch (cw_cond_request_use(r->has_req_cc ? &r->req_cc : NULL, r->pragma_no_cache,
+                                r->rt->ignore_client_no_cache, age, lifetime, must_reval, always)) {
+    case CW_COND_USE_FRESH:
+        if (v->h.flags & CW_ENTRY_SOFT_PURGED) goto stale;
+        kind = HIT_FRESH;
+        /* Refresh-ahead: a hit in the last refresh_ahead fraction of the lifetime asks for a
+         * background refresh, so a hot key never goes stale. */
+        if (r->rt->refresh_ahead > 0 &&
+            now >= v->h.fresh_until_ms - (int64_t)((double)lifetime * r->rt->refresh_ahead))
+            r->want_refresh = true;
+        return hit_serve(r, v, kind, now);
+    case CW_COND_USE_STALE_OK:
+        return hit_serve(r, v, HIT_STALE_CLIENT, now);
+    case CW_COND_USE_STALE:
+        goto stale;
+    case CW_COND_USE_REVALIDATE:
+        break;
+    }
+    r->stale = true;
+    r->sie_until_ms = must_reval ? 0 : v->h.sie_until_ms;
+    hit_copy_validator(v, "ETag", r->etag);
+    hit_copy_validator(v, "Last-Modified", r->last_modified);
+    return 1;
+stale:
+    r->stale = true;
+    r->sie_until_ms = must_reval ? 0 : v->h.sie_until_ms;
+    hit_copy_validator(v, "ETag", r->etag);
+    hit_copy_validator(v, "Last-Modified", r->last_modified);
+    if (!must_reval && now < v->h.swr_until_ms) {
+        r->want_refresh = true;
+        return hit_serve(r, v, HIT_STALE_SWR, now);
+    }
+    return 1;
+}
+
+/* Asks the refresher for a background refresh of the key, once however many hits ask. */
+static void hit_request_refresh(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+    struct cw_store_lease lease;
+    uint64_t one = 1;
+    int64_t now;
+    int rc;
+
+    if (cw_store_lease_get(w->reader, &r->q.key, &lease) == 0) return; /* asked or running */
+    now = cw_clock_mono_ms();
+    rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_REFRESH, 0, now,
+                             now + HIT_REFRESH_WANT_MS, NULL);
+    if (rc < 0) return;
+    if (w->refresh_fd != -1 && write(w->refresh_fd, &one, sizeof(one)) == -1)
+        cw_debug("worker %d: wake refresher: %s", w->index, strerror(errno));
+}
+
+int worker_hit_lookup(struct worker_req *r)
+{
+    char vary[HIT_VARY_BYTES];
+    size_t vary_len;
+    int rc;
+
+    r->want_refresh = false;
+    if (r->q.key_len == 0) {
+        rc = cw_fill_key_primary(&r->w->fill_mhd, &r->q);
+        if (rc < 0) return rc;
+        rc = cw_store_vary_get(r->w->reader, &r->q.primary, vary, sizeof(vary), &vary_len);
+        if (rc == 0) {
+            rc = cw_fill_key_vary(&r->w->fill_mhd, &r->q, cw_str_make(vary, vary_len));
+            if (rc < 0) return rc;
+        }
+    }
+    r->q.lease_key = r->q.key;
+    r->gen0 = atomic_load_explicit(cw_seg_fill_gen(r->w->seg, &r->q.key), memory_order_acquire);
+    rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
+                       hit_on_entry, r);
+    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+    if (r->want_refresh) hit_request_refresh(r);
+    if (rc == 0) return 1;
+    if (rc == 1 || rc == -ENOENT || rc == -EBADMSG) return 0;
+    return rc;
+}
+
+int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve)
+{
+    int rc;
+
+    r->serve = serve;
+    rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
+                       hit_on_entry, r);
+    return rc == 0 ? 1 : 0;
+}
+
+/* RFC 9111 §4: a miss that takes the key's fetch lease fetches; one that finds another
+ * process fetching waits for its fill (or fetches alone past the budget). */
+enum MHD_Result worker_hit_coalesce(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+    struct cw_store_lease holder;
+    int64_t now = cw_clock_mono_ms();
+    int rc;
+
+    if (r->wait_until_ms == 0) r->wait_until_ms = now + r->rt->lock_timeout_ms;
+    rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(), now,
+                             now + r->rt->lock_timeout_ms, &holder);
+    if (rc == 0) {
+        r->q.has_lease = true;
+        r->q.lease_key = r->q.key;
+        /* Filled between our lookup and the lease: answer from L1 after all. */
+        if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) !=
+                r->gen0 &&
+            worker_hit_lookup(r) == 1) {
+            cw_fill_abandon(&w->fill_mhd, &r->q, false);
+            return MHD_YES;
+        }
+        return worker_miss_start(r);
+    }
+    if (rc == -EBUSY && holder.kind != CW_STORE_LEASE_PASS && now < r->wait_until_ms) {
+        cw_seg_add(w->seg, w->slot, CW_SEG_COALESCED, 1);
+        worker_wait_add(w, r, holder.pid, holder.deadline_ms);
+        return MHD_YES;
+    }
+    /* Hit-for-miss, the wait budget spent, or the lease db failed: fetch alone. */
+    return worker_miss_start(r);
+}
