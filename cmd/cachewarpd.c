@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
@@ -23,6 +24,7 @@
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/clock.h"
+#include "workers/refresher.h"
 #include "workers/worker.h"
 
 #define CW_VERSION         "0.1.0"
@@ -35,7 +37,10 @@
 
 enum sup_kind {
     SUP_WORKER = 0,
+    SUP_REFRESHER,
 };
+
+static const char *const sup_kind_names[] = {"worker", "refresher"};
 
 struct sup_child {
     enum sup_kind kind;
@@ -51,6 +56,7 @@ struct sup {
     struct cw_config cfg;
     struct cw_seg *seg;
     int listen_fd;
+    int refresh_fd; /* eventfd: workers wake the refresher */
     struct sup_child *children;
     size_t child_count;
     bool stopping;
@@ -116,17 +122,23 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
     pid_t pid = fork();
 
     if (pid == -1) {
-        cw_err("supervisor: fork worker %d: %s", c->index, strerror(errno));
+        cw_err("supervisor: fork %s %d: %s", sup_kind_names[c->kind], c->index, strerror(errno));
         c->restart_at_ms = cw_clock_mono_ms() + c->backoff_ms;
         return;
     }
     if (pid == 0) {
-        int status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, -1);
+        int status;
+        if (c->kind == SUP_WORKER) {
+            status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, s->refresh_fd);
+        } else {
+            close(s->listen_fd); /* the refresher serves no client */
+            status = cw_refresher_run(&s->cfg, s->seg, c->slot, s->refresh_fd);
+        }
         _exit(status);
     }
     c->pid = pid;
     c->started_ms = cw_clock_mono_ms();
-    cw_info("supervisor: worker %d started, pid %d", c->index, (int)pid);
+    cw_info("supervisor: %s %d started, pid %d", sup_kind_names[c->kind], c->index, (int)pid);
 }
 
 /* Records one child's exit and schedules its restart. */
@@ -141,11 +153,13 @@ static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
         if (now - c->started_ms >= SUP_STABLE_MS) c->backoff_ms = SUP_BACKOFF_MIN_MS;
         c->restart_at_ms = now + c->backoff_ms;
         if (WIFSIGNALED(wstatus))
-            cw_warn("supervisor: worker %d (pid %d) killed by signal %d; restart in %lld ms",
-                    c->index, (int)pid, WTERMSIG(wstatus), (long long)c->backoff_ms);
+            cw_warn("supervisor: %s %d (pid %d) killed by signal %d; restart in %lld ms",
+                    sup_kind_names[c->kind], c->index, (int)pid, WTERMSIG(wstatus),
+                    (long long)c->backoff_ms);
         else
-            cw_warn("supervisor: worker %d (pid %d) exited with status %d; restart in %lld ms",
-                    c->index, (int)pid, WEXITSTATUS(wstatus), (long long)c->backoff_ms);
+            cw_warn("supervisor: %s %d (pid %d) exited with status %d; restart in %lld ms",
+                    sup_kind_names[c->kind], c->index, (int)pid, WEXITSTATUS(wstatus),
+                    (long long)c->backoff_ms);
         c->backoff_ms =
             c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS : c->backoff_ms * 2;
         atomic_fetch_add(&s->seg->worker_restarts, 1);
@@ -275,12 +289,22 @@ static int sup_run(struct sup *s)
     s->listen_fd = sup_bind(s->cfg.listen);
     if (s->listen_fd == -1) return 1;
     if (cw_seg_create(&s->seg) < 0) return 1;
-    s->child_count = (size_t)s->cfg.workers;
+    s->refresh_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->refresh_fd == -1) {
+        cw_err("supervisor: eventfd: %s", strerror(errno));
+        return 1;
+    }
+    s->child_count = (size_t)s->cfg.workers + 1;
     s->children = calloc(s->child_count, sizeof(*s->children));
     if (s->children == NULL) return 1;
     for (size_t i = 0; i < s->child_count; i++) {
+        bool worker = i < (size_t)s->cfg.workers;
         s->children[i] = (struct sup_child){
-            .kind = SUP_WORKER, .index = (int)i, .slot = (int)i, .backoff_ms = SUP_BACKOFF_MIN_MS};
+            .kind = worker ? SUP_WORKER : SUP_REFRESHER,
+            .index = worker ? (int)i : 0,
+            .slot = worker ? (int)i : CW_SEG_SLOT_REFRESHER,
+            .backoff_ms = SUP_BACKOFF_MIN_MS,
+        };
         sup_spawn(s, &s->children[i]);
     }
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", CW_VERSION,
@@ -299,7 +323,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *path = CW_DEFAULT_CONFIG;
-    struct sup s = {.listen_fd = -1};
+    struct sup s = {.listen_fd = -1, .refresh_fd = -1};
     struct cw_err err = {{0}};
     bool test_only = false;
     int opt, status;
@@ -339,6 +363,7 @@ int main(int argc, char **argv)
     cw_log_init(STDERR_FILENO, s.cfg.log_level, true);
     status = sup_run(&s);
     if (s.listen_fd != -1) close(s.listen_fd);
+    if (s.refresh_fd != -1) close(s.refresh_fd);
     cw_seg_destroy(s.seg);
     free(s.children);
     cw_config_free(&s.cfg);

@@ -87,7 +87,6 @@ int cw_entry_encode(const struct cw_entry_hdr *h, struct cw_str key,
     eh.headers_len = (uint32_t)block;
     eh.header_count = (uint32_t)n;
     eh.body_len = (uint64_t)body.len;
-    memset(eh.reserved, 0, sizeof(eh.reserved));
 
     memcpy(p, &eh, sizeof(eh));
     p += sizeof(eh);

@@ -49,7 +49,7 @@ struct cw_entry_hdr {
     uint64_t body_hash;    /* 64-bit hash of the body, for change detection */
     /* Zero. The fields above take 112 bytes; these 8 pad to the pinned 120 and leave room
      * for a field without a version bump (encode writes zeros, decode ignores them). */
-    uint8_t reserved[8];
+    int64_t observed_ms;   /* adaptive: time covered by the checks, for the rate estimate */
 };
 static_assert(sizeof(struct cw_entry_hdr) == 120, "entry header layout is pinned");
 
@@ -74,7 +74,7 @@ struct cw_entry_view {
 CW_MUST_CHECK int cw_entry_size(struct cw_str key, const struct cw_entry_header *hdrs,
                                 size_t n, size_t body_len, size_t *out);
 /* Encodes into buf (size bytes, from cw_entry_size()). h's timing, status, flags and
- * adaptive fields are copied; magic, version, lengths and reserved are set here. 0, -ENOSPC
+ * adaptive fields are copied; magic, version and lengths are set here. 0, -ENOSPC
  * when size is too small, -EINVAL as cw_entry_size() or for a status outside 100..999.
  * Exactly cw_entry_size() bytes are written; decode needs exactly that many. */
 CW_MUST_CHECK int cw_entry_encode(const struct cw_entry_hdr *h, struct cw_str key,

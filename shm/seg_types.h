@@ -15,6 +15,8 @@
 
 #define CW_SEG_VERSION      1
 #define CW_SEG_SLOTS        (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
+#define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
+#define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
 #define CW_SEG_FILL_BUCKETS 4096                   /* power of two */
 #define CW_SEG_HIT_BITS     (1u << 20)             /* bits for eviction's second chance */
 #define CW_SEG_CACHE_LINE   64
@@ -36,6 +38,11 @@ enum cw_seg_counter {
     CW_SEG_FETCH_QUEUE_FULL,
     CW_SEG_COALESCED,
     CW_SEG_BYTES_OUT,
+    CW_SEG_REFRESH_OK,           /* background refresh stored a new answer */
+    CW_SEG_REFRESH_NOT_MODIFIED, /* background refresh got 304 */
+    CW_SEG_REFRESH_FAIL,         /* background refresh failed or was not storable */
+    CW_SEG_EVICT_EXPIRED,
+    CW_SEG_EVICT_CLOCK,
     CW_SEG_COUNTER_COUNT
 };
 

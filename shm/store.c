@@ -37,11 +37,11 @@ static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, s
 static int store_dir_lock(const char *path, int *dfd);
 static int store_move_aside(const char *path, const struct stat *seen);
 static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
-static bool store_make_room(struct cw_store *st, size_t need, int attempt);
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
                           const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
                           struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                          struct cw_str body, size_t need);
+                          struct cw_str body, size_t need, bool *over);
+static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct cw_key *key);
 
 /* LMDB's codes stop here (STYLE.md, Errors): each becomes the one errno that means it. */
 int store_errno(int rc)
@@ -245,6 +245,7 @@ out_abort_txn:
 static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size)
 {
     MDB_envinfo info;
+    MDB_stat ms;
     int rc;
 
     rc = mdb_env_create(&st->env);
@@ -274,12 +275,21 @@ static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, s
     rc = store_dbs_open(st, why, why_size);
     if (rc < 0) goto out_close_env;
 
+    rc = mdb_env_info(st->env, &info);
+    if (rc == MDB_SUCCESS) rc = mdb_env_stat(st->env, &ms);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("open mdb_env_info", NULL, rc);
+        rc = store_errno(rc);
+        goto out_close_env;
+    }
     /* LMDB never shrinks below the data already committed. */
-    if (mdb_env_info(st->env, &info) == MDB_SUCCESS && info.me_mapsize > size_bytes) {
+    if (info.me_mapsize > size_bytes) {
         cw_warn("store: %s: map is %zu bytes, over the configured %" PRIu64
                 " (the existing file is larger); using %zu",
                 st->path, info.me_mapsize, size_bytes, info.me_mapsize);
     }
+    st->page_bytes = ms.ms_psize;
+    st->map_pages = info.me_mapsize / ms.ms_psize;
     return 0;
 
 out_close_env:
@@ -541,32 +551,40 @@ out_reset_txn:
     return rc;
 }
 
-/* The one place eviction hooks in: free at least need bytes and return true to have the
- * put retried. No eviction yet (DESIGN.md: the refresher's CLOCK sweep), so a full map is
- * -ENOSPC and the caller serves the answer uncached. */
-static bool store_make_room(struct cw_store *st, size_t need, int attempt)
+/* Removes the tag records of the entry a put is about to replace. */
+static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct cw_key *key)
 {
-    (void)st;
-    (void)need;
-    (void)attempt;
-    return false;
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_val v;
+    int rc = mdb_get(txn, st->obj, &k, &v);
+
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("put mdb_get(obj)", key, rc);
+        return store_errno(rc);
+    }
+    return store_tag_unindex_txn(st, txn, key, &v);
 }
 
-/* One write txn that reserves need bytes under key, encodes into them and, when lease_key
- * is set, releases pid's lease on it (a lease that is gone or another's is no failure: the
- * entry is stored either way). */
+/* One write txn that reserves need bytes under key, encodes into them, indexes the entry's
+ * tags (the replaced entry's go) and, when lease_key is set, releases pid's lease on it (a
+ * lease that is gone or another's is no failure: the entry is stored either way). *over
+ * tells whether the map is past the high watermark after it. */
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
                           const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
                           struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                          struct cw_str body, size_t need)
+                          struct cw_str body, size_t need, bool *over)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v = {need, NULL};
     MDB_txn *txn;
+    size_t used;
     int rc;
 
     rc = store_txn_write(st, &txn, "put", key);
     if (rc < 0) return rc;
+    rc = store_put_unindex_old(st, txn, key);
+    if (rc < 0) goto out_abort_txn;
     rc = mdb_put(txn, st->obj, &k, &v, MDB_RESERVE);
     if (rc != MDB_SUCCESS) {
         if (rc != MDB_MAP_FULL) store_log_mdb("mdb_put(obj)", key, rc);
@@ -575,10 +593,15 @@ static int store_put_once(struct cw_store *st, const struct cw_key *key,
     }
     rc = cw_entry_encode(h, full_key, hdrs, n, body, v.mv_data, v.mv_size);
     if (rc < 0) goto out_abort_txn;
+    rc = store_tag_index_txn(st, txn, key, hdrs, n);
+    if (rc < 0) goto out_abort_txn;
     if (lease_key != NULL) {
         rc = store_lease_release_txn(st, txn, lease_key, pid);
         if (rc < 0 && rc != -ENOENT) goto out_abort_txn;
     }
+    rc = store_used_pages(st, txn, &used);
+    if (rc < 0) goto out_abort_txn;
+    *over = store_is_over_high(st, used);
     return store_commit(txn, "put", key);
 
 out_abort_txn:
@@ -590,6 +613,7 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
               int32_t pid, const struct cw_entry_hdr *h, struct cw_str full_key,
               const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
 {
+    bool over = false;
     size_t need;
     int rc;
 
@@ -598,11 +622,15 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
     if (rc < 0) return rc;
     if (h->status < 100 || h->status > 999) return -EINVAL;
 
+    /* MDB_MAP_FULL (or a txn too large) aborts the txn; make room and try again. */
     for (int attempt = 0;; attempt++) {
-        rc = store_put_once(st, key, lease_key, pid, h, full_key, hdrs, n, body, need);
-        if (rc != -ENOSPC || !store_make_room(st, need, attempt)) break;
+        rc = store_put_once(st, key, lease_key, pid, h, full_key, hdrs, n, body, need, &over);
+        if (rc != -ENOSPC || !store_make_room(st, key, need, attempt)) break;
     }
-    return rc;
+    if (rc < 0) return rc;
+    store_hit_mark(st, key);
+    if (over) store_evict_after_put(st, key);
+    return 0;
 }
 
 int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_entry_hdr *h,
@@ -614,17 +642,15 @@ int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_
 
 int cw_store_delete(struct cw_store *st, const struct cw_key *key)
 {
-    MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_txn *txn;
     int rc;
 
     rc = store_txn_write(st, &txn, "delete", key);
     if (rc < 0) return rc;
-    rc = mdb_del(txn, st->obj, &k, NULL);
-    if (rc != MDB_SUCCESS) {
-        if (rc != MDB_NOTFOUND) store_log_mdb("mdb_del(obj)", key, rc);
+    rc = store_obj_del_txn(st, txn, key);
+    if (rc < 0) {
         mdb_txn_abort(txn);
-        return store_errno(rc);
+        return rc;
     }
     return store_commit(txn, "delete", key);
 }

@@ -100,7 +100,8 @@ struct cw_store_lease {
 };
 
 /* Takes the lease on key in one write txn, for pid (0 only with REFRESH: "wanted"): 0 when
- * taken (no record, or the record's deadline passed, or its owner pid is dead); -EBUSY with
+ * taken (no record, or the record's deadline passed, or its owner pid is dead, or it is a
+ * wanted refresh (pid 0) and pid is not 0: claiming it); -EBUSY with
  * *holder filled (holder may be NULL) when a live record stands; -errno on failure, logged. */
 CW_MUST_CHECK int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
                                       enum cw_store_lease_kind kind, int32_t pid, int64_t now_ms,

@@ -27,10 +27,10 @@ struct cw_store {
     MDB_dbi meta;
     uint8_t secret[16];
     char *path;
-    struct cw_seg *seg;  /* hit bits for eviction's second chance; NULL = none */
-    size_t page_bytes;   /* LMDB page size */
-    size_t map_pages;    /* the map (cache.size) in pages: the hard bound */
-    bool clock_active;   /* this process is evicting down to the low watermark */
+    struct cw_seg *seg; /* hit bits for eviction's second chance; NULL = none */
+    size_t page_bytes;  /* LMDB page size */
+    size_t map_pages;   /* the map (cache.size) in pages: the hard bound */
+    bool clock_active;  /* this process is evicting down to the low watermark */
 };
 
 struct cw_store_reader {
@@ -76,12 +76,14 @@ int store_used_pages(struct cw_store *st, MDB_txn *txn, size_t *used);
 bool store_is_over_high(const struct cw_store *st, size_t used);
 /* The emergency path of a put that met MDB_MAP_FULL: evicts (expired first, then CLOCK
  * with st->seg's hit bits) until the map is back under the low watermark and at least
- * need bytes (doubled per attempt) were freed, then commits one more txn so that LMDB
+ * need bytes (doubled per attempt) were freed, never evicting keep (the entry being
+ * replaced, which may be NULL), then commits one more txn so that LMDB
  * may hand the freed pages out to the retry. true to have the put retried. */
-bool store_make_room(struct cw_store *st, size_t need, int attempt);
+bool store_make_room(struct cw_store *st, const struct cw_key *keep, size_t need, int attempt);
 /* After a put that found the map over the high watermark: a bounded eviction pass
- * towards the low watermark (failures are logged here; the put already succeeded). */
-void store_evict_after_put(struct cw_store *st);
+ * towards the low watermark that spares keep, the entry just stored (failures are logged
+ * here; the put already succeeded). */
+void store_evict_after_put(struct cw_store *st, const struct cw_key *keep);
 /* Sets key's hit bit in st->seg if there is one (a new entry gets one second chance). */
 void store_hit_mark(struct cw_store *st, const struct cw_key *key);
 

@@ -55,7 +55,10 @@ static int store_lease_take_txn(struct cw_store *st, MDB_txn *txn, const struct 
     int rc;
 
     rc = mdb_get(txn, st->lease, &k, &v);
-    if (rc == MDB_SUCCESS && store_lease_decode(&v, &cur) && store_lease_is_live(&cur, now_ms)) {
+    /* A refresh that is only wanted (pid 0) is claimed by the first process that will do the
+     * work: the refresher, or a foreground fetch. */
+    if (rc == MDB_SUCCESS && store_lease_decode(&v, &cur) && store_lease_is_live(&cur, now_ms) &&
+        !(cur.pid == 0 && want->pid != 0)) {
         if (holder != NULL) *holder = cur;
         return -EBUSY;
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/adaptive.h"
 #include "core/cc.h"
 #include "core/cond.h"
 #include "core/config.h"
@@ -251,6 +252,92 @@ static void fill_entry_hdr(struct cw_entry_hdr *h, int status, const struct cw_f
     h->last_check_ms = h->stored_at_ms;
 }
 
+/* The adaptive state and strong ETag of the entry a fill replaces. */
+struct fill_prev {
+    bool found;
+    struct cw_adaptive_state st;
+    char etag[256];
+};
+
+static int fill_prev_cb(void *cls, const struct cw_entry_view *v)
+{
+    struct fill_prev *p = cls;
+    struct cw_str etag;
+
+    p->found = true;
+    p->st = (struct cw_adaptive_state){v->h.ttl_ms,   v->h.last_check_ms, v->h.checks,
+                                       v->h.changes,  v->h.observed_ms,   v->h.body_hash};
+    p->etag[0] = '\0';
+    if (cw_entry_header_find(v, CW_STR_LIT("ETag"), &etag) && etag.len < sizeof(p->etag) &&
+        !(etag.len >= 2 && etag.p[0] == 'W' && etag.p[1] == '/')) {
+        memcpy(p->etag, etag.p, etag.len);
+        p->etag[etag.len] = '\0';
+    }
+    return 0;
+}
+
+static bool fill_is_adaptive(const struct cw_fill_req *q, const struct cw_fresh_result *fres)
+{
+    return q->rt->adaptive && (!fres->explicit_freshness || q->rt->override);
+}
+
+static void fill_adaptive_params(const struct cw_fill_req *q, struct cw_adaptive_params *p)
+{
+    p->initial_ttl_ms = q->rt->ttl_ms;
+    p->min_ttl_ms = q->rt->min_ttl_ms;
+    p->max_ttl_ms = q->rt->max_ttl_ms;
+    p->stale_target = q->rt->stale_target;
+}
+
+/* Replaces the freshness lifetime in h by the learnt ttl (RFC 9111 §4.2.2 heuristic
+ * freshness), keeping the stale windows' lengths. */
+static void fill_adaptive_apply(struct cw_entry_hdr *h, const struct cw_adaptive_state *st)
+{
+    int64_t swr = h->swr_until_ms - h->fresh_until_ms;
+    int64_t sie = h->sie_until_ms - h->fresh_until_ms;
+
+    h->fresh_until_ms = h->response_time_ms + st->ttl_ms - h->corrected_initial_age_ms;
+    h->swr_until_ms = h->fresh_until_ms + swr;
+    h->sie_until_ms = h->fresh_until_ms + sie;
+    h->ttl_ms = st->ttl_ms;
+    h->last_check_ms = st->last_check_ms;
+    h->checks = st->checks;
+    h->changes = st->changes;
+    h->observed_ms = st->observed_ms;
+    h->body_hash = st->body_hash;
+}
+
+/* Learns from what this fill observed (the content changed or not since the last check)
+ * and sets h's lifetime from the estimate (docs/ADAPTIVE_TTL.md). */
+static void fill_adaptive_new(const struct cw_fill *f, struct cw_fill_req *q,
+                              const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                              struct cw_entry_hdr *h, struct cw_fill_result *res)
+{
+    struct cw_adaptive_params p;
+    struct fill_prev prev = {0};
+    uint64_t hash = cw_adaptive_hash(body.p, body.len);
+    int64_t now = cw_clock_wall_ms();
+    struct cw_str etag = {NULL, 0};
+
+    fill_adaptive_params(q, &p);
+    if (cw_store_read(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), fill_prev_cb,
+                      &prev) != 0)
+        prev.found = false;
+    for (size_t i = 0; i < n; i++)
+        if (cw_str_eq_ci(hdrs[i].name, CW_STR_LIT("ETag"))) etag = hdrs[i].value;
+    if (!prev.found) {
+        cw_adaptive_init(&prev.st, &p, now, hash);
+    } else {
+        /* A strong validator decides; otherwise the body's hash. */
+        bool changed = prev.etag[0] && etag.len ? !cw_str_eq(cw_str_cstr(prev.etag), etag)
+                                                : prev.st.body_hash != hash;
+        cw_adaptive_observe(&prev.st, &p, changed, now);
+        prev.st.body_hash = hash;
+        res->changed = changed;
+    }
+    fill_adaptive_apply(h, &prev.st);
+}
+
 /* A 200 (or other storable status): evaluate, pick the key, store. */
 static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
                            struct cw_fill_result *res)
@@ -286,6 +373,8 @@ static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struc
     }
     n = fill_stored_headers(q, &fr, in, n_in, out, CW_ARRAY_LEN(out), date, job->response_time_ms);
     fill_entry_hdr(&h, job->status, &fres, job->response_time_ms);
+    if (fill_is_adaptive(q, &fres))
+        fill_adaptive_new(f, q, in, n_in, cw_str_make(job->body.p, job->body.len), &h, res);
     int rc = fill_put(f, q, &h, out, n, cw_str_make(job->body.p, job->body.len));
     if (rc < 0) {
         res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
@@ -357,9 +446,21 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
                             job->response_time_ms);
     fill_entry_hdr(&h, c.v.h.status, &fres, job->response_time_ms);
     h.ttl_ms = c.v.h.ttl_ms;
+    h.last_check_ms = c.v.h.last_check_ms;
     h.checks = c.v.h.checks;
     h.changes = c.v.h.changes;
+    h.observed_ms = c.v.h.observed_ms;
     h.body_hash = c.v.h.body_hash;
+    if (fill_is_adaptive(q, &fres)) {
+        /* A 304 is the "unchanged" observation. */
+        struct cw_adaptive_params p;
+        struct cw_adaptive_state st = {h.ttl_ms, h.last_check_ms, h.checks, h.changes,
+                                       h.observed_ms, h.body_hash};
+        fill_adaptive_params(q, &p);
+        if (st.ttl_ms <= 0) cw_adaptive_init(&st, &p, cw_clock_wall_ms(), h.body_hash);
+        cw_adaptive_observe(&st, &p, false, cw_clock_wall_ms());
+        fill_adaptive_apply(&h, &st);
+    }
     rc = fill_put(f, q, &h, out, n, c.v.body);
     if (rc == 0) {
         res->stored = true;

@@ -363,6 +363,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
 {
     int rc = cw_store_open(w->cfg->cache_path, w->cfg->cache_size_bytes, &w->store);
     if (rc < 0) return rc;
+    cw_store_set_seg(w->store, w->seg);
     rc = cw_store_reader_open(w->store, &w->reader);
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);

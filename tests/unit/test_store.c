@@ -9,11 +9,14 @@
 #include <ftw.h>
 #include <glob.h>
 #include <lmdb.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/limits.h"
@@ -63,6 +66,14 @@ static int read_cb(void *cls, const struct cw_entry_view *v)
     s->body_len = v->body.len < sizeof(s->body) ? v->body.len : sizeof(s->body);
     memcpy(s->body, v->body.p, s->body_len);
     return 7; /* read returns what the callback returns */
+}
+
+static int kill_self_cb(void *cls, const struct cw_entry_view *v)
+{
+    (void)cls;
+    (void)v;
+    raise(SIGKILL); /* dies inside the read txn */
+    return 0;
 }
 
 static struct cw_entry_hdr hdr_ok(void)
@@ -334,43 +345,125 @@ START_TEST(test_store_reopen_keeps_entries_and_secret)
 }
 END_TEST
 
-/* A full map is -ENOSPC and every entry already stored still reads back. */
-START_TEST(test_store_map_full_is_enospc)
+/* A full map never refuses a put that fits: eviction makes room (the oldest hand position
+ * first, no hit bits here), the newest entry always reads back intact, the pages held stay
+ * under the bound, and an entry over a quarter of the map is -ENOSPC without evicting. */
+START_TEST(test_store_map_full_evicts)
 {
     static char body[100 * 1024];
+    static char huge[300 * 1024];
     struct cw_store *st = NULL;
     struct cw_store_reader *r = NULL;
     struct cw_entry_hdr h = hdr_ok();
     struct seen s;
     char full[64];
     struct cw_key k;
-    int stored = 0;
-    int rc = 0;
+    uint64_t entries;
+    uint64_t used;
 
     memset(body, 'b', sizeof(body));
+    h.fresh_until_ms = INT64_MAX; /* nothing expires: only CLOCK frees room */
     ck_assert_int_eq(cw_store_open(db_path, 1u << 20, &st), 0);
     ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
     for (int i = 0; i < 100; i++) {
         snprintf(full, sizeof(full), "http://h/%d", i);
         key_of(st, full, &k);
         body[0] = (char)('0' + i % 10);
-        rc = cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body)));
-        if (rc != 0) break;
-        stored++;
-    }
-    ck_assert_int_eq(rc, -ENOSPC);
-    ck_assert_int_gt(stored, 0);
-    for (int i = 0; i < stored; i++) {
-        snprintf(full, sizeof(full), "http://h/%d", i);
+        ck_assert_int_eq(
+            cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body))),
+            0);
         ck_assert_int_eq(read_str(r, st, full, &s), 7);
         ck_assert_int_eq(s.body[0], '0' + i % 10);
+        ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+        ck_assert_uint_le(used, 1u << 20);
+        ck_assert_uint_ge(entries, 1);
     }
-    /* Room made by a delete is usable again. */
-    snprintf(full, sizeof(full), "http://h/0");
-    key_of(st, full, &k);
-    ck_assert_int_eq(cw_store_delete(st, &k), 0);
-    ck_assert_int_eq(put_str(st, "http://h/small", "s"), 0);
+    ck_assert_uint_le(entries, 10);
+    /* Over a quarter of the map: refused, and the cache is kept. */
+    memset(huge, 'h', sizeof(huge));
+    key_of(st, "http://h/huge", &k);
+    ck_assert_int_eq(cw_store_put(st, &k, &h, CW_STR_LIT("http://h/huge"), NULL, 0,
+                                  cw_str_make(huge, sizeof(huge))),
+                     -ENOSPC);
+    ck_assert_int_eq(read_str(r, st, "http://h/99", &s), 7);
     cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A child that dies holding a read txn leaves a reader slot; reader_check clears it. */
+START_TEST(test_store_reader_check_dead_reader)
+{
+    struct cw_store *st = NULL;
+    int status;
+    pid_t child;
+
+    /* Kept open across the child's life: the last process to close the lock file would
+     * reset the reader table and hide the dead slot. */
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(put_str(st, "http://h/a", "a"), 0);
+    child = fork();
+    ck_assert_int_ne(child, -1);
+    if (child == 0) {
+        struct cw_store *cst = NULL;
+        struct cw_store_reader *cr = NULL;
+        struct cw_key k;
+        if (cw_store_open(db_path, TEST_MAP_BYTES, &cst) != 0) _exit(2);
+        if (cw_store_reader_open(cst, &cr) != 0) _exit(3);
+        key_of(cst, "http://h/a", &k);
+        (void)!cw_store_read(cr, &k, CW_STR_LIT("http://h/a"), kill_self_cb, NULL);
+        _exit(4);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_int_ge(cw_store_reader_check(st), 1);
+    ck_assert_int_eq(cw_store_reader_check(st), 0);
+    cw_store_close(st);
+}
+END_TEST
+
+/* A process killed inside a write txn does not wedge the others: LMDB's writer mutex is a
+ * robust process-shared mutex on Linux (MDB_USE_ROBUST is the default there), so the next
+ * writer gets EOWNERDEAD, which LMDB recovers from. The parent has the env open across the
+ * child's death, as a worker would. */
+START_TEST(test_store_writer_killed_mid_txn)
+{
+    struct cw_store *st = NULL;
+    struct timespec t0;
+    struct timespec t1;
+    int64_t ms;
+    int status;
+    pid_t child;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(put_str(st, "http://h/a", "a"), 0);
+    child = fork();
+    ck_assert_int_ne(child, -1);
+    if (child == 0) {
+        MDB_env *env;
+        MDB_txn *txn;
+        MDB_dbi dbi;
+        MDB_val k = {1, "k"};
+        MDB_val v = {1, "v"};
+        if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0 ||
+            mdb_env_set_mapsize(env, TEST_MAP_BYTES) != 0 ||
+            mdb_env_open(env, db_path, MDB_NOSUBDIR | MDB_WRITEMAP | MDB_NOTLS, 0640) != 0) {
+            _exit(2);
+        }
+        if (mdb_txn_begin(env, NULL, 0, &txn) != 0) _exit(3);
+        if (mdb_dbi_open(txn, "vary", 0, &dbi) != 0) _exit(4);
+        if (mdb_put(txn, dbi, &k, &v, 0) != 0) _exit(5);
+        raise(SIGKILL); /* holding the writer mutex, txn half done */
+        _exit(6);
+    }
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(put_str(st, "http://h/b", "b"), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    ck_assert_int_lt(ms, 1000);
+    ck_assert_int_eq(put_str(st, "http://h/c", "c"), 0);
     cw_store_close(st);
 }
 END_TEST
@@ -577,7 +670,9 @@ Suite *store_suite(void)
     tcase_add_test(tc, test_store_garbage_file_moved_aside);
     tcase_add_test(tc, test_store_bad_meta_moved_aside);
     tcase_add_test(tc, test_store_reopen_keeps_entries_and_secret);
-    tcase_add_test(tc, test_store_map_full_is_enospc);
+    tcase_add_test(tc, test_store_map_full_evicts);
+    tcase_add_test(tc, test_store_reader_check_dead_reader);
+    tcase_add_test(tc, test_store_writer_killed_mid_txn);
     tcase_add_test(tc, test_store_vary_put_get_remove);
     tcase_add_test(tc, test_store_stat_clear_reader_check);
     tcase_add_test(tc, test_store_two_processes_concurrent);

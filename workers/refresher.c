@@ -1,0 +1,445 @@
+/* workers/refresher.c - see workers/refresher.h.
+ *
+ * The main thread scans the lease database (bounded per tick), claims wanted refreshes and
+ * submits conditional GETs to the fetch loop; the fetch thread completes them through the
+ * same fill code as a worker's miss (workers/fill.c) and hands the finished refresh back on
+ * a list the main thread frees. A refresh rebuilds the request from the entry itself: the
+ * request target and Host kept as pseudo-headers, and the header values the key was made
+ * of (route key_headers, Vary) read back from the key's "\n<name>:<value>" lines. */
+#include "workers/refresher.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/entry.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "core/route.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/fetch.h"
+#include "workers/fill.h"
+
+#define REFR_TICK_MS         250   /* idle wake-up: lease reaping, reader check, eviction */
+#define REFR_SCAN_MAX        4096  /* lease records visited per scan */
+#define REFR_INFLIGHT_MAX    64    /* background refreshes at once */
+#define REFR_LEASE_MS        30000 /* a claimed refresh that overruns this is reclaimed */
+#define REFR_READER_CHECK_MS 5000
+#define REFR_EVICT_VISIT     2048 /* entries the eviction hand visits per tick */
+#define REFR_HDRS            (CW_LIMIT_VARY_FIELDS * 2 + 2)
+
+/* One background refresh: owns its job, its key buffer and the request it rebuilt. */
+struct refr_job {
+    struct refr_job *next;
+    struct refresher *rf;
+    struct cw_fill_req q;
+    struct cw_fetch_job job;
+    char *url;
+    char *hdr_lines;
+    char *uri; /* NUL-terminated copies from the entry */
+    char *host;
+    char etag[256];
+    char last_modified[256];
+    /* Request header values read back from the key: names and values NUL-terminated. */
+    char *hnames[REFR_HDRS];
+    char *hvalues[REFR_HDRS];
+    size_t hcount;
+    bool ok; /* stored or revalidated */
+};
+
+struct refresher {
+    const struct cw_config *cfg;
+    struct cw_seg *seg;
+    int slot;
+    int wake_fd;
+    struct cw_store *store;
+    struct cw_store_reader *reader;       /* main thread */
+    struct cw_store_reader *fetch_reader; /* fetch thread */
+    struct cw_fill fill;
+    struct cw_fetch *fetch;
+    pthread_mutex_t lock;
+    struct refr_job *done; /* completed, to free on the main thread */
+    size_t inflight;       /* main thread only */
+    struct cw_key claim[REFR_INFLIGHT_MAX];
+    size_t claim_count;
+};
+
+static const char *refr_header(void *cls, const char *name)
+{
+    struct refr_job *j = cls;
+
+    for (size_t i = 0; i < j->hcount; i++)
+        if (strcasecmp(j->hnames[i], name) == 0) return j->hvalues[i];
+    return NULL;
+}
+
+static void refr_job_free(struct refr_job *j)
+{
+    if (j == NULL) return;
+    cw_fetch_job_reset(&j->job);
+    for (size_t i = 0; i < j->hcount; i++) {
+        free(j->hnames[i]);
+        free(j->hvalues[i]);
+    }
+    free(j->q.key_buf);
+    free(j->url);
+    free(j->hdr_lines);
+    free(j->uri);
+    free(j->host);
+    free(j);
+}
+
+static char *refr_strndup(struct cw_str s)
+{
+    char *p = malloc(s.len + 1);
+
+    if (p == NULL) return NULL;
+    memcpy(p, s.p, s.len);
+    p[s.len] = '\0';
+    return p;
+}
+
+/* Reads the "\n<name>:<value>" lines after the URL part of a key. */
+static int refr_parse_key_headers(struct refr_job *j, struct cw_str key)
+{
+    const char *p = memchr(key.p, '\n', key.len), *end = key.p + key.len;
+
+    while (p != NULL && p < end && j->hcount < REFR_HDRS) {
+        const char *line = p + 1;
+        const char *next = memchr(line, '\n', (size_t)(end - line));
+        const char *eol = next ? next : end;
+        const char *colon = memchr(line, ':', (size_t)(eol - line));
+        if (colon != NULL) {
+            j->hnames[j->hcount] = refr_strndup(cw_str_make(line, (size_t)(colon - line)));
+            j->hvalues[j->hcount] = refr_strndup(cw_str_make(colon + 1, (size_t)(eol - colon - 1)));
+            if (j->hnames[j->hcount] == NULL || j->hvalues[j->hcount] == NULL) {
+                j->hcount++;
+                return -ENOMEM;
+            }
+            j->hcount++;
+        }
+        p = next;
+    }
+    return 0;
+}
+
+static void refr_copy_validator(const struct cw_entry_view *v, const char *name, char *out,
+                                size_t size)
+{
+    struct cw_str value;
+
+    out[0] = '\0';
+    if (cw_entry_header_find(v, cw_str_cstr(name), &value) && value.len < size) {
+        memcpy(out, value.p, value.len);
+        out[value.len] = '\0';
+    }
+}
+
+/* Inside the read txn: copies what the refresh needs out of the entry. */
+static int refr_on_entry(void *cls, const struct cw_entry_view *v)
+{
+    struct refr_job *j = cls;
+    struct cw_str uri, host;
+
+    if (!cw_entry_header_find(v, CW_STR_LIT(CW_FILL_HDR_URI), &uri) ||
+        !cw_entry_header_find(v, CW_STR_LIT(CW_FILL_HDR_HOST), &host))
+        return -EBADMSG;
+    j->uri = refr_strndup(uri);
+    j->host = refr_strndup(host);
+    j->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
+    if (j->uri == NULL || j->host == NULL || j->q.key_buf == NULL) return -ENOMEM;
+    if (v->key.len > CW_LIMIT_KEY_BYTES) return -EBADMSG;
+    memcpy(j->q.key_buf, v->key.p, v->key.len);
+    j->q.key_len = v->key.len;
+    refr_copy_validator(v, "ETag", j->etag, sizeof(j->etag));
+    refr_copy_validator(v, "Last-Modified", j->last_modified, sizeof(j->last_modified));
+    return refr_parse_key_headers(j, v->key);
+}
+
+static int refr_append(char **buf, size_t *len, const char *name, const char *value)
+{
+    size_t add = strlen(name) + strlen(value) + 4;
+    char *p = realloc(*buf, *len + add + 1);
+
+    if (p == NULL) return -ENOMEM;
+    *buf = p;
+    *len += (size_t)snprintf(p + *len, add + 1, "%s: %s\r\n", name, value);
+    return 0;
+}
+
+static int refr_build_request(struct refresher *rf, struct refr_job *j)
+{
+    const struct cw_config_origin *o = &rf->cfg->origins[j->q.rt->origin];
+    size_t len = 0;
+    int rc = 0;
+
+    j->url = malloc(strlen(o->url) + strlen(j->uri) + 1);
+    if (j->url == NULL) return -ENOMEM;
+    strcpy(j->url, o->url);
+    strcat(j->url, j->uri);
+    rc = refr_append(&j->hdr_lines, &len, "Host", j->host);
+    for (size_t i = 0; rc == 0 && i < j->hcount; i++)
+        rc = refr_append(&j->hdr_lines, &len, j->hnames[i], j->hvalues[i]);
+    if (rc == 0) rc = refr_append(&j->hdr_lines, &len, "Via", "1.1 cachewarp");
+    if (rc == 0 && j->etag[0]) rc = refr_append(&j->hdr_lines, &len, "If-None-Match", j->etag);
+    if (rc == 0 && j->last_modified[0])
+        rc = refr_append(&j->hdr_lines, &len, "If-Modified-Since", j->last_modified);
+    return rc;
+}
+
+/* On the fetch thread: store what came back, hand the job to the main thread. */
+static void refr_on_done(struct cw_fetch_job *job, void *cls)
+{
+    struct refr_job *j = cls;
+    struct refresher *rf = j->rf;
+    struct cw_fill_result res;
+
+    if (job->rc != 0 || job->status >= 500) {
+        cw_seg_add(rf->seg, rf->slot, CW_SEG_REFRESH_FAIL, 1);
+        if (job->rc != 0 && job->rc != -ECANCELED)
+            cw_warn("refresher: %s: %s", j->url, job->errbuf);
+        cw_fill_abandon(&rf->fill, &j->q, false);
+    } else {
+        cw_fill_complete(&rf->fill, &j->q, job, &res);
+        j->ok = res.stored;
+        cw_seg_add(rf->seg, rf->slot,
+                   res.revalidated ? CW_SEG_REFRESH_NOT_MODIFIED
+                                   : (res.stored ? CW_SEG_REFRESH_OK : CW_SEG_REFRESH_FAIL),
+                   1);
+    }
+    pthread_mutex_lock(&rf->lock);
+    j->next = rf->done;
+    rf->done = j;
+    pthread_mutex_unlock(&rf->lock);
+}
+
+/* Claims key's wanted refresh and starts it: 0, or -errno (the claim is dropped). */
+static int refr_start(struct refresher *rf, const struct cw_key *key)
+{
+    struct refr_job *j;
+    int64_t now = cw_clock_mono_ms();
+    const char *qm;
+    int rc;
+
+    rc = cw_store_lease_take(rf->store, key, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), now,
+                             now + REFR_LEASE_MS, NULL);
+    if (rc < 0) return rc; /* someone else is on it */
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        rc = -ENOMEM;
+        goto out_release;
+    }
+    j->rf = rf;
+    j->q.has_lease = true;
+    j->q.lease_key = *key;
+    j->q.key = *key;
+    rc = cw_store_read(rf->reader, key, cw_str_make(NULL, 0), refr_on_entry, j);
+    if (rc < 0) goto out_free;
+    qm = strchr(j->uri, '?');
+    int route = cw_route_find(rf->cfg, cw_str_cstr(j->host),
+                              cw_str_make(j->uri, qm ? (size_t)(qm - j->uri) : strlen(j->uri)));
+    if (route < 0) {
+        rc = -ENOENT;
+        goto out_free;
+    }
+    j->q.rt = &rf->cfg->routes[route];
+    j->q.header = refr_header;
+    j->q.header_cls = j;
+    j->q.uri = cw_str_cstr(j->uri);
+    j->q.host = cw_str_cstr(j->host);
+    /* primary_len: where the Vary values begin; the fill recomputes it when Vary changes. */
+    j->q.primary_len = j->q.key_len;
+    {
+        struct cw_fill_req probe = j->q;
+        char *buf = malloc(CW_LIMIT_KEY_BYTES);
+        if (buf == NULL) {
+            rc = -ENOMEM;
+            goto out_free;
+        }
+        probe.key_buf = buf;
+        rc = cw_fill_key_primary(&rf->fill, &probe);
+        if (rc == 0) {
+            j->q.primary = probe.primary;
+            j->q.primary_len = probe.primary_len;
+        }
+        free(buf);
+        if (rc < 0) goto out_free;
+    }
+    rc = refr_build_request(rf, j);
+    if (rc < 0) goto out_free;
+    j->job = (struct cw_fetch_job){
+        .url = j->url,
+        .method = "GET",
+        .req_headers = j->hdr_lines,
+        .connect_timeout_ms = rf->cfg->origins[j->q.rt->origin].connect_timeout_ms,
+        .timeout_ms = rf->cfg->origins[j->q.rt->origin].timeout_ms,
+        .max_body = (size_t)rf->cfg->cache_max_object_bytes,
+        .done = refr_on_done,
+        .cls = j,
+    };
+    rc = cw_fetch_submit(rf->fetch, &j->job);
+    if (rc < 0) goto out_free;
+    rf->inflight++;
+    cw_debug("refresher: refreshing %s%s", j->host, j->uri);
+    return 0;
+
+out_free:
+    refr_job_free(j);
+out_release:
+    if (cw_store_lease_release(rf->store, key, (int32_t)getpid()) < 0)
+        cw_debug("refresher: release after failed start");
+    return rc;
+}
+
+/* Scan callback: collects wanted or orphaned refreshes; deletes leases of dead owners and
+ * expired hit-for-miss records later, outside the read txn. */
+struct refr_scan {
+    struct refresher *rf;
+    int64_t now;
+    struct cw_key reap[256];
+    int32_t reap_pid[256];
+    size_t reap_count;
+};
+
+static bool refr_scan_one(void *cls, const struct cw_key *key, const struct cw_store_lease *l)
+{
+    struct refr_scan *s = cls;
+    struct refresher *rf = s->rf;
+    bool expired = s->now >= l->deadline_ms;
+    bool dead = l->pid > 0 && kill(l->pid, 0) == -1 && errno == ESRCH;
+
+    if (l->kind == CW_STORE_LEASE_REFRESH && (l->pid == 0 || dead || expired)) {
+        if (rf->claim_count + rf->inflight < REFR_INFLIGHT_MAX) rf->claim[rf->claim_count++] = *key;
+        return true;
+    }
+    if ((dead || expired) && s->reap_count < CW_ARRAY_LEN(s->reap)) {
+        s->reap[s->reap_count] = *key;
+        s->reap_pid[s->reap_count++] = l->pid;
+    }
+    return true;
+}
+
+/* Frees the refreshes the fetch thread finished. */
+static void refr_reap_done(struct refresher *rf)
+{
+    struct refr_job *done;
+
+    pthread_mutex_lock(&rf->lock);
+    done = rf->done;
+    rf->done = NULL;
+    pthread_mutex_unlock(&rf->lock);
+    while (done != NULL) {
+        struct refr_job *next = done->next;
+        refr_job_free(done);
+        rf->inflight--;
+        done = next;
+    }
+}
+
+static void refr_tick(struct refresher *rf)
+{
+    struct refr_scan s = {.rf = rf, .now = cw_clock_mono_ms()};
+
+    refr_reap_done(rf);
+    rf->claim_count = 0;
+    if (cw_store_lease_scan(rf->reader, refr_scan_one, &s, REFR_SCAN_MAX) < 0) return;
+    for (size_t i = 0; i < s.reap_count; i++) {
+        if (cw_store_lease_release(rf->store, &s.reap[i], s.reap_pid[i]) == 0)
+            atomic_fetch_add_explicit(cw_seg_fill_gen(rf->seg, &s.reap[i]), 1,
+                                      memory_order_release);
+    }
+    for (size_t i = 0; i < rf->claim_count; i++)
+        (void)refr_start(rf, &rf->claim[i]);
+}
+
+static void refr_housekeeping(struct refresher *rf, int64_t *next_reader_check)
+{
+    struct cw_store_evict_stats st = {0};
+    int64_t now = cw_clock_mono_ms();
+    int rc;
+
+    if (now >= *next_reader_check) {
+        rc = cw_store_reader_check(rf->store);
+        if (rc > 0) cw_notice("refresher: cleared %d stale LMDB reader slots", rc);
+        *next_reader_check = now + REFR_READER_CHECK_MS;
+    }
+    rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms(), REFR_EVICT_VISIT, &st);
+    if (rc == 0 && st.expired + st.clock > 0) {
+        cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_EXPIRED, st.expired);
+        cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_CLOCK, st.clock);
+    }
+}
+
+static bool refr_should_stop(void)
+{
+    sigset_t pending;
+
+    if (sigpending(&pending) == -1) return false;
+    return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || getppid() == 1;
+}
+
+static int refr_open(struct refresher *rf)
+{
+    int rc = cw_store_open(rf->cfg->cache_path, rf->cfg->cache_size_bytes, &rf->store);
+
+    if (rc < 0) return rc;
+    cw_store_set_seg(rf->store, rf->seg);
+    rc = cw_store_reader_open(rf->store, &rf->reader);
+    if (rc < 0) return rc;
+    rc = cw_store_reader_open(rf->store, &rf->fetch_reader);
+    if (rc < 0) return rc;
+    rf->fill = (struct cw_fill){rf->cfg, rf->store, rf->fetch_reader, rf->seg, rf->slot};
+    rc = pthread_mutex_init(&rf->lock, NULL);
+    if (rc != 0) return -rc;
+    return cw_fetch_start(rf->cfg->origins[0].max_conns, REFR_INFLIGHT_MAX * 2, &rf->fetch);
+}
+
+int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd)
+{
+    struct refresher rf = {.cfg = cfg, .seg = seg, .slot = slot, .wake_fd = wake_fd};
+    int64_t next_reader_check = 0;
+    sigset_t set;
+    int status = 0;
+
+    prctl(PR_SET_NAME, "cw-refresher", 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
+    if (refr_open(&rf) < 0) {
+        status = 1;
+        goto out_close;
+    }
+    cw_info("refresher: running");
+    while (!refr_should_stop()) {
+        struct pollfd pfd = {.fd = wake_fd, .events = POLLIN};
+        uint64_t n;
+        int rc = poll(&pfd, 1, REFR_TICK_MS);
+        if (rc == 1 && read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+            cw_warn("refresher: read wake fd: %s", strerror(errno));
+        refr_tick(&rf);
+        refr_housekeeping(&rf, &next_reader_check);
+    }
+out_close:
+    if (rf.fetch != NULL) {
+        cw_fetch_stop(rf.fetch); /* cancels what runs: their leases are released */
+        refr_reap_done(&rf);
+    }
+    cw_store_reader_close(rf.fetch_reader);
+    cw_store_reader_close(rf.reader);
+    cw_store_close(rf.store);
+    cw_info("refresher: stopped");
+    return status;
+}

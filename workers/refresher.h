@@ -1,0 +1,20 @@
+/* workers/refresher.h - the refresher process: the only one that does background work.
+ *
+ * Owns, in its process: its own LMDB handle (opened after fork), a fetch loop for
+ * background revalidations, and its counter slot. It claims REFRESH lease records (written
+ * by workers for stale-while-revalidate and refresh-ahead hits), revalidates those entries
+ * with conditional requests (a 304 extends freshness without a body transfer), reaps leases
+ * of dead processes and expired hit-for-miss records, clears stale LMDB reader slots, and
+ * runs eviction in bounded steps. It sleeps on an eventfd that workers write when they ask
+ * for a refresh, so it costs no CPU when there is nothing to do. */
+#ifndef CW_REFRESHER_H
+#define CW_REFRESHER_H
+
+struct cw_config;
+struct cw_seg;
+
+/* Runs the refresher until SIGTERM or SIGINT: the process exit status. wake_fd is the
+ * eventfd workers write to (inherited from the supervisor). Call in a child after fork(). */
+int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd);
+
+#endif /* CW_REFRESHER_H */
