@@ -2,8 +2,10 @@
  * machine, the hit path and the answers; worker_miss.c is the origin side. */
 #include "workers/worker.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +214,66 @@ static enum MHD_Result worker_lookup_or_fetch(struct worker_req *r)
     return worker_hit_coalesce(r);
 }
 
+/* True when the client's address is in purge.allow. */
+static bool worker_purge_allowed(struct worker_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+    if (ci == NULL || ci->client_addr == NULL) return false;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ci->client_addr;
+        return cw_config_purge_allowed(r->w->cfg, AF_INET, (const uint8_t *)&in->sin_addr);
+    }
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)ci->client_addr;
+        return cw_config_purge_allowed(r->w->cfg, AF_INET6, in6->sin6_addr.s6_addr);
+    }
+    return false;
+}
+
+/* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
+ * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin).
+ * Only from purge.allow; 200 when something was purged, 404 when nothing was cached. */
+static enum MHD_Result worker_purge(struct worker_req *r)
+{
+    const char *soft_h = worker_req_header(r, "Soft-Purge");
+    bool soft = soft_h != NULL && strcmp(soft_h, "1") == 0;
+    int64_t now = cw_clock_wall_ms();
+    char vary[256], body[96];
+    size_t vary_len, count = 0;
+    int rc;
+
+    if (!worker_purge_allowed(r))
+        return worker_answer_error(r, 403, "purge not allowed from this address\n", "purge-denied");
+    rc = cw_fill_key_primary(&r->w->fill_mhd, &r->q);
+    if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
+    rc = cw_store_purge_key(r->w->store, &r->q.primary, soft, now);
+    if (rc == 0) count++;
+    if (r->q.primary_len < CW_LIMIT_KEY_BYTES &&
+        cw_store_vary_get(r->w->reader, &r->q.primary, vary, sizeof(vary), &vary_len) == 0) {
+        /* Variants are keyed by the primary key plus header lines: purge them by prefix. */
+        size_t n = 0;
+        r->q.key_buf[r->q.primary_len] = '\n';
+        rc = cw_store_purge_prefix(r->w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
+                                   soft, now, &n);
+        count += n;
+        if (!soft && cw_store_vary_put(r->w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
+            cw_warn("worker %d: purge: vary record of %s not removed", r->w->index, r->uri);
+    }
+    cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index, soft ? " (soft)" : "",
+              r->q.host.p, r->uri, count);
+    int len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", count,
+                       soft ? "true" : "false");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    worker_count(r, WRES_PASS);
+    return worker_queue(r, count > 0 ? 200 : 404, resp);
+}
+
 /* Decides what the request is and takes it down the hit or miss path. */
 static enum MHD_Result worker_dispatch(struct worker_req *r)
 {
@@ -236,6 +298,7 @@ static enum MHD_Result worker_dispatch(struct worker_req *r)
     r->q.host = cw_str_cstr(host);
     r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
     if (r->q.key_buf == NULL) return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (strcmp(r->method, "PURGE") == 0) return worker_purge(r);
     r->is_head = strcmp(r->method, "HEAD") == 0;
     r->cacheable = r->is_head || strcmp(r->method, "GET") == 0;
     if (r->cacheable) {
