@@ -84,3 +84,14 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d)
 -include $(UNITS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d)
 .SECONDARY:
+
+# ---- sim: the eviction simulator (`make sim`), not part of `all`, `check` or `bench` --------
+# Replays a Zipf trace through the real store and eviction code and through exact LRU, and
+# prints both hit ratios: build/rel/bin/cw-evict-sim [keys [requests [cache [s]]]].
+SIM := $(BUILD)/bin/cw-evict-sim
+.PHONY: sim
+sim: $(SIM)
+$(SIM): $(BUILD)/tests/bench/evict_sim.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+-include $(BUILD)/tests/bench/evict_sim.d

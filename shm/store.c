@@ -628,7 +628,6 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
         if (rc != -ENOSPC || !store_make_room(st, key, need, attempt)) break;
     }
     if (rc < 0) return rc;
-    store_hit_mark(st, key);
     if (over) store_evict_after_put(st, key);
     return 0;
 }

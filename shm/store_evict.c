@@ -96,11 +96,6 @@ static size_t store_low_pages(const struct cw_store *st)
     return st->map_pages / 100 * CW_STORE_EVICT_LOW_PCT;
 }
 
-void store_hit_mark(struct cw_store *st, const struct cw_key *key)
-{
-    if (st->seg != NULL) cw_seg_hit(st->seg, key);
-}
-
 /* The second chance: true when key's bit was set (it is cleared now). Same bit as
  * cw_seg_hit(): key bytes 4..7 masked to the bit count. */
 static bool store_hit_test_clear(struct cw_seg *seg, const uint8_t *key)

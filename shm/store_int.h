@@ -84,8 +84,6 @@ bool store_make_room(struct cw_store *st, const struct cw_key *keep, size_t need
  * towards the low watermark that spares keep, the entry just stored (failures are logged
  * here; the put already succeeded). */
 void store_evict_after_put(struct cw_store *st, const struct cw_key *keep);
-/* Sets key's hit bit in st->seg if there is one (a new entry gets one second chance). */
-void store_hit_mark(struct cw_store *st, const struct cw_key *key);
 
 /* ---- tags and deletion (store_tag.c) ---- */
 

@@ -151,6 +151,14 @@ START_TEST(test_store_lease_refresh_wanted)
     ck_assert_int_eq(cw_store_lease_release(st, &k, 0), 0);
     ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 1000, 2000, NULL), 0);
     ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 2000, 3000, NULL), 0);
+    /* A process that will do the work claims a wanted refresh; then it is busy for others. */
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), 2100,
+                                         3100, NULL),
+                     0);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid() + 1,
+                                         2200, 3200, &l),
+                     -EBUSY);
+    ck_assert_int_eq(l.pid, (int32_t)getpid());
     cw_store_close(st);
 }
 END_TEST
