@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -29,7 +30,9 @@
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
-#define REFR_TICK_MS         250   /* idle wake-up: lease reaping, reader check, eviction */
+#define REFR_TICK_MS         250   /* wake-up while refreshes run or the map is under pressure */
+#define REFR_IDLE_TICK_MS    1000  /* wake-up otherwise: lease reaping, reader check */
+#define REFR_SWEEP_IDLE_MS   10000 /* under the watermarks, look for expired entries this often */
 #define REFR_SCAN_MAX        4096  /* lease records visited per scan */
 #define REFR_INFLIGHT_MAX    64    /* background refreshes at once */
 #define REFR_LEASE_MS        30000 /* a claimed refresh that overruns this is reclaimed */
@@ -361,7 +364,11 @@ static void refr_tick(struct refresher *rf)
         (void)refr_start(rf, &rf->claim[i]);
 }
 
-static void refr_housekeeping(struct refresher *rf, int64_t *next_reader_check)
+/* Reader check every few seconds; an eviction step every tick while the map is near its
+ * high watermark, else a sweep for expired entries every REFR_SWEEP_IDLE_MS, so that an idle
+ * node costs no CPU. Returns true while the map is under pressure. */
+static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, int64_t *next_sweep,
+                              bool pressure)
 {
     struct cw_store_evict_stats st = {0};
     int64_t now = cw_clock_mono_ms();
@@ -372,11 +379,15 @@ static void refr_housekeeping(struct refresher *rf, int64_t *next_reader_check)
         if (rc > 0) cw_notice("refresher: cleared %d stale LMDB reader slots", rc);
         *next_reader_check = now + REFR_READER_CHECK_MS;
     }
+    if (!pressure && now < *next_sweep) return false;
+    *next_sweep = now + REFR_SWEEP_IDLE_MS;
     rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms(), REFR_EVICT_VISIT, &st);
-    if (rc == 0 && st.expired + st.clock > 0) {
+    if (rc < 0) return false;
+    if (st.expired + st.clock > 0) {
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_EXPIRED, st.expired);
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_CLOCK, st.clock);
     }
+    return st.map_pages > 0 && st.used_pages * 100 >= st.map_pages * CW_STORE_EVICT_LOW_PCT;
 }
 
 static bool refr_should_stop(void)
@@ -385,6 +396,17 @@ static bool refr_should_stop(void)
 
     if (sigpending(&pending) == -1) return false;
     return sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT) || getppid() == 1;
+}
+
+/* A signalfd for the blocked stop signals, so that poll() wakes on them at once. */
+static int refr_signalfd(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 static int refr_open(struct refresher *rf)
@@ -406,7 +428,9 @@ static int refr_open(struct refresher *rf)
 int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd)
 {
     struct refresher rf = {.cfg = cfg, .seg = seg, .slot = slot, .wake_fd = wake_fd};
-    int64_t next_reader_check = 0;
+    int64_t next_reader_check = 0, next_sweep = 0;
+    bool pressure = false;
+    int sig_fd = -1;
     sigset_t set;
     int status = 0;
 
@@ -422,15 +446,22 @@ int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, 
         status = 1;
         goto out_close;
     }
+    sig_fd = refr_signalfd();
+    if (sig_fd == -1)
+        cw_warn("refresher: signalfd: %s; stopping may take a second", strerror(errno));
     cw_info("refresher: running");
     while (!refr_should_stop()) {
-        struct pollfd pfd = {.fd = wake_fd, .events = POLLIN};
+        struct pollfd pfd[2] = {{.fd = wake_fd, .events = POLLIN},
+                                {.fd = sig_fd, .events = POLLIN}};
         uint64_t n;
-        int rc = poll(&pfd, 1, REFR_TICK_MS);
-        if (rc == 1 && read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+        int tick = rf.inflight > 0 || pressure ? REFR_TICK_MS : REFR_IDLE_TICK_MS;
+        int rc = poll(pfd, sig_fd == -1 ? 1 : 2, tick);
+        if (rc > 0 && (pfd[1].revents & POLLIN)) break;
+        if (rc > 0 && (pfd[0].revents & POLLIN) && read(wake_fd, &n, sizeof(n)) == -1 &&
+            errno != EAGAIN)
             cw_warn("refresher: read wake fd: %s", strerror(errno));
         refr_tick(&rf);
-        refr_housekeeping(&rf, &next_reader_check);
+        pressure = refr_housekeeping(&rf, &next_reader_check, &next_sweep, pressure);
     }
 out_close:
     if (rf.fetch != NULL) {
@@ -440,6 +471,7 @@ out_close:
     cw_store_reader_close(rf.fetch_reader);
     cw_store_reader_close(rf.reader);
     cw_store_close(rf.store);
+    if (sig_fd != -1) close(sig_fd);
     cw_info("refresher: stopped");
     return status;
 }
