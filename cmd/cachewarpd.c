@@ -309,6 +309,8 @@ static int sup_run(struct sup *s)
     }
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", CW_VERSION,
               s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
+    if (s->cfg.redis_enabled)
+        cw_notice("supervisor: redis L2 is not available in this version; running L1-only");
     sd_notify(0, "READY=1");
     return sup_loop(s);
 }
