@@ -265,8 +265,8 @@ static int fill_prev_cb(void *cls, const struct cw_entry_view *v)
     struct cw_str etag;
 
     p->found = true;
-    p->st = (struct cw_adaptive_state){v->h.ttl_ms,   v->h.last_check_ms, v->h.checks,
-                                       v->h.changes,  v->h.observed_ms,   v->h.body_hash};
+    p->st = (struct cw_adaptive_state){v->h.ttl_ms,  v->h.last_check_ms, v->h.checks,
+                                       v->h.changes, v->h.observed_ms,   v->h.body_hash};
     p->etag[0] = '\0';
     if (cw_entry_header_find(v, CW_STR_LIT("ETag"), &etag) && etag.len < sizeof(p->etag) &&
         !(etag.len >= 2 && etag.p[0] == 'W' && etag.p[1] == '/')) {
@@ -454,8 +454,8 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
     if (fill_is_adaptive(q, &fres)) {
         /* A 304 is the "unchanged" observation. */
         struct cw_adaptive_params p;
-        struct cw_adaptive_state st = {h.ttl_ms, h.last_check_ms, h.checks, h.changes,
-                                       h.observed_ms, h.body_hash};
+        struct cw_adaptive_state st = {h.ttl_ms,  h.last_check_ms, h.checks,
+                                       h.changes, h.observed_ms,   h.body_hash};
         fill_adaptive_params(q, &p);
         if (st.ttl_ms <= 0) cw_adaptive_init(&st, &p, cw_clock_wall_ms(), h.body_hash);
         cw_adaptive_observe(&st, &p, false, cw_clock_wall_ms());

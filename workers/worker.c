@@ -124,12 +124,22 @@ static enum MHD_Result worker_answer_failed(struct worker_req *r)
                                "origin-error");
 }
 
+/* True when the request carries preconditions or a Range that the cache answers itself. */
+static bool worker_has_client_conditions(struct worker_req *r)
+{
+    static const char *const names[] = {"If-None-Match", "If-Modified-Since", "If-Match",
+                                        "If-Unmodified-Since", "Range"};
+    for (size_t i = 0; i < CW_ARRAY_LEN(names); i++)
+        if (worker_req_header(r, names[i]) != NULL) return true;
+    return false;
+}
+
 /* Answers a request whose fetch completed: takes the body from the job. */
 static enum MHD_Result worker_answer_fetched(struct worker_req *r)
 {
     struct cw_fetch_job *job = &r->job;
     struct MHD_Response *resp;
-    struct cw_str name, value, conn = {NULL, 0};
+    struct cw_str name, value, conn = {NULL, 0}, age = {NULL, 0};
     size_t off = 0;
     char cs[192];
 
@@ -146,6 +156,12 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
         }
         return worker_answer_error(r, 502, "revalidation failed\n", "revalidation-failed");
     }
+    /* The client's own preconditions and Range are answered from what was just stored. */
+    if (r->fill.stored && worker_has_client_conditions(r) &&
+        worker_hit_serve_again(r, WSERVE_FILLED) == 1) {
+        worker_count(r, WRES_MISS);
+        return MHD_YES;
+    }
     if (job->status == 304 && r->cacheable)
         return worker_answer_error(r, 502,
                                    "origin answered 304 to a request we did not make "
@@ -157,6 +173,7 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     job->body.len = job->body.cap = 0;
     while (cw_fetch_job_header_next(job, &off, &name, &value)) {
         if (cw_str_eq_ci(name, CW_STR_LIT("Connection"))) conn = value;
+        if (cw_str_eq_ci(name, CW_STR_LIT("Age")) && age.p == NULL) age = value;
     }
     off = 0;
     while (cw_fetch_job_header_next(job, &off, &name, &value)) {
@@ -169,15 +186,16 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     if (r->result == WRES_PASS) {
         MHD_add_response_header(resp, "X-Cache", "PASS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d",
-                 r->cacheable ? "request" : (r->rt ? "method" : "bypass"), job->status);
+                 r->fwd_request ? "request" : "method", job->status);
     } else {
         MHD_add_response_header(resp, "X-Cache", "MISS");
-        MHD_add_response_header(resp, "Age", "0");
-        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s%s",
-                 r->stale ? "stale" : (r->q.primary_len != r->q.key_len ? "vary-miss" : "uri-miss"),
+        /* RFC 9111 §5.1: an answer passed on keeps the origin's Age (added back below). */
+        if (age.p == NULL) MHD_add_response_header(resp, "Age", "0");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s%s", worker_hit_fwd(r),
                  job->status, r->fill.stored ? "; stored" : "", r->coalesced ? "; collapsed" : "",
                  r->fill.detail ? "; detail=" : "", r->fill.detail ? r->fill.detail : "");
     }
+    if (age.p != NULL) (void)worker_resp_add(resp, CW_STR_LIT("Age"), age);
     MHD_add_response_header(resp, "Cache-Status", cs);
     worker_count(r, r->result);
     return worker_queue(r, (unsigned)job->status, resp);
@@ -303,7 +321,10 @@ static enum MHD_Result worker_dispatch(struct worker_req *r)
     r->cacheable = r->is_head || strcmp(r->method, "GET") == 0;
     if (r->cacheable) {
         worker_req_directives(r);
-        if (r->req_cc.flags & CW_CC_NO_STORE) r->cacheable = false;
+        if (r->req_cc.flags & CW_CC_NO_STORE) {
+            r->cacheable = false;
+            r->fwd_request = true;
+        }
     }
     if (!r->cacheable) {
         r->result = WRES_PASS;

@@ -31,7 +31,15 @@ enum hit_kind {
     HIT_STALE_CLIENT, /* the client's max-stale accepts it */
     HIT_STALE_ERROR,  /* stale-if-error after an origin failure */
     HIT_REVALIDATED,  /* just revalidated with the origin */
+    HIT_FILLED,       /* this request's own miss, answered from what it stored */
 };
+
+const char *worker_hit_fwd(const struct worker_req *r)
+{
+    if (r->fwd_request) return "request";
+    if (r->stale) return "stale";
+    return r->vary_miss ? "vary-miss" : "uri-miss";
+}
 
 static void hit_copy_validator(const struct cw_entry_view *v, const char *name, char *out)
 {
@@ -77,6 +85,11 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
                      r->job.status, ttl);
         else
             snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
+        break;
+    case HIT_FILLED:
+        MHD_add_response_header(resp, "X-Cache", "MISS");
+        snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d; stored; ttl=%lld%s",
+                 worker_hit_fwd(r), r->job.status, ttl, r->coalesced ? "; collapsed" : "");
         break;
     case HIT_REVALIDATED:
         MHD_add_response_header(resp, "X-Cache", "REVALIDATED");
@@ -189,8 +202,13 @@ static int hit_on_entry(void *cls, const struct cw_entry_view *v)
     enum hit_kind kind;
 
     if (r->serve == WSERVE_ANY) return hit_serve(r, v, HIT_REVALIDATED, now);
+    if (r->serve == WSERVE_FILLED) return hit_serve(r, v, HIT_FILLED, now);
     if (r->serve == WSERVE_SIE) {
         if (must_reval || now >= v->h.sie_until_ms) return 1;
+        /* RFC 5861 §4: the request's own stale-if-error bounds the staleness it accepts. */
+        if (r->has_req_cc && r->req_cc.sie_s >= 0 &&
+            now - v->h.fresh_until_ms > r->req_cc.sie_s * 1000)
+            return 1;
         return hit_serve(r, v, HIT_STALE_ERROR, now);
     }
     switch (cw_cond_request_use(r->has_req_cc ? &r->req_cc : NULL, r->pragma_no_cache,
@@ -211,6 +229,8 @@ static int hit_on_entry(void *cls, const struct cw_entry_view *v)
     case CW_COND_USE_REVALIDATE:
         break;
     }
+    /* Fresh, but the request itself asked for the origin (no-cache, max-age, min-fresh). */
+    if (age < lifetime && !always && !(v->h.flags & CW_ENTRY_SOFT_PURGED)) r->fwd_request = true;
     r->stale = true;
     r->sie_until_ms = must_reval ? 0 : v->h.sie_until_ms;
     hit_copy_validator(v, "ETag", r->etag);
@@ -258,6 +278,7 @@ int worker_hit_lookup(struct worker_req *r)
         if (rc < 0) return rc;
         rc = cw_store_vary_get(r->w->reader, &r->q.primary, vary, sizeof(vary), &vary_len);
         if (rc == 0) {
+            r->vary_miss = true; /* until the variant is found */
             rc = cw_fill_key_vary(&r->w->fill_mhd, &r->q, cw_str_make(vary, vary_len));
             if (rc < 0) return rc;
         }
@@ -268,7 +289,11 @@ int worker_hit_lookup(struct worker_req *r)
                        hit_on_entry, r);
     if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
     if (r->want_refresh) hit_request_refresh(r);
-    if (rc == 0) return 1;
+    if (rc == 0) {
+        r->vary_miss = false;
+        return 1;
+    }
+    if (rc == 1) r->vary_miss = false; /* the variant exists, it is only stale */
     if (rc == 1 || rc == -ENOENT || rc == -EBADMSG) return 0;
     return rc;
 }

@@ -80,6 +80,7 @@ enum worker_serve {
     WSERVE_LOOKUP = 0, /* fresh, or stale within stale-while-revalidate */
     WSERVE_SIE,        /* stale within stale-if-error, after an origin failure */
     WSERVE_ANY,        /* what a revalidation just stored */
+    WSERVE_FILLED,     /* what this request's own fetch just stored (a MISS) */
 };
 
 struct worker_req {
@@ -112,6 +113,8 @@ struct worker_req {
     char last_modified[WORKER_VALIDATOR_BYTES];
     uint32_t gen0;         /* fill generation of the key before the lookup */
     bool coalesced;        /* waited for another request's fill */
+    bool vary_miss;        /* the URI has a Vary record, but not this variant */
+    bool fwd_request;      /* the request's own directives sent it to the origin */
     int64_t wait_until_ms; /* monotonic: the coalescing budget ends here */
 
     /* Waiter list (worker_wait.c), under waitq.lock. */
@@ -130,6 +133,8 @@ struct worker_req {
 enum MHD_Result worker_miss_start(struct worker_req *r);
 
 /* worker_hit.c */
+/* The RFC 9211 fwd parameter of a request that went to the origin. */
+const char *worker_hit_fwd(const struct worker_req *r);
 /* Looks the request up in L1 (computing its key on the first call) and answers it when the
  * entry may be used: 1 when answered, 0 when the origin is needed (r->stale and the
  * validators say what was found), -errno for a target the key refuses. */

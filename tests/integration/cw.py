@@ -20,6 +20,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -199,12 +200,15 @@ class Response:
 
 def request(port, path, method="GET", headers=None, body=None, timeout=10.0, host=LOOPBACK):
     """One request on a fresh connection; returns a Response. Raises OSError and
-    http.client errors (a failed request is never retried)."""
+    http.client errors (a failed request is never retried). A "Host" in headers is sent
+    instead of the one http.client would make up."""
     t0 = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
         hdrs = dict(headers or {})
+        # A Host in headers replaces the one http.client would add (two Host lines are a 400).
+        skip_host = any(k.lower() == "host" for k in hdrs)
+        conn.putrequest(method, path, skip_host=skip_host, skip_accept_encoding=True)
         if body is not None:
             hdrs.setdefault("Content-Length", str(len(body)))
         for k, v in hdrs.items():
@@ -247,6 +251,238 @@ def concurrent(fn, n, threads):
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(wrap, range(n)))
+
+
+def parse_response(raw):
+    """(status, headers dict with lower-case names, body) of one raw HTTP/1.x answer; the body
+    is what follows the header block (cut to Content-Length when one is given)."""
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError(f"no complete header block in {raw[:300]!r}")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    if not m:
+        raise ValueError(f"bad status line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        k = k.strip().lower()
+        v = v.strip()
+        headers[k] = f"{headers[k]}, {v}" if k in headers else v
+    cl = headers.get("content-length")
+    if cl is not None and cl.isdigit():
+        rest = rest[: int(cl)]
+    return int(m.group(1)), headers, rest
+
+
+def _response_complete(buf):
+    """True when buf holds a whole answer with a Content-Length (else wait for EOF)."""
+    head, sep, rest = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    m = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
+    return m is not None and len(rest) >= int(m.group(1))
+
+
+def connect_many(port, n, host=LOOPBACK, timeout=5.0):
+    """n TCP connections to port, connected (and so queued for accept) before the caller
+    sends anything: a test's clients are ready before its start line."""
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection((host, port), timeout=timeout))
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def request_bytes(port, path, method="GET", headers=None, host=LOOPBACK):
+    """The bytes of one request as http.client would send them (Host with the port, so the
+    cache key matches request()'s), with Connection: close."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same
+
+
+class Sent:
+    """Requests written on connected sockets, answered later by collect(): release is the
+    monotonic time just before the first byte went out, sent[i] when request i was written;
+    wall_offset converts the kernel's receive timestamps (wall clock) to monotonic."""
+
+    def __init__(self, socks, release, sent, wall_offset):
+        self.socks = socks
+        self.release = release
+        self.sent = sent
+        self.wall_offset = wall_offset
+
+
+def send_all(socks, reqs):
+    """Writes reqs[i] (bytes) on socks[i], back to back from one thread, so every request is
+    on the wire within a few milliseconds (no thread start-up in the way). Asks the kernel
+    to timestamp what each socket receives (SO_TIMESTAMPNS), so collect() measures when an
+    answer arrived, not when this process got round to reading it."""
+    for s in socks:
+        try:
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass  # collect() falls back to its own clock
+    wall_offset = time.time() - time.monotonic()
+    release = time.monotonic()
+    sent = []
+    for s, data in zip(socks, reqs):
+        sent.append(time.monotonic())
+        s.sendall(data)
+    return Sent(socks, release, sent, wall_offset)
+
+
+def collect(batch, timeout=10.0, settle=0.0):
+    """Reads every answer of a send_all() batch on one thread with select, stamping each with
+    the kernel's receive time of its last bytes (this process's clock when there is none).
+    Returns, in order, a Response per socket (elapsed: from its
+    own send; .since_release: from the batch's release) or the exception that ended it
+    (ConnectionError for a connection closed without a whole answer, TimeoutError).
+    settle: seconds to sleep before reading, so that this process takes no CPU from the server
+    while the answers are expected (the kernel's timestamps keep their arrival times).
+    Closes the sockets."""
+    import selectors
+
+    if settle > 0:
+        time.sleep(settle)
+
+    n = len(batch.socks)
+    bufs = [bytearray() for _ in range(n)]
+    done_at = [None] * n
+    errors = [None] * n
+    sel = selectors.DefaultSelector()
+    for i, s in enumerate(batch.socks):
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ, i)
+    deadline = time.monotonic() + timeout
+    left = n
+    try:
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                break
+            for key, _ in sel.select(wait):
+                i = key.data
+                s = batch.socks[i]
+                try:
+                    b, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(16))
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError as e:
+                    b, anc, errors[i] = b"", [], e
+                now = time.monotonic()
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                        sec, nsec = struct.unpack("qq", data[:16])
+                        now = min(now, sec + nsec / 1e9 - batch.wall_offset)
+                if b:
+                    bufs[i] += b
+                    if not _response_complete(bufs[i]):
+                        continue
+                done_at[i] = now
+                sel.unregister(s)
+                left -= 1
+    finally:
+        sel.close()
+        for s in batch.socks:
+            s.close()
+    out = []
+    for i in range(n):
+        if done_at[i] is None:
+            out.append(TimeoutError(f"no complete answer within {timeout}s ({len(bufs[i])} bytes)"))
+            continue
+        try:
+            status, headers, body = parse_response(bytes(bufs[i]))
+        except ValueError as e:
+            out.append(ConnectionError(f"closed without a whole answer ({errors[i]!r}): {e}"))
+            continue
+        r = Response(status, headers, body, done_at[i] - batch.sent[i])
+        r.since_release = done_at[i] - batch.release
+        r.done_at = done_at[i]
+        out.append(r)
+    return out
+
+
+def burst(port, paths, timeout=10.0, host=LOOPBACK, settle=0.0):
+    """Connects one client per path and gives the server 100 ms to accept them all, then
+    sends every request at once and collects the answers (see collect())."""
+    socks = connect_many(port, len(paths), host=host)
+    time.sleep(0.1)
+    batch = send_all(socks, [request_bytes(port, p, host=host) for p in paths])
+    return collect(batch, timeout, settle=settle)
+
+
+def percentile(values, pct):
+    """The nearest-rank percentile (pct in 0..100) of a non-empty list."""
+    v = sorted(values)
+    k = max(0, min(len(v) - 1, -(-len(v) * pct // 100) - 1))
+    return v[int(k)]
+
+
+def _tcp_inodes(server_port):
+    """{client port: socket inode} of the server-side ends of loopback connections to
+    server_port, from /proc/net/tcp and tcp6 (this network namespace)."""
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) < 10 or f[9] == "0":
+                continue
+            if int(f[1].rsplit(":", 1)[1], 16) == server_port:
+                out[int(f[2].rsplit(":", 1)[1], 16)] = f[9]
+    return out
+
+
+def _socket_inode_owners(pids):
+    """{"socket:[inode]": pid} over the fd tables of pids."""
+    out = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out[link] = pid
+    return out
+
+
+def socket_owners(socks, server_port, pids, timeout=2.0):
+    """For each client socket connected to server_port, the pid among pids that accepted it
+    (whose fd table holds the server side of the connection): which worker serves it. Polls
+    until every connection is accepted, or raises AssertionError."""
+    ports = [s.getsockname()[1] for s in socks]
+
+    def find():
+        inodes = _tcp_inodes(server_port)
+        owners = _socket_inode_owners(pids)
+        out = [owners.get(f"socket:[{inodes.get(p)}]") for p in ports]
+        return out if all(out) else None
+
+    return wait_for(find, timeout, interval=0.005,
+                    what=f"processes {pids} to accept {len(socks)} connections")
+
+
+def socket_owner(sock, server_port, pids, timeout=2.0):
+    """socket_owners() of one socket."""
+    return socket_owners([sock], server_port, pids, timeout)[0]
 
 
 # ---------------------------------------------------------------------------------------
