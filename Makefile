@@ -95,3 +95,58 @@ $(SIM): $(BUILD)/tests/bench/evict_sim.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 -include $(BUILD)/tests/bench/evict_sim.d
+
+# ---- fuzz: the libFuzzer harnesses (`make fuzz [FUZZ_SECONDS=30]`), not part of `all`/`check` --
+# Builds tests/fuzz/fuzz_<m>.c with clang and libFuzzer+ASan+UBSan into build/fuzz/fuzz_<m>,
+# linked with only the core/ sources that harness needs (not the whole library: core/ is pure,
+# so no I/O module comes in), then runs each for FUZZ_SECONDS on build/fuzz/corpus_<m>, which
+# persists between runs (FUZZ_SEEDS_<m> files are copied in as seeds). A crash or hang leaves
+# its input in build/fuzz/<m>-<kind>-<sha1> and the log in build/fuzz/fuzz_<m>.log; every
+# harness runs, and the target fails if any crashed. UBSan findings abort
+# (-fno-sanitize-recover) so that they count as crashes.
+FUZZ_SECONDS ?= 30
+FUZZ_CC      ?= clang
+FUZZ_DIR     := build/fuzz
+FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_DIR)/fuzz_%)
+FUZZ_CFLAGS   = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined $(CSTD) -I. $(shell pkg-config --cflags libconfig)
+FUZZ_CORE_cc     := core/cc.c core/common.c
+FUZZ_CORE_fresh  := core/fresh.c core/cc.c core/common.c
+FUZZ_CORE_cond   := core/cond.c core/fresh.c core/cc.c core/common.c
+FUZZ_CORE_entry  := core/entry.c core/common.c
+FUZZ_CORE_key    := core/key.c core/common.c
+FUZZ_CORE_config := core/config.c core/config_schema.c core/config_value.c core/common.c \
+                    core/log.c
+FUZZ_LIBS_config  = $(shell pkg-config --libs libconfig)
+FUZZ_SEEDS_config := etc/cachewarp.conf
+
+.PHONY: fuzz fuzz-deps
+fuzz: $(FUZZ_BINS)
+	@$(foreach m,$(FUZZ_NAMES),mkdir -p $(FUZZ_DIR)/corpus_$(m) && \
+	    $(if $(FUZZ_SEEDS_$(m)),cp $(FUZZ_SEEDS_$(m)) $(FUZZ_DIR)/corpus_$(m)/ &&)) true
+	@failed=""; \
+	for m in $(FUZZ_NAMES); do \
+	    echo "fuzz: $$m for $(FUZZ_SECONDS)s" >&2; \
+	    if $(FUZZ_DIR)/fuzz_$$m $(FUZZ_DIR)/corpus_$$m -max_total_time=$(FUZZ_SECONDS) \
+	        -max_len=65536 -timeout=10 -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_DIR)/$$m- >$(FUZZ_DIR)/fuzz_$$m.log 2>&1; then \
+	        grep -h '^stat::\(number_of_executed_units\|average_exec_per_sec\|new_units\)' \
+	            $(FUZZ_DIR)/fuzz_$$m.log | sed "s/^stat::/fuzz: $$m: /" >&2; \
+	    else \
+	        failed="$$failed $$m"; \
+	        sed -n '/ERROR: \|runtime error: \|deadly signal/,/Test unit written/p' \
+	            $(FUZZ_DIR)/fuzz_$$m.log | head -80 >&2; \
+	        echo "fuzz: $$m FAILED, log in $(FUZZ_DIR)/fuzz_$$m.log" >&2; \
+	    fi; \
+	done; \
+	[ -z "$$failed" ] || { echo "fuzz: failed:$$failed" >&2; exit 1; }
+
+# Base deps give pkg-config and libconfig-dev; FUZZ_DEPS gives clang and libFuzzer.
+fuzz-deps: deps
+	@FUZZ_DEPS=1 scripts/deps.sh
+
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_CORE_$$*) $(wildcard core/*.h) | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_CORE_$*) -o $@ $(FUZZ_LIBS_$*)

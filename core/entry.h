@@ -47,8 +47,6 @@ struct cw_entry_hdr {
     uint32_t checks;       /* validations observed */
     uint32_t changes;      /* of which found the content changed */
     uint64_t body_hash;    /* 64-bit hash of the body, for change detection */
-    /* Zero. The fields above take 112 bytes; these 8 pad to the pinned 120 and leave room
-     * for a field without a version bump (encode writes zeros, decode ignores them). */
     int64_t observed_ms;   /* adaptive: time covered by the checks, for the rate estimate */
 };
 static_assert(sizeof(struct cw_entry_hdr) == 120, "entry header layout is pinned");

@@ -554,6 +554,10 @@ void cw_fresh_evaluate(const struct cw_fresh_resp *r, const struct cw_fresh_poli
      * response delay (a caller's clocks disagreeing) counts as 0. */
     date_ms = r->has_date ? fresh_mul_sat(r->date_s, 1000) : pol->response_time_ms;
     apparent = fresh_max(0, fresh_sub_sat(pol->response_time_ms, date_ms));
+    /* Date has a resolution of one second: an apparent age below it is the truncation of the
+     * origin's clock, not age, and counting it would take up to a second off every short
+     * lifetime (a 1 s ttl would often be stale on arrival). */
+    if (r->has_date && apparent < 1000) apparent = 0;
     delay = fresh_max(0, fresh_sub_sat(pol->response_time_ms, pol->request_time_ms));
     corrected_age = fresh_add_sat(r->age_s >= 0 ? r->age_s * 1000 : 0, delay);
     out->corrected_initial_age_ms = fresh_max(apparent, corrected_age);

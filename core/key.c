@@ -171,7 +171,7 @@ static int key_query_put(const struct cw_config_route *route, struct cw_str quer
         if (rc < 0) return rc;
         return key_put(buf, cap, len, query.p, query.len);
     }
-    if (route->query == CW_CONFIG_QUERY_IGNORE) return 0;
+    if (route->query == CW_CONFIG_QUERY_IGNORE || query.len == 0) return 0;
 
     rc = key_query_split(route, query, params, &count);
     if (rc < 0) return rc;

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CacheWarp needs to build, run and test, when missing.
-# Uses sudo only when not root. BENCH_DEPS=1 adds what `make bench` needs.
+# Uses sudo only when not root. BENCH_DEPS=1 adds what `make bench` needs, FUZZ_DEPS=1 what
+# `make fuzz` needs.
 set -euo pipefail
 
 pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig-dev check
-      libcurl4-openssl-dev libsystemd-dev redis-server python3 curl lmdb-utils)
+      libcurl4-openssl-dev libsystemd-dev redis-server python3 curl lmdb-utils
+      prometheus prometheus-node-exporter) # promtool and node_exporter: observability tests
 if [ "${BENCH_DEPS:-0}" = 1 ]; then
     pkgs=(nginx-light wrk)
+fi
+# clang-14's package only recommends libclang-rt-14-dev, which holds libFuzzer and the
+# sanitizer runtimes, and we install without recommends: name it.
+if [ "${FUZZ_DEPS:-0}" = 1 ]; then
+    pkgs=(clang libclang-rt-14-dev)
 fi
 
 missing=()

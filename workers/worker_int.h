@@ -120,7 +120,6 @@ struct worker_req {
     /* Waiter list (worker_wait.c), under waitq.lock. */
     struct worker_req *wait_next;
     int32_t wait_pid;
-    int64_t wait_check_ms;
 
     /* Outcome, set by the fetch thread before it resumes the connection. */
     enum worker_result result;

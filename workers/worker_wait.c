@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shm/seg.h"
 #include "workers/clock.h"
@@ -23,18 +24,48 @@ static bool wait_owner_dead(int32_t pid)
     return pid > 0 && kill(pid, 0) == -1 && errno == ESRCH;
 }
 
-/* True when r should resume now. Under the lock. */
+/* True when r should resume now: its key was filled or its budget ran out. Under the lock. */
 static bool wait_is_due(struct worker_req *r, int64_t now)
 {
     uint32_t gen =
         atomic_load_explicit(cw_seg_fill_gen(r->w->seg, &r->q.lease_key), memory_order_acquire);
 
-    if (gen != r->gen0 || now >= r->wait_until_ms) return true;
-    if (now >= r->wait_check_ms) {
-        r->wait_check_ms = now + WAIT_PID_CHECK_MS;
-        if (wait_owner_dead(r->wait_pid)) return true;
+    return gen != r->gen0 || now >= r->wait_until_ms;
+}
+
+/* True when r's lease owner is another process that died. The pid of the last check is
+ * remembered, since a stampede's waiters all wait for the same owner. Under the lock. */
+static bool wait_owner_gone(struct worker_req *r, int32_t self, int32_t *last_pid, bool *last_dead)
+{
+    if (r->wait_pid <= 0 || r->wait_pid == self) return false;
+    if (r->wait_pid != *last_pid) {
+        *last_pid = r->wait_pid;
+        *last_dead = wait_owner_dead(r->wait_pid);
     }
-    return false;
+    return *last_dead;
+}
+
+/* Moves the waiters that should resume from the list onto *due. Under the lock. The owners'
+ * liveness is looked at only every WAIT_PID_CHECK_MS, after the cheap checks. */
+static void wait_collect(struct worker_waitq *q, int64_t now, bool check_owners,
+                         struct worker_req **due)
+{
+    int32_t self = (int32_t)getpid(), last_pid = 0;
+    bool last_dead = false;
+    struct worker_req **pp = &q->head;
+
+    while (*pp != NULL) {
+        struct worker_req *r = *pp;
+        if (!wait_is_due(r, now) &&
+            !(check_owners && wait_owner_gone(r, self, &last_pid, &last_dead))) {
+            pp = &r->wait_next;
+            continue;
+        }
+        *pp = r->wait_next;
+        q->count--;
+        r->wait_next = *due;
+        *due = r;
+    }
 }
 
 static void *wait_thread_main(void *arg)
@@ -42,6 +73,7 @@ static void *wait_thread_main(void *arg)
     struct cw_worker *w = arg;
     struct worker_waitq *q = &w->waitq;
     struct timespec tick = {0, WAIT_TICK_NS};
+    int64_t next_owner_check = 0;
 
     pthread_mutex_lock(&q->lock);
     while (!q->stopping) {
@@ -49,19 +81,11 @@ static void *wait_thread_main(void *arg)
             pthread_cond_wait(&q->cond, &q->lock);
             continue;
         }
-        struct worker_req *due = NULL, **pp = &q->head;
+        struct worker_req *due = NULL;
         int64_t now = cw_clock_mono_ms();
-        while (*pp != NULL) {
-            struct worker_req *r = *pp;
-            if (!wait_is_due(r, now)) {
-                pp = &r->wait_next;
-                continue;
-            }
-            *pp = r->wait_next;
-            q->count--;
-            r->wait_next = due;
-            due = r;
-        }
+        bool check_owners = now >= next_owner_check;
+        if (check_owners) next_owner_check = now + WAIT_PID_CHECK_MS;
+        wait_collect(q, now, check_owners, &due);
         pthread_mutex_unlock(&q->lock);
         while (due != NULL) {
             struct worker_req *r = due;
@@ -106,7 +130,6 @@ void worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pi
     r->state = WREQ_FILL;
     r->coalesced = true;
     r->wait_pid = owner_pid;
-    r->wait_check_ms = cw_clock_mono_ms() + WAIT_PID_CHECK_MS;
     if (deadline_ms < r->wait_until_ms) r->wait_until_ms = deadline_ms;
     MHD_suspend_connection(r->conn);
     pthread_mutex_lock(&q->lock);

@@ -713,6 +713,19 @@ START_TEST(test_fresh_age_apparent_and_clock_skew)
     ck_assert_int_eq(out.corrected_initial_age_ms, 0);
     ck_assert_int_eq(out.fresh_until_ms, NOW_MS + 300000);
 
+    /* Date is whole seconds: up to 999 ms of apparent age is its truncation, not age; from
+     * a full second on it counts. */
+    cw_fresh_resp_init(&r, 200);
+    add_date(&r, "Date", NOW_S);
+    add(&r, "Cache-Control", "max-age=300");
+    p.request_time_ms = p.response_time_ms = NOW_MS + 999;
+    out = eval(&r, &p);
+    ck_assert_int_eq(out.corrected_initial_age_ms, 0);
+    p.request_time_ms = p.response_time_ms = NOW_MS + 1000;
+    out = eval(&r, &p);
+    ck_assert_int_eq(out.corrected_initial_age_ms, 1000);
+    p = policy();
+
     /* No Date at all: the response time stands in. */
     cw_fresh_resp_init(&r, 200);
     add(&r, "Cache-Control", "max-age=300");
