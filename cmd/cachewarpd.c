@@ -25,6 +25,7 @@
 #include "shm/store.h"
 #include "workers/clock.h"
 #include "workers/refresher.h"
+#include "workers/stats.h"
 #include "workers/worker.h"
 
 #define CW_VERSION         "0.1.0"
@@ -38,9 +39,10 @@
 enum sup_kind {
     SUP_WORKER = 0,
     SUP_REFRESHER,
+    SUP_STATS,
 };
 
-static const char *const sup_kind_names[] = {"worker", "refresher"};
+static const char *const sup_kind_names[] = {"worker", "refresher", "stats"};
 
 struct sup_child {
     enum sup_kind kind;
@@ -130,6 +132,9 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
         int status;
         if (c->kind == SUP_WORKER) {
             status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, s->refresh_fd);
+        } else if (c->kind == SUP_STATS) {
+            close(s->listen_fd); /* the stats process binds stats.listen itself */
+            status = cw_stats_run(&s->cfg, s->seg, c->slot);
         } else {
             close(s->listen_fd); /* the refresher serves no client */
             status = cw_refresher_run(&s->cfg, s->seg, c->slot, s->refresh_fd);
@@ -191,6 +196,14 @@ static void sup_signal_all(struct sup *s, int sig)
         if (s->children[i].pid != 0) kill(s->children[i].pid, sig);
 }
 
+/* logrotate's postrotate signals the main PID: the workers reopen their access logs. */
+static void sup_signal_workers(struct sup *s, int sig)
+{
+    for (size_t i = 0; i < s->child_count; i++)
+        if (s->children[i].pid != 0 && s->children[i].kind == SUP_WORKER)
+            kill(s->children[i].pid, sig);
+}
+
 /* Graceful stop: children stop accepting and finish in-flight requests within the grace;
  * what is left after that gets SIGKILL. */
 static void sup_stop(struct sup *s)
@@ -242,12 +255,14 @@ static int sup_loop(struct sup *s)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     if (sd_watchdog_enabled(0, &wd_usec) <= 0) wd_usec = 0;
     for (;;) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig == SIGHUP) cw_notice("supervisor: SIGHUP: reload is not supported yet");
+        if (sig == SIGUSR1) sup_signal_workers(s, SIGUSR1);
         sup_reap(s);
         sup_restart_due(s);
         if (wd_usec > 0 && cw_clock_mono_ms() >= next_wd) {
@@ -284,6 +299,7 @@ static int sup_run(struct sup *s)
     sigaddset(&set, SIGCHLD);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGPIPE);
+    sigaddset(&set, SIGUSR1); /* inherited blocked: only the workers take it, by sigwait */
     sigprocmask(SIG_BLOCK, &set, NULL);
     if (sup_check_store(&s->cfg) < 0) return 1;
     s->listen_fd = sup_bind(s->cfg.listen);
@@ -294,15 +310,17 @@ static int sup_run(struct sup *s)
         cw_err("supervisor: eventfd: %s", strerror(errno));
         return 1;
     }
-    s->child_count = (size_t)s->cfg.workers + 1;
+    bool stats = s->cfg.stats_listen != NULL || s->cfg.stats_textfile != NULL;
+    s->child_count = (size_t)s->cfg.workers + 1 + (stats ? 1 : 0);
     s->children = calloc(s->child_count, sizeof(*s->children));
     if (s->children == NULL) return 1;
     for (size_t i = 0; i < s->child_count; i++) {
         bool worker = i < (size_t)s->cfg.workers;
+        bool is_stats = i == (size_t)s->cfg.workers + 1;
         s->children[i] = (struct sup_child){
-            .kind = worker ? SUP_WORKER : SUP_REFRESHER,
+            .kind = worker ? SUP_WORKER : (is_stats ? SUP_STATS : SUP_REFRESHER),
             .index = worker ? (int)i : 0,
-            .slot = worker ? (int)i : CW_SEG_SLOT_REFRESHER,
+            .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
             .backoff_ms = SUP_BACKOFF_MIN_MS,
         };
         sup_spawn(s, &s->children[i]);

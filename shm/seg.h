@@ -1,18 +1,22 @@
-/* shm/seg.h - the shared-memory segment: counters, fill generations, hit bits.
+/* shm/seg.h - the shared-memory segment: counters, latency histograms, fill generations,
+ * hit bits.
  *
  * Owns one anonymous shared mapping, made by the supervisor before fork() and inherited by
  * every child; nothing in it is a pointer, so it means the same in every process. Children
- * never unmap it. All updates are atomics; nothing here blocks or allocates. */
+ * never unmap it. All updates are relaxed atomics on the caller's own slot; nothing here
+ * blocks or allocates. The stats process reads every slot with cw_seg_collect(). */
 #ifndef CW_SEG_H
 #define CW_SEG_H
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/common.h"
 #include "shm/seg_types.h"
 
 struct cw_key;
+struct cw_metrics_counts;
 
 /* Maps a new zeroed segment: 0 and *out, or -errno with the cause logged. */
 CW_MUST_CHECK int cw_seg_create(struct cw_seg **out);
@@ -27,6 +31,81 @@ static inline void cw_seg_add(struct cw_seg *seg, int slot, enum cw_seg_counter 
 
 /* Sum of counter c over every slot. */
 uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_seg_counter c);
+
+/* Sums every slot's counters and histograms, and the segment-wide counters, into *out
+ * (overwritten). Relaxed loads: each value is one a writer stored, and every value only
+ * grows, so a later call never reports less than an earlier one. */
+void cw_seg_collect(const struct cw_seg *seg, struct cw_metrics_counts *out);
+
+/* The latency bucket of a duration: the first bound >= us, or CW_SEG_LAT_BUCKETS (+Inf). */
+static inline int cw_seg_lat_bucket(int64_t us)
+{
+    static const int64_t bounds[CW_SEG_LAT_BUCKETS] = CW_SEG_LAT_BOUNDS_US;
+    int i = 0;
+
+    while (i < CW_SEG_LAT_BUCKETS && us > bounds[i])
+        i++;
+    return i;
+}
+
+/* Adds one observation of us microseconds (a negative one counts as 0) to h. */
+static inline void cw_seg_hist_add(struct cw_seg_hist *h, int64_t us)
+{
+    if (us < 0) us = 0;
+    atomic_fetch_add_explicit(&h->b[cw_seg_lat_bucket(us)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, (uint64_t)us, memory_order_relaxed);
+}
+
+/* The method class of a request method (NUL-terminated; NULL counts as other). */
+static inline enum cw_seg_method cw_seg_method_of(const char *method)
+{
+    if (method == NULL) return CW_SEG_METHOD_OTHER;
+    if (strcmp(method, "GET") == 0) return CW_SEG_METHOD_GET;
+    if (strcmp(method, "HEAD") == 0) return CW_SEG_METHOD_HEAD;
+    return CW_SEG_METHOD_OTHER;
+}
+
+/* The status class of an origin answer; 0 (no answer) and anything outside 100..599 are
+ * CW_SEG_OSTATUS_ERROR. */
+static inline enum cw_seg_ostatus cw_seg_ostatus_of(int status)
+{
+    if (status < 100 || status > 599) return CW_SEG_OSTATUS_ERROR;
+    return (enum cw_seg_ostatus)(status / 100 - 1);
+}
+
+/* Counts one finished client request in slot: route is the index into cfg->routes (-1 when
+ * no route matched; indexes past CW_SEG_ROUTES - 1 share the last bucket), latency_us the
+ * time from the request's arrival until its answer was sent. Out-of-range result or method
+ * values are clamped, never trusted as indexes. */
+static inline void cw_seg_record_request(struct cw_seg *seg, int slot, int route,
+                                         enum cw_seg_result result, enum cw_seg_method method,
+                                         int64_t latency_us)
+{
+    struct cw_seg_slot *s = &seg->slots[slot];
+    unsigned rt = route < 0 ? CW_SEG_ROUTE_NONE
+                            : (route >= CW_SEG_ROUTES ? CW_SEG_ROUTES - 1 : (unsigned)route);
+    unsigned res = (unsigned)result < CW_SEG_RESULT_COUNT ? (unsigned)result : CW_SEG_RESULT_ERROR;
+    unsigned m = (unsigned)method < CW_SEG_METHOD_COUNT ? (unsigned)method : CW_SEG_METHOD_OTHER;
+
+    atomic_fetch_add_explicit(&s->req[rt][res][m], 1, memory_order_relaxed);
+    cw_seg_hist_add(&s->req_lat[rt][res], latency_us);
+}
+
+/* Counts one origin request in slot: origin is the index into cfg->origins (indexes past
+ * CW_SEG_ORIGINS - 1 share the last bucket; a negative one is not counted), status the
+ * answer's status or 0 for a transport error, latency_us the time the fetch took. */
+static inline void cw_seg_record_origin(struct cw_seg *seg, int slot, int origin, int status,
+                                        int64_t latency_us)
+{
+    struct cw_seg_slot *s = &seg->slots[slot];
+    unsigned o;
+
+    if (origin < 0) return;
+    o = origin >= CW_SEG_ORIGINS ? CW_SEG_ORIGINS - 1 : (unsigned)origin;
+    atomic_fetch_add_explicit(&s->origin_req[o][cw_seg_ostatus_of(status)], 1,
+                              memory_order_relaxed);
+    cw_seg_hist_add(&s->origin_lat[o], latency_us);
+}
 
 /* The fill-generation bucket of a key. */
 static inline _Atomic uint32_t *cw_seg_fill_gen(struct cw_seg *seg, const struct cw_key *key)

@@ -206,6 +206,9 @@ static void refr_on_done(struct cw_fetch_job *job, void *cls)
     struct refresher *rf = j->rf;
     struct cw_fill_result res;
 
+    if (job->rc != -ECANCELED)
+        cw_seg_record_origin(rf->seg, rf->slot, j->q.rt->origin, job->rc == 0 ? job->status : 0,
+                             (job->response_time_ms - job->request_time_ms) * 1000);
     if (job->rc != 0 || job->status >= 500) {
         cw_seg_add(rf->seg, rf->slot, CW_SEG_REFRESH_FAIL, 1);
         if (job->rc != 0 && job->rc != -ECANCELED)
@@ -383,6 +386,8 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
     *next_sweep = now + REFR_SWEEP_IDLE_MS;
     rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms(), REFR_EVICT_VISIT, &st);
     if (rc < 0) return false;
+    cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_VISITED, st.visited);
+    cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_SECOND_CHANCE, st.second_chance);
     if (st.expired + st.clock > 0) {
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_EXPIRED, st.expired);
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_CLOCK, st.clock);

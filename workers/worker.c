@@ -23,6 +23,7 @@
 #include "core/route.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/accesslog.h"
 #include "workers/clock.h"
 #include "workers/worker_int.h"
 
@@ -64,6 +65,7 @@ void worker_count(struct worker_req *r, enum worker_result res)
         [WRES_ERROR] = CW_SEG_REQ_ERROR,
         [WRES_STALE_ERROR] = CW_SEG_REQ_STALE_ERROR,
     };
+    r->result = res;
     cw_seg_add(r->w->seg, r->w->slot, map[res], 1);
 }
 
@@ -78,6 +80,9 @@ enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_R
     enum MHD_Result ret;
 
     MHD_add_response_header(resp, "Via", worker_via.p);
+    r->queued = true;
+    r->status = status;
+    if (r->is_head) r->bytes = 0;
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->state = WREQ_DONE;
@@ -98,6 +103,7 @@ enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const
     snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
     MHD_add_response_header(resp, "Cache-Status", cs);
     worker_count(r, WRES_ERROR);
+    r->bytes = strlen(body);
     return worker_queue(r, status, resp);
 }
 
@@ -144,24 +150,17 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     char cs[192];
 
     if (r->cacheable && r->stale && worker_is_origin_error(job) &&
-        worker_hit_serve_again(r, WSERVE_SIE) == 1) {
-        worker_count(r, WRES_STALE_ERROR);
+        worker_hit_serve_again(r, WSERVE_SIE) == 1)
         return MHD_YES;
-    }
     if (job->rc != 0) return worker_answer_failed(r);
     if (r->fill.revalidated) {
-        if (worker_hit_serve_again(r, WSERVE_ANY) == 1) {
-            worker_count(r, WRES_REVALIDATED);
-            return MHD_YES;
-        }
+        if (worker_hit_serve_again(r, WSERVE_ANY) == 1) return MHD_YES;
         return worker_answer_error(r, 502, "revalidation failed\n", "revalidation-failed");
     }
     /* The client's own preconditions and Range are answered from what was just stored. */
     if (r->fill.stored && worker_has_client_conditions(r) &&
-        worker_hit_serve_again(r, WSERVE_FILLED) == 1) {
-        worker_count(r, WRES_MISS);
+        worker_hit_serve_again(r, WSERVE_FILLED) == 1)
         return MHD_YES;
-    }
     if (job->status == 304 && r->cacheable)
         return worker_answer_error(r, 502,
                                    "origin answered 304 to a request we did not make "
@@ -169,6 +168,7 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
                                    "unexpected-304");
     resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
     if (resp == NULL) return MHD_NO;
+    r->bytes = job->body.len;
     job->body.p = NULL; /* the response owns it now */
     job->body.len = job->body.cap = 0;
     while (cw_fetch_job_header_next(job, &off, &name, &value)) {
@@ -289,6 +289,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     worker_count(r, WRES_PASS);
+    r->bytes = (uint64_t)len;
     return worker_queue(r, count > 0 ? 200 : 404, resp);
 }
 
@@ -342,13 +343,13 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
 
     (void)cls;
     (void)url;
-    (void)version;
     if (r == NULL) return MHD_NO; /* the URI callback could not allocate */
     switch (r->state) {
     case WREQ_NEW:
         /* libmicrohttpd's idiom: queueing on the first call loses keep-alive. */
         r->conn = conn;
         r->method = method;
+        r->version = version;
         r->state = WREQ_BODY;
         return MHD_YES;
     case WREQ_BODY:
@@ -405,8 +406,51 @@ static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *co
     memcpy(r->uri, uri, r->uri_len + 1);
     r->w = w;
     r->start_us = cw_clock_mono_us();
+    r->start_wall_ms = cw_clock_wall_ms();
+    r->origin_us = -1;
     atomic_fetch_add(&w->inflight, 1);
     return r;
+}
+
+/* The X-Cache word of a result, for the access log. */
+static const char *const worker_result_names[] = {
+    [WRES_HIT] = "HIT",
+    [WRES_MISS] = "MISS",
+    [WRES_STALE] = "STALE",
+    [WRES_REVALIDATED] = "REVALIDATED",
+    [WRES_PASS] = "PASS",
+    [WRES_ERROR] = "ERROR",
+    [WRES_STALE_ERROR] = "STALE-ERROR",
+};
+
+/* Counts a request that was answered and writes its access-log line. */
+static void worker_record(struct cw_worker *w, struct worker_req *r, struct MHD_Connection *conn)
+{
+    int64_t took_us = cw_clock_mono_us() - r->start_us;
+    int route = r->rt ? (int)(r->rt - w->cfg->routes) : -1;
+    char addr[INET6_ADDRSTRLEN];
+
+    cw_seg_record_request(w->seg, w->slot, route, (enum cw_seg_result)r->result,
+                          cw_seg_method_of(r->method), took_us);
+    cw_seg_add(w->seg, w->slot, CW_SEG_BYTES_OUT, r->bytes);
+    if (w->alog == NULL) return;
+    worker_client_addr(conn, addr, sizeof(addr));
+    struct cw_accesslog_rec rec = {
+        .time_ms = r->start_wall_ms,
+        .client = addr,
+        .method = r->method,
+        .url = cw_str_make(r->uri, r->uri_len),
+        .protocol = r->version,
+        .status = (int)r->status,
+        .bytes = r->bytes,
+        .duration_us = took_us,
+        .result = worker_result_names[r->result],
+        .route = r->rt ? r->rt->match : NULL,
+        .origin_us = r->origin_us,
+        .user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent"),
+        .referer = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Referer"),
+    };
+    cw_accesslog_write(w->alog, &rec);
 }
 
 static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -415,10 +459,10 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     struct cw_worker *w = cls;
     struct worker_req *r = *req_cls;
 
-    (void)conn;
     (void)toe;
     if (r == NULL) return;
     *req_cls = NULL;
+    if (r->queued) worker_record(w, r, conn);
     cw_fetch_job_reset(&r->job);
     free(r->body_in.p);
     free(r->url);
@@ -447,6 +491,9 @@ static int worker_open(struct cw_worker *w, int listen_fd)
 {
     int rc = cw_store_open(w->cfg->cache_path, w->cfg->cache_size_bytes, &w->store);
     if (rc < 0) return rc;
+    rc = cw_accesslog_open(w->cfg, &w->alog);
+    if (rc < 0) return rc;
+    cw_accesslog_set_seg(w->alog, w->seg, w->slot);
     cw_store_set_seg(w->store, w->seg);
     rc = cw_store_reader_open(w->store, &w->reader);
     if (rc < 0) return rc;
@@ -473,8 +520,8 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     return 0;
 }
 
-/* Waits for SIGTERM/SIGINT; SIGUSR1 is left for log reopening. */
-static void worker_wait_signal(void)
+/* Waits for SIGTERM/SIGINT; SIGUSR1 reopens the access log (logrotate). */
+static void worker_wait_signal(struct cw_worker *w)
 {
     sigset_t set;
     int sig = 0;
@@ -482,8 +529,11 @@ static void worker_wait_signal(void)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     for (;;) {
         if (sigwait(&set, &sig) == 0 && (sig == SIGTERM || sig == SIGINT)) return;
+        if (sig == SIGUSR1 && cw_accesslog_reopen(w->alog) < 0)
+            cw_warn("worker %d: access log stays on the old file", w->index);
         if (getppid() == 1) return;
     }
 }
@@ -516,6 +566,7 @@ int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, in
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGPIPE);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
     if (worker_open(&w, listen_fd) < 0) {
@@ -523,13 +574,14 @@ int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, in
         goto out_close;
     }
     cw_info("worker %d: serving on fd %d", index, listen_fd);
-    worker_wait_signal();
+    worker_wait_signal(&w);
     worker_drain(&w);
 out_close:
     /* Waiters look up once more; queued and running fetches complete as cancelled. */
     worker_wait_stop(&w);
     cw_fetch_stop(w.fetch);
     if (w.mhd) MHD_stop_daemon(w.mhd);
+    cw_accesslog_close(w.alog);
     cw_store_reader_close(w.fetch_reader);
     cw_store_reader_close(w.reader);
     cw_store_close(w.store);

@@ -150,6 +150,15 @@ static unsigned hit_client_status(struct worker_req *r, const struct cw_entry_vi
     return v->h.status; /* several ranges or a bad header: the whole body (RFC 9110 §14.2) */
 }
 
+static const enum worker_result hit_kind_result[] = {
+    [HIT_FRESH] = WRES_HIT,
+    [HIT_STALE_SWR] = WRES_STALE,
+    [HIT_STALE_CLIENT] = WRES_STALE,
+    [HIT_STALE_ERROR] = WRES_STALE_ERROR,
+    [HIT_REVALIDATED] = WRES_REVALIDATED,
+    [HIT_FILLED] = WRES_MISS,
+};
+
 /* Builds and queues the answer from a stored entry. 0, or -errno. */
 static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum hit_kind kind,
                      int64_t now)
@@ -186,6 +195,10 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
     }
     hit_add_status(r, resp, kind, v, now);
     cw_seg_hit(r->w->seg, &r->q.key);
+    /* The outcome for the counters and the access log (REVALIDATED and STALE_ERROR are also
+     * passed to worker_count() by the caller). */
+    worker_count(r, hit_kind_result[kind]);
+    r->bytes = body_len;
     return worker_queue(r, status, resp) == MHD_YES ? 0 : -EIO;
 }
 

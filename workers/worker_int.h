@@ -16,6 +16,7 @@
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
+struct cw_accesslog;
 struct cw_config;
 struct cw_config_route;
 struct cw_seg;
@@ -52,7 +53,8 @@ struct cw_worker {
     struct cw_fetch *fetch;
     struct MHD_Daemon *mhd;
     struct worker_waitq waitq;
-    _Atomic int inflight; /* requests between URI parse and completion */
+    struct cw_accesslog *alog; /* NULL when log.access is "" */
+    _Atomic int inflight;      /* requests between URI parse and completion */
 };
 
 enum worker_req_state {
@@ -103,6 +105,15 @@ struct worker_req {
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */
     int64_t start_us;
+    int64_t start_wall_ms; /* for the access log */
+    const char *version;   /* borrowed from MHD, valid for the request */
+
+    /* What was answered, for the counters and the access log (set by worker_queue). */
+    bool queued;
+    unsigned status;
+    uint64_t bytes;         /* response body bytes (0 for HEAD) */
+    int64_t fetch_start_us; /* monotonic, when the origin fetch was submitted */
+    int64_t origin_us;      /* origin fetch time; -1 when the origin was not asked */
 
     /* What the lookup saw. */
     enum worker_serve serve;
@@ -152,6 +163,9 @@ void worker_wait_stop(struct cw_worker *w);
  * owner dies; then r resumes in state WREQ_RETRY. */
 void worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
                      int64_t deadline_ms);
+
+/* The client's address as text ("unknown" when MHD has none). */
+void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size);
 
 /* worker.c */
 /* Adds a header whose bytes are not NUL-terminated: 0 or -EINVAL. */

@@ -102,8 +102,7 @@ static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, co
     return c->rc == 0 ? MHD_YES : MHD_NO;
 }
 
-/* The client's address as text, for X-Forwarded-For. */
-static void miss_client_addr(struct MHD_Connection *conn, char *buf, size_t size)
+void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -124,7 +123,7 @@ static int miss_build_headers(struct worker_req *r)
     struct miss_hdr_ctx c = {.r = r};
 
     c.conn = cw_str_cstr(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection"));
-    miss_client_addr(r->conn, c.addr, sizeof(c.addr));
+    worker_client_addr(r->conn, c.addr, sizeof(c.addr));
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, miss_on_req_header, &c);
     if (c.rc == 0 && !c.have_via) c.rc = miss_append_line(&c.out, "Via", "1.1 cachewarp", NULL);
     /* RFC 9111 §4.3.1: validate a stale copy with its own validators. */
@@ -170,6 +169,7 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     r->state = WREQ_WAIT;
     /* Suspend before submitting: the fetch may complete (and resume) at once. */
     MHD_suspend_connection(r->conn);
+    r->fetch_start_us = cw_clock_mono_us();
     rc = cw_fetch_submit(r->w->fetch, &r->job);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_SEG_FETCH_QUEUE_FULL, 1);
@@ -228,6 +228,11 @@ static void miss_done(struct cw_fetch_job *job, void *cls)
     struct cw_worker *w = r->w;
 
     cw_seg_add(w->seg, w->slot, CW_SEG_ORIGIN_REQ, 1);
+    r->origin_us = cw_clock_mono_us() - r->fetch_start_us;
+    /* A cancelled job (shutdown) never reached the origin: not an origin error. */
+    if (job->rc != -ECANCELED)
+        cw_seg_record_origin(w->seg, w->slot, r->rt->origin, job->rc == 0 ? job->status : 0,
+                             r->origin_us);
     if (job->rc != 0) {
         cw_seg_add(w->seg, w->slot, CW_SEG_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)

@@ -443,3 +443,28 @@ def test_adaptive_ttl_diverges(env):
         f"arrival is shorter: the initial age counts the origin's 1-second Date"
     assert n_origin["b"] < n_origin["a"], \
         f"key b was fetched {n_origin['b']} times, key a {n_origin['a']}: b's TTL should be longer"
+
+
+# 7. --------------------------------------------------------------------------------------
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    rest = s[s.rindex(")") + 2:].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def test_refresher_idle_costs_no_cpu(env):
+    """With nothing to refresh, the refresher sleeps: over 3 s idle it may use at most 2
+    clock ticks (20 ms) of CPU. A busy-polling loop would use far more."""
+    o = env.origin()
+    d = env.daemon(o, workers=1)
+    assert d.get(f"/idle?cc={q('max-age=600')}").status == 200
+    cw.wait_for(lambda: len(d.named("cw-refresher")) == 1, 5, what="the refresher")
+    pid = d.named("cw-refresher")[0]
+    time.sleep(0.5)
+    before = cpu_ticks(pid)
+    time.sleep(3.0)
+    used = cpu_ticks(pid) - before
+    env.note(f"refresher CPU over 3 s idle: {used} ticks")
+    assert used <= 2, f"the idle refresher used {used} clock ticks in 3 s"
