@@ -10,6 +10,7 @@ export CW_BUILD="$BUILD"
 if [ "${SAN:-}" = 1 ]; then
     export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1:${ASAN_OPTIONS:-}"
     export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
+    export CW_TIME_FACTOR=${CW_TIME_FACTOR:-3} # latency bounds scale for the slower build
 fi
 
 if [ "${ONLY:-unit}" = unit ] || [ -z "${ONLY:-}" ]; then

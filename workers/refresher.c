@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include "core/route.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/fetch.h"
 #include "workers/fill.h"
@@ -436,17 +436,9 @@ int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, 
     int64_t next_reader_check = 0, next_sweep = 0;
     bool pressure = false;
     int sig_fd = -1;
-    sigset_t set;
     int status = 0;
 
-    prctl(PR_SET_NAME, "cw-refresher", 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
+    cw_child_setup("cw-refresher", seg, slot);
     if (refr_open(&rf) < 0) {
         status = 1;
         goto out_close;

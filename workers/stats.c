@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -19,6 +18,7 @@
 #include "core/metrics.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/child.h"
 #include "workers/clock.h"
 
 #define STATS_VERSION      "0.1.0"
@@ -177,19 +177,6 @@ static enum MHD_Result stats_on_request(void *cls, struct MHD_Connection *conn, 
     return stats_answer(conn, 404, text, "not found: try /metrics or /healthz\n");
 }
 
-static void stats_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char buf[512];
-    size_t n;
-
-    (void)cls;
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    cw_info("stats: mhd: %s", buf);
-}
-
 /* Binds stats.listen through MHD: 0, or -errno with the cause logged. */
 static int stats_http_start(struct stats *st)
 {
@@ -214,7 +201,7 @@ static int stats_http_start(struct stats *st)
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     st->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, stats_on_request, st,
                                MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_EXTERNAL_LOGGER,
-                               stats_mhd_log, st, MHD_OPTION_CONNECTION_LIMIT,
+                               cw_child_mhd_log, (void *)"stats", MHD_OPTION_CONNECTION_LIMIT,
                                (unsigned)STATS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                                (unsigned)STATS_CONN_TIMEOUT, MHD_OPTION_END);
     freeaddrinfo(ai);
@@ -398,18 +385,9 @@ static void stats_wait_signal(void)
 int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot)
 {
     struct stats st = {.cfg = cfg, .seg = seg};
-    sigset_t set;
     int status = 0, rc;
 
-    prctl(PR_SET_NAME, "cw-stats", 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
-    /* Block the stop signals in every thread; the main thread takes them with sigwait. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
+    cw_child_setup("cw-stats", seg, slot);
     pthread_mutex_init(&st.lock, NULL);
     stats_route_labels(&st);
     /* Without L1 the counters are still worth serving: only the L1 gauges go. */

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "core/cc.h"
@@ -24,6 +23,7 @@
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/accesslog.h"
+#include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/worker_int.h"
 
@@ -32,8 +32,6 @@
 #define WORKER_VARY_BYTES   1024
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
-
-static void worker_mhd_log(void *cls, const char *fmt, va_list ap);
 
 int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value)
 {
@@ -474,19 +472,6 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     atomic_fetch_sub(&w->inflight, 1);
 }
 
-static void worker_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char buf[512];
-    size_t n;
-
-    (void)cls;
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    n = strlen(buf);
-    while (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    cw_info("worker: mhd: %s", buf);
-}
-
 static int worker_open(struct cw_worker *w, int listen_fd)
 {
     int rc = cw_store_open(w->cfg->cache_path, w->cfg->cache_size_bytes, &w->store);
@@ -508,11 +493,11 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     w->mhd = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
             MHD_USE_ERROR_LOG,
-        0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, worker_mhd_log, w,
-        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK, worker_on_uri, w,
-        MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT,
-        MHD_OPTION_END);
+        0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, cw_child_mhd_log,
+        (void *)"worker", MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
+        worker_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)WORKER_CONN_TIMEOUT, MHD_OPTION_END);
     if (w->mhd == NULL) {
         cw_err("worker %d: MHD_start_daemon failed on fd %d", w->index, listen_fd);
         return -EIO;
@@ -556,19 +541,9 @@ int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, in
 {
     struct cw_worker w = {
         .cfg = cfg, .seg = seg, .slot = slot, .index = index, .refresh_fd = refresh_fd};
-    sigset_t set;
     int status = 0;
 
-    prctl(PR_SET_NAME, "cw-worker", 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
-    /* Block the stop signals in every thread; the main thread takes them with sigwait. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGPIPE);
-    sigaddset(&set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    atomic_store(&seg->slots[slot].pid, (int32_t)getpid());
+    cw_child_setup("cw-worker", seg, slot);
     if (worker_open(&w, listen_fd) < 0) {
         status = 1;
         goto out_close;
