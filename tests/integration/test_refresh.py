@@ -428,9 +428,12 @@ def test_adaptive_ttl_diverges(env):
     late_a = [(round(t, 1), v) for t, v in seen["a"] if t >= seconds / 2]
     assert top["a"] <= 2 * ttl, f"key a changes every 2 s but its TTL reached {top['a']} s " \
         f"(want <= {2 * ttl} s): {[(round(t, 1), v) for t, v in seen['a'] if v > ttl][:10]}"
-    assert late_a and max(v for _, v in late_a) <= ttl, \
-        f"key a changes every 2 s but in the second half its TTL was over {ttl} s: " \
-        f"{[x for x in late_a if x[1] > ttl][:10]}"
+    # Learnt, key a's TTL falls below the route's ttl (the fixed TTL it would have without
+    # adaptive) to min_ttl: a 2 s change period allows ~0.1 s at a 5 % stale target.
+    assert late_a and max(v for _, v in late_a) <= min_ttl, \
+        f"key a changes every 2 s but in the second half its TTL was over min_ttl " \
+        f"{min_ttl} s (route ttl {ttl} s: adaptive TTL not learnt?): " \
+        f"{[x for x in late_a if x[1] > min_ttl][:10]}"
     assert top["b"] > top["a"], f"key b never changes but its TTL ({top['b']} s) did not grow " \
         f"above key a's ({top['a']} s): adaptive TTL not applied? {seen['b'][-10:]}"
     assert top["b"] >= 4 * ttl, f"key b never changes: its TTL should double per unchanged " \
