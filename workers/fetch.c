@@ -18,7 +18,6 @@
 #include "workers/clock.h"
 
 #define FETCH_POLL_MS    1000
-#define FETCH_EASY_KEEP  64
 #define FETCH_BODY_CHUNK 16384
 
 struct cw_fetch {
@@ -32,8 +31,6 @@ struct cw_fetch {
     size_t max_pending;
     size_t active; /* queued + running, under lock */
     bool stopping;
-    CURL *easy_free[FETCH_EASY_KEEP];
-    size_t easy_free_count;
     struct fetch_xfer *running; /* list of transfers in the multi handle */
 };
 
@@ -43,7 +40,9 @@ struct fetch_xfer {
     struct cw_fetch_job *job;
     CURL *easy;
     struct curl_slist *hdrs;
-    int fail_rc; /* set by callbacks that abort the transfer */
+    int fail_rc;            /* set by callbacks that abort the transfer */
+    int64_t content_length; /* of the response being read, -1 when none yet */
+    bool chunked;           /* it has a Transfer-Encoding */
 };
 
 static void *fetch_thread_main(void *arg);
@@ -125,6 +124,72 @@ static int fetch_parse_status(const char *p, size_t n)
     return status;
 }
 
+/* RFC 9110 §5.6.2 tchar. */
+static bool fetch_is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* RFC 9110 §5.5: field-content is VCHAR, obs-text, SP and HTAB; a CR, LF, NUL or other
+ * control byte could split or smuggle a field when replayed, so the response is refused. */
+static bool fetch_is_field_value(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+    }
+    return true;
+}
+
+/* Checks one "Name: value" line: the name a token within its limit (no space before the
+ * colon, RFC 9112 §5.1), the value within its limit and free of control bytes. */
+static bool fetch_is_valid_field(const char *p, size_t len, struct cw_str *name,
+                                 struct cw_str *value)
+{
+    const char *colon = memchr(p, ':', len);
+    size_t i;
+
+    if (colon == NULL || colon == p) return false;
+    *name = cw_str_make(p, (size_t)(colon - p));
+    if (name->len > CW_LIMIT_HEADER_NAME_BYTES) return false;
+    for (i = 0; i < name->len; i++)
+        if (!fetch_is_tchar((unsigned char)p[i])) return false;
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && fetch_is_ows(*v))
+        v++;
+    while (end > v && fetch_is_ows(end[-1]))
+        end--;
+    *value = cw_str_make(v, (size_t)(end - v));
+    return value->len <= CW_LIMIT_HEADER_VALUE_BYTES && fetch_is_field_value(v, value->len);
+}
+
+/* RFC 9112 §6.3: Content-Length with Transfer-Encoding, or Content-Lengths that differ, make
+ * the framing ambiguous; a proxy answers 502 rather than guess (nginx does the same). A
+ * list of equal values ("5, 5") is one length. */
+static bool fetch_framing_ok(struct fetch_xfer *x, struct cw_str name, struct cw_str value)
+{
+    if (cw_str_eq_ci(name, CW_STR_LIT("Transfer-Encoding"))) {
+        x->chunked = true;
+        return x->content_length < 0;
+    }
+    if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length"))) return true;
+    for (size_t i = 0; i < value.len;) {
+        int64_t v = 0;
+        size_t start = i;
+        while (i < value.len && value.p[i] >= '0' && value.p[i] <= '9') {
+            if (v > (INT64_MAX - 9) / 10) return false;
+            v = v * 10 + (value.p[i++] - '0');
+        }
+        if (i == start) return false;
+        if (x->content_length >= 0 && x->content_length != v) return false;
+        x->content_length = v;
+        while (i < value.len && (fetch_is_ows(value.p[i]) || value.p[i] == ','))
+            i++;
+    }
+    return !x->chunked;
+}
+
 /* Header lines arrive one per call, CRLF included, for every response of the transfer
  * (1xx, then the final one): keep only the last block. */
 static size_t fetch_on_header(char *p, size_t size, size_t nitems, void *cls)
@@ -132,19 +197,23 @@ static size_t fetch_on_header(char *p, size_t size, size_t nitems, void *cls)
     struct cw_fetch_job *job = cls;
     struct fetch_xfer *x = job->internal;
     size_t n = size * nitems, len = n;
+    struct cw_str name, value;
 
     while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
         len--;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         job->headers.len = 0;
         job->header_count = 0;
+        x->content_length = -1;
+        x->chunked = false;
         job->status = fetch_parse_status(p, len);
         if (job->status < 100) goto out_bad;
         return n;
     }
     if (len == 0) return n;
     /* RFC 9112 §5.2: a proxy must reject or replace obs-fold; we reject. */
-    if (fetch_is_ows(p[0]) || memchr(p, ':', len) == NULL) goto out_bad;
+    if (fetch_is_ows(p[0]) || !fetch_is_valid_field(p, len, &name, &value)) goto out_bad;
+    if (!fetch_framing_ok(x, name, value)) goto out_bad;
     if (job->header_count >= CW_LIMIT_HEADER_COUNT) goto out_bad;
     if (fetch_buf_append(&job->headers, p, len, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
     if (fetch_buf_append(&job->headers, "", 1, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
@@ -152,7 +221,7 @@ static size_t fetch_on_header(char *p, size_t size, size_t nitems, void *cls)
     return n;
 out_bad:
     x->fail_rc = -EBADMSG;
-    snprintf(job->errbuf, sizeof(job->errbuf), "malformed or oversized response header");
+    snprintf(job->errbuf, sizeof(job->errbuf), "malformed, ambiguous or oversized response header");
     return 0;
 }
 
@@ -238,22 +307,19 @@ int cw_fetch_submit(struct cw_fetch *f, struct cw_fetch_job *job)
     return rc;
 }
 
+/* A new easy handle per transfer: libcurl 7.88 keeps a stale header pointer in a reused
+ * handle (curl#11101, fixed in 8.1.0) that a hostile origin's obs-fold line after a reuse
+ * turns into a use-after-free. Connections live in the multi handle's cache, not in the
+ * easy handle, so keep-alive does not depend on reuse. */
 static CURL *fetch_easy_get(struct cw_fetch *f)
 {
-    if (f->easy_free_count > 0) {
-        CURL *e = f->easy_free[--f->easy_free_count];
-        curl_easy_reset(e);
-        return e;
-    }
+    (void)f;
     return curl_easy_init();
 }
 
 static void fetch_easy_put(struct cw_fetch *f, CURL *e)
 {
-    if (f->easy_free_count < FETCH_EASY_KEEP) {
-        f->easy_free[f->easy_free_count++] = e;
-        return;
-    }
+    (void)f;
     curl_easy_cleanup(e);
 }
 
@@ -291,6 +357,7 @@ static int fetch_xfer_begin(struct cw_fetch *f, struct cw_fetch_job *job)
     int rc;
 
     if (x == NULL) return -ENOMEM;
+    x->content_length = -1;
     x->easy = fetch_easy_get(f);
     if (x->easy == NULL) {
         rc = -ENOMEM;
@@ -376,11 +443,7 @@ static void fetch_xfer_end(struct cw_fetch *f, struct cw_fetch_job *job, CURLcod
     if (job->rc != 0 && job->errbuf[0] == '\0')
         snprintf(job->errbuf, sizeof(job->errbuf), "%s", curl_easy_strerror(code));
     curl_slist_free_all(x->hdrs);
-    /* An easy handle whose transfer failed may hold a broken connection: drop it. */
-    if (job->rc == 0)
-        fetch_easy_put(f, x->easy);
-    else
-        curl_easy_cleanup(x->easy);
+    fetch_easy_put(f, x->easy);
     free(x);
     job->internal = NULL;
     pthread_mutex_lock(&f->lock);
@@ -472,8 +535,6 @@ void cw_fetch_stop(struct cw_fetch *f)
         pthread_join(f->thread, NULL);
     }
     fetch_take_queued(f); /* jobs submitted after the thread's last look */
-    for (size_t i = 0; i < f->easy_free_count; i++)
-        curl_easy_cleanup(f->easy_free[i]);
     curl_multi_cleanup(f->multi);
     pthread_mutex_destroy(&f->lock);
     free(f->queue);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/cc.h"
@@ -32,6 +33,10 @@
 #define WORKER_VARY_BYTES   1024
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
+
+static bool worker_request_is_ambiguous(struct worker_req *r);
+static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status, const char *body,
+                                           const char *detail);
 
 int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value)
 {
@@ -78,6 +83,7 @@ enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_R
     enum MHD_Result ret;
 
     MHD_add_response_header(resp, "Via", worker_via.p);
+    if (r->close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->queued = true;
     r->status = status;
     if (r->is_head) r->bytes = 0;
@@ -103,6 +109,14 @@ enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const
     worker_count(r, WRES_ERROR);
     r->bytes = strlen(body);
     return worker_queue(r, status, resp);
+}
+
+/* As worker_answer_error(), and closes the connection after the answer. */
+static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status, const char *body,
+                                           const char *detail)
+{
+    r->close = true;
+    return worker_answer_error(r, status, body, detail);
 }
 
 /* The origin failed (connection, timeout, bad answer) or answered 5xx: RFC 5861 §4 lets a
@@ -291,6 +305,31 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     return worker_queue(r, count > 0 ? 200 : 404, resp);
 }
 
+static enum MHD_Result worker_count_host(void *cls, enum MHD_ValueKind kind, const char *key,
+                                         const char *value)
+{
+    unsigned *n = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, "Host") == 0) (*n)++;
+    return MHD_YES;
+}
+
+/* RFC 9112 §3.2 and §6.1: an HTTP/1.1 request needs exactly one Host, and one with both
+ * Content-Length and Transfer-Encoding may be a smuggling attempt; both get 400 and the
+ * connection is closed, so nothing pipelined behind them is read as a request. */
+static bool worker_request_is_ambiguous(struct worker_req *r)
+{
+    unsigned hosts = 0;
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_count_host, &hosts);
+    if (hosts > 1) return true;
+    if (hosts == 0 && r->version != NULL && strcmp(r->version, "HTTP/1.0") != 0) return true;
+    return worker_req_header(r, "Transfer-Encoding") != NULL &&
+           worker_req_header(r, "Content-Length") != NULL;
+}
+
 /* Decides what the request is and takes it down the hit or miss path. */
 static enum MHD_Result worker_dispatch(struct worker_req *r)
 {
@@ -300,6 +339,10 @@ static enum MHD_Result worker_dispatch(struct worker_req *r)
     int route;
 
     if (host == NULL) host = "";
+    if (r->uri_len > CW_LIMIT_URL_BYTES)
+        return worker_answer_error(r, 414, "request target too long\n", "uri-too-long");
+    if (worker_request_is_ambiguous(r))
+        return worker_answer_close(r, 400, "ambiguous request framing or Host\n", "bad-request");
     if (r->uri_len == 0 || r->uri[0] != '/')
         return worker_answer_error(r, 400, "origin-form request target required\n", "bad-uri");
     if (strlen(host) > CW_LIMIT_HOST_BYTES)

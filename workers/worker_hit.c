@@ -301,6 +301,14 @@ int worker_hit_lookup(struct worker_req *r)
     rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
                        hit_on_entry, r);
     if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+    if (rc == -EINVAL) {
+        /* Stored, but not servable (a header MHD refuses): a bad entry, so a miss. */
+        cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+        cw_warn("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
+        if (cw_store_delete(r->w->store, &r->q.key) < 0)
+            cw_debug("worker %d: delete of an unservable entry failed", r->w->index);
+        rc = -ENOENT;
+    }
     if (r->want_refresh) hit_request_refresh(r);
     if (rc == 0) {
         r->vary_miss = false;

@@ -101,6 +101,7 @@ struct worker_req {
     struct cw_fill_req q;        /* key, lease; q.key_buf owned */
     struct cw_fetch_buf body_in; /* request body for pass-through (owned) */
     bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
+    bool close;                  /* close the connection after the answer */
     struct cw_fetch_job job;
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */

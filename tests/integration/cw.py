@@ -23,6 +23,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -886,3 +887,99 @@ class Env:
 
     def cleanup(self):
         self._tmp.cleanup()
+
+
+# ---------------------------------------------------------------------------------------
+# a scripted raw-socket origin
+
+
+class RawOrigin:
+    """A scripted HTTP/1.1 origin on a raw socket, for bytes cw-test-origin cannot send.
+
+    respond(method, target, headers) returns the raw bytes to send, or a callable taking the
+    connected socket that does what it likes with it (send in pieces, wait, reset); the
+    connection is closed afterwards. on_accept(sock), when given, runs first on every
+    accepted connection and returns True when it dealt with the connection itself (the
+    request is then not read). Counts connections accepted and requests by target.
+    Registered with env, which stops it with the test."""
+
+    def __init__(self, env, respond, name="raw-origin", on_accept=None):
+        self.respond = respond
+        self.on_accept = on_accept
+        self.log_path = f"{env.dir}/{name}.log"
+        open(self.log_path, "w").close()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.counts = {}
+        self.requests = []   # (method, target, headers dict with lower-case names)
+        self.raw_heads = []  # the request heads as received (bytes, up to the blank line)
+        self.accepts = 0
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.stopped = threading.Event()  # set by stop(): callables waiting on it return
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        env.origins.append(self)
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepts += 1
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        try:
+            if self.on_accept is not None and self.on_accept(c):
+                return
+            c.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                b = c.recv(65536)
+                if not b:
+                    return
+                data += b
+            raw_head = data.split(b"\r\n\r\n", 1)[0]
+            head = raw_head.decode("latin-1").split("\r\n")
+            method, target, _ = head[0].split(" ", 2)
+            headers = {}
+            for line in head[1:]:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+            with self.lock:
+                self.counts[target] = self.counts.get(target, 0) + 1
+                self.requests.append((method, target, headers))
+                self.raw_heads.append(raw_head)
+            out = self.respond(method, target, headers)
+            if callable(out):
+                out(c)
+            else:
+                c.sendall(out)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def count(self, target):
+        with self.lock:
+            return self.counts.get(target, 0)
+
+    def stop(self):
+        self.stopping = True
+        self.stopped.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(2)
+        return 0

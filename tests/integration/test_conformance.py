@@ -6,13 +6,11 @@ starts its own origin and cachewarpd; time only passes where it must: a response
 made stale on arrival with an origin `Age` larger than its `max-age`, which spares a sleep.
 Most tests use cw-test-origin (query parameters shape its answers); the few that need bytes
 it cannot send (no Date, a truncated body, Connection-nominated response fields) use
-RawOrigin below, a tiny scripted HTTP/1.1 server.
+cw.RawOrigin, a tiny scripted HTTP/1.1 server.
 """
 
 import email.utils
 import re
-import socket
-import threading
 import time
 import urllib.parse
 
@@ -73,74 +71,7 @@ def expect(r, status, xcache, what):
         f"{what}: expected {status} {xcache}, got {r}"
 
 
-class RawOrigin:
-    """A scripted HTTP/1.1 origin: respond(method, target, headers) returns the raw bytes to
-    send; the connection is closed after each answer. Counts requests by target."""
-
-    def __init__(self, env, respond, name="raw-origin"):
-        self.respond = respond
-        self.log_path = f"{env.dir}/{name}.log"
-        open(self.log_path, "w").close()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((cw.LOOPBACK, 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.counts = {}
-        self.requests = []
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-        env.origins.append(self)
-
-    def _serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(c,), daemon=True).start()
-
-    def _one(self, c):
-        try:
-            c.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                b = c.recv(65536)
-                if not b:
-                    return
-                data += b
-            head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-            method, target, _ = head[0].split(" ", 2)
-            headers = {}
-            for line in head[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-            with self.lock:
-                self.counts[target] = self.counts.get(target, 0) + 1
-                self.requests.append((method, target, headers))
-            c.sendall(self.respond(method, target, headers))
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def count(self, target):
-        with self.lock:
-            return self.counts.get(target, 0)
-
-    def stop(self):
-        self.stopping = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.thread.join(2)
-        return 0
+RawOrigin = cw.RawOrigin  # a tiny scripted HTTP/1.1 server, shared with other tests
 
 
 def raw_response(status_line, headers, body=b""):
