@@ -35,6 +35,7 @@
 #define SUP_BACKOFF_MAX_MS 5000
 #define SUP_STABLE_MS      10000 /* a child that lived this long restarts without backoff */
 #define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
+#define SUP_RETIRING_MAX   (2 * CW_LIMIT_WORKERS + 8)
 
 enum sup_kind {
     SUP_WORKER = 0,
@@ -43,6 +44,9 @@ enum sup_kind {
 };
 
 static const char *const sup_kind_names[] = {"worker", "refresher", "stats"};
+
+struct sup;
+static void sup_reload(struct sup *s);
 
 struct sup_child {
     enum sup_kind kind;
@@ -61,6 +65,8 @@ struct sup {
     int refresh_fd; /* eventfd: workers wake the refresher */
     struct sup_child *children;
     size_t child_count;
+    pid_t retiring[SUP_RETIRING_MAX]; /* children of an older config, finishing up */
+    size_t retiring_count;
     bool stopping;
 };
 
@@ -149,6 +155,12 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
 /* Records one child's exit and schedules its restart. */
 static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
 {
+    for (size_t i = 0; i < s->retiring_count; i++) {
+        if (s->retiring[i] != pid) continue;
+        s->retiring[i] = s->retiring[--s->retiring_count];
+        cw_info("supervisor: pid %d of the previous configuration exited", (int)pid);
+        return;
+    }
     for (size_t i = 0; i < s->child_count; i++) {
         struct sup_child *c = &s->children[i];
         if (c->pid != pid) continue;
@@ -181,9 +193,10 @@ static void sup_reap(struct sup *s)
         sup_on_exit(s, pid, wstatus);
 }
 
+/* Children of the running config plus the retiring ones of older configs. */
 static size_t sup_running(const struct sup *s)
 {
-    size_t n = 0;
+    size_t n = s->retiring_count;
 
     for (size_t i = 0; i < s->child_count; i++)
         n += s->children[i].pid != 0;
@@ -194,9 +207,10 @@ static void sup_signal_all(struct sup *s, int sig)
 {
     for (size_t i = 0; i < s->child_count; i++)
         if (s->children[i].pid != 0) kill(s->children[i].pid, sig);
+    for (size_t i = 0; i < s->retiring_count; i++)
+        kill(s->retiring[i], sig);
 }
 
-/* logrotate's postrotate signals the main PID: the workers reopen their access logs. */
 static void sup_signal_workers(struct sup *s, int sig)
 {
     for (size_t i = 0; i < s->child_count; i++)
@@ -261,7 +275,7 @@ static int sup_loop(struct sup *s)
         struct timespec ts = {0, 100 * 1000 * 1000};
         int sig = sigtimedwait(&set, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) break;
-        if (sig == SIGHUP) cw_notice("supervisor: SIGHUP: reload is not supported yet");
+        if (sig == SIGHUP) sup_reload(s);
         if (sig == SIGUSR1) sup_signal_workers(s, SIGUSR1);
         sup_reap(s);
         sup_restart_due(s);
@@ -284,15 +298,114 @@ static int sup_check_store(const struct cw_config *cfg)
     return rc;
 }
 
+/* Resolves workers = 0 to one per CPU. */
+static void sup_resolve_workers(struct cw_config *cfg)
+{
+    long ncpu;
+
+    if (cfg->workers != 0) return;
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = ncpu > 0 ? (int)(ncpu > CW_LIMIT_WORKERS ? CW_LIMIT_WORKERS : ncpu) : 1;
+}
+
+/* Builds the children table for s->cfg (workers, the refresher, the stats process when
+ * configured) and forks them all: 0, or -ENOMEM. */
+static int sup_children_start(struct sup *s)
+{
+    bool stats = s->cfg.stats_listen != NULL || s->cfg.stats_textfile != NULL;
+    size_t n = (size_t)s->cfg.workers + 1 + (stats ? 1 : 0);
+    struct sup_child *children = calloc(n, sizeof(*children));
+
+    if (children == NULL) return -ENOMEM;
+    free(s->children);
+    s->children = children;
+    s->child_count = n;
+    for (size_t i = 0; i < n; i++) {
+        bool worker = i < (size_t)s->cfg.workers;
+        bool is_stats = i == (size_t)s->cfg.workers + 1;
+        s->children[i] = (struct sup_child){
+            .kind = worker ? SUP_WORKER : (is_stats ? SUP_STATS : SUP_REFRESHER),
+            .index = worker ? (int)i : 0,
+            .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
+            .backoff_ms = SUP_BACKOFF_MIN_MS,
+        };
+        sup_spawn(s, &s->children[i]);
+    }
+    return 0;
+}
+
+/* Moves every running child to the retiring list and asks it to stop: it stops accepting,
+ * finishes its in-flight requests within the grace and exits, while the new children
+ * already serve from the same listen socket. */
+static void sup_children_retire(struct sup *s)
+{
+    for (size_t i = 0; i < s->child_count; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->pid == 0) continue;
+        if (s->retiring_count < SUP_RETIRING_MAX) s->retiring[s->retiring_count++] = c->pid;
+        kill(c->pid, SIGTERM);
+        c->pid = 0;
+    }
+}
+
+/* SIGHUP: reads and checks the config file again; on any error the running configuration
+ * stays, and the log says why. Otherwise new children start on the new configuration and
+ * the old ones retire gracefully: the listen socket is never closed in between, so no
+ * connection is refused. A changed listen address is bound before anything else changes. */
+static void sup_reload(struct sup *s)
+{
+    struct cw_config next = {0}, old;
+    struct cw_err err = {{0}};
+    int fd = -1;
+
+    sd_notify(0, "RELOADING=1");
+    cw_notice("supervisor: reloading %s", s->cfg.file);
+    if (cw_config_load(s->cfg.file, &next, &err) < 0) {
+        cw_err("supervisor: reload: %s; keeping the running configuration", err.msg);
+        goto out_ready;
+    }
+    sup_resolve_workers(&next);
+    if (strcmp(next.listen, s->cfg.listen) != 0) {
+        fd = sup_bind(next.listen);
+        if (fd == -1) {
+            cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
+                   next.listen);
+            goto out_free_next;
+        }
+    }
+    if ((strcmp(next.cache_path, s->cfg.cache_path) != 0 ||
+         next.cache_size_bytes != s->cfg.cache_size_bytes) &&
+        sup_check_store(&next) < 0) {
+        cw_err("supervisor: reload: cannot open cache %s; keeping the running configuration",
+               next.cache_path);
+        goto out_close_fd;
+    }
+    old = s->cfg;
+    s->cfg = next;
+    if (fd != -1) {
+        close(s->listen_fd); /* the retiring workers keep their own copy until they exit */
+        s->listen_fd = fd;
+    }
+    sup_children_retire(s);
+    if (sup_children_start(s) < 0) cw_err("supervisor: reload: out of memory for children");
+    cw_config_free(&old);
+    cw_notice("supervisor: reloaded: %d workers on %s, origin %s", s->cfg.workers, s->cfg.listen,
+              s->cfg.origins[0].url);
+    goto out_ready;
+
+out_close_fd:
+    if (fd != -1) close(fd);
+out_free_next:
+    cw_config_free(&next);
+out_ready:
+    sd_notify(0, "READY=1");
+}
+
 static int sup_run(struct sup *s)
 {
     sigset_t set;
-    long ncpu;
 
-    if (s->cfg.workers == 0) {
-        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        s->cfg.workers = ncpu > 0 ? (int)(ncpu > CW_LIMIT_WORKERS ? CW_LIMIT_WORKERS : ncpu) : 1;
-    }
+    sup_resolve_workers(&s->cfg);
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -310,21 +423,7 @@ static int sup_run(struct sup *s)
         cw_err("supervisor: eventfd: %s", strerror(errno));
         return 1;
     }
-    bool stats = s->cfg.stats_listen != NULL || s->cfg.stats_textfile != NULL;
-    s->child_count = (size_t)s->cfg.workers + 1 + (stats ? 1 : 0);
-    s->children = calloc(s->child_count, sizeof(*s->children));
-    if (s->children == NULL) return 1;
-    for (size_t i = 0; i < s->child_count; i++) {
-        bool worker = i < (size_t)s->cfg.workers;
-        bool is_stats = i == (size_t)s->cfg.workers + 1;
-        s->children[i] = (struct sup_child){
-            .kind = worker ? SUP_WORKER : (is_stats ? SUP_STATS : SUP_REFRESHER),
-            .index = worker ? (int)i : 0,
-            .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
-            .backoff_ms = SUP_BACKOFF_MIN_MS,
-        };
-        sup_spawn(s, &s->children[i]);
-    }
+    if (sup_children_start(s) < 0) return 1;
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", CW_VERSION,
               s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
     if (s->cfg.redis_enabled)

@@ -199,11 +199,13 @@ static int stats_http_start(struct stats *st)
         return -EINVAL;
     }
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    st->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, stats_on_request, st,
-                               MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_EXTERNAL_LOGGER,
-                               cw_child_mhd_log, (void *)"stats", MHD_OPTION_CONNECTION_LIMIT,
-                               (unsigned)STATS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-                               (unsigned)STATS_CONN_TIMEOUT, MHD_OPTION_END);
+    /* SO_REUSEPORT: after a reload the new stats process binds while the old one drains. */
+    st->mhd = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, stats_on_request, st, MHD_OPTION_EXTERNAL_LOGGER,
+        cw_child_mhd_log, (void *)"stats", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)STATS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)STATS_CONN_TIMEOUT,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (st->mhd == NULL) {
         cw_err("stats: cannot serve on %s (address in use, or not local?)", st->cfg->stats_listen);

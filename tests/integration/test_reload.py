@@ -1,0 +1,104 @@
+"""SIGHUP reload: a good new config takes over without refusing a request; a broken one
+is rejected with its file, line and setting, and the daemon keeps running as it was."""
+
+import os
+import urllib.parse
+import signal
+import threading
+import time
+
+import cw
+
+
+def _rewrite(d, origin, **kw):
+    """Rewrites the daemon's config file in place (same listen port and cache)."""
+    text = cw.config_text(d.tmpdir, port=d.port, origin_port=origin.port, **kw)
+    with open(d.conf, "w") as f:
+        f.write(text)
+
+
+def _log(d):
+    with open(d.log_path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def test_reload_swaps_workers_without_refusing_requests(env):
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    old = set(d.workers())
+    path = f"/r?cc={urllib.parse.quote('max-age=600')}"
+    assert d.get(path).status == 200
+
+    failures, done, sent = [], threading.Event(), [0]
+
+    def hammer():
+        while not done.is_set():
+            try:
+                r = d.get(path)
+                if r.status != 200:
+                    failures.append(r)
+            except Exception as e:  # a refused or reset connection is a failure
+                failures.append(e)
+            sent[0] += 1
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        time.sleep(0.3)
+        # New config: 3 workers and a second route with its own ttl.
+        _rewrite(d, o, workers=3, route={"ttl": "5s"})
+        os.kill(d.pid, signal.SIGHUP)
+        cw.wait_for(lambda: len(set(d.workers()) - old) == 3 and not (set(d.workers()) & old),
+                    10, what="3 new workers and the old ones gone")
+        time.sleep(0.3)
+    finally:
+        done.set()
+        t.join()
+    env.note(f"{sent[0]} requests during the reload, {len(failures)} failed")
+    assert not failures, f"{len(failures)} of {sent[0]} requests failed during the reload: " \
+        f"{failures[:3]}"
+    assert "supervisor: reloaded: 3 workers" in _log(d), _log(d)[-2000:]
+    # The cached entry survived the reload (L1 is shared and persistent).
+    r = d.get(path)
+    assert r.status == 200 and r.headers.get("x-cache") == "HIT", r
+    # The new route ttl is in force for new entries.
+    r = d.get("/new")
+    r = d.get("/new")
+    assert "ttl=" in r.headers.get("cache-status", "") and \
+        int(r.headers["cache-status"].split("ttl=")[1].split(";")[0]) <= 5, r
+
+
+def test_reload_with_broken_config_keeps_running(env):
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    before = set(d.workers())
+    _rewrite(d, o, workers=2, route={"ttl": "3x"})
+    os.kill(d.pid, signal.SIGHUP)
+    cw.wait_for(lambda: "keeping the running configuration" in _log(d), 5,
+                what="the reload error in the log")
+    log = _log(d)
+    line = [x for x in log.splitlines() if "keeping the running configuration" in x][0]
+    assert "routes[0].ttl" in line and ".conf:" in line, line
+    assert set(d.workers()) == before, "a broken reload must not touch the workers"
+    assert d.get("/still").status == 200
+
+
+def test_reload_keeps_metrics_listener(env):
+    """The new stats process binds the same port while the old one drains (SO_REUSEPORT):
+    /metrics keeps answering and nothing is restarted by failure."""
+    o = env.origin()
+    sport = cw.free_port()
+    stats = {"listen": f"127.0.0.1:{sport}"}
+    d = env.daemon(o, workers=1, overrides={"stats": stats})
+    cw.wait_for(lambda: len(d.named("cw-stats")) == 1, 5, what="the stats process")
+    old = d.named("cw-stats")
+    _rewrite(d, o, workers=1, overrides={"stats": stats})
+    os.kill(d.pid, signal.SIGHUP)
+    cw.wait_for(lambda: d.named("cw-stats") and d.named("cw-stats") != old, 5,
+                what="a new stats process")
+    r = cw.request(sport, "/metrics")
+    assert r.status == 200 and b"cachewarp_build_info" in r.body, r
+    log = _log(d)
+    assert "cannot serve" not in log and "restart in" not in log, log[-2000:]
