@@ -31,7 +31,7 @@ int cw_log_level_parse(const char *s, enum cw_log_level *out)
         const char *name;
         enum cw_log_level level;
     } names[] = {
-        {"err", CW_LOG_ERR},   {"error", CW_LOG_ERR},   {"warn", CW_LOG_WARN},
+        {"err", CW_LOG_ERR},      {"error", CW_LOG_ERR},     {"warn", CW_LOG_WARN},
         {"warning", CW_LOG_WARN}, {"notice", CW_LOG_NOTICE}, {"info", CW_LOG_INFO},
         {"debug", CW_LOG_DEBUG},
     };
@@ -65,9 +65,10 @@ void cw_log_write(enum cw_log_level level, const char *fmt, ...)
         struct tm tm;
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
-        rc = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ",
-                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                      tm.tm_sec, ts.tv_nsec / 1000000, names[level & 7], log_tag, (int)getpid());
+        rc = snprintf(line, sizeof(line),
+                      "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ", tm.tm_year + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                      ts.tv_nsec / 1000000, names[level & 7], log_tag, (int)getpid());
     }
     if (rc > 0) n = (size_t)rc < sizeof(line) ? (size_t)rc : sizeof(line) - 1;
     va_start(ap, fmt);
@@ -79,4 +80,29 @@ void cw_log_write(enum cw_log_level level, const char *fmt, ...)
     /* One write per line: O_APPEND or a pipe keeps lines from several processes whole. */
     while (write(log_fd, line, n) == -1 && errno == EINTR) {
     }
+}
+
+long long cw_log_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec;
+}
+
+bool cw_log_rl_allow(struct cw_log_rl *rl, long long now, unsigned *suppressed)
+{
+    long long window;
+
+    window = atomic_load_explicit(&rl->window_s, memory_order_relaxed);
+    if (window != now &&
+        atomic_compare_exchange_strong_explicit(&rl->window_s, &window, now, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        *suppressed = atomic_exchange_explicit(&rl->suppressed, 0, memory_order_relaxed);
+        atomic_store_explicit(&rl->count, 0, memory_order_relaxed);
+    }
+    if (atomic_fetch_add_explicit(&rl->count, 1, memory_order_relaxed) < CW_LOG_RL_BURST)
+        return true;
+    atomic_fetch_add_explicit(&rl->suppressed, 1, memory_order_relaxed);
+    return false;
 }

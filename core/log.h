@@ -8,6 +8,7 @@
 #ifndef CW_LOG_H
 #define CW_LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "core/common.h"
@@ -36,6 +37,34 @@ void cw_log_write(enum cw_log_level level, const char *fmt, ...) CW_PRINTF(2, 3)
     do {                                                                                           \
         if ((int)(lvl) <= cw_log_level_cur) cw_log_write((lvl), __VA_ARGS__);                      \
     } while (0)
+
+/* Rate limit of one call site: at most CW_LOG_RL_BURST lines per second, then one line that
+ * says how many were suppressed. For messages that bad input or a dead dependency can cause
+ * on every request. Lock-free; a lost update only lets one line more or less through. */
+#define CW_LOG_RL_BURST 10
+struct cw_log_rl {
+    _Atomic long long window_s;
+    _Atomic unsigned count;
+    _Atomic unsigned suppressed;
+};
+/* True when a line may be written in second now_s; *suppressed gets the lines dropped in
+ * the previous window (to report once), else is left alone. */
+bool cw_log_rl_allow(struct cw_log_rl *rl, long long now_s, unsigned *suppressed);
+/* CLOCK_MONOTONIC seconds, for cw_log_rl_allow(). */
+long long cw_log_now_s(void);
+
+#define CW_LOG_AT_RL(lvl, ...)                                                                     \
+    do {                                                                                           \
+        static struct cw_log_rl cw_rl_;                                                            \
+        unsigned cw_sup_ = 0;                                                                      \
+        if ((int)(lvl) <= cw_log_level_cur &&                                                      \
+            cw_log_rl_allow(&cw_rl_, cw_log_now_s(), &cw_sup_)) {                                  \
+            if (cw_sup_ > 0) cw_log_write((lvl), "log: %u similar lines suppressed", cw_sup_);     \
+            cw_log_write((lvl), __VA_ARGS__);                                                      \
+        }                                                                                          \
+    } while (0)
+
+#define cw_warn_rl(...) CW_LOG_AT_RL(CW_LOG_WARN, __VA_ARGS__)
 
 #define cw_err(...)    CW_LOG_AT(CW_LOG_ERR, __VA_ARGS__)
 #define cw_warn(...)   CW_LOG_AT(CW_LOG_WARN, __VA_ARGS__)

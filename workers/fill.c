@@ -437,7 +437,7 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
     if (!fres.storable) {
         /* The origin now forbids storing: drop the stale copy rather than keep serving it. */
         int drc = cw_store_delete(f->store, &q->key);
-        if (drc < 0 && drc != -ENOENT) cw_warn("fill: delete unstorable: %s", strerror(-drc));
+        if (drc < 0 && drc != -ENOENT) cw_warn_rl("fill: delete unstorable: %s", strerror(-drc));
         res->detail = fres.why_not;
         res->uncacheable = true;
         goto out_free;
@@ -491,14 +491,14 @@ void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)
 
     if (q->has_lease) {
         rc = cw_store_lease_release(f->store, &q->lease_key, pid);
-        if (rc < 0 && rc != -ENOENT) cw_warn("fill: lease release: %s", strerror(-rc));
+        if (rc < 0 && rc != -ENOENT) cw_warn_rl("fill: lease release: %s", strerror(-rc));
         q->has_lease = false;
     }
     if (pass) {
         int64_t now = cw_clock_mono_ms();
         rc = cw_store_lease_take(f->store, &q->lease_key, CW_STORE_LEASE_PASS, pid, now,
                                  now + FILL_PASS_MS, NULL);
-        if (rc < 0 && rc != -EBUSY) cw_warn("fill: hit-for-miss record: %s", strerror(-rc));
+        if (rc < 0 && rc != -EBUSY) cw_warn_rl("fill: hit-for-miss record: %s", strerror(-rc));
     }
     atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
 }

@@ -212,7 +212,7 @@ static void refr_on_done(struct cw_fetch_job *job, void *cls)
     if (job->rc != 0 || job->status >= 500) {
         cw_seg_add(rf->seg, rf->slot, CW_SEG_REFRESH_FAIL, 1);
         if (job->rc != 0 && job->rc != -ECANCELED)
-            cw_warn("refresher: %s: %s", j->url, job->errbuf);
+            cw_warn_rl("refresher: %s: %s", j->url, job->errbuf);
         cw_fill_abandon(&rf->fill, &j->q, false);
     } else {
         cw_fill_complete(&rf->fill, &j->q, job, &res);

@@ -304,7 +304,7 @@ int worker_hit_lookup(struct worker_req *r)
     if (rc == -EINVAL) {
         /* Stored, but not servable (a header MHD refuses): a bad entry, so a miss. */
         cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
-        cw_warn("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
+        cw_warn_rl("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
         if (cw_store_delete(r->w->store, &r->q.key) < 0)
             cw_debug("worker %d: delete of an unservable entry failed", r->w->index);
         rc = -ENOENT;

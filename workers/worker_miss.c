@@ -193,11 +193,12 @@ static void miss_invalidate_uri(struct worker_req *r, struct cw_str uri)
     if (rc < 0) return;
     rc = cw_store_delete(f->store, &r->q.primary);
     if (rc < 0 && rc != -ENOENT)
-        cw_warn("worker %d: invalidate %.*s: %s", r->w->index, (int)uri.len, uri.p, strerror(-rc));
+        cw_warn_rl("worker %d: invalidate %.*s: %s", r->w->index, (int)uri.len, uri.p,
+                   strerror(-rc));
     rc = cw_store_vary_put(f->store, &r->q.primary, cw_str_make(NULL, 0));
     if (rc < 0 && rc != -ENOENT)
-        cw_warn("worker %d: invalidate vary %.*s: %s", r->w->index, (int)uri.len, uri.p,
-                strerror(-rc));
+        cw_warn_rl("worker %d: invalidate vary %.*s: %s", r->w->index, (int)uri.len, uri.p,
+                   strerror(-rc));
 }
 
 /* RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI, and
@@ -236,7 +237,7 @@ static void miss_done(struct cw_fetch_job *job, void *cls)
     if (job->rc != 0) {
         cw_seg_add(w->seg, w->slot, CW_SEG_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)
-            cw_warn("worker %d: origin %s %s: %s", w->index, job->method, job->url, job->errbuf);
+            cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->method, job->url, job->errbuf);
         if (r->cacheable) cw_fill_abandon(&w->fill, &r->q, false);
     } else if (r->cacheable && r->stale && job->status >= 500 && job->status <= 504) {
         /* Keep the stale copy: stale-if-error may answer, and a 5xx replaces nothing. */
