@@ -63,6 +63,7 @@ struct sup {
     struct cw_seg *seg;
     int listen_fd;
     int refresh_fd; /* eventfd: workers wake the refresher */
+    int stats_fd;   /* stats.listen, bound here so that it outlives reloads; -1 for none */
     struct sup_child *children;
     size_t child_count;
     pid_t retiring[SUP_RETIRING_MAX]; /* children of an older config, finishing up */
@@ -137,12 +138,14 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
     if (pid == 0) {
         int status;
         if (c->kind == SUP_WORKER) {
+            if (s->stats_fd != -1) close(s->stats_fd); /* served by the stats process */
             status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, s->refresh_fd);
         } else if (c->kind == SUP_STATS) {
-            close(s->listen_fd); /* the stats process binds stats.listen itself */
-            status = cw_stats_run(&s->cfg, s->seg, c->slot);
+            close(s->listen_fd); /* stats serves its own socket, bound by the supervisor */
+            status = cw_stats_run(&s->cfg, s->seg, c->slot, s->stats_fd);
         } else {
             close(s->listen_fd); /* the refresher serves no client */
+            if (s->stats_fd != -1) close(s->stats_fd);
             status = cw_refresher_run(&s->cfg, s->seg, c->slot, s->refresh_fd);
         }
         _exit(status);
@@ -298,6 +301,12 @@ static int sup_check_store(const struct cw_config *cfg)
     return rc;
 }
 
+/* Two optional strings are equal (both NULL, or the same text). */
+static bool sup_same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /* Resolves workers = 0 to one per CPU. */
 static void sup_resolve_workers(struct cw_config *cfg)
 {
@@ -356,7 +365,7 @@ static void sup_reload(struct sup *s)
 {
     struct cw_config next = {0}, old;
     struct cw_err err = {{0}};
-    int fd = -1;
+    int fd = -1, stats_fd = s->stats_fd;
 
     sd_notify(0, "RELOADING=1");
     cw_notice("supervisor: reloading %s", s->cfg.file);
@@ -373,18 +382,31 @@ static void sup_reload(struct sup *s)
             goto out_free_next;
         }
     }
+    if (!sup_same_str(next.stats_listen, s->cfg.stats_listen)) {
+        stats_fd = next.stats_listen ? sup_bind(next.stats_listen) : -1;
+        if (next.stats_listen && stats_fd == -1) {
+            cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
+                   next.stats_listen);
+            goto out_close_fd;
+        }
+    }
     if ((strcmp(next.cache_path, s->cfg.cache_path) != 0 ||
          next.cache_size_bytes != s->cfg.cache_size_bytes) &&
         sup_check_store(&next) < 0) {
         cw_err("supervisor: reload: cannot open cache %s; keeping the running configuration",
                next.cache_path);
-        goto out_close_fd;
+        goto out_close_stats_fd;
     }
     old = s->cfg;
     s->cfg = next;
+    /* The retiring children keep their own copies of replaced sockets until they exit. */
     if (fd != -1) {
-        close(s->listen_fd); /* the retiring workers keep their own copy until they exit */
+        close(s->listen_fd);
         s->listen_fd = fd;
+    }
+    if (stats_fd != s->stats_fd) {
+        if (s->stats_fd != -1) close(s->stats_fd);
+        s->stats_fd = stats_fd;
     }
     sup_children_retire(s);
     if (sup_children_start(s) < 0) cw_err("supervisor: reload: out of memory for children");
@@ -393,6 +415,8 @@ static void sup_reload(struct sup *s)
               s->cfg.origins[0].url);
     goto out_ready;
 
+out_close_stats_fd:
+    if (stats_fd != s->stats_fd && stats_fd != -1) close(stats_fd);
 out_close_fd:
     if (fd != -1) close(fd);
 out_free_next:
@@ -417,6 +441,10 @@ static int sup_run(struct sup *s)
     if (sup_check_store(&s->cfg) < 0) return 1;
     s->listen_fd = sup_bind(s->cfg.listen);
     if (s->listen_fd == -1) return 1;
+    if (s->cfg.stats_listen != NULL) {
+        s->stats_fd = sup_bind(s->cfg.stats_listen);
+        if (s->stats_fd == -1) return 1;
+    }
     if (cw_seg_create(&s->seg) < 0) return 1;
     s->refresh_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->refresh_fd == -1) {
@@ -442,7 +470,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *path = CW_DEFAULT_CONFIG;
-    struct sup s = {.listen_fd = -1, .refresh_fd = -1};
+    struct sup s = {.listen_fd = -1, .refresh_fd = -1, .stats_fd = -1};
     struct cw_err err = {{0}};
     bool test_only = false;
     int opt, status;
@@ -483,6 +511,7 @@ int main(int argc, char **argv)
     status = sup_run(&s);
     if (s.listen_fd != -1) close(s.listen_fd);
     if (s.refresh_fd != -1) close(s.refresh_fd);
+    if (s.stats_fd != -1) close(s.stats_fd);
     cw_seg_destroy(s.seg);
     free(s.children);
     cw_config_free(&s.cfg);

@@ -177,39 +177,21 @@ static enum MHD_Result stats_on_request(void *cls, struct MHD_Connection *conn, 
     return stats_answer(conn, 404, text, "not found: try /metrics or /healthz\n");
 }
 
-/* Binds stats.listen through MHD: 0, or -errno with the cause logged. */
-static int stats_http_start(struct stats *st)
+/* Serves HTTP on the listen socket the supervisor bound for stats.listen (it outlives a
+ * reload, so /metrics never goes away): 0, or -errno with the cause logged. */
+static int stats_http_start(struct stats *st, int listen_fd)
 {
-    char host[STATS_HOST_BYTES], port_s[16];
-    struct addrinfo hints = {0}, *ai = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
-    int port, rc;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
-    if (cw_config_split_hostport(st->cfg->stats_listen, host, sizeof(host), &port) < 0) {
-        cw_err("stats: listen \"%s\": not host:port", st->cfg->stats_listen);
-        return -EINVAL;
-    }
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
-    if (rc != 0) {
-        cw_err("stats: listen %s: %s", st->cfg->stats_listen, gai_strerror(rc));
-        return -EINVAL;
-    }
-    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    /* SO_REUSEPORT: after a reload the new stats process binds while the old one drains. */
-    st->mhd = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, stats_on_request, st, MHD_OPTION_EXTERNAL_LOGGER,
-        cw_child_mhd_log, (void *)"stats", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)STATS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)STATS_CONN_TIMEOUT,
-        MHD_OPTION_END);
-    freeaddrinfo(ai);
+    st->mhd = MHD_start_daemon(flags, 0, NULL, NULL, stats_on_request, st,
+                               MHD_OPTION_EXTERNAL_LOGGER, cw_child_mhd_log, (void *)"stats",
+                               MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+                               (unsigned)STATS_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+                               (unsigned)STATS_CONN_TIMEOUT, MHD_OPTION_END);
     if (st->mhd == NULL) {
-        cw_err("stats: cannot serve on %s (address in use, or not local?)", st->cfg->stats_listen);
-        return -EADDRINUSE;
+        cw_err("stats: cannot serve on %s (fd %d)", st->cfg->stats_listen, listen_fd);
+        return -EIO;
     }
     cw_info("stats: serving /metrics on %s", st->cfg->stats_listen);
     return 0;
@@ -384,7 +366,7 @@ static void stats_wait_signal(void)
     }
 }
 
-int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot)
+int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int listen_fd)
 {
     struct stats st = {.cfg = cfg, .seg = seg};
     int status = 0, rc;
@@ -397,7 +379,7 @@ int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot)
         cw_warn("stats: L1 %s did not open; serving without the L1 gauges", cfg->cache_path);
         st.store = NULL;
     }
-    if (cfg->stats_listen != NULL && stats_http_start(&st) < 0) {
+    if (listen_fd != -1 && stats_http_start(&st, listen_fd) < 0) {
         status = 1;
         goto out_stop;
     }
@@ -411,7 +393,12 @@ int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot)
     stats_wait_signal();
 out_stop:
     stats_textfile_stop(&st);
-    if (st.mhd) MHD_stop_daemon(st.mhd);
+    /* Hand the listen socket back before stopping: MHD would otherwise shut it down, and it
+     * is shared with the supervisor and the next stats process. */
+    if (st.mhd) {
+        (void)MHD_quiesce_daemon(st.mhd);
+        MHD_stop_daemon(st.mhd);
+    }
     cw_store_close(st.store);
     free(st.tmp_path);
     cw_info("stats: stopped");

@@ -15,9 +15,9 @@ struct cw_config;
 struct cw_seg;
 
 /* Runs the stats process until SIGTERM or SIGINT: the process exit status (0 on a clean
- * stop, 1 when it could not start, e.g. stats.listen is taken). Serves HTTP only when
- * cfg->stats_listen is set and writes the textfile only when cfg->stats_textfile is. Call
- * in a child after fork(), with the proxy's listen socket closed. */
-int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot);
+ * stop, 1 when it could not start). Serves HTTP on listen_fd (bound by the supervisor for
+ * stats.listen; -1 for none) and writes the textfile only when cfg->stats_textfile is set.
+ * Call in a child after fork(), with the proxy's listen socket closed. */
+int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int listen_fd);
 
 #endif /* CW_STATS_H */

@@ -29,6 +29,7 @@
 #include "workers/worker_int.h"
 
 #define WORKER_CONN_LIMIT   8192
+#define WORKER_DRAIN_MIN_MS 100
 #define WORKER_CONN_TIMEOUT 60 /* seconds an idle keep-alive connection is kept */
 #define WORKER_VARY_BYTES   1024
 
@@ -568,11 +569,16 @@ static void worker_wait_signal(struct cw_worker *w)
 
 static void worker_drain(struct cw_worker *w)
 {
-    int64_t deadline = cw_clock_mono_ms() + w->cfg->shutdown_grace_ms;
+    int64_t start = cw_clock_mono_ms();
+    int64_t deadline = start + w->cfg->shutdown_grace_ms;
 
     /* Stop accepting; the listen socket stays open for the other processes that share it. */
     (void)MHD_quiesce_daemon(w->mhd);
-    while (atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline)
+    /* A connection accepted just before the quiesce has not sent its request line yet, so it
+     * is not counted in flight: give it WORKER_DRAIN_MIN_MS to become a request rather than
+     * reset it (a reload's clients would see that as a failed request). */
+    while ((atomic_load(&w->inflight) > 0 || cw_clock_mono_ms() - start < WORKER_DRAIN_MIN_MS) &&
+           cw_clock_mono_ms() < deadline)
         usleep(10000);
     if (atomic_load(&w->inflight) > 0)
         cw_warn("worker %d: %d requests still in flight after the grace period", w->index,
