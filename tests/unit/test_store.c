@@ -21,12 +21,11 @@
 
 #include "core/limits.h"
 
+#include "tests/unit/store_fixture.h"
+
 Suite *store_suite(void);
 
 #define TEST_MAP_BYTES (64u << 20)
-
-static char tmp_dir[64];
-static char db_path[128];
 
 /* What a read callback saw. */
 struct seen {
@@ -36,25 +35,14 @@ struct seen {
     size_t body_len;
 };
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/cw-store-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-    /* A missing parent: cw_store_open() creates it. */
-    snprintf(db_path, sizeof(db_path), "%s/sub/dir/l1.mdb", tmp_dir);
+    store_fixture_setup("cw-store", "sub/dir/");
 }
 
 static void teardown(void)
 {
-    nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    store_fixture_teardown();
 }
 
 static int read_cb(void *cls, const struct cw_entry_view *v)
@@ -84,11 +72,6 @@ static struct cw_entry_hdr hdr_ok(void)
     h.status = 200;
     h.stored_at_ms = 1;
     return h;
-}
-
-static void key_of(const struct cw_store *st, const char *full, struct cw_key *k)
-{
-    cw_key_hash(cw_store_secret(st), full, strlen(full), k);
 }
 
 static int put_str(struct cw_store *st, const char *full, const char *body)

@@ -20,6 +20,8 @@
 #define EVICT_SIM_NO_MAIN
 #include "tests/bench/evict_sim.c"
 
+#include "tests/unit/store_fixture.h"
+
 Suite *store_evict_suite(void);
 
 /* Far in the future (2096): eviction inside put reads the wall clock, and must not find the
@@ -27,32 +29,14 @@ Suite *store_evict_suite(void);
 #define NOW_MS     4000000000000LL
 #define ENTRY_BODY 3000 /* one overflow page per entry on 4 KiB pages */
 
-static char tmp_dir[64];
-static char db_path[128];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/cw-evict-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-    snprintf(db_path, sizeof(db_path), "%s/l1.mdb", tmp_dir);
+    store_fixture_setup("cw-evict", "");
 }
 
 static void teardown(void)
 {
-    nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void key_of(const struct cw_store *st, const char *full, struct cw_key *k)
-{
-    cw_key_hash(cw_store_secret(st), full, strlen(full), k);
+    store_fixture_teardown();
 }
 
 /* Stores "http://h/<i>" with a body of ENTRY_BODY bytes, fresh until fresh_until, and the

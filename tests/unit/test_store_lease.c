@@ -15,36 +15,20 @@
 
 #include "tests/unit/check_main.h"
 
+#include "tests/unit/store_fixture.h"
+
 Suite *store_lease_suite(void);
 
 #define TEST_MAP_BYTES (16u << 20)
 
-static char tmp_dir[64];
-static char db_path[128];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void setup(void)
 {
-    snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/cw-lease-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmp_dir));
-    snprintf(db_path, sizeof(db_path), "%s/l1.mdb", tmp_dir);
+    store_fixture_setup("cw-lease", "");
 }
 
 static void teardown(void)
 {
-    nftw(tmp_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void key_of(const struct cw_store *st, const char *full, struct cw_key *k)
-{
-    cw_key_hash(cw_store_secret(st), full, strlen(full), k);
+    store_fixture_teardown();
 }
 
 static int read_nop(void *cls, const struct cw_entry_view *v)
@@ -152,12 +136,12 @@ START_TEST(test_store_lease_refresh_wanted)
     ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 1000, 2000, NULL), 0);
     ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, 0, 2000, 3000, NULL), 0);
     /* A process that will do the work claims a wanted refresh; then it is busy for others. */
-    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), 2100,
-                                         3100, NULL),
-                     0);
-    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid() + 1,
-                                         2200, 3200, &l),
-                     -EBUSY);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), 2100, 3100, NULL),
+        0);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid() + 1, 2200, 3200, &l),
+        -EBUSY);
     ck_assert_int_eq(l.pid, (int32_t)getpid());
     cw_store_close(st);
 }
