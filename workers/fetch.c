@@ -524,17 +524,27 @@ static void *fetch_thread_main(void *arg)
     return NULL;
 }
 
-void cw_fetch_stop(struct cw_fetch *f)
+void cw_fetch_cancel(struct cw_fetch *f)
 {
+    bool started;
+
     if (f == NULL) return;
     pthread_mutex_lock(&f->lock);
     f->stopping = true;
+    started = f->thread_started;
+    f->thread_started = false;
     pthread_mutex_unlock(&f->lock);
-    if (f->thread_started) {
+    if (started) {
         curl_multi_wakeup(f->multi);
         pthread_join(f->thread, NULL);
     }
     fetch_take_queued(f); /* jobs submitted after the thread's last look */
+}
+
+void cw_fetch_stop(struct cw_fetch *f)
+{
+    if (f == NULL) return;
+    cw_fetch_cancel(f);
     curl_multi_cleanup(f->multi);
     pthread_mutex_destroy(&f->lock);
     free(f->queue);

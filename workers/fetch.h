@@ -63,7 +63,10 @@ CW_MUST_CHECK int cw_fetch_start(int max_host_conns, size_t max_pending, struct 
 CW_MUST_CHECK int cw_fetch_submit(struct cw_fetch *f, struct cw_fetch_job *job);
 
 /* Completes every queued and running job with rc -ECANCELED (done runs for each, on the
- * calling thread for queued ones), stops the thread and frees everything. */
+ * calling thread for queued ones) and stops the thread; later submits get -ESHUTDOWN. The
+ * handle stays valid until cw_fetch_stop(). Takes NULL; may be called more than once. */
+void cw_fetch_cancel(struct cw_fetch *f);
+/* cw_fetch_cancel(), then frees everything. Takes NULL. */
 void cw_fetch_stop(struct cw_fetch *f);
 
 /* Frees the buffers a job owns and zeroes its results. Takes NULL. */

@@ -208,8 +208,10 @@ static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_f
 
 static void fill_wake(const struct cw_fill *f, const struct cw_fill_req *q)
 {
+    /* Waiters watch the key they looked up (the lease key); with a first Vary the entry is
+     * stored under another key, so both move, whether or not the lease is still held. */
     atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->key), 1, memory_order_release);
-    if (q->has_lease && memcmp(&q->lease_key, &q->key, sizeof(q->key)) != 0)
+    if (memcmp(&q->lease_key, &q->key, sizeof(q->key)) != 0)
         atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
 }
 

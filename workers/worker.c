@@ -30,7 +30,8 @@
 
 #define WORKER_CONN_LIMIT   8192
 #define WORKER_DRAIN_MIN_MS 100
-#define WORKER_CONN_TIMEOUT 60 /* seconds an idle keep-alive connection is kept */
+#define WORKER_SETTLE_MS    2000 /* after the grace: for 503s to the last requests */
+#define WORKER_CONN_TIMEOUT 60   /* seconds an idle keep-alive connection is kept */
 #define WORKER_VARY_BYTES   1024
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
@@ -84,7 +85,9 @@ enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_R
     enum MHD_Result ret;
 
     MHD_add_response_header(resp, "Via", worker_via.p);
-    if (r->close) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    /* While draining, keep-alive clients are told to go, so the grace period can end. */
+    if (r->close || atomic_load_explicit(&r->w->draining, memory_order_relaxed))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->queued = true;
     r->status = status;
     if (r->is_head) r->bytes = 0;
@@ -143,6 +146,47 @@ static enum MHD_Result worker_answer_failed(struct worker_req *r)
                                "origin-error");
 }
 
+static ssize_t worker_head_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_OF_STREAM; /* never called for HEAD */
+}
+
+/* A response to a passed-through HEAD: the origin's Content-Length, and no body. */
+static struct MHD_Response *worker_head_response(struct cw_fetch_job *job)
+{
+    struct cw_str name, value;
+    uint64_t len = MHD_SIZE_UNKNOWN;
+    size_t off = 0;
+
+    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+        if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) || value.len == 0) continue;
+        uint64_t v = 0;
+        size_t i = 0;
+        while (i < value.len && value.p[i] >= '0' && value.p[i] <= '9' && v < (UINT64_MAX / 10))
+            v = v * 10 + (uint64_t)(value.p[i++] - '0');
+        if (i == value.len) len = v;
+    }
+    return MHD_create_response_from_callback(len, 4096, worker_head_reader, NULL, NULL);
+}
+
+/* Sends the request to the origin again, unconditionally (no lease, no stale copy). */
+static enum MHD_Result worker_refetch(struct worker_req *r)
+{
+    r->refetched = true;
+    r->stale = false;
+    r->etag[0] = r->last_modified[0] = '\0';
+    memset(&r->fill, 0, sizeof(r->fill));
+    cw_fetch_job_reset(&r->job);
+    free(r->url);
+    free(r->hdr_lines);
+    r->url = r->hdr_lines = NULL;
+    return worker_miss_start(r);
+}
+
 /* True when the request carries preconditions or a Range that the cache answers itself. */
 static bool worker_has_client_conditions(struct worker_req *r)
 {
@@ -174,12 +218,19 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     if (r->fill.stored && worker_has_client_conditions(r) &&
         worker_hit_serve_again(r, WSERVE_FILLED) == 1)
         return MHD_YES;
-    if (job->status == 304 && r->cacheable)
+    if (job->status == 304 && r->cacheable) {
+        /* Our conditional request's 304 could not be applied (the entry went, or the origin
+         * now forbids storing): ask once more without validators. */
+        if (r->stale && !r->refetched) return worker_refetch(r);
         return worker_answer_error(r, 502,
                                    "origin answered 304 to a request we did not make "
                                    "conditional\n",
                                    "unexpected-304");
-    resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
+    }
+    if (r->is_head && !r->cacheable)
+        resp = worker_head_response(job); /* the origin's length, no body (RFC 9110 §9.3.2) */
+    else
+        resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
     if (resp == NULL) return MHD_NO;
     r->bytes = job->body.len;
     job->body.p = NULL; /* the response owns it now */
@@ -271,7 +322,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     const char *soft_h = worker_req_header(r, "Soft-Purge");
     bool soft = soft_h != NULL && strcmp(soft_h, "1") == 0;
     int64_t now = cw_clock_wall_ms();
-    char vary[256], body[96];
+    char vary[1024], body[96];
     size_t vary_len, count = 0;
     int rc;
 
@@ -417,10 +468,18 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
         }
         if (r->body_over)
             return worker_answer_error(r, 413, "request body too large\n", "body-too-large");
+        if (atomic_load(&r->w->stopping))
+            return worker_answer_close(r, 503, "shutting down\n", "shutdown");
         return worker_dispatch(r);
     case WREQ_READY:
         return worker_answer_fetched(r);
     case WREQ_RETRY:
+        if (atomic_load(&r->w->stopping))
+            return worker_answer_close(r, 503, "shutting down\n", "shutdown");
+        /* Look up from scratch: the fill may have recorded a Vary, so the key can differ. */
+        r->q.key_len = 0;
+        r->vary_miss = r->stale = r->fwd_request = false;
+        r->etag[0] = r->last_modified[0] = '\0';
         return worker_lookup_or_fetch(r);
     case WREQ_WAIT:
     case WREQ_FILL:
@@ -567,6 +626,16 @@ static void worker_wait_signal(struct cw_worker *w)
     }
 }
 
+/* Waits (bounded) until the requests resumed for the stop have been answered, so that no
+ * connection is still suspended when MHD stops (MHD aborts on that). */
+static void worker_settle(struct cw_worker *w)
+{
+    int64_t deadline = cw_clock_mono_ms() + WORKER_SETTLE_MS;
+
+    while (w->mhd != NULL && atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline)
+        usleep(5000);
+}
+
 static void worker_drain(struct cw_worker *w)
 {
     int64_t start = cw_clock_mono_ms();
@@ -574,6 +643,7 @@ static void worker_drain(struct cw_worker *w)
 
     /* Stop accepting; the listen socket stays open for the other processes that share it. */
     (void)MHD_quiesce_daemon(w->mhd);
+    atomic_store(&w->draining, true);
     /* A connection accepted just before the quiesce has not sent its request line yet, so it
      * is not counted in flight: give it WORKER_DRAIN_MIN_MS to become a request rather than
      * reset it (a reload's clients would see that as a failed request). */
@@ -601,10 +671,16 @@ int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, in
     worker_wait_signal(&w);
     worker_drain(&w);
 out_close:
-    /* Waiters look up once more; queued and running fetches complete as cancelled. */
+    /* Past the grace: new requests get 503 and fetch nothing; waiters resume (503) and
+     * fetches are cancelled (their clients get 503); once MHD has answered them all, it is
+     * stopped, and only then is the fetch loop freed (the MHD thread may still submit). */
+    atomic_store(&w.stopping, true);
     worker_wait_stop(&w);
-    cw_fetch_stop(w.fetch);
+    cw_fetch_cancel(w.fetch);
+    worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
+    cw_fetch_stop(w.fetch);
+    worker_wait_destroy(&w);
     cw_accesslog_close(w.alog);
     cw_store_reader_close(w.fetch_reader);
     cw_store_reader_close(w.reader);

@@ -354,9 +354,12 @@ enum MHD_Result worker_hit_coalesce(struct worker_req *r)
         return worker_miss_start(r);
     }
     if (rc == -EBUSY && holder.kind != CW_STORE_LEASE_PASS && now < r->wait_until_ms) {
-        cw_seg_add(w->seg, w->slot, CW_SEG_COALESCED, 1);
-        worker_wait_add(w, r, holder.pid, holder.deadline_ms);
-        return MHD_YES;
+        if (worker_wait_add(w, r, holder.pid, holder.deadline_ms)) {
+            cw_seg_add(w->seg, w->slot, CW_SEG_COALESCED, 1);
+            return MHD_YES;
+        }
+        r->close = true;
+        return worker_answer_error(r, 503, "shutting down\n", "shutdown");
     }
     /* Hit-for-miss, the wait budget spent, or the lease db failed: fetch alone. */
     return worker_miss_start(r);

@@ -55,6 +55,8 @@ struct cw_worker {
     struct worker_waitq waitq;
     struct cw_accesslog *alog; /* NULL when log.access is "" */
     _Atomic int inflight;      /* requests between URI parse and completion */
+    _Atomic bool draining;     /* stopped accepting: answers close their connections */
+    _Atomic bool stopping;     /* past the grace: new requests get 503, nothing fetched */
 };
 
 enum worker_req_state {
@@ -102,6 +104,7 @@ struct worker_req {
     struct cw_fetch_buf body_in; /* request body for pass-through (owned) */
     bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
     bool close;                  /* close the connection after the answer */
+    bool refetched;              /* sent again without validators after an unusable 304 */
     struct cw_fetch_job job;
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */
@@ -158,12 +161,15 @@ enum MHD_Result worker_hit_coalesce(struct worker_req *r);
 
 /* worker_wait.c */
 CW_MUST_CHECK int worker_wait_start(struct cw_worker *w);
-/* Wakes every waiter and stops the thread. */
+/* Wakes every waiter and stops the thread; later worker_wait_add() calls refuse. */
 void worker_wait_stop(struct cw_worker *w);
 /* Suspends r until the fill generation of its key moves, the deadline passes or the lease
- * owner dies; then r resumes in state WREQ_RETRY. */
-void worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
+ * owner dies; then r resumes in state WREQ_RETRY. False (r untouched) when the worker is
+ * stopping. */
+bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
                      int64_t deadline_ms);
+/* After worker_wait_stop() and MHD_stop_daemon(): frees the lock and condition. */
+void worker_wait_destroy(struct cw_worker *w);
 
 /* The client's address as text ("unknown" when MHD has none). */
 void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size);

@@ -180,7 +180,23 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     return MHD_YES;
 }
 
-/* Deletes the entry and the Vary record of one URI on the request's origin. */
+/* With a Vary record, the URI's variants are keyed by the primary key plus header lines:
+ * they go by key prefix (a scan, so only when there is a record). */
+static void miss_invalidate_variants(struct worker_req *r)
+{
+    struct cw_fill *f = &r->w->fill;
+    char vary[1024];
+    size_t vary_len, n = 0;
+
+    if (r->q.primary_len >= CW_LIMIT_KEY_BYTES) return;
+    if (cw_store_vary_get(f->reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0) return;
+    r->q.key_buf[r->q.primary_len] = '\n';
+    if (cw_store_purge_prefix(f->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1), false,
+                              cw_clock_wall_ms(), &n) < 0)
+        cw_warn_rl("worker %d: invalidate variants of %s failed", r->w->index, r->uri);
+}
+
+/* Deletes the entry, the variants and the Vary record of one URI on the request's origin. */
 static void miss_invalidate_uri(struct worker_req *r, struct cw_str uri)
 {
     struct cw_fill *f = &r->w->fill;
@@ -192,6 +208,7 @@ static void miss_invalidate_uri(struct worker_req *r, struct cw_str uri)
     r->q.uri = saved;
     if (rc < 0) return;
     rc = cw_store_delete(f->store, &r->q.primary);
+    miss_invalidate_variants(r);
     if (rc < 0 && rc != -ENOENT)
         cw_warn_rl("worker %d: invalidate %.*s: %s", r->w->index, (int)uri.len, uri.p,
                    strerror(-rc));

@@ -122,22 +122,28 @@ int worker_wait_start(struct cw_worker *w)
     return 0;
 }
 
-void worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
+bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
                      int64_t deadline_ms)
 {
     struct worker_waitq *q = &w->waitq;
 
+    pthread_mutex_lock(&q->lock);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->lock);
+        return false;
+    }
     r->state = WREQ_FILL;
     r->coalesced = true;
     r->wait_pid = owner_pid;
     if (deadline_ms < r->wait_until_ms) r->wait_until_ms = deadline_ms;
+    /* Under the lock: the waiter thread cannot resume r before it is suspended. */
     MHD_suspend_connection(r->conn);
-    pthread_mutex_lock(&q->lock);
     r->wait_next = q->head;
     q->head = r;
     q->count++;
     pthread_cond_signal(&q->cond);
     pthread_mutex_unlock(&q->lock);
+    return true;
 }
 
 void worker_wait_stop(struct cw_worker *w)
@@ -147,18 +153,31 @@ void worker_wait_stop(struct cw_worker *w)
 
     if (!q->started) return;
     pthread_mutex_lock(&q->lock);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->lock);
+        return;
+    }
     q->stopping = true;
     pthread_cond_signal(&q->cond);
     pthread_mutex_unlock(&q->lock);
     pthread_join(q->thread, NULL);
-    /* Whoever still waits resumes and looks up once more (then fetches or fails). */
+    /* Whoever still waits resumes: the worker is stopping, so it gets a 503. */
+    pthread_mutex_lock(&q->lock);
     while ((r = q->head) != NULL) {
         q->head = r->wait_next;
         r->state = WREQ_RETRY;
-        r->wait_until_ms = 0;
         MHD_resume_connection(r->conn);
     }
     q->count = 0;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void worker_wait_destroy(struct cw_worker *w)
+{
+    struct worker_waitq *q = &w->waitq;
+
+    if (!q->started) return;
+    worker_wait_stop(w);
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->lock);
     q->started = false;
