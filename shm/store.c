@@ -15,12 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/limits.h"
 #include "core/log.h"
 #include "shm/store_int.h"
 
-#define STORE_FORMAT     1u
-#define STORE_MAXDBS     8
-#define STORE_MAXREADERS 512
+#define STORE_FORMAT 1u
+#define STORE_MAXDBS 8
+/* Each worker and the refresher keep two readers for life, others are short; a reload
+ * overlaps two generations of children. */
+#define STORE_MAXREADERS (4 * (2 * CW_LIMIT_WORKERS + 8))
 #define STORE_FILE_MODE  0640
 #define STORE_DIR_MODE   0750
 #define STORE_ENV_FLAGS                                                                            \
@@ -731,8 +734,7 @@ int cw_store_stat(struct cw_store *st, uint64_t *entries, uint64_t *used_bytes)
 {
     MDB_txn *txn;
     MDB_stat ms;
-    MDB_stat env_ms;
-    MDB_envinfo info;
+    size_t used = 0;
     int rc;
 
     rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
@@ -741,15 +743,18 @@ int cw_store_stat(struct cw_store *st, uint64_t *entries, uint64_t *used_bytes)
         return store_errno(rc);
     }
     rc = mdb_stat(txn, st->obj, &ms);
-    mdb_txn_abort(txn);
-    if (rc == MDB_SUCCESS) rc = mdb_env_stat(st->env, &env_ms);
-    if (rc == MDB_SUCCESS) rc = mdb_env_info(st->env, &info);
     if (rc != MDB_SUCCESS) {
+        mdb_txn_abort(txn);
         store_log_mdb("stat", NULL, rc);
         return store_errno(rc);
     }
+    /* The pages eviction manages (in use, not the file's high-water mark, which never
+     * shrinks). */
+    rc = store_used_pages(st, txn, &used);
+    mdb_txn_abort(txn);
+    if (rc < 0) return rc;
     *entries = ms.ms_entries;
-    *used_bytes = ((uint64_t)info.me_last_pgno + 1) * env_ms.ms_psize;
+    *used_bytes = (uint64_t)used * st->page_bytes;
     return 0;
 }
 

@@ -113,15 +113,23 @@ CW_MUST_CHECK int cw_store_lease_get(struct cw_store_reader *r, const struct cw_
  * when there is none or another owns it, -errno otherwise. */
 CW_MUST_CHECK int cw_store_lease_release(struct cw_store *st, const struct cw_key *key,
                                          int32_t pid);
+/* Deletes key's record only when it is still exactly *expected (kind, owner, start and
+ * deadline), so a reaper that saw an expired record never deletes a lease taken since: 0,
+ * -ENOENT when the record is gone or changed, -errno otherwise. */
+CW_MUST_CHECK int cw_store_lease_release_exact(struct cw_store *st, const struct cw_key *key,
+                                               const struct cw_store_lease *expected);
 /* Called for each lease record in a read txn; return false to stop. Borrowed pointers. */
 typedef bool (*cw_store_lease_fn)(void *cls, const struct cw_key *key,
                                   const struct cw_store_lease *lease);
-/* Visits at most max records (bounded work per call), in key order from the start: the
- * number visited, or -errno. */
-CW_MUST_CHECK int cw_store_lease_scan(struct cw_store_reader *r, cw_store_lease_fn fn, void *cls,
-                                      size_t max);
-/* cw_store_put() and, in the same write txn, the release of lease_key's record when pid owns
- * it, so a waiter that sees the lease gone always finds the entry. lease_key may equal key. */
+/* Visits at most max records (bounded work per call), in key order from the first key >=
+ * from (NULL: from the start), so a caller can resume where the last call stopped: the
+ * number visited (fewer than max: the end was reached), or -errno. */
+CW_MUST_CHECK int
+cw_store_lease_scan(struct cw_store_reader *r, const struct cw_key *from, cw_store_lease_fn fn,
+                    void *cls,
+                    size_t max); /* cw_store_put() and, in the same write txn, the release of
+                                  * lease_key's record when pid owns it, so a waiter that sees the
+                                  * lease gone always finds the entry. lease_key may equal key. */
 CW_MUST_CHECK int cw_store_put_release(struct cw_store *st, const struct cw_key *key,
                                        const struct cw_key *lease_key, int32_t pid,
                                        const struct cw_entry_hdr *h, struct cw_str full_key,

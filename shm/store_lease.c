@@ -123,6 +123,50 @@ int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
     return rc;
 }
 
+/* Deletes key's record when it is exactly *expected (kind, owner, start and deadline). */
+static int store_lease_release_exact_txn(struct cw_store *st, MDB_txn *txn,
+                                         const struct cw_key *key,
+                                         const struct cw_store_lease *expected)
+{
+    MDB_val k = {sizeof(key->h), (void *)key->h};
+    MDB_val v;
+    struct cw_store_lease cur;
+    int rc;
+
+    rc = mdb_get(txn, st->lease, &k, &v);
+    if (rc == MDB_NOTFOUND) return -ENOENT;
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_get(lease)", key, rc);
+        return store_errno(rc);
+    }
+    if (!store_lease_decode(&v, &cur) || cur.pid != expected->pid || cur.kind != expected->kind ||
+        cur.start_ms != expected->start_ms || cur.deadline_ms != expected->deadline_ms)
+        return -ENOENT;
+    rc = mdb_del(txn, st->lease, &k, NULL);
+    if (rc != MDB_SUCCESS) {
+        store_log_mdb("mdb_del(lease)", key, rc);
+        return store_errno(rc);
+    }
+    return 0;
+}
+
+int cw_store_lease_release_exact(struct cw_store *st, const struct cw_key *key,
+                                 const struct cw_store_lease *expected)
+{
+    MDB_txn *txn;
+    int rc, res;
+
+    rc = store_txn_write(st, &txn, "lease reap", key);
+    if (rc < 0) return rc;
+    res = store_lease_release_exact_txn(st, txn, key, expected);
+    if (res < 0) {
+        mdb_txn_abort(txn);
+        return res;
+    }
+    rc = store_commit(txn, "lease reap", key);
+    return rc < 0 ? rc : 0;
+}
+
 int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
                             int32_t pid)
 {
@@ -170,7 +214,8 @@ int cw_store_lease_release(struct cw_store *st, const struct cw_key *key, int32_
     return rc < 0 ? rc : res;
 }
 
-int cw_store_lease_scan(struct cw_store_reader *r, cw_store_lease_fn fn, void *cls, size_t max)
+int cw_store_lease_scan(struct cw_store_reader *r, const struct cw_key *from, cw_store_lease_fn fn,
+                        void *cls, size_t max)
 {
     MDB_cursor *cur;
     MDB_val k;
@@ -188,7 +233,13 @@ int cw_store_lease_scan(struct cw_store_reader *r, cw_store_lease_fn fn, void *c
         mdb_txn_reset(r->txn);
         return store_errno(rc);
     }
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (from != NULL) {
+        k.mv_size = sizeof(from->h);
+        k.mv_data = (void *)from->h;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
     while (rc == MDB_SUCCESS && visited < max) {
         visited++;
         /* Malformed records are skipped (counted: they cost a visit too). */

@@ -74,6 +74,8 @@ struct refresher {
     size_t inflight;       /* main thread only */
     struct cw_key claim[REFR_INFLIGHT_MAX];
     size_t claim_count;
+    struct cw_key scan_from; /* where the next lease scan resumes, when has_scan_from */
+    bool has_scan_from;
 };
 
 static const char *refr_header(void *cls, const char *name)
@@ -312,14 +314,17 @@ struct refr_scan {
     struct refresher *rf;
     int64_t now;
     struct cw_key reap[256];
-    int32_t reap_pid[256];
+    struct cw_store_lease reap_lease[256];
     size_t reap_count;
+    struct cw_key last; /* the last record visited, where the next scan resumes */
 };
 
 static bool refr_scan_one(void *cls, const struct cw_key *key, const struct cw_store_lease *l)
 {
     struct refr_scan *s = cls;
     struct refresher *rf = s->rf;
+
+    s->last = *key;
     bool expired = s->now >= l->deadline_ms;
     bool dead = l->pid > 0 && kill(l->pid, 0) == -1 && errno == ESRCH;
 
@@ -329,7 +334,7 @@ static bool refr_scan_one(void *cls, const struct cw_key *key, const struct cw_s
     }
     if ((dead || expired) && s->reap_count < CW_ARRAY_LEN(s->reap)) {
         s->reap[s->reap_count] = *key;
-        s->reap_pid[s->reap_count++] = l->pid;
+        s->reap_lease[s->reap_count++] = *l;
     }
     return true;
 }
@@ -357,9 +362,15 @@ static void refr_tick(struct refresher *rf)
 
     refr_reap_done(rf);
     rf->claim_count = 0;
-    if (cw_store_lease_scan(rf->reader, refr_scan_one, &s, REFR_SCAN_MAX) < 0) return;
+    /* Each tick resumes where the last one stopped, so a lease table larger than one scan
+     * (hit-for-miss records of many uncacheable URLs) never hides the records behind it. */
+    int n = cw_store_lease_scan(rf->reader, rf->has_scan_from ? &rf->scan_from : NULL,
+                                refr_scan_one, &s, REFR_SCAN_MAX);
+    if (n < 0) return;
+    rf->has_scan_from = (size_t)n >= REFR_SCAN_MAX;
+    rf->scan_from = s.last;
     for (size_t i = 0; i < s.reap_count; i++) {
-        if (cw_store_lease_release(rf->store, &s.reap[i], s.reap_pid[i]) == 0)
+        if (cw_store_lease_release_exact(rf->store, &s.reap[i], &s.reap_lease[i]) == 0)
             atomic_fetch_add_explicit(cw_seg_fill_gen(rf->seg, &s.reap[i]), 1,
                                       memory_order_release);
     }
@@ -392,7 +403,10 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_EXPIRED, st.expired);
         cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_CLOCK, st.clock);
     }
-    return st.map_pages > 0 && st.used_pages * 100 >= st.map_pages * CW_STORE_EVICT_LOW_PCT;
+    /* Pressure (a step every tick) only above the high watermark, where the CLOCK hand runs
+     * down to the low one; between the two marks a full cache is simply in its steady state. */
+    return st.map_pages > 0 &&
+           (st.clock > 0 || st.used_pages * 100 > st.map_pages * CW_STORE_EVICT_HIGH_PCT);
 }
 
 static bool refr_should_stop(void)

@@ -270,8 +270,9 @@ static void hit_request_refresh(struct worker_req *r)
     int64_t now;
     int rc;
 
-    if (cw_store_lease_get(w->reader, &r->q.key, &lease) == 0) return; /* asked or running */
     now = cw_clock_mono_ms();
+    /* Asked or running already; an expired record is as good as none (take replaces it). */
+    if (cw_store_lease_get(w->reader, &r->q.key, &lease) == 0 && now < lease.deadline_ms) return;
     rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_REFRESH, 0, now,
                              now + HIT_REFRESH_WANT_MS, NULL);
     if (rc < 0) return;

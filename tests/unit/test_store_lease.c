@@ -248,6 +248,7 @@ START_TEST(test_store_lease_put_release)
 END_TEST
 
 struct scan_seen {
+    struct cw_key last;
     int calls;
     int stop_after;
 };
@@ -256,8 +257,8 @@ static bool scan_count(void *cls, const struct cw_key *key, const struct cw_stor
 {
     struct scan_seen *s = cls;
 
-    (void)key;
     ck_assert_int_eq(l->kind, CW_STORE_LEASE_FETCH);
+    s->last = *key;
     s->calls++;
     return s->stop_after == 0 || s->calls < s->stop_after;
 }
@@ -273,7 +274,7 @@ START_TEST(test_store_lease_scan_bounded)
     ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
     ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
     memset(&s, 0, sizeof(s));
-    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 0);
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 10), 0);
     for (int i = 0; i < 25; i++) {
         snprintf(full, sizeof(full), "http://h/%d", i);
         key_of(st, full, &k);
@@ -281,16 +282,22 @@ START_TEST(test_store_lease_scan_bounded)
             cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1, 100, NULL), 0);
     }
     memset(&s, 0, sizeof(s));
-    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 10);
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 10), 10);
     ck_assert_int_eq(s.calls, 10);
     memset(&s, 0, sizeof(s));
-    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 1000), 25);
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 1000), 25);
     ck_assert_int_eq(s.calls, 25);
+    /* Resuming from the last key seen after 10 visits the rest (and that key again). */
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 10), 10);
+    struct cw_key last = s.last;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_lease_scan(r, &last, scan_count, &s, 1000), 16);
     memset(&s, 0, sizeof(s));
     s.stop_after = 3;
-    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 1000), 3);
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 1000), 3);
     ck_assert_int_eq(s.calls, 3);
-    ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 0), 0);
+    ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 0), 0);
     cw_store_reader_close(r);
     cw_store_close(st);
 }
@@ -337,15 +344,41 @@ START_TEST(test_store_lease_malformed_record)
             struct scan_seen s;
             memset(&s, 0, sizeof(s));
             /* A scan counts a malformed record as visited without calling back... */
-            ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 1);
+            ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 10), 1);
             ck_assert_int_eq(s.calls, 0);
             ck_assert_int_eq(cw_store_lease_release(st, &k, 1), -ENOENT);
             /* ...and after the release there is nothing left to visit. */
-            ck_assert_int_eq(cw_store_lease_scan(r, scan_count, &s, 10), 0);
+            ck_assert_int_eq(cw_store_lease_scan(r, NULL, scan_count, &s, 10), 0);
         }
         cw_store_reader_close(r);
         cw_store_close(st);
     }
+}
+END_TEST
+
+/* A reaper that saw an expired record must not delete the lease taken over it since. */
+START_TEST(test_store_lease_release_exact)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease seen, now;
+    struct cw_key k;
+    int32_t me = (int32_t)getpid();
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/x", &k);
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_PASS, me, 1000, 2000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &seen), 0);
+    /* Expired at 3000: the same pid takes it again with a new deadline. */
+    ck_assert_int_eq(cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, me, 3000, 9000, NULL), 0);
+    ck_assert_int_eq(cw_store_lease_release_exact(st, &k, &seen), -ENOENT);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &now), 0);
+    ck_assert_uint_eq(now.kind, CW_STORE_LEASE_FETCH);
+    ck_assert_int_eq(cw_store_lease_release_exact(st, &k, &now), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &now), -ENOENT);
+    cw_store_reader_close(r);
+    cw_store_close(st);
 }
 END_TEST
 
@@ -358,6 +391,7 @@ Suite *store_lease_suite(void)
     tcase_add_test(tc, test_store_lease_take_busy_release);
     tcase_add_test(tc, test_store_lease_expired_takeover);
     tcase_add_test(tc, test_store_lease_refresh_wanted);
+    tcase_add_test(tc, test_store_lease_release_exact);
     tcase_add_test(tc, test_store_lease_dead_owner_takeover);
     tcase_add_test(tc, test_store_lease_put_release);
     tcase_add_test(tc, test_store_lease_scan_bounded);
