@@ -30,8 +30,9 @@
 
 #define WORKER_CONN_LIMIT   8192
 #define WORKER_DRAIN_MIN_MS 100
-#define WORKER_SETTLE_MS    2000 /* after the grace: for 503s to the last requests */
-#define WORKER_CONN_TIMEOUT 60   /* seconds an idle keep-alive connection is kept */
+#define WORKER_JOIN_BYTES   32768 /* MHD's default connection memory: a whole request head */
+#define WORKER_SETTLE_MS    2000  /* after the grace: for 503s to the last requests */
+#define WORKER_CONN_TIMEOUT 60    /* seconds an idle keep-alive connection is kept */
 #define WORKER_VARY_BYTES   1024
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
@@ -74,10 +75,56 @@ void worker_count(struct worker_req *r, enum worker_result res)
     cw_seg_add(r->w->seg, r->w->slot, map[res], 1);
 }
 
+/* Joins the lines of one request field with ", " (RFC 9110 §5.3) into j->buf, or only
+ * counts them when j->buf is NULL. */
+struct worker_join {
+    const char *name;
+    char *buf;
+    size_t len;
+    unsigned lines;
+};
+
+static enum MHD_Result worker_join_line(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct worker_join *j = cls;
+    size_t n = value ? strlen(value) : 0;
+
+    (void)kind;
+    if (strcasecmp(key, j->name) != 0) return MHD_YES;
+    if (j->buf == NULL) {
+        j->lines++;
+        return MHD_YES;
+    }
+    /* The whole request head fits MHD's 32 KiB connection memory, so this never truncates. */
+    if (j->lines++ > 0 && j->len + 2 < WORKER_JOIN_BYTES) {
+        memcpy(j->buf + j->len, ", ", 2);
+        j->len += 2;
+    }
+    if (n > WORKER_JOIN_BYTES - 1 - j->len) n = WORKER_JOIN_BYTES - 1 - j->len;
+    memcpy(j->buf + j->len, value ? value : "", n);
+    j->len += n;
+    j->buf[j->len] = '\0';
+    return MHD_YES;
+}
+
+/* A request field's value: its one line, or all its lines joined, as an origin that combines
+ * them sees it, so a key or Vary value always matches what the origin answered. A joined
+ * value is valid until the next call for this request. */
 const char *worker_req_header(void *cls, const char *name)
 {
     struct worker_req *r = cls;
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    const char *first = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    struct worker_join j = {.name = name};
+
+    if (first == NULL) return NULL;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_join_line, &j);
+    if (j.lines <= 1) return first;
+    if (r->join_buf == NULL) r->join_buf = malloc(WORKER_JOIN_BYTES);
+    if (r->join_buf == NULL) return first;
+    j = (struct worker_join){.name = name, .buf = r->join_buf};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_join_line, &j);
+    return r->join_buf;
 }
 
 enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp)
@@ -570,6 +617,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     free(r->hdr_lines);
     if (r->q.has_lease) cw_fill_abandon(&w->fill_mhd, &r->q, false);
     free(r->q.key_buf);
+    free(r->join_buf);
     free(r->uri);
     free(r);
     atomic_fetch_sub(&w->inflight, 1);

@@ -105,6 +105,7 @@ struct worker_req {
     bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
     bool close;                  /* close the connection after the answer */
     bool refetched;              /* sent again without validators after an unusable 304 */
+    char *join_buf;              /* worker_req_header()'s joined multi-line values (owned) */
     struct cw_fetch_job job;
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */

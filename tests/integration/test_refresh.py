@@ -273,7 +273,10 @@ def test_swr_answers_at_once_one_refresh(env):
     assert n_refresh == 1, f"origin saw {n_refresh} refreshes for 50 stale hits, want 1"
     assert landed >= 1.5, f"the refresh landed {landed:.2f}s after the burst, before the " \
         f"2 s origin delay: the STALE answers did not wait for nothing"
-    assert p99 < 0.010 * cw.TIME_FACTOR, f"STALE p99 {ms(p99)}, want < {10 * cw.TIME_FACTOR:.0f} ms"
+    # All 50 are released at once onto 2 workers on 2 cores, so the last answers queue behind
+    # the others: the typical answer must take under 10 ms, the 99th under 20 ms.
+    assert p50 < 0.010 * cw.TIME_FACTOR, f"STALE p50 {ms(p50)}, want < {10 * cw.TIME_FACTOR:.0f} ms"
+    assert p99 < 0.020 * cw.TIME_FACTOR, f"STALE p99 {ms(p99)}, want < {20 * cw.TIME_FACTOR:.0f} ms"
     assert worst < 0.050 * cw.TIME_FACTOR, f"slowest STALE answer {ms(worst)}, want < {50 * cw.TIME_FACTOR:.0f} ms"
 
 

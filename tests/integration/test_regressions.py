@@ -131,3 +131,22 @@ def test_review_unusable_304_is_refetched(env):
     env.note(f"r1 {r1!r}")
     env.note(f"r2 {r2!r}")
     assert r2.status == 200, r2
+
+
+def test_review_repeated_vary_field_is_joined(env):
+    """A Vary-nominated field sent on two lines keys the variant by both values joined (as
+    an origin that combines them answers), so a client sending only the first value does
+    not get that answer."""
+    o = env.origin()
+    d = env.daemon(o, workers=1)
+    path = f"/jv?vary=Accept-Language&cc={q('max-age=600')}"
+    host = f"{cw.LOOPBACK}:{d.port}"
+    prime = d.get(path, headers={"Accept-Language": "de"})  # records the Vary
+    assert prime.status == 200, prime
+    two = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept-Language: en\r\n"
+           f"Accept-Language: fr\r\nConnection: close\r\n\r\n").encode()
+    raw = cw.raw_request(d.port, two).decode("latin-1")
+    assert raw.startswith("HTTP/1.1 200"), raw[:200]
+    one = d.get(path, headers={"Accept-Language": "en"})
+    assert one.header("x-cache") == "MISS", \
+        f"a client sending only 'en' got the answer stored for 'en, fr': {one}"
