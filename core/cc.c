@@ -23,7 +23,6 @@ struct cc_dir {
 };
 
 static bool cc_is_tchar(unsigned char c);
-static bool cc_is_ows(unsigned char c);
 static size_t cc_skip_ows(const char *p, size_t len, size_t i);
 static size_t cc_skip_to_comma(const char *p, size_t len, size_t i);
 static size_t cc_parse_value(const char *p, size_t len, size_t i, struct cc_dir *d);
@@ -62,15 +61,10 @@ static bool cc_is_tchar(unsigned char c)
     }
 }
 
-static bool cc_is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 /* Returns the first index at or after i that is not OWS (len when none). */
 static size_t cc_skip_ows(const char *p, size_t len, size_t i)
 {
-    while (i < len && cc_is_ows((unsigned char)p[i]))
+    while (i < len && cw_is_ows((unsigned char)p[i]))
         i++;
     return i;
 }
@@ -321,7 +315,7 @@ bool cw_cc_list_has(struct cw_str list, struct cw_str name)
         while (end < list.len && list.p[end] != ',')
             end++;
         i = end + 1;
-        while (end > start && cc_is_ows((unsigned char)list.p[end - 1]))
+        while (end > start && cw_is_ows((unsigned char)list.p[end - 1]))
             end--;
         if (cw_str_eq_ci(cw_str_make(list.p + start, end - start), name)) return true;
     }

@@ -11,11 +11,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CW_MUST_CHECK __attribute__((warn_unused_result))
+#define CW_MUST_CHECK   __attribute__((warn_unused_result))
 #define CW_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define CW_UNUSED __attribute__((unused))
-#define CW_LIKELY(x) __builtin_expect(!!(x), 1)
-#define CW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CW_UNUSED       __attribute__((unused))
+#define CW_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define CW_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define CW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A byte range that is never assumed to end in NUL. Borrowed unless a function says
@@ -37,6 +37,12 @@ static inline struct cw_str cw_str_cstr(const char *p)
 {
     struct cw_str s = {p, p ? strlen(p) : 0};
     return s;
+}
+
+/* RFC 9110 §5.6.3 OWS: space or horizontal tab. */
+static inline bool cw_is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
 }
 
 /* Case-insensitive ASCII compare of two byte ranges. */

@@ -19,7 +19,6 @@ struct cond_etag {
     struct cw_str opaque;
 };
 
-static bool cond_is_ows(unsigned char c);
 static size_t cond_skip_ows(const char *p, size_t len, size_t i);
 static struct cw_str cond_trim(struct cw_str s);
 static bool cond_present(struct cw_str s);
@@ -42,14 +41,9 @@ static size_t cond_emit(const struct cw_entry_header *h, size_t n, struct cw_str
                         struct cw_entry_header *out, size_t out_n);
 static bool cond_host_eq(struct cw_str a, struct cw_str b);
 
-static bool cond_is_ows(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 static size_t cond_skip_ows(const char *p, size_t len, size_t i)
 {
-    while (i < len && cond_is_ows((unsigned char)p[i]))
+    while (i < len && cw_is_ows((unsigned char)p[i]))
         i++;
     return i;
 }
@@ -57,11 +51,11 @@ static size_t cond_skip_ows(const char *p, size_t len, size_t i)
 static struct cw_str cond_trim(struct cw_str s)
 {
     if (s.p == NULL) return cw_str_make(NULL, 0);
-    while (s.len > 0 && cond_is_ows((unsigned char)s.p[0])) {
+    while (s.len > 0 && cw_is_ows((unsigned char)s.p[0])) {
         s.p++;
         s.len--;
     }
-    while (s.len > 0 && cond_is_ows((unsigned char)s.p[s.len - 1]))
+    while (s.len > 0 && cw_is_ows((unsigned char)s.p[s.len - 1]))
         s.len--;
     return s;
 }

@@ -23,7 +23,6 @@ static int64_t fresh_add_sat(int64_t a, int64_t b);
 static int64_t fresh_sub_sat(int64_t a, int64_t b);
 static int64_t fresh_mul_sat(int64_t a, int64_t b);
 static int64_t fresh_max(int64_t a, int64_t b);
-static bool fresh_is_ws(unsigned char c);
 static struct cw_str fresh_trim(struct cw_str s);
 static bool fresh_eq_ci(const char *p, const char *lit, size_t n);
 static bool fresh_digits(const char *p, size_t n, int *out);
@@ -77,19 +76,14 @@ static int64_t fresh_max(int64_t a, int64_t b)
     return a > b ? a : b;
 }
 
-static bool fresh_is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 static struct cw_str fresh_trim(struct cw_str s)
 {
     if (s.p == NULL) return cw_str_make("", 0);
-    while (s.len > 0 && fresh_is_ws((unsigned char)s.p[0])) {
+    while (s.len > 0 && cw_is_ows((unsigned char)s.p[0])) {
         s.p++;
         s.len--;
     }
-    while (s.len > 0 && fresh_is_ws((unsigned char)s.p[s.len - 1]))
+    while (s.len > 0 && cw_is_ows((unsigned char)s.p[s.len - 1]))
         s.len--;
     return s;
 }

@@ -81,11 +81,6 @@ void cw_fetch_job_reset(struct cw_fetch_job *job)
     job->errbuf[0] = '\0';
 }
 
-static inline bool fetch_is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
 bool cw_fetch_job_header_next(const struct cw_fetch_job *job, size_t *off, struct cw_str *name,
                               struct cw_str *value)
 {
@@ -100,9 +95,9 @@ bool cw_fetch_job_header_next(const struct cw_fetch_job *job, size_t *off, struc
     if (colon == NULL) return false; /* the header callback only stores lines with a colon */
     *name = cw_str_make(p, (size_t)(colon - p));
     p = colon + 1;
-    while (p < end && fetch_is_ows(*p))
+    while (p < end && cw_is_ows((unsigned char)*p))
         p++;
-    while (end > p && fetch_is_ows(end[-1]))
+    while (end > p && cw_is_ows((unsigned char)end[-1]))
         end--;
     *value = cw_str_make(p, (size_t)(end - p));
     return true;
@@ -156,9 +151,9 @@ static bool fetch_is_valid_field(const char *p, size_t len, struct cw_str *name,
     for (i = 0; i < name->len; i++)
         if (!fetch_is_tchar((unsigned char)p[i])) return false;
     const char *v = colon + 1, *end = p + len;
-    while (v < end && fetch_is_ows(*v))
+    while (v < end && cw_is_ows((unsigned char)*v))
         v++;
-    while (end > v && fetch_is_ows(end[-1]))
+    while (end > v && cw_is_ows((unsigned char)end[-1]))
         end--;
     *value = cw_str_make(v, (size_t)(end - v));
     return value->len <= CW_LIMIT_HEADER_VALUE_BYTES && fetch_is_field_value(v, value->len);
@@ -184,7 +179,7 @@ static bool fetch_framing_ok(struct fetch_xfer *x, struct cw_str name, struct cw
         if (i == start) return false;
         if (x->content_length >= 0 && x->content_length != v) return false;
         x->content_length = v;
-        while (i < value.len && (fetch_is_ows(value.p[i]) || value.p[i] == ','))
+        while (i < value.len && (cw_is_ows((unsigned char)value.p[i]) || value.p[i] == ','))
             i++;
     }
     return !x->chunked;
@@ -212,7 +207,8 @@ static size_t fetch_on_header(char *p, size_t size, size_t nitems, void *cls)
     }
     if (len == 0) return n;
     /* RFC 9112 §5.2: a proxy must reject or replace obs-fold; we reject. */
-    if (fetch_is_ows(p[0]) || !fetch_is_valid_field(p, len, &name, &value)) goto out_bad;
+    if (cw_is_ows((unsigned char)p[0]) || !fetch_is_valid_field(p, len, &name, &value))
+        goto out_bad;
     if (!fetch_framing_ok(x, name, value)) goto out_bad;
     if (job->header_count >= CW_LIMIT_HEADER_COUNT) goto out_bad;
     if (fetch_buf_append(&job->headers, p, len, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
