@@ -24,6 +24,8 @@ static int key_put(char *buf, size_t cap, size_t *len, const char *p, size_t n);
 static int key_put_lower(char *buf, size_t cap, size_t *len, const char *p, size_t n);
 static bool key_param_listed(const struct cw_config_route *route, const char *name, size_t n);
 static int key_param_cmp(const struct key_param *a, const struct key_param *b);
+static bool key_param_next(struct cw_str query, size_t *at, struct key_param *prm);
+static bool key_param_is_kept(const struct cw_config_route *route, const struct key_param *prm);
 static int key_query_split(const struct cw_config_route *route, struct cw_str query,
                            struct key_param *params, size_t *count);
 static void key_params_sort(struct key_param *params, size_t count);
@@ -115,28 +117,51 @@ static int key_param_cmp(const struct key_param *a, const struct key_param *b)
     return a->name_len < b->name_len ? -1 : 1;
 }
 
+/* Reads the parameter of query that starts at *at into *prm and moves *at past its '&':
+ * false once every parameter is read (*at > query.len). Empty parameters ("a&&b", a final
+ * '&') come back with len 0. The one parser of query strings: the key and the query sent to
+ * the origin (cw_key_forward_query()) must split alike, or a parameter could be forwarded
+ * without being keyed. query.len must be > 0. */
+static bool key_param_next(struct cw_str query, size_t *at, struct key_param *prm)
+{
+    size_t start = *at;
+    const char *amp;
+    const char *eq;
+    size_t end;
+
+    if (start > query.len) return false;
+    amp = start < query.len ? memchr(query.p + start, '&', query.len - start) : NULL;
+    end = amp != NULL ? (size_t)(amp - query.p) : query.len;
+    prm->p = query.p + start;
+    prm->len = end - start;
+    prm->name_len = prm->len;
+    eq = prm->len > 0 ? memchr(prm->p, '=', prm->len) : NULL;
+    if (eq != NULL) prm->name_len = (size_t)(eq - prm->p);
+    *at = end + 1;
+    return true;
+}
+
+/* True when a SORT or LIST key keeps the parameter: it is not empty and, for LIST, its name
+ * is one of the route's query_keep. */
+static bool key_param_is_kept(const struct cw_config_route *route, const struct key_param *prm)
+{
+    return prm->len > 0 &&
+           (route->query != CW_CONFIG_QUERY_LIST || key_param_listed(route, prm->p, prm->name_len));
+}
+
 /* Splits query on '&' into params, dropping empty parameters and, for LIST, parameters not
  * named by the route: 0 and *count, or -ENOSPC past CW_KEY_QUERY_PARAMS_MAX kept params. */
 static int key_query_split(const struct cw_config_route *route, struct cw_str query,
                            struct key_param *params, size_t *count)
 {
+    struct key_param prm;
     size_t n = 0;
-    size_t start = 0;
+    size_t at = 0;
 
-    while (start <= query.len) {
-        const char *amp =
-            start < query.len ? memchr(query.p + start, '&', query.len - start) : NULL;
-        size_t end = amp != NULL ? (size_t)(amp - query.p) : query.len;
-        struct key_param prm = {query.p + start, end - start, end - start};
-        const char *eq = prm.len > 0 ? memchr(prm.p, '=', prm.len) : NULL;
-
-        if (eq != NULL) prm.name_len = (size_t)(eq - prm.p);
-        if (prm.len > 0 && (route->query != CW_CONFIG_QUERY_LIST ||
-                            key_param_listed(route, prm.p, prm.name_len))) {
-            if (n == CW_KEY_QUERY_PARAMS_MAX) return -ENOSPC;
-            params[n++] = prm;
-        }
-        start = end + 1;
+    while (key_param_next(query, &at, &prm)) {
+        if (!key_param_is_kept(route, &prm)) continue;
+        if (n == CW_KEY_QUERY_PARAMS_MAX) return -ENOSPC;
+        params[n++] = prm;
     }
     *count = n;
     return 0;
@@ -224,6 +249,32 @@ int cw_key_build(const struct cw_config_route *route, struct cw_str scheme, stru
     rc = key_query_put(route, query, buf, cap, &n);
     if (rc < 0) return rc;
     *len = n;
+    return 0;
+}
+
+int cw_key_forward_query(const struct cw_config_route *rt, struct cw_str query, char *out,
+                         size_t cap, size_t *out_len)
+{
+    struct key_param prm;
+    size_t n = 0;
+    size_t at = 0;
+    int rc;
+
+    if (rt == NULL || rt->query == CW_CONFIG_QUERY_KEEP || rt->query == CW_CONFIG_QUERY_SORT) {
+        rc = key_put(out, cap, &n, query.p, query.len);
+        if (rc < 0) return rc;
+    } else if (rt->query == CW_CONFIG_QUERY_LIST && query.len > 0) {
+        while (key_param_next(query, &at, &prm)) {
+            if (!key_param_is_kept(rt, &prm)) continue;
+            if (n > 0) {
+                rc = key_put(out, cap, &n, "&", 1);
+                if (rc < 0) return rc;
+            }
+            rc = key_put(out, cap, &n, prm.p, prm.len);
+            if (rc < 0) return rc;
+        }
+    }
+    *out_len = n;
     return 0;
 }
 

@@ -36,6 +36,18 @@ struct cw_key {
 CW_MUST_CHECK int cw_key_build(const struct cw_config_route *route, struct cw_str scheme,
                                struct cw_str host, struct cw_str path_query, char *buf, size_t size,
                                size_t *len);
+/* The query string to send to the origin for route rt: exactly the parameters the key uses,
+ * so that no parameter can choose the stored answer without being part of the key (cache
+ * poisoning through unkeyed parameters). query and out are without the '?'. KEEP and SORT
+ * (and rt NULL): the query as sent; SORT forwards the client's order, since stable sorting by
+ * name only merges requests that differ in the order of different names, or in empty
+ * parameters. IGNORE: nothing (*out_len 0). LIST: only the parameters named in query_keep,
+ * matched on exact name bytes as the key does, in the order sent and joined by '&' (empty
+ * parameters dropped). 0 and *out_len, or -ENOSPC when out (cap bytes) is too small. No
+ * CW_KEY_QUERY_PARAMS_MAX cap: past it cw_key_build() fails, and nothing is cached. out is
+ * not NUL-terminated. */
+CW_MUST_CHECK int cw_key_forward_query(const struct cw_config_route *rt, struct cw_str query,
+                                       char *out, size_t cap, size_t *out_len);
 /* Appends "\n<name>:<normalised value>" at buf[*len]: 0, or -ENOSPC (past size or
  * CW_LIMIT_KEY_BYTES; *len is then unchanged), or -EINVAL when name is empty or not an RFC
  * 9110 token (it could forge the separators). name is lower-cased; value may be empty

@@ -3,8 +3,9 @@
  * Build: clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
  *        tests/fuzz/fuzz_key.c core/key.c core/common.c -o fuzz_key
  * Input: byte 0 picks the query mode, then NUL-separated scheme, host, target, header name,
- * header value. Checks: no crash, the bound holds, building is deterministic, and for
- * SORT/LIST/IGNORE the result is idempotent (normalising a normalised key changes nothing). */
+ * header value. Checks: no crash, the bound holds, building is deterministic, for
+ * SORT/LIST/IGNORE the result is idempotent (normalising a normalised key changes nothing),
+ * and the query cw_key_forward_query() sends to the origin keys exactly as the whole one. */
 #include "core/key.h"
 
 #include <errno.h>
@@ -25,6 +26,29 @@ static struct cw_str fuzz_key_field(const char **p, const char *end)
 
     *p = nul != NULL ? nul + 1 : end;
     return s;
+}
+
+/* The target with its query replaced by the forwarded one builds the same key (key, len). */
+static void fuzz_key_forward(const struct cw_config_route *route, struct cw_str scheme,
+                             struct cw_str host, struct cw_str target, const char *key, size_t len)
+{
+    static char t2[CW_LIMIT_KEY_BYTES * 2 + 2];
+    static char again[CW_LIMIT_KEY_BYTES + 1];
+    const char *qmark = target.len > 0 ? memchr(target.p, '?', target.len) : NULL;
+    size_t path_len = qmark != NULL ? (size_t)(qmark - target.p) : target.len;
+    struct cw_str query = {NULL, 0};
+    size_t fwd_len = 0, len2 = 0;
+    int rc;
+
+    if (qmark != NULL) query = cw_str_make(qmark + 1, target.len - path_len - 1);
+    if (path_len + 1 + query.len > sizeof(t2)) return;
+    if (path_len > 0) memcpy(t2, target.p, path_len);
+    t2[path_len] = '?';
+    rc = cw_key_forward_query(route, query, t2 + path_len + 1, sizeof(t2) - path_len - 1, &fwd_len);
+    if (rc != 0 || fwd_len > query.len) abort();
+    rc = cw_key_build(route, scheme, host, cw_str_make(t2, path_len + 1 + fwd_len), again,
+                      sizeof(again), &len2);
+    if (rc != 0 || len2 != len || memcmp(again, key, len) != 0) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -78,6 +102,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (rc2 != 0 || len2 != 4 + t2.len || memcmp(again + 4, t2.p, t2.len) != 0) abort();
         }
     }
+
+    fuzz_key_forward(&route, scheme, host, target, buf, len);
 
     rc = cw_key_append_header(buf, sizeof(buf), &len, name, value);
     if (rc != 0 && rc != -EINVAL && rc != -ENOSPC) abort();

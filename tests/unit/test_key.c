@@ -210,6 +210,188 @@ START_TEST(test_key_build_small_buffer)
 }
 END_TEST
 
+/* Forwards query under route into out (NUL-terminated) and returns the length. */
+static size_t forward(const struct cw_config_route *route, const char *query, char *out,
+                      size_t size)
+{
+    size_t len = 12345;
+
+    ck_assert_int_eq(cw_key_forward_query(route, cw_str_cstr(query), out, size - 1, &len), 0);
+    ck_assert_uint_lt(len, size);
+    out[len] = '\0';
+    return len;
+}
+
+static void check_forward_at(const struct cw_config_route *route, const char *query,
+                             const char *want, int line)
+{
+    char out[256];
+
+    forward(route, query, out, sizeof(out));
+    ck_assert_msg(strcmp(out, want) == 0, "line %d: \"%s\" forwarded as \"%s\", want \"%s\"", line,
+                  query, out, want);
+}
+#define check_forward(r, q, w) check_forward_at((r), (q), (w), __LINE__)
+
+START_TEST(test_key_forward_query_modes)
+{
+    char *keep[] = {"id", "lang"};
+    struct cw_config_route r = {0};
+
+    check_forward(NULL, "b=2&&a=1", "b=2&&a=1");
+    r.query = CW_CONFIG_QUERY_KEEP;
+    check_forward(&r, "b=2&&a=1&", "b=2&&a=1&");
+    check_forward(&r, "", "");
+    r.query = CW_CONFIG_QUERY_SORT; /* as sent: sorting is for the key only */
+    check_forward(&r, "b=2&a=1&&c", "b=2&a=1&&c");
+    r.query = CW_CONFIG_QUERY_IGNORE;
+    check_forward(&r, "utm=1&b=2", "");
+    check_forward(&r, "", "");
+    r.query = CW_CONFIG_QUERY_LIST;
+    r.query_keep = keep;
+    r.query_keep_count = 2;
+    check_forward(&r, "utm=x&lang=de&id=7&idx=1&&id=8&lang", "lang=de&id=7&id=8&lang");
+    check_forward(&r, "utm=x", "");
+    check_forward(&r, "", "");
+    check_forward(&r, "&&id=1&", "id=1");
+    check_forward(&r, "id=&x", "id=");
+    check_forward(&r, "Lang=de&ID=1&i%64=1&id =1", ""); /* exact name bytes, as the key */
+    check_forward(&r, "id=1;utm=2&lang=a%26b", "id=1;utm=2&lang=a%26b");
+}
+END_TEST
+
+/* The brief's poisoning case: an unkeyed parameter no longer reaches the origin. */
+START_TEST(test_key_forward_query_unkeyed_not_sent)
+{
+    char *keep[] = {"page"};
+    struct cw_config_route r = {0};
+    char a[256], b[256];
+    size_t la = 0, lb = 0;
+
+    r.query = CW_CONFIG_QUERY_LIST;
+    r.query_keep = keep;
+    r.query_keep_count = 1;
+    check_forward(&r, "page=1&utm_content=X", "page=1");
+    ck_assert_int_eq(cw_key_build(&r, CW_STR_LIT("http"), CW_STR_LIT("h"),
+                                  CW_STR_LIT("/l?page=1&utm_content=X"), a, sizeof(a), &la),
+                     0);
+    ck_assert_int_eq(cw_key_build(&r, CW_STR_LIT("http"), CW_STR_LIT("h"), CW_STR_LIT("/l?page=1"),
+                                  b, sizeof(b), &lb),
+                     0);
+    ck_assert(la == lb && memcmp(a, b, la) == 0);
+}
+END_TEST
+
+START_TEST(test_key_forward_query_small_buffer)
+{
+    char *keep[] = {"id"};
+    struct cw_config_route r = {0};
+    char out[16];
+    size_t len = 99;
+
+    ck_assert_int_eq(cw_key_forward_query(NULL, CW_STR_LIT("a=1&b=2"), out, 7, &len), 0);
+    ck_assert_uint_eq(len, 7);
+    len = 99;
+    ck_assert_int_eq(cw_key_forward_query(NULL, CW_STR_LIT("a=1&b=2"), out, 6, &len), -ENOSPC);
+    ck_assert_uint_eq(len, 99);
+    r.query = CW_CONFIG_QUERY_LIST;
+    r.query_keep = keep;
+    r.query_keep_count = 1;
+    ck_assert_int_eq(cw_key_forward_query(&r, CW_STR_LIT("id=1&x=2&id=3"), out, 9, &len), 0);
+    ck_assert_uint_eq(len, 9);
+    ck_assert_int_eq(memcmp(out, "id=1&id=3", 9), 0);
+    ck_assert_int_eq(cw_key_forward_query(&r, CW_STR_LIT("id=1&x=2&id=3"), out, 8, &len), -ENOSPC);
+    ck_assert_int_eq(cw_key_forward_query(&r, CW_STR_LIT("id=1&x=2&id=3"), out, 4, &len), -ENOSPC);
+    r.query = CW_CONFIG_QUERY_IGNORE;
+    ck_assert_int_eq(cw_key_forward_query(&r, CW_STR_LIT("id=1"), out, 0, &len), 0);
+    ck_assert_uint_eq(len, 0);
+}
+END_TEST
+
+/* Key of "/p?<query>" under route, NUL-terminated, in out. */
+static void key_of(const struct cw_config_route *route, const char *query, char *out, size_t size)
+{
+    char target[256];
+    size_t len = 0;
+
+    snprintf(target, sizeof(target), "/p?%s", query);
+    ck_assert_int_eq(cw_key_build(route, CW_STR_LIT("http"), CW_STR_LIT("h"), cw_str_cstr(target),
+                                  out, size - 1, &len),
+                     0);
+    out[len] = '\0';
+}
+
+/* query with its index-th '&'-separated parameter removed. */
+static void without_param(const char *query, size_t index, char *out, size_t size)
+{
+    size_t used = 0, i = 0;
+    const char *p = query;
+
+    out[0] = '\0';
+    for (;; i++) {
+        size_t n = strcspn(p, "&");
+        if (i != index) {
+            used += (size_t)snprintf(out + used, size - used, "%s%.*s", used ? "&" : "", (int)n, p);
+        }
+        if (p[n] == '\0') break;
+        p += n + 1;
+    }
+}
+
+/* For every mode and query: a non-empty parameter changes the key exactly when it changes
+ * what is forwarded, the forwarded query keys as the whole one does, and forwarding is
+ * idempotent. */
+START_TEST(test_key_forward_query_keyed_iff_forwarded)
+{
+    static const char *const queries[] = {"page=1&utm_content=X",
+                                          "b=2&a=1&c",
+                                          "id=7&id=7&lang=de&x",
+                                          "lang&lang=&idx=1&id",
+                                          "a=1&a=2",
+                                          "utm=1",
+                                          "ID=1&id=2&iD=3",
+                                          "id=1;utm=2&lang=a%26b",
+                                          "x&&id=1&",
+                                          "lang=en&page",
+                                          "page=2&page=1&PAGE=3"};
+    char *keep[] = {"id", "lang", "page"};
+    struct cw_config_route r = {0};
+    char key_all[512], key_less[512], key_fwd[512];
+    char fwd_all[256], fwd_less[256], fwd_fwd[256], less[256];
+
+    r.query_keep = keep;
+    r.query_keep_count = CW_ARRAY_LEN(keep);
+    for (int mode = CW_CONFIG_QUERY_KEEP; mode <= CW_CONFIG_QUERY_LIST; mode++) {
+        r.query = (enum cw_config_query)mode;
+        for (size_t q = 0; q < CW_ARRAY_LEN(queries); q++) {
+            const char *query = queries[q];
+            size_t count = 1;
+            for (const char *c = query; *c != '\0'; c++) {
+                count += *c == '&';
+            }
+            key_of(&r, query, key_all, sizeof(key_all));
+            forward(&r, query, fwd_all, sizeof(fwd_all));
+            key_of(&r, fwd_all, key_fwd, sizeof(key_fwd));
+            ck_assert_msg(strcmp(key_all, key_fwd) == 0, "mode %d \"%s\": key %s vs %s", mode,
+                          query, key_all, key_fwd);
+            forward(&r, fwd_all, fwd_fwd, sizeof(fwd_fwd));
+            ck_assert_str_eq(fwd_fwd, fwd_all);
+            for (size_t i = 0; i < count; i++) {
+                bool keyed, sent;
+                without_param(query, i, less, sizeof(less));
+                if (strlen(less) + 1 == strlen(query)) continue; /* an empty parameter */
+                key_of(&r, less, key_less, sizeof(key_less));
+                forward(&r, less, fwd_less, sizeof(fwd_less));
+                keyed = strcmp(key_less, key_all) != 0;
+                sent = strcmp(fwd_less, fwd_all) != 0;
+                ck_assert_msg(keyed == sent, "mode %d \"%s\" param %zu: keyed %d, forwarded %d",
+                              mode, query, i, keyed, sent);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_key_append_header_normalises)
 {
     size_t len = 0;
@@ -371,6 +553,10 @@ Suite *key_suite(void)
     tcase_add_test(tc, test_key_build_query_param_cap);
     tcase_add_test(tc, test_key_build_limit);
     tcase_add_test(tc, test_key_build_small_buffer);
+    tcase_add_test(tc, test_key_forward_query_modes);
+    tcase_add_test(tc, test_key_forward_query_unkeyed_not_sent);
+    tcase_add_test(tc, test_key_forward_query_small_buffer);
+    tcase_add_test(tc, test_key_forward_query_keyed_iff_forwarded);
     tcase_add_test(tc, test_key_append_header_normalises);
     tcase_add_test(tc, test_key_append_header_no_injection);
     tcase_add_test(tc, test_key_append_header_limit);
