@@ -437,6 +437,8 @@ void cw_config_free(struct cw_config *cfg)
         free(r->match);
         config_free_strv(r->query_keep, r->query_keep_count);
         config_free_strv(r->key_headers, r->key_headers_count);
+        config_free_strv(r->strip_headers, r->strip_headers_count);
+        free(r->trust_forwarded);
     }
     free(cfg->origins);
     free(cfg->routes);

@@ -23,6 +23,13 @@ enum cw_config_query {
     CW_CONFIG_QUERY_LIST,     /* only the parameters named in query_keep, sorted */
 };
 
+/* What a request's Cookie header does to caching on a route. */
+enum cw_config_cookies {
+    CW_CONFIG_COOKIES_PASS = 0, /* with Cookie and no explicit freshness: passed, not stored */
+    CW_CONFIG_COOKIES_IGNORE,   /* Cookie does not affect caching */
+    CW_CONFIG_COOKIES_KEY,      /* the Cookie value is part of the key */
+};
+
 enum cw_config_log_format {
     CW_CONFIG_LOG_COMBINED = 0,
     CW_CONFIG_LOG_JSON,
@@ -36,10 +43,18 @@ struct cw_config_origin {
     int max_conns;              /* keep-alive connections per worker, default 64 */
 };
 
+/* An address range (purge.allow, routes[].trust_forwarded); family AF_INET or AF_INET6, addr
+ * in network order, no bits set past prefix_len. */
+struct cw_config_cidr {
+    int family;
+    uint8_t addr[16];
+    int prefix_len;
+};
+
 struct cw_config_route {
-    char *host;                  /* NULL = any host; else lower-cased, no port */
-    size_t host_len;             /* strlen(host); 0 when host is NULL */
-    char *match;                 /* path prefix, starts with '/' */
+    char *host;      /* NULL = any host; else lower-cased, no port */
+    size_t host_len; /* strlen(host); 0 when host is NULL */
+    char *match;     /* path prefix, starts with '/' */
     size_t match_len;
     int origin;                  /* index into cw_config.origins */
     int64_t ttl_ms;              /* when the origin says nothing; default 60 s */
@@ -55,17 +70,15 @@ struct cw_config_route {
     bool ignore_client_no_cache; /* default false */
     bool strip_set_cookie;       /* cache responses with Set-Cookie, cookie stripped */
     enum cw_config_query query;
-    char **query_keep;           /* CW_CONFIG_QUERY_LIST names */
+    char **query_keep; /* CW_CONFIG_QUERY_LIST names */
     size_t query_keep_count;
-    char **key_headers;          /* request headers added to the key, lower-cased */
+    char **key_headers; /* request headers added to the key, lower-cased */
     size_t key_headers_count;
-};
-
-/* An address range allowed to PURGE; family AF_INET or AF_INET6, addr in network order. */
-struct cw_config_cidr {
-    int family;
-    uint8_t addr[16];
-    int prefix_len;
+    char **strip_headers; /* request headers removed before forwarding, lower-cased */
+    size_t strip_headers_count;
+    struct cw_config_cidr *trust_forwarded; /* peers whose X-Forwarded-* etc. pass unchanged */
+    size_t trust_forwarded_count;           /* default 0: nobody */
+    enum cw_config_cookies cookies;         /* default CW_CONFIG_COOKIES_PASS */
 };
 
 struct cw_config {
@@ -75,10 +88,12 @@ struct cw_config {
     enum cw_log_level log_level;
     char *log_access; /* NULL = none, "-" = stderr, else a path */
     enum cw_config_log_format log_format;
-    int64_t shutdown_grace_ms; /* default 10 s */
+    int64_t shutdown_grace_ms;        /* default 10 s */
+    int64_t client_header_timeout_ms; /* whole request head must arrive within; default 60 s */
+    int64_t client_body_timeout_ms;   /* longest silence between body reads; default 60 s */
 
-    char *cache_path;          /* default "/var/cache/cachewarp/l1.mdb" */
-    uint64_t cache_size_bytes; /* default 1G */
+    char *cache_path;                /* default "/var/cache/cachewarp/l1.mdb" */
+    uint64_t cache_size_bytes;       /* default 1G */
     uint64_t cache_max_object_bytes; /* default 8M */
 
     bool redis_enabled;
@@ -92,8 +107,8 @@ struct cw_config {
     struct cw_config_route *routes;
     size_t route_count;
 
-    char *stats_listen;    /* NULL = no stats listener */
-    char *stats_textfile;  /* NULL = none */
+    char *stats_listen;   /* NULL = no stats listener */
+    char *stats_textfile; /* NULL = none */
     int64_t stats_interval_ms;
 
     char *control_socket;
@@ -119,12 +134,19 @@ CW_MUST_CHECK int cw_config_parse_duration(const char *s, int64_t *out_ms);
 CW_MUST_CHECK int cw_config_parse_size(const char *s, uint64_t *out);
 /* "127.0.0.1/32", "::1/128", "10.0.0.0/8", a bare address = host route: 0 or -EINVAL. */
 CW_MUST_CHECK int cw_config_parse_cidr(const char *s, struct cw_config_cidr *out);
-/* True when the address (family, bytes in network order) lies in one of cfg's allow ranges. */
+/* True when the address (family AF_INET or AF_INET6, bytes in network order) lies in one of
+ * the count ranges of list. An IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack
+ * socket's peer) also matches the IPv4 ranges. list may be NULL when count is 0. */
+bool cw_config_cidr_match(const struct cw_config_cidr *list, size_t count, int family,
+                          const uint8_t *addr);
+/* True when the address lies in one of cfg's purge.allow ranges (cw_config_cidr_match()). */
 bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint8_t *addr);
+/* True when the address lies in one of rt's trust_forwarded ranges: such a peer may send
+ * X-Forwarded-*, Forwarded, X-Original-URL... through unchanged (cw_config_cidr_match()). */
+bool cw_config_route_trusts(const struct cw_config_route *rt, int family, const uint8_t *addr);
 
 /* Splits "host:port", "[v6]:port" or ":port" into host (copied, NUL-terminated, "" when
  * absent) and port: 0, or -EINVAL. */
-CW_MUST_CHECK int cw_config_split_hostport(const char *s, char *host, size_t host_size,
-                                           int *port);
+CW_MUST_CHECK int cw_config_split_hostport(const char *s, char *host, size_t host_size, int *port);
 
 #endif /* CW_CONFIG_H */

@@ -128,9 +128,10 @@ static int config_control_socket(struct config_ctx *cx, const config_setting_t *
     return cw_config_take_str(cx, s, &cfg->control_socket, false);
 }
 
-static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, void *base)
+/* A list of at most max address ranges into *dst (replacing what it held) and *count. */
+static int config_take_cidrs(struct config_ctx *cx, const config_setting_t *s, int max,
+                             struct cw_config_cidr **dst, size_t *count)
 {
-    struct cw_config *cfg = base;
     struct cw_config_cidr *v;
     int n = config_setting_length(s);
     char q[64];
@@ -138,9 +139,7 @@ static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, 
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_ARRAY, "a list [ \"10.0.0.0/8\", ... ]");
     }
-    if (n > CW_LIMIT_PURGE_ALLOW) {
-        return cw_config_fail(cx, s, "more than %d entries", CW_LIMIT_PURGE_ALLOW);
-    }
+    if (n > max) return cw_config_fail(cx, s, "more than %d entries", max);
     if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL) return cw_config_oom(cx);
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
@@ -151,13 +150,21 @@ static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, 
             goto out_free;
         }
     }
-    free(cfg->purge_allow);
-    cfg->purge_allow = v;
-    cfg->purge_allow_count = (size_t)n;
+    free(*dst);
+    *dst = v;
+    *count = (size_t)n;
     return 0;
 out_free:
     free(v);
     return -EINVAL;
+}
+
+static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config *cfg = base;
+
+    return config_take_cidrs(cx, s, CW_LIMIT_PURGE_ALLOW, &cfg->purge_allow,
+                             &cfg->purge_allow_count);
 }
 
 static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, void *base)
@@ -347,6 +354,43 @@ static int config_route_key_headers(struct config_ctx *cx, const config_setting_
                                "a header name", &r->key_headers, &r->key_headers_count);
 }
 
+static int config_route_strip_headers(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_route *r = base;
+
+    return config_take_strlist(cx, s, CW_LIMIT_STRIP_HEADERS, config_is_header_name, true,
+                               "a header name", &r->strip_headers, &r->strip_headers_count);
+}
+
+static int config_route_trust_forwarded(struct config_ctx *cx, const config_setting_t *s,
+                                        void *base)
+{
+    struct cw_config_route *r = base;
+
+    return config_take_cidrs(cx, s, CW_LIMIT_TRUST_FORWARDED, &r->trust_forwarded,
+                             &r->trust_forwarded_count);
+}
+
+static int config_route_cookies(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    static const char *const names[] = {"pass", "ignore", "key"};
+    struct cw_config_route *r = base;
+    const char *v;
+    char q[64];
+    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+
+    if (rc < 0) return rc;
+    v = config_setting_get_string(s);
+    for (size_t i = 0; i < CW_ARRAY_LEN(names); i++) {
+        if (strcmp(v, names[i]) == 0) {
+            r->cookies = (enum cw_config_cookies)i;
+            return 0;
+        }
+    }
+    return cw_config_fail(cx, s, "\"%s\" is not \"pass\", \"ignore\" or \"key\"",
+                          cw_config_quote(v, q, sizeof(q)));
+}
+
 static int config_route_query(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     static const char *const names[] = {"keep", "sort", "ignore"};
@@ -424,6 +468,8 @@ static const struct config_opt config_top_opts[] = {
     CONFIG_FN("listen", config_top_listen),
     CONFIG_OPT("workers", CW_CONFIG_KIND_INT, CW_CFG, workers, 0, CW_LIMIT_WORKERS),
     CONFIG_OPT("shutdown_grace", CW_CONFIG_KIND_MS, CW_CFG, shutdown_grace_ms, 0, 0),
+    CONFIG_OPT("client_header_timeout", CW_CONFIG_KIND_MS, CW_CFG, client_header_timeout_ms, 1, 0),
+    CONFIG_OPT("client_body_timeout", CW_CONFIG_KIND_MS, CW_CFG, client_body_timeout_ms, 1, 0),
     CONFIG_GROUP("log", config_log_opts),
     CONFIG_GROUP("cache", config_cache_opts),
     CONFIG_GROUP("redis", config_redis_opts),
@@ -460,6 +506,9 @@ static const struct config_opt config_route_opts[] = {
     CONFIG_OPT("strip_set_cookie", CW_CONFIG_KIND_BOOL, CW_RTE, strip_set_cookie, 0, 0),
     CONFIG_FN("query", config_route_query),
     CONFIG_FN("key_headers", config_route_key_headers),
+    CONFIG_FN("strip_headers", config_route_strip_headers),
+    CONFIG_FN("trust_forwarded", config_route_trust_forwarded),
+    CONFIG_FN("cookies", config_route_cookies),
 };
 
 /* Checks that s is a list of 1..limit groups and allocates n zeroed elements of size. */
@@ -514,6 +563,7 @@ static void config_route_defaults(struct cw_config_route *r)
     r->refresh_ahead = 0.1;
     r->stale_target = 0.05;
     r->query = CW_CONFIG_QUERY_KEEP;
+    r->cookies = CW_CONFIG_COOKIES_PASS;
 }
 
 static int config_parse_route(struct config_ctx *cx, const config_setting_t *e,
@@ -597,6 +647,8 @@ int cw_config_schema_defaults(struct config_ctx *cx)
     cfg->log_level = CW_LOG_INFO;
     cfg->log_format = CW_CONFIG_LOG_COMBINED;
     cfg->shutdown_grace_ms = 10000;
+    cfg->client_header_timeout_ms = 60000;
+    cfg->client_body_timeout_ms = 60000;
     cfg->cache_size_bytes = 1024ULL * CW_CONFIG_MIB;
     cfg->cache_max_object_bytes = 8ULL * CW_CONFIG_MIB;
     cfg->redis_enabled = true;

@@ -171,13 +171,14 @@ static bool config_prefix_match(const uint8_t *net, const uint8_t *addr, int pre
 
 /* An IPv4-mapped IPv6 peer (::ffff:a.b.c.d, from a dual-stack socket) also matches the
  * IPv4 ranges, so "127.0.0.1/32" covers it. */
-bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint8_t *addr)
+bool cw_config_cidr_match(const struct cw_config_cidr *list, size_t count, int family,
+                          const uint8_t *addr)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     bool is_mapped = family == AF_INET6 && memcmp(addr, mapped, sizeof(mapped)) == 0;
 
-    for (size_t i = 0; i < cfg->purge_allow_count; i++) {
-        const struct cw_config_cidr *c = &cfg->purge_allow[i];
+    for (size_t i = 0; i < count; i++) {
+        const struct cw_config_cidr *c = &list[i];
         if (c->family == family && config_prefix_match(c->addr, addr, c->prefix_len)) return true;
         if (is_mapped && c->family == AF_INET &&
             config_prefix_match(c->addr, addr + 12, c->prefix_len)) {
@@ -185,4 +186,14 @@ bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint
         }
     }
     return false;
+}
+
+bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint8_t *addr)
+{
+    return cw_config_cidr_match(cfg->purge_allow, cfg->purge_allow_count, family, addr);
+}
+
+bool cw_config_route_trusts(const struct cw_config_route *rt, int family, const uint8_t *addr)
+{
+    return cw_config_cidr_match(rt->trust_forwarded, rt->trust_forwarded_count, family, addr);
 }

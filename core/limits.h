@@ -6,16 +6,16 @@
 #define CW_LIMITS_H
 
 /* Request line and headers. */
-#define CW_LIMIT_URL_BYTES         8192  /* longer request target: 414 */
-#define CW_LIMIT_HOST_BYTES        255   /* DNS name limit; longer Host: 400 */
-#define CW_LIMIT_KEY_BYTES         16384 /* normalised cache key, incl. vary values */
-#define CW_LIMIT_HEADER_COUNT      100   /* headers stored per response */
-#define CW_LIMIT_HEADER_NAME_BYTES 256
+#define CW_LIMIT_URL_BYTES          8192  /* longer request target: 414 */
+#define CW_LIMIT_HOST_BYTES         255   /* DNS name limit; longer Host: 400 */
+#define CW_LIMIT_KEY_BYTES          16384 /* normalised cache key, incl. vary values */
+#define CW_LIMIT_HEADER_COUNT       100   /* headers stored per response */
+#define CW_LIMIT_HEADER_NAME_BYTES  256
 #define CW_LIMIT_HEADER_VALUE_BYTES 8192
-#define CW_LIMIT_HEADERS_BYTES     65536 /* whole stored header block */
-#define CW_LIMIT_VARY_FIELDS       16    /* field names in one Vary */
-#define CW_LIMIT_TAGS              32    /* Surrogate-Key tags indexed per entry */
-#define CW_LIMIT_TAG_BYTES         256
+#define CW_LIMIT_HEADERS_BYTES      65536 /* whole stored header block */
+#define CW_LIMIT_VARY_FIELDS        16    /* field names in one Vary */
+#define CW_LIMIT_TAGS               32    /* Surrogate-Key tags indexed per entry */
+#define CW_LIMIT_TAG_BYTES          256
 
 /* Cache-Control: directives considered per header, and the largest delta-seconds (RFC
  * 9111 §1.2.2: a larger value is taken as 2^31). */
@@ -23,10 +23,12 @@
 #define CW_LIMIT_DELTA_SECONDS 2147483648LL
 
 /* Config. */
-#define CW_LIMIT_ORIGINS 64
-#define CW_LIMIT_ROUTES  256
-#define CW_LIMIT_WORKERS 256
-#define CW_LIMIT_PURGE_ALLOW 64
+#define CW_LIMIT_ORIGINS         64
+#define CW_LIMIT_ROUTES          256
+#define CW_LIMIT_WORKERS         256
+#define CW_LIMIT_PURGE_ALLOW     64
+#define CW_LIMIT_STRIP_HEADERS   32 /* routes[].strip_headers names */
+#define CW_LIMIT_TRUST_FORWARDED 64 /* routes[].trust_forwarded ranges, as purge.allow */
 
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)

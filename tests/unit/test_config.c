@@ -89,6 +89,11 @@ START_TEST(test_config_example_parses)
     ck_assert_int_eq(c.routes[0].min_ttl_ms, 1000);
     ck_assert_int_eq(c.routes[0].max_ttl_ms, 600000);
     ck_assert_uint_eq(c.routes[0].key_headers_count, 0);
+    ck_assert_uint_eq(c.routes[0].strip_headers_count, 0);
+    ck_assert_uint_eq(c.routes[0].trust_forwarded_count, 0);
+    ck_assert_int_eq(c.routes[0].cookies, CW_CONFIG_COOKIES_PASS);
+    ck_assert_int_eq(c.client_header_timeout_ms, 60000);
+    ck_assert_int_eq(c.client_body_timeout_ms, 60000);
     ck_assert_str_eq(c.stats_listen, "127.0.0.1:9145");
     ck_assert_ptr_null(c.stats_textfile);
     ck_assert_int_eq(c.stats_interval_ms, 15000);
@@ -111,6 +116,8 @@ START_TEST(test_config_defaults_from_minimal)
     ck_assert_int_eq(c.log_format, CW_CONFIG_LOG_COMBINED);
     ck_assert_ptr_null(c.log_access);
     ck_assert_int_eq(c.shutdown_grace_ms, 10000);
+    ck_assert_int_eq(c.client_header_timeout_ms, 60000);
+    ck_assert_int_eq(c.client_body_timeout_ms, 60000);
     ck_assert_str_eq(c.cache_path, "/var/cache/cachewarp/l1.mdb");
     ck_assert_uint_eq(c.cache_size_bytes, 1ULL << 30);
     ck_assert_uint_eq(c.cache_max_object_bytes, 8ULL << 20);
@@ -154,6 +161,10 @@ static void check_default_route(const struct cw_config *c)
     ck_assert_int_eq(r->query, CW_CONFIG_QUERY_KEEP);
     ck_assert(!r->adaptive && !r->override && !r->ignore_client_no_cache);
     ck_assert(!r->strip_set_cookie);
+    ck_assert_uint_eq(r->strip_headers_count, 0);
+    ck_assert_ptr_null(r->strip_headers);
+    ck_assert_uint_eq(r->trust_forwarded_count, 0);
+    ck_assert_int_eq(r->cookies, CW_CONFIG_COOKIES_PASS);
 }
 
 START_TEST(test_config_default_route_when_none)
@@ -289,6 +300,15 @@ START_TEST(test_config_list_limits)
     t = list_text("key_headers", CW_LIMIT_VARY_FIELDS + 1);
     expect_err(t, "routes[0].key_headers: more than");
     free(t);
+    t = list_text("strip_headers", CW_LIMIT_STRIP_HEADERS);
+    expect_ok(t, &c);
+    ck_assert_uint_eq(c.routes[0].strip_headers_count, CW_LIMIT_STRIP_HEADERS);
+    ck_assert_str_eq(c.routes[0].strip_headers[CW_LIMIT_STRIP_HEADERS - 1], "n31");
+    cw_config_free(&c);
+    free(t);
+    t = list_text("strip_headers", CW_LIMIT_STRIP_HEADERS + 1);
+    expect_err(t, "t.conf:2: routes[0].strip_headers: more than 32 entries");
+    free(t);
 }
 END_TEST
 
@@ -351,6 +371,8 @@ START_TEST(test_config_unknown_setting)
                "t.conf:2: origins[0].nmae: unknown setting");
     expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n tll = \"1s\"; } );",
                "t.conf:3: routes[0].tll: unknown setting");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n cookie = \"key\"; } );",
+               "t.conf:3: routes[0].cookie: unknown setting");
 }
 END_TEST
 
@@ -769,6 +791,213 @@ START_TEST(test_config_purge_allow)
 }
 END_TEST
 
+START_TEST(test_config_client_timeouts)
+{
+    struct cw_config c;
+
+    expect_ok(ORIGIN "client_header_timeout = \"250ms\"; client_body_timeout = 5;", &c);
+    ck_assert_int_eq(c.client_header_timeout_ms, 250);
+    ck_assert_int_eq(c.client_body_timeout_ms, 5000);
+    cw_config_free(&c);
+    expect_ok(ORIGIN "client_header_timeout = \"1d\"; client_body_timeout = \"1ms\";", &c);
+    ck_assert_int_eq(c.client_header_timeout_ms, 86400000);
+    ck_assert_int_eq(c.client_body_timeout_ms, 1);
+    cw_config_free(&c);
+    expect_err(ORIGIN "client_header_timeout = 0;",
+               "t.conf:2: client_header_timeout: must be greater than 0");
+    expect_err(ORIGIN "\nclient_body_timeout = \"0s\";",
+               "t.conf:3: client_body_timeout: must be greater than 0");
+    expect_err(ORIGIN "client_header_timeout = \"soon\";",
+               "t.conf:2: client_header_timeout: \"soon\" is not a duration");
+    expect_err(
+        ORIGIN "client_body_timeout = true;",
+        "t.conf:2: client_body_timeout: expected a duration (\"30s\" or seconds), got a bool");
+    expect_err(ORIGIN "client_body_timeout = \"3000000000s\";",
+               "t.conf:2: client_body_timeout: is longer than 2^31 seconds");
+    expect_err(ORIGIN "client_timeout = \"1s\";", "t.conf:2: client_timeout: unknown setting");
+}
+END_TEST
+
+START_TEST(test_config_strip_headers)
+{
+    struct cw_config c;
+
+    expect_ok(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                     "  strip_headers = [ \"X-Debug\", \"X-Forwarded-Host\", \"TE\" ]; } );",
+              &c);
+    ck_assert_uint_eq(c.routes[0].strip_headers_count, 3);
+    ck_assert_str_eq(c.routes[0].strip_headers[0], "x-debug");
+    ck_assert_str_eq(c.routes[0].strip_headers[1], "x-forwarded-host");
+    ck_assert_str_eq(c.routes[0].strip_headers[2], "te");
+    cw_config_free(&c);
+    expect_ok(ORIGIN "routes = ( { match = \"/\"; origin = \"api\"; strip_headers = [ ]; } );", &c);
+    ck_assert_uint_eq(c.routes[0].strip_headers_count, 0);
+    cw_config_free(&c);
+    expect_err(ORIGIN
+               "routes = ( { match = \"/\"; origin = \"api\";\n strip_headers = [ \"X Y\" ]; } );",
+               "t.conf:3: routes[0].strip_headers[0]: \"X Y\" is not a header name");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                      " strip_headers = [ \"a\", \"X-A:\" ]; } );",
+               "t.conf:3: routes[0].strip_headers[1]: \"X-A:\" is not a header name");
+    expect_err(ORIGIN
+               "routes = ( { match = \"/\"; origin = \"api\";\n strip_headers = [ \"\" ]; } );",
+               "t.conf:3: routes[0].strip_headers[0]: \"\" is not a header name");
+    expect_err(ORIGIN
+               "routes = ( { match = \"/\"; origin = \"api\";\n strip_headers = \"X-Debug\"; } );",
+               "t.conf:3: routes[0].strip_headers: expected a list [ \"...\", ... ], got a string");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n strip_headers = [ 1 ]; } );",
+               "t.conf:3: routes[0].strip_headers[0]: expected a string, got an integer");
+}
+END_TEST
+
+START_TEST(test_config_trust_forwarded)
+{
+    struct cw_config c;
+    const struct cw_config_route *r;
+    uint8_t a4[4], a6[16];
+
+    expect_ok(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                     "  trust_forwarded = [ \"10.0.0.0/8\", \"::1/128\", \"192.0.2.7\" ]; },\n"
+                     "  { match = \"/b\"; origin = \"api\"; } );",
+              &c);
+    r = &c.routes[0];
+    ck_assert_uint_eq(r->trust_forwarded_count, 3);
+    ck_assert_int_eq(r->trust_forwarded[0].family, AF_INET);
+    ck_assert_int_eq(r->trust_forwarded[0].prefix_len, 8);
+    ck_assert_int_eq(r->trust_forwarded[1].family, AF_INET6);
+    ck_assert_int_eq(r->trust_forwarded[1].prefix_len, 128);
+    ck_assert_int_eq(r->trust_forwarded[2].prefix_len, 32);
+    inet_pton(AF_INET, "10.200.0.1", a4);
+    ck_assert(cw_config_route_trusts(r, AF_INET, a4));
+    ck_assert(!cw_config_route_trusts(&c.routes[1], AF_INET, a4)); /* default: nobody */
+    ck_assert(!cw_config_purge_allowed(&c, AF_INET, a4));          /* separate from purge.allow */
+    inet_pton(AF_INET, "192.0.2.7", a4);
+    ck_assert(cw_config_route_trusts(r, AF_INET, a4));
+    inet_pton(AF_INET, "192.0.2.8", a4);
+    ck_assert(!cw_config_route_trusts(r, AF_INET, a4));
+    inet_pton(AF_INET, "127.0.0.1", a4);
+    ck_assert(!cw_config_route_trusts(r, AF_INET, a4));
+    inet_pton(AF_INET6, "::1", a6);
+    ck_assert(cw_config_route_trusts(r, AF_INET6, a6));
+    inet_pton(AF_INET6, "::2", a6);
+    ck_assert(!cw_config_route_trusts(r, AF_INET6, a6));
+    inet_pton(AF_INET6, "::ffff:10.1.1.1", a6);
+    ck_assert(cw_config_route_trusts(r, AF_INET6, a6));
+    cw_config_free(&c);
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                      " trust_forwarded = [ \"10.0.0.1/8\" ]; } );",
+               "t.conf:3: routes[0].trust_forwarded[0]: \"10.0.0.1/8\" is not an address or range "
+               "(no host bits past /len)");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                      " trust_forwarded = [ \"::1/128\", \"proxy.local\" ]; } );",
+               "t.conf:3: routes[0].trust_forwarded[1]: \"proxy.local\" is not an address");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                      " trust_forwarded = \"10.0.0.0/8\"; } );",
+               "t.conf:3: routes[0].trust_forwarded: expected a list [ \"10.0.0.0/8\", ... ], "
+               "got a string");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                      " trust_forwarded = [ true ]; } );",
+               "t.conf:3: routes[0].trust_forwarded[0]: expected a string, got a bool");
+}
+END_TEST
+
+/* A route whose trust_forwarded holds n addresses. */
+static char *trust_text(int n)
+{
+    size_t size = 128 + (size_t)n * 24;
+    char *t = malloc(size);
+    size_t used;
+
+    ck_assert_ptr_nonnull(t);
+    used = (size_t)snprintf(t, size,
+                            ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n"
+                                   " trust_forwarded = [");
+    for (int i = 0; i < n; i++) {
+        used += (size_t)snprintf(t + used, size - used, "%s\"10.1.%d.%d\"", i ? ", " : "", i / 256,
+                                 i % 256);
+    }
+    snprintf(t + used, size - used, "]; } );");
+    return t;
+}
+
+START_TEST(test_config_limit_trust_forwarded)
+{
+    struct cw_config c;
+    uint8_t a4[4];
+    char *t = trust_text(CW_LIMIT_TRUST_FORWARDED);
+
+    expect_ok(t, &c);
+    ck_assert_uint_eq(c.routes[0].trust_forwarded_count, CW_LIMIT_TRUST_FORWARDED);
+    inet_pton(AF_INET, "10.1.0.63", a4);
+    ck_assert(cw_config_route_trusts(&c.routes[0], AF_INET, a4));
+    inet_pton(AF_INET, "10.1.0.64", a4);
+    ck_assert(!cw_config_route_trusts(&c.routes[0], AF_INET, a4));
+    cw_config_free(&c);
+    free(t);
+    t = trust_text(CW_LIMIT_TRUST_FORWARDED + 1);
+    expect_err(t, "t.conf:3: routes[0].trust_forwarded: more than 64 entries");
+    free(t);
+}
+END_TEST
+
+START_TEST(test_config_cookies)
+{
+    static const struct {
+        const char *v;
+        enum cw_config_cookies mode;
+    } cases[] = {{"pass", CW_CONFIG_COOKIES_PASS},
+                 {"ignore", CW_CONFIG_COOKIES_IGNORE},
+                 {"key", CW_CONFIG_COOKIES_KEY}};
+    char text[512];
+    struct cw_config c;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(cases); i++) {
+        snprintf(text, sizeof(text),
+                 ORIGIN "routes = ( { match = \"/\"; origin = \"api\"; cookies = \"%s\"; } );",
+                 cases[i].v);
+        expect_ok(text, &c);
+        ck_assert_int_eq(c.routes[0].cookies, cases[i].mode);
+        cw_config_free(&c);
+    }
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n cookies = \"Key\"; } );",
+               "t.conf:3: routes[0].cookies: \"Key\" is not \"pass\", \"ignore\" or \"key\"");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n cookies = \"\"; } );",
+               "t.conf:3: routes[0].cookies: \"\" is not \"pass\", \"ignore\" or \"key\"");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n cookies = true; } );",
+               "t.conf:3: routes[0].cookies: expected a string, got a bool");
+    expect_err(ORIGIN "routes = ( { match = \"/\"; origin = \"api\";\n cookies = [ \"key\" ]; } );",
+               "t.conf:3: routes[0].cookies: expected a string, got an array");
+}
+END_TEST
+
+START_TEST(test_config_cidr_match)
+{
+    struct cw_config_cidr list[3];
+    uint8_t a4[4], a6[16];
+
+    ck_assert_int_eq(cw_config_parse_cidr("0.0.0.0/0", &list[0]), 0);
+    ck_assert_int_eq(cw_config_parse_cidr("2001:db8::/33", &list[1]), 0);
+    ck_assert_int_eq(cw_config_parse_cidr("198.51.100.0/25", &list[2]), 0);
+    inet_pton(AF_INET, "203.0.113.9", a4);
+    ck_assert(cw_config_cidr_match(list, 1, AF_INET, a4)); /* /0 covers every IPv4 address */
+    ck_assert(!cw_config_cidr_match(list + 1, 2, AF_INET, a4));
+    ck_assert(!cw_config_cidr_match(NULL, 0, AF_INET, a4));
+    inet_pton(AF_INET, "198.51.100.127", a4);
+    ck_assert(cw_config_cidr_match(list + 1, 2, AF_INET, a4));
+    inet_pton(AF_INET, "198.51.100.128", a4);
+    ck_assert(!cw_config_cidr_match(list + 1, 2, AF_INET, a4));
+    inet_pton(AF_INET6, "2001:db8:7fff::1", a6);
+    ck_assert(cw_config_cidr_match(list, 3, AF_INET6, a6));
+    ck_assert(!cw_config_cidr_match(list, 1, AF_INET6, a6)); /* IPv4 /0 is not IPv6 */
+    inet_pton(AF_INET6, "2001:db8:8000::1", a6);
+    ck_assert(!cw_config_cidr_match(list + 1, 1, AF_INET6, a6));
+    inet_pton(AF_INET6, "::ffff:198.51.100.1", a6);
+    ck_assert(cw_config_cidr_match(list + 2, 1, AF_INET6, a6));
+    inet_pton(AF_INET6, "::fffe:198.51.100.1", a6); /* not a mapped address */
+    ck_assert(!cw_config_cidr_match(list + 2, 1, AF_INET6, a6));
+}
+END_TEST
+
 START_TEST(test_config_cidr_values)
 {
     static const struct {
@@ -1000,6 +1229,12 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_log);
     tcase_add_test(tc, test_config_control_socket);
     tcase_add_test(tc, test_config_purge_allow);
+    tcase_add_test(tc, test_config_client_timeouts);
+    tcase_add_test(tc, test_config_strip_headers);
+    tcase_add_test(tc, test_config_trust_forwarded);
+    tcase_add_test(tc, test_config_limit_trust_forwarded);
+    tcase_add_test(tc, test_config_cookies);
+    tcase_add_test(tc, test_config_cidr_match);
     tcase_add_test(tc, test_config_cidr_values);
     tcase_add_test(tc, test_config_limit_origins);
     tcase_add_test(tc, test_config_limit_routes);
