@@ -17,6 +17,17 @@
 #define CW_LIMIT_TAGS               32    /* Surrogate-Key tags indexed per entry */
 #define CW_LIMIT_TAG_BYTES          256
 
+/* Request framing, checked by core/reqscan on the raw bytes before libmicrohttpd parses them.
+ * 100 fields and 32 KiB are nginx's and Apache's order of magnitude (large_client_header_buffers
+ * 4x8k, LimitRequestFields 100) and MHD's default connection memory of 32 KiB. */
+#define CW_LIMIT_REQUEST_FIELDS     100   /* field lines in one head (or trailer): 431 past it */
+#define CW_LIMIT_REQUEST_HEAD_BYTES 32768 /* request line to final CRLF (or trailer): 431 */
+#define CW_LIMIT_METHOD_BYTES       32    /* longer method token: 400 */
+#define CW_LIMIT_EMPTY_LINES        4     /* CRLFs skipped before a request line (RFC 9112 §2.2) */
+#define CW_LIMIT_CL_DIGITS          18    /* Content-Length digits: < 10^18 cannot overflow */
+#define CW_LIMIT_CHUNK_SIZE_DIGITS  15    /* chunk-size hex digits: < 2^60 cannot overflow */
+#define CW_LIMIT_CHUNK_EXT_BYTES    4096  /* chunk extensions on one chunk line: 400 past it */
+
 /* Cache-Control: directives considered per header, and the largest delta-seconds (RFC
  * 9111 §1.2.2: a larger value is taken as 2^31). */
 #define CW_LIMIT_CC_DIRECTIVES 64
