@@ -59,10 +59,14 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_LIBS) $(LDLIBS)
 
-run: deps all
+# run, check and bench build in a fresh $(MAKE) after deps: PKG_LIBS and friends are
+# computed when a Makefile is parsed, so on a fresh machine this one has them empty.
+run: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) ORIGIN="$(ORIGIN)" scripts/run.sh
 
-check: deps all
+check: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SAN=$(SAN) scripts/check.sh
 
 unit: all
@@ -71,7 +75,8 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) SAN=$(SAN) ONLY=integration scripts/check.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@BENCH_DEPS=1 scripts/deps.sh
 	@BUILD=$(BUILD) tests/bench/bench.sh
 
