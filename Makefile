@@ -155,3 +155,14 @@ fuzz-deps: deps
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_CORE_$$*) $(wildcard core/*.h) | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_CORE_$*) -o $@ $(FUZZ_LIBS_$*)
+
+# ---- mutate: the mutation harness (`make mutate`), not part of `all`/`check` -----------------
+# Applies each tests/mutate/mutants/<name>.mut (one named edit that breaks one behaviour,
+# found by anchor text, not line number) to a scratch copy of the tree, builds it (release,
+# reusing this build's objects), runs only the tests the mutant lists, and fails if any mutant
+# survives or its anchor is gone; prints the table (mutant, tests that caught it). .ci/run
+# runs it with MUTATE=1. MUTATE_ARGS=--only NAME runs one mutant.
+.PHONY: mutate
+mutate: deps
+	@$(MAKE) --no-print-directory all BUILD=build/rel SAN=
+	@python3 tests/mutate/mutate.py --build build/rel $(MUTATE_ARGS)
