@@ -59,10 +59,14 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CHECK_LIBS) $(LDLIBS)
 
-run: deps all
+# run, check and bench build in a fresh $(MAKE) after deps: PKG_LIBS and friends are
+# computed when a Makefile is parsed, so on a fresh machine this one has them empty.
+run: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) ORIGIN="$(ORIGIN)" scripts/run.sh
 
-check: deps all
+check: deps
+	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SAN=$(SAN) scripts/check.sh
 
 unit: all
@@ -71,7 +75,8 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) SAN=$(SAN) ONLY=integration scripts/check.sh
 
-bench: deps all
+bench: deps
+	@$(MAKE) --no-print-directory all
 	@BENCH_DEPS=1 scripts/deps.sh
 	@BUILD=$(BUILD) tests/bench/bench.sh
 
@@ -152,3 +157,14 @@ fuzz-deps: deps
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_CORE_$$*) $(wildcard core/*.h) | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_CORE_$*) -o $@ $(FUZZ_LIBS_$*)
+
+# ---- mutate: the mutation harness (`make mutate`), not part of `all`/`check` -----------------
+# Applies each tests/mutate/mutants/<name>.mut (one named edit that breaks one behaviour,
+# found by anchor text, not line number) to a scratch copy of the tree, builds it (release,
+# reusing this build's objects), runs only the tests the mutant lists, and fails if any mutant
+# survives or its anchor is gone; prints the table (mutant, tests that caught it). .ci/run
+# runs it with MUTATE=1. MUTATE_ARGS=--only NAME runs one mutant.
+.PHONY: mutate
+mutate: deps
+	@$(MAKE) --no-print-directory all BUILD=build/rel SAN=
+	@python3 tests/mutate/mutate.py --build build/rel $(MUTATE_ARGS)

@@ -204,12 +204,15 @@ class Response:
         )
 
 
-def request(port, path, method="GET", headers=None, body=None, timeout=10.0, host=LOOPBACK):
+def request(port, path, method="GET", headers=None, body=None, timeout=10.0, host=LOOPBACK,
+            source=None):
     """One request on a fresh connection; returns a Response. Raises OSError and
     http.client errors (a failed request is never retried). A "Host" in headers is sent
-    instead of the one http.client would make up."""
+    instead of the one http.client would make up. source: the client's own address (e.g.
+    127.0.0.2, to be a client the daemon's purge.allow does not list)."""
     t0 = time.monotonic()
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                      source_address=(source, 0) if source else None)
     try:
         hdrs = dict(headers or {})
         # A Host in headers replaces the one http.client would add (two Host lines are a 400).
@@ -665,13 +668,25 @@ class Daemon:
     READY_TIMEOUT = 10.0
 
     def __init__(self, tmpdir, origin, workers=2, route=None, origin_cfg=None, overrides=None,
-                 log_level="info", name="cachewarpd", expect_workers=True):
+                 log_level="info", name="cachewarpd", expect_workers=True, stats=False,
+                 host=LOOPBACK):
         exe = binary("cachewarpd")
         if not os.access(exe, os.X_OK):
             raise AssertionError(f"{exe} is missing (the daemon is not built)")
         self.tmpdir = tmpdir
         self.workers_wanted = workers
+        self.host = host
         self.port = free_port()
+        overrides = dict(overrides or {})
+        if ":" in host:  # IPv6: listen on [host]:port
+            overrides.setdefault("listen", f"[{host}]:{self.port}")
+        # stats=True: the stats process on an ephemeral port, so a test can wait on a counter
+        # in /metrics (metric()) instead of sleeping.
+        self.stats_port = None
+        if stats:
+            self.stats_port = free_port()
+            overrides.setdefault("stats", {"listen": f"{LOOPBACK}:{self.stats_port}",
+                                           "interval": "1s"})
         self.conf = write_config(
             tmpdir,
             name=f"{name}.conf",
@@ -700,7 +715,8 @@ class Daemon:
 
     def _wait_ready(self, expect_workers):
         deadline = time.monotonic() + self.READY_TIMEOUT
-        while not port_accepts(self.port):
+        while not port_accepts(self.port, self.host) or \
+                (self.stats_port and not port_accepts(self.stats_port)):
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"cachewarpd exited with {self.proc.returncode} before listening:\n"
@@ -743,10 +759,46 @@ class Daemon:
     # -- HTTP
 
     def get(self, path, **kw):
+        kw.setdefault("host", self.host)
         return request(self.port, path, **kw)
 
     def request(self, path, method="GET", **kw):
+        kw.setdefault("host", self.host)
         return request(self.port, path, method=method, **kw)
+
+    # -- /metrics (needs stats=True)
+
+    def metric(self, name, **labels):
+        """Sum of the series name{...} in /metrics whose labels include labels (0 when
+        there is none)."""
+        assert self.stats_port, "metric() needs the daemon started with stats=True"
+        r = request(self.stats_port, "/metrics", timeout=5)
+        assert r.status == 200, f"/metrics: {r}"
+        want = {f'{k}="{v}"' for k, v in labels.items()}
+        out = 0.0
+        for line in r.body.decode("utf-8", "replace").splitlines():
+            m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+            if not m or m.group(1) != name:
+                continue
+            have = set(re.findall(r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"', m.group(2) or ""))
+            if want <= have:
+                out += float(m.group(3))
+        return out
+
+    def wait_metric(self, name, pred, timeout=10.0, **labels):
+        """Polls metric(name, **labels) until pred(value) holds (returns the value), or raises
+        AssertionError at the deadline: synchronises a test on an event the daemon counts."""
+        last = [None]
+
+        def check():
+            last[0] = self.metric(name, **labels)
+            return pred(last[0])
+
+        try:
+            wait_for(check, timeout, interval=0.02, what=f"{name}{labels or ''}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last value {last[0]}") from None
+        return last[0]
 
     # -- stopping
 

@@ -10,6 +10,7 @@ cw.RawOrigin, a tiny scripted HTTP/1.1 server.
 """
 
 import email.utils
+import http.client
 import re
 import time
 import urllib.parse
@@ -250,7 +251,11 @@ def test_store_incomplete_response_never_stored(env):
     for i in range(2):
         try:
             r = d.get("/trunc")
-        except Exception:  # noqa: BLE001 - a dropped connection is a fine answer too
+        except (http.client.HTTPException, ConnectionError) as e:
+            # The proxy may drop the connection (a short body, or a reset) instead of
+            # answering an error: that is not passing the truncated body off as complete.
+            # Anything else (a timeout, a bug in the test) fails the test.
+            env.note(f"request {i}: connection dropped ({e!r})")
             continue
         assert not (r.status == 200 and len(r.body) < 1000), \
             f"truncated body served as complete ({i}): {r}"
@@ -380,6 +385,44 @@ def test_fresh_miss_forwards_origin_age(env):
     expect(r, 200, "MISS", "first GET")
     assert int(r.header("age", "0")) >= 30, \
         f"a forwarded response 30 s old was sent with a smaller Age: {r}"
+    # Without an origin Age the MISS says Age: 0 (one Age field, not none, not two).
+    r = d.get(url("/am0", cc="max-age=60"))
+    expect(r, 200, "MISS", "first GET, no origin Age")
+    assert r.header("age") == "0", f"a MISS without an origin Age must say Age: 0: {r}"
+
+
+def test_age_on_every_cached_answer(env):
+    """RFC 9111 §5.1: Age on every answer served from the cache, counting the stored
+    response's age (here the origin's Age of 20 s): HIT, STALE, STALE-ERROR, REVALIDATED
+    (the 304 freshens the entry; its own Age is 20 again)."""
+    o, d = start(env)
+
+    def age(r):
+        a = r.header("age")
+        assert a is not None and a.isdigit(), f"{xc(r)} answer without a numeric Age: {r}"
+        return int(a)
+
+    p = url("/agh", hdr("Age", "20"), cc="max-age=60")
+    d.get(p)
+    r = d.get(p)
+    expect(r, 200, "HIT", "HIT")
+    assert 20 <= age(r) <= 22, f"HIT Age must count the stored response's age: {r}"
+    p = url("/ags", hdr("Age", "20"), cc="max-age=10, stale-while-revalidate=60")
+    d.get(p)
+    r = d.get(p)
+    expect(r, 200, "STALE", "STALE")
+    assert 20 <= age(r) <= 22, f"STALE Age: {r}"
+    p = url("/agr", hdr("Age", "20"), etag="g1", cc="max-age=10")
+    d.get(p)
+    r = d.get(p)
+    expect(r, 200, "REVALIDATED", "REVALIDATED")
+    assert 20 <= age(r) <= 22, f"REVALIDATED Age: {r}"
+    p = url("/age", hdr("Age", "20"), cc="max-age=10, stale-if-error=60")
+    d.get(p)
+    o.mode("503")
+    r = d.get(p)
+    expect(r, 200, "STALE-ERROR", "STALE-ERROR")
+    assert 20 <= age(r) <= 22, f"STALE-ERROR Age: {r}"
 
 
 def test_fresh_heuristic_last_modified(env):
@@ -458,6 +501,11 @@ def test_req_ignore_client_no_cache_route_option(env):
     expect(d.get(p, headers={"Cache-Control": "no-cache"}), 200, "HIT", "no-cache ignored")
     expect(d.get(p, headers={"Pragma": "no-cache"}), 200, "HIT", "Pragma ignored")
     assert o.count(p) == 1
+    # max-age=0 is not ignored: the entry is older than 0 s, so the request goes to the
+    # origin (a full fetch here: the entry has no validator).
+    r = d.get(p, headers={"Cache-Control": "max-age=0"})
+    assert xc(r) in ("REVALIDATED", "MISS") and o.count(p) == 2, \
+        f"max-age=0 with ignore_client_no_cache must still go to the origin: {r}"
 
 
 def test_req_no_store(env):
@@ -476,6 +524,7 @@ def test_req_only_if_cached(env):
     oic = {"Cache-Control": "only-if-cached"}
     r = d.get(p, headers=oic)
     assert r.status == 504 and o.count(p) == 0, f"only-if-cached miss must be 504: {r}"
+    assert xc(r) == "ERROR", f"an only-if-cached miss is CacheWarp's own error answer: {r}"
     d.get(p)
     expect(d.get(p, headers=oic), 200, "HIT", "only-if-cached on a stored response")
     p = url("/oic", hdr("Age", "10"), cc="max-age=5")
@@ -571,7 +620,7 @@ def test_client_if_match_strong(env):
     assert d.get(p, headers={"If-Match": '"e1"'}).status == 200
     assert d.get(p, headers={"If-Match": "*"}).status == 200
     r = d.get(p, headers={"If-Match": '"zz"'})
-    assert r.status == 412 and r.body == b"", r
+    assert r.status == 412 and r.body == b"" and xc(r) == "HIT", r
     pw = url("/cimw", etag='W/"w1"', cc="max-age=600")
     d.get(pw)
     r = d.get(pw, headers={"If-Match": 'W/"w1"'})
@@ -667,6 +716,7 @@ def test_range_unsatisfiable_416(env):
     d.get(p)
     r = d.get(p, headers={"Range": "bytes=200-300"})
     assert r.status == 416 and r.header("content-range") == "bytes */100", r
+    assert xc(r) == "HIT" and o.count(p) == 1, f"416 must be made from the stored entry: {r}"
 
 
 def test_range_multiple_whole_200(env):
@@ -774,7 +824,7 @@ def test_no_transform_body_unchanged(env):
 
 def test_cache_status_collapsed(env):
     o, d = start(env, workers=2)
-    p = url("/col", delay_ms=400, cc="max-age=600")
+    p = url("/col", hdr("Age", "20"), delay_ms=400, cc="max-age=600")
     rs = cw.concurrent(lambda i: d.get(p), 6, 6)
     bad = [r for r in rs if isinstance(r, Exception)]
     assert not bad, bad
@@ -784,6 +834,10 @@ def test_cache_status_collapsed(env):
     hits = [r for r in rs if xc(r) == "HIT"]
     assert len(hits) == 5, rs
     assert any("collapsed" in cs_params(r) for r in hits), [cs(r) for r in hits]
+    # Coalesced answers come from the cache too: Age counts the stored response's age.
+    for r in hits:
+        assert r.header("age", "").isdigit() and 20 <= int(r.header("age")) <= 22, \
+            f"coalesced HIT without the stored response's Age: {r}"
 
 
 # =======================================================================================
@@ -845,22 +899,26 @@ def test_key_headers_route_option(env):
 
 
 def test_swr_serves_stale_and_refreshes_once(env):
-    o, d = start(env)
+    o = env.origin()
+    d = env.daemon(o, workers=1, stats=True)
     # 4 s stale on arrival, within a 30 s stale-while-revalidate window; the origin takes
-    # 500 ms, so the stale answers below all come while the one refresh runs.
-    p = url("/swr", hdr("Age", "5"), delay_ms=500, cc="max-age=1, stale-while-revalidate=30")
+    # 2 s, so the stale answers below all come while the one refresh runs, and each comes
+    # well under those 2 s (it did not wait for the origin).
+    p = url("/swr", hdr("Age", "5"), delay_ms=2000, cc="max-age=1, stale-while-revalidate=30")
     r1 = d.get(p)
     expect(r1, 200, "MISS", "first")
     for i in range(5):
         r = d.get(p)
         expect(r, 200, "STALE", f"stale {i}")
-        assert r.elapsed < 0.25 * cw.TIME_FACTOR, f"stale answer {i} waited for the origin: {r}"
+        assert r.elapsed < 1.0, f"stale answer {i} waited for the 2 s origin: {r}"
         assert re.fullmatch(r"CacheWarp; fwd=stale; ttl=-\d+; detail=stale-while-revalidate",
                             cs(r)), r
         assert ttl(r) <= -3 and int(r.header("age")) >= 5, r
-    cw.wait_for(lambda: o.count(p) == 2, 3, what="the background refresh")
-    time.sleep(0.3)
+    # The refresher counts the refresh when it is done; nothing asks after the 5 hits, so
+    # the origin count is final then.
+    d.wait_metric("cachewarp_refreshes_total", lambda v: v >= 1, 10)
     assert o.count(p) == 2, f"{o.count(p) - 1} refreshes for 5 stale hits, want 1"
+    assert d.metric("cachewarp_refreshes_total") == 1, "more than one refresh was counted"
 
 
 def test_swr_past_window_goes_to_origin(env):

@@ -81,21 +81,43 @@ def test_miss_then_hit(env):
 
 # b. --------------------------------------------------------------------------------------
 def test_one_origin_request_for_many_clients(env):
+    """100 clients on 4 workers ask for one COLD key at once while the origin takes 1 s:
+    the origin sees one request, one client gets the MISS, the other 99 wait for its fill
+    (coalesced HITs with the same body). Then 400 more requests are plain HITs."""
     o = env.origin()
     d = env.daemon(o, workers=4)
-    path = "/many?cc=max-age%3D300"
-    r = d.get(path)
-    assert_status(r, 200, "priming GET")
-    assert xcache(r) == "MISS", f"priming GET: {r}"
+    delay = 1.0
+    path = f"/many?delay_ms={int(delay * 1000)}&cc=max-age%3D300"
+    n = 100
+
+    # Connected before the start line and written from one thread within milliseconds,
+    # far inside the origin's 1 s: every request arrives while the first fetch runs.
+    socks = cw.connect_many(d.port, n)
+    batch = cw.send_all(socks, [cw.request_bytes(d.port, path)] * n)
+    results = cw.collect(batch, timeout=30)
+    spread = batch.sent[-1] - batch.release
+    assert spread < delay / 2, f"sending took {spread:.2f}s: the burst did not overlap the fetch"
+    errors = [x for x in results if isinstance(x, Exception)]
+    assert not errors, f"{len(errors)} of {n} requests failed, e.g. {errors[0]!r}"
+    assert o.count(path) == 1, \
+        f"origin saw {o.count(path)} requests for {n} clients on a cold key, want 1"
+    kinds = {}
+    for x in results:
+        kinds[(x.status, xcache(x))] = kinds.get((x.status, xcache(x)), 0) + 1
+    assert kinds == {(200, "MISS"): 1, (200, "HIT"): n - 1}, \
+        f"want one 200 MISS and {n - 1} coalesced 200 HITs, got {kinds}"
+    assert len({x.body for x in results}) == 1, "clients of one fetch got different bodies"
+    first = results[0]
 
     results = cw.concurrent(lambda i: d.get(path), 400, 32)
     errors = [x for x in results if isinstance(x, Exception)]
     assert not errors, f"{len(errors)} of 400 requests raised, e.g. {errors[0]!r}"
     bad = [x for x in results if x.status != 200 or xcache(x) != "HIT"]
     assert not bad, f"{len(bad)} of 400 answers were not 200 HIT, e.g. {bad[0]}"
-    assert all(x.body == r.body for x in results), "a HIT body differs from the stored one"
+    assert all(x.body == first.body for x in results), "a HIT body differs from the stored one"
     assert o.count(path) == 1, f"origin saw {o.count(path)} requests for {path}, want 1"
-    env.note(f"max latency {max(x.elapsed for x in results) * 1000:.1f} ms")
+    env.note(f"cold burst of {n}: {kinds}; max hit latency "
+             f"{max(x.elapsed for x in results) * 1000:.1f} ms")
 
 
 # c. --------------------------------------------------------------------------------------
@@ -134,8 +156,12 @@ def test_killed_worker_is_replaced(env):
                 what="20 requests after the replacement")
     stop.set()
     th.join(10)
-    assert victim not in d.workers(), f"killed worker {victim} still listed"
-    assert new[0] != victim
+    # Only the killed worker was replaced: the other one kept running, and there is exactly
+    # one new worker in its place (not a restart of both, not an extra one).
+    now = d.workers()
+    assert victim not in now, f"killed worker {victim} still listed"
+    assert len(new) == 1 and sorted(now) == sorted([before[1], new[0]]), \
+        f"workers before {before}, killed {victim}, now {now}: want {before[1]} and one new"
 
     failed = [x for x in log if x != 200]
     assert len(failed) <= 1, f"{len(failed)} of {len(log)} requests failed across the kill: " \
@@ -170,7 +196,11 @@ def test_slow_origin_does_not_delay_hits(env):
     assert th.is_alive(), "the slow request ended before the 50 hits: the test proved nothing"
     worst = max(lat)
     env.note(f"max hit latency {worst * 1000:.1f} ms during a 3 s origin fetch")
-    assert worst < 0.2 * cw.TIME_FACTOR, f"a hit took {worst * 1000:.0f} ms while a slow miss was in flight"
+    # Behaviour, not speed: no hit waited for the slow fetch (each came well under the
+    # origin's 3 s; a hit queued behind the fetch would take the rest of it). The fine
+    # figure is `make bench`'s.
+    assert worst < 1.0, f"a hit took {worst * 1000:.0f} ms while a slow miss was in flight: " \
+        f"it waited for the 3 s origin fetch"
 
     th.join(15)
     assert "e" not in out, f"slow request raised {out.get('e')!r}"
