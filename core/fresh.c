@@ -488,6 +488,12 @@ static const char *fresh_why_not(const struct cw_fresh_resp *r, const struct cw_
                       ((f & CW_CC_PRIVATE_FIELDS) &&
                        cw_cc_list_has(r->cc.private_fields, CW_STR_LIT("Set-Cookie")));
     if (r->has_set_cookie && !cookie_stripped) return "set-cookie";
+    /* A request with Cookie may get a personalised answer the origin did not mark: unless
+     * the origin gave explicit freshness (or public), it is passed, as Varnish's built-in
+     * logic does. */
+    if (pol->req_cookie_pass && !(f & CW_CC_PUBLIC) && r->cc.s_maxage_s < 0 &&
+        r->cc.max_age_s < 0 && !r->has_expires)
+        return "cookie";
     /* §3: something must make the response reusable. Under override the origin's freshness
      * does not count, so only the heuristic statuses are stored. */
     if (cw_fresh_status_heuristic(r->status)) return NULL;

@@ -57,6 +57,7 @@ void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_
 struct cw_fresh_policy {
     bool method_is_get_or_head;
     bool req_has_authorization;
+    bool req_cookie_pass; /* request has Cookie and the route passes those (cookies = "pass") */
     bool req_no_store;    /* request Cache-Control: no-store */
     int64_t route_ttl_ms; /* used when the origin gives no explicit freshness */
     int64_t route_swr_ms;

@@ -672,6 +672,7 @@ static int reqscan_head_done(struct cw_reqscan *s)
         return reqscan_fail(s, 400, "HTTP/1.1 request without Host");
     }
     s->in_head = false;
+    s->in_body = true;
     s->requests++;
     if (s->flags & REQSCAN_CHUNKED) {
         reqscan_chunk_begin(s);
@@ -688,6 +689,7 @@ static int reqscan_head_done(struct cw_reqscan *s)
 static void reqscan_request_done(struct cw_reqscan *s, uint64_t end)
 {
     s->state = RS_START;
+    s->in_body = false;
     s->req_start = end;
     s->empty_lines = 0;
     s->flags = 0;

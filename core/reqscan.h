@@ -28,6 +28,7 @@ struct cw_reqscan {
                          * Bytes before it are complete, well-formed requests. */
     unsigned requests;  /* requests whose head has been completely read */
     bool in_head;       /* from a request line's first byte to the CRLF ending its head */
+    bool in_body;       /* from the end of a head to the end of its request's body */
     int status;         /* 0 while the stream is fine; else 400, 414, 431, 501 or 505 */
     const char *reason; /* static text naming the rule broken; NULL while status is 0 */
 

@@ -171,8 +171,9 @@ struct cw_store_evict_stats {
  * key order. A new entry is stored with its bit clear: it must be hit once before the hand
  * reaches it to stay, which keeps one-hit wonders out of the hot set (cw-evict-sim, Zipf 0.9,
  * 100k keys, 10 % cached: 64.0 % hits against exact LRU's 61.2 % at the same size; setting the
- * bit on insert gave 61.0 %). */
-void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg);
+ * bit on insert gave 61.0 %). Evictions a put makes (to stay under the watermark, or to
+ * make room when the map is full) are counted in seg's counter slot slot. */
+void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg, int slot);
 
 /* One bounded background pass (the refresher): visits at most max_visit entries from the
  * hand, evicting as described above, with seg's hit bits (seg may be NULL). now_ms is wall

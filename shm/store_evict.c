@@ -63,9 +63,20 @@ static int64_t store_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg)
+void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg, int slot)
 {
     st->seg = seg;
+    st->slot = slot;
+}
+
+/* Counts what a put's own eviction removed, as the refresher counts its steps. */
+static void store_evict_count(struct cw_store *st, const struct cw_store_evict_stats *stats)
+{
+    if (st->seg == NULL) return;
+    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_EXPIRED, stats->expired);
+    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_CLOCK, stats->clock);
+    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_VISITED, stats->visited);
+    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_SECOND_CHANCE, stats->second_chance);
 }
 
 int store_used_pages(struct cw_store *st, MDB_txn *txn, size_t *used)
@@ -367,6 +378,7 @@ bool store_make_room(struct cw_store *st, const struct cw_key *keep, size_t need
     sw.stats = &stats;
     st->clock_active = true;
     if (store_sweep(st, &sw) < 0) return false;
+    store_evict_count(st, &stats);
     if (store_settle(st) < 0) return false;
     if (stats.expired + stats.clock + stats.bad == 0 && attempt > 0) return false;
     cw_debug("store: map full: evicted %" PRIu64 " expired, %" PRIu64 " by clock (%zu pages) for "
@@ -393,4 +405,5 @@ void store_evict_after_put(struct cw_store *st, const struct cw_key *keep)
     /* Failures were logged; the put that got here succeeded, and the next put or the
      * refresher's step tries again. */
     (void)store_sweep(st, &sw);
+    store_evict_count(st, &stats);
 }

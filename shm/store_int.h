@@ -28,6 +28,7 @@ struct cw_store {
     uint8_t secret[16];
     char *path;
     struct cw_seg *seg; /* hit bits for eviction's second chance; NULL = none */
+    int slot;           /* seg counter slot for evictions made by puts */
     size_t page_bytes;  /* LMDB page size */
     size_t map_pages;   /* the map (cache.size) in pages: the hard bound */
     bool clock_active;  /* this process is evicting down to the low watermark */

@@ -366,6 +366,8 @@ static int fetch_xfer_begin(struct cw_fetch *f, struct cw_fetch_job *job)
     job->request_time_ms = cw_clock_wall_ms();
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, job->url);
+    /* The worker normalised the path once (RFC 3986 §5.2.4): libcurl must change nothing. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, job);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);

@@ -47,6 +47,12 @@ int cw_fill_key_primary(const struct cw_fill *f, struct cw_fill_req *q)
                                   cw_str_cstr(q->header(q->header_cls, name)));
         if (rc < 0) return rc;
     }
+    /* cookies = "key": each Cookie value has its own entry. */
+    if (q->rt->cookies == CW_CONFIG_COOKIES_KEY) {
+        rc = cw_key_append_header(q->key_buf, CW_LIMIT_KEY_BYTES, &q->key_len, CW_STR_LIT("cookie"),
+                                  cw_str_cstr(q->header(q->header_cls, "Cookie")));
+        if (rc < 0) return rc;
+    }
     q->primary_len = q->key_len;
     cw_key_hash(cw_store_secret(f->store), q->key_buf, q->key_len, &q->primary);
     q->key = q->primary;
@@ -154,6 +160,8 @@ static void fill_policy(const struct cw_fill_req *q, const struct cw_fetch_job *
     memset(pol, 0, sizeof(*pol));
     pol->method_is_get_or_head = true;
     pol->req_has_authorization = q->header(q->header_cls, "Authorization") != NULL;
+    pol->req_cookie_pass =
+        rt->cookies == CW_CONFIG_COOKIES_PASS && q->header(q->header_cls, "Cookie") != NULL;
     pol->route_ttl_ms = rt->ttl_ms;
     pol->route_swr_ms = rt->swr_ms;
     pol->route_sie_ms = rt->sie_ms;

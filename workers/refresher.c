@@ -433,7 +433,7 @@ static int refr_open(struct refresher *rf)
     int rc = cw_store_open(rf->cfg->cache_path, rf->cfg->cache_size_bytes, &rf->store);
 
     if (rc < 0) return rc;
-    cw_store_set_seg(rf->store, rf->seg);
+    cw_store_set_seg(rf->store, rf->seg, rf->slot);
     rc = cw_store_reader_open(rf->store, &rf->reader);
     if (rc < 0) return rc;
     rc = cw_store_reader_open(rf->store, &rf->fetch_reader);

@@ -20,12 +20,14 @@
 #include "core/key.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/route.h"
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/accesslog.h"
 #include "workers/child.h"
 #include "workers/clock.h"
+#include "workers/wire.h"
 #include "workers/worker_int.h"
 
 #define WORKER_CONN_LIMIT   8192
@@ -37,7 +39,6 @@
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
 
-static bool worker_request_is_ambiguous(struct worker_req *r);
 static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status, const char *body,
                                            const char *detail);
 
@@ -108,12 +109,11 @@ static enum MHD_Result worker_join_line(void *cls, enum MHD_ValueKind kind, cons
     return MHD_YES;
 }
 
-/* A request field's value: its one line, or all its lines joined, as an origin that combines
- * them sees it, so a key or Vary value always matches what the origin answered. A joined
- * value is valid until the next call for this request. */
-const char *worker_req_header(void *cls, const char *name)
+/* A request field's value as the client sent it: its one line, or all its lines joined, as
+ * an origin that combines them sees it. A joined value is valid until the next call for
+ * this request. */
+static const char *worker_req_header_sent(struct worker_req *r, const char *name)
 {
-    struct worker_req *r = cls;
     const char *first = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
     struct worker_join j = {.name = name};
 
@@ -125,6 +125,120 @@ const char *worker_req_header(void *cls, const char *name)
     j = (struct worker_join){.name = name, .buf = r->join_buf};
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_join_line, &j);
     return r->join_buf;
+}
+
+/* Fields CacheWarp sets itself for the origin (the client's copy is dropped), and fields that
+ * ask an origin framework to act on something else than the request line (dropped). A route
+ * that trusts the client's address, or keys on the field, passes them as sent. */
+static const struct cw_str worker_fwd_ours[] = {
+    CW_STR_LIT("X-Forwarded-Host"),
+    CW_STR_LIT("X-Forwarded-Proto"),
+    CW_STR_LIT("X-Forwarded-Port"),
+    CW_STR_LIT("Forwarded"),
+};
+static const struct cw_str worker_fwd_drop[] = {
+    CW_STR_LIT("X-Original-URL"),
+    CW_STR_LIT("X-Rewrite-URL"),
+    CW_STR_LIT("X-HTTP-Method-Override"),
+};
+
+static bool worker_fwd_in(struct cw_str name, const struct cw_str *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cw_str_eq_ci(name, set[i])) return true;
+    return false;
+}
+
+static bool worker_route_keys(const struct cw_config_route *rt, struct cw_str name)
+{
+    for (size_t i = 0; rt != NULL && i < rt->key_headers_count; i++)
+        if (cw_str_eq_ci(name, cw_str_cstr(rt->key_headers[i]))) return true;
+    return false;
+}
+
+enum worker_fwd worker_fwd_field(struct worker_req *r, struct cw_str name)
+{
+    const struct cw_config_route *rt = r->rt;
+    bool ours;
+
+    /* Host is never dropped (a Connection naming it would key one host's answer under
+     * another); X-Forwarded-For is the client's list with the client's address appended. */
+    if (cw_str_eq_ci(name, CW_STR_LIT("Host"))) return WFWD_OURS;
+    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-For"))) return WFWD_OURS;
+    /* RFC 9110 §7.6.1: hop-by-hop fields and those the Connection field names. */
+    if (cw_cc_is_hop_by_hop(name)) return WFWD_DROP;
+    if (r->conn_hdr.len > 0 && cw_cc_list_has(r->conn_hdr, name)) return WFWD_DROP;
+    for (size_t i = 0; rt != NULL && i < rt->strip_headers_count; i++)
+        if (cw_str_eq_ci(name, cw_str_cstr(rt->strip_headers[i]))) return WFWD_DROP;
+    ours = worker_fwd_in(name, worker_fwd_ours, CW_ARRAY_LEN(worker_fwd_ours));
+    if (!ours && !worker_fwd_in(name, worker_fwd_drop, CW_ARRAY_LEN(worker_fwd_drop)))
+        return WFWD_PASS;
+    if (r->trusted || worker_route_keys(rt, name)) return WFWD_PASS;
+    return ours ? WFWD_OURS : WFWD_DROP;
+}
+
+/* X-Forwarded-For for the origin: the client's list (when it sent one) and its address. */
+static const char *worker_fwd_xff(struct worker_req *r)
+{
+    const char *sent;
+    char addr[INET6_ADDRSTRLEN];
+    size_t n;
+
+    if (r->xff != NULL) return r->xff;
+    worker_client_addr(r->conn, addr, sizeof(addr));
+    sent = worker_req_header_sent(r, "X-Forwarded-For");
+    n = (sent ? strlen(sent) + 2 : 0) + strlen(addr) + 1;
+    r->xff = malloc(n);
+    if (r->xff == NULL) return NULL;
+    snprintf(r->xff, n, "%s%s%s", sent ? sent : "", sent ? ", " : "", addr);
+    return r->xff;
+}
+
+/* Forwarded (RFC 7239) for the origin: one element, ours. */
+static const char *worker_fwd_forwarded(struct worker_req *r)
+{
+    char addr[INET6_ADDRSTRLEN];
+    size_t n;
+
+    if (r->forwarded != NULL) return r->forwarded;
+    worker_client_addr(r->conn, addr, sizeof(addr));
+    n = strlen(addr) + strlen(r->host) + 48;
+    r->forwarded = malloc(n);
+    if (r->forwarded == NULL) return NULL;
+    /* RFC 7239 §6: an IPv6 node is quoted and bracketed; host is quoted for its port. */
+    if (strchr(addr, ':') != NULL)
+        snprintf(r->forwarded, n, "for=\"[%s]\";host=\"%s\";proto=http", addr, r->host);
+    else
+        snprintf(r->forwarded, n, "for=%s;host=\"%s\";proto=http", addr, r->host);
+    return r->forwarded;
+}
+
+/* The value CacheWarp sends for a WFWD_OURS field. */
+static const char *worker_fwd_value(struct worker_req *r, struct cw_str name)
+{
+    if (cw_str_eq_ci(name, CW_STR_LIT("Host")) ||
+        cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Host")))
+        return r->host;
+    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-For"))) return worker_fwd_xff(r);
+    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Proto"))) return "http";
+    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Port"))) return r->w->listen_port;
+    return worker_fwd_forwarded(r);
+}
+
+const char *worker_req_header(void *cls, const char *name)
+{
+    struct worker_req *r = cls;
+    struct cw_str n = cw_str_cstr(name);
+
+    switch (worker_fwd_field(r, n)) {
+    case WFWD_DROP:
+        return NULL;
+    case WFWD_OURS:
+        return worker_fwd_value(r, n);
+    case WFWD_PASS:
+        break;
+    }
+    return worker_req_header_sent(r, name);
 }
 
 enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp)
@@ -404,57 +518,106 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     return worker_queue(r, count > 0 ? 200 : 404, resp);
 }
 
-static enum MHD_Result worker_count_host(void *cls, enum MHD_ValueKind kind, const char *key,
-                                         const char *value)
+/* True when the route trusts the client's address with forwarding fields. */
+static bool worker_is_trusted(struct worker_req *r)
 {
-    unsigned *n = cls;
+    const union MHD_ConnectionInfo *ci;
 
-    (void)kind;
-    (void)value;
-    if (strcasecmp(key, "Host") == 0) (*n)++;
-    return MHD_YES;
+    if (r->rt->trust_forwarded_count == 0) return false;
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) return false;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ci->client_addr;
+        return cw_config_route_trusts(r->rt, AF_INET, (const uint8_t *)&in->sin_addr);
+    }
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)ci->client_addr;
+        return cw_config_route_trusts(r->rt, AF_INET6, in6->sin6_addr.s6_addr);
+    }
+    return false;
 }
 
-/* RFC 9112 §3.2 and §6.1: an HTTP/1.1 request needs exactly one Host, and one with both
- * Content-Length and Transfer-Encoding may be a smuggling attempt; both get 400 and the
- * connection is closed, so nothing pipelined behind them is read as a request. */
-static bool worker_request_is_ambiguous(struct worker_req *r)
+/* Reads the request target (RFC 9112 §3.2): origin-form, or absolute-form whose authority
+ * replaces Host (§3.2.2). The path is normalised once (RFC 3986 §6.2.2, §5.2.4), and that is
+ * what routes, keys and goes to the origin. 0, or the status to refuse the request with. */
+static unsigned worker_read_target(struct worker_req *r, const char **why)
 {
-    unsigned hosts = 0;
+    struct cw_str target = cw_str_make(r->raw_uri, r->raw_uri_len), host, path, query;
+    struct cw_str scheme, authority;
+    const char *qm;
+    size_t len = 0;
+    char *out;
 
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_count_host, &hosts);
-    if (hosts > 1) return true;
-    if (hosts == 0 && r->version != NULL && strcmp(r->version, "HTTP/1.0") != 0) return true;
-    return worker_req_header(r, "Transfer-Encoding") != NULL &&
-           worker_req_header(r, "Content-Length") != NULL;
+    *why = "bad request target";
+    if (r->raw_uri_len > CW_LIMIT_URL_BYTES) return 414;
+    if (target.len > 0 && target.p[0] == '/') {
+        host = cw_str_cstr(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host"));
+    } else if (cw_path_split_absolute(target, &scheme, &authority, &target) == 0) {
+        host = authority;
+    } else {
+        *why = "origin-form or absolute-form request target required";
+        return 400;
+    }
+    if (host.len > CW_LIMIT_HOST_BYTES) {
+        *why = "Host too long";
+        return 400;
+    }
+    for (size_t i = 0; i < host.len; i++)
+        r->host[i] = (host.p[i] >= 'A' && host.p[i] <= 'Z') ? (char)(host.p[i] + 32) : host.p[i];
+    r->host[host.len] = '\0';
+    qm = target.len > 0 ? memchr(target.p, '?', target.len) : NULL;
+    path = cw_str_make(target.p, qm ? (size_t)(qm - target.p) : target.len);
+    query = qm ? cw_str_make(qm, target.len - path.len) : cw_str_make(NULL, 0);
+    /* The normal form is never longer than the path, but for the "/" of an empty one. */
+    out = malloc(path.len + query.len + 2);
+    if (out == NULL) {
+        *why = "out of memory";
+        return 503;
+    }
+    if (path.len == 0) {
+        out[0] = '/';
+        len = 1;
+    } else if (cw_path_normalize(path.p, path.len, out, path.len + 1, &len) < 0) {
+        free(out);
+        *why = "bad path: bad escape, or dot segments above the root";
+        return 400;
+    }
+    if (query.len > 0) memcpy(out + len, query.p, query.len);
+    len += query.len;
+    out[len] = '\0';
+    r->uri = out;
+    r->uri_len = len;
+    return 0;
 }
 
 /* Decides what the request is and takes it down the hit or miss path. */
 static enum MHD_Result worker_dispatch(struct worker_req *r)
 {
-    const char *host = worker_req_header(r, "Host");
-    const char *qm = memchr(r->uri, '?', r->uri_len);
-    struct cw_str path = cw_str_make(r->uri, qm ? (size_t)(qm - r->uri) : r->uri_len);
+    const char *why = NULL;
+    unsigned status = worker_read_target(r, &why);
+    const char *qm;
+    struct cw_str path;
     int route;
 
-    if (host == NULL) host = "";
-    if (r->uri_len > CW_LIMIT_URL_BYTES)
+    if (status == 414)
         return worker_answer_error(r, 414, "request target too long\n", "uri-too-long");
-    if (worker_request_is_ambiguous(r))
-        return worker_answer_close(r, 400, "ambiguous request framing or Host\n", "bad-request");
-    if (r->uri_len == 0 || r->uri[0] != '/')
-        return worker_answer_error(r, 400, "origin-form request target required\n", "bad-uri");
-    if (strlen(host) > CW_LIMIT_HOST_BYTES)
-        return worker_answer_error(r, 400, "Host too long\n", "bad-host");
-    route = cw_route_find(r->w->cfg, cw_str_cstr(host), path);
+    if (status == 503) return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (status != 0) {
+        cw_info_rl("worker %d: 400 for %.64s: %s", r->w->index, r->raw_uri, why);
+        return worker_answer_close(r, status, "bad request target\n", "bad-uri");
+    }
+    qm = memchr(r->uri, '?', r->uri_len);
+    path = cw_str_make(r->uri, qm ? (size_t)(qm - r->uri) : r->uri_len);
+    route = cw_route_find(r->w->cfg, cw_str_cstr(r->host), path);
     if (route < 0)
         return worker_answer_error(r, 404, "no route for this host and path\n", "no-route");
     r->rt = &r->w->cfg->routes[route];
+    r->trusted = worker_is_trusted(r);
     r->q.rt = r->rt;
     r->q.header = worker_req_header;
     r->q.header_cls = r;
     r->q.uri = cw_str_make(r->uri, r->uri_len);
-    r->q.host = cw_str_cstr(host);
+    r->q.host = cw_str_cstr(r->host);
     r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
     if (r->q.key_buf == NULL) return worker_answer_error(r, 503, "out of memory\n", "enomem");
     if (strcmp(r->method, "PURGE") == 0) return worker_purge(r);
@@ -474,6 +637,78 @@ static enum MHD_Result worker_dispatch(struct worker_req *r)
     return worker_lookup_or_fetch(r);
 }
 
+/* The first handler call, once MHD has the whole head: refused by the wire reader, or the
+ * request goes on; a request with a body gets client_body_timeout between reads. */
+static void worker_on_head(struct worker_req *r)
+{
+    const struct cw_config *cfg = r->w->cfg;
+
+    r->refuse_status = cw_wire_check(cw_wire_of(r->conn), r->wire_n, &r->refuse_reason);
+    if (r->refuse_status != 0) return;
+    /* Every Connection line counts (RFC 9110 §7.6.1): a joined value is kept apart from
+     * join_buf, which later lookups reuse. */
+    const char *conn = worker_req_header_sent(r, "Connection");
+    if (conn != NULL && conn == r->join_buf) conn = r->conn_joined = strdup(conn);
+    r->conn_hdr = cw_str_cstr(conn);
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length") != NULL ||
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL)
+        (void)MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                        (unsigned)((cfg->client_body_timeout_ms + 999) / 1000));
+}
+
+/* Logs a refused request under the line the client sent, not the stand-in's: method, target
+ * and version split at the first and last space, as far as the line came. */
+static void worker_log_refused_line(struct worker_req *r)
+{
+    struct cw_str line = cw_wire_refused_line(cw_wire_of(r->conn));
+    char *sp1, *sp2;
+
+    if (line.len == 0 || (r->refused_line = malloc(line.len + 1)) == NULL) return;
+    memcpy(r->refused_line, line.p, line.len);
+    r->refused_line[line.len] = '\0';
+    sp1 = memchr(r->refused_line, ' ', line.len);
+    sp2 = strrchr(r->refused_line, ' ');
+    if (sp1 == NULL) {
+        r->method = "-";
+        r->version = "-";
+        r->log_uri = cw_str_make(r->refused_line, line.len);
+        return;
+    }
+    *sp1 = '\0';
+    r->method = r->refused_line;
+    if (sp2 == sp1) {
+        r->version = "-";
+        r->log_uri = cw_str_cstr(sp1 + 1);
+        return;
+    }
+    *sp2 = '\0';
+    r->version = sp2 + 1;
+    r->log_uri = cw_str_cstr(sp1 + 1);
+}
+
+/* Answers a request the wire reader refused, and closes the connection. */
+static enum MHD_Result worker_answer_refused(struct worker_req *r)
+{
+    static const char *const bodies[] = {
+        [0] = "bad request\n",
+        [1] = "request timeout\n",
+        [2] = "transfer coding not implemented\n",
+    };
+    unsigned s = r->refuse_status;
+    const char *body = s == 408 ? bodies[1] : s == 501 ? bodies[2] : bodies[0];
+
+    worker_log_refused_line(r);
+    if (s == 500) {
+        cw_err("worker %d: a request head reached the handler without the wire reader: refused",
+               r->w->index);
+    } else {
+        char addr[INET6_ADDRSTRLEN];
+        worker_client_addr(r->conn, addr, sizeof(addr));
+        cw_info_rl("worker %d: %u to %s: %s", r->w->index, s, addr, r->refuse_reason);
+    }
+    return worker_answer_close(r, s, body, s == 408 ? "header-timeout" : "bad-request");
+}
+
 static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                          const char *method, const char *version,
                                          const char *upload_data, size_t *upload_data_size,
@@ -491,6 +726,7 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
         r->method = method;
         r->version = version;
         r->state = WREQ_BODY;
+        worker_on_head(r);
         return MHD_YES;
     case WREQ_BODY:
         if (*upload_data_size > 0) {
@@ -513,6 +749,10 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
             r->body_in.len = need;
             return MHD_YES;
         }
+        if (r->refuse_status != 0) return worker_answer_refused(r);
+        if (r->body_in.len > 0 || r->body_over)
+            (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                            (unsigned)WORKER_CONN_TIMEOUT);
         if (r->body_over)
             return worker_answer_error(r, 413, "request body too large\n", "body-too-large");
         if (atomic_load(&r->w->stopping))
@@ -543,15 +783,17 @@ static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *co
     struct cw_worker *w = cls;
     struct worker_req *r = calloc(1, sizeof(*r));
 
-    (void)conn;
     if (r == NULL) return NULL;
-    r->uri_len = strlen(uri);
-    r->uri = malloc(r->uri_len + 1);
-    if (r->uri == NULL) {
+    r->raw_uri_len = strlen(uri);
+    r->raw_uri = malloc(r->raw_uri_len + 1);
+    if (r->raw_uri == NULL) {
         free(r);
         return NULL;
     }
-    memcpy(r->uri, uri, r->uri_len + 1);
+    memcpy(r->raw_uri, uri, r->raw_uri_len + 1);
+    r->uri = r->raw_uri; /* until worker_read_target() */
+    r->uri_len = r->raw_uri_len;
+    r->wire_n = cw_wire_begin(cw_wire_of(conn));
     r->w = w;
     r->start_us = cw_clock_mono_us();
     r->start_wall_ms = cw_clock_wall_ms();
@@ -587,7 +829,7 @@ static void worker_record(struct cw_worker *w, struct worker_req *r, struct MHD_
         .time_ms = r->start_wall_ms,
         .client = addr,
         .method = r->method,
-        .url = cw_str_make(r->uri, r->uri_len),
+        .url = r->log_uri.p ? r->log_uri : cw_str_make(r->raw_uri, r->raw_uri_len),
         .protocol = r->version,
         .status = (int)r->status,
         .bytes = r->bytes,
@@ -618,19 +860,30 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     if (r->q.has_lease) cw_fill_abandon(&w->fill_mhd, &r->q, false);
     free(r->q.key_buf);
     free(r->join_buf);
-    free(r->uri);
+    free(r->xff);
+    free(r->forwarded);
+    free(r->refused_line);
+    free(r->conn_joined);
+    if (r->uri != r->raw_uri) free(r->uri);
+    free(r->raw_uri);
     free(r);
     atomic_fetch_sub(&w->inflight, 1);
 }
 
 static int worker_open(struct cw_worker *w, int listen_fd)
 {
+    char host[CW_LIMIT_HOST_BYTES + 1];
+    int port = 0;
     int rc = cw_store_open(w->cfg->cache_path, w->cfg->cache_size_bytes, &w->store);
+    if (rc < 0) return rc;
+    if (cw_config_split_hostport(w->cfg->listen, host, sizeof(host), &port) < 0) port = 0;
+    snprintf(w->listen_port, sizeof(w->listen_port), "%d", port);
+    rc = cw_wire_init(w->cfg->client_header_timeout_ms);
     if (rc < 0) return rc;
     rc = cw_accesslog_open(w->cfg, &w->alog);
     if (rc < 0) return rc;
     cw_accesslog_set_seg(w->alog, w->seg, w->slot);
-    cw_store_set_seg(w->store, w->seg);
+    cw_store_set_seg(w->store, w->seg, w->slot);
     rc = cw_store_reader_open(w->store, &w->reader);
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);
@@ -647,8 +900,9 @@ static int worker_open(struct cw_worker *w, int listen_fd)
         0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, cw_child_mhd_log,
         (void *)"worker", MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
         worker_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)WORKER_CONN_TIMEOUT, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, cw_wire_on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT,
+        MHD_OPTION_END);
     if (w->mhd == NULL) {
         cw_err("worker %d: MHD_start_daemon failed on fd %d", w->index, listen_fd);
         return -EIO;

@@ -240,6 +240,12 @@ static int hit_on_entry(void *cls, const struct cw_entry_view *v)
     case CW_COND_USE_STALE:
         goto stale;
     case CW_COND_USE_REVALIDATE:
+        /* A waiter whose request asked for validation (no-cache, max-age=0) takes what
+         * another request validated with the origin after it arrived: so concurrent
+         * no-cache requests share one conditional fetch instead of one each. */
+        if (r->coalesced && age < lifetime && !always &&
+            v->h.response_time_ms >= r->start_wall_ms && !(v->h.flags & CW_ENTRY_SOFT_PURGED))
+            return hit_serve(r, v, HIT_FRESH, now);
         break;
     }
     /* Fresh, but the request itself asked for the origin (no-cache, max-age, min-fresh). */

@@ -13,6 +13,7 @@
 #include "core/cc.h"
 #include "core/common.h"
 #include "core/key.h"
+#include "core/limits.h"
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
@@ -57,6 +58,7 @@ struct cw_worker {
     _Atomic int inflight;      /* requests between URI parse and completion */
     _Atomic bool draining;     /* stopped accepting: answers close their connections */
     _Atomic bool stopping;     /* past the grace: new requests get 503, nothing fetched */
+    char listen_port[8];       /* for X-Forwarded-Port and Forwarded */
 };
 
 enum worker_req_state {
@@ -91,9 +93,24 @@ struct worker_req {
     struct cw_worker *w;
     struct MHD_Connection *conn;
     enum worker_req_state state;
-    char *uri; /* the raw request target, as sent (owned) */
+    char *raw_uri; /* the request target as sent, for the access log (owned) */
+    size_t raw_uri_len;
+    /* The target as understood: origin-form, path normalised (RFC 3986 §5.2.4, §6.2.2). It
+     * routes, keys and goes to the origin. Owned; raw_uri until worker_dispatch(). */
+    char *uri;
     size_t uri_len;
-    const char *method; /* borrowed from MHD, valid for the request */
+    char host[CW_LIMIT_HOST_BYTES + 1]; /* Host, or the absolute-form authority, lower-case */
+    struct cw_str conn_hdr;             /* the request's Connection value, lines joined */
+    char *conn_joined;                  /* conn_hdr's bytes when joined from lines (owned) */
+    char *xff;                          /* X-Forwarded-For as sent to the origin (owned) */
+    char *forwarded;                    /* Forwarded as sent to the origin (owned) */
+    bool trusted;                       /* the route trusts the client's forwarding fields */
+    unsigned wire_n;                    /* the request's place on its connection */
+    unsigned refuse_status;             /* != 0: the wire reader refused this request */
+    const char *refuse_reason;
+    char *refused_line;    /* the refused request's line split for the access log (owned) */
+    struct cw_str log_uri; /* the target for the access log when not raw_uri (in refused_line) */
+    const char *method;    /* borrowed from MHD, valid for the request */
     bool is_head;
     bool has_req_cc;
     struct cw_cc req_cc;  /* the request's Cache-Control (borrows MHD's value) */
@@ -188,7 +205,17 @@ enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_R
 /* Queues a short plain-text error answer. */
 enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const char *body,
                                     const char *detail);
-/* MHD request-header lookup, as a cw_fill_header_fn over a worker_req. */
+/* A request header as the origin is sent it, as a cw_fill_header_fn over a worker_req: NULL
+ * for a field not forwarded (hop-by-hop, named in Connection, stripped by the route), the
+ * value CacheWarp sets for Host, X-Forwarded-* and Forwarded, else the client's (several
+ * lines joined). So the key is made of exactly what the origin sees. */
 const char *worker_req_header(void *cls, const char *name);
+/* How a request field goes to the origin. */
+enum worker_fwd {
+    WFWD_PASS = 0, /* as the client sent it */
+    WFWD_DROP,     /* not at all */
+    WFWD_OURS,     /* replaced by CacheWarp's value (worker_req_header() gives it) */
+};
+enum worker_fwd worker_fwd_field(struct worker_req *r, struct cw_str name);
 
 #endif /* CW_WORKER_INT_H */

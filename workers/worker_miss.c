@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/entry.h"
 #include "core/fresh.h"
+#include "core/key.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "shm/seg.h"
@@ -24,11 +25,8 @@
 struct miss_hdr_ctx {
     struct worker_req *r;
     struct cw_fetch_buf out;
-    struct cw_str conn; /* the request's Connection value */
     bool have_via;
-    bool have_xff;
     int rc;
-    char addr[INET6_ADDRSTRLEN]; /* the client's address */
 };
 
 static int miss_append(struct cw_fetch_buf *b, const char *p, size_t n)
@@ -75,6 +73,10 @@ static bool miss_is_conditional(struct cw_str name)
     return false;
 }
 
+/* Copies one request field the origin may see. The fields came through the wire reader, so
+ * each is a valid token and a value without CR, LF or NUL (workers/wire.h); those CacheWarp
+ * sets itself, the framing (our own Content-Length or chunked frames the body) and, for a
+ * cacheable request, the client's preconditions (answered from what is stored) are left out. */
 static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                           const char *value)
 {
@@ -83,7 +85,7 @@ static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, co
 
     (void)kind;
     if (value == NULL) value = "";
-    if (worker_is_hop(name, c->conn)) return MHD_YES;
+    if (worker_fwd_field(c->r, name) != WFWD_PASS) return MHD_YES;
     if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
         cw_str_eq_ci(name, CW_STR_LIT("Expect")))
         return MHD_YES;
@@ -91,11 +93,6 @@ static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, co
     if (cw_str_eq_ci(name, CW_STR_LIT("Via"))) {
         c->have_via = true;
         c->rc = miss_append_line(&c->out, key, value, ", 1.1 cachewarp");
-    } else if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-For"))) {
-        char tail[INET6_ADDRSTRLEN + 3];
-        snprintf(tail, sizeof(tail), ", %s", c->addr);
-        c->have_xff = true;
-        c->rc = miss_append_line(&c->out, key, value, tail);
     } else {
         c->rc = miss_append_line(&c->out, key, value, NULL);
     }
@@ -118,20 +115,28 @@ void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size)
     }
 }
 
+/* The fields CacheWarp sets for the origin (when the route does not pass the client's). */
+static const char *const miss_ours[] = {
+    "Host",     "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+    "Forwarded"};
+
+/* Builds the origin request's header block from what the request was understood to be. */
 static int miss_build_headers(struct worker_req *r)
 {
     struct miss_hdr_ctx c = {.r = r};
 
-    c.conn = cw_str_cstr(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Connection"));
-    worker_client_addr(r->conn, c.addr, sizeof(c.addr));
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, miss_on_req_header, &c);
+    for (size_t i = 0; c.rc == 0 && i < CW_ARRAY_LEN(miss_ours); i++) {
+        if (worker_fwd_field(r, cw_str_cstr(miss_ours[i])) != WFWD_OURS) continue;
+        const char *v = worker_req_header(r, miss_ours[i]);
+        c.rc = v ? miss_append_line(&c.out, miss_ours[i], v, NULL) : -ENOMEM;
+    }
     if (c.rc == 0 && !c.have_via) c.rc = miss_append_line(&c.out, "Via", "1.1 cachewarp", NULL);
     /* RFC 9111 §4.3.1: validate a stale copy with its own validators. */
     if (c.rc == 0 && r->cacheable && r->stale && r->etag[0] != '\0')
         c.rc = miss_append_line(&c.out, "If-None-Match", r->etag, NULL);
     if (c.rc == 0 && r->cacheable && r->stale && r->last_modified[0] != '\0')
         c.rc = miss_append_line(&c.out, "If-Modified-Since", r->last_modified, NULL);
-    if (c.rc == 0 && !c.have_xff) c.rc = miss_append_line(&c.out, "X-Forwarded-For", c.addr, NULL);
     if (c.rc < 0) {
         free(c.out.p);
         return c.rc;
@@ -140,18 +145,41 @@ static int miss_build_headers(struct worker_req *r)
     return 0;
 }
 
+/* The origin URL: the origin's prefix, the normalised path, and exactly the query parameters
+ * the key uses (an unkeyed parameter must not choose the stored answer). */
+static int miss_build_url(struct worker_req *r, const struct cw_config_origin *o)
+{
+    const char *qm = memchr(r->uri, '?', r->uri_len);
+    size_t ulen = strlen(o->url), plen = qm ? (size_t)(qm - r->uri) : r->uri_len;
+    size_t qlen = qm ? r->uri_len - plen - 1 : 0, fwd = 0;
+    char *url = malloc(ulen + plen + qlen + 2);
+
+    if (url == NULL) return -ENOMEM;
+    memcpy(url, o->url, ulen);
+    memcpy(url + ulen, r->uri, plen);
+    /* A passed-through method (POST, PUT...) stores nothing: its query goes whole. */
+    if (qm != NULL && !r->cacheable) {
+        memcpy(url + ulen + plen + 1, qm + 1, qlen);
+        fwd = qlen;
+    } else if (qm != NULL && cw_key_forward_query(r->rt, cw_str_make(qm + 1, qlen),
+                                                  url + ulen + plen + 1, qlen + 1, &fwd) < 0) {
+        free(url);
+        return -ENOSPC;
+    }
+    if (fwd > 0) url[ulen + plen] = '?';
+    url[ulen + plen + (fwd > 0 ? fwd + 1 : 0)] = '\0';
+    r->url = url;
+    return 0;
+}
+
 static void miss_done(struct cw_fetch_job *job, void *cls);
 
 enum MHD_Result worker_miss_start(struct worker_req *r)
 {
     const struct cw_config_origin *o = &r->w->cfg->origins[r->rt->origin];
-    size_t ulen = strlen(o->url);
     int rc;
 
-    r->url = malloc(ulen + r->uri_len + 1);
-    if (r->url == NULL) return worker_answer_error(r, 503, "out of memory\n", "enomem");
-    memcpy(r->url, o->url, ulen);
-    memcpy(r->url + ulen, r->uri, r->uri_len + 1);
+    if (miss_build_url(r, o) < 0) return worker_answer_error(r, 503, "out of memory\n", "enomem");
     if (miss_build_headers(r) < 0) return worker_answer_error(r, 503, "out of memory\n", "enomem");
     r->job.url = r->url;
     /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */

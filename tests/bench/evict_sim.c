@@ -178,7 +178,7 @@ static int sim_store(const uint32_t *trace, size_t requests, size_t cache, struc
     if (rc == 0) rc = cw_store_open(path, map_bytes, &st);
     if (rc == 0) rc = cw_store_reader_open(st, &r);
     if (rc < 0) goto out;
-    cw_store_set_seg(st, seg);
+    cw_store_set_seg(st, seg, 0);
     res->put_fail = 0;
     for (size_t i = 0; i < requests; i++) {
         int n = snprintf(full, sizeof(full), "http://sim/%u", trace[i]);

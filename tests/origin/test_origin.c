@@ -14,6 +14,8 @@
  *   setcookie=V  Set-Cookie: V             hdr=N:V    extra header, may repeat
  *   size=N       body of N bytes of 'x' (a letter that follows the version with change_ms)
  *   change_ms=N  content version = floor(now_ms / N); ETag "v<version>" unless etag= is given
+ * The same parameters may come in an X-Origin-Args request header ("cc=max-age%3D0&etag=e1"),
+ * for tests whose route forwards only the keyed query parameters; the query wins over it.
  * The default body is {"path":"/x","n":<count for this path+query>,"v":<version>}; methods
  * other than GET and HEAD get {"method":"POST","path":"/x","received":<body bytes>}.
  *
@@ -93,7 +95,8 @@ struct origin_ctx {
 
 /* Per-request state, created by the URI log callback, freed when the request completes. */
 struct origin_req {
-    char *uri; /* the request target as received, path and query */
+    char *uri;  /* the request target as received, path and query */
+    char *args; /* X-Origin-Args, split and decoded in place into argument values */
     bool is_started;
     uint64_t body_bytes;
 };
@@ -506,6 +509,26 @@ static enum MHD_Result origin_add_extra(void *cls, enum MHD_ValueKind kind, cons
     return MHD_YES;
 }
 
+/* Adds the pairs of an X-Origin-Args header as query arguments (after the real ones, so a
+ * lookup finds the query's first). The strings live in req->args until the request ends. */
+static void origin_header_args(struct MHD_Connection *con, struct origin_req *req)
+{
+    const char *xa = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Origin-Args");
+    char *p, *save = NULL;
+
+    if (xa == NULL || req->args != NULL) return;
+    req->args = strdup(xa);
+    if (req->args == NULL) return;
+    for (p = strtok_r(req->args, "&", &save); p != NULL; p = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(p, '=');
+        if (eq == NULL) continue;
+        *eq = '\0';
+        (void)MHD_http_unescape(p);
+        (void)MHD_http_unescape(eq + 1);
+        (void)MHD_set_connection_value(con, MHD_GET_ARGUMENT_KIND, p, eq + 1);
+    }
+}
+
 static enum MHD_Result origin_serve(struct origin_ctx *ctx, struct MHD_Connection *con,
                                     struct origin_req *req, const char *url, const char *method)
 {
@@ -515,6 +538,7 @@ static enum MHD_Result origin_serve(struct origin_ctx *ctx, struct MHD_Connectio
     const char *tag = MHD_lookup_connection_value(con, MHD_HEADER_KIND, "X-Test-Tag");
     char *hdrs = origin_headers_json(con);
 
+    origin_header_args(con, req);
     pthread_mutex_lock(&ctx->mu);
     ctx->total++;
     uint64_t n = origin_table_add(&ctx->paths, req->uri);
@@ -680,6 +704,7 @@ static void origin_completed(void *cls, struct MHD_Connection *con, void **con_c
     struct origin_req *req = *con_cls;
     if (req == NULL) return;
     free(req->uri);
+    free(req->args);
     free(req);
     *con_cls = NULL;
 }

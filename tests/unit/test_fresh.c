@@ -470,6 +470,34 @@ START_TEST(test_fresh_authorization)
 }
 END_TEST
 
+START_TEST(test_fresh_cookie_pass)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_resp r = resp(200, NULL);
+
+    /* A personalised answer without explicit freshness is not stored for a Cookie request. */
+    p.req_cookie_pass = true;
+    assert_not_stored(&r, &p, "cookie");
+    r = resp(200, NULL);
+    add(&r, "Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT");
+    assert_not_stored(&r, &p, "cookie");
+    /* Explicit freshness or public says the answer is shared. */
+    r = resp(200, "max-age=60");
+    ck_assert(eval(&r, &p).storable);
+    r = resp(200, "s-maxage=60");
+    ck_assert(eval(&r, &p).storable);
+    r = resp(200, "public");
+    ck_assert(eval(&r, &p).storable);
+    r = resp(200, NULL);
+    add(&r, "Expires", "Thu, 01 Jan 2099 00:00:00 GMT");
+    ck_assert(eval(&r, &p).storable);
+    /* Without the flag (cookies = "ignore" or "key"), the heuristic answer is stored. */
+    p.req_cookie_pass = false;
+    r = resp(200, NULL);
+    ck_assert(eval(&r, &p).storable);
+}
+END_TEST
+
 START_TEST(test_fresh_set_cookie)
 {
     struct cw_fresh_policy p = policy();
@@ -844,6 +872,7 @@ Suite *fresh_suite(void)
     tcase_add_test(eval_tc, test_fresh_why_not_private);
     tcase_add_test(eval_tc, test_fresh_why_not_vary_star);
     tcase_add_test(eval_tc, test_fresh_authorization);
+    tcase_add_test(eval_tc, test_fresh_cookie_pass);
     tcase_add_test(eval_tc, test_fresh_set_cookie);
     tcase_add_test(eval_tc, test_fresh_must_understand);
     tcase_add_test(eval_tc, test_fresh_lifetime_precedence);

@@ -176,7 +176,7 @@ START_TEST(test_store_evict_clock_second_chance)
     }
     /* From now on puts set bits and eviction inside put sees them. A few more puts cross
      * the high watermark. */
-    cw_store_set_seg(st, seg);
+    cw_store_set_seg(st, seg, 0);
     for (int i = 0; i < 40; i++) {
         ck_assert_int_eq(put_n(st, "http://x/", i, NOW_MS + 100000, NULL), 0);
     }
@@ -216,7 +216,7 @@ START_TEST(test_store_evict_never_fills)
 
     ck_assert_int_eq(cw_seg_create(&seg), 0);
     ck_assert_int_eq(cw_store_open(db_path, 2u << 20, &st), 0);
-    cw_store_set_seg(st, seg);
+    cw_store_set_seg(st, seg, 0);
     ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
     for (int i = 0; i < 3000; i++) {
         ck_assert_int_eq(put_n(st, "http://h/", i, NOW_MS + 100000, "all"), 0);
