@@ -22,7 +22,6 @@ struct cc_dir {
     bool escaped; /* the quoted value held a backslash escape */
 };
 
-static bool cc_is_tchar(unsigned char c);
 static size_t cc_skip_ows(const char *p, size_t len, size_t i);
 static size_t cc_skip_to_comma(const char *p, size_t len, size_t i);
 static size_t cc_parse_value(const char *p, size_t len, size_t i, struct cc_dir *d);
@@ -33,33 +32,6 @@ static void cc_set_fields(struct cw_cc *cc, const struct cc_dir *d, uint32_t pla
                           uint32_t with_fields, struct cw_str *fields);
 static bool cc_name_is(const struct cc_dir *d, const char *lit);
 static void cc_apply(struct cw_cc *cc, const struct cc_dir *d);
-
-/* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
-static bool cc_is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
 
 /* Returns the first index at or after i that is not OWS (len when none). */
 static size_t cc_skip_ows(const char *p, size_t len, size_t i)
@@ -116,7 +88,7 @@ static size_t cc_parse_value(const char *p, size_t len, size_t i, struct cc_dir 
         return i + 1;
     }
     start = i;
-    while (i < len && cc_is_tchar((unsigned char)p[i]))
+    while (i < len && cw_is_tchar((unsigned char)p[i]))
         i++;
     d->kind = CC_VAL_TOKEN;
     d->val = cw_str_make(p + start, i - start);
@@ -131,7 +103,7 @@ static size_t cc_parse_one(const char *p, size_t len, size_t i, struct cc_dir *d
     size_t start = i;
 
     memset(d, 0, sizeof(*d));
-    while (i < len && cc_is_tchar((unsigned char)p[i]))
+    while (i < len && cw_is_tchar((unsigned char)p[i]))
         i++;
     d->name = cw_str_make(p + start, i - start);
     if (d->name.len == 0) return cc_skip_to_comma(p, len, i);

@@ -45,6 +45,33 @@ static inline bool cw_is_ows(unsigned char c)
     return c == ' ' || c == '\t';
 }
 
+/* RFC 9110 §5.6.2 tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+ * "_" / "`" / "|" / "~" / DIGIT / ALPHA: the bytes of a token (a method, a field name). */
+static inline bool cw_is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Case-insensitive ASCII compare of two byte ranges. */
 bool cw_str_eq_ci(struct cw_str a, struct cw_str b);
 /* Exact compare. */

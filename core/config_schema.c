@@ -329,7 +329,7 @@ static bool config_is_header_name(const char *s)
     size_t n = 0;
 
     for (; s[n] != '\0'; n++) {
-        if (!cw_config_is_name_char(s[n]) && strchr("!#$%&'*+^`|~", s[n]) == NULL) return false;
+        if (!cw_is_tchar((unsigned char)s[n])) return false;
     }
     return n > 0 && n <= CW_LIMIT_HEADER_NAME_BYTES;
 }

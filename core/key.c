@@ -18,7 +18,6 @@ struct key_param {
 static inline unsigned char key_lower(unsigned char c);
 static bool key_is_scheme(struct cw_str scheme);
 static bool key_is_host_byte(unsigned char c);
-static bool key_is_name_byte(unsigned char c);
 static bool key_is_space(unsigned char c);
 static int key_put(char *buf, size_t cap, size_t *len, const char *p, size_t n);
 static int key_put_lower(char *buf, size_t cap, size_t *len, const char *p, size_t n);
@@ -59,14 +58,6 @@ static bool key_is_host_byte(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '-' || c == '_' || c == ':' || c == '[' || c == ']';
-}
-
-/* RFC 9110 §5.6.2 tchar: a field name made of anything else could forge the "\n" and ":"
- * separators of the key string. */
-static bool key_is_name_byte(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 /* Folded to one space in key header values. CR and LF are included so that a value can
@@ -290,7 +281,8 @@ int cw_key_append_header(char *buf, size_t size, size_t *len, struct cw_str name
 
     if (name.len == 0) return -EINVAL;
     for (size_t i = 0; i < name.len; i++) {
-        if (!key_is_name_byte((unsigned char)name.p[i])) return -EINVAL;
+        if (!cw_is_tchar((unsigned char)name.p[i]))
+            return -EINVAL; /* else it could forge "\n" or ":" */
     }
     if (n > cap) return -ENOSPC;
 

@@ -78,7 +78,6 @@ enum reqscan_sub {
 };
 
 static int reqscan_fail(struct cw_reqscan *s, int status, const char *reason);
-static bool reqscan_is_tchar(unsigned char c);
 static bool reqscan_is_field_byte(unsigned char c);
 static bool reqscan_is_host_byte(unsigned char c);
 static int reqscan_hex(unsigned char c);
@@ -147,33 +146,6 @@ static int reqscan_fail(struct cw_reqscan *s, int status, const char *reason)
     s->status = status;
     s->reason = reason;
     return -EBADMSG;
-}
-
-/* RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
- * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
-static bool reqscan_is_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
 }
 
 /* RFC 9110 §5.5: a field value holds VCHAR, obs-text, SP and HTAB; every other control
@@ -347,7 +319,7 @@ static int reqscan_start(struct cw_reqscan *s, unsigned char c)
 /* RFC 9112 §3: method = token, then exactly one SP. */
 static int reqscan_method(struct cw_reqscan *s, unsigned char c)
 {
-    if (reqscan_is_tchar(c)) {
+    if (cw_is_tchar(c)) {
         if (++s->count > CW_LIMIT_METHOD_BYTES) return reqscan_fail(s, 400, "method too long");
         return 0;
     }
@@ -424,7 +396,7 @@ static int reqscan_line(struct cw_reqscan *s, unsigned char c)
     if (c == '\n') return reqscan_fail(s, 400, "bare LF");
     /* RFC 9112 §5.2 (obs-fold) and §2.2 (whitespace before the first field line). */
     if (cw_is_ows(c)) return reqscan_fail(s, 400, "field line starts with whitespace (obs-fold)");
-    if (!reqscan_is_tchar(c)) {
+    if (!cw_is_tchar(c)) {
         return reqscan_fail(s, 400, c == ':' ? "empty field name" : "invalid byte in field name");
     }
     if (++s->fields > CW_LIMIT_REQUEST_FIELDS) return reqscan_fail(s, 431, "too many field lines");
@@ -438,7 +410,7 @@ static int reqscan_line(struct cw_reqscan *s, unsigned char c)
  * 400, since proxies disagree on whether "Transfer-Encoding :" names Transfer-Encoding. */
 static int reqscan_name(struct cw_reqscan *s, unsigned char c)
 {
-    if (reqscan_is_tchar(c)) {
+    if (cw_is_tchar(c)) {
         if (++s->count > CW_LIMIT_HEADER_NAME_BYTES) {
             return reqscan_fail(s, 431, "field name too long");
         }
@@ -568,13 +540,13 @@ static int reqscan_te_byte(struct cw_reqscan *s, unsigned char c)
     switch (s->sub) {
     case REQSCAN_SUB_SEP:
         if (c == ',' || cw_is_ows(c)) return 0;
-        if (!reqscan_is_tchar(c)) return reqscan_fail(s, 400, "invalid byte in Transfer-Encoding");
+        if (!cw_is_tchar(c)) return reqscan_fail(s, 400, "invalid byte in Transfer-Encoding");
         s->tok_len = 0;
         reqscan_tok_add(s, c);
         s->sub = REQSCAN_SUB_CODING;
         return 0;
     case REQSCAN_SUB_CODING:
-        if (reqscan_is_tchar(c)) {
+        if (cw_is_tchar(c)) {
             reqscan_tok_add(s, c);
             return 0;
         }
