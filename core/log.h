@@ -66,6 +66,7 @@ long long cw_log_now_s(void);
 
 #define cw_warn_rl(...) CW_LOG_AT_RL(CW_LOG_WARN, __VA_ARGS__)
 #define cw_info_rl(...) CW_LOG_AT_RL(CW_LOG_INFO, __VA_ARGS__)
+#define cw_err_rl(...)  CW_LOG_AT_RL(CW_LOG_ERR, __VA_ARGS__)
 
 #define cw_err(...)    CW_LOG_AT(CW_LOG_ERR, __VA_ARGS__)
 #define cw_warn(...)   CW_LOG_AT(CW_LOG_WARN, __VA_ARGS__)

@@ -689,18 +689,16 @@ static void worker_log_refused_line(struct worker_req *r)
 /* Answers a request the wire reader refused, and closes the connection. */
 static enum MHD_Result worker_answer_refused(struct worker_req *r)
 {
-    static const char *const bodies[] = {
-        [0] = "bad request\n",
-        [1] = "request timeout\n",
-        [2] = "transfer coding not implemented\n",
-    };
     unsigned s = r->refuse_status;
-    const char *body = s == 408 ? bodies[1] : s == 501 ? bodies[2] : bodies[0];
+    const char *body = s == 408   ? "request timeout\n"
+                       : s == 501 ? "transfer coding not implemented\n"
+                                  : "bad request\n";
 
     worker_log_refused_line(r);
     if (s == 500) {
-        cw_err("worker %d: a request head reached the handler without the wire reader: refused",
-               r->w->index);
+        cw_err_rl("worker %d: a request head reached the handler without the wire reader: "
+                  "refused",
+                  r->w->index);
     } else {
         char addr[INET6_ADDRSTRLEN];
         worker_client_addr(r->conn, addr, sizeof(addr));
