@@ -168,3 +168,8 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_CORE_$$*) $(wildcard core/*.h) |
 mutate: deps
 	@$(MAKE) --no-print-directory all BUILD=build/rel SAN=
 	@python3 tests/mutate/mutate.py --build build/rel $(MUTATE_ARGS)
+
+# ---- flake-check: `make check` RUNS times (5) with both cores loaded; not part of `check` -----
+.PHONY: flake-check
+flake-check:
+	@RUNS=$(or $(RUNS),5) SAN=$(SAN) scripts/flake-check.sh

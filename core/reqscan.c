@@ -85,6 +85,9 @@ static void reqscan_tok_add(struct cw_reqscan *s, unsigned char c);
 static bool reqscan_tok_is(const struct cw_reqscan *s, const char *lit);
 static size_t reqscan_skip(struct cw_reqscan *s, size_t avail);
 static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
+static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t avail);
+static size_t reqscan_target_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
+static size_t reqscan_name_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static int reqscan_step(struct cw_reqscan *s, unsigned char c);
 static int reqscan_start(struct cw_reqscan *s, unsigned char c);
 static int reqscan_method(struct cw_reqscan *s, unsigned char c);
@@ -126,6 +129,12 @@ int cw_reqscan_feed(struct cw_reqscan *s, const char *p, size_t len)
         }
         if (s->state == RS_VALUE && s->kind == REQSCAN_OTHER && s->count > 0) {
             i += reqscan_value_run(s, u + i, len - i);
+            if (i == len) break;
+        } else if (s->state == RS_TARGET) {
+            i += reqscan_target_run(s, u + i, len - i);
+            if (i == len) break;
+        } else if (s->state == RS_NAME) {
+            i += reqscan_name_run(s, u + i, len - i);
             if (i == len) break;
         }
         if (reqscan_step(s, u[i]) != 0) return -EBADMSG;
@@ -246,6 +255,53 @@ static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, si
     if (room < max) max = room;
     if (avail < max) max = avail;
     while (n < max && reqscan_is_field_byte(u[n])) {
+        n++;
+    }
+    s->count += (uint32_t)n;
+    s->pos += n;
+    if (s->flags & REQSCAN_TRAILER) s->trailer_bytes += (uint32_t)n;
+    return n;
+}
+
+/* How many of avail bytes a run may take before a limit (the field's own, limit - count, or
+ * the head's or trailer section's) needs reqscan_step() to decide. */
+static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t avail)
+{
+    size_t max = limit > s->count ? limit - s->count : 0;
+    size_t room;
+
+    if (s->flags & REQSCAN_TRAILER) {
+        room = CW_LIMIT_REQUEST_HEAD_BYTES - s->trailer_bytes;
+    } else {
+        room = CW_LIMIT_REQUEST_HEAD_BYTES - (size_t)(s->pos - s->req_start);
+    }
+    if (room < max) max = room;
+    return avail < max ? avail : max;
+}
+
+/* Fast path for the request target: a run of visible ASCII, as reqscan_target() would take
+ * it byte by byte (same verdict, same s->pos). */
+static size_t reqscan_target_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    size_t max = reqscan_head_room(s, CW_LIMIT_URL_BYTES, avail);
+    size_t n = 0;
+
+    while (n < max && u[n] >= 0x21 && u[n] <= 0x7e) {
+        n++;
+    }
+    s->count += (uint32_t)n;
+    s->pos += n;
+    return n;
+}
+
+/* Fast path for a field name: a run of tchar, as reqscan_name() would take it. */
+static size_t reqscan_name_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    size_t max = reqscan_head_room(s, CW_LIMIT_HEADER_NAME_BYTES, avail);
+    size_t n = 0;
+
+    while (n < max && cw_is_tchar(u[n])) {
+        reqscan_tok_add(s, u[n]);
         n++;
     }
     s->count += (uint32_t)n;

@@ -127,26 +127,44 @@ static const char *worker_req_header_sent(struct worker_req *r, const char *name
     return r->join_buf;
 }
 
-/* Fields CacheWarp sets itself for the origin (the client's copy is dropped), and fields that
- * ask an origin framework to act on something else than the request line (dropped). A route
- * that trusts the client's address, or keys on the field, passes them as sent. */
-static const struct cw_str worker_fwd_ours[] = {
-    CW_STR_LIT("X-Forwarded-Host"),
-    CW_STR_LIT("X-Forwarded-Proto"),
-    CW_STR_LIT("X-Forwarded-Port"),
-    CW_STR_LIT("Forwarded"),
-};
-static const struct cw_str worker_fwd_drop[] = {
-    CW_STR_LIT("X-Original-URL"),
-    CW_STR_LIT("X-Rewrite-URL"),
-    CW_STR_LIT("X-HTTP-Method-Override"),
+/* The fields the forwarding rules name. CacheWarp sets Host, X-Forwarded-For (the client's
+ * list plus its address) and the OURS fields itself; DROP fields ask an origin framework to
+ * act on something else than the request line. A route that trusts the client's address,
+ * or keys on the field, passes OURS and DROP fields as sent. */
+enum worker_fwd_kind {
+    WKIND_OTHER = 0,
+    WKIND_HOST,
+    WKIND_XFF,
+    WKIND_OURS,
+    WKIND_DROP,
 };
 
-static bool worker_fwd_in(struct cw_str name, const struct cw_str *set, size_t n)
+/* By length first: this runs for every field a request is asked about. */
+static enum worker_fwd_kind worker_fwd_kind_of(struct cw_str n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (cw_str_eq_ci(name, set[i])) return true;
-    return false;
+    switch (n.len) {
+    case 4:
+        return cw_str_eq_ci(n, CW_STR_LIT("Host")) ? WKIND_HOST : WKIND_OTHER;
+    case 9:
+        return cw_str_eq_ci(n, CW_STR_LIT("Forwarded")) ? WKIND_OURS : WKIND_OTHER;
+    case 13:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-Rewrite-URL")) ? WKIND_DROP : WKIND_OTHER;
+    case 14:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-Original-URL")) ? WKIND_DROP : WKIND_OTHER;
+    case 15:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-Forwarded-For")) ? WKIND_XFF : WKIND_OTHER;
+    case 16:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-Forwarded-Host")) ||
+                       cw_str_eq_ci(n, CW_STR_LIT("X-Forwarded-Port"))
+                   ? WKIND_OURS
+                   : WKIND_OTHER;
+    case 17:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-Forwarded-Proto")) ? WKIND_OURS : WKIND_OTHER;
+    case 22:
+        return cw_str_eq_ci(n, CW_STR_LIT("X-HTTP-Method-Override")) ? WKIND_DROP : WKIND_OTHER;
+    default:
+        return WKIND_OTHER;
+    }
 }
 
 static bool worker_route_keys(const struct cw_config_route *rt, struct cw_str name)
@@ -159,22 +177,19 @@ static bool worker_route_keys(const struct cw_config_route *rt, struct cw_str na
 enum worker_fwd worker_fwd_field(struct worker_req *r, struct cw_str name)
 {
     const struct cw_config_route *rt = r->rt;
-    bool ours;
+    enum worker_fwd_kind kind = worker_fwd_kind_of(name);
 
     /* Host is never dropped (a Connection naming it would key one host's answer under
      * another); X-Forwarded-For is the client's list with the client's address appended. */
-    if (cw_str_eq_ci(name, CW_STR_LIT("Host"))) return WFWD_OURS;
-    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-For"))) return WFWD_OURS;
+    if (kind == WKIND_HOST || kind == WKIND_XFF) return WFWD_OURS;
     /* RFC 9110 §7.6.1: hop-by-hop fields and those the Connection field names. */
     if (cw_cc_is_hop_by_hop(name)) return WFWD_DROP;
     if (r->conn_hdr.len > 0 && cw_cc_list_has(r->conn_hdr, name)) return WFWD_DROP;
     for (size_t i = 0; rt != NULL && i < rt->strip_headers_count; i++)
         if (cw_str_eq_ci(name, cw_str_cstr(rt->strip_headers[i]))) return WFWD_DROP;
-    ours = worker_fwd_in(name, worker_fwd_ours, CW_ARRAY_LEN(worker_fwd_ours));
-    if (!ours && !worker_fwd_in(name, worker_fwd_drop, CW_ARRAY_LEN(worker_fwd_drop)))
-        return WFWD_PASS;
+    if (kind == WKIND_OTHER) return WFWD_PASS;
     if (r->trusted || worker_route_keys(rt, name)) return WFWD_PASS;
-    return ours ? WFWD_OURS : WFWD_DROP;
+    return kind == WKIND_OURS ? WFWD_OURS : WFWD_DROP;
 }
 
 /* X-Forwarded-For for the origin: the client's list (when it sent one) and its address. */
