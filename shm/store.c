@@ -33,7 +33,6 @@
 
 static bool store_is_damage(int rc);
 static int store_mkdir_parents(const char *path);
-static int store_secret_make(uint8_t secret[16]);
 static int store_meta_init(struct cw_store *st, MDB_txn *txn, char *why, size_t why_size);
 static int store_dbs_open(struct cw_store *st, char *why, size_t why_size);
 static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size);
@@ -41,9 +40,10 @@ static int store_dir_lock(const char *path, int *dfd);
 static int store_move_aside(const char *path, const struct stat *seen);
 static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
-                          const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
-                          struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                          struct cw_str body, size_t need, bool *over);
+                          const struct cw_key *lease_key, uint64_t token,
+                          const struct cw_entry_hdr *h, struct cw_str full_key,
+                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                          size_t need, bool *over);
 static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct cw_key *key);
 
 /* LMDB's codes stop here (STYLE.md, Errors): each becomes the one errno that means it. */
@@ -112,12 +112,12 @@ static int store_mkdir_parents(const char *path)
     return 0;
 }
 
-static int store_secret_make(uint8_t secret[16])
+int store_random(void *buf, size_t len)
 {
     size_t got = 0;
 
-    while (got < 16) {
-        ssize_t n = getrandom(secret + got, 16 - got, 0);
+    while (got < len) {
+        ssize_t n = getrandom((char *)buf + got, len - got, 0);
         if (n == -1) {
             if (errno == EINTR) continue;
             int err = errno;
@@ -152,7 +152,7 @@ static int store_meta_init(struct cw_store *st, MDB_txn *txn, char *why, size_t 
             snprintf(why, why_size, "%zu entries but no format record", ms.ms_entries);
             return -EBADMSG;
         }
-        rc = store_secret_make(secret);
+        rc = store_random(secret, sizeof(secret));
         if (rc < 0) return rc;
         v_fmt.mv_size = sizeof(format);
         v_fmt.mv_data = &format;
@@ -372,13 +372,18 @@ int cw_store_open(const char *path, uint64_t size_bytes, struct cw_store **out)
 {
     struct cw_store *st;
     struct stat seen;
+    uint64_t token0;
     bool have_seen;
     char why[256];
-    int dfd;
+    int dfd = -1;
     int rc;
 
     if (size_bytes == 0 || size_bytes > SIZE_MAX) return -EINVAL;
     rc = store_mkdir_parents(path);
+    if (rc < 0) return rc;
+    /* Lease tokens start at a random point, so that a handle never hands out the tokens of
+     * another, in this process or in one whose pid it reuses (see store.h, Leases). */
+    rc = store_random(&token0, sizeof(token0));
     if (rc < 0) return rc;
     st = calloc(1, sizeof(*st));
     if (st == NULL) return -ENOMEM;
@@ -387,6 +392,7 @@ int cw_store_open(const char *path, uint64_t size_bytes, struct cw_store **out)
         rc = -ENOMEM;
         goto out_free_st;
     }
+    atomic_init(&st->lease_token, token0);
     rc = store_dir_lock(path, &dfd);
     if (rc < 0) goto out_free_path;
 
@@ -570,13 +576,15 @@ static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct
 }
 
 /* One write txn that reserves need bytes under key, encodes into them, indexes the entry's
- * tags (the replaced entry's go) and, when lease_key is set, releases pid's lease on it (a
- * lease that is gone or another's is no failure: the entry is stored either way). *over
- * tells whether the map is past the high watermark after it. */
+ * tags (the replaced entry's go) and, when lease_key is set, releases token's lease on it
+ * (a lease that is gone, or was taken over and so carries another token, is no failure:
+ * the entry is stored either way). *over tells whether the map is past the high watermark
+ * after it. */
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
-                          const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
-                          struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                          struct cw_str body, size_t need, bool *over)
+                          const struct cw_key *lease_key, uint64_t token,
+                          const struct cw_entry_hdr *h, struct cw_str full_key,
+                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                          size_t need, bool *over)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v = {need, NULL};
@@ -599,7 +607,7 @@ static int store_put_once(struct cw_store *st, const struct cw_key *key,
     rc = store_tag_index_txn(st, txn, key, hdrs, n);
     if (rc < 0) goto out_abort_txn;
     if (lease_key != NULL) {
-        rc = store_lease_release_txn(st, txn, lease_key, pid);
+        rc = store_lease_release_txn(st, txn, lease_key, token);
         if (rc < 0 && rc != -ENOENT) goto out_abort_txn;
     }
     rc = store_used_pages(st, txn, &used);
@@ -613,7 +621,7 @@ out_abort_txn:
 }
 
 int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
-              int32_t pid, const struct cw_entry_hdr *h, struct cw_str full_key,
+              uint64_t token, const struct cw_entry_hdr *h, struct cw_str full_key,
               const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
 {
     bool over = false;
@@ -627,7 +635,7 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
 
     /* MDB_MAP_FULL (or a txn too large) aborts the txn; make room and try again. */
     for (int attempt = 0;; attempt++) {
-        rc = store_put_once(st, key, lease_key, pid, h, full_key, hdrs, n, body, need, &over);
+        rc = store_put_once(st, key, lease_key, token, h, full_key, hdrs, n, body, need, &over);
         if (rc != -ENOSPC || !store_make_room(st, key, need, attempt)) break;
     }
     if (rc < 0) return rc;

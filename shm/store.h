@@ -84,7 +84,17 @@ CW_MUST_CHECK int cw_store_clear(struct cw_store *st);
 
 /* ---- Leases: request coalescing and background refresh (store_lease.c) ----
  * One record per key in the lease database. Times are CLOCK_MONOTONIC milliseconds, which
- * are system-wide and so comparable between the processes of one host. */
+ * are system-wide and so comparable between the processes of one host.
+ *
+ * A lease belongs to the request (or refresh) that took it, not to its process: every take
+ * writes a new token, and only that token releases the record. A process runs many requests
+ * at once, so after a lease expired and another request of the same process took it over,
+ * the first request's late release must not drop the second's lease. Tokens come from a
+ * 64-bit counter per store handle (so per process: a handle never crosses a fork) that
+ * starts at a random value from getrandom() at open and skips 0: a process never hands out
+ * the same token twice, and two processes' tokens meet only if their random starts fall
+ * within the number of leases either takes in its life. The pid stays in the record for
+ * liveness only: a dead owner's record is taken over at once, and waiters stop waiting. */
 enum cw_store_lease_kind {
     CW_STORE_LEASE_FETCH = 0, /* pid is fetching the key from the origin in the foreground */
     CW_STORE_LEASE_REFRESH,   /* a background refresh: wanted (pid 0) or running (pid set) */
@@ -93,29 +103,34 @@ enum cw_store_lease_kind {
 };
 
 struct cw_store_lease {
-    int32_t pid; /* owner; 0 = a REFRESH wanted and not yet claimed */
+    int32_t pid; /* owner process, for liveness; 0 = a REFRESH wanted and not yet claimed */
     uint32_t kind;
     int64_t start_ms;
     int64_t deadline_ms;
+    uint64_t token; /* of the take that wrote the record; 0 only with pid 0 */
 };
 
 /* Takes the lease on key in one write txn, for pid (0 only with REFRESH: "wanted"): 0 when
  * taken (no record, or the record's deadline passed, or its owner pid is dead, or it is a
- * wanted refresh (pid 0) and pid is not 0: claiming it); -EBUSY with
- * *holder filled (holder may be NULL) when a live record stands; -errno on failure, logged. */
+ * wanted refresh (pid 0) and pid is not 0: claiming it), with *token (may be NULL) set to
+ * the new record's token, which no earlier take had (0 for a wanted refresh, which nobody
+ * owns); -EBUSY with *holder filled (holder may be NULL) when a live record stands; -errno
+ * on failure, logged. */
 CW_MUST_CHECK int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
                                       enum cw_store_lease_kind kind, int32_t pid, int64_t now_ms,
-                                      int64_t deadline_ms, struct cw_store_lease *holder);
+                                      int64_t deadline_ms, uint64_t *token,
+                                      struct cw_store_lease *holder);
 /* Reads the lease record of key without a write txn: 0 and *out, -ENOENT, or -errno. */
 CW_MUST_CHECK int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
                                      struct cw_store_lease *out);
-/* Deletes key's record when pid owns it (pid 0 deletes an unclaimed REFRESH): 0, -ENOENT
- * when there is none or another owns it, -errno otherwise. */
+/* Deletes key's record when it carries token, the one its take returned (token 0 deletes
+ * an unclaimed REFRESH): 0, -ENOENT when there is none or it was taken over since (another
+ * token), -errno otherwise. */
 CW_MUST_CHECK int cw_store_lease_release(struct cw_store *st, const struct cw_key *key,
-                                         int32_t pid);
-/* Deletes key's record only when it is still exactly *expected (kind, owner, start and
- * deadline), so a reaper that saw an expired record never deletes a lease taken since: 0,
- * -ENOENT when the record is gone or changed, -errno otherwise. */
+                                         uint64_t token);
+/* Deletes key's record only when it is still exactly *expected (kind, owner, start,
+ * deadline and token), so a reaper that saw an expired record never deletes a lease taken
+ * since: 0, -ENOENT when the record is gone or changed, -errno otherwise. */
 CW_MUST_CHECK int cw_store_lease_release_exact(struct cw_store *st, const struct cw_key *key,
                                                const struct cw_store_lease *expected);
 /* Called for each lease record in a read txn; return false to stop. Borrowed pointers. */
@@ -124,14 +139,14 @@ typedef bool (*cw_store_lease_fn)(void *cls, const struct cw_key *key,
 /* Visits at most max records (bounded work per call), in key order from the first key >=
  * from (NULL: from the start), so a caller can resume where the last call stopped: the
  * number visited (fewer than max: the end was reached), or -errno. */
-CW_MUST_CHECK int
-cw_store_lease_scan(struct cw_store_reader *r, const struct cw_key *from, cw_store_lease_fn fn,
-                    void *cls,
-                    size_t max); /* cw_store_put() and, in the same write txn, the release of
-                                  * lease_key's record when pid owns it, so a waiter that sees the
-                                  * lease gone always finds the entry. lease_key may equal key. */
+CW_MUST_CHECK int cw_store_lease_scan(struct cw_store_reader *r, const struct cw_key *from,
+                                      cw_store_lease_fn fn, void *cls, size_t max);
+/* cw_store_put() and, in the same write txn, the release of lease_key's record when it
+ * carries token, so a waiter that sees the lease gone always finds the entry. A record
+ * taken over since (another token) is left alone, and the entry is stored either way.
+ * lease_key may equal key. */
 CW_MUST_CHECK int cw_store_put_release(struct cw_store *st, const struct cw_key *key,
-                                       const struct cw_key *lease_key, int32_t pid,
+                                       const struct cw_key *lease_key, uint64_t token,
                                        const struct cw_entry_hdr *h, struct cw_str full_key,
                                        const struct cw_entry_header *hdrs, size_t n,
                                        struct cw_str body);

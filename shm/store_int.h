@@ -10,6 +10,7 @@
 #define CW_STORE_INT_H
 
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +33,8 @@ struct cw_store {
     size_t page_bytes;  /* LMDB page size */
     size_t map_pages;   /* the map (cache.size) in pages: the hard bound */
     bool clock_active;  /* this process is evicting down to the low watermark */
+    /* The next lease token less one: random at open, bumped by every take (store_lease.c) */
+    _Atomic uint64_t lease_token;
 };
 
 struct cw_store_reader {
@@ -58,13 +61,15 @@ int store_renew(struct cw_store_reader *r);
 /* cw_store_put() with an optional lease release in the same txn (lease_key NULL = none):
  * the one put path, so put and put_release share the make-room and retry logic. */
 int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
-              int32_t pid, const struct cw_entry_hdr *h, struct cw_str full_key,
+              uint64_t token, const struct cw_entry_hdr *h, struct cw_str full_key,
               const struct cw_entry_header *hdrs, size_t n, struct cw_str body);
-/* Deletes key's lease record in txn when pid owns it, or when the record is malformed (a
- * malformed record counts as absent): 0 when pid's record was deleted, -ENOENT when there
- * was none or another pid owns it, -errno logged. Defined in store_lease.c. */
+/* Deletes key's lease record in txn when it carries token, or when the record is malformed
+ * (a malformed record counts as absent): 0 when token's record was deleted, -ENOENT when
+ * there was none or it carries another token, -errno logged. Defined in store_lease.c. */
 int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
-                            int32_t pid);
+                            uint64_t token);
+/* Fills buf with len random bytes (getrandom): 0, or -errno logged. */
+int store_random(void *buf, size_t len);
 
 /* ---- accounting and eviction (store_evict.c) ---- */
 

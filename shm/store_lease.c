@@ -2,8 +2,9 @@
  * lease section of shm/store.h.
  *
  * A record is the bytes of struct cw_store_lease under the 16-byte key hash. A record of
- * any other size is malformed: readers treat it as absent, and the next write to that key
- * (take or release) replaces or deletes it. */
+ * any other size (among them the 24-byte records of builds before tokens), or whose token
+ * and pid disagree on being 0, is malformed: readers treat it as absent, and the next
+ * write to that key (take or release) replaces or deletes it. */
 #include "shm/store.h"
 
 #include <assert.h>
@@ -14,9 +15,10 @@
 #include "core/log.h"
 #include "shm/store_int.h"
 
-static_assert(sizeof(struct cw_store_lease) == 24, "lease record layout is pinned");
+static_assert(sizeof(struct cw_store_lease) == 32, "lease record layout is pinned");
 
 static bool store_lease_decode(const MDB_val *v, struct cw_store_lease *out);
+static uint64_t store_lease_token_new(struct cw_store *st);
 static bool store_lease_is_live(const struct cw_store_lease *l, int64_t now_ms);
 static int store_lease_take_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
                                 const struct cw_store_lease *want, int64_t now_ms,
@@ -28,7 +30,21 @@ static bool store_lease_decode(const MDB_val *v, struct cw_store_lease *out)
 {
     if (v->mv_size != sizeof(*out)) return false;
     memcpy(out, v->mv_data, sizeof(*out));
-    return out->pid >= 0 && out->kind <= CW_STORE_LEASE_PASS;
+    return out->pid >= 0 && out->kind <= CW_STORE_LEASE_PASS &&
+           (out->token == 0) == (out->pid == 0);
+}
+
+/* A token no take of this handle returned before: the counter moves on every call, from
+ * threads of one process at once too (relaxed: only the number's uniqueness matters), and
+ * wraps only after 2^64 takes. 0 is kept for wanted refreshes, which nobody owns. */
+static uint64_t store_lease_token_new(struct cw_store *st)
+{
+    uint64_t t;
+
+    do {
+        t = atomic_fetch_add_explicit(&st->lease_token, 1, memory_order_relaxed) + 1;
+    } while (t == 0);
+    return t;
 }
 
 /* Whether a record still stands at now_ms: its deadline is in the future and its owner
@@ -79,7 +95,7 @@ static int store_lease_take_txn(struct cw_store *st, MDB_txn *txn, const struct 
 
 int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
                         enum cw_store_lease_kind kind, int32_t pid, int64_t now_ms,
-                        int64_t deadline_ms, struct cw_store_lease *holder)
+                        int64_t deadline_ms, uint64_t *token, struct cw_store_lease *holder)
 {
     struct cw_store_lease want;
     MDB_txn *txn;
@@ -92,6 +108,9 @@ int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
     want.kind = (uint32_t)kind;
     want.start_ms = now_ms;
     want.deadline_ms = deadline_ms;
+    /* A new token on every take, takeovers included: the request that took the record
+     * before keeps its old token, which no longer releases anything. */
+    want.token = pid == 0 ? 0 : store_lease_token_new(st);
 
     rc = store_txn_write(st, &txn, "lease take", key);
     if (rc < 0) return rc;
@@ -100,7 +119,10 @@ int cw_store_lease_take(struct cw_store *st, const struct cw_key *key,
         mdb_txn_abort(txn);
         return rc;
     }
-    return store_commit(txn, "lease take", key);
+    rc = store_commit(txn, "lease take", key);
+    if (rc < 0) return rc;
+    if (token != NULL) *token = want.token;
+    return 0;
 }
 
 int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
@@ -123,7 +145,7 @@ int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
     return rc;
 }
 
-/* Deletes key's record when it is exactly *expected (kind, owner, start and deadline). */
+/* Deletes key's record when it is exactly *expected (kind, owner, start, deadline, token). */
 static int store_lease_release_exact_txn(struct cw_store *st, MDB_txn *txn,
                                          const struct cw_key *key,
                                          const struct cw_store_lease *expected)
@@ -140,7 +162,8 @@ static int store_lease_release_exact_txn(struct cw_store *st, MDB_txn *txn,
         return store_errno(rc);
     }
     if (!store_lease_decode(&v, &cur) || cur.pid != expected->pid || cur.kind != expected->kind ||
-        cur.start_ms != expected->start_ms || cur.deadline_ms != expected->deadline_ms)
+        cur.start_ms != expected->start_ms || cur.deadline_ms != expected->deadline_ms ||
+        cur.token != expected->token)
         return -ENOENT;
     rc = mdb_del(txn, st->lease, &k, NULL);
     if (rc != MDB_SUCCESS) {
@@ -168,7 +191,7 @@ int cw_store_lease_release_exact(struct cw_store *st, const struct cw_key *key,
 }
 
 int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
-                            int32_t pid)
+                            uint64_t token)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v;
@@ -183,7 +206,7 @@ int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_k
         return store_errno(rc);
     }
     if (store_lease_decode(&v, &cur)) {
-        if (cur.pid != pid) return -ENOENT;
+        if (cur.token != token) return -ENOENT; /* taken over since: another's now */
         ours = true;
     } else {
         ours = false; /* malformed: deleted on this write, reported as absent */
@@ -196,7 +219,7 @@ int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_k
     return ours ? 0 : -ENOENT;
 }
 
-int cw_store_lease_release(struct cw_store *st, const struct cw_key *key, int32_t pid)
+int cw_store_lease_release(struct cw_store *st, const struct cw_key *key, uint64_t token)
 {
     MDB_txn *txn;
     int rc;
@@ -204,7 +227,7 @@ int cw_store_lease_release(struct cw_store *st, const struct cw_key *key, int32_
 
     rc = store_txn_write(st, &txn, "lease release", key);
     if (rc < 0) return rc;
-    res = store_lease_release_txn(st, txn, key, pid);
+    res = store_lease_release_txn(st, txn, key, token);
     if (res < 0 && res != -ENOENT) {
         mdb_txn_abort(txn);
         return res;
@@ -259,9 +282,9 @@ int cw_store_lease_scan(struct cw_store_reader *r, const struct cw_key *from, cw
 }
 
 int cw_store_put_release(struct cw_store *st, const struct cw_key *key,
-                         const struct cw_key *lease_key, int32_t pid, const struct cw_entry_hdr *h,
-                         struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
-                         struct cw_str body)
+                         const struct cw_key *lease_key, uint64_t token,
+                         const struct cw_entry_hdr *h, struct cw_str full_key,
+                         const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
 {
-    return store_put(st, key, lease_key, pid, h, full_key, hdrs, n, body);
+    return store_put(st, key, lease_key, token, h, full_key, hdrs, n, body);
 }

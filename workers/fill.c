@@ -231,8 +231,8 @@ static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct
     int rc;
 
     if (q->has_lease) {
-        rc = cw_store_put_release(f->store, &q->key, &q->lease_key, (int32_t)getpid(), h, full,
-                                  hdrs, n, body);
+        rc = cw_store_put_release(f->store, &q->key, &q->lease_key, q->lease_token, h, full, hdrs,
+                                  n, body);
         if (rc == 0) q->has_lease = false;
     } else {
         rc = cw_store_put(f->store, &q->key, h, full, hdrs, n, body);
@@ -496,18 +496,19 @@ void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_
 
 void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)
 {
-    int32_t pid = (int32_t)getpid();
     int rc;
 
     if (q->has_lease) {
-        rc = cw_store_lease_release(f->store, &q->lease_key, pid);
+        rc = cw_store_lease_release(f->store, &q->lease_key, q->lease_token);
         if (rc < 0 && rc != -ENOENT) cw_warn_rl("fill: lease release: %s", strerror(-rc));
         q->has_lease = false;
     }
     if (pass) {
         int64_t now = cw_clock_mono_ms();
-        rc = cw_store_lease_take(f->store, &q->lease_key, CW_STORE_LEASE_PASS, pid, now,
-                                 now + FILL_PASS_MS, NULL);
+        /* Nobody releases a hit-for-miss record (it expires, and the refresher reaps it),
+         * so its token is not kept. */
+        rc = cw_store_lease_take(f->store, &q->lease_key, CW_STORE_LEASE_PASS, (int32_t)getpid(),
+                                 now, now + FILL_PASS_MS, NULL, NULL);
         if (rc < 0 && rc != -EBUSY) cw_warn_rl("fill: hit-for-miss record: %s", strerror(-rc));
     }
     atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);

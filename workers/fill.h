@@ -49,6 +49,7 @@ struct cw_fill_req {
     struct cw_key key;
     bool has_lease; /* the caller holds the FETCH or REFRESH lease on lease_key */
     struct cw_key lease_key;
+    uint64_t lease_token; /* from the take, when has_lease: the one thing that releases it */
 };
 
 struct cw_fill_result {
@@ -72,14 +73,16 @@ CW_MUST_CHECK int cw_fill_key_vary(const struct cw_fill *f, struct cw_fill_req *
                                    struct cw_str names);
 
 /* Handles a completed fetch of a cacheable request: stores a storable answer, applies a
- * 304 to the stored entry, releases q's lease (in the same txn as the write when there is
- * one) and bumps the fill generations so waiters wake. Never fails: what went wrong is in
- * res->detail, logged and counted. */
+ * 304 to the stored entry, releases q's lease by its token (in the same txn as the write
+ * when there is one; a lease taken over since is left to its new owner) and bumps the fill
+ * generations so waiters wake. Never fails: what went wrong is in res->detail, logged and
+ * counted. */
 void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
                       struct cw_fill_result *res);
 
-/* Releases q's lease without storing (fetch failed) and wakes waiters; with pass, leaves a
- * hit-for-miss record instead so that later requests do not queue behind each other. */
+/* Releases q's lease (by its token) without storing (fetch failed) and wakes waiters; with
+ * pass, leaves a hit-for-miss record instead so that later requests do not queue behind each
+ * other (unless another request has taken the lease over since: its fetch goes on). */
 void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass);
 
 /* True for header names never replayed to clients: pseudo-headers, Surrogate-Key, and those

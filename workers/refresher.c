@@ -235,11 +235,12 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
 {
     struct refr_job *j;
     int64_t now = cw_clock_mono_ms();
+    uint64_t token;
     const char *qm;
     int rc;
 
     rc = cw_store_lease_take(rf->store, key, CW_STORE_LEASE_REFRESH, (int32_t)getpid(), now,
-                             now + REFR_LEASE_MS, NULL);
+                             now + REFR_LEASE_MS, &token, NULL);
     if (rc < 0) return rc; /* someone else is on it */
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
@@ -249,6 +250,7 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
     j->rf = rf;
     j->q.has_lease = true;
     j->q.lease_key = *key;
+    j->q.lease_token = token;
     j->q.key = *key;
     rc = cw_store_read(rf->reader, key, cw_str_make(NULL, 0), refr_on_entry, j);
     if (rc < 0) goto out_free;
@@ -303,7 +305,7 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
 out_free:
     refr_job_free(j);
 out_release:
-    if (cw_store_lease_release(rf->store, key, (int32_t)getpid()) < 0)
+    if (cw_store_lease_release(rf->store, key, token) < 0)
         cw_debug("refresher: release after failed start");
     return rc;
 }

@@ -280,7 +280,7 @@ static void hit_request_refresh(struct worker_req *r)
     /* Asked or running already; an expired record is as good as none (take replaces it). */
     if (cw_store_lease_get(w->reader, &r->q.key, &lease) == 0 && now < lease.deadline_ms) return;
     rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_REFRESH, 0, now,
-                             now + HIT_REFRESH_WANT_MS, NULL);
+                             now + HIT_REFRESH_WANT_MS, NULL, NULL);
     if (rc < 0) return;
     if (w->refresh_fd != -1 && write(w->refresh_fd, &one, sizeof(one)) == -1)
         cw_debug("worker %d: wake refresher: %s", w->index, strerror(errno));
@@ -342,15 +342,17 @@ enum MHD_Result worker_hit_coalesce(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
     struct cw_store_lease holder;
+    uint64_t token;
     int64_t now = cw_clock_mono_ms();
     int rc;
 
     if (r->wait_until_ms == 0) r->wait_until_ms = now + r->rt->lock_timeout_ms;
     rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(), now,
-                             now + r->rt->lock_timeout_ms, &holder);
+                             now + r->rt->lock_timeout_ms, &token, &holder);
     if (rc == 0) {
         r->q.has_lease = true;
         r->q.lease_key = r->q.key;
+        r->q.lease_token = token;
         /* Filled between our lookup and the lease: answer from L1 after all. */
         if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) !=
                 r->gen0 &&

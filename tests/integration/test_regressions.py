@@ -176,3 +176,39 @@ def test_review_repeated_vary_field_is_joined(env):
     one = d.get(path, headers={"Accept-Language": "en"})
     assert one.header("x-cache") == "MISS", \
         f"a client sending only 'en' got the answer stored for 'en, fr': {one}"
+
+def test_review_lease_takeover_kept_by_token(env):
+    """Leases belong to the request that took them, not to its process (issue 11). One
+    worker; the route's lock_timeout (1.2 s) is shorter than A's origin delay (2 s). B asks
+    for the same key after A's lease expired, takes the lease over and fetches (0.9 s). A
+    ends first with an answer it may not store: its release must not drop B's lease. C then
+    asks while B's fetch runs: it must wait for B's fill (a collapsed HIT with B's body),
+    not fetch, so the origin sees A and B only. The route keys on and forwards only k, so
+    the three requests share one key and A and B set their answers by X-Origin-Args.
+    Before the fix A's release (by pid) deleted B's lease and left a hit-for-miss record,
+    so C fetched a third time."""
+    o = env.origin()
+    d = env.daemon(o, workers=1, route={"lock_timeout": "1200ms", "query": ["k"]})
+    p = "/lt?k=1"
+    ha = {"X-Origin-Args": f"delay_ms=2000&cc={q('no-store')}"}
+    hb = {"X-Origin-Args": f"delay_ms=900&cc={q('max-age=60')}"}
+    tha, a = bg(lambda: d.get(p, headers=ha, timeout=20))
+    cw.wait_for(lambda: o.count(p) == 1, 2, what="A at origin")
+    time.sleep(1.5)  # A's lease (1.2 s) has expired; its fetch runs until ~2.0 s
+    thb, b = bg(lambda: d.get(p, headers=hb, timeout=20))
+    cw.wait_for(lambda: o.count(p) == 2, 2, what="B at origin")
+    tha.join(20)
+    # C's window: A answered (~2.0 s), B's fetch runs until ~2.4 s, its lease lasts to ~2.7 s.
+    assert "r" in a and thb.is_alive(), f"timing: A {a!r}, B still fetching {thb.is_alive()}"
+    thc, c = bg(lambda: d.get(p, timeout=20))
+    thb.join(20); thc.join(20)
+    env.note(f"A {a.get('took'):.2f}s {a.get('r')!r}")
+    env.note(f"B {b.get('took'):.2f}s {b.get('r')!r}")
+    env.note(f"C {c.get('took'):.2f}s {c.get('r')!r}")
+    assert "r" in b and "r" in c, f"B {b!r} C {c!r}"
+    assert a["r"].status == 200 and b["r"].status == 200, f"A {a['r']!r} B {b['r']!r}"
+    assert o.count(p) == 2, f"origin saw {o.count(p)} requests for the key, want 2 (A and B)"
+    rc = c["r"]
+    assert rc.status == 200 and "collapsed" in rc.header("cache-status", ""), \
+        f"C did not wait for B's fill: {rc!r} {rc.header('cache-status')}"
+    assert rc.body == b["r"].body and b'"n":2' in rc.body, f"C's body is not B's: {rc.body!r}"
