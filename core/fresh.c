@@ -40,6 +40,7 @@ static int fresh_parse_rfc850(const char *p, size_t len, bool have_ref, int64_t 
 static int fresh_parse_asctime(const char *p, int64_t *out_s);
 static int fresh_parse(const char *p, size_t len, bool have_ref, int64_t ref_s, int64_t *out_s);
 static bool fresh_parse_delta(struct cw_str v, int64_t *out_s);
+static void fresh_add_age(struct cw_fresh_resp *r, struct cw_str v);
 static bool fresh_parse_length(struct cw_str v, uint64_t *out);
 static void fresh_add_content_length(struct cw_fresh_resp *r, struct cw_str v);
 static bool fresh_status_understood(int status);
@@ -359,6 +360,28 @@ static bool fresh_parse_delta(struct cw_str v, int64_t *out_s)
     return true;
 }
 
+/* RFC 9111 §5.1: an Age with a list value, or on several lines (one list, RFC 9110 §5.3),
+ * uses its first member; when that member is invalid the cache ignores the field, so a later
+ * member or line never stands in for it. Empty members are skipped (RFC 9110 §5.6.1). */
+static void fresh_add_age(struct cw_fresh_resp *r, struct cw_str v)
+{
+    size_t i = 0;
+
+    while (!r->age_seen && i < v.len) {
+        size_t end = i;
+        struct cw_str m;
+        int64_t t;
+
+        while (end < v.len && v.p[end] != ',')
+            end++;
+        m = fresh_trim(cw_str_make(v.p + i, end - i));
+        i = end + 1;
+        if (m.len == 0) continue;
+        r->age_seen = true;
+        if (fresh_parse_delta(m, &t)) r->age_s = t;
+    }
+}
+
 /* Content-Length (RFC 9110 §8.6): digits, or a list of identical members ("5, 5"). */
 static bool fresh_parse_length(struct cw_str v, uint64_t *out)
 {
@@ -406,8 +429,9 @@ static void fresh_add_content_length(struct cw_fresh_resp *r, struct cw_str v)
     r->content_length = n;
 }
 
-/* Several lines of a singleton field: the first valid Date, Last-Modified and Age win, and the
- * first Expires line wins whether valid or not (RFC 9111 §4.2: the first occurrence). */
+/* Several lines of a singleton field: the first valid Date and Last-Modified win, and the
+ * first Expires line and the first Age member win whether valid or not (RFC 9111 §4.2: the
+ * first occurrence; §5.1). */
 void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_str value)
 {
     int64_t t;
@@ -432,7 +456,7 @@ void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_
             r->last_modified_s = t;
         }
     } else if (cw_str_eq_ci(name, CW_STR_LIT("Age"))) {
-        if (r->age_s < 0 && fresh_parse_delta(value, &t)) r->age_s = t;
+        fresh_add_age(r, value);
     } else if (cw_str_eq_ci(name, CW_STR_LIT("ETag"))) {
         r->has_etag = true;
     } else if (cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie"))) {

@@ -39,6 +39,7 @@ struct cw_fresh_resp {
     bool has_last_modified;
     int64_t last_modified_s;
     int64_t age_s; /* origin's Age, -1 when absent or invalid */
+    bool age_seen; /* the first Age member was read (valid or not): the rest are ignored */
     bool has_etag;
     bool has_set_cookie;
     bool vary_star;     /* Vary: * */

@@ -1016,3 +1016,25 @@ def test_xcache_error_without_stale(env):
     r = d.get("/down")
     assert r.status == 502 and xc(r) == "ERROR", r
     assert cs_params(r).get("fwd") == "uri-miss", r
+
+
+def test_fresh_age_list_uses_first_value(env):
+    """RFC 9111 §5.1: an Age list value or several Age lines use the first value; an invalid
+    first value means no usable Age."""
+    o, d = start(env)
+    for pairs in ((hdr("Age", "30, 5"),), (hdr("Age", "30"), hdr("Age", "5"))):
+        p = url("/agl", *pairs, cc="max-age=60")
+        d.get(p)
+        r = d.get(p)
+        expect(r, 200, "HIT", f"{pairs}")
+        assert 30 <= int(r.header("age")) <= 32, f"Age must be the first value, 30: {r}"
+    for pairs in ((hdr("Age", "abc, 30"),), (hdr("Age", "-1"), hdr("Age", "30"))):
+        p = url("/agl", *pairs, cc="max-age=60")
+        d.get(p)
+        r = d.get(p)
+        expect(r, 200, "HIT", f"{pairs}")
+        assert int(r.header("age")) <= 2, f"an invalid first Age must not be replaced: {r}"
+    p = url("/agl", hdr("Age", "100, 5"), cc="max-age=60")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) != "HIT" and o.count(p) == 2, f"Age 100 (first value) > max-age 60: {r}"

@@ -1,8 +1,11 @@
-/* tests/unit/test_fresh.c - HTTP dates, storability and freshness. */
+/* tests/unit/test_fresh.c - HTTP dates, storability and freshness, and Age lists (RFC 9111
+ * §5.1). */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 
 #include "core/fresh.h"
+#include "core/limits.h"
 
 Suite *fresh_suite(void);
 
@@ -300,10 +303,17 @@ START_TEST(test_fresh_add_header_invalid_values)
     ck_assert(!r.has_date);
     ck_assert(!r.has_last_modified);
     ck_assert_int_eq(r.age_s, -1);
-    add(&r, "Age", "1.5");
-    add(&r, "Age", "");
-    add(&r, "Age", "10, 20");
+    /* RFC 9111 §5.1: the first Age was invalid, so the field is ignored: later lines do not
+     * stand in for it (test_fresh_age_invalid_first_member_means_none). */
+    add(&r, "Age", "99999999999");
     ck_assert_int_eq(r.age_s, -1);
+    static const char *const bad[] = {"1.5", "-5", "x"};
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        cw_fresh_resp_init(&r, 200);
+        add(&r, "Age", bad[i]);
+        ck_assert_int_eq(r.age_s, -1);
+    }
+    cw_fresh_resp_init(&r, 200);
     add(&r, "Age", "99999999999");
     ck_assert_int_eq(r.age_s, 2147483648LL);
 }
@@ -840,6 +850,77 @@ START_TEST(test_fresh_age_ms)
 }
 END_TEST
 
+START_TEST(test_fresh_age_list_uses_first_member)
+{
+    struct cw_fresh_resp r;
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_result out;
+
+    /* RFC 9111 §5.1: a list value uses its first member. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "10, 20");
+    ck_assert_int_eq(r.age_s, 10);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "30 ,5");
+    ck_assert_int_eq(r.age_s, 30);
+    /* Empty members and empty lines are no members (RFC 9110 §5.6.1). */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", " , ,7, 8");
+    ck_assert_int_eq(r.age_s, 7);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "");
+    add(&r, "Age", "9");
+    ck_assert_int_eq(r.age_s, 9);
+    /* Clamped like any delta-seconds. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "99999999999, 1");
+    ck_assert_int_eq(r.age_s, CW_LIMIT_DELTA_SECONDS);
+    /* It counts in the corrected initial age. */
+    r = resp(200, "max-age=60");
+    add(&r, "Age", "10, 20");
+    out = eval(&r, &p);
+    ck_assert_int_eq(out.corrected_initial_age_ms, 10000);
+    ck_assert_int_eq(out.fresh_until_ms, NOW_MS + 50000);
+}
+END_TEST
+
+START_TEST(test_fresh_age_several_lines_use_first)
+{
+    struct cw_fresh_resp r;
+
+    /* Several lines are one list (RFC 9110 §5.3): the first line's first member. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "30");
+    add(&r, "Age", "40");
+    ck_assert_int_eq(r.age_s, 30);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "5, 6");
+    add(&r, "age", "1");
+    ck_assert_int_eq(r.age_s, 5);
+}
+END_TEST
+
+START_TEST(test_fresh_age_invalid_first_member_means_none)
+{
+    static const char *const bad[] = {"-5", "1.5", "abc", "10 20", "+3", "0x10", "\"10\""};
+    struct cw_fresh_resp r;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        /* RFC 9111 §5.1: an invalid value is ignored, and a later member or line does not
+         * stand in for it. */
+        cw_fresh_resp_init(&r, 200);
+        add(&r, "Age", bad[i]);
+        add(&r, "Age", "20");
+        ck_assert_msg(r.age_s == -1, "Age \"%s\" then \"20\": %lld", bad[i], (long long)r.age_s);
+        cw_fresh_resp_init(&r, 200);
+        char line[32];
+        snprintf(line, sizeof(line), "%s, 20", bad[i]);
+        add(&r, "Age", line);
+        ck_assert_msg(r.age_s == -1, "Age \"%s\": %lld", line, (long long)r.age_s);
+    }
+}
+END_TEST
+
 Suite *fresh_suite(void)
 {
     Suite *s = suite_create("fresh");
@@ -862,6 +943,9 @@ Suite *fresh_suite(void)
     tcase_add_test(headers, test_fresh_add_header_invalid_values);
     tcase_add_test(headers, test_fresh_add_header_vary_star);
     tcase_add_test(headers, test_fresh_add_header_content_length);
+    tcase_add_test(headers, test_fresh_age_list_uses_first_member);
+    tcase_add_test(headers, test_fresh_age_several_lines_use_first);
+    tcase_add_test(headers, test_fresh_age_invalid_first_member_means_none);
     suite_add_tcase(s, headers);
 
     tcase_add_test(eval_tc, test_fresh_why_not_method);
