@@ -1,4 +1,5 @@
-/* core/cc.h - Cache-Control parsing (RFC 9111 §5.2) and hop-by-hop header rules.
+/* core/cc.h - Cache-Control parsing (RFC 9111 §5.2), targeted cache-control fields (RFC
+ * 9213) and hop-by-hop header rules.
  *
  * Pure; owns nothing. A parsed struct borrows the field-name lists from the header bytes
  * it was parsed from. Several Cache-Control field lines accumulate into one struct (RFC
@@ -36,8 +37,8 @@ struct cw_cc {
     int64_t s_maxage_s;
     int64_t max_stale_s;
     int64_t min_fresh_s;
-    int64_t swr_s; /* stale-while-revalidate (RFC 5861) */
-    int64_t sie_s; /* stale-if-error (RFC 5861) */
+    int64_t swr_s;                 /* stale-while-revalidate (RFC 5861) */
+    int64_t sie_s;                 /* stale-if-error (RFC 5861) */
     struct cw_str no_cache_fields; /* borrowed: the quoted list of no-cache="..." */
     struct cw_str private_fields;  /* borrowed: the quoted list of private="..." */
 };
@@ -46,6 +47,18 @@ void cw_cc_init(struct cw_cc *cc);
 /* Adds the directives of one Cache-Control field value. Bounded by CW_LIMIT_CC_DIRECTIVES
  * directives per call. Never fails: bad syntax is skipped up to the next comma. */
 void cw_cc_parse(struct cw_cc *cc, const char *p, size_t len);
+
+/* Adds the directives of one line of an RFC 9213 targeted cache-control field (such as
+ * CDN-Cache-Control), which is a Structured Fields Dictionary (RFC 8941 §3.2, §4.2.2): the
+ * number of members (0 for an empty line), or -EBADMSG when the line is not a valid
+ * dictionary, and then cc is unchanged. Several lines of one field accumulate into one struct
+ * as for cw_cc_parse(), but a member replaces an earlier one of the same name (a dictionary
+ * keeps the last), and parameters are ignored (RFC 9213 §2.1). A value of a type no
+ * directive takes (max-age=1.5, max-age=-1, no-store=?0, a byte sequence, an inner list) is
+ * malformed and read as cw_cc_parse() reads a malformed one: max-age and s-maxage as 0,
+ * restrictive directives still apply, permissive ones are dropped. Unknown members count but
+ * do nothing. Linear in len; no member limit (RFC 8941 §3.2 asks for at least 1024). */
+CW_MUST_CHECK int cw_cc_parse_targeted(struct cw_cc *cc, const char *p, size_t len);
 
 /* RFC 9110 §7.6.1: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade, and the proxy-only Proxy-Authenticate/Proxy-Authorization. */

@@ -446,6 +446,7 @@ void cw_config_free(struct cw_config *cfg)
     free(cfg->listen);
     free(cfg->log_access);
     free(cfg->cache_path);
+    config_free_strv(cfg->cache_targeted_cc, cfg->cache_targeted_cc_count);
     free(cfg->redis_host);
     free(cfg->redis_channel);
     free(cfg->stats_listen);

@@ -95,6 +95,10 @@ struct cw_config {
     char *cache_path;                /* default "/var/cache/cachewarp/l1.mdb" */
     uint64_t cache_size_bytes;       /* default 1G */
     uint64_t cache_max_object_bytes; /* default 8M */
+    /* RFC 9213 target list, in priority order: default "CacheWarp-Cache-Control",
+     * "CDN-Cache-Control"; none = targeted fields are ordinary headers. Case as written. */
+    char **cache_targeted_cc;
+    size_t cache_targeted_cc_count;
 
     bool redis_enabled;
     char *redis_host;

@@ -334,6 +334,39 @@ static bool config_is_header_name(const char *s)
     return n > 0 && n <= CW_LIMIT_HEADER_NAME_BYTES;
 }
 
+/* RFC 9213 §2.2: a targeted field replaces Cache-Control, so Cache-Control cannot be one. */
+static bool config_is_target_name(const char *s)
+{
+    return config_is_header_name(s) && strcasecmp(s, "Cache-Control") != 0;
+}
+
+/* cache.targeted_cache_control: the RFC 9213 target list, replacing the default; [] = none. */
+static int config_cache_targeted(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config *cfg = base;
+    char q[64];
+    int rc;
+
+    for (size_t i = 0; i < cfg->cache_targeted_cc_count; i++)
+        free(cfg->cache_targeted_cc[i]);
+    free(cfg->cache_targeted_cc);
+    cfg->cache_targeted_cc = NULL;
+    cfg->cache_targeted_cc_count = 0;
+    rc = config_take_strlist(cx, s, CW_LIMIT_TARGETED_FIELDS, config_is_target_name, false,
+                             "a header name other than Cache-Control", &cfg->cache_targeted_cc,
+                             &cfg->cache_targeted_cc_count);
+    if (rc < 0) return rc;
+    for (size_t i = 1; i < cfg->cache_targeted_cc_count; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(cfg->cache_targeted_cc[i], cfg->cache_targeted_cc[j]) != 0) continue;
+            return cw_config_fail(cx, config_setting_get_elem(s, (unsigned)i),
+                                  "\"%s\" is already in the list",
+                                  cw_config_quote(cfg->cache_targeted_cc[i], q, sizeof(q)));
+        }
+    }
+    return 0;
+}
+
 static bool config_is_query_name(const char *s)
 {
     size_t n = 0;
@@ -440,6 +473,7 @@ static const struct config_opt config_cache_opts[] = {
     CONFIG_OPT("path", CW_CONFIG_KIND_STR, CW_CFG, cache_path, 0, 0),
     CONFIG_OPT("size", CW_CONFIG_KIND_SIZE, CW_CFG, cache_size_bytes, CW_CONFIG_MIB, 0),
     CONFIG_OPT("max_object", CW_CONFIG_KIND_SIZE, CW_CFG, cache_max_object_bytes, 1, 0),
+    CONFIG_FN("targeted_cache_control", config_cache_targeted),
 };
 
 static const struct config_opt config_redis_opts[] = {
@@ -655,6 +689,13 @@ int cw_config_schema_defaults(struct config_ctx *cx)
     cfg->redis_port = 6379;
     cfg->redis_timeout_ms = 20;
     cfg->stats_interval_ms = 15000;
+    cfg->cache_targeted_cc = calloc(3, sizeof(char *));
+    if (cfg->cache_targeted_cc == NULL) return cw_config_oom(cx);
+    cfg->cache_targeted_cc_count = 2;
+    if (cw_config_replace(cx, &cfg->cache_targeted_cc[0], "CacheWarp-Cache-Control") < 0 ||
+        cw_config_replace(cx, &cfg->cache_targeted_cc[1], "CDN-Cache-Control") < 0) {
+        return -ENOMEM;
+    }
     cfg->purge_allow = calloc(2, sizeof(*cfg->purge_allow));
     if (cfg->purge_allow == NULL) return cw_config_oom(cx);
     cfg->purge_allow_count = 2;

@@ -1,5 +1,9 @@
 /* core/fresh.c - HTTP dates, storability and freshness (RFC 9110 §5.6.7, RFC 9111 §3, §4.2,
- * RFC 5861).
+ * RFC 5861), with RFC 9213 targeted fields.
+ *
+ * Storing and freshness read their directives through cw_fresh_resp_cc(): the first valid
+ * targeted field on the target list when the response has one (and then Expires does not
+ * count either), else Cache-Control. Nothing here changes what is sent downstream.
  *
  * Dates are converted with a pure days-from-civil computation, never timegm(), so that no
  * libc time-zone state is read. Arithmetic on times saturates, so that absurd inputs (a Date
@@ -40,6 +44,9 @@ static int fresh_parse_rfc850(const char *p, size_t len, bool have_ref, int64_t 
 static int fresh_parse_asctime(const char *p, int64_t *out_s);
 static int fresh_parse(const char *p, size_t len, bool have_ref, int64_t ref_s, int64_t *out_s);
 static bool fresh_parse_delta(struct cw_str v, int64_t *out_s);
+static void fresh_add_age(struct cw_fresh_resp *r, struct cw_str v);
+static bool fresh_add_targeted(struct cw_fresh_resp *r, struct cw_str name, struct cw_str v);
+static bool fresh_has_expires(const struct cw_fresh_resp *r);
 static bool fresh_parse_length(struct cw_str v, uint64_t *out);
 static void fresh_add_content_length(struct cw_fresh_resp *r, struct cw_str v);
 static bool fresh_status_understood(int status);
@@ -359,6 +366,85 @@ static bool fresh_parse_delta(struct cw_str v, int64_t *out_s)
     return true;
 }
 
+/* RFC 9111 §5.1: an Age with a list value, or on several lines (one list, RFC 9110 §5.3),
+ * uses its first member; when that member is invalid the cache ignores the field, so a later
+ * member or line never stands in for it. Empty members are skipped (RFC 9110 §5.6.1). */
+static void fresh_add_age(struct cw_fresh_resp *r, struct cw_str v)
+{
+    size_t i = 0;
+
+    while (!r->age_seen && i < v.len) {
+        size_t end = i;
+        struct cw_str m;
+        int64_t t;
+
+        while (end < v.len && v.p[end] != ',')
+            end++;
+        m = fresh_trim(cw_str_make(v.p + i, end - i));
+        i = end + 1;
+        if (m.len == 0) continue;
+        r->age_seen = true;
+        if (fresh_parse_delta(m, &t)) r->age_s = t;
+    }
+}
+
+/* RFC 9213 §2.1: a line of a field on the target list is parsed as a dictionary into that
+ * field's own directives; one bad line makes the whole field invalid. True when name is on
+ * the list (the line is then used up, whatever it held). */
+static bool fresh_add_targeted(struct cw_fresh_resp *r, struct cw_str name, struct cw_str v)
+{
+    for (size_t i = 0; i < r->target_count; i++) {
+        struct cw_fresh_target *t = &r->targets[i];
+        int n;
+
+        if (!cw_str_eq_ci(name, cw_str_cstr(r->target_names[i]))) continue;
+        t->present = true;
+        if (t->invalid) return true;
+        n = cw_cc_parse_targeted(&t->cc, v.p, v.len);
+        if (n < 0) {
+            t->invalid = true;
+        } else {
+            t->members += (size_t)n;
+        }
+        return true;
+    }
+    return false;
+}
+
+void cw_fresh_resp_set_targets(struct cw_fresh_resp *r, const char *const *names, size_t count)
+{
+    if (names == NULL) count = 0;
+    if (count > CW_LIMIT_TARGETED_FIELDS) count = CW_LIMIT_TARGETED_FIELDS;
+    r->target_names = names;
+    r->target_count = count;
+    for (size_t i = 0; i < count; i++) {
+        memset(&r->targets[i], 0, sizeof(r->targets[i]));
+        cw_cc_init(&r->targets[i].cc);
+    }
+}
+
+int cw_fresh_resp_target(const struct cw_fresh_resp *r)
+{
+    for (size_t i = 0; i < r->target_count; i++) {
+        const struct cw_fresh_target *t = &r->targets[i];
+        if (t->present && !t->invalid && t->members > 0) return (int)i;
+    }
+    return -1;
+}
+
+const struct cw_cc *cw_fresh_resp_cc(const struct cw_fresh_resp *r)
+{
+    int t = cw_fresh_resp_target(r);
+
+    return t >= 0 ? &r->targets[t].cc : &r->cc;
+}
+
+/* RFC 9213 §2.2: a cache that uses a targeted field ignores Expires as well. */
+static bool fresh_has_expires(const struct cw_fresh_resp *r)
+{
+    return r->has_expires && cw_fresh_resp_target(r) < 0;
+}
+
 /* Content-Length (RFC 9110 §8.6): digits, or a list of identical members ("5, 5"). */
 static bool fresh_parse_length(struct cw_str v, uint64_t *out)
 {
@@ -406,14 +492,17 @@ static void fresh_add_content_length(struct cw_fresh_resp *r, struct cw_str v)
     r->content_length = n;
 }
 
-/* Several lines of a singleton field: the first valid Date, Last-Modified and Age win, and the
- * first Expires line wins whether valid or not (RFC 9111 §4.2: the first occurrence). */
+/* Several lines of a singleton field: the first valid Date and Last-Modified win, and the
+ * first Expires line and the first Age member win whether valid or not (RFC 9111 §4.2: the
+ * first occurrence; §5.1). A field on the target list is read as a targeted field, even one
+ * named like a field below. */
 void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_str value)
 {
     int64_t t;
     bool ref = r->date_ref_s != 0;
 
     value = fresh_trim(value);
+    if (r->target_count > 0 && fresh_add_targeted(r, name, value)) return;
     if (cw_str_eq_ci(name, CW_STR_LIT("Cache-Control"))) {
         cw_cc_parse(&r->cc, value.p, value.len);
     } else if (cw_str_eq_ci(name, CW_STR_LIT("Date"))) {
@@ -432,7 +521,7 @@ void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_
             r->last_modified_s = t;
         }
     } else if (cw_str_eq_ci(name, CW_STR_LIT("Age"))) {
-        if (r->age_s < 0 && fresh_parse_delta(value, &t)) r->age_s = t;
+        fresh_add_age(r, value);
     } else if (cw_str_eq_ci(name, CW_STR_LIT("ETag"))) {
         r->has_etag = true;
     } else if (cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie"))) {
@@ -456,7 +545,9 @@ static bool fresh_status_understood(int status)
  * text for the Cache-Status detail parameter. */
 static const char *fresh_why_not(const struct cw_fresh_resp *r, const struct cw_fresh_policy *pol)
 {
-    uint32_t f = r->cc.flags;
+    const struct cw_cc *cc = cw_fresh_resp_cc(r);
+    bool has_expires = fresh_has_expires(r);
+    uint32_t f = cc->flags;
     bool no_store = (f & CW_CC_NO_STORE) != 0;
     bool cookie_stripped;
 
@@ -477,28 +568,28 @@ static const char *fresh_why_not(const struct cw_fresh_resp *r, const struct cw_
     if (r->vary_star) return "vary-star";
     /* §3.5: a shared cache stores an authorised answer only when the response allows it. */
     if (pol->req_has_authorization && !(f & (CW_CC_PUBLIC | CW_CC_MUST_REVALIDATE)) &&
-        r->cc.s_maxage_s < 0) {
+        cc->s_maxage_s < 0) {
         return "authorization";
     }
     /* A Set-Cookie the origin names in no-cache="..." or private="..." is stripped before the
      * entry is stored, so it does not stop storing. */
     cookie_stripped = pol->strip_set_cookie ||
                       ((f & CW_CC_NO_CACHE_FIELDS) &&
-                       cw_cc_list_has(r->cc.no_cache_fields, CW_STR_LIT("Set-Cookie"))) ||
+                       cw_cc_list_has(cc->no_cache_fields, CW_STR_LIT("Set-Cookie"))) ||
                       ((f & CW_CC_PRIVATE_FIELDS) &&
-                       cw_cc_list_has(r->cc.private_fields, CW_STR_LIT("Set-Cookie")));
+                       cw_cc_list_has(cc->private_fields, CW_STR_LIT("Set-Cookie")));
     if (r->has_set_cookie && !cookie_stripped) return "set-cookie";
     /* A request with Cookie may get a personalised answer the origin did not mark: unless
      * the origin gave explicit freshness (or public), it is passed, as Varnish's built-in
      * logic does. */
-    if (pol->req_cookie_pass && !(f & CW_CC_PUBLIC) && r->cc.s_maxage_s < 0 &&
-        r->cc.max_age_s < 0 && !r->has_expires)
+    if (pol->req_cookie_pass && !(f & CW_CC_PUBLIC) && cc->s_maxage_s < 0 && cc->max_age_s < 0 &&
+        !has_expires)
         return "cookie";
     /* §3: something must make the response reusable. Under override the origin's freshness
      * does not count, so only the heuristic statuses are stored. */
     if (cw_fresh_status_heuristic(r->status)) return NULL;
     if (pol->override) return "status";
-    if ((f & CW_CC_PUBLIC) || r->cc.s_maxage_s >= 0 || r->cc.max_age_s >= 0 || r->has_expires) {
+    if ((f & CW_CC_PUBLIC) || cc->s_maxage_s >= 0 || cc->max_age_s >= 0 || has_expires) {
         return NULL;
     }
     return "status";
@@ -510,17 +601,17 @@ static const char *fresh_why_not(const struct cw_fresh_resp *r, const struct cw_
 static int64_t fresh_lifetime_ms(const struct cw_fresh_resp *r, const struct cw_fresh_policy *pol,
                                  bool *explicit_freshness)
 {
+    const struct cw_cc *cc = cw_fresh_resp_cc(r);
+    bool has_expires = fresh_has_expires(r);
     int64_t date_ms = r->has_date ? fresh_mul_sat(r->date_s, 1000) : pol->response_time_ms;
     int64_t ms;
 
     *explicit_freshness = false;
     if (pol->override) return fresh_max(pol->route_ttl_ms, 0);
-    if (r->cc.s_maxage_s >= 0 || r->cc.max_age_s >= 0 || r->has_expires) {
-        *explicit_freshness = true;
-    }
-    if (r->cc.s_maxage_s >= 0) return r->cc.s_maxage_s * 1000;
-    if (r->cc.max_age_s >= 0) return r->cc.max_age_s * 1000;
-    if (r->has_expires) {
+    if (cc->s_maxage_s >= 0 || cc->max_age_s >= 0 || has_expires) *explicit_freshness = true;
+    if (cc->s_maxage_s >= 0) return cc->s_maxage_s * 1000;
+    if (cc->max_age_s >= 0) return cc->max_age_s * 1000;
+    if (has_expires) {
         if (!r->expires_valid) return 0;
         ms = fresh_sub_sat(fresh_mul_sat(r->expires_s, 1000), date_ms);
         return fresh_max(ms, 0);
@@ -539,7 +630,8 @@ static int64_t fresh_lifetime_ms(const struct cw_fresh_resp *r, const struct cw_
 void cw_fresh_evaluate(const struct cw_fresh_resp *r, const struct cw_fresh_policy *pol,
                        struct cw_fresh_result *out)
 {
-    uint32_t f = r->cc.flags;
+    const struct cw_cc *cc = cw_fresh_resp_cc(r);
+    uint32_t f = cc->flags;
     int64_t date_ms, apparent, delay, corrected_age, swr, sie;
 
     memset(out, 0, sizeof(*out));
@@ -547,7 +639,7 @@ void cw_fresh_evaluate(const struct cw_fresh_resp *r, const struct cw_fresh_poli
     out->storable = out->why_not == NULL;
     out->always_revalidate = (f & CW_CC_NO_CACHE) != 0;
     out->must_revalidate =
-        (f & (CW_CC_MUST_REVALIDATE | CW_CC_PROXY_REVALIDATE)) || r->cc.s_maxage_s >= 0;
+        (f & (CW_CC_MUST_REVALIDATE | CW_CC_PROXY_REVALIDATE)) || cc->s_maxage_s >= 0;
     out->lifetime_ms = fresh_lifetime_ms(r, pol, &out->explicit_freshness);
 
     /* §4.2.3. A Date in the future (clock skew) gives an apparent age of 0, and a negative
@@ -566,8 +658,8 @@ void cw_fresh_evaluate(const struct cw_fresh_resp *r, const struct cw_fresh_poli
 
     /* §4.2.4: must-revalidate and no-cache forbid serving stale, even where the response's
      * own stale-if-error (RFC 5861) would allow it. */
-    swr = r->cc.swr_s >= 0 ? r->cc.swr_s * 1000 : fresh_max(pol->route_swr_ms, 0);
-    sie = r->cc.sie_s >= 0 ? r->cc.sie_s * 1000 : fresh_max(pol->route_sie_ms, 0);
+    swr = cc->swr_s >= 0 ? cc->swr_s * 1000 : fresh_max(pol->route_swr_ms, 0);
+    sie = cc->sie_s >= 0 ? cc->sie_s * 1000 : fresh_max(pol->route_sie_ms, 0);
     if (out->must_revalidate || out->always_revalidate) swr = sie = 0;
     out->swr_until_ms = fresh_add_sat(out->fresh_until_ms, swr);
     out->sie_until_ms = fresh_add_sat(out->fresh_until_ms, sie);

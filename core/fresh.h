@@ -1,9 +1,12 @@
-/* core/fresh.h - HTTP dates, age and freshness (RFC 9111 §3, §4.2; RFC 5861).
+/* core/fresh.h - HTTP dates, age and freshness (RFC 9111 §3, §4.2; RFC 5861; RFC 9213).
  *
  * Pure: time comes in as parameters (wall-clock milliseconds since the epoch, because
  * HTTP dates are wall time and entries outlive processes). Owns nothing; the input struct
- * borrows the header bytes it was fed. The worker feeds every response header line to
- * cw_fresh_add_header(), then asks cw_fresh_evaluate() whether and for how long to store. */
+ * borrows the header bytes it was fed and the target list it was given. The worker sets the
+ * configured targeted cache-control fields (cw_fresh_resp_set_targets()), feeds every
+ * response header line to cw_fresh_add_header(), then asks cw_fresh_evaluate() whether and
+ * for how long to store. Which of Cache-Control or a targeted field applies is decided here,
+ * not by the caller. */
 #ifndef CW_FRESH_H
 #define CW_FRESH_H
 
@@ -12,6 +15,7 @@
 
 #include "core/cc.h"
 #include "core/common.h"
+#include "core/limits.h"
 
 /* Parses an HTTP-date (IMF-fixdate, obsolete RFC 850 and asctime forms, RFC 9110 §5.6.7):
  * 0 and *out_s (seconds since the epoch), or -EBADMSG. */
@@ -27,10 +31,18 @@ size_t cw_fresh_format_date(int64_t t_s, char *buf);
  * 200 203 204 206 300 301 308 404 405 410 414 501. */
 bool cw_fresh_status_heuristic(int status);
 
+/* One field of the RFC 9213 target list, as the response carried it. */
+struct cw_fresh_target {
+    bool present;   /* at least one line of the field */
+    bool invalid;   /* a line was not a valid dictionary: the field is ignored (§2.1) */
+    size_t members; /* dictionary members over all its lines; 0 = empty, ignored (§2.1) */
+    struct cw_cc cc;
+};
+
 /* What a response says about itself, gathered header by header. */
 struct cw_fresh_resp {
     int status;
-    struct cw_cc cc;
+    struct cw_cc cc; /* Cache-Control; see cw_fresh_resp_cc() for the one that applies */
     bool has_date;
     int64_t date_s;
     bool has_expires;
@@ -39,6 +51,7 @@ struct cw_fresh_resp {
     bool has_last_modified;
     int64_t last_modified_s;
     int64_t age_s; /* origin's Age, -1 when absent or invalid */
+    bool age_seen; /* the first Age member was read (valid or not): the rest are ignored */
     bool has_etag;
     bool has_set_cookie;
     bool vary_star;     /* Vary: * */
@@ -47,11 +60,27 @@ struct cw_fresh_resp {
     uint64_t content_length;
     bool content_length_bad; /* invalid or conflicting Content-Length seen */
     int64_t date_ref_s; /* set by the caller after init: "now" for two-digit years (0 = none) */
+    const char *const *target_names; /* borrowed: see cw_fresh_resp_set_targets() */
+    size_t target_count;
+    struct cw_fresh_target targets[CW_LIMIT_TARGETED_FIELDS];
 };
 
 void cw_fresh_resp_init(struct cw_fresh_resp *r, int status);
+/* Sets this cache's RFC 9213 target list: count field names (matched case-insensitively) in
+ * priority order, such as { "CacheWarp-Cache-Control", "CDN-Cache-Control" }. Call after
+ * cw_fresh_resp_init() and before the first header; without a call (or with count 0) there
+ * are no targeted fields. Names past CW_LIMIT_TARGETED_FIELDS are ignored (the config refuses
+ * them). names is borrowed and must outlive r. */
+void cw_fresh_resp_set_targets(struct cw_fresh_resp *r, const char *const *names, size_t count);
 /* Records one response header line (name and value without CRLF, value trimmed or not). */
 void cw_fresh_add_header(struct cw_fresh_resp *r, struct cw_str name, struct cw_str value);
+/* RFC 9213 §2.2: the index in the target list of the targeted field this cache obeys, the
+ * first one present whose value is a valid, non-empty dictionary; -1 when there is none, and
+ * Cache-Control and Expires apply as usual. */
+int cw_fresh_resp_target(const struct cw_fresh_resp *r);
+/* The directives that decide storing and freshness: the selected targeted field's, which
+ * replace Cache-Control (and Expires) entirely, else Cache-Control's. Borrowed from r. */
+const struct cw_cc *cw_fresh_resp_cc(const struct cw_fresh_resp *r);
 
 /* What the request and the route contribute. */
 struct cw_fresh_policy {

@@ -32,6 +32,9 @@
  * 9111 §1.2.2: a larger value is taken as 2^31). */
 #define CW_LIMIT_CC_DIRECTIVES 64
 #define CW_LIMIT_DELTA_SECONDS 2147483648LL
+/* RFC 9213 targeted cache-control fields on the target list (cache.targeted_cache_control);
+ * each costs a struct cw_cc in every struct cw_fresh_resp. */
+#define CW_LIMIT_TARGETED_FIELDS 8
 
 /* Config. */
 #define CW_LIMIT_ORIGINS         64

@@ -140,14 +140,17 @@ static int fill_vary_key(const struct cw_fill *f, struct cw_fill_req *q,
 static bool fill_keep_header(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
                              struct cw_str name, struct cw_str conn)
 {
+    /* The directives this cache obeys: a targeted field's (RFC 9213) or Cache-Control's. */
+    const struct cw_cc *cc = cw_fresh_resp_cc(fr);
+
     if (cw_cc_is_hop_by_hop(name)) return false;
     if (conn.len > 0 && cw_cc_list_has(conn, name)) return false;
     if (name.len > 0 && name.p[0] == ':') return false;
     if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length"))) return false;
     if (q->rt->strip_set_cookie && cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie"))) return false;
-    if ((fr->cc.flags & CW_CC_NO_CACHE_FIELDS) && cw_cc_list_has(fr->cc.no_cache_fields, name))
+    if ((cc->flags & CW_CC_NO_CACHE_FIELDS) && cw_cc_list_has(cc->no_cache_fields, name))
         return false;
-    if ((fr->cc.flags & CW_CC_PRIVATE_FIELDS) && cw_cc_list_has(fr->cc.private_fields, name))
+    if ((cc->flags & CW_CC_PRIVATE_FIELDS) && cw_cc_list_has(cc->private_fields, name))
         return false;
     return true;
 }
@@ -170,6 +173,18 @@ static void fill_policy(const struct cw_fill_req *q, const struct cw_fetch_job *
     pol->strip_set_cookie = rt->strip_set_cookie;
     pol->request_time_ms = job->request_time_ms;
     pol->response_time_ms = job->response_time_ms;
+}
+
+/* Reads the response's headers into fr, with the configured RFC 9213 target list: core/fresh
+ * decides which of Cache-Control or a targeted field applies. */
+static void fill_fresh_resp(const struct cw_fill *f, struct cw_fresh_resp *fr, int status,
+                            const struct cw_entry_header *hdrs, size_t n)
+{
+    cw_fresh_resp_init(fr, status);
+    cw_fresh_resp_set_targets(fr, (const char *const *)f->cfg->cache_targeted_cc,
+                              f->cfg->cache_targeted_cc_count);
+    for (size_t i = 0; i < n; i++)
+        cw_fresh_add_header(fr, hdrs[i].name, hdrs[i].value);
 }
 
 /* Collects the job's response headers into hdrs (at most cap): the count. */
@@ -360,9 +375,7 @@ static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struc
     char date[32];
     size_t n_in = fill_job_headers(job, in, FILL_MAX_HDRS), n;
 
-    cw_fresh_resp_init(&fr, job->status);
-    for (size_t i = 0; i < n_in; i++)
-        cw_fresh_add_header(&fr, in[i].name, in[i].value);
+    fill_fresh_resp(f, &fr, job->status, in, n_in);
     fill_policy(q, job, &pol);
     cw_fresh_evaluate(&fr, &pol, &fres);
     if (!fres.storable) {
@@ -439,9 +452,7 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
     }
     n_fresh = fill_job_headers(job, fresh, FILL_MAX_HDRS);
     n_merged = cw_cond_merge_304(stored, n_stored, fresh, n_fresh, merged, FILL_MAX_HDRS);
-    cw_fresh_resp_init(&fr, c.v.h.status);
-    for (size_t i = 0; i < n_merged; i++)
-        cw_fresh_add_header(&fr, merged[i].name, merged[i].value);
+    fill_fresh_resp(f, &fr, c.v.h.status, merged, n_merged);
     fill_policy(q, job, &pol);
     cw_fresh_evaluate(&fr, &pol, &fres);
     if (!fres.storable) {

@@ -3,8 +3,9 @@
  * Build: clang -fsanitize=fuzzer,address,undefined -I. tests/fuzz/fuzz_fresh.c core/fresh.c
  * core/cc.c core/common.c -o fuzz_fresh. The whole input is tried as an HTTP-date (and a
  * parsed date must survive a format/parse round trip); then its first 32 bytes become the
- * status and policy and the rest "Name: value" lines fed to cw_fresh_add_header(). Traps on a
- * broken invariant. */
+ * status and policy and the rest "Name: value" lines fed to cw_fresh_add_header(), with the
+ * default RFC 9213 target list (CacheWarp-Cache-Control, CDN-Cache-Control) unless bit 7 of
+ * the second byte clears it. Traps on a broken invariant. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FUZZ_FRESH_MAX_DATE_S 253402300799LL
+
+static const char *const fuzz_fresh_targets[] = {"CacheWarp-Cache-Control", "CDN-Cache-Control"};
 
 static int64_t fuzz_fresh_i64(const uint8_t *p)
 {
@@ -61,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cw_fresh_resp r;
     struct cw_fresh_result out;
     uint8_t bits;
+    int target;
 
     fuzz_fresh_date((const char *)data, size);
     if (size < 32) return 0;
@@ -85,6 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     cw_fresh_resp_init(&r, (int)(data[0] | data[1] << 8) % 1000);
     if (bits & 128) r.date_ref_s = fuzz_fresh_i64(data + 24);
+    /* The default target list unless the status's high byte says none. */
+    cw_fresh_resp_set_targets(&r, fuzz_fresh_targets, data[1] & 0x80 ? 0 : 2);
     fuzz_fresh_headers(&r, (const char *)data + 32, size - 32);
     cw_fresh_evaluate(&r, &pol, &out);
 
@@ -95,6 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (out.must_revalidate && out.swr_until_ms != out.fresh_until_ms) __builtin_trap();
     if (r.has_content_length && r.content_length_bad) __builtin_trap();
+    target = cw_fresh_resp_target(&r);
+    if (target >= (int)r.target_count || target < -1) __builtin_trap();
+    if ((target >= 0) != (cw_fresh_resp_cc(&r) != &r.cc)) __builtin_trap();
+    if (r.age_s >= 0 && !r.age_seen) __builtin_trap();
     if (cw_fresh_age_ms(out.corrected_initial_age_ms, pol.response_time_ms,
                         fuzz_fresh_i64(data + 24)) < out.corrected_initial_age_ms) {
         __builtin_trap();

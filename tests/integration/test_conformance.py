@@ -11,6 +11,7 @@ cw.RawOrigin, a tiny scripted HTTP/1.1 server.
 
 import email.utils
 import http.client
+import os
 import re
 import time
 import urllib.parse
@@ -1016,3 +1017,131 @@ def test_xcache_error_without_stale(env):
     r = d.get("/down")
     assert r.status == 502 and xc(r) == "ERROR", r
     assert cs_params(r).get("fwd") == "uri-miss", r
+
+
+# =======================================================================================
+# RFC 9213: targeted cache-control fields (cache.targeted_cache_control)
+
+
+def targets_cfg(env, name, targets):
+    """The test config's cache group (cw.config_text's values, a file of its own) with a
+    target list."""
+    return {"cache": {"path": os.path.join(env.dir, f"{name}.mdb"), "size": "64M",
+                      "max_object": "8M", "targeted_cache_control": targets}}
+
+
+def test_targeted_overrides_cc_to_store(env):
+    """CDN-Cache-Control: max-age=60 beside Cache-Control: no-store (and an expired Expires):
+    stored for 60 s, while clients still get the origin's Cache-Control, and the targeted
+    field passes on (RFC 9213 §2.2, §3)."""
+    o, d = start(env)
+    for name in ("CDN-Cache-Control", "CacheWarp-Cache-Control"):
+        for cc in ("no-store", "private", "no-cache", "max-age=0, must-revalidate"):
+            p = url("/tgs", hdr(name, "max-age=60"), expires="0", cc=cc)
+            r1 = d.get(p)
+            expect(r1, 200, "MISS", f"{name} over {cc}")
+            assert "stored" in cs_params(r1), f"{name}: max-age=60 over {cc} not stored: {r1}"
+            r2 = d.get(p)
+            expect(r2, 200, "HIT", f"{name} over {cc}, second GET")
+            assert 57 <= ttl(r2) <= 60, f"lifetime must come from {name}: {r2}"
+            assert r2.header("cache-control") == cc, f"clients get the origin's CC: {r2}"
+            assert r2.header("expires") == "0", f"clients get the origin's Expires: {r2}"
+            assert r2.header(name.lower()) == "max-age=60", f"{name} is passed on: {r2}"
+            assert o.count(p) == 1, f"{name} over {cc}: origin saw {o.count(p)}"
+
+
+def test_targeted_overrides_cc_to_refuse(env):
+    """Cache-Control: max-age=600 with no-store / private / no-cache / max-age=0 in the
+    targeted field: the field wins (RFC 9213 §2.2)."""
+    o, d = start(env)
+    for tcc, detail in (("no-store", "no-store"), ("private", "private"),
+                        ("private, max-age=60", "private")):
+        p = url("/tgr", hdr("CDN-Cache-Control", tcc), cc="public, max-age=600")
+        r1, r2 = d.get(p), d.get(p)
+        expect(r2, 200, "MISS", f"target {tcc}")
+        assert cs_params(r1).get("detail") == detail, f"target {tcc}: {r1}"
+        assert o.count(p) == 2, f"target {tcc}: origin saw {o.count(p)}"
+    # no-cache and max-age=0: stored, and the next use is validated with the origin.
+    for tcc in ("no-cache", "max-age=0"):
+        p = url("/tgv", hdr("CDN-Cache-Control", tcc), etag="tg1", cc="max-age=600")
+        r1 = d.get(p)
+        assert "stored" in cs_params(r1), f"target {tcc}: {r1}"
+        r2 = d.get(p)
+        expect(r2, 200, "REVALIDATED", f"target {tcc}, second GET")
+        assert o.count(p) == 2, f"target {tcc}: origin saw {o.count(p)}"
+
+
+def test_targeted_first_present_wins(env):
+    o, d = start(env)
+    # Both on the default list: CacheWarp-Cache-Control first, whatever the line order.
+    p = url("/tgf", hdr("CDN-Cache-Control", "max-age=60"),
+            hdr("CacheWarp-Cache-Control", "no-store"), cc="max-age=60")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) == "MISS" and cs_params(r).get("detail") == "no-store", r
+    p = url("/tgf2", hdr("CDN-Cache-Control", "no-store"),
+            hdr("CacheWarp-Cache-Control", "max-age=60"), cc="no-store")
+    d.get(p)
+    expect(d.get(p), 200, "HIT", "CacheWarp-Cache-Control before CDN-Cache-Control")
+    # A targeted field not on the list changes nothing (§2.2).
+    p = url("/tgf3", hdr("Other-Cache-Control", "max-age=60"), cc="no-store")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) == "MISS" and o.count(p) == 2, r
+
+
+def test_targeted_invalid_ignored(env):
+    """An empty or unparsable targeted field is as if absent (RFC 9213 §2.1): the next one
+    on the list, else Cache-Control, decides."""
+    o, d = start(env)
+    for bad in ("max-age=60,", "Max-Age=60", 'max-age="60', "max-age=60 public"):
+        p = url("/tgi", hdr("CDN-Cache-Control", bad), cc="no-store")
+        d.get(p)
+        r = d.get(p)
+        assert xc(r) == "MISS" and cs_params(r).get("detail") == "no-store", f"{bad!r}: {r}"
+        p = url("/tgi2", hdr("CacheWarp-Cache-Control", bad),
+                hdr("CDN-Cache-Control", "max-age=60"), cc="no-store")
+        d.get(p)
+        expect(d.get(p), 200, "HIT", f"invalid {bad!r} falls back to CDN-Cache-Control")
+
+
+def test_targeted_list_setting(env):
+    o = env.origin()
+    # [] = off: CDN-Cache-Control is an ordinary header.
+    d = env.daemon(o, workers=1, name="off", overrides=targets_cfg(env, "off", []))
+    p = url("/tgl", hdr("CDN-Cache-Control", "max-age=60"), cc="no-store")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) == "MISS" and cs_params(r).get("detail") == "no-store", r
+    d.stop()
+    # A list of our own: only its field counts.
+    d = env.daemon(o, workers=1, name="own", overrides=targets_cfg(env, "own", ["Edge-Cache-Control"]))
+    p = url("/tgl2", hdr("Edge-Cache-Control", "max-age=60"), cc="no-store")
+    d.get(p)
+    expect(d.get(p), 200, "HIT", "Edge-Cache-Control on the list")
+    p = url("/tgl3", hdr("CDN-Cache-Control", "max-age=60"), cc="no-store")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) == "MISS", f"CDN-Cache-Control is not on this list: {r}"
+
+
+def test_fresh_age_list_uses_first_value(env):
+    """RFC 9111 §5.1: an Age list value or several Age lines use the first value; an invalid
+    first value means no usable Age."""
+    o, d = start(env)
+    for pairs in ((hdr("Age", "30, 5"),), (hdr("Age", "30"), hdr("Age", "5"))):
+        p = url("/agl", *pairs, cc="max-age=60")
+        d.get(p)
+        r = d.get(p)
+        expect(r, 200, "HIT", f"{pairs}")
+        assert 30 <= int(r.header("age")) <= 32, f"Age must be the first value, 30: {r}"
+    for pairs in ((hdr("Age", "abc, 30"),), (hdr("Age", "-1"), hdr("Age", "30"))):
+        p = url("/agl", *pairs, cc="max-age=60")
+        d.get(p)
+        r = d.get(p)
+        expect(r, 200, "HIT", f"{pairs}")
+        assert int(r.header("age")) <= 2, f"an invalid first Age must not be replaced: {r}"
+    p = url("/agl", hdr("Age", "100, 5"), cc="max-age=60")
+    d.get(p)
+    r = d.get(p)
+    assert xc(r) != "HIT" and o.count(p) == 2, f"Age 100 (first value) > max-age 60: {r}"

@@ -1,5 +1,7 @@
-/* tests/unit/test_cc.c - Cache-Control parsing and header-list helpers. */
+/* tests/unit/test_cc.c - Cache-Control parsing, targeted fields (RFC 9213 as RFC 8941
+ * dictionaries) and header-list helpers. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 
 #include "core/cc.h"
@@ -394,6 +396,184 @@ START_TEST(test_cc_list_has)
 }
 END_TEST
 
+/* Parses s as one line of a targeted field into a fresh struct: the return of
+ * cw_cc_parse_targeted() in *rc. */
+static struct cw_cc parse_targeted(const char *s, int *rc)
+{
+    struct cw_cc cc;
+
+    cw_cc_init(&cc);
+    *rc = cw_cc_parse_targeted(&cc, s, strlen(s));
+    return cc;
+}
+
+static int targeted_rc(const char *s)
+{
+    int rc;
+
+    (void)parse_targeted(s, &rc);
+    return rc;
+}
+
+START_TEST(test_cc_targeted_valid_dictionaries)
+{
+    int rc;
+    struct cw_cc cc = parse_targeted("max-age=60", &rc);
+
+    ck_assert_int_eq(rc, 1);
+    ck_assert_int_eq(cc.max_age_s, 60);
+    cc = parse_targeted("  no-store, max-age=60;x=1 , s-maxage=30  ", &rc);
+    ck_assert_int_eq(rc, 3);
+    ck_assert(cc.flags & CW_CC_NO_STORE);
+    ck_assert_int_eq(cc.max_age_s, 60); /* parameters are ignored (RFC 9213 §2.1) */
+    ck_assert_int_eq(cc.s_maxage_s, 30);
+    cc = parse_targeted("no-cache=\"Set-Cookie, X-A\", private=\"X-B\"", &rc);
+    ck_assert_int_eq(rc, 2);
+    ck_assert(cc.flags & CW_CC_NO_CACHE_FIELDS);
+    ck_assert(!(cc.flags & CW_CC_NO_CACHE));
+    ck_assert(str_is(cc.no_cache_fields, "Set-Cookie, X-A"));
+    ck_assert(cc.flags & CW_CC_PRIVATE_FIELDS);
+    ck_assert(str_is(cc.private_fields, "X-B"));
+    /* Every bare item type and an inner list parse; unknown members count, do nothing. */
+    cc = parse_targeted("a=(1 \"x\" tok);p, b=?1, c=:aGk=:, d=1.5, e=\"q\\\"\\\\\", *f=x/y:z, "
+                        "g=-7;h;i=?0, none",
+                        &rc);
+    ck_assert_int_eq(rc, 8);
+    ck_assert_uint_eq(cc.flags, 0);
+    ck_assert_int_eq(cc.max_age_s, -1);
+    /* Tabs around the commas are OWS; the largest integer and decimal. */
+    ck_assert_int_eq(targeted_rc("a=1,\tb=2"), 2);
+    ck_assert_int_eq(targeted_rc("a=999999999999999, b=-999999999999.999"), 2);
+    ck_assert_int_eq(targeted_rc("a=()"), 1);
+    ck_assert_int_eq(targeted_rc("a=( 1  2 )"), 1);
+    /* An empty line is no member (RFC 9213 §2.1: an empty field is ignored). */
+    ck_assert_int_eq(targeted_rc(""), 0);
+    ck_assert_int_eq(targeted_rc("   "), 0);
+    ck_assert_int_eq(cw_cc_parse_targeted(&cc, NULL, 5), 0);
+}
+END_TEST
+
+START_TEST(test_cc_targeted_invalid_refused_whole)
+{
+    static const char *const bad[] = {
+        "max-age=60,",              /* trailing comma */
+        ", max-age=60",             /* leading comma */
+        "max-age=60,,no-store",     /* empty member */
+        "Max-Age=60",               /* keys are lower case */
+        "max-age=60 no-store",      /* no comma */
+        "max-age =60",              /* space before '=' */
+        "max-age= 60",              /* space after '=' */
+        "max-age=60;",              /* parameter without a key */
+        "max-age=1234567890123456", /* 16 digits */
+        "a=1234567890123.5",        /* 13 integer digits in a decimal */
+        "a=1.2345",                 /* 4 fraction digits */
+        "a=1.",                     /* no fraction digit */
+        "a=-",                      /* sign without digits */
+        "a=\"open",                 /* unterminated string */
+        "a=\"x\\n\"",               /* escape of something else than '"' or '\' */
+        "a=\"tab\there\"",          /* control byte in a string */
+        "a=?2",                     /* not a boolean */
+        "a=:aGk",                   /* unterminated byte sequence */
+        "a=:a!k:",                  /* not base64 */
+        "a=(1 2",                   /* unterminated inner list */
+        "a=(1\"x\")",               /* items not separated by a space */
+        "a=%",                      /* no bare item starts with '%' */
+        "1a=2",                     /* key starts with a digit */
+        "max-age=60, \xff",         /* not ASCII */
+    };
+    struct cw_cc cc;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        cw_cc_init(&cc);
+        cc.max_age_s = 7;
+        ck_assert_msg(cw_cc_parse_targeted(&cc, bad[i], strlen(bad[i])) == -EBADMSG,
+                      "accepted <<%s>>", bad[i]);
+        /* Nothing of a refused line is applied, not even its valid first member. */
+        ck_assert_int_eq(cc.max_age_s, 7);
+        ck_assert_uint_eq(cc.flags, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_cc_targeted_wrong_types_read_as_malformed)
+{
+    int rc;
+    struct cw_cc cc = parse_targeted("max-age=1.5", &rc);
+
+    /* As a malformed max-age in Cache-Control: present and 0 (stale), never coerced to 1. */
+    ck_assert_int_eq(rc, 1);
+    ck_assert_int_eq(cc.max_age_s, 0);
+    cc = parse_targeted("max-age=-1, s-maxage=\"x\"", &rc);
+    ck_assert_int_eq(cc.max_age_s, 0);
+    ck_assert_int_eq(cc.s_maxage_s, 0);
+    cc = parse_targeted("max-age=\"60\"", &rc); /* quoted delta, as Cache-Control accepts */
+    ck_assert_int_eq(cc.max_age_s, 60);
+    /* Restrictive directives apply whatever their value; permissive ones need a true one. */
+    cc = parse_targeted("no-store=?0, private=:aGk=:, must-revalidate=(1)", &rc);
+    ck_assert_int_eq(rc, 3);
+    ck_assert(cc.flags & CW_CC_NO_STORE);
+    ck_assert(cc.flags & CW_CC_PRIVATE);
+    ck_assert(cc.flags & CW_CC_MUST_REVALIDATE);
+    cc = parse_targeted("public=?0, immutable=?1", &rc);
+    ck_assert(!(cc.flags & CW_CC_PUBLIC));
+    ck_assert(cc.flags & CW_CC_IMMUTABLE);
+    cc = parse_targeted("stale-while-revalidate=1.5, stale-if-error=30", &rc);
+    ck_assert_int_eq(cc.swr_s, -1);
+    ck_assert_int_eq(cc.sie_s, 30);
+    cc = parse_targeted("no-cache=?1", &rc);
+    ck_assert(cc.flags & CW_CC_NO_CACHE);
+    cc = parse_targeted("max-age=99999999999", &rc); /* clamped like any delta-seconds */
+    ck_assert_int_eq(cc.max_age_s, CW_LIMIT_DELTA_SECONDS);
+}
+END_TEST
+
+START_TEST(test_cc_targeted_last_member_wins)
+{
+    int rc;
+    struct cw_cc cc = parse_targeted("max-age=10, max-age=60", &rc);
+
+    /* A dictionary keeps the last value of a repeated key (RFC 8941 §4.2.2), where
+     * Cache-Control keeps the smaller. */
+    ck_assert_int_eq(rc, 2);
+    ck_assert_int_eq(cc.max_age_s, 60);
+    cc = parse_targeted("no-cache=\"X-A\", no-cache", &rc);
+    ck_assert(cc.flags & CW_CC_NO_CACHE);
+    ck_assert(!(cc.flags & CW_CC_NO_CACHE_FIELDS));
+    cc = parse_targeted("private, private=\"X-A\"", &rc);
+    ck_assert(!(cc.flags & CW_CC_PRIVATE));
+    ck_assert(str_is(cc.private_fields, "X-A"));
+    cc = parse_targeted("no-store, no-store=?1", &rc);
+    ck_assert(cc.flags & CW_CC_NO_STORE);
+    cc = parse_targeted("max-stale, max-stale=5, min-fresh=9, min-fresh=3", &rc);
+    ck_assert(!(cc.flags & CW_CC_MAX_STALE_ANY));
+    ck_assert_int_eq(cc.max_stale_s, 5);
+    ck_assert_int_eq(cc.min_fresh_s, 3);
+    cc = parse_targeted("stale-if-error=9, stale-if-error=3, s-maxage=1, s-maxage=8", &rc);
+    ck_assert_int_eq(cc.sie_s, 3);
+    ck_assert_int_eq(cc.s_maxage_s, 8);
+    /* Across lines of one field too: they form one dictionary. */
+    cw_cc_init(&cc);
+    ck_assert_int_eq(cw_cc_parse_targeted(&cc, "max-age=60, public", 18), 2);
+    ck_assert_int_eq(cw_cc_parse_targeted(&cc, "max-age=5", 9), 1);
+    ck_assert_int_eq(cc.max_age_s, 5);
+    ck_assert(cc.flags & CW_CC_PUBLIC);
+}
+END_TEST
+
+START_TEST(test_cc_targeted_not_nul_terminated)
+{
+    char buf[] = {'m', 'a', 'x', '-', 'a', 'g', 'e', '=', '6', '0', '0'};
+    struct cw_cc cc;
+
+    cw_cc_init(&cc);
+    /* Only the first 10 bytes: "max-age=60". */
+    ck_assert_int_eq(cw_cc_parse_targeted(&cc, buf, 10), 1);
+    ck_assert_int_eq(cc.max_age_s, 60);
+    /* "max-age=" alone is a parse error (no bare item). */
+    ck_assert_int_eq(cw_cc_parse_targeted(&cc, buf, 8), -EBADMSG);
+}
+END_TEST
+
 Suite *cc_suite(void)
 {
     Suite *s = suite_create("cc");
@@ -424,6 +604,11 @@ Suite *cc_suite(void)
     tcase_add_test(tc, test_cc_not_nul_terminated);
     tcase_add_test(tc, test_cc_hop_by_hop);
     tcase_add_test(tc, test_cc_list_has);
+    tcase_add_test(tc, test_cc_targeted_valid_dictionaries);
+    tcase_add_test(tc, test_cc_targeted_invalid_refused_whole);
+    tcase_add_test(tc, test_cc_targeted_wrong_types_read_as_malformed);
+    tcase_add_test(tc, test_cc_targeted_last_member_wins);
+    tcase_add_test(tc, test_cc_targeted_not_nul_terminated);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -69,6 +69,9 @@ START_TEST(test_config_example_parses)
     ck_assert_str_eq(c.cache_path, "/var/cache/cachewarp/l1.mdb");
     ck_assert_uint_eq(c.cache_size_bytes, 1ULL << 30);
     ck_assert_uint_eq(c.cache_max_object_bytes, 8ULL << 20);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, 2);
+    ck_assert_str_eq(c.cache_targeted_cc[0], "CacheWarp-Cache-Control");
+    ck_assert_str_eq(c.cache_targeted_cc[1], "CDN-Cache-Control");
     ck_assert(c.redis_enabled);
     ck_assert_str_eq(c.redis_host, "127.0.0.1");
     ck_assert_int_eq(c.redis_port, 6379);
@@ -309,6 +312,84 @@ START_TEST(test_config_list_limits)
     t = list_text("strip_headers", CW_LIMIT_STRIP_HEADERS + 1);
     expect_err(t, "t.conf:2: routes[0].strip_headers: more than 32 entries");
     free(t);
+}
+END_TEST
+
+/* cache = { targeted_cache_control = [ n names "T0-Cache-Control", ... ]; } */
+static char *targeted_text(int n)
+{
+    size_t size = 256 + (size_t)n * 32;
+    char *t = malloc(size);
+    size_t used;
+
+    ck_assert_ptr_nonnull(t);
+    used = (size_t)snprintf(t, size, ORIGIN "cache = {\n targeted_cache_control = [");
+    for (int i = 0; i < n; i++) {
+        used +=
+            (size_t)snprintf(t + used, size - used, "%s\"T%d-Cache-Control\"", i ? ", " : "", i);
+    }
+    snprintf(t + used, size - used, "]; };");
+    return t;
+}
+
+START_TEST(test_config_targeted_cache_control)
+{
+    struct cw_config c;
+    char *t;
+
+    /* Default: our own field first, then CDN-Cache-Control (RFC 9213 §2.2 target list). */
+    expect_ok(ORIGIN, &c);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, 2);
+    ck_assert_str_eq(c.cache_targeted_cc[0], "CacheWarp-Cache-Control");
+    ck_assert_str_eq(c.cache_targeted_cc[1], "CDN-Cache-Control");
+    cw_config_free(&c);
+    /* A list replaces the default, in its order and case. */
+    expect_ok(ORIGIN "cache = { targeted_cache_control = [ \"Fastly-Cache-Control\", "
+                     "\"cdn-cache-control\" ]; };",
+              &c);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, 2);
+    ck_assert_str_eq(c.cache_targeted_cc[0], "Fastly-Cache-Control");
+    ck_assert_str_eq(c.cache_targeted_cc[1], "cdn-cache-control");
+    cw_config_free(&c);
+    /* [] turns targeted fields off; ( ) is a list too. */
+    expect_ok(ORIGIN "cache = { targeted_cache_control = [ ]; };", &c);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, 0);
+    cw_config_free(&c);
+    expect_ok(ORIGIN "cache = { targeted_cache_control = ( \"A-Cache-Control\" ); };", &c);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, 1);
+    cw_config_free(&c);
+    /* At the limit and one past it. */
+    t = targeted_text(CW_LIMIT_TARGETED_FIELDS);
+    expect_ok(t, &c);
+    ck_assert_uint_eq(c.cache_targeted_cc_count, CW_LIMIT_TARGETED_FIELDS);
+    ck_assert_str_eq(c.cache_targeted_cc[CW_LIMIT_TARGETED_FIELDS - 1], "T7-Cache-Control");
+    cw_config_free(&c);
+    free(t);
+    t = targeted_text(CW_LIMIT_TARGETED_FIELDS + 1);
+    expect_err(t, "t.conf:3: cache.targeted_cache_control: more than 8 entries");
+    free(t);
+}
+END_TEST
+
+START_TEST(test_config_targeted_cache_control_errors)
+{
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = \"CDN-Cache-Control\"; };",
+               "t.conf:3: cache.targeted_cache_control: expected a list [ \"...\", ... ], got a "
+               "string");
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = [ \"A B\" ]; };",
+               "t.conf:3: cache.targeted_cache_control[0]: \"A B\" is not a header name other "
+               "than Cache-Control");
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = [ \"X\", \"\" ]; };",
+               "t.conf:3: cache.targeted_cache_control[1]: \"\" is not a header name");
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = [ \"cache-control\" ]; };",
+               "t.conf:3: cache.targeted_cache_control[0]: \"cache-control\" is not a header "
+               "name other than Cache-Control");
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = [ \"CDN-Cache-Control\",\n"
+                      " \"cdn-cache-control\" ]; };",
+               "t.conf:4: cache.targeted_cache_control[1]: \"cdn-cache-control\" is already in "
+               "the list");
+    expect_err(ORIGIN "cache = {\n targeted_cache_control = [ 1 ]; };",
+               "t.conf:3: cache.targeted_cache_control[0]: expected a string, got an integer");
 }
 END_TEST
 
@@ -1203,6 +1284,8 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_query_modes);
     tcase_add_test(tc, test_config_list_limits);
     tcase_add_test(tc, test_config_key_headers_errors);
+    tcase_add_test(tc, test_config_targeted_cache_control);
+    tcase_add_test(tc, test_config_targeted_cache_control_errors);
     tcase_add_test(tc, test_config_syntax_error_has_line);
     tcase_add_test(tc, test_config_include_and_nul_rejected);
     tcase_add_test(tc, test_config_empty_text);

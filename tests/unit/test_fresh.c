@@ -1,8 +1,11 @@
-/* tests/unit/test_fresh.c - HTTP dates, storability and freshness. */
+/* tests/unit/test_fresh.c - HTTP dates, storability and freshness, Age lists (RFC 9111 §5.1)
+ * and targeted cache-control fields (RFC 9213). */
 #include <check.h>
 #include <errno.h>
+#include <stdio.h>
 
 #include "core/fresh.h"
+#include "core/limits.h"
 
 Suite *fresh_suite(void);
 
@@ -300,10 +303,17 @@ START_TEST(test_fresh_add_header_invalid_values)
     ck_assert(!r.has_date);
     ck_assert(!r.has_last_modified);
     ck_assert_int_eq(r.age_s, -1);
-    add(&r, "Age", "1.5");
-    add(&r, "Age", "");
-    add(&r, "Age", "10, 20");
+    /* RFC 9111 §5.1: the first Age was invalid, so the field is ignored: later lines do not
+     * stand in for it (test_fresh_age_invalid_first_member_means_none). */
+    add(&r, "Age", "99999999999");
     ck_assert_int_eq(r.age_s, -1);
+    static const char *const bad[] = {"1.5", "-5", "x"};
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        cw_fresh_resp_init(&r, 200);
+        add(&r, "Age", bad[i]);
+        ck_assert_int_eq(r.age_s, -1);
+    }
+    cw_fresh_resp_init(&r, 200);
     add(&r, "Age", "99999999999");
     ck_assert_int_eq(r.age_s, 2147483648LL);
 }
@@ -840,6 +850,313 @@ START_TEST(test_fresh_age_ms)
 }
 END_TEST
 
+/* RFC 9213: the default target list, our own field first. */
+static const char *const targets[] = {"CacheWarp-Cache-Control", "CDN-Cache-Control"};
+
+/* As resp(), with the default target list set before the headers and an optional targeted
+ * field (name, value). */
+static struct cw_fresh_resp resp_t(int status, const char *cc, const char *tname,
+                                   const char *tvalue)
+{
+    struct cw_fresh_resp r;
+
+    cw_fresh_resp_init(&r, status);
+    cw_fresh_resp_set_targets(&r, targets, CW_ARRAY_LEN(targets));
+    add_date(&r, "Date", NOW_S);
+    if (cc != NULL) add(&r, "Cache-Control", cc);
+    if (tname != NULL) add(&r, tname, tvalue);
+    return r;
+}
+
+START_TEST(test_fresh_age_list_uses_first_member)
+{
+    struct cw_fresh_resp r;
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_result out;
+
+    /* RFC 9111 §5.1: a list value uses its first member. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "10, 20");
+    ck_assert_int_eq(r.age_s, 10);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "30 ,5");
+    ck_assert_int_eq(r.age_s, 30);
+    /* Empty members and empty lines are no members (RFC 9110 §5.6.1). */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", " , ,7, 8");
+    ck_assert_int_eq(r.age_s, 7);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "");
+    add(&r, "Age", "9");
+    ck_assert_int_eq(r.age_s, 9);
+    /* Clamped like any delta-seconds. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "99999999999, 1");
+    ck_assert_int_eq(r.age_s, CW_LIMIT_DELTA_SECONDS);
+    /* It counts in the corrected initial age. */
+    r = resp(200, "max-age=60");
+    add(&r, "Age", "10, 20");
+    out = eval(&r, &p);
+    ck_assert_int_eq(out.corrected_initial_age_ms, 10000);
+    ck_assert_int_eq(out.fresh_until_ms, NOW_MS + 50000);
+}
+END_TEST
+
+START_TEST(test_fresh_age_several_lines_use_first)
+{
+    struct cw_fresh_resp r;
+
+    /* Several lines are one list (RFC 9110 §5.3): the first line's first member. */
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "30");
+    add(&r, "Age", "40");
+    ck_assert_int_eq(r.age_s, 30);
+    cw_fresh_resp_init(&r, 200);
+    add(&r, "Age", "5, 6");
+    add(&r, "age", "1");
+    ck_assert_int_eq(r.age_s, 5);
+}
+END_TEST
+
+START_TEST(test_fresh_age_invalid_first_member_means_none)
+{
+    static const char *const bad[] = {"-5", "1.5", "abc", "10 20", "+3", "0x10", "\"10\""};
+    struct cw_fresh_resp r;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        /* RFC 9111 §5.1: an invalid value is ignored, and a later member or line does not
+         * stand in for it. */
+        cw_fresh_resp_init(&r, 200);
+        add(&r, "Age", bad[i]);
+        add(&r, "Age", "20");
+        ck_assert_msg(r.age_s == -1, "Age \"%s\" then \"20\": %lld", bad[i], (long long)r.age_s);
+        cw_fresh_resp_init(&r, 200);
+        char line[32];
+        snprintf(line, sizeof(line), "%s, 20", bad[i]);
+        add(&r, "Age", line);
+        ck_assert_msg(r.age_s == -1, "Age \"%s\": %lld", line, (long long)r.age_s);
+    }
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_overrides_cc_to_store)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_result out;
+    static const char *const cc[] = {"no-store", "private", "no-cache", "max-age=0",
+                                     "no-store, private, no-cache, max-age=0, must-revalidate"};
+
+    /* RFC 9213 §2.2: the targeted field decides; Cache-Control is ignored entirely. */
+    for (size_t i = 0; i < CW_ARRAY_LEN(cc); i++) {
+        struct cw_fresh_resp r = resp_t(200, cc[i], "CDN-Cache-Control", "max-age=60");
+        ck_assert_int_eq(cw_fresh_resp_target(&r), 1);
+        out = eval(&r, &p);
+        ck_assert_msg(out.storable, "CC %s: %s", cc[i], out.why_not);
+        ck_assert(out.explicit_freshness);
+        ck_assert(!out.always_revalidate && !out.must_revalidate);
+        ck_assert_int_eq(out.lifetime_ms, 60000);
+        ck_assert_int_eq(out.fresh_until_ms, NOW_MS + 60000);
+        /* The route's stale windows apply: Cache-Control's must-revalidate does not. */
+        ck_assert_int_eq(out.swr_until_ms, NOW_MS + 60000 + 30000);
+    }
+    /* Its own stale windows and s-maxage are the same directives as in Cache-Control. */
+    struct cw_fresh_resp r =
+        resp_t(200, "max-age=5, stale-while-revalidate=1", "CacheWarp-Cache-Control",
+               "max-age=60, s-maxage=120, stale-if-error=300");
+    out = eval(&r, &p);
+    ck_assert_int_eq(out.lifetime_ms, 120000);
+    ck_assert(out.must_revalidate); /* s-maxage, as in Cache-Control */
+    ck_assert_int_eq(out.swr_until_ms, out.fresh_until_ms);
+    /* A 302 is stored by the target's freshness even though Cache-Control forbids it. */
+    r = resp_t(302, "no-store", "CDN-Cache-Control", "max-age=60");
+    ck_assert(eval(&r, &p).storable);
+    /* An authorised request's answer is shared when the target says public. */
+    p.req_has_authorization = true;
+    r = resp_t(200, "max-age=60", "CDN-Cache-Control", "public, max-age=60");
+    ck_assert(eval(&r, &p).storable);
+    r = resp_t(200, "public, max-age=60", "CDN-Cache-Control", "max-age=60");
+    assert_not_stored(&r, &p, "authorization");
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_overrides_cc_to_refuse)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_result out;
+    struct cw_fresh_resp r;
+
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "no-store");
+    assert_not_stored(&r, &p, "no-store");
+    r = resp_t(200, "public, max-age=600", "CDN-Cache-Control", "no-store, max-age=60");
+    assert_not_stored(&r, &p, "no-store");
+    r = resp_t(200, "max-age=600", "CacheWarp-Cache-Control", "private");
+    assert_not_stored(&r, &p, "private");
+    r = resp_t(200, "s-maxage=600", "CDN-Cache-Control", "private, max-age=60");
+    assert_not_stored(&r, &p, "private");
+    /* no-cache: stored, but every use is validated, and never served stale (§4.2.4). */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "no-cache");
+    out = eval(&r, &p);
+    ck_assert(out.storable && out.always_revalidate);
+    ck_assert_int_eq(out.swr_until_ms, out.fresh_until_ms);
+    ck_assert_int_eq(out.sie_until_ms, out.fresh_until_ms);
+    /* max-age=0: stored stale on arrival, so the next use revalidates. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=0");
+    out = eval(&r, &p);
+    ck_assert(out.storable && out.explicit_freshness);
+    ck_assert_int_eq(out.lifetime_ms, 0);
+    ck_assert_int_eq(out.fresh_until_ms, NOW_MS);
+    /* must-revalidate: no stale windows. */
+    r = resp_t(200, "max-age=600, stale-if-error=600", "CDN-Cache-Control",
+               "max-age=60, must-revalidate");
+    out = eval(&r, &p);
+    ck_assert(out.must_revalidate);
+    ck_assert_int_eq(out.sie_until_ms, out.fresh_until_ms);
+    /* no-cache="Set-Cookie" in the target, not in Cache-Control, lets the cookie be stripped. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=60, no-cache=\"Set-Cookie\"");
+    add(&r, "Set-Cookie", "a=b");
+    ck_assert(eval(&r, &p).storable);
+    ck_assert(cw_fresh_resp_cc(&r)->flags & CW_CC_NO_CACHE_FIELDS);
+    r = resp_t(200, "max-age=60, no-cache=\"Set-Cookie\"", "CDN-Cache-Control", "max-age=60");
+    add(&r, "Set-Cookie", "a=b");
+    assert_not_stored(&r, &p, "set-cookie");
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_ignores_expires)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_result out;
+    struct cw_fresh_resp r = resp_t(200, NULL, NULL, NULL);
+
+    /* §2.2: Expires is ignored too. A member the cache does not know ("none", RFC 9213
+     * §3.1) still selects the field, so freshness falls to the heuristic / route ttl. */
+    add_date(&r, "Expires", NOW_S + 3600);
+    add(&r, "CDN-Cache-Control", "none");
+    out = eval(&r, &p);
+    ck_assert(out.storable);
+    ck_assert(!out.explicit_freshness);
+    ck_assert_int_eq(out.lifetime_ms, 60000);
+    /* An invalid Expires (already expired) is ignored as well. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=120");
+    add(&r, "Expires", "0");
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 120000);
+    /* Without a selected target, Expires counts as usual. */
+    r = resp_t(200, NULL, "Other-Cache-Control", "max-age=5");
+    add_date(&r, "Expires", NOW_S + 3600);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 3600000);
+    /* A route cookie pass is lifted by Cache-Control's freshness only when no target rules. */
+    p.req_cookie_pass = true;
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "none");
+    assert_not_stored(&r, &p, "cookie");
+    r = resp_t(200, "no-store", "CDN-Cache-Control", "max-age=60");
+    ck_assert(eval(&r, &p).storable);
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_first_present_wins)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_resp r;
+
+    /* Both present: the list's order decides, not the order of the lines. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=20");
+    add(&r, "CacheWarp-Cache-Control", "max-age=10");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), 0);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 10000);
+    r = resp_t(200, "max-age=600", "cachewarp-cache-control", "no-store");
+    add(&r, "cdn-cache-control", "max-age=20");
+    assert_not_stored(&r, &p, "no-store");
+    /* Only the second: it rules. */
+    r = resp_t(200, "max-age=600", "cdn-cache-control", "max-age=20");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), 1);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 20000);
+    /* A list in the other order. */
+    static const char *const rev[] = {"CDN-Cache-Control", "CacheWarp-Cache-Control"};
+    cw_fresh_resp_init(&r, 200);
+    cw_fresh_resp_set_targets(&r, rev, 2);
+    add(&r, "CacheWarp-Cache-Control", "max-age=10");
+    add(&r, "CDN-Cache-Control", "max-age=20");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), 0);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 20000);
+    /* §2.2: targeted fields not on the list change nothing. */
+    r = resp_t(200, "max-age=600", "Other-Cache-Control", "no-store");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), -1);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 600000);
+    /* Several lines of one target form one dictionary. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=60");
+    add(&r, "CDN-Cache-Control", "must-revalidate");
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 60000);
+    ck_assert(eval(&r, &p).must_revalidate);
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_invalid_ignored)
+{
+    static const char *const bad[] = {
+        "", "max-age=20,", "Max-Age=20", "max-age=20 no-store", "max-age=\"20", "max-age=20;"};
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_resp r;
+
+    for (size_t i = 0; i < CW_ARRAY_LEN(bad); i++) {
+        /* §2.1: empty or unparsable is as if absent: the next target rules... */
+        r = resp_t(200, "no-store", "CacheWarp-Cache-Control", bad[i]);
+        add(&r, "CDN-Cache-Control", "max-age=30");
+        ck_assert_msg(cw_fresh_resp_target(&r) == 1, "<<%s>>", bad[i]);
+        ck_assert_int_eq(eval(&r, &p).lifetime_ms, 30000);
+        /* ...and without one, Cache-Control and Expires. */
+        r = resp_t(200, "max-age=600", "CDN-Cache-Control", bad[i]);
+        ck_assert_int_eq(cw_fresh_resp_target(&r), -1);
+        ck_assert_int_eq(eval(&r, &p).lifetime_ms, 600000);
+        r = resp_t(200, "no-store", "CDN-Cache-Control", bad[i]);
+        assert_not_stored(&r, &p, "no-store");
+    }
+    /* One bad line spoils the field, before or after good ones. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "max-age=20");
+    add(&r, "CDN-Cache-Control", "max-age=20,");
+    add(&r, "CDN-Cache-Control", "max-age=30");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), -1);
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 600000);
+    /* An empty line beside a valid one is no member; the field stays valid. */
+    r = resp_t(200, "max-age=600", "CDN-Cache-Control", "");
+    add(&r, "CDN-Cache-Control", "max-age=20");
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 20000);
+}
+END_TEST
+
+START_TEST(test_fresh_targeted_list_empty_disables)
+{
+    struct cw_fresh_policy p = policy();
+    struct cw_fresh_resp r;
+
+    /* No list (the default of cw_fresh_resp_init()) or [] in the config: ordinary headers. */
+    r = resp(200, "no-store");
+    add(&r, "CDN-Cache-Control", "max-age=60");
+    add(&r, "CacheWarp-Cache-Control", "max-age=60");
+    ck_assert_int_eq(cw_fresh_resp_target(&r), -1);
+    assert_not_stored(&r, &p, "no-store");
+    cw_fresh_resp_init(&r, 200);
+    cw_fresh_resp_set_targets(&r, targets, 0);
+    add(&r, "Cache-Control", "max-age=600");
+    add(&r, "CDN-Cache-Control", "no-store");
+    ck_assert(eval(&r, &p).storable);
+    ck_assert(cw_fresh_resp_cc(&r) == &r.cc);
+    /* A list of one: the other field is ordinary. */
+    cw_fresh_resp_init(&r, 200);
+    cw_fresh_resp_set_targets(&r, targets + 1, 1);
+    add(&r, "Cache-Control", "max-age=600");
+    add(&r, "CacheWarp-Cache-Control", "no-store");
+    ck_assert_int_eq(eval(&r, &p).lifetime_ms, 600000);
+    /* Past the limit names are ignored, not read out of bounds. */
+    static const char *const many[CW_LIMIT_TARGETED_FIELDS + 1] = {[CW_LIMIT_TARGETED_FIELDS] =
+                                                                       "Last-Cache-Control"};
+    cw_fresh_resp_init(&r, 200);
+    cw_fresh_resp_set_targets(&r, many, CW_LIMIT_TARGETED_FIELDS + 1);
+    ck_assert_uint_eq(r.target_count, CW_LIMIT_TARGETED_FIELDS);
+    cw_fresh_resp_set_targets(&r, NULL, 3);
+    ck_assert_uint_eq(r.target_count, 0);
+}
+END_TEST
+
 Suite *fresh_suite(void)
 {
     Suite *s = suite_create("fresh");
@@ -862,6 +1179,9 @@ Suite *fresh_suite(void)
     tcase_add_test(headers, test_fresh_add_header_invalid_values);
     tcase_add_test(headers, test_fresh_add_header_vary_star);
     tcase_add_test(headers, test_fresh_add_header_content_length);
+    tcase_add_test(headers, test_fresh_age_list_uses_first_member);
+    tcase_add_test(headers, test_fresh_age_several_lines_use_first);
+    tcase_add_test(headers, test_fresh_age_invalid_first_member_means_none);
     suite_add_tcase(s, headers);
 
     tcase_add_test(eval_tc, test_fresh_why_not_method);
@@ -885,6 +1205,12 @@ Suite *fresh_suite(void)
     tcase_add_test(eval_tc, test_fresh_stale_windows);
     tcase_add_test(eval_tc, test_fresh_extreme_values_saturate);
     tcase_add_test(eval_tc, test_fresh_age_ms);
+    tcase_add_test(eval_tc, test_fresh_targeted_overrides_cc_to_store);
+    tcase_add_test(eval_tc, test_fresh_targeted_overrides_cc_to_refuse);
+    tcase_add_test(eval_tc, test_fresh_targeted_ignores_expires);
+    tcase_add_test(eval_tc, test_fresh_targeted_first_present_wins);
+    tcase_add_test(eval_tc, test_fresh_targeted_invalid_ignored);
+    tcase_add_test(eval_tc, test_fresh_targeted_list_empty_disables);
     suite_add_tcase(s, eval_tc);
     return s;
 }
