@@ -101,6 +101,18 @@ $(SIM): $(BUILD)/tests/bench/evict_sim.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 -include $(BUILD)/tests/bench/evict_sim.d
 
+# ---- wake-bench: fill -> coalesced waiter resume latency (`make wake-bench`), not in `all` ----
+# build/rel/bin/cw-wake-bench [futex|poll] [rounds] [waiters]: see tests/bench/wake_lat.c.
+WAKE_BENCH := $(BUILD)/bin/cw-wake-bench
+.PHONY: wake-bench
+wake-bench: $(WAKE_BENCH)
+	$(WAKE_BENCH) futex 2000 2
+	$(WAKE_BENCH) poll 2000 2
+$(WAKE_BENCH): $(BUILD)/tests/bench/wake_lat.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+-include $(BUILD)/tests/bench/wake_lat.d
+
 # ---- fuzz: the libFuzzer harnesses (`make fuzz [FUZZ_SECONDS=30]`), not part of `all`/`check` --
 # Builds tests/fuzz/fuzz_<m>.c with clang and libFuzzer+ASan+UBSan into build/fuzz/fuzz_<m>,
 # linked with only the core/ sources that harness needs (not the whole library: core/ is pure,

@@ -2,9 +2,13 @@
 #include "shm/seg.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/metrics.h"
@@ -81,4 +85,74 @@ void cw_seg_collect(const struct cw_seg *seg, struct cw_metrics_counts *out)
         }
     }
     out->worker_restarts = seg_load(&seg->worker_restarts);
+}
+
+/* FUTEX_WAKE and FUTEX_WAIT without FUTEX_PRIVATE_FLAG: the word is in a MAP_SHARED mapping
+ * and the sleeper and the waker are different processes. */
+static long seg_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
+}
+
+void cw_seg_wake(struct cw_seg *seg, int slot)
+{
+    _Atomic uint32_t *w = &seg->wake[slot].seq;
+
+    atomic_fetch_add(w, 1);
+    /* Fails only for a bad address (EFAULT), which the mapping rules out. */
+    (void)seg_futex(w, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void cw_seg_fill_done(struct cw_seg *seg, const struct cw_key *key)
+{
+    uint32_t b = cw_seg_fill_bucket(key);
+
+    /* seq_cst, paired with cw_seg_fill_watch() and the waiter's generation load: either the
+     * waiter sees the new generation, or this sees its watch bit (or both). */
+    atomic_fetch_add(&seg->fill_gen[b], 1);
+    for (int i = 0; i < CW_SEG_WAKE_WORDS; i++) {
+        uint64_t m = atomic_load(&seg->fill_watch[b][i]);
+        while (m != 0) {
+            int bit = __builtin_ctzll(m);
+            m &= m - 1;
+            cw_seg_wake(seg, i * 64 + bit);
+        }
+    }
+}
+
+void cw_seg_fill_watch(struct cw_seg *seg, int slot, uint32_t bucket)
+{
+    atomic_fetch_or(&seg->fill_watch[bucket][slot / 64], 1ull << (slot % 64));
+}
+
+void cw_seg_fill_unwatch(struct cw_seg *seg, int slot, uint32_t bucket)
+{
+    atomic_fetch_and(&seg->fill_watch[bucket][slot / 64], ~(1ull << (slot % 64)));
+}
+
+void cw_seg_fill_unwatch_all(struct cw_seg *seg, int slot)
+{
+    uint64_t bit = 1ull << (slot % 64);
+
+    for (uint32_t b = 0; b < CW_SEG_FILL_BUCKETS; b++) {
+        /* Read first: most bits are clear, and a load keeps the lines shared. */
+        if (atomic_load_explicit(&seg->fill_watch[b][slot / 64], memory_order_relaxed) & bit)
+            cw_seg_fill_unwatch(seg, slot, b);
+    }
+}
+
+int cw_seg_wake_wait(struct cw_seg *seg, int slot, uint32_t seq, int64_t timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+
+    if (timeout_ms >= 0) {
+        ts.tv_sec = (time_t)(timeout_ms / 1000);
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000;
+        tsp = &ts;
+    }
+    if (seg_futex(&seg->wake[slot].seq, FUTEX_WAIT, seq, tsp) == 0) return 0;
+    if (errno == EAGAIN) return 0; /* the word had moved: woken before we slept */
+    if (errno == ETIMEDOUT) return -ETIMEDOUT;
+    if (errno == EINTR) return -EINTR;
+    return -errno;
 }

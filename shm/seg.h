@@ -1,14 +1,16 @@
-/* shm/seg.h - the shared-memory segment: counters, latency histograms, fill generations,
- * hit bits.
+/* shm/seg.h - the shared-memory segment: counters, latency histograms, fill generations
+ * and the futex words that wake coalesced waiters, hit bits.
  *
  * Owns one anonymous shared mapping, made by the supervisor before fork() and inherited by
  * every child; nothing in it is a pointer, so it means the same in every process. Children
- * never unmap it. All updates are relaxed atomics on the caller's own slot; nothing here
- * blocks or allocates. The stats process reads every slot with cw_seg_collect(). */
+ * never unmap it. Counter updates are relaxed atomics on the caller's own slot. Nothing here
+ * allocates, and only cw_seg_wake_wait() blocks (a shared futex on the slot's wake word).
+ * The stats process reads every slot with cw_seg_collect(). */
 #ifndef CW_SEG_H
 #define CW_SEG_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -107,13 +109,54 @@ static inline void cw_seg_record_origin(struct cw_seg *seg, int slot, int origin
     cw_seg_hist_add(&s->origin_lat[o], latency_us);
 }
 
-/* The fill-generation bucket of a key. */
-static inline _Atomic uint32_t *cw_seg_fill_gen(struct cw_seg *seg, const struct cw_key *key)
+/* The fill-generation bucket of a key: an index below CW_SEG_FILL_BUCKETS. */
+static inline uint32_t cw_seg_fill_bucket(const struct cw_key *key)
 {
     uint32_t b;
     memcpy(&b, key, sizeof(b));
-    return &seg->fill_gen[b & (CW_SEG_FILL_BUCKETS - 1)];
+    return b & (CW_SEG_FILL_BUCKETS - 1);
 }
+
+/* The fill generation of a key's bucket. Read it with acquire (or seq_cst after
+ * cw_seg_fill_watch()); only cw_seg_fill_done() moves it. */
+static inline _Atomic uint32_t *cw_seg_fill_gen(struct cw_seg *seg, const struct cw_key *key)
+{
+    return &seg->fill_gen[cw_seg_fill_bucket(key)];
+}
+
+/* Coalesced waiters: a worker that suspends a request on key k watches k's bucket
+ * (cw_seg_fill_watch), then compares the bucket's generation with the one it saw before its
+ * lookup; a filler bumps the generation and wakes the wake word of every worker slot that
+ * watches the bucket (cw_seg_fill_done). The worker's waiter thread reads its wake word
+ * before it compares generations and sleeps only while the word still holds that value
+ * (cw_seg_wake_wait), so a fill at any moment after the watch is never missed. Only worker
+ * slots (below CW_LIMIT_WORKERS) watch or wait. */
+
+/* Bumps the fill generation of key's bucket and wakes every worker with a waiter on it:
+ * one FUTEX_WAKE per watching worker, none when nobody watches. Any process, any thread. */
+void cw_seg_fill_done(struct cw_seg *seg, const struct cw_key *key);
+
+/* Sets or clears slot's watch bit on bucket (seq_cst). The caller counts its own waiters per
+ * bucket and calls watch on the first, unwatch after the last. */
+void cw_seg_fill_watch(struct cw_seg *seg, int slot, uint32_t bucket);
+void cw_seg_fill_unwatch(struct cw_seg *seg, int slot, uint32_t bucket);
+/* Clears every watch bit of slot: a (re)started worker, whose predecessor may have died
+ * with waiters, so that fillers stop waking a slot that waits on nothing. */
+void cw_seg_fill_unwatch_all(struct cw_seg *seg, int slot);
+
+/* The current value of slot's wake word (seq_cst); pass it to cw_seg_wake_wait(). */
+static inline uint32_t cw_seg_wake_seq(struct cw_seg *seg, int slot)
+{
+    return atomic_load(&seg->wake[slot].seq);
+}
+
+/* Bumps slot's wake word and wakes its sleeper, if any. */
+void cw_seg_wake(struct cw_seg *seg, int slot);
+
+/* Sleeps while slot's wake word equals seq, at most timeout_ms (< 0: no bound): 0 when woken
+ * or when the word had already moved, -ETIMEDOUT, or -EINTR (a signal). Spurious returns
+ * happen; the caller re-checks what it waits for. */
+int cw_seg_wake_wait(struct cw_seg *seg, int slot, uint32_t seq, int64_t timeout_ms);
 
 /* Marks key as recently hit (eviction's second chance). */
 static inline void cw_seg_hit(struct cw_seg *seg, const struct cw_key *key)

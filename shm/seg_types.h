@@ -14,12 +14,13 @@
 
 #include "core/limits.h"
 
-#define CW_SEG_VERSION        2
+#define CW_SEG_VERSION        3
 #define CW_SEG_SLOTS          (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
 #define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
 #define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
-#define CW_SEG_FILL_BUCKETS   4096       /* power of two */
-#define CW_SEG_HIT_BITS       (1u << 20) /* bits for eviction's second chance */
+#define CW_SEG_FILL_BUCKETS   4096                    /* power of two */
+#define CW_SEG_WAKE_WORDS     (CW_LIMIT_WORKERS / 64) /* a bit per worker slot */
+#define CW_SEG_HIT_BITS       (1u << 20)              /* bits for eviction's second chance */
 #define CW_SEG_CACHE_LINE     64
 
 /* Per-route and per-origin detail. Routes and origins past the last index fold into it (the
@@ -121,20 +122,36 @@ struct cw_seg_slot {
     struct cw_seg_hist origin_lat[CW_SEG_ORIGINS];
 };
 
+/* A worker slot's wake-up word, on its own cache line: a filler bumps seq and wakes it. */
+struct cw_seg_wake {
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t seq;
+};
+
 struct cw_seg {
     uint32_t version;
     uint32_t slot_count;
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t worker_restarts;
     _Atomic uint64_t started_at_ms; /* wall clock, set by cw_seg_create() */
-    /* Fill generations: a fill of key k bumps fill_gen[hash(k) % buckets] (release) and
-     * waiters compare it (acquire) instead of polling LMDB. */
+    /* Fill generations: a fill of key k bumps fill_gen[hash(k) % buckets] (cw_seg_fill_done)
+     * and waiters compare it instead of polling LMDB. */
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t fill_gen[CW_SEG_FILL_BUCKETS];
+    /* Who waits on a bucket: bit s of fill_watch[b] is set while worker slot s has a
+     * coalesced waiter on bucket b (only that worker sets or clears its bit). A fill bumps
+     * the generation, then wakes every slot whose bit it sees (seq_cst on both sides: a
+     * waiter sets its bit before it re-reads the generation). 128 KiB. */
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t fill_watch[CW_SEG_FILL_BUCKETS][CW_SEG_WAKE_WORDS];
+    /* One futex word per worker slot, which its waiter thread sleeps on (FUTEX_WAIT, shared:
+     * the mapping is MAP_SHARED, so the word is the same futex in every process). */
+    struct cw_seg_wake wake[CW_LIMIT_WORKERS];
     /* One bit per hashed key, set on a hit, cleared by eviction's sweep. */
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t hit_bits[CW_SEG_HIT_BITS / 64];
     struct cw_seg_slot slots[CW_SEG_SLOTS];
 };
 
 static_assert(sizeof(struct cw_seg_slot) % CW_SEG_CACHE_LINE == 0, "slots share cache lines");
+static_assert(sizeof(struct cw_seg_wake) == CW_SEG_CACHE_LINE, "wake words share cache lines");
+static_assert(CW_LIMIT_WORKERS % 64 == 0, "fill_watch has a whole word per 64 workers");
+static_assert(sizeof(_Atomic uint32_t) == 4, "a futex word is 32 bits");
 static_assert(sizeof(struct cw_seg) < (64u << 20), "the segment outgrew 64 MiB");
 
 #endif /* CW_SEG_TYPES_H */

@@ -233,9 +233,9 @@ static void fill_wake(const struct cw_fill *f, const struct cw_fill_req *q)
 {
     /* Waiters watch the key they looked up (the lease key); with a first Vary the entry is
      * stored under another key, so both move, whether or not the lease is still held. */
-    atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->key), 1, memory_order_release);
+    cw_seg_fill_done(f->seg, &q->key);
     if (memcmp(&q->lease_key, &q->key, sizeof(q->key)) != 0)
-        atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
+        cw_seg_fill_done(f->seg, &q->lease_key);
 }
 
 /* Writes the entry and releases the lease in one txn. */
@@ -522,5 +522,5 @@ void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)
                                  now, now + FILL_PASS_MS, NULL, NULL);
         if (rc < 0 && rc != -EBUSY) cw_warn_rl("fill: hit-for-miss record: %s", strerror(-rc));
     }
-    atomic_fetch_add_explicit(cw_seg_fill_gen(f->seg, &q->lease_key), 1, memory_order_release);
+    cw_seg_fill_done(f->seg, &q->lease_key);
 }

@@ -373,8 +373,7 @@ static void refr_tick(struct refresher *rf)
     rf->scan_from = s.last;
     for (size_t i = 0; i < s.reap_count; i++) {
         if (cw_store_lease_release_exact(rf->store, &s.reap[i], &s.reap_lease[i]) == 0)
-            atomic_fetch_add_explicit(cw_seg_fill_gen(rf->seg, &s.reap[i]), 1,
-                                      memory_order_release);
+            cw_seg_fill_done(rf->seg, &s.reap[i]);
     }
     for (size_t i = 0; i < rf->claim_count; i++)
         (void)refr_start(rf, &rf->claim[i]);

@@ -14,6 +14,7 @@
 #include "core/common.h"
 #include "core/key.h"
 #include "core/limits.h"
+#include "shm/seg_types.h"
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
@@ -27,17 +28,19 @@ struct worker_req;
 
 #define WORKER_VALIDATOR_BYTES 256
 
-/* The coalesced waiters of one worker: requests suspended until another process fills
- * their key. One thread checks them about every millisecond while there are any, and
- * sleeps on a condition variable when there are none. */
+/* The coalesced waiters of one worker: requests suspended until another request (in any
+ * process) fills their key. One thread sleeps on the worker's futex word in the shm segment
+ * and looks at them when a fill of a watched bucket wakes it, at the nearest deadline, or
+ * every few ms for the lease owners' liveness; with no waiters it only sleeps. */
 struct worker_waitq {
     pthread_mutex_t lock;
-    pthread_cond_t cond;
     pthread_t thread;
     bool started;
     bool stopping;
     struct worker_req *head;
     size_t count;
+    int64_t sleep_until_ms;              /* when the thread looks again unwoken; INT64_MAX: never */
+    uint32_t watch[CW_SEG_FILL_BUCKETS]; /* waiters per fill bucket (the shm watch bits) */
 };
 
 struct cw_worker {
@@ -153,6 +156,7 @@ struct worker_req {
     /* Waiter list (worker_wait.c), under waitq.lock. */
     struct worker_req *wait_next;
     int32_t wait_pid;
+    uint32_t wait_bucket; /* the fill bucket watched for it */
 
     /* Outcome, set by the fetch thread before it resumes the connection. */
     enum worker_result result;
@@ -181,12 +185,12 @@ enum MHD_Result worker_hit_coalesce(struct worker_req *r);
 CW_MUST_CHECK int worker_wait_start(struct cw_worker *w);
 /* Wakes every waiter and stops the thread; later worker_wait_add() calls refuse. */
 void worker_wait_stop(struct cw_worker *w);
-/* Suspends r until the fill generation of its key moves, the deadline passes or the lease
- * owner dies; then r resumes in state WREQ_RETRY. False (r untouched) when the worker is
- * stopping. */
+/* Suspends r until the fill generation of its key moves (a futex wake-up from the filler),
+ * the deadline passes or the lease owner dies; then r resumes in state WREQ_RETRY. False (r
+ * untouched) when the worker is stopping. */
 bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
                      int64_t deadline_ms);
-/* After worker_wait_stop() and MHD_stop_daemon(): frees the lock and condition. */
+/* After worker_wait_stop() and MHD_stop_daemon(): frees the lock. */
 void worker_wait_destroy(struct cw_worker *w);
 
 /* The client's address as text ("unknown" when MHD has none). */
