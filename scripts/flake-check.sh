@@ -4,6 +4,7 @@
 # fails at the first failed run. Not part of `make check`: `make flake-check [SAN=1] [RUNS=5]`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p build
 runs=${RUNS:-5}
 san=${SAN:-}
 loads=()
