@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/refresher.h"
 #include "workers/stats.h"
@@ -136,17 +137,26 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
         return;
     }
     if (pid == 0) {
+        struct cw_child_ctx ctx = {.cfg = &s->cfg,
+                                   .seg = s->seg,
+                                   .index = c->index,
+                                   .slot = c->slot,
+                                   .listen_fd = -1,
+                                   .wake_fd = s->refresh_fd,
+                                   .cmd_fd = -1};
         int status;
         if (c->kind == SUP_WORKER) {
             if (s->stats_fd != -1) close(s->stats_fd); /* served by the stats process */
-            status = cw_worker_run(&s->cfg, s->seg, c->index, c->slot, s->listen_fd, s->refresh_fd);
+            ctx.listen_fd = s->listen_fd;
+            status = cw_worker_run(&ctx);
         } else if (c->kind == SUP_STATS) {
             close(s->listen_fd); /* stats serves its own socket, bound by the supervisor */
-            status = cw_stats_run(&s->cfg, s->seg, c->slot, s->stats_fd);
+            ctx.listen_fd = s->stats_fd;
+            status = cw_stats_run(&ctx);
         } else {
             close(s->listen_fd); /* the refresher serves no client */
             if (s->stats_fd != -1) close(s->stats_fd);
-            status = cw_refresher_run(&s->cfg, s->seg, c->slot, s->refresh_fd);
+            status = cw_refresher_run(&ctx);
         }
         _exit(status);
     }

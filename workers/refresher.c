@@ -444,15 +444,17 @@ static int refr_open(struct refresher *rf)
     return cw_fetch_start(rf->cfg->origins[0].max_conns, REFR_INFLIGHT_MAX * 2, &rf->fetch);
 }
 
-int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd)
+int cw_refresher_run(const struct cw_child_ctx *ctx)
 {
-    struct refresher rf = {.cfg = cfg, .seg = seg, .slot = slot, .wake_fd = wake_fd};
+    struct refresher rf = {
+        .cfg = ctx->cfg, .seg = ctx->seg, .slot = ctx->slot, .wake_fd = ctx->wake_fd};
+    int wake_fd = ctx->wake_fd;
     int64_t next_reader_check = 0, next_sweep = 0;
     bool pressure = false;
     int sig_fd = -1;
     int status = 0;
 
-    cw_child_setup("cw-refresher", seg, slot);
+    cw_child_setup("cw-refresher", ctx->seg, ctx->slot);
     if (refr_open(&rf) < 0) {
         status = 1;
         goto out_close;

@@ -10,11 +10,11 @@
 #ifndef CW_REFRESHER_H
 #define CW_REFRESHER_H
 
-struct cw_config;
-struct cw_seg;
+struct cw_child_ctx;
 
-/* Runs the refresher until SIGTERM or SIGINT: the process exit status. wake_fd is the
- * eventfd workers write to (inherited from the supervisor). Call in a child after fork(). */
-int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd);
+/* Runs the refresher until SIGTERM or SIGINT: the process exit status. From ctx it uses
+ * cfg, seg, slot and wake_fd (the eventfd workers write to, inherited from the
+ * supervisor). Call in a child after fork(). */
+int cw_refresher_run(const struct cw_child_ctx *ctx);
 
 #endif /* CW_REFRESHER_H */
