@@ -7,10 +7,19 @@
  *     -> reap every exited child (SIGCHLD coalesces, so waitpid until none is left)
  *     -> running:  fork the children whose backoff has run out
  *        stopping: done when no child is left; SIGKILL what outlives the grace
+ *     -> the refresher's health ping, every SUP_PING_INTERVAL_MS
  *     -> the systemd watchdog, when it is enabled
  *
  * Nothing runs in a signal handler: every signal it takes is blocked and read from the
- * signalfd, so a signal is just another readable fd. */
+ * signalfd, so a signal is just another readable fd.
+ *
+ * The refresher gets a command channel (workers/chan.h). Its first use is a health check:
+ * the supervisor sends a PING every SUP_PING_INTERVAL_MS and, at the next one, reads the
+ * PONG that should have come back. It does not poll the channel for input, so an answer
+ * costs no extra wake-up; it polls only for the hang-up. A refresher that leaves
+ * SUP_PING_MISSES pings in a row unanswered is stuck (a deadlock, an LMDB lock that is never
+ * released, SIGSTOP) and does no refreshing, reaping or eviction: it is killed and, like any
+ * dead child, restarted with backoff and counted. */
 #include "workers/supervisor.h"
 
 #include <errno.h>
@@ -33,6 +42,7 @@
 #include "core/log.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/chan.h"
 #include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/refresher.h"
@@ -46,6 +56,13 @@
 #define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
 #define SUP_RETIRING_MAX   (2 * CW_LIMIT_WORKERS + 8)
 #define SUP_SIGNALS_MAX    16 /* signalfd records read per wake-up */
+#define SUP_CHAN_READ_MAX  16 /* command-channel messages read per child per ping */
+/* The health ping: one wake-up every 5 s on an idle node, and a stuck refresher replaced
+ * within 15 to 20 s, well inside REFR_LEASE_MS (30 s), after which workers would find its
+ * claimed refreshes orphaned anyway. */
+#define SUP_PING_INTERVAL_MS 5000
+#define SUP_PING_MISSES      3
+#define SUP_POLL_MAX         (CW_LIMIT_WORKERS + 3) /* the signalfd and a channel per child */
 
 enum sup_kind {
     SUP_WORKER = 0,
@@ -63,6 +80,12 @@ struct sup_child {
     int64_t started_ms;    /* monotonic */
     int64_t restart_at_ms; /* when pid == 0: when to fork it again */
     int64_t backoff_ms;
+    int cmd_fd;         /* our end of its command channel, -1 for none */
+    int64_t ping_at_ms; /* when cmd_fd != -1: the next health ping */
+    uint64_t ping_seq;  /* the last PING sent; 0 before the first */
+    uint64_t pong_seq;  /* the last PONG that answered one */
+    int ping_missed;    /* pings in a row found unanswered */
+    bool health_killed; /* SIGKILL sent for not answering */
 };
 
 struct sup {
@@ -97,6 +120,9 @@ static void sup_restart_due(struct sup *s, int64_t now);
 static int sup_poll_timeout(const struct sup *s, int64_t now);
 static void sup_on_signals(struct sup *s);
 static void sup_watchdog(struct sup *s, int64_t now);
+static void sup_chan_close(struct sup_child *c);
+static void sup_health(struct sup_child *c, int64_t now);
+static void sup_health_read(struct sup_child *c);
 static int sup_loop(struct sup *s);
 static int sup_check_store(const struct cw_config *cfg);
 static bool sup_same_str(const char *a, const char *b);
@@ -142,16 +168,31 @@ int cw_supervisor_run(struct cw_config *cfg, const char *version)
 /* Runs until the stop completes: the exit status. */
 static int sup_loop(struct sup *s)
 {
-    for (;;) {
-        struct pollfd pfd = {.fd = s->sig_fd, .events = POLLIN};
-        int64_t now = cw_clock_mono_ms();
-        int n = poll(&pfd, 1, sup_poll_timeout(s, now));
+    struct pollfd pfd[SUP_POLL_MAX];
+    struct sup_child *chan_of[SUP_POLL_MAX];
 
+    for (;;) {
+        int64_t now = cw_clock_mono_ms();
+        nfds_t nfds = 1;
+        int n;
+
+        pfd[0] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
+        /* Channels are polled for their hang-up only (events 0): answers are read when the
+         * next ping is due, so they cost no wake-up of their own. */
+        for (size_t i = 0; i < s->child_count && nfds < SUP_POLL_MAX; i++) {
+            if (s->children[i].cmd_fd == -1) continue;
+            chan_of[nfds] = &s->children[i];
+            pfd[nfds++] = (struct pollfd){.fd = s->children[i].cmd_fd, .events = 0};
+        }
+        n = poll(pfd, nfds, sup_poll_timeout(s, now));
         if (n == -1 && errno != EINTR) {
             cw_err("supervisor: poll: %s", strerror(errno));
             if (!s->stopping) sup_stop_begin(s);
         }
-        if (n > 0 && (pfd.revents & POLLIN)) sup_on_signals(s);
+        /* Hang-ups before signals: a reload replaces the table chan_of points into. */
+        for (nfds_t i = 1; n > 0 && i < nfds; i++)
+            if (pfd[i].revents != 0) sup_chan_close(chan_of[i]); /* the child has gone */
+        if (n > 0 && (pfd[0].revents & POLLIN)) sup_on_signals(s);
         sup_reap(s);
         now = cw_clock_mono_ms();
         if (s->stopping) {
@@ -164,6 +205,8 @@ static int sup_loop(struct sup *s)
             continue;
         }
         sup_restart_due(s, now);
+        for (size_t i = 0; i < s->child_count; i++)
+            sup_health(&s->children[i], now);
         sup_watchdog(s, now);
     }
 }
@@ -180,6 +223,7 @@ static int sup_poll_timeout(const struct sup *s, int64_t now)
         for (size_t i = 0; i < s->child_count; i++) {
             const struct sup_child *c = &s->children[i];
             if (c->pid == 0 && c->restart_at_ms < next) next = c->restart_at_ms;
+            if (c->pid != 0 && c->cmd_fd != -1 && c->ping_at_ms < next) next = c->ping_at_ms;
         }
         if (s->wd_usec > 0 && s->next_wd_ms < next) next = s->next_wd_ms;
     }
@@ -228,15 +272,92 @@ static void sup_watchdog(struct sup *s, int64_t now)
     s->next_wd_ms = now + (int64_t)(s->wd_usec / 2000);
 }
 
+/* ---- the refresher's health ---- */
+
+/* Closes our end of a child's channel (the child has exited, or is being retired: either way
+ * it reads end of file). */
+static void sup_chan_close(struct sup_child *c)
+{
+    if (c->cmd_fd == -1) return;
+    close(c->cmd_fd);
+    c->cmd_fd = -1;
+}
+
+/* Reads the answers that came back since the last ping (bounded). */
+static void sup_health_read(struct sup_child *c)
+{
+    struct cw_chan_msg m;
+
+    for (int i = 0; i < SUP_CHAN_READ_MAX && c->cmd_fd != -1; i++) {
+        int rc = cw_chan_recv(c->cmd_fd, &m);
+        if (rc == -EAGAIN) return;
+        if (rc == -EPIPE) {
+            sup_chan_close(c);
+            return;
+        }
+        if (rc < 0) {
+            cw_warn("supervisor: %s %d (pid %d): command channel: %s", sup_kind_names[c->kind],
+                    c->index, (int)c->pid, strerror(-rc));
+            if (rc != -EBADMSG) return;
+            continue;
+        }
+        if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
+            c->pong_seq = m.hdr.seq;
+            cw_debug("supervisor: %s %d (pid %d) answered health ping %llu",
+                     sup_kind_names[c->kind], c->index, (int)c->pid, (unsigned long long)m.hdr.seq);
+        } else if (m.hdr.type != CW_CHAN_PONG) {
+            cw_warn("supervisor: %s %d (pid %d): unexpected %s on the command channel",
+                    sup_kind_names[c->kind], c->index, (int)c->pid, cw_chan_type_name(m.hdr.type));
+        } /* else a late answer to an older ping: it proves nothing about the last one */
+    }
+}
+
+/* When c's ping is due: checks that the last one was answered, kills c after
+ * SUP_PING_MISSES unanswered ones in a row, and sends the next. */
+static void sup_health(struct sup_child *c, int64_t now)
+{
+    int rc;
+
+    if (c->pid == 0 || c->cmd_fd == -1 || c->health_killed || now < c->ping_at_ms) return;
+    c->ping_at_ms = now + SUP_PING_INTERVAL_MS;
+    sup_health_read(c);
+    if (c->cmd_fd == -1) return;
+    c->ping_missed = c->pong_seq == c->ping_seq ? 0 : c->ping_missed + 1;
+    if (c->ping_missed >= SUP_PING_MISSES) {
+        cw_err("supervisor: %s %d (pid %d) answered none of %d health pings in %d s; killing it",
+               sup_kind_names[c->kind], c->index, (int)c->pid, c->ping_missed,
+               c->ping_missed * SUP_PING_INTERVAL_MS / 1000);
+        if (kill(c->pid, SIGKILL) == -1)
+            cw_err("supervisor: kill %d: %s", (int)c->pid, strerror(errno));
+        c->health_killed = true;
+        return;
+    }
+    if (c->pong_seq != c->ping_seq) return; /* still waiting: one ping in flight at a time */
+    /* A ping that cannot be sent is never answered: it counts as a miss at the next one. */
+    rc = cw_chan_send(c->cmd_fd, CW_CHAN_PING, ++c->ping_seq, NULL, 0);
+    if (rc < 0 && rc != -EPIPE)
+        cw_warn("supervisor: %s %d (pid %d): health ping: %s", sup_kind_names[c->kind], c->index,
+                (int)c->pid, strerror(-rc));
+}
+
 /* ---- children ---- */
 
 static void sup_spawn(struct sup *s, struct sup_child *c)
 {
-    pid_t pid = fork();
+    int child_cmd_fd = -1;
+    pid_t pid;
 
+    /* Without a channel the refresher still runs, only without the health check. */
+    if (c->kind == SUP_REFRESHER && cw_chan_pair(&c->cmd_fd, &child_cmd_fd) < 0) {
+        cw_warn("supervisor: refresher starts without a command channel");
+        c->cmd_fd = -1;
+    }
+    pid = fork();
     if (pid == -1) {
         cw_err("supervisor: fork %s %d: %s", sup_kind_names[c->kind], c->index, strerror(errno));
         c->restart_at_ms = cw_clock_mono_ms() + c->backoff_ms;
+        if (child_cmd_fd != -1) close(child_cmd_fd);
+        sup_chan_close(c);
         return;
     }
     if (pid == 0) {
@@ -246,11 +367,15 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
                                    .slot = c->slot,
                                    .listen_fd = -1,
                                    .wake_fd = s->refresh_fd,
-                                   .cmd_fd = -1};
+                                   .cmd_fd = child_cmd_fd};
         int status;
         /* A signalfd reads the signals of the process that reads it: the child takes its
          * own signals by sigwait() or its own signalfd, never through this one. */
         close(s->sig_fd);
+        /* Our ends of every channel, its own included: a child that held one would keep its
+         * sibling from ever reading end of file. */
+        for (size_t i = 0; i < s->child_count; i++)
+            sup_chan_close(&s->children[i]);
         if (c->kind == SUP_WORKER) {
             if (s->stats_fd != -1) close(s->stats_fd); /* served by the stats process */
             ctx.listen_fd = s->listen_fd;
@@ -266,8 +391,13 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
         }
         _exit(status);
     }
+    if (child_cmd_fd != -1) close(child_cmd_fd);
     c->pid = pid;
     c->started_ms = cw_clock_mono_ms();
+    c->ping_at_ms = c->started_ms; /* the first answer arrives while it starts */
+    c->ping_seq = c->pong_seq = 0;
+    c->ping_missed = 0;
+    c->health_killed = false;
     cw_info("supervisor: %s %d started, pid %d", sup_kind_names[c->kind], c->index, (int)pid);
 }
 
@@ -285,6 +415,7 @@ static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
         if (c->pid != pid) continue;
         int64_t now = cw_clock_mono_ms();
         c->pid = 0;
+        sup_chan_close(c);
         if (s->stopping) return;
         if (now - c->started_ms >= SUP_STABLE_MS) c->backoff_ms = SUP_BACKOFF_MIN_MS;
         c->restart_at_ms = now + c->backoff_ms;
@@ -378,9 +509,12 @@ static int sup_children_start(struct sup *s)
             .index = worker ? (int)i : 0,
             .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
             .backoff_ms = SUP_BACKOFF_MIN_MS,
+            .cmd_fd = -1,
         };
-        sup_spawn(s, &s->children[i]);
     }
+    /* Only once every entry is set: a child closes every cmd_fd of the table after fork. */
+    for (size_t i = 0; i < n; i++)
+        sup_spawn(s, &s->children[i]);
     return 0;
 }
 
@@ -394,6 +528,7 @@ static void sup_children_retire(struct sup *s)
         if (c->pid == 0) continue;
         if (s->retiring_count < SUP_RETIRING_MAX) s->retiring[s->retiring_count++] = c->pid;
         kill(c->pid, SIGTERM);
+        sup_chan_close(c);
         c->pid = 0;
     }
 }
@@ -597,6 +732,8 @@ static void sup_free(struct sup *s)
     if (s->refresh_fd != -1) close(s->refresh_fd);
     if (s->stats_fd != -1) close(s->stats_fd);
     if (s->sig_fd != -1) close(s->sig_fd);
+    for (size_t i = 0; i < s->child_count; i++)
+        sup_chan_close(&s->children[i]);
     cw_seg_destroy(s->seg);
     free(s->children);
     cw_config_free(&s->cfg);

@@ -9,14 +9,14 @@ import time
 import cw
 
 
-def ctxt_switches(pid):
-    """voluntary + nonvoluntary context switches of a process (/proc/PID/status)."""
-    n = 0
+def wakeups(pid):
+    """voluntary_ctxt_switches of a process (/proc/PID/status): one each time it goes to
+    sleep, so one per wake-up of a single-threaded process."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
-                n += int(line.split()[1])
-    return n
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches for pid {pid}")
 
 
 def _log(d):
@@ -32,11 +32,11 @@ def test_supervisor_idle_makes_no_wakeups(env):
     assert d.get("/idle").status == 200
     cw.wait_for(lambda: len(d.named("cw-refresher")) == 1, 5, what="the refresher")
     time.sleep(0.5)
-    before = ctxt_switches(d.pid)
+    before = wakeups(d.pid)
     time.sleep(3.0)
-    used = ctxt_switches(d.pid) - before
-    env.note(f"supervisor context switches over 3 s idle: {used}")
-    assert used <= 1, f"the idle supervisor switched context {used} times in 3 s"
+    used = wakeups(d.pid) - before
+    env.note(f"supervisor wake-ups over 3 s idle: {used}")
+    assert used <= 1, f"the idle supervisor woke {used} times in 3 s"
 
 
 def test_supervisor_restart_backoff_from_poll_timeout(env):
@@ -58,3 +58,32 @@ def test_supervisor_restart_backoff_from_poll_timeout(env):
     env.note(f"second replacement after {took * 1000:.0f} ms (backoff 200 ms)")
     assert took >= 0.19, f"restarted after {took * 1000:.0f} ms, before its 200 ms backoff"
     assert took < 0.2 + 2.0 * cw.TIME_FACTOR, f"restart took {took * 1000:.0f} ms"
+
+
+def test_supervisor_replaces_wedged_refresher(env):
+    """The refresher answers the supervisor's health pings over the command channel; one
+    that stops answering (here SIGSTOP, as a deadlock or a lock never released would) is
+    killed and restarted within 3 missed pings (15-20 s), and counted as a restart."""
+    o = env.origin()
+    d = env.daemon(o, workers=1, log_level="debug")
+    old = cw.wait_for(lambda: d.named("cw-refresher") or None, 5, what="the refresher")[0]
+    # An answer seen: the channel works both ways, and a healthy refresher is left alone.
+    cw.wait_for(lambda: "answered health ping 1" in _log(d), 15, interval=0.1,
+                what="a health ping answered")
+    assert d.named("cw-refresher") == [old], d.named("cw-refresher")
+    os.kill(old, signal.SIGSTOP)
+    t0 = time.monotonic()
+    new = cw.wait_for(lambda: [p for p in d.named("cw-refresher") if p != old] or None, 30,
+                      interval=0.1, what="a new refresher after SIGSTOP")
+    took = time.monotonic() - t0
+    env.note(f"stopped refresher replaced after {took:.1f} s")
+    log = _log(d)
+    assert "answered none of 3 health pings" in log, log[-2000:]
+    assert f"(pid {old}) killed by signal 9" in log, log[-2000:]
+    assert took >= 9.5, f"replaced after {took:.1f} s: before 2 pings could have been missed"
+    assert not cw.is_alive(old), f"the wedged refresher {old} is still there"
+    # The new one answers too.
+    n = log.count("answered health ping")
+    cw.wait_for(lambda: _log(d).count("answered health ping") > n, 15, interval=0.1,
+                what=f"a health ping answered by the new refresher {new[0]}")
+    assert d.get("/after").status == 200
