@@ -95,7 +95,7 @@ struct sup {
     int listen_fd;
     int refresh_fd; /* eventfd: workers wake the refresher */
     int stats_fd;   /* stats.listen, bound here so that it outlives reloads; -1 for none */
-    int sig_fd;     /* signalfd for SUP_SIGNALS */
+    int sig_fd;     /* signalfd for the signals of sup_sigset() */
     struct sup_child *children;
     size_t child_count;
     pid_t retiring[SUP_RETIRING_MAX]; /* children of an older config, finishing up */
@@ -223,7 +223,9 @@ static int sup_poll_timeout(const struct sup *s, int64_t now)
         for (size_t i = 0; i < s->child_count; i++) {
             const struct sup_child *c = &s->children[i];
             if (c->pid == 0 && c->restart_at_ms < next) next = c->restart_at_ms;
-            if (c->pid != 0 && c->cmd_fd != -1 && c->ping_at_ms < next) next = c->ping_at_ms;
+            /* Not once it is killed: its ping is no longer due, and the reap comes by SIGCHLD. */
+            if (c->pid != 0 && c->cmd_fd != -1 && !c->health_killed && c->ping_at_ms < next)
+                next = c->ping_at_ms;
         }
         if (s->wd_usec > 0 && s->next_wd_ms < next) next = s->next_wd_ms;
     }
