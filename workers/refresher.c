@@ -492,7 +492,7 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
                            .wake_fd = ctx->wake_fd,
                            .cmd_fd = ctx->cmd_fd};
     int wake_fd = ctx->wake_fd;
-    int64_t next_reader_check = 0, next_sweep = 0;
+    int64_t next_reader_check = 0, next_sweep = 0, tick_at;
     bool pressure = false;
     int sig_fd = -1;
     int status = 0;
@@ -506,21 +506,30 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
     if (sig_fd == -1)
         cw_warn("refresher: signalfd: %s; stopping may take a second", strerror(errno));
     cw_info("refresher: running");
+    tick_at = cw_clock_mono_ms() + REFR_IDLE_TICK_MS;
     while (!refr_should_stop()) {
         /* A -1 fd is skipped by poll(): no signalfd, or no command channel. */
         struct pollfd pfd[3] = {{.fd = wake_fd, .events = POLLIN},
                                 {.fd = sig_fd, .events = POLLIN},
                                 {.fd = rf.cmd_fd, .events = POLLIN}};
+        int64_t now = cw_clock_mono_ms();
+        bool woken = false;
         uint64_t n;
-        int tick = rf.inflight > 0 || pressure ? REFR_TICK_MS : REFR_IDLE_TICK_MS;
-        int rc = poll(pfd, 3, tick);
+        int rc = poll(pfd, 3, tick_at > now ? (int)(tick_at - now) : 0);
         if (rc > 0 && (pfd[1].revents & POLLIN)) break;
         if (rc > 0 && pfd[2].revents != 0 && !refr_on_commands(&rf)) break;
-        if (rc > 0 && (pfd[0].revents & POLLIN) && read(wake_fd, &n, sizeof(n)) == -1 &&
-            errno != EAGAIN)
-            cw_warn("refresher: read wake fd: %s", strerror(errno));
+        if (rc > 0 && (pfd[0].revents & POLLIN)) {
+            woken = true;
+            if (read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+                cw_warn("refresher: read wake fd: %s", strerror(errno));
+        }
+        /* A command alone does no refresh work: the tick keeps its own schedule, so the
+         * supervisor's pings change neither when entries are swept nor what it costs. */
+        if (!woken && cw_clock_mono_ms() < tick_at) continue;
         refr_tick(&rf);
         pressure = refr_housekeeping(&rf, &next_reader_check, &next_sweep, pressure);
+        tick_at =
+            cw_clock_mono_ms() + (rf.inflight > 0 || pressure ? REFR_TICK_MS : REFR_IDLE_TICK_MS);
     }
 out_close:
     if (rf.fetch != NULL) {
