@@ -47,6 +47,10 @@
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)
 
+/* One message on a supervisor-child command channel (workers/chan.h), header included: a
+ * purge's URL (CW_LIMIT_URL_BYTES) would not fit, so purges will carry the hashed key. */
+#define CW_LIMIT_CHAN_MSG_BYTES 4096
+
 /* Per worker: requests waiting for an origin fetch at once (counted and 503 past it). */
 #define CW_LIMIT_PENDING_FETCHES 4096
 

@@ -25,6 +25,7 @@
 #include "core/route.h"
 #include "shm/seg.h"
 #include "shm/store.h"
+#include "workers/chan.h"
 #include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/fetch.h"
@@ -39,6 +40,7 @@
 #define REFR_READER_CHECK_MS 5000
 #define REFR_EVICT_VISIT     2048 /* entries the eviction hand visits per tick */
 #define REFR_HDRS            (CW_LIMIT_VARY_FIELDS * 2 + 2)
+#define REFR_CMD_MAX         16 /* command-channel messages handled per wake-up */
 
 /* One background refresh: owns its job, its key buffer and the request it rebuilt. */
 struct refr_job {
@@ -64,6 +66,7 @@ struct refresher {
     struct cw_seg *seg;
     int slot;
     int wake_fd;
+    int cmd_fd; /* the command channel from the supervisor, -1 for none */
     struct cw_store *store;
     struct cw_store_reader *reader;       /* main thread */
     struct cw_store_reader *fetch_reader; /* fetch thread */
@@ -410,6 +413,43 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
            (st.clock > 0 || st.used_pages * 100 > st.map_pages * CW_STORE_EVICT_HIGH_PCT);
 }
 
+/* Answers what the supervisor sent, at most REFR_CMD_MAX messages (the rest wake the next
+ * poll): true, or false when the channel is closed or broken, which means the supervisor has
+ * gone or retired this refresher. A PING is answered from this loop, so a refresher stuck
+ * anywhere in it (an LMDB lock, a runaway step) stops answering and is replaced. */
+static bool refr_on_commands(struct refresher *rf)
+{
+    struct cw_chan_msg m;
+    int rc;
+
+    for (int i = 0; i < REFR_CMD_MAX; i++) {
+        rc = cw_chan_recv(rf->cmd_fd, &m);
+        if (rc == -EAGAIN) return true;
+        if (rc == -EPIPE) {
+            cw_info("refresher: the supervisor closed the command channel; stopping");
+            return false;
+        }
+        if (rc == -EBADMSG) {
+            cw_warn("refresher: command channel: malformed message dropped");
+            continue;
+        }
+        if (rc < 0) {
+            cw_err("refresher: command channel: %s; stopping", strerror(-rc));
+            return false;
+        }
+        if (m.hdr.type != CW_CHAN_PING) {
+            cw_warn("refresher: command %s is not one the refresher takes; dropped",
+                    cw_chan_type_name(m.hdr.type));
+            continue;
+        }
+        rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PONG, m.hdr.seq, NULL, 0);
+        if (rc < 0 && rc != -EPIPE)
+            cw_warn("refresher: command channel: pong %llu: %s", (unsigned long long)m.hdr.seq,
+                    strerror(-rc));
+    }
+    return true;
+}
+
 static bool refr_should_stop(void)
 {
     sigset_t pending;
@@ -445,15 +485,20 @@ static int refr_open(struct refresher *rf)
     return cw_fetch_start(rf->cfg->origins[0].max_conns, REFR_INFLIGHT_MAX * 2, &rf->fetch);
 }
 
-int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int wake_fd)
+int cw_refresher_run(const struct cw_child_ctx *ctx)
 {
-    struct refresher rf = {.cfg = cfg, .seg = seg, .slot = slot, .wake_fd = wake_fd};
-    int64_t next_reader_check = 0, next_sweep = 0;
+    struct refresher rf = {.cfg = ctx->cfg,
+                           .seg = ctx->seg,
+                           .slot = ctx->slot,
+                           .wake_fd = ctx->wake_fd,
+                           .cmd_fd = ctx->cmd_fd};
+    int wake_fd = ctx->wake_fd;
+    int64_t next_reader_check = 0, next_sweep = 0, tick_at;
     bool pressure = false;
     int sig_fd = -1;
     int status = 0;
 
-    cw_child_setup("cw-refresher", seg, slot);
+    cw_child_setup("cw-refresher", ctx->seg, ctx->slot);
     if (refr_open(&rf) < 0) {
         status = 1;
         goto out_close;
@@ -462,18 +507,30 @@ int cw_refresher_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, 
     if (sig_fd == -1)
         cw_warn("refresher: signalfd: %s; stopping may take a second", strerror(errno));
     cw_info("refresher: running");
+    tick_at = cw_clock_mono_ms() + REFR_IDLE_TICK_MS;
     while (!refr_should_stop()) {
-        struct pollfd pfd[2] = {{.fd = wake_fd, .events = POLLIN},
-                                {.fd = sig_fd, .events = POLLIN}};
+        /* A -1 fd is skipped by poll(): no signalfd, or no command channel. */
+        struct pollfd pfd[3] = {{.fd = wake_fd, .events = POLLIN},
+                                {.fd = sig_fd, .events = POLLIN},
+                                {.fd = rf.cmd_fd, .events = POLLIN}};
+        int64_t now = cw_clock_mono_ms();
+        bool woken = false;
         uint64_t n;
-        int tick = rf.inflight > 0 || pressure ? REFR_TICK_MS : REFR_IDLE_TICK_MS;
-        int rc = poll(pfd, sig_fd == -1 ? 1 : 2, tick);
+        int rc = poll(pfd, 3, tick_at > now ? (int)(tick_at - now) : 0);
         if (rc > 0 && (pfd[1].revents & POLLIN)) break;
-        if (rc > 0 && (pfd[0].revents & POLLIN) && read(wake_fd, &n, sizeof(n)) == -1 &&
-            errno != EAGAIN)
-            cw_warn("refresher: read wake fd: %s", strerror(errno));
+        if (rc > 0 && pfd[2].revents != 0 && !refr_on_commands(&rf)) break;
+        if (rc > 0 && (pfd[0].revents & POLLIN)) {
+            woken = true;
+            if (read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+                cw_warn("refresher: read wake fd: %s", strerror(errno));
+        }
+        /* A command alone does no refresh work: the tick keeps its own schedule, so the
+         * supervisor's pings change neither when entries are swept nor what it costs. */
+        if (!woken && cw_clock_mono_ms() < tick_at) continue;
         refr_tick(&rf);
         pressure = refr_housekeeping(&rf, &next_reader_check, &next_sweep, pressure);
+        tick_at =
+            cw_clock_mono_ms() + (rf.inflight > 0 || pressure ? REFR_TICK_MS : REFR_IDLE_TICK_MS);
     }
 out_close:
     if (rf.fetch != NULL) {
@@ -484,6 +541,7 @@ out_close:
     cw_store_reader_close(rf.reader);
     cw_store_close(rf.store);
     if (sig_fd != -1) close(sig_fd);
+    if (rf.cmd_fd != -1) close(rf.cmd_fd);
     cw_info("refresher: stopped");
     return status;
 }

@@ -366,12 +366,14 @@ static void stats_wait_signal(void)
     }
 }
 
-int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int listen_fd)
+int cw_stats_run(const struct cw_child_ctx *ctx)
 {
-    struct stats st = {.cfg = cfg, .seg = seg};
+    const struct cw_config *cfg = ctx->cfg;
+    struct stats st = {.cfg = cfg, .seg = ctx->seg};
+    int listen_fd = ctx->listen_fd;
     int status = 0, rc;
 
-    cw_child_setup("cw-stats", seg, slot);
+    cw_child_setup("cw-stats", ctx->seg, ctx->slot);
     pthread_mutex_init(&st.lock, NULL);
     stats_route_labels(&st);
     /* Without L1 the counters are still worth serving: only the L1 gauges go. */

@@ -11,13 +11,13 @@
 #ifndef CW_STATS_H
 #define CW_STATS_H
 
-struct cw_config;
-struct cw_seg;
+struct cw_child_ctx;
 
 /* Runs the stats process until SIGTERM or SIGINT: the process exit status (0 on a clean
- * stop, 1 when it could not start). Serves HTTP on listen_fd (bound by the supervisor for
- * stats.listen; -1 for none) and writes the textfile only when cfg->stats_textfile is set.
- * Call in a child after fork(), with the proxy's listen socket closed. */
-int cw_stats_run(const struct cw_config *cfg, struct cw_seg *seg, int slot, int listen_fd);
+ * stop, 1 when it could not start). From ctx it uses cfg, seg, slot and listen_fd: it
+ * serves HTTP there (bound by the supervisor for stats.listen; -1 for none), and writes the
+ * textfile only when cfg->stats_textfile is set. Call in a child after fork(), with the
+ * proxy's listen socket closed. */
+int cw_stats_run(const struct cw_child_ctx *ctx);
 
 #endif /* CW_STATS_H */

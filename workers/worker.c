@@ -970,19 +970,21 @@ static void worker_drain(struct cw_worker *w)
                 atomic_load(&w->inflight));
 }
 
-int cw_worker_run(const struct cw_config *cfg, struct cw_seg *seg, int index, int slot,
-                  int listen_fd, int refresh_fd)
+int cw_worker_run(const struct cw_child_ctx *ctx)
 {
-    struct cw_worker w = {
-        .cfg = cfg, .seg = seg, .slot = slot, .index = index, .refresh_fd = refresh_fd};
+    struct cw_worker w = {.cfg = ctx->cfg,
+                          .seg = ctx->seg,
+                          .slot = ctx->slot,
+                          .index = ctx->index,
+                          .refresh_fd = ctx->wake_fd};
     int status = 0;
 
-    cw_child_setup("cw-worker", seg, slot);
-    if (worker_open(&w, listen_fd) < 0) {
+    cw_child_setup("cw-worker", ctx->seg, ctx->slot);
+    if (worker_open(&w, ctx->listen_fd) < 0) {
         status = 1;
         goto out_close;
     }
-    cw_info("worker %d: serving on fd %d", index, listen_fd);
+    cw_info("worker %d: serving on fd %d", w.index, ctx->listen_fd);
     worker_wait_signal(&w);
     worker_drain(&w);
 out_close:
@@ -1000,6 +1002,6 @@ out_close:
     cw_store_reader_close(w.fetch_reader);
     cw_store_reader_close(w.reader);
     cw_store_close(w.store);
-    cw_info("worker %d: stopped", index);
+    cw_info("worker %d: stopped", w.index);
     return status;
 }

@@ -1,0 +1,66 @@
+/* workers/chan.h - the command channel between the supervisor and a child: bounded,
+ * typed messages over a socketpair(AF_UNIX, SOCK_SEQPACKET).
+ *
+ * Owns nothing but the two fds cw_chan_pair() hands out; the caller closes them. SEQPACKET
+ * keeps message boundaries, so one send() is one whole message, and a short, oversized or
+ * mislabelled one is rejected by its length instead of desynchronising the stream. Every
+ * call is non-blocking: a full channel is -EAGAIN for the sender to handle, never a stall of
+ * the supervisor's loop. Fork rule: after fork() the supervisor keeps one end and the child
+ * the other, and each closes the end it does not use, so that either side sees the other's
+ * exit as end of file.
+ *
+ * A message is a struct cw_chan_hdr (type, payload length, sequence number, in host byte
+ * order: both ends are the same binary on the same machine) followed by len payload bytes,
+ * at most CW_LIMIT_CHAN_MSG_BYTES in all. */
+#ifndef CW_CHAN_H
+#define CW_CHAN_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/common.h" /* CW_MUST_CHECK */
+#include "core/limits.h"
+
+enum cw_chan_type {
+    CW_CHAN_PING = 0, /* supervisor -> child: "are you running your loop?"; no payload */
+    CW_CHAN_PONG = 1, /* child -> supervisor: the answer, with the PING's seq; no payload */
+    CW_CHAN_TYPE_COUNT
+};
+
+struct cw_chan_hdr {
+    uint32_t type; /* enum cw_chan_type */
+    uint32_t len;  /* payload bytes after the header: at most CW_CHAN_PAYLOAD_MAX */
+    uint64_t seq;  /* chosen by the sender of a request; an answer repeats it */
+};
+
+#define CW_CHAN_PAYLOAD_MAX (CW_LIMIT_CHAN_MSG_BYTES - sizeof(struct cw_chan_hdr))
+
+struct cw_chan_msg {
+    struct cw_chan_hdr hdr;
+    unsigned char payload[CW_CHAN_PAYLOAD_MAX];
+};
+
+static_assert(sizeof(struct cw_chan_hdr) == 16, "the channel header is 16 bytes, no padding");
+static_assert(sizeof(struct cw_chan_msg) == CW_LIMIT_CHAN_MSG_BYTES, "one message, one limit");
+
+/* Creates a connected, non-blocking, close-on-exec pair: 0 with *sup_fd and *child_fd set,
+ * or -errno with the cause logged. Caller owns both fds. */
+CW_MUST_CHECK int cw_chan_pair(int *sup_fd, int *child_fd);
+
+/* Sends one message: 0; -EINVAL for an unknown type or len > CW_CHAN_PAYLOAD_MAX; -EAGAIN
+ * when the peer has not read what is queued; -EPIPE when the peer has closed its end; or
+ * another -errno. Nothing is logged: the caller decides what a failure means. */
+CW_MUST_CHECK int cw_chan_send(int fd, enum cw_chan_type type, uint64_t seq, const void *payload,
+                               size_t len);
+
+/* Receives one message into *out, checked before use: 0; -EAGAIN when none is waiting;
+ * -EPIPE when the peer has closed its end; -EBADMSG for a message that is shorter than its
+ * header, longer than CW_LIMIT_CHAN_MSG_BYTES, of an unknown type, or whose len disagrees
+ * with the bytes received (it is consumed and dropped); or another -errno. */
+CW_MUST_CHECK int cw_chan_recv(int fd, struct cw_chan_msg *out);
+
+/* The type's name for logs ("ping"), or "unknown". */
+const char *cw_chan_type_name(uint32_t type);
+
+#endif /* CW_CHAN_H */

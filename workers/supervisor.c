@@ -1,0 +1,742 @@
+/* workers/supervisor.c - see workers/supervisor.h.
+ *
+ * One loop, sup_loop(), owns the process from the first fork to the last reap:
+ *
+ *   poll(signalfd, child channels; timeout = nearest deadline)
+ *     -> signals: SIGHUP reload, SIGTERM/SIGINT begin the stop, SIGUSR1 to the workers
+ *     -> reap every exited child (SIGCHLD coalesces, so waitpid until none is left)
+ *     -> running:  fork the children whose backoff has run out
+ *        stopping: done when no child is left; SIGKILL what outlives the grace
+ *     -> the refresher's health ping, every SUP_PING_INTERVAL_MS
+ *     -> the systemd watchdog, when it is enabled
+ *
+ * Nothing runs in a signal handler: every signal it takes is blocked and read from the
+ * signalfd, so a signal is just another readable fd.
+ *
+ * The refresher gets a command channel (workers/chan.h). Its first use is a health check:
+ * the supervisor sends a PING every SUP_PING_INTERVAL_MS and, at the next one, reads the
+ * PONG that should have come back. It does not poll the channel for input, so an answer
+ * costs no extra wake-up; it polls only for the hang-up. A refresher that leaves
+ * SUP_PING_MISSES pings in a row unanswered is stuck (a deadlock, an LMDB lock that is never
+ * released, SIGSTOP) and does no refreshing, reaping or eviction: it is killed and, like any
+ * dead child, restarted with backoff and counted. */
+#include "workers/supervisor.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/chan.h"
+#include "workers/child.h"
+#include "workers/clock.h"
+#include "workers/refresher.h"
+#include "workers/stats.h"
+#include "workers/worker.h"
+
+#define SUP_LISTEN_BACKLOG 4096
+#define SUP_BACKOFF_MIN_MS 100
+#define SUP_BACKOFF_MAX_MS 5000
+#define SUP_STABLE_MS      10000 /* a child that lived this long restarts without backoff */
+#define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
+#define SUP_RETIRING_MAX   (2 * CW_LIMIT_WORKERS + 8)
+#define SUP_SIGNALS_MAX    16 /* signalfd records read per wake-up */
+#define SUP_CHAN_READ_MAX  16 /* command-channel messages read per child per ping */
+/* The health ping: one wake-up every 5 s on an idle node, and a stuck refresher replaced
+ * within 15 to 20 s, well inside REFR_LEASE_MS (30 s), after which workers would find its
+ * claimed refreshes orphaned anyway. */
+#define SUP_PING_INTERVAL_MS 5000
+#define SUP_PING_MISSES      3
+#define SUP_POLL_MAX         (CW_LIMIT_WORKERS + 3) /* the signalfd and a channel per child */
+
+enum sup_kind {
+    SUP_WORKER = 0,
+    SUP_REFRESHER,
+    SUP_STATS,
+};
+
+static const char *const sup_kind_names[] = {"worker", "refresher", "stats"};
+
+struct sup_child {
+    enum sup_kind kind;
+    int index;
+    int slot;
+    pid_t pid;             /* 0 = not running */
+    int64_t started_ms;    /* monotonic */
+    int64_t restart_at_ms; /* when pid == 0: when to fork it again */
+    int64_t backoff_ms;
+    int cmd_fd;         /* our end of its command channel, -1 for none */
+    int64_t ping_at_ms; /* when cmd_fd != -1: the next health ping */
+    uint64_t ping_seq;  /* the last PING sent; 0 before the first */
+    uint64_t pong_seq;  /* the last PONG that answered one */
+    int ping_missed;    /* pings in a row found unanswered */
+    bool health_killed; /* SIGKILL sent for not answering */
+};
+
+struct sup {
+    struct cw_config cfg;
+    const char *version;
+    struct cw_seg *seg;
+    int listen_fd;
+    int refresh_fd; /* eventfd: workers wake the refresher */
+    int stats_fd;   /* stats.listen, bound here so that it outlives reloads; -1 for none */
+    int sig_fd;     /* signalfd for the signals of sup_sigset() */
+    struct sup_child *children;
+    size_t child_count;
+    pid_t retiring[SUP_RETIRING_MAX]; /* children of an older config, finishing up */
+    size_t retiring_count;
+    bool stopping;
+    bool stop_killed;         /* SIGKILL sent to what outlived the grace */
+    int64_t stop_deadline_ms; /* when stopping: the end of the grace */
+    uint64_t wd_usec;         /* systemd watchdog interval, 0 when off */
+    int64_t next_wd_ms;
+};
+
+static void sup_sigset(sigset_t *set);
+static int sup_bind(const char *listen_addr);
+static void sup_spawn(struct sup *s, struct sup_child *c);
+static void sup_on_exit(struct sup *s, pid_t pid, int wstatus);
+static void sup_reap(struct sup *s);
+static size_t sup_running(const struct sup *s);
+static void sup_signal_all(struct sup *s, int sig);
+static void sup_signal_workers(struct sup *s, int sig);
+static void sup_stop_begin(struct sup *s);
+static void sup_restart_due(struct sup *s, int64_t now);
+static int sup_poll_timeout(const struct sup *s, int64_t now);
+static void sup_on_signals(struct sup *s);
+static void sup_watchdog(struct sup *s, int64_t now);
+static void sup_chan_close(struct sup_child *c);
+static void sup_health(struct sup_child *c, int64_t now);
+static void sup_health_read(struct sup_child *c);
+static int sup_loop(struct sup *s);
+static int sup_check_store(const struct cw_config *cfg);
+static bool sup_same_str(const char *a, const char *b);
+static void sup_resolve_workers(struct cw_config *cfg);
+static int sup_children_start(struct sup *s);
+static void sup_children_retire(struct sup *s);
+static void sup_reload(struct sup *s);
+static int sup_signals_block(void);
+static int sup_start(struct sup *s);
+static void sup_free(struct sup *s);
+
+/* The signals the supervisor takes, all through its signalfd. */
+static void sup_sigset(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR1);
+}
+
+int cw_supervisor_run(struct cw_config *cfg, const char *version)
+{
+    struct sup s = {.cfg = *cfg,
+                    .version = version,
+                    .listen_fd = -1,
+                    .refresh_fd = -1,
+                    .stats_fd = -1,
+                    .sig_fd = -1};
+    int status;
+
+    *cfg = (struct cw_config){0}; /* ours now */
+    status = sup_start(&s);
+    if (status == 0) status = sup_loop(&s);
+    sup_free(&s);
+    if (status == 0) cw_notice("supervisor: stopped");
+    return status;
+}
+
+/* ---- the loop ---- */
+
+/* Runs until the stop completes: the exit status. */
+static int sup_loop(struct sup *s)
+{
+    struct pollfd pfd[SUP_POLL_MAX];
+    struct sup_child *chan_of[SUP_POLL_MAX];
+
+    for (;;) {
+        int64_t now = cw_clock_mono_ms();
+        nfds_t nfds = 1;
+        int n;
+
+        pfd[0] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
+        /* Channels are polled for their hang-up only (events 0): answers are read when the
+         * next ping is due, so they cost no wake-up of their own. */
+        for (size_t i = 0; i < s->child_count && nfds < SUP_POLL_MAX; i++) {
+            if (s->children[i].cmd_fd == -1) continue;
+            chan_of[nfds] = &s->children[i];
+            pfd[nfds++] = (struct pollfd){.fd = s->children[i].cmd_fd, .events = 0};
+        }
+        n = poll(pfd, nfds, sup_poll_timeout(s, now));
+        if (n == -1 && errno != EINTR) {
+            cw_err("supervisor: poll: %s", strerror(errno));
+            if (!s->stopping) sup_stop_begin(s);
+        }
+        /* Hang-ups before signals: a reload replaces the table chan_of points into. */
+        for (nfds_t i = 1; n > 0 && i < nfds; i++)
+            if (pfd[i].revents != 0) sup_chan_close(chan_of[i]); /* the child has gone */
+        if (n > 0 && (pfd[0].revents & POLLIN)) sup_on_signals(s);
+        sup_reap(s);
+        now = cw_clock_mono_ms();
+        if (s->stopping) {
+            if (sup_running(s) == 0) return 0;
+            if (!s->stop_killed && now >= s->stop_deadline_ms) {
+                cw_warn("supervisor: %zu children did not stop in time; killing", sup_running(s));
+                sup_signal_all(s, SIGKILL);
+                s->stop_killed = true;
+            }
+            continue;
+        }
+        sup_restart_due(s, now);
+        for (size_t i = 0; i < s->child_count; i++)
+            sup_health(&s->children[i], now);
+        sup_watchdog(s, now);
+    }
+}
+
+/* poll()'s timeout: the time to the nearest deadline, or -1 (sleep until a signal) when
+ * there is none. Rounded up, so that a deadline is never polled for early and again. */
+static int sup_poll_timeout(const struct sup *s, int64_t now)
+{
+    int64_t next = INT64_MAX;
+
+    if (s->stopping) {
+        if (!s->stop_killed) next = s->stop_deadline_ms;
+    } else {
+        for (size_t i = 0; i < s->child_count; i++) {
+            const struct sup_child *c = &s->children[i];
+            if (c->pid == 0 && c->restart_at_ms < next) next = c->restart_at_ms;
+            /* Not once it is killed: its ping is no longer due, and the reap comes by SIGCHLD. */
+            if (c->pid != 0 && c->cmd_fd != -1 && !c->health_killed && c->ping_at_ms < next)
+                next = c->ping_at_ms;
+        }
+        if (s->wd_usec > 0 && s->next_wd_ms < next) next = s->next_wd_ms;
+    }
+    if (next == INT64_MAX) return -1;
+    if (next <= now) return 0;
+    return next - now > INT32_MAX ? INT32_MAX : (int)(next - now);
+}
+
+/* Reads what the signalfd holds (bounded per call; the rest wakes the next poll). */
+static void sup_on_signals(struct sup *s)
+{
+    struct signalfd_siginfo si;
+
+    for (int i = 0; i < SUP_SIGNALS_MAX; i++) {
+        ssize_t n = read(s->sig_fd, &si, sizeof(si));
+        if (n == -1) {
+            if (errno != EAGAIN && errno != EINTR)
+                cw_err("supervisor: read signalfd: %s", strerror(errno));
+            return;
+        }
+        if (n != (ssize_t)sizeof(si)) {
+            cw_err("supervisor: read signalfd: %zd bytes", n);
+            return;
+        }
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            if (!s->stopping) sup_stop_begin(s);
+            break;
+        case SIGHUP:
+            if (!s->stopping) sup_reload(s);
+            break;
+        case SIGUSR1:
+            sup_signal_workers(s, SIGUSR1); /* logrotate: workers reopen the access log */
+            break;
+        default: /* SIGCHLD: every pass of the loop reaps */
+            break;
+        }
+    }
+}
+
+static void sup_watchdog(struct sup *s, int64_t now)
+{
+    if (s->wd_usec == 0 || now < s->next_wd_ms) return;
+    sd_notify(0, "WATCHDOG=1");
+    s->next_wd_ms = now + (int64_t)(s->wd_usec / 2000);
+}
+
+/* ---- the refresher's health ---- */
+
+/* Closes our end of a child's channel (the child has exited, or is being retired: either way
+ * it reads end of file). */
+static void sup_chan_close(struct sup_child *c)
+{
+    if (c->cmd_fd == -1) return;
+    close(c->cmd_fd);
+    c->cmd_fd = -1;
+}
+
+/* Reads the answers that came back since the last ping (bounded). */
+static void sup_health_read(struct sup_child *c)
+{
+    struct cw_chan_msg m;
+
+    for (int i = 0; i < SUP_CHAN_READ_MAX && c->cmd_fd != -1; i++) {
+        int rc = cw_chan_recv(c->cmd_fd, &m);
+        if (rc == -EAGAIN) return;
+        if (rc == -EPIPE) {
+            sup_chan_close(c);
+            return;
+        }
+        if (rc < 0) {
+            cw_warn("supervisor: %s %d (pid %d): command channel: %s", sup_kind_names[c->kind],
+                    c->index, (int)c->pid, strerror(-rc));
+            if (rc != -EBADMSG) return;
+            continue;
+        }
+        if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
+            c->pong_seq = m.hdr.seq;
+            cw_debug("supervisor: %s %d (pid %d) answered health ping %llu",
+                     sup_kind_names[c->kind], c->index, (int)c->pid, (unsigned long long)m.hdr.seq);
+        } else if (m.hdr.type != CW_CHAN_PONG) {
+            cw_warn("supervisor: %s %d (pid %d): unexpected %s on the command channel",
+                    sup_kind_names[c->kind], c->index, (int)c->pid, cw_chan_type_name(m.hdr.type));
+        } /* else a late answer to an older ping: it proves nothing about the last one */
+    }
+}
+
+/* When c's ping is due: checks that the last one was answered, kills c after
+ * SUP_PING_MISSES unanswered ones in a row, and sends the next. */
+static void sup_health(struct sup_child *c, int64_t now)
+{
+    int rc;
+
+    if (c->pid == 0 || c->cmd_fd == -1 || c->health_killed || now < c->ping_at_ms) return;
+    c->ping_at_ms = now + SUP_PING_INTERVAL_MS;
+    sup_health_read(c);
+    if (c->cmd_fd == -1) return;
+    c->ping_missed = c->pong_seq == c->ping_seq ? 0 : c->ping_missed + 1;
+    if (c->ping_missed >= SUP_PING_MISSES) {
+        cw_err("supervisor: %s %d (pid %d) answered none of %d health pings in %d s; killing it",
+               sup_kind_names[c->kind], c->index, (int)c->pid, c->ping_missed,
+               c->ping_missed * SUP_PING_INTERVAL_MS / 1000);
+        if (kill(c->pid, SIGKILL) == -1)
+            cw_err("supervisor: kill %d: %s", (int)c->pid, strerror(errno));
+        c->health_killed = true;
+        return;
+    }
+    if (c->pong_seq != c->ping_seq) return; /* still waiting: one ping in flight at a time */
+    /* A ping that cannot be sent is never answered: it counts as a miss at the next one. */
+    rc = cw_chan_send(c->cmd_fd, CW_CHAN_PING, ++c->ping_seq, NULL, 0);
+    if (rc < 0 && rc != -EPIPE)
+        cw_warn("supervisor: %s %d (pid %d): health ping: %s", sup_kind_names[c->kind], c->index,
+                (int)c->pid, strerror(-rc));
+}
+
+/* ---- children ---- */
+
+static void sup_spawn(struct sup *s, struct sup_child *c)
+{
+    int child_cmd_fd = -1;
+    pid_t pid;
+
+    /* Without a channel the refresher still runs, only without the health check. */
+    if (c->kind == SUP_REFRESHER && cw_chan_pair(&c->cmd_fd, &child_cmd_fd) < 0) {
+        cw_warn("supervisor: refresher starts without a command channel");
+        c->cmd_fd = -1;
+    }
+    pid = fork();
+    if (pid == -1) {
+        cw_err("supervisor: fork %s %d: %s", sup_kind_names[c->kind], c->index, strerror(errno));
+        c->restart_at_ms = cw_clock_mono_ms() + c->backoff_ms;
+        if (child_cmd_fd != -1) close(child_cmd_fd);
+        sup_chan_close(c);
+        return;
+    }
+    if (pid == 0) {
+        struct cw_child_ctx ctx = {.cfg = &s->cfg,
+                                   .seg = s->seg,
+                                   .index = c->index,
+                                   .slot = c->slot,
+                                   .listen_fd = -1,
+                                   .wake_fd = s->refresh_fd,
+                                   .cmd_fd = child_cmd_fd};
+        int status;
+        /* A signalfd reads the signals of the process that reads it: the child takes its
+         * own signals by sigwait() or its own signalfd, never through this one. */
+        close(s->sig_fd);
+        /* Our ends of every channel, its own included: a child that held one would keep its
+         * sibling from ever reading end of file. */
+        for (size_t i = 0; i < s->child_count; i++)
+            sup_chan_close(&s->children[i]);
+        if (c->kind == SUP_WORKER) {
+            if (s->stats_fd != -1) close(s->stats_fd); /* served by the stats process */
+            ctx.listen_fd = s->listen_fd;
+            status = cw_worker_run(&ctx);
+        } else if (c->kind == SUP_STATS) {
+            close(s->listen_fd); /* stats serves its own socket, bound by the supervisor */
+            ctx.listen_fd = s->stats_fd;
+            status = cw_stats_run(&ctx);
+        } else {
+            close(s->listen_fd); /* the refresher serves no client */
+            if (s->stats_fd != -1) close(s->stats_fd);
+            status = cw_refresher_run(&ctx);
+        }
+        _exit(status);
+    }
+    if (child_cmd_fd != -1) close(child_cmd_fd);
+    c->pid = pid;
+    c->started_ms = cw_clock_mono_ms();
+    c->ping_at_ms = c->started_ms; /* the first answer arrives while it starts */
+    c->ping_seq = c->pong_seq = 0;
+    c->ping_missed = 0;
+    c->health_killed = false;
+    cw_info("supervisor: %s %d started, pid %d", sup_kind_names[c->kind], c->index, (int)pid);
+}
+
+/* Records one child's exit and schedules its restart. */
+static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
+{
+    for (size_t i = 0; i < s->retiring_count; i++) {
+        if (s->retiring[i] != pid) continue;
+        s->retiring[i] = s->retiring[--s->retiring_count];
+        cw_info("supervisor: pid %d of the previous configuration exited", (int)pid);
+        return;
+    }
+    for (size_t i = 0; i < s->child_count; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->pid != pid) continue;
+        int64_t now = cw_clock_mono_ms();
+        c->pid = 0;
+        sup_chan_close(c);
+        if (s->stopping) return;
+        if (now - c->started_ms >= SUP_STABLE_MS) c->backoff_ms = SUP_BACKOFF_MIN_MS;
+        c->restart_at_ms = now + c->backoff_ms;
+        if (WIFSIGNALED(wstatus)) {
+            cw_warn("supervisor: %s %d (pid %d) killed by signal %d; restart in %lld ms",
+                    sup_kind_names[c->kind], c->index, (int)pid, WTERMSIG(wstatus),
+                    (long long)c->backoff_ms);
+        } else {
+            cw_warn("supervisor: %s %d (pid %d) exited with status %d; restart in %lld ms",
+                    sup_kind_names[c->kind], c->index, (int)pid, WEXITSTATUS(wstatus),
+                    (long long)c->backoff_ms);
+        }
+        c->backoff_ms =
+            c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS : c->backoff_ms * 2;
+        atomic_fetch_add(&s->seg->worker_restarts, 1);
+        return;
+    }
+}
+
+static void sup_reap(struct sup *s)
+{
+    int wstatus;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0)
+        sup_on_exit(s, pid, wstatus);
+}
+
+/* Children of the running config plus the retiring ones of older configs. */
+static size_t sup_running(const struct sup *s)
+{
+    size_t n = s->retiring_count;
+
+    for (size_t i = 0; i < s->child_count; i++)
+        n += s->children[i].pid != 0;
+    return n;
+}
+
+static void sup_signal_all(struct sup *s, int sig)
+{
+    for (size_t i = 0; i < s->child_count; i++)
+        if (s->children[i].pid != 0) kill(s->children[i].pid, sig);
+    for (size_t i = 0; i < s->retiring_count; i++)
+        kill(s->retiring[i], sig);
+}
+
+static void sup_signal_workers(struct sup *s, int sig)
+{
+    for (size_t i = 0; i < s->child_count; i++)
+        if (s->children[i].pid != 0 && s->children[i].kind == SUP_WORKER)
+            kill(s->children[i].pid, sig);
+}
+
+/* Graceful stop: children stop accepting and finish in-flight requests within the grace;
+ * the loop sends SIGKILL to what is left after that and returns once all are reaped. */
+static void sup_stop_begin(struct sup *s)
+{
+    s->stopping = true;
+    s->stop_deadline_ms = cw_clock_mono_ms() + s->cfg.shutdown_grace_ms + SUP_KILL_EXTRA_MS;
+    sd_notify(0, "STOPPING=1");
+    cw_notice("supervisor: stopping %zu children (grace %lld ms)", sup_running(s),
+              (long long)s->cfg.shutdown_grace_ms);
+    sup_signal_all(s, SIGTERM);
+}
+
+static void sup_restart_due(struct sup *s, int64_t now)
+{
+    for (size_t i = 0; i < s->child_count; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->pid == 0 && now >= c->restart_at_ms) sup_spawn(s, c);
+    }
+}
+
+/* Builds the children table for s->cfg (workers, the refresher, the stats process when
+ * configured) and forks them all: 0, or -ENOMEM. */
+static int sup_children_start(struct sup *s)
+{
+    bool stats = s->cfg.stats_listen != NULL || s->cfg.stats_textfile != NULL;
+    size_t n = (size_t)s->cfg.workers + 1 + (stats ? 1 : 0);
+    struct sup_child *children = calloc(n, sizeof(*children));
+
+    if (children == NULL) return -ENOMEM;
+    free(s->children);
+    s->children = children;
+    s->child_count = n;
+    for (size_t i = 0; i < n; i++) {
+        bool worker = i < (size_t)s->cfg.workers;
+        bool is_stats = i == (size_t)s->cfg.workers + 1;
+        s->children[i] = (struct sup_child){
+            .kind = worker ? SUP_WORKER : (is_stats ? SUP_STATS : SUP_REFRESHER),
+            .index = worker ? (int)i : 0,
+            .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
+            .backoff_ms = SUP_BACKOFF_MIN_MS,
+            .cmd_fd = -1,
+        };
+    }
+    /* Only once every entry is set: a child closes every cmd_fd of the table after fork. */
+    for (size_t i = 0; i < n; i++)
+        sup_spawn(s, &s->children[i]);
+    return 0;
+}
+
+/* Moves every running child to the retiring list and asks it to stop: it stops accepting,
+ * finishes its in-flight requests within the grace and exits, while the new children
+ * already serve from the same listen socket. */
+static void sup_children_retire(struct sup *s)
+{
+    for (size_t i = 0; i < s->child_count; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->pid == 0) continue;
+        if (s->retiring_count < SUP_RETIRING_MAX) s->retiring[s->retiring_count++] = c->pid;
+        kill(c->pid, SIGTERM);
+        sup_chan_close(c);
+        c->pid = 0;
+    }
+}
+
+/* ---- configuration ---- */
+
+/* Binds a listen socket: the fd, or -1 with the cause logged. */
+static int sup_bind(const char *listen_addr)
+{
+    char host[256];
+    char port_s[16];
+    struct addrinfo hints = {0}, *ai = NULL;
+    int port, fd = -1, one = 1, rc;
+
+    if (cw_config_split_hostport(listen_addr, host, sizeof(host), &port) < 0) {
+        cw_err("supervisor: listen \"%s\": not host:port", listen_addr);
+        return -1;
+    }
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
+    if (rc != 0) {
+        cw_err("supervisor: listen %s: %s", listen_addr, gai_strerror(rc));
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        cw_err("supervisor: socket: %s", strerror(errno));
+        goto out_free_ai;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
+        cw_err("supervisor: bind %s: %s", listen_addr, strerror(errno));
+        goto out_close_fd;
+    }
+    if (listen(fd, SUP_LISTEN_BACKLOG) == -1) {
+        cw_err("supervisor: listen %s: %s", listen_addr, strerror(errno));
+        goto out_close_fd;
+    }
+    freeaddrinfo(ai);
+    return fd;
+
+out_close_fd:
+    close(fd);
+    fd = -1;
+out_free_ai:
+    freeaddrinfo(ai);
+    return fd;
+}
+
+/* Opens and closes the L1 file once, so a damaged one is replaced before any child runs. */
+static int sup_check_store(const struct cw_config *cfg)
+{
+    struct cw_store *st = NULL;
+    int rc = cw_store_open(cfg->cache_path, cfg->cache_size_bytes, &st);
+
+    cw_store_close(st);
+    return rc;
+}
+
+/* Two optional strings are equal (both NULL, or the same text). */
+static bool sup_same_str(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Resolves workers = 0 to one per CPU. */
+static void sup_resolve_workers(struct cw_config *cfg)
+{
+    long ncpu;
+
+    if (cfg->workers != 0) return;
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = ncpu > 0 ? (int)(ncpu > CW_LIMIT_WORKERS ? CW_LIMIT_WORKERS : ncpu) : 1;
+}
+
+/* SIGHUP: reads and checks the config file again; on any error the running configuration
+ * stays, and the log says why. Otherwise new children start on the new configuration and
+ * the old ones retire gracefully: the listen socket is never closed in between, so no
+ * connection is refused. A changed listen address is bound before anything else changes. */
+static void sup_reload(struct sup *s)
+{
+    struct cw_config next = {0}, old;
+    struct cw_err err = {{0}};
+    int fd = -1, stats_fd = s->stats_fd;
+
+    sd_notify(0, "RELOADING=1");
+    cw_notice("supervisor: reloading %s", s->cfg.file);
+    if (cw_config_load(s->cfg.file, &next, &err) < 0) {
+        cw_err("supervisor: reload: %s; keeping the running configuration", err.msg);
+        goto out_ready;
+    }
+    sup_resolve_workers(&next);
+    if (strcmp(next.listen, s->cfg.listen) != 0) {
+        fd = sup_bind(next.listen);
+        if (fd == -1) {
+            cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
+                   next.listen);
+            goto out_free_next;
+        }
+    }
+    if (!sup_same_str(next.stats_listen, s->cfg.stats_listen)) {
+        stats_fd = next.stats_listen ? sup_bind(next.stats_listen) : -1;
+        if (next.stats_listen && stats_fd == -1) {
+            cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
+                   next.stats_listen);
+            goto out_close_fd;
+        }
+    }
+    if ((strcmp(next.cache_path, s->cfg.cache_path) != 0 ||
+         next.cache_size_bytes != s->cfg.cache_size_bytes) &&
+        sup_check_store(&next) < 0) {
+        cw_err("supervisor: reload: cannot open cache %s; keeping the running configuration",
+               next.cache_path);
+        goto out_close_stats_fd;
+    }
+    old = s->cfg;
+    s->cfg = next;
+    /* The retiring children keep their own copies of replaced sockets until they exit. */
+    if (fd != -1) {
+        close(s->listen_fd);
+        s->listen_fd = fd;
+    }
+    if (stats_fd != s->stats_fd) {
+        if (s->stats_fd != -1) close(s->stats_fd);
+        s->stats_fd = stats_fd;
+    }
+    sup_children_retire(s);
+    if (sup_children_start(s) < 0) cw_err("supervisor: reload: out of memory for children");
+    cw_config_free(&old);
+    cw_notice("supervisor: reloaded: %d workers on %s, origin %s", s->cfg.workers, s->cfg.listen,
+              s->cfg.origins[0].url);
+    goto out_ready;
+
+out_close_stats_fd:
+    if (stats_fd != s->stats_fd && stats_fd != -1) close(stats_fd);
+out_close_fd:
+    if (fd != -1) close(fd);
+out_free_next:
+    cw_config_free(&next);
+out_ready:
+    sd_notify(0, "READY=1");
+}
+
+/* ---- start and end ---- */
+
+/* Blocks the supervisor's signals (and SIGPIPE) and opens the signalfd that reads them:
+ * the fd, or -1 with the cause logged. Children inherit the mask: SIGUSR1 stays blocked
+ * in them, and only the workers take it, by sigwait. */
+static int sup_signals_block(void)
+{
+    sigset_t set;
+    int fd;
+
+    sup_sigset(&set);
+    sigaddset(&set, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) == -1) {
+        cw_err("supervisor: sigprocmask: %s", strerror(errno));
+        return -1;
+    }
+    sup_sigset(&set);
+    fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd == -1) cw_err("supervisor: signalfd: %s", strerror(errno));
+    return fd;
+}
+
+/* Everything before the loop: 0, or 1 with the cause logged. */
+static int sup_start(struct sup *s)
+{
+    sup_resolve_workers(&s->cfg);
+    s->sig_fd = sup_signals_block();
+    if (s->sig_fd == -1) return 1;
+    if (sup_check_store(&s->cfg) < 0) return 1;
+    s->listen_fd = sup_bind(s->cfg.listen);
+    if (s->listen_fd == -1) return 1;
+    if (s->cfg.stats_listen != NULL) {
+        s->stats_fd = sup_bind(s->cfg.stats_listen);
+        if (s->stats_fd == -1) return 1;
+    }
+    if (cw_seg_create(&s->seg) < 0) return 1;
+    s->refresh_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->refresh_fd == -1) {
+        cw_err("supervisor: eventfd: %s", strerror(errno));
+        return 1;
+    }
+    if (sd_watchdog_enabled(0, &s->wd_usec) <= 0) s->wd_usec = 0;
+    if (sup_children_start(s) < 0) return 1;
+    cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", s->version,
+              s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
+    if (s->cfg.redis_enabled)
+        cw_notice("supervisor: redis L2 is not available in this version; running L1-only");
+    sd_notify(0, "READY=1");
+    return 0;
+}
+
+static void sup_free(struct sup *s)
+{
+    if (s->listen_fd != -1) close(s->listen_fd);
+    if (s->refresh_fd != -1) close(s->refresh_fd);
+    if (s->stats_fd != -1) close(s->stats_fd);
+    if (s->sig_fd != -1) close(s->sig_fd);
+    for (size_t i = 0; i < s->child_count; i++)
+        sup_chan_close(&s->children[i]);
+    cw_seg_destroy(s->seg);
+    free(s->children);
+    cw_config_free(&s->cfg);
+}
