@@ -493,11 +493,20 @@ def test_adaptive_ttl_diverges(env):
     assert top["a"] <= 2 * ttl, f"key a changes every 2 s but its TTL reached {top['a']} s " \
         f"(want <= {2 * ttl} s): {[(round(t, 1), v) for t, v in seen['a'] if v > ttl][:10]}"
     # Learnt, key a's TTL falls below the route's ttl (the fixed TTL it would have without
-    # adaptive) to min_ttl: a 2 s change period allows ~0.1 s at a 5 % stale target.
-    assert late_a and max(v for _, v in late_a) <= min_ttl, \
+    # adaptive) to min_ttl: a 2 s change period allows ~0.1 s at a 5 % stale target. Read
+    # from answers in whole seconds, a 1 s TTL shows as 1 (2 at a second's edge), so most of
+    # the second half shows min_ttl; a moment of a longer TTL (a check that saw "unchanged"
+    # while the machine was loaded) is allowed, a TTL that never came down is not.
+    at_min = [v for _, v in late_a if v <= min_ttl]
+    assert late_a and len(at_min) >= 0.8 * len(late_a), \
         f"key a changes every 2 s but in the second half its TTL was over min_ttl " \
-        f"{min_ttl} s (route ttl {ttl} s: adaptive TTL not learnt?): " \
-        f"{[x for x in late_a if x[1] > min_ttl][:10]}"
+        f"{min_ttl} s in {len(late_a) - len(at_min)} of {len(late_a)} answers (route ttl " \
+        f"{ttl} s: adaptive TTL not learnt?): {[x for x in late_a if x[1] > min_ttl][:10]}"
+    # And the origin saw it: about one fetch per min_ttl, where the route's fixed ttl would
+    # make one per ttl (half as many).
+    assert n_origin["a"] >= 0.7 * took / min_ttl, \
+        f"key a fetched {n_origin['a']} times in {took:.0f}s: its TTL did not come down to " \
+        f"min_ttl ({min_ttl}s); the route's ttl ({ttl}s) would give about {took / ttl:.0f}"
     assert top["b"] > top["a"], f"key b never changes but its TTL ({top['b']} s) did not grow " \
         f"above key a's ({top['a']} s): adaptive TTL not applied? {seen['b'][-10:]}"
     assert top["b"] >= 4 * ttl, f"key b never changes: its TTL should double per unchanged " \
