@@ -69,15 +69,15 @@ struct cw_entry_view {
 /* Total encoded size of an entry: 0 and *out, or -EOVERFLOW (sizes past SIZE_MAX) or
  * -EINVAL (the key, a header name or value, the count or the block over core/limits.h, or
  * an empty header name). hdrs may be NULL when n is 0. */
-CW_MUST_CHECK int cw_entry_size(struct cw_str key, const struct cw_entry_header *hdrs,
-                                size_t n, size_t body_len, size_t *out);
+CW_MUST_CHECK int cw_entry_size(struct cw_str key, const struct cw_entry_header *hdrs, size_t n,
+                                size_t body_len, size_t *out);
 /* Encodes into buf (size bytes, from cw_entry_size()). h's timing, status, flags and
  * adaptive fields are copied; magic, version and lengths are set here. 0, -ENOSPC
  * when size is too small, -EINVAL as cw_entry_size() or for a status outside 100..999.
  * Exactly cw_entry_size() bytes are written; decode needs exactly that many. */
 CW_MUST_CHECK int cw_entry_encode(const struct cw_entry_hdr *h, struct cw_str key,
-                                  const struct cw_entry_header *hdrs, size_t n,
-                                  struct cw_str body, void *buf, size_t size);
+                                  const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
+                                  void *buf, size_t size);
 /* Validates and decodes: 0 and *out, or -EBADMSG (short, wrong magic or version, any
  * length not matching the bytes present, a header record running past its block, a status
  * outside 100..999, anything over the limits cw_entry_size() enforces). */
@@ -87,7 +87,6 @@ CW_MUST_CHECK int cw_entry_decode(const void *p, size_t len, struct cw_entry_vie
 bool cw_entry_header_next(const struct cw_entry_view *v, size_t *off, struct cw_str *name,
                           struct cw_str *value);
 /* First header named name (case-insensitive): true and *value, or false. */
-bool cw_entry_header_find(const struct cw_entry_view *v, struct cw_str name,
-                          struct cw_str *value);
+bool cw_entry_header_find(const struct cw_entry_view *v, struct cw_str name, struct cw_str *value);
 
 #endif /* CW_ENTRY_H */
