@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "workers/config_file.h"
 #include "workers/supervisor.h"
 
 #define CW_VERSION        "0.1.0"
@@ -62,7 +63,7 @@ int main(int argc, char **argv)
         cachewarpd_usage(stderr);
         return 1;
     }
-    if (cw_config_load(path, &cfg, &err) < 0) {
+    if (cw_config_file_load(path, &cfg, &err) < 0) {
         fprintf(stderr, "cachewarpd: %s\n", err.msg);
         return 1;
     }

@@ -383,39 +383,6 @@ out:
     return rc;
 }
 
-int cw_config_load(const char *path, struct cw_config *out, struct cw_err *err)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f;
-    int rc;
-
-    memset(out, 0, sizeof(*out));
-    f = fopen(path, "re");
-    if (f == NULL) goto out_errno;
-    buf = malloc(CW_LIMIT_CONFIG_BYTES + 1);
-    if (buf == NULL) {
-        errno = ENOMEM;
-        goto out_errno;
-    }
-    len = fread(buf, 1, CW_LIMIT_CONFIG_BYTES + 1, f);
-    if (ferror(f)) goto out_errno;
-    if (len > CW_LIMIT_CONFIG_BYTES) {
-        cw_err_set(err, "%s: larger than %d bytes", path, CW_LIMIT_CONFIG_BYTES);
-        rc = -EFBIG;
-        goto out_close;
-    }
-    rc = cw_config_parse(buf, len, path, out, err);
-    goto out_close;
-out_errno:
-    rc = errno ? -errno : -EIO;
-    cw_err_set(err, "%s: cannot read: %s", path, strerror(-rc));
-out_close:
-    free(buf);
-    if (f != NULL) fclose(f);
-    return rc;
-}
-
 static void config_free_strv(char **v, size_t n)
 {
     for (size_t i = 0; v != NULL && i < n; i++) {

@@ -1,9 +1,9 @@
 /* core/config.h - the configuration: the libconfig schema of DESIGN.md, parsed and checked.
  *
  * Pure: cw_config_parse() takes the file's text and its name (for messages) and fills a
- * struct the caller owns; nothing is read from disk here (cw_config_load() in the same
- * module is the one convenience that reads a file, for mains). Every error names the file,
- * the line and the setting: "cachewarp.conf:14: routes[0].ttl: \"3x\" is not a duration".
+ * struct the caller owns; nothing is read from disk here (workers/config_file.h reads the
+ * file for the main and the supervisor's reload). Every error names the file, the line and
+ * the setting: "cachewarp.conf:14: routes[0].ttl: \"3x\" is not a duration".
  * Unknown settings are errors too, so a typo never silently takes a default.
  * A parsed config owns its strings; free with cw_config_free(), which takes NULL. */
 #ifndef CW_CONFIG_H
@@ -82,7 +82,7 @@ struct cw_config_route {
 };
 
 struct cw_config {
-    char *file;   /* path given to cw_config_load(), or the name given to parse */
+    char *file;   /* the name given to cw_config_parse(): the path, when read from one */
     char *listen; /* "host:port", "[v6]:port" */
     int workers;  /* resolved: 0 in the file means one per CPU, done by the main */
     enum cw_log_level log_level;
@@ -126,9 +126,6 @@ struct cw_config {
  * owns *out; release with cw_config_free(). */
 CW_MUST_CHECK int cw_config_parse(const char *text, size_t len, const char *file,
                                   struct cw_config *out, struct cw_err *err);
-/* Reads path and parses it: as cw_config_parse(), plus -errno with err set when the file
- * cannot be read. */
-CW_MUST_CHECK int cw_config_load(const char *path, struct cw_config *out, struct cw_err *err);
 /* Frees what a parsed config owns and zeroes it. Takes NULL. */
 void cw_config_free(struct cw_config *cfg);
 

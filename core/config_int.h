@@ -15,16 +15,6 @@
 #include "core/config.h"
 #include "core/limits.h"
 
-/* The largest config file cw_config_load() reads; the example is 5 KiB. */
-#ifndef CW_LIMIT_CONFIG_BYTES
-#define CW_LIMIT_CONFIG_BYTES (1024 * 1024)
-#endif
-
-/* Names kept in a route's query list; DESIGN.md sets no number, 64 is generous. */
-#ifndef CW_LIMIT_QUERY_KEEP
-#define CW_LIMIT_QUERY_KEEP 64
-#endif
-
 /* Durations are capped at 2^31 s (the RFC 9111 §1.2.2 delta-seconds cap), so that sums
  * such as now + ttl + swr + sie never overflow an int64_t of milliseconds. */
 #define CW_CONFIG_MS_MAX   (CW_LIMIT_DELTA_SECONDS * 1000)

@@ -43,6 +43,8 @@
 #define CW_LIMIT_PURGE_ALLOW     64
 #define CW_LIMIT_STRIP_HEADERS   32 /* routes[].strip_headers names */
 #define CW_LIMIT_TRUST_FORWARDED 64 /* routes[].trust_forwarded ranges, as purge.allow */
+#define CW_LIMIT_QUERY_KEEP      64 /* routes[].query names; DESIGN.md sets none, 64 is generous */
+#define CW_LIMIT_CONFIG_BYTES    (1024 * 1024) /* config file size; the example is 5 KiB */
 
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)

@@ -45,6 +45,7 @@
 #include "workers/chan.h"
 #include "workers/child.h"
 #include "workers/clock.h"
+#include "workers/config_file.h"
 #include "workers/refresher.h"
 #include "workers/stats.h"
 #include "workers/worker.h"
@@ -621,7 +622,7 @@ static void sup_reload(struct sup *s)
 
     sd_notify(0, "RELOADING=1");
     cw_notice("supervisor: reloading %s", s->cfg.file);
-    if (cw_config_load(s->cfg.file, &next, &err) < 0) {
+    if (cw_config_file_load(s->cfg.file, &next, &err) < 0) {
         cw_err("supervisor: reload: %s; keeping the running configuration", err.msg);
         goto out_ready;
     }
