@@ -1,6 +1,7 @@
 /* core/metrics.c - see core/metrics.h. */
 #include "core/metrics.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,49 +15,40 @@ struct metrics_out {
     int rc; /* the first error; later appends do nothing */
 };
 
-static const int64_t metrics_bounds_us[CW_SEG_LAT_BUCKETS] = CW_SEG_LAT_BOUNDS_US;
+static const int64_t metrics_bounds_us[] = CW_METRICS_LAT_BOUNDS_US;
+static_assert(CW_ARRAY_LEN(metrics_bounds_us) == CW_METRICS_LAT_BUCKETS, "a bound per bucket");
 
-static const char *const metrics_result_names[CW_SEG_RESULT_COUNT] = {
-    [CW_SEG_RESULT_HIT] = "hit",
-    [CW_SEG_RESULT_MISS] = "miss",
-    [CW_SEG_RESULT_STALE] = "stale",
-    [CW_SEG_RESULT_REVALIDATED] = "revalidated",
-    [CW_SEG_RESULT_PASS] = "pass",
-    [CW_SEG_RESULT_ERROR] = "error",
-    [CW_SEG_RESULT_STALE_ERROR] = "stale_error",
+static const char *const metrics_result_names[] = {
+    [CW_METRICS_RESULT_HIT] = "hit",
+    [CW_METRICS_RESULT_MISS] = "miss",
+    [CW_METRICS_RESULT_STALE] = "stale",
+    [CW_METRICS_RESULT_REVALIDATED] = "revalidated",
+    [CW_METRICS_RESULT_PASS] = "pass",
+    [CW_METRICS_RESULT_ERROR] = "error",
+    [CW_METRICS_RESULT_STALE_ERROR] = "stale_error",
 };
+static_assert(CW_ARRAY_LEN(metrics_result_names) == CW_METRICS_RESULT_COUNT, "a label per result");
 
-static const char *const metrics_method_names[CW_SEG_METHOD_COUNT] = {
-    [CW_SEG_METHOD_GET] = "GET",
-    [CW_SEG_METHOD_HEAD] = "HEAD",
-    [CW_SEG_METHOD_OTHER] = "other",
+static const char *const metrics_method_names[] = {
+    [CW_METRICS_METHOD_GET] = "GET",
+    [CW_METRICS_METHOD_HEAD] = "HEAD",
+    [CW_METRICS_METHOD_OTHER] = "other",
 };
+static_assert(CW_ARRAY_LEN(metrics_method_names) == CW_METRICS_METHOD_COUNT, "a label per method");
 
-static const char *const metrics_ostatus_names[CW_SEG_OSTATUS_COUNT] = {
-    [CW_SEG_OSTATUS_1XX] = "1xx", [CW_SEG_OSTATUS_2XX] = "2xx", [CW_SEG_OSTATUS_3XX] = "3xx",
-    [CW_SEG_OSTATUS_4XX] = "4xx", [CW_SEG_OSTATUS_5XX] = "5xx", [CW_SEG_OSTATUS_ERROR] = "error",
+static const char *const metrics_ostatus_names[] = {
+    [CW_METRICS_OSTATUS_1XX] = "1xx", [CW_METRICS_OSTATUS_2XX] = "2xx",
+    [CW_METRICS_OSTATUS_3XX] = "3xx", [CW_METRICS_OSTATUS_4XX] = "4xx",
+    [CW_METRICS_OSTATUS_5XX] = "5xx", [CW_METRICS_OSTATUS_ERROR] = "error",
 };
+static_assert(CW_ARRAY_LEN(metrics_ostatus_names) == CW_METRICS_OSTATUS_COUNT,
+              "a label per status class");
 
 static int metrics_reserve(struct metrics_out *o, size_t more);
 static void metrics_append(struct metrics_out *o, const char *p, size_t n);
 static void metrics_printf(struct metrics_out *o, const char *fmt, ...) CW_PRINTF(2, 3);
 static void metrics_family(struct metrics_out *o, const char *name, const char *type,
                            const char *help);
-
-const char *cw_metrics_result_name(enum cw_seg_result r)
-{
-    return (unsigned)r < CW_SEG_RESULT_COUNT ? metrics_result_names[r] : "unknown";
-}
-
-const char *cw_metrics_method_name(enum cw_seg_method m)
-{
-    return (unsigned)m < CW_SEG_METHOD_COUNT ? metrics_method_names[m] : "unknown";
-}
-
-const char *cw_metrics_ostatus_name(enum cw_seg_ostatus s)
-{
-    return (unsigned)s < CW_SEG_OSTATUS_COUNT ? metrics_ostatus_names[s] : "unknown";
-}
 
 void cw_metrics_buf_free(struct cw_metrics_buf *b)
 {
@@ -237,9 +229,9 @@ static void metrics_hist(struct metrics_out *o, const char *name, const struct m
     char v[32];
     uint64_t cum = 0;
 
-    for (int i = 0; i <= CW_SEG_LAT_BUCKETS; i++) {
+    for (int i = 0; i <= CW_METRICS_LAT_BUCKETS; i++) {
         cum += h->b[i];
-        if (i < CW_SEG_LAT_BUCKETS)
+        if (i < CW_METRICS_LAT_BUCKETS)
             metrics_seconds(v, sizeof(v), (uint64_t)metrics_bounds_us[i]);
         else
             snprintf(v, sizeof(v), "+Inf");
@@ -260,28 +252,28 @@ static uint64_t metrics_hist_count(const struct cw_metrics_hist *h)
 {
     uint64_t n = 0;
 
-    for (int i = 0; i <= CW_SEG_LAT_BUCKETS; i++)
+    for (int i = 0; i <= CW_METRICS_LAT_BUCKETS; i++)
         n += h->b[i];
     return n;
 }
 
 static const char *metrics_route_label(const struct cw_metrics_snapshot *s, size_t rt)
 {
-    if (rt == CW_SEG_ROUTE_NONE) return "none";
+    if (rt == CW_METRICS_ROUTE_NONE) return "none";
     return s->route_labels[rt] ? s->route_labels[rt] : "unknown";
 }
 
 static void metrics_requests(struct metrics_out *o, const struct cw_metrics_snapshot *s)
 {
-    size_t routes = s->route_count > CW_SEG_ROUTES ? CW_SEG_ROUTES : s->route_count;
+    size_t routes = s->route_count > CW_METRICS_ROUTES ? CW_METRICS_ROUTES : s->route_count;
 
     metrics_family(o, "cachewarp_requests_total", "counter",
                    "Client requests answered, by route, method class and cache result.");
-    for (size_t rt = 0; rt < CW_SEG_ROUTE_BUCKETS; rt++) {
+    for (size_t rt = 0; rt < CW_METRICS_ROUTE_BUCKETS; rt++) {
         bool in_use = rt < routes;
-        if (!in_use && rt != CW_SEG_ROUTE_NONE) continue;
-        for (int res = 0; res < CW_SEG_RESULT_COUNT; res++) {
-            for (int m = 0; m < CW_SEG_METHOD_COUNT; m++) {
+        if (!in_use && rt != CW_METRICS_ROUTE_NONE) continue;
+        for (int res = 0; res < CW_METRICS_RESULT_COUNT; res++) {
+            for (int m = 0; m < CW_METRICS_METHOD_COUNT; m++) {
                 uint64_t v = s->n.req[rt][res][m];
                 if (!in_use && v == 0) continue; /* "none": only what happened */
                 metrics_puts(o, "cachewarp_requests_total{");
@@ -294,9 +286,9 @@ static void metrics_requests(struct metrics_out *o, const struct cw_metrics_snap
     metrics_family(o, "cachewarp_request_duration_seconds", "histogram",
                    "Time from a request's arrival until its answer was sent, by route and "
                    "cache result.");
-    for (size_t rt = 0; rt < CW_SEG_ROUTE_BUCKETS; rt++) {
-        if (rt >= routes && rt != CW_SEG_ROUTE_NONE) continue;
-        for (int res = 0; res < CW_SEG_RESULT_COUNT; res++) {
+    for (size_t rt = 0; rt < CW_METRICS_ROUTE_BUCKETS; rt++) {
+        if (rt >= routes && rt != CW_METRICS_ROUTE_NONE) continue;
+        for (int res = 0; res < CW_METRICS_RESULT_COUNT; res++) {
             const struct cw_metrics_hist *h = &s->n.req_lat[rt][res];
             if (metrics_hist_count(h) == 0) continue;
             struct metrics_series l = {"route", metrics_route_label(s, rt), "result",
@@ -305,23 +297,23 @@ static void metrics_requests(struct metrics_out *o, const struct cw_metrics_snap
         }
     }
     metrics_plain(o, "cachewarp_response_body_bytes_total", "counter",
-                  "Response body bytes queued to clients.", s->n.c[CW_SEG_BYTES_OUT]);
+                  "Response body bytes queued to clients.", s->n.c[CW_METRICS_BYTES_OUT]);
     metrics_plain(o, "cachewarp_coalesced_requests_total", "counter",
                   "Requests that waited for another request's origin fetch of the same key.",
-                  s->n.c[CW_SEG_COALESCED]);
+                  s->n.c[CW_METRICS_COALESCED]);
     metrics_plain(o, "cachewarp_fetch_queue_full_total", "counter",
                   "Origin fetches refused because a worker's fetch queue was full.",
-                  s->n.c[CW_SEG_FETCH_QUEUE_FULL]);
+                  s->n.c[CW_METRICS_FETCH_QUEUE_FULL]);
 }
 
 static void metrics_origins(struct metrics_out *o, const struct cw_metrics_snapshot *s)
 {
-    size_t origins = s->origin_count > CW_SEG_ORIGINS ? CW_SEG_ORIGINS : s->origin_count;
+    size_t origins = s->origin_count > CW_METRICS_ORIGINS ? CW_METRICS_ORIGINS : s->origin_count;
 
     metrics_family(o, "cachewarp_origin_requests_total", "counter",
                    "Requests sent to origins, by origin and status class (error: no answer).");
     for (size_t i = 0; i < origins; i++) {
-        for (int c = 0; c < CW_SEG_OSTATUS_COUNT; c++) {
+        for (int c = 0; c < CW_METRICS_OSTATUS_COUNT; c++) {
             metrics_puts(o, "cachewarp_origin_requests_total{");
             metrics_label(o, "origin", s->origin_labels[i] ? s->origin_labels[i] : "unknown");
             metrics_printf(o, ",status_class=\"%s\"} %" PRIu64 "\n", metrics_ostatus_names[c],
@@ -363,22 +355,23 @@ static void metrics_l1(struct metrics_out *o, const struct cw_metrics_snapshot *
                    "Entries evicted from L1, by reason (expired: past every stale window; "
                    "clock: not hit since the last sweep while over the watermark).");
     metrics_printf(o, "cachewarp_l1_evictions_total{reason=\"expired\"} %" PRIu64 "\n",
-                   c[CW_SEG_EVICT_EXPIRED]);
+                   c[CW_METRICS_EVICT_EXPIRED]);
     metrics_printf(o, "cachewarp_l1_evictions_total{reason=\"clock\"} %" PRIu64 "\n",
-                   c[CW_SEG_EVICT_CLOCK]);
+                   c[CW_METRICS_EVICT_CLOCK]);
     metrics_plain(o, "cachewarp_l1_eviction_visited_total", "counter",
-                  "Entries the eviction sweep has passed (its progress).", c[CW_SEG_EVICT_VISITED]);
+                  "Entries the eviction sweep has passed (its progress).",
+                  c[CW_METRICS_EVICT_VISITED]);
     metrics_plain(o, "cachewarp_l1_second_chances_total", "counter",
                   "Hit bits the eviction sweep cleared, sparing a recently hit entry.",
-                  c[CW_SEG_EVICT_SECOND_CHANCE]);
+                  c[CW_METRICS_EVICT_SECOND_CHANCE]);
     metrics_family(o, "cachewarp_l1_writes_total", "counter", "Entries written to L1, by outcome.");
     metrics_printf(o, "cachewarp_l1_writes_total{outcome=\"stored\"} %" PRIu64 "\n",
-                   c[CW_SEG_STORE_PUT]);
+                   c[CW_METRICS_STORE_PUT]);
     metrics_printf(o, "cachewarp_l1_writes_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_SEG_STORE_PUT_FAIL]);
+                   c[CW_METRICS_STORE_PUT_FAIL]);
     metrics_plain(o, "cachewarp_l1_bad_entries_total", "counter",
                   "Stored entries that failed validation on read (deleted, served as a miss).",
-                  c[CW_SEG_STORE_BAD_ENTRY]);
+                  c[CW_METRICS_STORE_BAD_ENTRY]);
 }
 
 static void metrics_background(struct metrics_out *o, const struct cw_metrics_snapshot *s)
@@ -388,11 +381,11 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
     metrics_family(o, "cachewarp_refreshes_total", "counter",
                    "Background refreshes (stale-while-revalidate, refresh-ahead), by outcome.");
     metrics_printf(o, "cachewarp_refreshes_total{outcome=\"stored\"} %" PRIu64 "\n",
-                   c[CW_SEG_REFRESH_OK]);
+                   c[CW_METRICS_REFRESH_OK]);
     metrics_printf(o, "cachewarp_refreshes_total{outcome=\"not_modified\"} %" PRIu64 "\n",
-                   c[CW_SEG_REFRESH_NOT_MODIFIED]);
+                   c[CW_METRICS_REFRESH_NOT_MODIFIED]);
     metrics_printf(o, "cachewarp_refreshes_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_SEG_REFRESH_FAIL]);
+                   c[CW_METRICS_REFRESH_FAIL]);
     /* L2 is not built yet: the families exist so that dashboards and alerts can be written
      * now; the values stay 0 until it is. */
     metrics_plain(o, "cachewarp_l2_hits_total", "counter",
@@ -410,7 +403,7 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
                   s->n.worker_restarts);
     metrics_plain(o, "cachewarp_access_log_dropped_lines_total", "counter",
                   "Access-log lines dropped because the writer fell behind or failed.",
-                  c[CW_SEG_ACCESSLOG_DROPPED]);
+                  c[CW_METRICS_ACCESSLOG_DROPPED]);
 }
 
 int cw_metrics_format(const struct cw_metrics_snapshot *s, struct cw_metrics_buf *out)

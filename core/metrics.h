@@ -5,7 +5,7 @@
  * caller owns; no clock, file or socket. The stats process serves the text on /metrics and
  * writes it to the node_exporter textfile. Metric names follow Prometheus conventions:
  * prefix cachewarp_, base units (seconds, bytes), _total on counters, HELP and TYPE on
- * every family, label values escaped. The families are listed in docs/metrics.md.
+ * every family, label values escaped. The families are listed in docs/METRICS.md.
  * Thread-safe: no state. */
 #ifndef CW_METRICS_H
 #define CW_METRICS_H
@@ -15,24 +15,24 @@
 #include <stdint.h>
 
 #include "core/common.h"
-#include "shm/seg_types.h" /* dimensions and enums of the counters; types only */
+#include "core/metrics_types.h"
 
 #define CW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 /* A latency histogram as read: per-bucket counts (not cumulative; the last is +Inf only)
  * and the sum of the observations in microseconds. */
 struct cw_metrics_hist {
-    uint64_t b[CW_SEG_LAT_BUCKETS + 1];
+    uint64_t b[CW_METRICS_LAT_BUCKETS + 1];
     uint64_t sum_us;
 };
 
 /* The counters of every slot added up (cw_seg_collect() fills it). */
 struct cw_metrics_counts {
-    uint64_t c[CW_SEG_COUNTER_COUNT];
-    uint64_t req[CW_SEG_ROUTE_BUCKETS][CW_SEG_RESULT_COUNT][CW_SEG_METHOD_COUNT];
-    struct cw_metrics_hist req_lat[CW_SEG_ROUTE_BUCKETS][CW_SEG_RESULT_COUNT];
-    uint64_t origin_req[CW_SEG_ORIGINS][CW_SEG_OSTATUS_COUNT];
-    struct cw_metrics_hist origin_lat[CW_SEG_ORIGINS];
+    uint64_t c[CW_METRICS_COUNTER_COUNT];
+    uint64_t req[CW_METRICS_ROUTE_BUCKETS][CW_METRICS_RESULT_COUNT][CW_METRICS_METHOD_COUNT];
+    struct cw_metrics_hist req_lat[CW_METRICS_ROUTE_BUCKETS][CW_METRICS_RESULT_COUNT];
+    uint64_t origin_req[CW_METRICS_ORIGINS][CW_METRICS_OSTATUS_COUNT];
+    struct cw_metrics_hist origin_lat[CW_METRICS_ORIGINS];
     uint64_t worker_restarts;
 };
 
@@ -41,10 +41,10 @@ struct cw_metrics_snapshot {
     const char *version; /* cachewarp_build_info{version} */
     struct cw_metrics_counts n;
     /* Labels of the route buckets in use: route_labels[i] for bucket i < route_count
-     * (route_count <= CW_SEG_ROUTES). The no-route bucket is always printed as "none". */
-    const char *route_labels[CW_SEG_ROUTES];
+     * (route_count <= CW_METRICS_ROUTES). The no-route bucket is always printed as "none". */
+    const char *route_labels[CW_METRICS_ROUTES];
     size_t route_count;
-    const char *origin_labels[CW_SEG_ORIGINS];
+    const char *origin_labels[CW_METRICS_ORIGINS];
     size_t origin_count;
     bool has_l1; /* false: the L1 gauges are left out (the store could not be read) */
     uint64_t l1_entries;
@@ -70,11 +70,5 @@ void cw_metrics_buf_free(struct cw_metrics_buf *b);
  * have seen a request. */
 CW_MUST_CHECK int cw_metrics_format(const struct cw_metrics_snapshot *s,
                                     struct cw_metrics_buf *out);
-
-/* The label value of a result, a method class and an origin status class, as printed
- * ("hit", "stale_error"; "GET", "other"; "2xx", "error"). */
-const char *cw_metrics_result_name(enum cw_seg_result r);
-const char *cw_metrics_method_name(enum cw_seg_method m);
-const char *cw_metrics_ostatus_name(enum cw_seg_ostatus s);
 
 #endif /* CW_METRICS_H */

@@ -43,7 +43,7 @@ void cw_seg_destroy(struct cw_seg *seg)
     munmap(seg, sizeof(*seg));
 }
 
-uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_seg_counter c)
+uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_metrics_counter c)
 {
     uint64_t sum = 0;
 
@@ -59,7 +59,7 @@ static uint64_t seg_load(const _Atomic uint64_t *v)
 
 static void seg_hist_collect(const struct cw_seg_hist *h, struct cw_metrics_hist *out)
 {
-    for (int i = 0; i <= CW_SEG_LAT_BUCKETS; i++)
+    for (int i = 0; i <= CW_METRICS_LAT_BUCKETS; i++)
         out->b[i] += seg_load(&h->b[i]);
     out->sum_us += seg_load(&h->sum_us);
 }
@@ -69,17 +69,17 @@ void cw_seg_collect(const struct cw_seg *seg, struct cw_metrics_counts *out)
     memset(out, 0, sizeof(*out));
     for (unsigned i = 0; i < CW_SEG_SLOTS; i++) {
         const struct cw_seg_slot *s = &seg->slots[i];
-        for (int c = 0; c < CW_SEG_COUNTER_COUNT; c++)
+        for (int c = 0; c < CW_METRICS_COUNTER_COUNT; c++)
             out->c[c] += seg_load(&s->c[c]);
-        for (int rt = 0; rt < CW_SEG_ROUTE_BUCKETS; rt++) {
-            for (int res = 0; res < CW_SEG_RESULT_COUNT; res++) {
-                for (int m = 0; m < CW_SEG_METHOD_COUNT; m++)
+        for (int rt = 0; rt < CW_METRICS_ROUTE_BUCKETS; rt++) {
+            for (int res = 0; res < CW_METRICS_RESULT_COUNT; res++) {
+                for (int m = 0; m < CW_METRICS_METHOD_COUNT; m++)
                     out->req[rt][res][m] += seg_load(&s->req[rt][res][m]);
                 seg_hist_collect(&s->req_lat[rt][res], &out->req_lat[rt][res]);
             }
         }
-        for (int o = 0; o < CW_SEG_ORIGINS; o++) {
-            for (int c = 0; c < CW_SEG_OSTATUS_COUNT; c++)
+        for (int o = 0; o < CW_METRICS_ORIGINS; o++) {
+            for (int c = 0; c < CW_METRICS_OSTATUS_COUNT; c++)
                 out->origin_req[o][c] += seg_load(&s->origin_req[o][c]);
             seg_hist_collect(&s->origin_lat[o], &out->origin_lat[o]);
         }

@@ -26,26 +26,26 @@ CW_MUST_CHECK int cw_seg_create(struct cw_seg **out);
 void cw_seg_destroy(struct cw_seg *seg);
 
 /* Adds n to counter c of slot. slot must be < CW_SEG_SLOTS. */
-static inline void cw_seg_add(struct cw_seg *seg, int slot, enum cw_seg_counter c, uint64_t n)
+static inline void cw_seg_add(struct cw_seg *seg, int slot, enum cw_metrics_counter c, uint64_t n)
 {
     atomic_fetch_add_explicit(&seg->slots[slot].c[c], n, memory_order_relaxed);
 }
 
 /* Sum of counter c over every slot. */
-uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_seg_counter c);
+uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_metrics_counter c);
 
 /* Sums every slot's counters and histograms, and the segment-wide counters, into *out
  * (overwritten). Relaxed loads: each value is one a writer stored, and every value only
  * grows, so a later call never reports less than an earlier one. */
 void cw_seg_collect(const struct cw_seg *seg, struct cw_metrics_counts *out);
 
-/* The latency bucket of a duration: the first bound >= us, or CW_SEG_LAT_BUCKETS (+Inf). */
+/* The latency bucket of a duration: the first bound >= us, or CW_METRICS_LAT_BUCKETS (+Inf). */
 static inline int cw_seg_lat_bucket(int64_t us)
 {
-    static const int64_t bounds[CW_SEG_LAT_BUCKETS] = CW_SEG_LAT_BOUNDS_US;
+    static const int64_t bounds[CW_METRICS_LAT_BUCKETS] = CW_METRICS_LAT_BOUNDS_US;
     int i = 0;
 
-    while (i < CW_SEG_LAT_BUCKETS && us > bounds[i])
+    while (i < CW_METRICS_LAT_BUCKETS && us > bounds[i])
         i++;
     return i;
 }
@@ -59,42 +59,45 @@ static inline void cw_seg_hist_add(struct cw_seg_hist *h, int64_t us)
 }
 
 /* The method class of a request method (NUL-terminated; NULL counts as other). */
-static inline enum cw_seg_method cw_seg_method_of(const char *method)
+static inline enum cw_metrics_method cw_seg_method_of(const char *method)
 {
-    if (method == NULL) return CW_SEG_METHOD_OTHER;
-    if (strcmp(method, "GET") == 0) return CW_SEG_METHOD_GET;
-    if (strcmp(method, "HEAD") == 0) return CW_SEG_METHOD_HEAD;
-    return CW_SEG_METHOD_OTHER;
+    if (method == NULL) return CW_METRICS_METHOD_OTHER;
+    if (strcmp(method, "GET") == 0) return CW_METRICS_METHOD_GET;
+    if (strcmp(method, "HEAD") == 0) return CW_METRICS_METHOD_HEAD;
+    return CW_METRICS_METHOD_OTHER;
 }
 
 /* The status class of an origin answer; 0 (no answer) and anything outside 100..599 are
- * CW_SEG_OSTATUS_ERROR. */
-static inline enum cw_seg_ostatus cw_seg_ostatus_of(int status)
+ * CW_METRICS_OSTATUS_ERROR. */
+static inline enum cw_metrics_ostatus cw_seg_ostatus_of(int status)
 {
-    if (status < 100 || status > 599) return CW_SEG_OSTATUS_ERROR;
-    return (enum cw_seg_ostatus)(status / 100 - 1);
+    if (status < 100 || status > 599) return CW_METRICS_OSTATUS_ERROR;
+    return (enum cw_metrics_ostatus)(status / 100 - 1);
 }
 
 /* Counts one finished client request in slot: route is the index into cfg->routes (-1 when
- * no route matched; indexes past CW_SEG_ROUTES - 1 share the last bucket), latency_us the
+ * no route matched; indexes past CW_METRICS_ROUTES - 1 share the last bucket), latency_us the
  * time from the request's arrival until its answer was sent. Out-of-range result or method
  * values are clamped, never trusted as indexes. */
 static inline void cw_seg_record_request(struct cw_seg *seg, int slot, int route,
-                                         enum cw_seg_result result, enum cw_seg_method method,
-                                         int64_t latency_us)
+                                         enum cw_metrics_result result,
+                                         enum cw_metrics_method method, int64_t latency_us)
 {
     struct cw_seg_slot *s = &seg->slots[slot];
-    unsigned rt = route < 0 ? CW_SEG_ROUTE_NONE
-                            : (route >= CW_SEG_ROUTES ? CW_SEG_ROUTES - 1 : (unsigned)route);
-    unsigned res = (unsigned)result < CW_SEG_RESULT_COUNT ? (unsigned)result : CW_SEG_RESULT_ERROR;
-    unsigned m = (unsigned)method < CW_SEG_METHOD_COUNT ? (unsigned)method : CW_SEG_METHOD_OTHER;
+    unsigned rt = route < 0
+                      ? CW_METRICS_ROUTE_NONE
+                      : (route >= CW_METRICS_ROUTES ? CW_METRICS_ROUTES - 1 : (unsigned)route);
+    unsigned res =
+        (unsigned)result < CW_METRICS_RESULT_COUNT ? (unsigned)result : CW_METRICS_RESULT_ERROR;
+    unsigned m =
+        (unsigned)method < CW_METRICS_METHOD_COUNT ? (unsigned)method : CW_METRICS_METHOD_OTHER;
 
     atomic_fetch_add_explicit(&s->req[rt][res][m], 1, memory_order_relaxed);
     cw_seg_hist_add(&s->req_lat[rt][res], latency_us);
 }
 
 /* Counts one origin request in slot: origin is the index into cfg->origins (indexes past
- * CW_SEG_ORIGINS - 1 share the last bucket; a negative one is not counted), status the
+ * CW_METRICS_ORIGINS - 1 share the last bucket; a negative one is not counted), status the
  * answer's status or 0 for a transport error, latency_us the time the fetch took. */
 static inline void cw_seg_record_origin(struct cw_seg *seg, int slot, int origin, int status,
                                         int64_t latency_us)
@@ -103,7 +106,7 @@ static inline void cw_seg_record_origin(struct cw_seg *seg, int slot, int origin
     unsigned o;
 
     if (origin < 0) return;
-    o = origin >= CW_SEG_ORIGINS ? CW_SEG_ORIGINS - 1 : (unsigned)origin;
+    o = origin >= CW_METRICS_ORIGINS ? CW_METRICS_ORIGINS - 1 : (unsigned)origin;
     atomic_fetch_add_explicit(&s->origin_req[o][cw_seg_ostatus_of(status)], 1,
                               memory_order_relaxed);
     cw_seg_hist_add(&s->origin_lat[o], latency_us);

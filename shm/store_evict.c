@@ -73,10 +73,10 @@ void cw_store_set_seg(struct cw_store *st, struct cw_seg *seg, int slot)
 static void store_evict_count(struct cw_store *st, const struct cw_store_evict_stats *stats)
 {
     if (st->seg == NULL) return;
-    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_EXPIRED, stats->expired);
-    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_CLOCK, stats->clock);
-    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_VISITED, stats->visited);
-    cw_seg_add(st->seg, st->slot, CW_SEG_EVICT_SECOND_CHANCE, stats->second_chance);
+    cw_seg_add(st->seg, st->slot, CW_METRICS_EVICT_EXPIRED, stats->expired);
+    cw_seg_add(st->seg, st->slot, CW_METRICS_EVICT_CLOCK, stats->clock);
+    cw_seg_add(st->seg, st->slot, CW_METRICS_EVICT_VISITED, stats->visited);
+    cw_seg_add(st->seg, st->slot, CW_METRICS_EVICT_SECOND_CHANCE, stats->second_chance);
 }
 
 int store_used_pages(struct cw_store *st, MDB_txn *txn, size_t *used)

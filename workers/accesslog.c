@@ -288,7 +288,7 @@ static void accesslog_count_drops(struct cw_accesslog *log, uint64_t n)
 {
     if (n == 0) return;
     atomic_fetch_add_explicit(&log->dropped, n, memory_order_relaxed);
-    if (log->seg != NULL) cw_seg_add(log->seg, log->slot, CW_SEG_ACCESSLOG_DROPPED, n);
+    if (log->seg != NULL) cw_seg_add(log->seg, log->slot, CW_METRICS_ACCESSLOG_DROPPED, n);
 }
 
 static uint64_t accesslog_count_lines(const char *p, size_t n)

@@ -7,7 +7,7 @@
  * The flusher writes a buffer when it fills (the writer swaps it out) or when its oldest
  * line is about a second old. When both buffers are busy (the disk is slower than the
  * traffic), the line is dropped and counted (cw_accesslog_dropped(), and
- * CW_SEG_ACCESSLOG_DROPPED once a segment is set). Every worker opens its own after fork();
+ * CW_METRICS_ACCESSLOG_DROPPED once a segment is set). Every worker opens its own after fork();
  * their O_APPEND writes of whole lines never interleave in a file, and writes to a pipe
  * (stderr) are cut at line ends into PIPE_BUF pieces so that they do not either.
  *

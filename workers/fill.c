@@ -253,10 +253,10 @@ static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct
         rc = cw_store_put(f->store, &q->key, h, full, hdrs, n, body);
     }
     if (rc < 0) {
-        cw_seg_add(f->seg, f->slot, CW_SEG_STORE_PUT_FAIL, 1);
+        cw_seg_add(f->seg, f->slot, CW_METRICS_STORE_PUT_FAIL, 1);
         return rc;
     }
-    cw_seg_add(f->seg, f->slot, CW_SEG_STORE_PUT, 1);
+    cw_seg_add(f->seg, f->slot, CW_METRICS_STORE_PUT, 1);
     return 0;
 }
 

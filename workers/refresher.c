@@ -215,7 +215,7 @@ static void refr_on_done(struct cw_fetch_job *job, void *cls)
         cw_seg_record_origin(rf->seg, rf->slot, j->q.rt->origin, job->rc == 0 ? job->status : 0,
                              (job->response_time_ms - job->request_time_ms) * 1000);
     if (job->rc != 0 || job->status >= 500) {
-        cw_seg_add(rf->seg, rf->slot, CW_SEG_REFRESH_FAIL, 1);
+        cw_seg_add(rf->seg, rf->slot, CW_METRICS_REFRESH_FAIL, 1);
         if (job->rc != 0 && job->rc != -ECANCELED)
             cw_warn_rl("refresher: %s: %s", j->url, job->errbuf);
         cw_fill_abandon(&rf->fill, &j->q, false);
@@ -223,8 +223,8 @@ static void refr_on_done(struct cw_fetch_job *job, void *cls)
         cw_fill_complete(&rf->fill, &j->q, job, &res);
         j->ok = res.stored;
         cw_seg_add(rf->seg, rf->slot,
-                   res.revalidated ? CW_SEG_REFRESH_NOT_MODIFIED
-                                   : (res.stored ? CW_SEG_REFRESH_OK : CW_SEG_REFRESH_FAIL),
+                   res.revalidated ? CW_METRICS_REFRESH_NOT_MODIFIED
+                                   : (res.stored ? CW_METRICS_REFRESH_OK : CW_METRICS_REFRESH_FAIL),
                    1);
     }
     pthread_mutex_lock(&rf->lock);
@@ -401,11 +401,11 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
     *next_sweep = now + REFR_SWEEP_IDLE_MS;
     rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms(), REFR_EVICT_VISIT, &st);
     if (rc < 0) return false;
-    cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_VISITED, st.visited);
-    cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_SECOND_CHANCE, st.second_chance);
+    cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_VISITED, st.visited);
+    cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_SECOND_CHANCE, st.second_chance);
     if (st.expired + st.clock > 0) {
-        cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_EXPIRED, st.expired);
-        cw_seg_add(rf->seg, rf->slot, CW_SEG_EVICT_CLOCK, st.clock);
+        cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_EXPIRED, st.expired);
+        cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_CLOCK, st.clock);
     }
     /* Pressure (a step every tick) only above the high watermark, where the CLOCK hand runs
      * down to the low one; between the two marks a full cache is simply in its steady state. */

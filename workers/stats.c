@@ -34,7 +34,7 @@ struct stats {
     struct cw_store *store; /* NULL when L1 could not be opened: no L1 gauges */
     struct MHD_Daemon *mhd;
     pthread_mutex_t lock; /* one snapshot at a time: the MHD and textfile threads */
-    char route_labels[CW_SEG_ROUTES][STATS_LABEL_BYTES];
+    char route_labels[CW_METRICS_ROUTES][STATS_LABEL_BYTES];
     size_t route_count;
     size_t origin_count;
     /* Textfile thread. */
@@ -55,7 +55,7 @@ static int stats_render(struct stats *st, struct cw_metrics_buf *out);
 static void stats_route_labels(struct stats *st)
 {
     const struct cw_config *cfg = st->cfg;
-    size_t n = cfg->route_count < CW_SEG_ROUTES ? cfg->route_count : CW_SEG_ROUTES;
+    size_t n = cfg->route_count < CW_METRICS_ROUTES ? cfg->route_count : CW_METRICS_ROUTES;
 
     for (size_t i = 0; i < n; i++) {
         const struct cw_config_route *r = &cfg->routes[i];
@@ -71,10 +71,11 @@ static void stats_route_labels(struct stats *st)
             break;
         }
     }
-    if (cfg->route_count > CW_SEG_ROUTES)
-        snprintf(st->route_labels[CW_SEG_ROUTES - 1], STATS_LABEL_BYTES, "other");
+    if (cfg->route_count > CW_METRICS_ROUTES)
+        snprintf(st->route_labels[CW_METRICS_ROUTES - 1], STATS_LABEL_BYTES, "other");
     st->route_count = n;
-    st->origin_count = cfg->origin_count < CW_SEG_ORIGINS ? cfg->origin_count : CW_SEG_ORIGINS;
+    st->origin_count =
+        cfg->origin_count < CW_METRICS_ORIGINS ? cfg->origin_count : CW_METRICS_ORIGINS;
 }
 
 /* The whole exposition into out: 0, or -ENOMEM. */
@@ -90,7 +91,8 @@ static int stats_render(struct stats *st, struct cw_metrics_buf *out)
     s->route_count = st->route_count;
     for (size_t i = 0; i < st->origin_count; i++)
         s->origin_labels[i] = st->cfg->origins[i].name;
-    if (st->cfg->origin_count > CW_SEG_ORIGINS) s->origin_labels[CW_SEG_ORIGINS - 1] = "other";
+    if (st->cfg->origin_count > CW_METRICS_ORIGINS)
+        s->origin_labels[CW_METRICS_ORIGINS - 1] = "other";
     s->origin_count = st->origin_count;
     s->l1_size_bytes = st->cfg->cache_size_bytes;
     s->start_time_ms = (int64_t)atomic_load_explicit(&st->seg->started_at_ms, memory_order_relaxed);

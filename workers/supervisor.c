@@ -22,6 +22,7 @@
  * dead child, restarted with backoff and counted. */
 #include "workers/supervisor.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -69,9 +70,11 @@ enum sup_kind {
     SUP_WORKER = 0,
     SUP_REFRESHER,
     SUP_STATS,
+    SUP_KIND_COUNT,
 };
 
 static const char *const sup_kind_names[] = {"worker", "refresher", "stats"};
+static_assert(CW_ARRAY_LEN(sup_kind_names) == SUP_KIND_COUNT, "a name for every kind");
 
 struct sup_child {
     enum sup_kind kind;

@@ -3,6 +3,7 @@
 #include "workers/worker.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -61,17 +62,19 @@ bool worker_is_hop(struct cw_str name, struct cw_str conn)
     return conn.len > 0 && cw_cc_list_has(conn, name);
 }
 
-void worker_count(struct worker_req *r, enum worker_result res)
+void worker_count(struct worker_req *r, enum cw_metrics_result res)
 {
-    static const enum cw_seg_counter map[] = {
-        [WRES_HIT] = CW_SEG_REQ_HIT,
-        [WRES_MISS] = CW_SEG_REQ_MISS,
-        [WRES_STALE] = CW_SEG_REQ_STALE,
-        [WRES_REVALIDATED] = CW_SEG_REQ_REVALIDATED,
-        [WRES_PASS] = CW_SEG_REQ_PASS,
-        [WRES_ERROR] = CW_SEG_REQ_ERROR,
-        [WRES_STALE_ERROR] = CW_SEG_REQ_STALE_ERROR,
+    static const enum cw_metrics_counter map[] = {
+        [CW_METRICS_RESULT_HIT] = CW_METRICS_REQ_HIT,
+        [CW_METRICS_RESULT_MISS] = CW_METRICS_REQ_MISS,
+        [CW_METRICS_RESULT_STALE] = CW_METRICS_REQ_STALE,
+        [CW_METRICS_RESULT_REVALIDATED] = CW_METRICS_REQ_REVALIDATED,
+        [CW_METRICS_RESULT_PASS] = CW_METRICS_REQ_PASS,
+        [CW_METRICS_RESULT_ERROR] = CW_METRICS_REQ_ERROR,
+        [CW_METRICS_RESULT_STALE_ERROR] = CW_METRICS_REQ_STALE_ERROR,
     };
+    static_assert(CW_ARRAY_LEN(map) == CW_METRICS_RESULT_COUNT, "a counter for every result");
+
     r->result = res;
     cw_seg_add(r->w->seg, r->w->slot, map[res], 1);
 }
@@ -286,7 +289,7 @@ enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const
     MHD_add_response_header(resp, "X-Cache", "ERROR");
     snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
     MHD_add_response_header(resp, "Cache-Status", cs);
-    worker_count(r, WRES_ERROR);
+    worker_count(r, CW_METRICS_RESULT_ERROR);
     r->bytes = strlen(body);
     return worker_queue(r, status, resp);
 }
@@ -423,7 +426,7 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
             continue;
         (void)worker_resp_add(resp, name, value); /* over-long headers were refused earlier */
     }
-    if (r->result == WRES_PASS) {
+    if (r->result == CW_METRICS_RESULT_PASS) {
         MHD_add_response_header(resp, "X-Cache", "PASS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d",
                  r->fwd_request ? "request" : "method", job->status);
@@ -468,7 +471,7 @@ static enum MHD_Result worker_lookup_or_fetch(struct worker_req *r)
     if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
     if (r->has_req_cc && (r->req_cc.flags & CW_CC_ONLY_IF_CACHED))
         return worker_answer_error(r, 504, "not in cache (only-if-cached)\n", "only-if-cached");
-    r->result = WRES_MISS;
+    r->result = CW_METRICS_RESULT_MISS;
     return worker_hit_coalesce(r);
 }
 
@@ -528,7 +531,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     if (resp == NULL) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
-    worker_count(r, WRES_PASS);
+    worker_count(r, CW_METRICS_RESULT_PASS);
     r->bytes = (uint64_t)len;
     return worker_queue(r, count > 0 ? 200 : 404, resp);
 }
@@ -646,7 +649,7 @@ static enum MHD_Result worker_dispatch(struct worker_req *r)
         }
     }
     if (!r->cacheable) {
-        r->result = WRES_PASS;
+        r->result = CW_METRICS_RESULT_PASS;
         return worker_miss_start(r);
     }
     return worker_lookup_or_fetch(r);
@@ -817,14 +820,16 @@ static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *co
 
 /* The X-Cache word of a result, for the access log. */
 static const char *const worker_result_names[] = {
-    [WRES_HIT] = "HIT",
-    [WRES_MISS] = "MISS",
-    [WRES_STALE] = "STALE",
-    [WRES_REVALIDATED] = "REVALIDATED",
-    [WRES_PASS] = "PASS",
-    [WRES_ERROR] = "ERROR",
-    [WRES_STALE_ERROR] = "STALE-ERROR",
+    [CW_METRICS_RESULT_HIT] = "HIT",
+    [CW_METRICS_RESULT_MISS] = "MISS",
+    [CW_METRICS_RESULT_STALE] = "STALE",
+    [CW_METRICS_RESULT_REVALIDATED] = "REVALIDATED",
+    [CW_METRICS_RESULT_PASS] = "PASS",
+    [CW_METRICS_RESULT_ERROR] = "ERROR",
+    [CW_METRICS_RESULT_STALE_ERROR] = "STALE-ERROR",
 };
+static_assert(CW_ARRAY_LEN(worker_result_names) == CW_METRICS_RESULT_COUNT,
+              "an access-log word for every result");
 
 /* Counts a request that was answered and writes its access-log line. */
 static void worker_record(struct cw_worker *w, struct worker_req *r, struct MHD_Connection *conn)
@@ -833,9 +838,8 @@ static void worker_record(struct cw_worker *w, struct worker_req *r, struct MHD_
     int route = r->rt ? (int)(r->rt - w->cfg->routes) : -1;
     char addr[INET6_ADDRSTRLEN];
 
-    cw_seg_record_request(w->seg, w->slot, route, (enum cw_seg_result)r->result,
-                          cw_seg_method_of(r->method), took_us);
-    cw_seg_add(w->seg, w->slot, CW_SEG_BYTES_OUT, r->bytes);
+    cw_seg_record_request(w->seg, w->slot, route, r->result, cw_seg_method_of(r->method), took_us);
+    cw_seg_add(w->seg, w->slot, CW_METRICS_BYTES_OUT, r->bytes);
     if (w->alog == NULL) return;
     worker_client_addr(conn, addr, sizeof(addr));
     struct cw_accesslog_rec rec = {

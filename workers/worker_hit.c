@@ -2,6 +2,7 @@
  * serve fresh, stale or not at all (RFC 9111 §4, RFC 5861), conditional and range answers
  * from the stored response (RFC 9110 §13, §14), and the coalescing lease on a miss. Nothing
  * here waits on the network: a miss leaves through worker_miss_start() or a suspension. */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ enum hit_kind {
     HIT_STALE_CLIENT, /* the client's max-stale accepts it */
     HIT_STALE_ERROR,  /* stale-if-error after an origin failure */
     HIT_REVALIDATED,  /* just revalidated with the origin */
-    HIT_FILLED,       /* this request's own miss, answered from what it stored */
+    HIT_FILLED,       /* this request's own miss, answered from what it stored; the last */
 };
 
 const char *worker_hit_fwd(const struct worker_req *r)
@@ -150,14 +151,15 @@ static unsigned hit_client_status(struct worker_req *r, const struct cw_entry_vi
     return v->h.status; /* several ranges or a bad header: the whole body (RFC 9110 §14.2) */
 }
 
-static const enum worker_result hit_kind_result[] = {
-    [HIT_FRESH] = WRES_HIT,
-    [HIT_STALE_SWR] = WRES_STALE,
-    [HIT_STALE_CLIENT] = WRES_STALE,
-    [HIT_STALE_ERROR] = WRES_STALE_ERROR,
-    [HIT_REVALIDATED] = WRES_REVALIDATED,
-    [HIT_FILLED] = WRES_MISS,
+static const enum cw_metrics_result hit_kind_result[] = {
+    [HIT_FRESH] = CW_METRICS_RESULT_HIT,
+    [HIT_STALE_SWR] = CW_METRICS_RESULT_STALE,
+    [HIT_STALE_CLIENT] = CW_METRICS_RESULT_STALE,
+    [HIT_STALE_ERROR] = CW_METRICS_RESULT_STALE_ERROR,
+    [HIT_REVALIDATED] = CW_METRICS_RESULT_REVALIDATED,
+    [HIT_FILLED] = CW_METRICS_RESULT_MISS,
 };
+static_assert(CW_ARRAY_LEN(hit_kind_result) == HIT_FILLED + 1, "a result for every hit kind");
 
 /* Builds and queues the answer from a stored entry. 0, or -errno. */
 static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum hit_kind kind,
@@ -307,10 +309,10 @@ int worker_hit_lookup(struct worker_req *r)
     r->gen0 = atomic_load_explicit(cw_seg_fill_gen(r->w->seg, &r->q.key), memory_order_acquire);
     rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
                        hit_on_entry, r);
-    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
     if (rc == -EINVAL) {
         /* Stored, but not servable (a header MHD refuses): a bad entry, so a miss. */
-        cw_seg_add(r->w->seg, r->w->slot, CW_SEG_STORE_BAD_ENTRY, 1);
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
         cw_warn_rl("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
         if (cw_store_delete(r->w->store, &r->q.key) < 0)
             cw_debug("worker %d: delete of an unservable entry failed", r->w->index);
@@ -364,7 +366,7 @@ enum MHD_Result worker_hit_coalesce(struct worker_req *r)
     }
     if (rc == -EBUSY && holder.kind != CW_STORE_LEASE_PASS && now < r->wait_until_ms) {
         if (worker_wait_add(w, r, holder.pid, holder.deadline_ms)) {
-            cw_seg_add(w->seg, w->slot, CW_SEG_COALESCED, 1);
+            cw_seg_add(w->seg, w->slot, CW_METRICS_COALESCED, 1);
             return MHD_YES;
         }
         r->close = true;

@@ -14,7 +14,8 @@
 #include "core/common.h"
 #include "core/key.h"
 #include "core/limits.h"
-#include "shm/seg_types.h"
+#include "core/metrics_types.h"
+#include "shm/seg_types.h" /* CW_SEG_FILL_BUCKETS */
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
@@ -72,16 +73,6 @@ enum worker_req_state {
     WREQ_RETRY,   /* resumed by the waiter thread: look up again */
     WREQ_READY,   /* resumed with a fetch outcome to answer */
     WREQ_DONE,    /* a response was queued */
-};
-
-enum worker_result {
-    WRES_HIT = 0,
-    WRES_MISS,
-    WRES_STALE,
-    WRES_REVALIDATED,
-    WRES_PASS,
-    WRES_ERROR,
-    WRES_STALE_ERROR,
 };
 
 /* What the hit callback may serve. */
@@ -159,7 +150,7 @@ struct worker_req {
     uint32_t wait_bucket; /* the fill bucket watched for it */
 
     /* Outcome, set by the fetch thread before it resumes the connection. */
-    enum worker_result result;
+    enum cw_metrics_result result;
     struct cw_fill_result fill;
 };
 
@@ -203,7 +194,7 @@ int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str
  * Connection value conn (may be empty). */
 bool worker_is_hop(struct cw_str name, struct cw_str conn);
 /* Counts the request's outcome in the worker's slot. */
-void worker_count(struct worker_req *r, enum worker_result res);
+void worker_count(struct worker_req *r, enum cw_metrics_result res);
 /* Adds Via, queues resp with status and releases it. */
 enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp);
 /* Queues a short plain-text error answer. */

@@ -200,7 +200,7 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     r->fetch_start_us = cw_clock_mono_us();
     rc = cw_fetch_submit(r->w->fetch, &r->job);
     if (rc < 0) {
-        cw_seg_add(r->w->seg, r->w->slot, CW_SEG_FETCH_QUEUE_FULL, 1);
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
         r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
         r->state = WREQ_READY;
         MHD_resume_connection(r->conn);
@@ -273,14 +273,14 @@ static void miss_done(struct cw_fetch_job *job, void *cls)
     struct worker_req *r = cls;
     struct cw_worker *w = r->w;
 
-    cw_seg_add(w->seg, w->slot, CW_SEG_ORIGIN_REQ, 1);
+    cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_REQ, 1);
     r->origin_us = cw_clock_mono_us() - r->fetch_start_us;
     /* A cancelled job (shutdown) never reached the origin: not an origin error. */
     if (job->rc != -ECANCELED)
         cw_seg_record_origin(w->seg, w->slot, r->rt->origin, job->rc == 0 ? job->status : 0,
                              r->origin_us);
     if (job->rc != 0) {
-        cw_seg_add(w->seg, w->slot, CW_SEG_ORIGIN_ERR, 1);
+        cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)
             cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->method, job->url, job->errbuf);
         if (r->cacheable) cw_fill_abandon(&w->fill, &r->q, false);

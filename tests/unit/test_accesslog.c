@@ -296,12 +296,12 @@ START_TEST(test_accesslog_slow_writer_drops)
     for (int i = 0; i < 4000; i++)
         cw_accesslog_write(log, &r);
     ck_assert_uint_gt(cw_accesslog_dropped(log), 0);
-    ck_assert_uint_eq(cw_seg_sum(seg, CW_SEG_ACCESSLOG_DROPPED), cw_accesslog_dropped(log));
+    ck_assert_uint_eq(cw_seg_sum(seg, CW_METRICS_ACCESSLOG_DROPPED), cw_accesslog_dropped(log));
     /* Closing the read end fails the blocked write (EPIPE): close then finishes, and what
      * it could not write is counted as dropped too. */
     close(rfd);
     cw_accesslog_close(log);
-    ck_assert_uint_gt(cw_seg_sum(seg, CW_SEG_ACCESSLOG_DROPPED), 0);
+    ck_assert_uint_gt(cw_seg_sum(seg, CW_METRICS_ACCESSLOG_DROPPED), 0);
     cw_seg_destroy(seg);
     unlink(path);
     rmdir(dir);

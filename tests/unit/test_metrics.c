@@ -87,7 +87,7 @@ START_TEST(test_metrics_help_and_type_for_every_family)
     char types[64][16];
     size_t ntyped = 0, samples = 0;
 
-    s->n.req_lat[0][CW_SEG_RESULT_HIT].b[0] = 1;
+    s->n.req_lat[0][CW_METRICS_RESULT_HIT].b[0] = 1;
     s->n.origin_lat[0].b[3] = 1;
     s->has_l1 = true;
     s->start_time_ms = 1700000000123;
@@ -139,11 +139,11 @@ START_TEST(test_metrics_requests_exact)
 
     ck_assert_int_eq(cw_seg_create(&seg), 0);
     for (int i = 0; i < 3; i++)
-        cw_seg_record_request(seg, 0, 0, CW_SEG_RESULT_MISS, CW_SEG_METHOD_GET, 30000);
+        cw_seg_record_request(seg, 0, 0, CW_METRICS_RESULT_MISS, CW_METRICS_METHOD_GET, 30000);
     for (int i = 0; i < 7; i++)
-        cw_seg_record_request(seg, 1, 0, CW_SEG_RESULT_HIT, CW_SEG_METHOD_GET, 100);
-    cw_seg_record_request(seg, 1, 0, CW_SEG_RESULT_PASS, cw_seg_method_of("POST"), 100);
-    cw_seg_record_request(seg, 1, 0, CW_SEG_RESULT_HIT, cw_seg_method_of("HEAD"), 100);
+        cw_seg_record_request(seg, 1, 0, CW_METRICS_RESULT_HIT, CW_METRICS_METHOD_GET, 100);
+    cw_seg_record_request(seg, 1, 0, CW_METRICS_RESULT_PASS, cw_seg_method_of("POST"), 100);
+    cw_seg_record_request(seg, 1, 0, CW_METRICS_RESULT_HIT, cw_seg_method_of("HEAD"), 100);
     cw_seg_collect(seg, &s->n);
     t = render(s);
     assert_sample(t, "cachewarp_requests_total{route=\"/\",method=\"GET\",result=\"miss\"}", 3);
@@ -171,9 +171,9 @@ START_TEST(test_metrics_histogram_cumulative)
     char *t;
 
     ck_assert_int_eq(cw_seg_create(&seg), 0);
-    cw_seg_record_request(seg, 0, 0, CW_SEG_RESULT_MISS, CW_SEG_METHOD_GET, 400);
-    cw_seg_record_request(seg, 0, 0, CW_SEG_RESULT_MISS, CW_SEG_METHOD_GET, 1500);
-    cw_seg_record_request(seg, 0, 0, CW_SEG_RESULT_MISS, CW_SEG_METHOD_GET, 20000000);
+    cw_seg_record_request(seg, 0, 0, CW_METRICS_RESULT_MISS, CW_METRICS_METHOD_GET, 400);
+    cw_seg_record_request(seg, 0, 0, CW_METRICS_RESULT_MISS, CW_METRICS_METHOD_GET, 1500);
+    cw_seg_record_request(seg, 0, 0, CW_METRICS_RESULT_MISS, CW_METRICS_METHOD_GET, 20000000);
     cw_seg_collect(seg, &s->n);
     t = render(s);
     const struct {
@@ -201,8 +201,8 @@ START_TEST(test_metrics_lat_bucket_bounds)
     ck_assert_int_eq(cw_seg_lat_bucket(500), 0);
     ck_assert_int_eq(cw_seg_lat_bucket(501), 1);
     ck_assert_int_eq(cw_seg_lat_bucket(1000000), 10);
-    ck_assert_int_eq(cw_seg_lat_bucket(10000000), CW_SEG_LAT_BUCKETS - 1);
-    ck_assert_int_eq(cw_seg_lat_bucket(10000001), CW_SEG_LAT_BUCKETS);
+    ck_assert_int_eq(cw_seg_lat_bucket(10000000), CW_METRICS_LAT_BUCKETS - 1);
+    ck_assert_int_eq(cw_seg_lat_bucket(10000001), CW_METRICS_LAT_BUCKETS);
 }
 END_TEST
 
@@ -215,16 +215,17 @@ START_TEST(test_metrics_route_fold_and_none)
     char *t;
 
     ck_assert_int_eq(cw_seg_create(&seg), 0);
-    cw_seg_record_request(seg, 0, 31, CW_SEG_RESULT_HIT, CW_SEG_METHOD_GET, 1);
-    cw_seg_record_request(seg, 0, 200, CW_SEG_RESULT_HIT, CW_SEG_METHOD_GET, 1);
-    cw_seg_record_request(seg, 0, -1, CW_SEG_RESULT_ERROR, CW_SEG_METHOD_GET, 1);
-    cw_seg_record_request(seg, 0, 0, (enum cw_seg_result)99, (enum cw_seg_method)99, 1);
+    cw_seg_record_request(seg, 0, 31, CW_METRICS_RESULT_HIT, CW_METRICS_METHOD_GET, 1);
+    cw_seg_record_request(seg, 0, 200, CW_METRICS_RESULT_HIT, CW_METRICS_METHOD_GET, 1);
+    cw_seg_record_request(seg, 0, -1, CW_METRICS_RESULT_ERROR, CW_METRICS_METHOD_GET, 1);
+    cw_seg_record_request(seg, 0, 0, (enum cw_metrics_result)99, (enum cw_metrics_method)99, 1);
     cw_seg_collect(seg, &s->n);
-    ck_assert_uint_eq(s->n.req[CW_SEG_ROUTES - 1][CW_SEG_RESULT_HIT][CW_SEG_METHOD_GET], 2);
-    ck_assert_uint_eq(s->n.req[0][CW_SEG_RESULT_ERROR][CW_SEG_METHOD_OTHER], 1);
-    for (int i = 0; i < CW_SEG_ROUTES; i++)
-        s->route_labels[i] = i == CW_SEG_ROUTES - 1 ? "other" : "/r";
-    s->route_count = CW_SEG_ROUTES;
+    ck_assert_uint_eq(s->n.req[CW_METRICS_ROUTES - 1][CW_METRICS_RESULT_HIT][CW_METRICS_METHOD_GET],
+                      2);
+    ck_assert_uint_eq(s->n.req[0][CW_METRICS_RESULT_ERROR][CW_METRICS_METHOD_OTHER], 1);
+    for (int i = 0; i < CW_METRICS_ROUTES; i++)
+        s->route_labels[i] = i == CW_METRICS_ROUTES - 1 ? "other" : "/r";
+    s->route_count = CW_METRICS_ROUTES;
     t = render(s);
     assert_sample(t, "cachewarp_requests_total{route=\"other\",method=\"GET\",result=\"hit\"}", 2);
     assert_sample(t, "cachewarp_requests_total{route=\"none\",method=\"GET\",result=\"error\"}", 1);
@@ -241,11 +242,11 @@ START_TEST(test_metrics_origin_status_classes)
     struct cw_metrics_snapshot *s = snap_new();
     char *t;
 
-    ck_assert_int_eq(cw_seg_ostatus_of(0), CW_SEG_OSTATUS_ERROR);
-    ck_assert_int_eq(cw_seg_ostatus_of(99), CW_SEG_OSTATUS_ERROR);
-    ck_assert_int_eq(cw_seg_ostatus_of(100), CW_SEG_OSTATUS_1XX);
-    ck_assert_int_eq(cw_seg_ostatus_of(599), CW_SEG_OSTATUS_5XX);
-    ck_assert_int_eq(cw_seg_ostatus_of(600), CW_SEG_OSTATUS_ERROR);
+    ck_assert_int_eq(cw_seg_ostatus_of(0), CW_METRICS_OSTATUS_ERROR);
+    ck_assert_int_eq(cw_seg_ostatus_of(99), CW_METRICS_OSTATUS_ERROR);
+    ck_assert_int_eq(cw_seg_ostatus_of(100), CW_METRICS_OSTATUS_1XX);
+    ck_assert_int_eq(cw_seg_ostatus_of(599), CW_METRICS_OSTATUS_5XX);
+    ck_assert_int_eq(cw_seg_ostatus_of(600), CW_METRICS_OSTATUS_ERROR);
     ck_assert_int_eq(cw_seg_create(&seg), 0);
     cw_seg_record_origin(seg, 2, 0, 200, 1000);
     cw_seg_record_origin(seg, 2, 0, 200, 1000);
@@ -281,16 +282,16 @@ START_TEST(test_metrics_slot_reuse_keeps_counts)
     ck_assert_ptr_nonnull(b);
     ck_assert_int_eq(cw_seg_create(&seg), 0);
     atomic_store(&seg->slots[4].pid, 100);
-    cw_seg_record_request(seg, 4, 0, CW_SEG_RESULT_HIT, CW_SEG_METHOD_GET, 1);
-    cw_seg_add(seg, 4, CW_SEG_COALESCED, 2);
+    cw_seg_record_request(seg, 4, 0, CW_METRICS_RESULT_HIT, CW_METRICS_METHOD_GET, 1);
+    cw_seg_add(seg, 4, CW_METRICS_COALESCED, 2);
     cw_seg_collect(seg, a);
     atomic_store(&seg->slots[4].pid, 200); /* the replacement */
     atomic_fetch_add(&seg->worker_restarts, 1);
-    cw_seg_record_request(seg, 4, 0, CW_SEG_RESULT_HIT, CW_SEG_METHOD_GET, 1);
+    cw_seg_record_request(seg, 4, 0, CW_METRICS_RESULT_HIT, CW_METRICS_METHOD_GET, 1);
     cw_seg_collect(seg, b);
-    ck_assert_uint_eq(a->req[0][CW_SEG_RESULT_HIT][CW_SEG_METHOD_GET], 1);
-    ck_assert_uint_eq(b->req[0][CW_SEG_RESULT_HIT][CW_SEG_METHOD_GET], 2);
-    ck_assert_uint_eq(b->c[CW_SEG_COALESCED], 2);
+    ck_assert_uint_eq(a->req[0][CW_METRICS_RESULT_HIT][CW_METRICS_METHOD_GET], 1);
+    ck_assert_uint_eq(b->req[0][CW_METRICS_RESULT_HIT][CW_METRICS_METHOD_GET], 2);
+    ck_assert_uint_eq(b->c[CW_METRICS_COALESCED], 2);
     ck_assert_uint_eq(b->worker_restarts, 1);
     ck_assert_uint_eq(seg->version, CW_SEG_VERSION);
     ck_assert_uint_gt(atomic_load(&seg->started_at_ms), 0);
@@ -328,10 +329,10 @@ START_TEST(test_metrics_l1_gauges)
     s->has_l1 = true;
     s->l1_entries = 12;
     s->l1_used_bytes = 65536;
-    s->n.c[CW_SEG_EVICT_EXPIRED] = 3;
-    s->n.c[CW_SEG_EVICT_CLOCK] = 4;
-    s->n.c[CW_SEG_REFRESH_NOT_MODIFIED] = 5;
-    s->n.c[CW_SEG_ACCESSLOG_DROPPED] = 6;
+    s->n.c[CW_METRICS_EVICT_EXPIRED] = 3;
+    s->n.c[CW_METRICS_EVICT_CLOCK] = 4;
+    s->n.c[CW_METRICS_REFRESH_NOT_MODIFIED] = 5;
+    s->n.c[CW_METRICS_ACCESSLOG_DROPPED] = 6;
     s->n.worker_restarts = 7;
     t = render(s);
     assert_sample(t, "cachewarp_l1_entries", 12);
