@@ -1,5 +1,7 @@
 # CacheWarp build. `make` builds, `make run` runs the daemon on the example config,
-# `make check` runs every test, `make check SAN=1` does so under ASan+UBSan, `make bench`
+# `make lint` checks the house rules a machine can (scripts/lint.sh: core/ includes only
+# core/ headers, core/ objects call no I/O, clock or environment function, clang-format),
+# `make check` runs the lint and then every test, `make check SAN=1` does so under ASan+UBSan, `make bench`
 # compares the hit path against nginx. Each target first installs missing Debian packages.
 
 CC      ?= gcc
@@ -25,6 +27,7 @@ LDLIBS  := $(PKG_LIBS) -lpthread -lm
 
 LIB_SRC  := $(wildcard core/*.c shm/*.c workers/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ := $(filter $(BUILD)/core/%,$(LIB_OBJ))
 LIB      := $(BUILD)/libcw.a
 CMD_SRC  := $(wildcard cmd/*.c)
 BINS     := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
@@ -33,7 +36,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
-.PHONY: all deps run check unit integration bench clean format fuzz
+.PHONY: all deps run check lint unit integration bench clean format fuzz
 all: $(BINS) $(TEST_ORIGIN) $(UNITS)
 
 deps:
@@ -67,7 +70,13 @@ run: deps
 
 check: deps
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory lint
 	@BUILD=$(BUILD) SAN=$(SAN) scripts/check.sh
+
+# The deny-list of I/O, clock and environment functions, and the reason for each rule, are
+# in scripts/lint.sh. It runs nm on the core objects of $(BUILD), so it builds those first.
+lint: $(CORE_OBJ)
+	@BUILD=$(BUILD) scripts/lint.sh
 
 unit: all
 	@BUILD=$(BUILD) SAN=$(SAN) ONLY=unit scripts/check.sh

@@ -6,7 +6,8 @@ set -euo pipefail
 
 pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig-dev check
       libcurl4-openssl-dev libsystemd-dev redis-server python3 curl lmdb-utils
-      prometheus prometheus-node-exporter) # promtool and node_exporter: observability tests
+      prometheus prometheus-node-exporter # promtool and node_exporter: observability tests
+      clang-format binutils)               # make lint: clang-format 14 (bookworm), nm
 if [ "${BENCH_DEPS:-0}" = 1 ]; then
     pkgs=(nginx-light wrk)
 fi
