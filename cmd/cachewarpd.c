@@ -6,12 +6,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "core/common.h" /* CW_VERSION */
 #include "core/config.h"
 #include "core/log.h"
 #include "workers/config_file.h"
 #include "workers/supervisor.h"
 
-#define CW_VERSION        "0.1.0"
 #define CW_DEFAULT_CONFIG "/etc/cachewarp/cachewarp.conf"
 
 static void cachewarpd_usage(FILE *out);

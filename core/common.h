@@ -18,6 +18,10 @@
 #define CW_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #define CW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* The release: cachewarpd --version, the supervisor's start line and the version label of
+ * cachewarp_build_info on /metrics. Defined here only. */
+#define CW_VERSION "0.1.0"
+
 /* A byte range that is never assumed to end in NUL. Borrowed unless a function says
  * otherwise. */
 struct cw_str {

@@ -11,18 +11,13 @@
 int cw_log_level_cur = CW_LOG_INFO;
 static int log_fd = 2;
 static bool log_prefix = true;
-static char log_tag[32] = "cachewarpd";
+static const char log_tag[] = "cachewarpd"; /* every process: the pid tells them apart */
 
 void cw_log_init(int fd, enum cw_log_level level, bool prefix)
 {
     log_fd = fd;
     cw_log_level_cur = (int)level;
     log_prefix = prefix;
-}
-
-void cw_log_set_level(enum cw_log_level level)
-{
-    cw_log_level_cur = (int)level;
 }
 
 int cw_log_level_parse(const char *s, enum cw_log_level *out)
@@ -43,11 +38,6 @@ int cw_log_level_parse(const char *s, enum cw_log_level *out)
         }
     }
     return -EINVAL;
-}
-
-void cw_log_set_tag(const char *tag)
-{
-    snprintf(log_tag, sizeof(log_tag), "%s", tag);
 }
 
 void cw_log_write(enum cw_log_level level, const char *fmt, ...)

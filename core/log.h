@@ -25,11 +25,8 @@ extern int cw_log_level_cur;
 
 /* Sets the sink fd and the level; prefix says whether to write the <N> prefix. */
 void cw_log_init(int fd, enum cw_log_level level, bool prefix);
-void cw_log_set_level(enum cw_log_level level);
 /* Parses "err|warn|notice|info|debug": 0 and *out, or -EINVAL. */
 CW_MUST_CHECK int cw_log_level_parse(const char *s, enum cw_log_level *out);
-/* Sets the process tag printed on each line ("worker 1", "refresher"). Copied. */
-void cw_log_set_tag(const char *tag);
 
 void cw_log_write(enum cw_log_level level, const char *fmt, ...) CW_PRINTF(2, 3);
 

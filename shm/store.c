@@ -32,6 +32,7 @@
 #define STORE_META_SECRET "secret"
 
 static bool store_is_damage(int rc);
+static int store_random(void *buf, size_t len);
 static int store_mkdir_parents(const char *path);
 static int store_meta_init(struct cw_store *st, MDB_txn *txn, char *why, size_t why_size);
 static int store_dbs_open(struct cw_store *st, char *why, size_t why_size);
@@ -112,7 +113,8 @@ static int store_mkdir_parents(const char *path)
     return 0;
 }
 
-int store_random(void *buf, size_t len)
+/* Fills buf with len random bytes (getrandom): 0, or -errno logged. */
+static int store_random(void *buf, size_t len)
 {
     size_t got = 0;
 

@@ -68,8 +68,6 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
  * there was none or it carries another token, -errno logged. Defined in store_lease.c. */
 int store_lease_release_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
                             uint64_t token);
-/* Fills buf with len random bytes (getrandom): 0, or -errno logged. */
-int store_random(void *buf, size_t len);
 
 /* ---- accounting and eviction (store_evict.c) ---- */
 

@@ -21,7 +21,6 @@
 #include "workers/child.h"
 #include "workers/clock.h"
 
-#define STATS_VERSION      "0.1.0"
 #define STATS_CONN_LIMIT   64
 #define STATS_CONN_TIMEOUT 10     /* seconds */
 #define STATS_LABEL_BYTES  320    /* host (255) + match, cut past that */
@@ -85,7 +84,7 @@ static int stats_render(struct stats *st, struct cw_metrics_buf *out)
     int rc;
 
     if (s == NULL) return -ENOMEM;
-    s->version = STATS_VERSION;
+    s->version = CW_VERSION;
     for (size_t i = 0; i < st->route_count; i++)
         s->route_labels[i] = st->route_labels[i];
     s->route_count = st->route_count;

@@ -40,6 +40,7 @@
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
 
+static bool worker_is_hop(struct cw_str name, struct cw_str conn);
 static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status, const char *body,
                                            const char *detail);
 
@@ -56,7 +57,9 @@ int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str
     return MHD_add_response_header(resp, nbuf, vbuf) == MHD_YES ? 0 : -EINVAL;
 }
 
-bool worker_is_hop(struct cw_str name, struct cw_str conn)
+/* True for headers a cache never forwards or stores: hop-by-hop, or nominated by the
+ * Connection value conn (may be empty). */
+static bool worker_is_hop(struct cw_str name, struct cw_str conn)
 {
     if (cw_cc_is_hop_by_hop(name)) return true;
     return conn.len > 0 && cw_cc_list_has(conn, name);

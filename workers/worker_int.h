@@ -190,9 +190,6 @@ void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size);
 /* worker.c */
 /* Adds a header whose bytes are not NUL-terminated: 0 or -EINVAL. */
 int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value);
-/* True for headers a cache never forwards or stores: hop-by-hop, or nominated by the
- * Connection value conn (may be empty). */
-bool worker_is_hop(struct cw_str name, struct cw_str conn);
 /* Counts the request's outcome in the worker's slot. */
 void worker_count(struct worker_req *r, enum cw_metrics_result res);
 /* Adds Via, queues resp with status and releases it. */
