@@ -161,7 +161,7 @@ int cw_config_get_int64(struct config_ctx *cx, const config_setting_t *s, int64_
 /* A duration: a string ("30s") or an integer number of seconds. */
 static int config_get_ms(struct config_ctx *cx, const config_setting_t *s, int64_t *ms)
 {
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int64_t v;
     int rc;
 
@@ -185,7 +185,7 @@ static int config_get_ms(struct config_ctx *cx, const config_setting_t *s, int64
 /* A size: a string ("512M") or an integer number of bytes. */
 static int config_get_size(struct config_ctx *cx, const config_setting_t *s, uint64_t *out)
 {
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int64_t v;
     int rc;
 

@@ -19,7 +19,9 @@
  * such as now + ttl + swr + sie never overflow an int64_t of milliseconds. */
 #define CW_CONFIG_MS_MAX   (CW_LIMIT_DELTA_SECONDS * 1000)
 #define CW_CONFIG_MIB      (1024 * 1024)
-#define CW_CONFIG_HOST_MAX 256 /* host buffer for cw_config_split() */
+#define CW_CONFIG_HOST_MAX (CW_LIMIT_HOST_BYTES + 1) /* host buffer for cw_config_split() */
+/* A bad value quoted in a message: at most 40 bytes of it, "..." and the NUL. */
+#define CW_CONFIG_QUOTE_BYTES 64
 
 /* One parse: where messages go and what is being filled. */
 struct config_ctx {
@@ -66,8 +68,8 @@ int cw_config_oom(struct config_ctx *cx);
 int cw_config_want(struct config_ctx *cx, const config_setting_t *s, int type, const char *what);
 /* Replaces *dst (freed) with a copy of src; NULL stays NULL. 0 or -ENOMEM. */
 int cw_config_replace(struct config_ctx *cx, char **dst, const char *src);
-/* Copies at most 40 bytes of s into buf (64 bytes is enough) for a message, control bytes
- * as '?' and "..." when cut; returns buf. */
+/* Copies at most 40 bytes of s into buf (CW_CONFIG_QUOTE_BYTES is enough) for a message, control
+ * bytes as '?' and "..." when cut; returns buf. */
 const char *cw_config_quote(const char *s, char *buf, size_t size);
 void cw_config_lower(char *s);
 int cw_config_get_int64(struct config_ctx *cx, const config_setting_t *s, int64_t *v);

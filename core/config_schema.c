@@ -31,7 +31,7 @@ static int config_take_strlist(struct config_ctx *cx, const config_setting_t *s,
                                char ***dst, size_t *count)
 {
     int n = config_setting_length(s);
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
 
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_ARRAY, "a list [ \"...\", ... ]");
@@ -59,7 +59,7 @@ static int config_take_strlist(struct config_ctx *cx, const config_setting_t *s,
 static int config_take_hostport(struct config_ctx *cx, const config_setting_t *s, char **dst,
                                 bool optional)
 {
-    char host[CW_CONFIG_HOST_MAX], q[64];
+    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
     const char *v;
     int port, rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string \"host:port\"");
 
@@ -86,7 +86,7 @@ static int config_stats_listen(struct config_ctx *cx, const config_setting_t *s,
 static int config_log_level(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config *cfg = base;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
 
     if (rc < 0) return rc;
@@ -99,7 +99,7 @@ static int config_log_format(struct config_ctx *cx, const config_setting_t *s, v
 {
     struct cw_config *cfg = base;
     const char *v;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
 
     if (rc < 0) return rc;
@@ -134,7 +134,7 @@ static int config_take_cidrs(struct config_ctx *cx, const config_setting_t *s, i
 {
     struct cw_config_cidr *v;
     int n = config_setting_length(s);
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
 
     if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
         return cw_config_want(cx, s, CONFIG_TYPE_ARRAY, "a list [ \"10.0.0.0/8\", ... ]");
@@ -170,7 +170,7 @@ static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, 
 static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config_origin *o = base;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_take_str(cx, s, &o->name, false);
 
     if (rc < 0) return rc;
@@ -183,7 +183,7 @@ static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, 
     for (struct cw_config_origin *prev = cx->cfg->origins; prev < o; prev++) {
         if (prev->name != NULL && strcmp(prev->name, o->name) == 0) {
             return cw_config_fail(cx, s, "\"%s\" is already defined",
-                                  cw_config_quote(o->name, q, 64));
+                                  cw_config_quote(o->name, q, sizeof(q)));
         }
     }
     return 0;
@@ -194,7 +194,7 @@ static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, 
 static int config_origin_url(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config_origin *o = base;
-    char host[CW_CONFIG_HOST_MAX], q[64];
+    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
     const char *v, *auth, *path;
     size_t skip, len;
     int port, rc = cw_config_take_str(cx, s, &o->url, false);
@@ -243,7 +243,7 @@ static int config_route_match(struct config_ctx *cx, const config_setting_t *s, 
 static int config_route_host(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config_route *r = base;
-    char host[CW_CONFIG_HOST_MAX], q[64];
+    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
     int port, rc = cw_config_take_str(cx, s, &r->host, true);
 
     if (rc < 0 || r->host == NULL) return rc;
@@ -255,7 +255,8 @@ static int config_route_host(struct config_ctx *cx, const config_setting_t *s, v
     }
     if (cw_config_split(r->host, r->host_len, false, host, sizeof(host), &port) < 0 ||
         host[0] == '\0') {
-        return cw_config_fail(cx, s, "\"%s\" is not a host name", cw_config_quote(r->host, q, 64));
+        return cw_config_fail(cx, s, "\"%s\" is not a host name",
+                              cw_config_quote(r->host, q, sizeof(q)));
     }
     if (port != 0) {
         return cw_config_fail(cx, s, "must not have a port (Host is matched without it)");
@@ -267,7 +268,7 @@ static int config_route_origin(struct config_ctx *cx, const config_setting_t *s,
 {
     struct cw_config_route *r = base;
     const char *v;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string (an origin's name)");
 
     if (rc < 0) return rc;
@@ -344,7 +345,7 @@ static bool config_is_target_name(const char *s)
 static int config_cache_targeted(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config *cfg = base;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc;
 
     for (size_t i = 0; i < cfg->cache_targeted_cc_count; i++)
@@ -409,7 +410,7 @@ static int config_route_cookies(struct config_ctx *cx, const config_setting_t *s
     static const char *const names[] = {"pass", "ignore", "key"};
     struct cw_config_route *r = base;
     const char *v;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
 
     if (rc < 0) return rc;
@@ -429,7 +430,7 @@ static int config_route_query(struct config_ctx *cx, const config_setting_t *s, 
     static const char *const names[] = {"keep", "sort", "ignore"};
     struct cw_config_route *r = base;
     const char *v;
-    char q[64];
+    char q[CW_CONFIG_QUOTE_BYTES];
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
         if (config_setting_length(s) == 0 && config_setting_is_aggregate(s)) {

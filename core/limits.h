@@ -16,6 +16,8 @@
 #define CW_LIMIT_VARY_FIELDS        16    /* field names in one Vary */
 #define CW_LIMIT_TAGS               32    /* Surrogate-Key tags indexed per entry */
 #define CW_LIMIT_TAG_BYTES          256
+#define CW_LIMIT_VARY_RECORD_BYTES  1024 /* a key's Vary record: names, comma-joined */
+#define CW_LIMIT_VALIDATOR_BYTES    255  /* ETag, Last-Modified kept for revalidation */
 
 /* Request framing, checked by core/reqscan on the raw bytes before libmicrohttpd parses them.
  * 100 fields and 32 KiB are nginx's and Apache's order of magnitude (large_client_header_buffers
@@ -48,6 +50,9 @@
 
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)
+/* Origin bodies buffered by a fetch when cache.max_object is smaller: a larger one fails (502)
+ * until responses stream (issue 11). */
+#define CW_LIMIT_FETCH_BODY_BYTES (64u << 20)
 
 /* One message on a supervisor-child command channel (workers/chan.h), header included: a
  * purge's URL (CW_LIMIT_URL_BYTES) would not fit, so purges will carry the hashed key. */

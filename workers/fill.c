@@ -19,9 +19,8 @@
 #include "workers/clock.h"
 #include "workers/fetch.h"
 
-#define FILL_VARY_BYTES 1024
-#define FILL_PASS_MS    60000 /* hit-for-miss: how long an uncacheable key is not coalesced */
-#define FILL_MAX_HDRS   (CW_LIMIT_HEADER_COUNT)
+#define FILL_PASS_MS  60000 /* hit-for-miss: how long an uncacheable key is not coalesced */
+#define FILL_MAX_HDRS (CW_LIMIT_HEADER_COUNT)
 
 /* A stored entry copied out of the map (for a 304 merge). */
 struct fill_copy {
@@ -122,7 +121,7 @@ static int fill_vary_names(const struct cw_entry_header *hdrs, size_t n, char *b
 static int fill_vary_key(const struct cw_fill *f, struct cw_fill_req *q,
                          const struct cw_entry_header *hdrs, size_t n)
 {
-    char names[FILL_VARY_BYTES];
+    char names[CW_LIMIT_VARY_RECORD_BYTES];
     size_t len = 0;
     int rc = fill_vary_names(hdrs, n, names, sizeof(names), &len);
 
@@ -281,7 +280,7 @@ static void fill_entry_hdr(struct cw_entry_hdr *h, int status, const struct cw_f
 struct fill_prev {
     bool found;
     struct cw_adaptive_state st;
-    char etag[256];
+    char etag[CW_LIMIT_VALIDATOR_BYTES + 1];
 };
 
 static int fill_prev_cb(void *cls, const struct cw_entry_view *v)

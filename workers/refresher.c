@@ -52,8 +52,8 @@ struct refr_job {
     char *hdr_lines;
     char *uri; /* NUL-terminated copies from the entry */
     char *host;
-    char etag[256];
-    char last_modified[256];
+    char etag[CW_LIMIT_VALIDATOR_BYTES + 1];
+    char last_modified[CW_LIMIT_VALIDATOR_BYTES + 1];
     /* Request header values read back from the key: names and values NUL-terminated. */
     char *hnames[REFR_HDRS];
     char *hvalues[REFR_HDRS];

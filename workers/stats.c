@@ -25,7 +25,6 @@
 #define STATS_CONN_TIMEOUT 10     /* seconds */
 #define STATS_LABEL_BYTES  320    /* host (255) + match, cut past that */
 #define STATS_ERR_EVERY_MS 600000 /* a failing textfile is logged this often */
-#define STATS_HOST_BYTES   256
 
 struct stats {
     const struct cw_config *cfg;

@@ -544,7 +544,7 @@ static void sup_children_retire(struct sup *s)
 /* Binds a listen socket: the fd, or -1 with the cause logged. */
 static int sup_bind(const char *listen_addr)
 {
-    char host[256];
+    char host[CW_LIMIT_HOST_BYTES + 1];
     char port_s[16];
     struct addrinfo hints = {0}, *ai = NULL;
     int port, fd = -1, one = 1, rc;

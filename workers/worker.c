@@ -33,10 +33,8 @@
 
 #define WORKER_CONN_LIMIT   8192
 #define WORKER_DRAIN_MIN_MS 100
-#define WORKER_JOIN_BYTES   32768 /* MHD's default connection memory: a whole request head */
-#define WORKER_SETTLE_MS    2000  /* after the grace: for 503s to the last requests */
-#define WORKER_CONN_TIMEOUT 60    /* seconds an idle keep-alive connection is kept */
-#define WORKER_VARY_BYTES   1024
+#define WORKER_SETTLE_MS    2000 /* after the grace: for 503s to the last requests */
+#define WORKER_CONN_TIMEOUT 60   /* seconds an idle keep-alive connection is kept */
 
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
 
@@ -103,12 +101,13 @@ static enum MHD_Result worker_join_line(void *cls, enum MHD_ValueKind kind, cons
         j->lines++;
         return MHD_YES;
     }
-    /* The whole request head fits MHD's 32 KiB connection memory, so this never truncates. */
-    if (j->lines++ > 0 && j->len + 2 < WORKER_JOIN_BYTES) {
+    /* core/reqscan refuses a head past CW_LIMIT_REQUEST_HEAD_BYTES (431), so this never
+     * truncates. */
+    if (j->lines++ > 0 && j->len + 2 < CW_LIMIT_REQUEST_HEAD_BYTES) {
         memcpy(j->buf + j->len, ", ", 2);
         j->len += 2;
     }
-    if (n > WORKER_JOIN_BYTES - 1 - j->len) n = WORKER_JOIN_BYTES - 1 - j->len;
+    if (n > CW_LIMIT_REQUEST_HEAD_BYTES - 1 - j->len) n = CW_LIMIT_REQUEST_HEAD_BYTES - 1 - j->len;
     memcpy(j->buf + j->len, value ? value : "", n);
     j->len += n;
     j->buf[j->len] = '\0';
@@ -126,7 +125,7 @@ static const char *worker_req_header_sent(struct worker_req *r, const char *name
     if (first == NULL) return NULL;
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_join_line, &j);
     if (j.lines <= 1) return first;
-    if (r->join_buf == NULL) r->join_buf = malloc(WORKER_JOIN_BYTES);
+    if (r->join_buf == NULL) r->join_buf = malloc(CW_LIMIT_REQUEST_HEAD_BYTES);
     if (r->join_buf == NULL) return first;
     j = (struct worker_join){.name = name, .buf = r->join_buf};
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, worker_join_line, &j);
@@ -504,7 +503,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     const char *soft_h = worker_req_header(r, "Soft-Purge");
     bool soft = soft_h != NULL && strcmp(soft_h, "1") == 0;
     int64_t now = cw_clock_wall_ms();
-    char vary[1024], body[96];
+    char vary[CW_LIMIT_VARY_RECORD_BYTES], body[96];
     size_t vary_len, count = 0;
     int rc;
 

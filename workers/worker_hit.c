@@ -22,7 +22,6 @@
 #include "workers/clock.h"
 #include "workers/worker_int.h"
 
-#define HIT_VARY_BYTES      1024
 #define HIT_REFRESH_WANT_MS 30000 /* an unclaimed refresh request expires after this */
 
 /* How a found entry is answered. */
@@ -48,7 +47,7 @@ static void hit_copy_validator(const struct cw_entry_view *v, const char *name, 
 
     out[0] = '\0';
     if (!cw_entry_header_find(v, cw_str_cstr(name), &value)) return;
-    if (value.len >= WORKER_VALIDATOR_BYTES) return;
+    if (value.len > CW_LIMIT_VALIDATOR_BYTES) return;
     memcpy(out, value.p, value.len);
     out[value.len] = '\0';
 }
@@ -290,7 +289,7 @@ static void hit_request_refresh(struct worker_req *r)
 
 int worker_hit_lookup(struct worker_req *r)
 {
-    char vary[HIT_VARY_BYTES];
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
     size_t vary_len;
     int rc;
 

@@ -27,8 +27,6 @@ struct cw_store;
 struct cw_store_reader;
 struct worker_req;
 
-#define WORKER_VALIDATOR_BYTES 256
-
 /* The coalesced waiters of one worker: requests suspended until another request (in any
  * process) fills their key. One thread sleeps on the worker's futex word in the shm segment
  * and looks at them when a fill of a watched bucket wakes it, at the nearest deadline, or
@@ -136,8 +134,8 @@ struct worker_req {
     bool want_refresh; /* ask the refresher for a background refresh */
     bool stale;        /* a stale entry exists */
     int64_t sie_until_ms;
-    char etag[WORKER_VALIDATOR_BYTES]; /* validators of the stale entry, "" when none */
-    char last_modified[WORKER_VALIDATOR_BYTES];
+    char etag[CW_LIMIT_VALIDATOR_BYTES + 1]; /* validators of the stale entry, "" when none */
+    char last_modified[CW_LIMIT_VALIDATOR_BYTES + 1];
     uint32_t gen0;         /* fill generation of the key before the lookup */
     bool coalesced;        /* waited for another request's fill */
     bool vary_miss;        /* the URI has a Vary record, but not this variant */

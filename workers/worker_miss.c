@@ -189,9 +189,9 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     r->job.connect_timeout_ms = o->connect_timeout_ms;
     r->job.timeout_ms = o->timeout_ms;
     /* Bodies past max_object are not stored; until they stream, they pass up to a bound. */
-    r->job.max_body = r->w->cfg->cache_max_object_bytes > (64u << 20)
+    r->job.max_body = r->w->cfg->cache_max_object_bytes > CW_LIMIT_FETCH_BODY_BYTES
                           ? (size_t)r->w->cfg->cache_max_object_bytes
-                          : (size_t)(64u << 20);
+                          : (size_t)CW_LIMIT_FETCH_BODY_BYTES;
     r->job.done = miss_done;
     r->job.cls = r;
     r->state = WREQ_WAIT;
@@ -213,7 +213,7 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
 static void miss_invalidate_variants(struct worker_req *r)
 {
     struct cw_fill *f = &r->w->fill;
-    char vary[1024];
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
     size_t vary_len, n = 0;
 
     if (r->q.primary_len >= CW_LIMIT_KEY_BYTES) return;
