@@ -121,7 +121,7 @@ else
     out=$("$CLANG_FORMAT" --dry-run -Werror "${sources[@]}" 2>&1 >/dev/null)
     rc=$?
     bad=$(sed -nE 's/^([^:]+):([0-9]+):[0-9]+: error: code should be clang-formatted.*/\1:\2/p' \
-        <<<"$out")
+        <<<"$out" | sort -u)
     for where in $bad; do
         lint_fail "$where: formatting differs from .clang-format (make format fixes it)"
     done
