@@ -47,6 +47,7 @@ struct stats {
 };
 
 static int stats_render(struct stats *st, struct cw_metrics_buf *out);
+static bool stats_headers(struct MHD_Response *resp, unsigned status, const char *type);
 
 /* Route labels: "<host><match>", or the match alone; unique (a repeat gets "#<index>"), and
  * the last bucket is "other" when more routes than buckets share it. */
@@ -107,6 +108,21 @@ static int stats_render(struct stats *st, struct cw_metrics_buf *out)
 
 /* ---- HTTP ---- */
 
+/* Adds the headers every stats answer carries (and Allow on a 405): true, or false with the
+ * cause logged (rate-limited). With these literal values only lack of memory makes
+ * libmicrohttpd refuse one; the caller then drops the answer and returns MHD_NO, so the
+ * connection closes instead of carrying a response without them. */
+static bool stats_headers(struct MHD_Response *resp, unsigned status, const char *type)
+{
+    if (MHD_add_response_header(resp, "Content-Type", type) == MHD_YES &&
+        MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES &&
+        (status != 405 || MHD_add_response_header(resp, "Allow", "GET, HEAD") == MHD_YES))
+        return true;
+    cw_warn_rl("stats: libmicrohttpd refused a header of a %u answer; closing the connection",
+               status);
+    return false;
+}
+
 static enum MHD_Result stats_answer(struct MHD_Connection *conn, unsigned status, const char *type,
                                     const char *text)
 {
@@ -115,9 +131,10 @@ static enum MHD_Result stats_answer(struct MHD_Connection *conn, unsigned status
 
     resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", type);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    if (status == 405) MHD_add_response_header(resp, "Allow", "GET, HEAD");
+    if (!stats_headers(resp, status, type)) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
     ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -138,8 +155,10 @@ static enum MHD_Result stats_metrics(struct stats *st, struct MHD_Connection *co
         cw_metrics_buf_free(&b);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Content-Type", CW_METRICS_CONTENT_TYPE);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    if (!stats_headers(resp, 200, CW_METRICS_CONTENT_TYPE)) {
+        MHD_destroy_response(resp); /* frees b.p */
+        return MHD_NO;
+    }
     ret = MHD_queue_response(conn, 200, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -39,6 +39,7 @@
 static const struct cw_str worker_via = CW_STR_LIT("1.1 cachewarp");
 
 static bool worker_is_hop(struct cw_str name, struct cw_str conn);
+static enum MHD_Result worker_queue_refused(struct worker_req *r);
 static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status, const char *body,
                                            const char *detail);
 
@@ -53,6 +54,23 @@ int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str
     memcpy(vbuf, value.p, value.len);
     vbuf[value.len] = '\0';
     return MHD_add_response_header(resp, nbuf, vbuf) == MHD_YES ? 0 : -EINVAL;
+}
+
+void worker_resp_refused(struct worker_req *r, struct cw_str name)
+{
+    size_t n = name.len < sizeof(r->refused_header) - 1 ? name.len : sizeof(r->refused_header) - 1;
+
+    if (r->refused_header[0] != '\0') return;
+    memcpy(r->refused_header, name.p, n);
+    r->refused_header[n] = '\0';
+    if (n == 0) memcpy(r->refused_header, "(empty)", sizeof("(empty)"));
+}
+
+void worker_resp_header(struct worker_req *r, struct MHD_Response *resp, const char *name,
+                        const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) != MHD_YES)
+        worker_resp_refused(r, cw_str_cstr(name));
 }
 
 /* True for headers a cache never forwards or stores: hop-by-hop, or nominated by the
@@ -265,16 +283,51 @@ enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_R
 {
     enum MHD_Result ret;
 
-    MHD_add_response_header(resp, "Via", worker_via.p);
+    worker_resp_header(r, resp, "Via", worker_via.p);
     /* While draining, keep-alive clients are told to go, so the grace period can end. */
     if (r->close || atomic_load_explicit(&r->w->draining, memory_order_relaxed))
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        worker_resp_header(r, resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->refused_header[0] != '\0') {
+        MHD_destroy_response(resp);
+        return worker_queue_refused(r);
+    }
     r->queued = true;
     r->status = status;
     if (r->is_head) r->bytes = 0;
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     r->state = WREQ_DONE;
+    return ret;
+}
+
+/* The answer that replaces one whose header libmicrohttpd refused: a 500 with only literal
+ * headers, counted as an error and logged, rate-limited (a bad stored or origin header can
+ * cause it on every request). When even it cannot be built (no memory), MHD_NO makes
+ * libmicrohttpd close the connection: the client never gets an answer short of a header. */
+static enum MHD_Result worker_queue_refused(struct worker_req *r)
+{
+    static const char body[] = "internal error: a response header was refused\n";
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    cw_warn_rl("worker %d: libmicrohttpd refused response header %s for %s; answering 500",
+               r->w->index, r->refused_header, r->uri ? r->uri : "?");
+    r->result = CW_METRICS_RESULT_ERROR;
+    r->state = WREQ_DONE;
+    resp = MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL) return MHD_NO;
+    if (MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8") != MHD_YES ||
+        MHD_add_response_header(resp, "Cache-Control", "no-store") != MHD_YES ||
+        MHD_add_response_header(resp, "Via", worker_via.p) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    r->queued = true;
+    r->status = 500;
+    r->bytes = r->is_head ? 0 : sizeof(body) - 1;
+    ret = MHD_queue_response(r->conn, 500, resp);
+    MHD_destroy_response(resp);
     return ret;
 }
 
@@ -286,11 +339,11 @@ enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const
 
     resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "X-Cache", "ERROR");
+    worker_resp_header(r, resp, "Content-Type", "text/plain; charset=utf-8");
+    worker_resp_header(r, resp, "Cache-Control", "no-store");
+    worker_resp_header(r, resp, "X-Cache", "ERROR");
     snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
-    MHD_add_response_header(resp, "Cache-Status", cs);
+    worker_resp_header(r, resp, "Cache-Status", cs);
     worker_count(r, CW_METRICS_RESULT_ERROR);
     r->bytes = strlen(body);
     return worker_queue(r, status, resp);
@@ -426,22 +479,23 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
         if (r->rt && r->rt->strip_set_cookie && r->fill.stored &&
             cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))
             continue;
-        (void)worker_resp_add(resp, name, value); /* over-long headers were refused earlier */
+        if (worker_resp_add(resp, name, value) < 0) worker_resp_refused(r, name);
     }
     if (r->result == CW_METRICS_RESULT_PASS) {
-        MHD_add_response_header(resp, "X-Cache", "PASS");
+        worker_resp_header(r, resp, "X-Cache", "PASS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d",
                  r->fwd_request ? "request" : "method", job->status);
     } else {
-        MHD_add_response_header(resp, "X-Cache", "MISS");
+        worker_resp_header(r, resp, "X-Cache", "MISS");
         /* RFC 9111 §5.1: an answer passed on keeps the origin's Age (added back below). */
-        if (age.p == NULL) MHD_add_response_header(resp, "Age", "0");
+        if (age.p == NULL) worker_resp_header(r, resp, "Age", "0");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s%s", worker_hit_fwd(r),
                  job->status, r->fill.stored ? "; stored" : "", r->coalesced ? "; collapsed" : "",
                  r->fill.detail ? "; detail=" : "", r->fill.detail ? r->fill.detail : "");
     }
-    if (age.p != NULL) (void)worker_resp_add(resp, CW_STR_LIT("Age"), age);
-    MHD_add_response_header(resp, "Cache-Status", cs);
+    if (age.p != NULL && worker_resp_add(resp, CW_STR_LIT("Age"), age) < 0)
+        worker_resp_refused(r, CW_STR_LIT("Age"));
+    worker_resp_header(r, resp, "Cache-Status", cs);
     worker_count(r, r->result);
     return worker_queue(r, (unsigned)job->status, resp);
 }
@@ -531,8 +585,8 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     struct MHD_Response *resp =
         MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    worker_resp_header(r, resp, "Content-Type", "application/json");
+    worker_resp_header(r, resp, "Cache-Control", "no-store");
     worker_count(r, CW_METRICS_RESULT_PASS);
     r->bytes = (uint64_t)len;
     return worker_queue(r, count > 0 ? 200 : 404, resp);

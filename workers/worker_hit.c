@@ -61,24 +61,24 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
     char cs[192], num[32];
 
     snprintf(num, sizeof(num), "%lld", (long long)(age / 1000));
-    MHD_add_response_header(resp, "Age", num);
+    worker_resp_header(r, resp, "Age", num);
     switch (kind) {
     case HIT_FRESH:
-        MHD_add_response_header(resp, "X-Cache", "HIT");
+        worker_resp_header(r, resp, "X-Cache", "HIT");
         snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld%s", ttl,
                  r->coalesced ? "; collapsed" : "");
         break;
     case HIT_STALE_SWR:
-        MHD_add_response_header(resp, "X-Cache", "STALE");
+        worker_resp_header(r, resp, "X-Cache", "STALE");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-while-revalidate",
                  ttl);
         break;
     case HIT_STALE_CLIENT:
-        MHD_add_response_header(resp, "X-Cache", "STALE");
+        worker_resp_header(r, resp, "X-Cache", "STALE");
         snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld; detail=max-stale", ttl);
         break;
     case HIT_STALE_ERROR:
-        MHD_add_response_header(resp, "X-Cache", "STALE-ERROR");
+        worker_resp_header(r, resp, "X-Cache", "STALE-ERROR");
         if (r->job.rc == 0 && r->job.status > 0)
             snprintf(cs, sizeof(cs),
                      "CacheWarp; fwd=stale; fwd-status=%d; ttl=%lld; detail=stale-if-error",
@@ -87,16 +87,16 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
             snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
         break;
     case HIT_FILLED:
-        MHD_add_response_header(resp, "X-Cache", "MISS");
+        worker_resp_header(r, resp, "X-Cache", "MISS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d; stored; ttl=%lld%s",
                  worker_hit_fwd(r), r->job.status, ttl, r->coalesced ? "; collapsed" : "");
         break;
     case HIT_REVALIDATED:
-        MHD_add_response_header(resp, "X-Cache", "REVALIDATED");
+        worker_resp_header(r, resp, "X-Cache", "REVALIDATED");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; fwd-status=304; ttl=%lld", ttl);
         break;
     }
-    MHD_add_response_header(resp, "Cache-Status", cs);
+    worker_resp_header(r, resp, "Cache-Status", cs);
 }
 
 /* The stored headers RFC 9110 §15.4.5 wants on a 304. */
@@ -189,10 +189,10 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
     }
     if (status == 206) {
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%zu", first, last, v->body.len);
-        MHD_add_response_header(resp, "Content-Range", cr);
+        worker_resp_header(r, resp, "Content-Range", cr);
     } else if (status == 416) {
         snprintf(cr, sizeof(cr), "bytes */%zu", v->body.len);
-        MHD_add_response_header(resp, "Content-Range", cr);
+        worker_resp_header(r, resp, "Content-Range", cr);
     }
     hit_add_status(r, resp, kind, v, now);
     cw_seg_hit(r->w->seg, &r->q.key);

@@ -136,11 +136,12 @@ struct worker_req {
     int64_t sie_until_ms;
     char etag[CW_LIMIT_VALIDATOR_BYTES + 1]; /* validators of the stale entry, "" when none */
     char last_modified[CW_LIMIT_VALIDATOR_BYTES + 1];
-    uint32_t gen0;         /* fill generation of the key before the lookup */
-    bool coalesced;        /* waited for another request's fill */
-    bool vary_miss;        /* the URI has a Vary record, but not this variant */
-    bool fwd_request;      /* the request's own directives sent it to the origin */
-    int64_t wait_until_ms; /* monotonic: the coalescing budget ends here */
+    char refused_header[64]; /* first header libmicrohttpd refused for the answer, "" if none */
+    uint32_t gen0;           /* fill generation of the key before the lookup */
+    bool coalesced;          /* waited for another request's fill */
+    bool vary_miss;          /* the URI has a Vary record, but not this variant */
+    bool fwd_request;        /* the request's own directives sent it to the origin */
+    int64_t wait_until_ms;   /* monotonic: the coalescing budget ends here */
 
     /* Waiter list (worker_wait.c), under waitq.lock. */
     struct worker_req *wait_next;
@@ -186,11 +187,23 @@ void worker_wait_destroy(struct cw_worker *w);
 void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size);
 
 /* worker.c */
-/* Adds a header whose bytes are not NUL-terminated: 0 or -EINVAL. */
-int worker_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value);
+/* Adds a header whose bytes are not NUL-terminated: 0, or -EINVAL when it is too long or
+ * libmicrohttpd refuses it. The caller decides what a refusal means (worker_resp_refused()). */
+CW_MUST_CHECK int worker_resp_add(struct MHD_Response *resp, struct cw_str name,
+                                  struct cw_str value);
+/* Adds a header to the answer being built for r. libmicrohttpd refuses one only for bytes it
+ * cannot send (CR, LF, a tab in a name), a Content-Length, or lack of memory; the refusal is
+ * kept on r (worker_resp_refused()) and worker_queue() then answers 500 instead of sending a
+ * response without that header. */
+void worker_resp_header(struct worker_req *r, struct MHD_Response *resp, const char *name,
+                        const char *value);
+/* Records that a header named name could not be added to r's answer (the first one wins). */
+void worker_resp_refused(struct worker_req *r, struct cw_str name);
 /* Counts the request's outcome in the worker's slot. */
 void worker_count(struct worker_req *r, enum cw_metrics_result res);
-/* Adds Via, queues resp with status and releases it. */
+/* Adds Via (and Connection: close when closing), queues resp with status and releases it.
+ * When a header of resp was refused (worker_resp_header()), resp is dropped and a 500 goes
+ * out instead, counted as an error and logged (rate-limited) with the header's name. */
 enum MHD_Result worker_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp);
 /* Queues a short plain-text error answer. */
 enum MHD_Result worker_answer_error(struct worker_req *r, unsigned status, const char *body,
