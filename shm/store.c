@@ -634,7 +634,7 @@ static int store_put_once(struct cw_store *st, const struct cw_key *key,
         goto out_abort_txn;
     }
     if (src->h != NULL) {
-        rc = cw_entry_encode(src->h, src->full_key, src->hdrs, src->n, src->body, v.mv_data,
+        rc = cw_entry_encode(src->h, src->full_key, NULL, src->hdrs, src->n, src->body, v.mv_data,
                              v.mv_size);
         if (rc < 0) goto out_abort_txn;
     } else {
@@ -668,7 +668,7 @@ int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key
     int rc;
 
     if (src->h != NULL) {
-        rc = cw_entry_size(src->full_key, src->hdrs, src->n, src->body.len, &need);
+        rc = cw_entry_size(src->full_key, NULL, src->hdrs, src->n, src->body.len, &need);
         if (rc == -EOVERFLOW) return -EINVAL;
         if (rc < 0) return rc;
         if (src->h->status < 100 || src->h->status > 999) return -EINVAL;

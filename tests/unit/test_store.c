@@ -646,26 +646,42 @@ END_TEST
 
 /* ---- Encoded entries: the bytes L1, L2 and the refresher share ---- */
 
-/* An entry with a Surrogate-Key, encoded by the entry module: caller frees. */
+/* An entry with a request part and a Surrogate-Key, encoded by the entry module: caller
+ * frees. */
 static char *encode_full(const char *full, const char *body, size_t *len)
 {
     static const struct cw_entry_header hdrs[] = {
         {CW_STR_LIT("Content-Type"), CW_STR_LIT("text/plain")},
         {CW_STR_LIT("Surrogate-Key"), CW_STR_LIT("t-enc")},
     };
+    static const struct cw_entry_header fields[] = {
+        {CW_STR_LIT("accept-language"), CW_STR_LIT("fr")},
+    };
+    struct cw_entry_req req = {CW_STR_LIT("h"), CW_STR_LIT("/enc"), fields, 1};
     struct cw_entry_hdr h = hdr_ok();
     char *buf;
 
-    ck_assert_int_eq(cw_entry_size(cw_str_cstr(full), hdrs, 2, strlen(body), len), 0);
+    ck_assert_int_eq(cw_entry_size(cw_str_cstr(full), &req, hdrs, 2, strlen(body), len), 0);
     buf = malloc(*len);
     ck_assert_ptr_nonnull(buf);
-    ck_assert_int_eq(cw_entry_encode(&h, cw_str_cstr(full), hdrs, 2, cw_str_cstr(body), buf, *len),
-                     0);
+    ck_assert_int_eq(
+        cw_entry_encode(&h, cw_str_cstr(full), &req, hdrs, 2, cw_str_cstr(body), buf, *len), 0);
     return buf;
 }
 
-/* Bytes put are the bytes read back, byte for byte, and they serve like any entry, tags
- * and all. A copy read out of one key can be put under another as it is. */
+static int req_cb(void *cls, const struct cw_entry_view *v)
+{
+    struct seen *s = cls;
+
+    s->calls++;
+    s->status = v->h.status;
+    s->body_len = v->req_target.len < sizeof(s->body) ? v->req_target.len : sizeof(s->body);
+    memcpy(s->body, v->req_target.p, s->body_len);
+    return 0;
+}
+
+/* Bytes put are the bytes read back, byte for byte, and they serve like any entry: request
+ * part, tags and all. A copy read out of one key can be put under another as it is. */
 START_TEST(test_store_encoded_round_trip)
 {
     struct cw_store *st = NULL;
@@ -689,6 +705,9 @@ START_TEST(test_store_encoded_round_trip)
     ck_assert_int_eq(read_str(r, st, "http://h/enc", &s), 7);
     ck_assert_uint_eq(s.body_len, 7);
     ck_assert_int_eq(memcmp(s.body, "payload", 7), 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_read(r, &k, CW_STR_LIT("http://h/enc"), req_cb, &s), 0);
+    ck_assert_int_eq(memcmp(s.body, "/enc", 4), 0);
 
     /* An entry put by parts reads out as bytes that put back as they are. */
     ck_assert_int_eq(put_str(st, "http://h/parts", "by parts"), 0);
