@@ -18,6 +18,12 @@
 #define CW_LIMIT_TAG_BYTES          256
 #define CW_LIMIT_VARY_RECORD_BYTES  1024 /* a key's Vary record: names, comma-joined */
 #define CW_LIMIT_VALIDATOR_BYTES    255  /* ETag, Last-Modified kept for revalidation */
+/* The request part of an entry (core/entry.h): the request fields a refresh sends again, the
+ * route's key_headers (at most CW_LIMIT_VARY_FIELDS), Cookie when cookies = "key", and the
+ * Vary fields. One value comes from one request head, so a request head bounds it. */
+#define CW_LIMIT_ENTRY_REQ_FIELDS      (2 * CW_LIMIT_VARY_FIELDS + 1)
+#define CW_LIMIT_ENTRY_REQ_VALUE_BYTES CW_LIMIT_REQUEST_HEAD_BYTES
+#define CW_LIMIT_ENTRY_REQ_BYTES       65536 /* the whole block of request field records */
 
 /* Request framing, checked by core/reqscan on the raw bytes before libmicrohttpd parses them.
  * 100 fields and 32 KiB are nginx's and Apache's order of magnitude (large_client_header_buffers

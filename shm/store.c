@@ -40,11 +40,11 @@ static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, s
 static int store_dir_lock(const char *path, int *dfd);
 static int store_move_aside(const char *path, const struct stat *seen);
 static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
+static int store_lookup(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
+                        MDB_val *val, struct cw_entry_view *view);
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
                           const struct cw_key *lease_key, uint64_t token,
-                          const struct cw_entry_hdr *h, struct cw_str full_key,
-                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
-                          size_t need, bool *over);
+                          const struct store_put_src *src, size_t need, bool *over);
 static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct cw_key *key);
 
 /* LMDB's codes stop here (STYLE.md, Errors): each becomes the one errno that means it. */
@@ -526,40 +526,72 @@ static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t
     cw_warn("store: bad entry %s: %zu bytes failed validation, deleted", hex, len);
 }
 
-int cw_store_read(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
-                  cw_store_read_fn fn, void *cls)
+/* Looks key up in r's renewed read txn: 0 with *view valid (and *val its bytes) until the
+ * caller resets the txn, which it must; otherwise the txn is reset here and -ENOENT (a miss,
+ * or a stored full key other than full_key: a hash collision), -EBADMSG (the stored bytes
+ * failed validation and were deleted) or -errno logged. full_key.p NULL skips the compare. */
+static int store_lookup(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
+                        MDB_val *val, struct cw_entry_view *view)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
-    MDB_val v;
-    struct cw_entry_view view;
     int rc;
 
     rc = store_renew(r);
     if (rc < 0) return rc;
-    rc = mdb_get(r->txn, r->st->obj, &k, &v);
+    rc = mdb_get(r->txn, r->st->obj, &k, val);
     if (rc != MDB_SUCCESS) {
         if (rc != MDB_NOTFOUND) store_log_mdb("mdb_get(obj)", key, rc);
-        rc = store_errno(rc);
-        goto out_reset_txn;
+        mdb_txn_reset(r->txn);
+        return store_errno(rc);
     }
-    rc = cw_entry_decode(v.mv_data, v.mv_size, &view);
+    rc = cw_entry_decode(val->mv_data, val->mv_size, view);
     if (rc < 0) {
-        size_t len = v.mv_size;
+        size_t len = val->mv_size;
         /* End the snapshot before the delete's write txn: a reader kept open across it
          * would pin the bad pages, and the delete re-checks the value itself. */
         mdb_txn_reset(r->txn);
         store_drop_bad(r->st, key, len);
         return -EBADMSG;
     }
-    if (full_key.p != NULL && !cw_str_eq(view.key, full_key)) {
-        rc = -ENOENT; /* a hash collision: a miss, never a wrong answer */
-        goto out_reset_txn;
+    if (full_key.p != NULL && !cw_str_eq(view->key, full_key)) {
+        mdb_txn_reset(r->txn);
+        return -ENOENT; /* a hash collision: a miss, never a wrong answer */
     }
-    rc = fn(cls, &view);
+    return 0;
+}
 
-out_reset_txn:
+int cw_store_read(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
+                  cw_store_read_fn fn, void *cls)
+{
+    MDB_val v;
+    struct cw_entry_view view;
+    int rc;
+
+    rc = store_lookup(r, key, full_key, &v, &view);
+    if (rc < 0) return rc;
+    rc = fn(cls, &view);
     mdb_txn_reset(r->txn);
     return rc;
+}
+
+int cw_store_read_encoded(struct cw_store_reader *r, const struct cw_key *key,
+                          struct cw_str full_key, void **out, size_t *len)
+{
+    MDB_val v;
+    struct cw_entry_view view;
+    void *copy;
+    int rc;
+
+    rc = store_lookup(r, key, full_key, &v, &view);
+    if (rc < 0) return rc;
+    /* Copied inside the txn: the map's bytes are valid only until it is reset. */
+    copy = malloc(v.mv_size);
+    if (copy != NULL) memcpy(copy, v.mv_data, v.mv_size);
+    mdb_txn_reset(r->txn);
+    if (copy == NULL) return -ENOMEM;
+    *out = copy;
+    *len = v.mv_size;
+    return 0;
 }
 
 /* Removes the tag records of the entry a put is about to replace. */
@@ -577,19 +609,18 @@ static int store_put_unindex_old(struct cw_store *st, MDB_txn *txn, const struct
     return store_tag_unindex_txn(st, txn, key, &v);
 }
 
-/* One write txn that reserves need bytes under key, encodes into them, indexes the entry's
- * tags (the replaced entry's go) and, when lease_key is set, releases token's lease on it
- * (a lease that is gone, or was taken over and so carries another token, is no failure:
- * the entry is stored either way). *over tells whether the map is past the high watermark
- * after it. */
+/* One write txn that reserves need bytes under key, writes src into them (encoding its
+ * parts, or copying its bytes), indexes the entry's tags (the replaced entry's go) and, when
+ * lease_key is set, releases token's lease on it (a lease that is gone, or was taken over and
+ * so carries another token, is no failure: the entry is stored either way). *over tells
+ * whether the map is past the high watermark after it. */
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
                           const struct cw_key *lease_key, uint64_t token,
-                          const struct cw_entry_hdr *h, struct cw_str full_key,
-                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
-                          size_t need, bool *over)
+                          const struct store_put_src *src, size_t need, bool *over)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v = {need, NULL};
+    struct cw_entry_view view;
     MDB_txn *txn;
     size_t used;
     int rc;
@@ -604,9 +635,17 @@ static int store_put_once(struct cw_store *st, const struct cw_key *key,
         rc = store_errno(rc);
         goto out_abort_txn;
     }
-    rc = cw_entry_encode(h, full_key, hdrs, n, body, v.mv_data, v.mv_size);
+    if (src->h != NULL) {
+        rc = cw_entry_encode(src->h, src->full_key, NULL, src->hdrs, src->n, src->body, v.mv_data,
+                             v.mv_size);
+        if (rc < 0) goto out_abort_txn;
+    } else {
+        memcpy(v.mv_data, src->bytes.p, need);
+    }
+    /* The bytes were valid before the write (store_put()); this only finds the headers. */
+    rc = cw_entry_decode(v.mv_data, v.mv_size, &view);
     if (rc < 0) goto out_abort_txn;
-    rc = store_tag_index_txn(st, txn, key, hdrs, n);
+    rc = store_tag_index_txn(st, txn, key, &view);
     if (rc < 0) goto out_abort_txn;
     if (lease_key != NULL) {
         rc = store_lease_release_txn(st, txn, lease_key, token);
@@ -623,21 +662,29 @@ out_abort_txn:
 }
 
 int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
-              uint64_t token, const struct cw_entry_hdr *h, struct cw_str full_key,
-              const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
+              uint64_t token, const struct store_put_src *src)
 {
+    struct cw_entry_view view;
     bool over = false;
     size_t need;
     int rc;
 
-    rc = cw_entry_size(full_key, hdrs, n, body.len, &need);
-    if (rc == -EOVERFLOW) return -EINVAL;
-    if (rc < 0) return rc;
-    if (h->status < 100 || h->status > 999) return -EINVAL;
+    if (src->h != NULL) {
+        rc = cw_entry_size(src->full_key, NULL, src->hdrs, src->n, src->body.len, &need);
+        if (rc == -EOVERFLOW) return -EINVAL;
+        if (rc < 0) return rc;
+        if (src->h->status < 100 || src->h->status > 999) return -EINVAL;
+    } else {
+        /* Bytes from elsewhere (L2, a copy) are checked as a read would check them, before
+         * any txn: a bad buffer never reaches the map. */
+        if (src->bytes.p == NULL) return -EBADMSG;
+        if (cw_entry_decode(src->bytes.p, src->bytes.len, &view) < 0) return -EBADMSG;
+        need = src->bytes.len;
+    }
 
     /* MDB_MAP_FULL (or a txn too large) aborts the txn; make room and try again. */
     for (int attempt = 0;; attempt++) {
-        rc = store_put_once(st, key, lease_key, token, h, full_key, hdrs, n, body, need, &over);
+        rc = store_put_once(st, key, lease_key, token, src, need, &over);
         if (rc != -ENOSPC || !store_make_room(st, key, need, attempt)) break;
     }
     if (rc < 0) return rc;
@@ -649,7 +696,16 @@ int cw_store_put(struct cw_store *st, const struct cw_key *key, const struct cw_
                  struct cw_str full_key, const struct cw_entry_header *hdrs, size_t n,
                  struct cw_str body)
 {
-    return store_put(st, key, NULL, 0, h, full_key, hdrs, n, body);
+    struct store_put_src src = {.h = h, .full_key = full_key, .hdrs = hdrs, .n = n, .body = body};
+
+    return store_put(st, key, NULL, 0, &src);
+}
+
+int cw_store_put_encoded(struct cw_store *st, const struct cw_key *key, const void *p, size_t len)
+{
+    struct store_put_src src = {.bytes = cw_str_make(p, len)};
+
+    return store_put(st, key, NULL, 0, &src);
 }
 
 int cw_store_delete(struct cw_store *st, const struct cw_key *key)

@@ -53,12 +53,30 @@ typedef int (*cw_store_read_fn)(void *cls, const struct cw_entry_view *v);
 CW_MUST_CHECK int cw_store_read(struct cw_store_reader *r, const struct cw_key *key,
                                 struct cw_str full_key, cw_store_read_fn fn, void *cls);
 
-/* Stores an entry under key, replacing any, encoded straight into the map (MDB_RESERVE):
- * 0, -EINVAL for an entry over the limits, -ENOSPC when the map is full, -errno otherwise
- * with the cause logged. Nothing already stored is damaged by a failure. */
+/* Copies the encoded bytes of key's entry out of the map (the bytes cw_store_put_encoded()
+ * takes, and L2 stores): 0, *out and *len on a hit; -ENOENT on a miss or when the stored full
+ * key differs from full_key (a hash collision; full_key.p == NULL skips the compare);
+ * -EBADMSG when the stored bytes failed validation (the entry is then deleted); -ENOMEM; other
+ * -errno with the cause logged. The bytes decoded in the read txn, and stay valid for
+ * cw_entry_decode(). Caller owns *out; free with free(). */
+CW_MUST_CHECK int cw_store_read_encoded(struct cw_store_reader *r, const struct cw_key *key,
+                                        struct cw_str full_key, void **out, size_t *len);
+
+/* Stores an entry under key, replacing any, encoded straight into the map (MDB_RESERVE),
+ * with no request part (core/entry.h): such an entry is served but never refreshed. 0,
+ * -EINVAL for an entry over the limits, -ENOSPC when the map is full, -errno otherwise with
+ * the cause logged. Nothing already stored is damaged by a failure. */
 CW_MUST_CHECK int cw_store_put(struct cw_store *st, const struct cw_key *key,
                                const struct cw_entry_hdr *h, struct cw_str full_key,
                                const struct cw_entry_header *hdrs, size_t n, struct cw_str body);
+/* Stores the len bytes at p, an entry already encoded (by cw_entry_encode(), or copied out
+ * by cw_store_read_encoded() or from L2), under key, replacing any. The bytes are validated
+ * with cw_entry_decode() before any write: -EBADMSG and nothing written when they fail.
+ * Otherwise as cw_store_put(): 0, -ENOSPC when the map is full, -errno logged. The store
+ * does not check that key is the hash of the entry's full key (the caller chose both). The
+ * bytes are copied; the caller keeps them. */
+CW_MUST_CHECK int cw_store_put_encoded(struct cw_store *st, const struct cw_key *key, const void *p,
+                                       size_t len);
 
 /* Deletes the entry under key: 0, -ENOENT when there was none, -errno otherwise. */
 CW_MUST_CHECK int cw_store_delete(struct cw_store *st, const struct cw_key *key);
@@ -150,6 +168,11 @@ CW_MUST_CHECK int cw_store_put_release(struct cw_store *st, const struct cw_key 
                                        const struct cw_entry_hdr *h, struct cw_str full_key,
                                        const struct cw_entry_header *hdrs, size_t n,
                                        struct cw_str body);
+/* cw_store_put_encoded() with the same lease release as cw_store_put_release(): -EBADMSG
+ * and nothing written (the lease kept) when the bytes fail validation. */
+CW_MUST_CHECK int cw_store_put_release_encoded(struct cw_store *st, const struct cw_key *key,
+                                               const struct cw_key *lease_key, uint64_t token,
+                                               const void *p, size_t len);
 
 /* ---- Bounded size and eviction (store_evict.c) ----
  * cache.size is the map size and so the hard bound of the file (with MDB_WRITEMAP the file is

@@ -58,11 +58,23 @@ int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key);
  * (mdb_txn_reset) before returning, so no snapshot outlives one call. */
 int store_renew(struct cw_store_reader *r);
 
-/* cw_store_put() with an optional lease release in the same txn (lease_key NULL = none):
- * the one put path, so put and put_release share the make-room and retry logic. */
+/* What a put writes: an entry's parts (h set), encoded straight into the map, or the bytes
+ * of an entry already encoded (h NULL: bytes, validated by store_put() before any txn). */
+struct store_put_src {
+    const struct cw_entry_hdr *h;
+    struct cw_str full_key;
+    const struct cw_entry_header *hdrs;
+    size_t n;
+    struct cw_str body;
+    struct cw_str bytes;
+};
+
+/* Puts src under key with an optional lease release in the same txn (lease_key NULL =
+ * none): the one put path, so every put shares the make-room and retry logic. 0, -EINVAL
+ * (parts over the limits), -EBADMSG (bytes that fail cw_entry_decode(): nothing written),
+ * -ENOSPC, -errno logged. */
 int store_put(struct cw_store *st, const struct cw_key *key, const struct cw_key *lease_key,
-              uint64_t token, const struct cw_entry_hdr *h, struct cw_str full_key,
-              const struct cw_entry_header *hdrs, size_t n, struct cw_str body);
+              uint64_t token, const struct store_put_src *src);
 /* Deletes key's lease record in txn when it carries token, or when the record is malformed
  * (a malformed record counts as absent): 0 when token's record was deleted, -ENOENT when
  * there was none or it carries another token, -errno logged. Defined in store_lease.c. */
@@ -91,11 +103,11 @@ void store_evict_after_put(struct cw_store *st, const struct cw_key *keep);
 
 /* ---- tags and deletion (store_tag.c) ---- */
 
-/* Indexes the Surrogate-Key tags found in hdrs (every header of that name, tags split on
- * SP and HTAB, at most CW_LIMIT_TAGS, longer than CW_LIMIT_TAG_BYTES skipped) as
+/* Indexes the Surrogate-Key tags found in v's headers (every header of that name, tags
+ * split on SP and HTAB, at most CW_LIMIT_TAGS, longer than CW_LIMIT_TAG_BYTES skipped) as
  * tag -> key records in txn. 0, or -errno logged. */
 int store_tag_index_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
-                        const struct cw_entry_header *hdrs, size_t n);
+                        const struct cw_entry_view *v);
 /* Removes the tag records of the stored entry bytes val (under key) in txn; val must not
  * be deleted yet (it points into the map). An undecodable value has no tags to find: 0.
  * 0, or -errno logged. */

@@ -286,5 +286,16 @@ int cw_store_put_release(struct cw_store *st, const struct cw_key *key,
                          const struct cw_entry_hdr *h, struct cw_str full_key,
                          const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
 {
-    return store_put(st, key, lease_key, token, h, full_key, hdrs, n, body);
+    struct store_put_src src = {.h = h, .full_key = full_key, .hdrs = hdrs, .n = n, .body = body};
+
+    return store_put(st, key, lease_key, token, &src);
+}
+
+int cw_store_put_release_encoded(struct cw_store *st, const struct cw_key *key,
+                                 const struct cw_key *lease_key, uint64_t token, const void *p,
+                                 size_t len)
+{
+    struct store_put_src src = {.bytes = cw_str_make(p, len)};
+
+    return store_put(st, key, lease_key, token, &src);
 }

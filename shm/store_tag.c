@@ -92,14 +92,17 @@ static int store_tag_del(struct cw_store *st, MDB_txn *txn, const struct cw_key 
 }
 
 int store_tag_index_txn(struct cw_store *st, MDB_txn *txn, const struct cw_key *key,
-                        const struct cw_entry_header *hdrs, size_t n)
+                        const struct cw_entry_view *v)
 {
+    struct cw_str name;
+    struct cw_str value;
+    size_t off = 0;
     size_t count = 0;
     int rc;
 
-    for (size_t i = 0; i < n && count < CW_LIMIT_TAGS; i++) {
-        if (!cw_str_eq_ci(hdrs[i].name, CW_STR_LIT(STORE_TAG_HEADER))) continue;
-        rc = store_tag_split(st, txn, key, hdrs[i].value, &count, store_tag_add);
+    while (count < CW_LIMIT_TAGS && cw_entry_header_next(v, &off, &name, &value)) {
+        if (!cw_str_eq_ci(name, CW_STR_LIT(STORE_TAG_HEADER))) continue;
+        rc = store_tag_split(st, txn, key, value, &count, store_tag_add);
         if (rc < 0) return rc;
     }
     return 0;

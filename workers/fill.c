@@ -22,10 +22,15 @@
 #define FILL_PASS_MS  60000 /* hit-for-miss: how long an uncacheable key is not coalesced */
 #define FILL_MAX_HDRS (CW_LIMIT_HEADER_COUNT)
 
-/* A stored entry copied out of the map (for a 304 merge). */
-struct fill_copy {
-    struct cw_entry_view v;
-    char *buf;
+/* The request part of an entry being stored (core/entry.h): the request fields the entry is
+ * chosen by, with the values the origin was sent. Names point into names, values are owned
+ * copies (a joined multi-line value from q->header lives only until its next call). */
+struct fill_req_part {
+    struct cw_entry_req req;
+    struct cw_entry_header f[CW_LIMIT_ENTRY_REQ_FIELDS];
+    char *values[CW_LIMIT_ENTRY_REQ_FIELDS];
+    char names[CW_LIMIT_ENTRY_REQ_FIELDS * (CW_LIMIT_HEADER_NAME_BYTES + 1)];
+    size_t names_len;
 };
 
 bool cw_fill_is_internal_header(struct cw_str name)
@@ -200,7 +205,7 @@ static size_t fill_job_headers(const struct cw_fetch_job *job, struct cw_entry_h
     return n;
 }
 
-/* Filters the headers to store, adds Date when missing and the pseudo-headers: the count. */
+/* Filters the headers to store and adds Date when missing: the count. */
 static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
                                   const struct cw_entry_header *in, size_t n_in,
                                   struct cw_entry_header *out, size_t cap, char *date,
@@ -211,7 +216,7 @@ static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_f
 
     for (size_t i = 0; i < n_in; i++)
         if (cw_str_eq_ci(in[i].name, CW_STR_LIT("Connection"))) conn = in[i].value;
-    for (size_t i = 0; i < n_in && n + 3 < cap; i++) {
+    for (size_t i = 0; i < n_in && n + 1 < cap; i++) {
         if (!fill_keep_header(q, fr, in[i].name, conn)) continue;
         out[n++] = in[i];
     }
@@ -221,10 +226,6 @@ static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_f
         out[n].name = CW_STR_LIT("Date");
         out[n++].value = cw_str_make(date, dl);
     }
-    out[n].name = CW_STR_LIT(CW_FILL_HDR_URI);
-    out[n++].value = q->uri;
-    out[n].name = CW_STR_LIT(CW_FILL_HDR_HOST);
-    out[n++].value = q->host;
     return n;
 }
 
@@ -237,26 +238,98 @@ static void fill_wake(const struct cw_fill *f, const struct cw_fill_req *q)
         cw_seg_fill_done(f->seg, &q->lease_key);
 }
 
-/* Writes the entry and releases the lease in one txn. */
+/* Adds the request field name (NUL-terminated, lower-case) with the value the origin was sent,
+ * once: 0 (also when the request has no such field: it gets no record), -ENOSPC past the
+ * bounds, -ENOMEM. */
+static int fill_req_add(const struct cw_fill_req *q, struct fill_req_part *rp, const char *name)
+{
+    size_t len = strlen(name);
+    const char *value;
+
+    for (size_t i = 0; i < rp->req.n; i++)
+        if (cw_str_eq_ci(rp->f[i].name, cw_str_make(name, len))) return 0;
+    value = q->header(q->header_cls, name);
+    if (value == NULL) return 0;
+    if (rp->req.n == CW_LIMIT_ENTRY_REQ_FIELDS || len + 1 > sizeof(rp->names) - rp->names_len)
+        return -ENOSPC;
+    rp->values[rp->req.n] = strdup(value);
+    if (rp->values[rp->req.n] == NULL) return -ENOMEM;
+    memcpy(rp->names + rp->names_len, name, len + 1);
+    rp->f[rp->req.n].name = cw_str_make(rp->names + rp->names_len, len);
+    rp->f[rp->req.n].value = cw_str_cstr(rp->values[rp->req.n]);
+    rp->names_len += len + 1;
+    rp->req.n++;
+    return 0;
+}
+
+static void fill_req_part_free(struct fill_req_part *rp)
+{
+    for (size_t i = 0; i < rp->req.n; i++)
+        free(rp->values[i]);
+    rp->req.n = 0;
+}
+
+/* The request part of the entry for q with the stored headers hdrs (whose Vary names the
+ * fields it varies on): host, target, and the route's key headers, Cookie when the route
+ * keys on it and the Vary fields, with the values the key was made of. 0, or -ENOSPC or
+ * -ENOMEM (then nothing to free). Free with fill_req_part_free(). */
+static int fill_req_part(const struct cw_fill_req *q, const struct cw_entry_header *hdrs, size_t n,
+                         struct fill_req_part *rp)
+{
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
+    size_t vary_len = 0;
+    int rc = fill_vary_names(hdrs, n, vary, sizeof(vary), &vary_len);
+
+    rp->req = (struct cw_entry_req){q->host, q->uri, rp->f, 0};
+    rp->names_len = 0;
+    for (size_t i = 0; rc == 0 && i < q->rt->key_headers_count; i++)
+        rc = fill_req_add(q, rp, q->rt->key_headers[i]);
+    if (rc == 0 && q->rt->cookies == CW_CONFIG_COOKIES_KEY) rc = fill_req_add(q, rp, "cookie");
+    /* vary is "a,b" with no spaces (fill_vary_names()): split it in place. */
+    for (size_t at = 0; rc == 0 && at < vary_len;) {
+        char *comma = memchr(vary + at, ',', vary_len - at);
+        size_t end = comma != NULL ? (size_t)(comma - vary) : vary_len;
+        vary[end] = '\0';
+        if (end > at) rc = fill_req_add(q, rp, vary + at);
+        at = end + 1;
+    }
+    if (rc < 0) fill_req_part_free(rp);
+    return rc;
+}
+
+/* Encodes the entry once, then writes those bytes and releases the lease in one txn: the
+ * same bytes a second cache level would take. 0, -EINVAL (over the entry limits), -ENOMEM,
+ * or the store's -errno. */
 static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_entry_hdr *h,
-                    const struct cw_entry_header *hdrs, size_t n, struct cw_str body)
+                    const struct cw_entry_req *req, const struct cw_entry_header *hdrs, size_t n,
+                    struct cw_str body)
 {
     struct cw_str full = cw_str_make(q->key_buf, q->key_len);
+    char *buf = NULL;
+    size_t len;
     int rc;
 
+    rc = cw_entry_size(full, req, hdrs, n, body.len, &len);
+    if (rc == -EOVERFLOW) rc = -EINVAL;
+    if (rc < 0) goto out_count;
+    buf = malloc(len);
+    if (buf == NULL) {
+        rc = -ENOMEM;
+        goto out_count;
+    }
+    rc = cw_entry_encode(h, full, req, hdrs, n, body, buf, len);
+    if (rc < 0) goto out_count;
     if (q->has_lease) {
-        rc = cw_store_put_release(f->store, &q->key, &q->lease_key, q->lease_token, h, full, hdrs,
-                                  n, body);
+        rc = cw_store_put_release_encoded(f->store, &q->key, &q->lease_key, q->lease_token, buf,
+                                          len);
         if (rc == 0) q->has_lease = false;
     } else {
-        rc = cw_store_put(f->store, &q->key, h, full, hdrs, n, body);
+        rc = cw_store_put_encoded(f->store, &q->key, buf, len);
     }
-    if (rc < 0) {
-        cw_seg_add(f->seg, f->slot, CW_METRICS_STORE_PUT_FAIL, 1);
-        return rc;
-    }
-    cw_seg_add(f->seg, f->slot, CW_METRICS_STORE_PUT, 1);
-    return 0;
+out_count:
+    free(buf);
+    cw_seg_add(f->seg, f->slot, rc < 0 ? CW_METRICS_STORE_PUT_FAIL : CW_METRICS_STORE_PUT, 1);
+    return rc;
 }
 
 static void fill_entry_hdr(struct cw_entry_hdr *h, int status, const struct cw_fresh_result *res,
@@ -366,11 +439,12 @@ static void fill_adaptive_new(const struct cw_fill *f, struct cw_fill_req *q,
 static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
                            struct cw_fill_result *res)
 {
-    struct cw_entry_header in[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 3];
+    struct cw_entry_header in[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 1];
     struct cw_fresh_resp fr;
     struct cw_fresh_policy pol;
     struct cw_fresh_result fres;
     struct cw_entry_hdr h;
+    struct fill_req_part rp;
     char date[32];
     size_t n_in = fill_job_headers(job, in, FILL_MAX_HDRS), n;
 
@@ -394,32 +468,20 @@ static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struc
         return;
     }
     n = fill_stored_headers(q, &fr, in, n_in, out, CW_ARRAY_LEN(out), date, job->response_time_ms);
+    if (fill_req_part(q, out, n, &rp) < 0) {
+        res->detail = "request-too-large";
+        return;
+    }
     fill_entry_hdr(&h, job->status, &fres, job->response_time_ms);
     if (fill_is_adaptive(q, &fres))
         fill_adaptive_new(f, q, in, n_in, cw_str_make(job->body.p, job->body.len), &h, res);
-    int rc = fill_put(f, q, &h, out, n, cw_str_make(job->body.p, job->body.len));
+    int rc = fill_put(f, q, &h, &rp.req, out, n, cw_str_make(job->body.p, job->body.len));
+    fill_req_part_free(&rp);
     if (rc < 0) {
         res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
         return;
     }
     res->stored = true;
-}
-
-static int fill_copy_cb(void *cls, const struct cw_entry_view *v)
-{
-    struct fill_copy *c = cls;
-    size_t total = v->key.len + v->headers_len + v->body.len;
-
-    c->buf = malloc(total ? total : 1);
-    if (c->buf == NULL) return -ENOMEM;
-    c->v = *v;
-    memcpy(c->buf, v->key.p, v->key.len);
-    memcpy(c->buf + v->key.len, v->headers, v->headers_len);
-    memcpy(c->buf + v->key.len + v->headers_len, v->body.p, v->body.len);
-    c->v.key.p = c->buf;
-    c->v.headers = c->buf + v->key.len;
-    c->v.body.p = c->buf + v->key.len + v->headers_len;
-    return 0;
 }
 
 /* RFC 9111 §4.3.4: a 304 freshens the stored response: its headers replace the stored
@@ -428,8 +490,11 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
                            struct cw_fill_result *res)
 {
     struct cw_entry_header stored[FILL_MAX_HDRS], fresh[FILL_MAX_HDRS];
-    struct cw_entry_header merged[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 3];
-    struct fill_copy c = {0};
+    struct cw_entry_header merged[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 1];
+    struct cw_entry_view stored_v;
+    struct fill_req_part rp;
+    void *copy = NULL;
+    size_t copy_len;
     struct cw_fresh_resp fr;
     struct cw_fresh_policy pol;
     struct cw_fresh_result fres;
@@ -439,19 +504,22 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
     char date[32];
     int rc;
 
-    rc = cw_store_read(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), fill_copy_cb, &c);
+    /* The stored bytes, copied out: the view borrows them while the write happens. */
+    rc = cw_store_read_encoded(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), &copy,
+                               &copy_len);
+    if (rc == 0 && cw_entry_decode(copy, copy_len, &stored_v) < 0) rc = -EBADMSG;
     if (rc < 0) {
         res->detail = "304-without-entry";
-        return;
+        goto out_free;
     }
-    while (n_stored < FILL_MAX_HDRS && cw_entry_header_next(&c.v, &off, &name, &value)) {
+    while (n_stored < FILL_MAX_HDRS && cw_entry_header_next(&stored_v, &off, &name, &value)) {
         if (name.len > 0 && name.p[0] == ':') continue;
         stored[n_stored].name = name;
         stored[n_stored++].value = value;
     }
     n_fresh = fill_job_headers(job, fresh, FILL_MAX_HDRS);
     n_merged = cw_cond_merge_304(stored, n_stored, fresh, n_fresh, merged, FILL_MAX_HDRS);
-    fill_fresh_resp(f, &fr, c.v.h.status, merged, n_merged);
+    fill_fresh_resp(f, &fr, stored_v.h.status, merged, n_merged);
     fill_policy(q, job, &pol);
     cw_fresh_evaluate(&fr, &pol, &fres);
     if (!fres.storable) {
@@ -464,13 +532,17 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
     }
     n = fill_stored_headers(q, &fr, merged, n_merged, out, CW_ARRAY_LEN(out), date,
                             job->response_time_ms);
-    fill_entry_hdr(&h, c.v.h.status, &fres, job->response_time_ms);
-    h.ttl_ms = c.v.h.ttl_ms;
-    h.last_check_ms = c.v.h.last_check_ms;
-    h.checks = c.v.h.checks;
-    h.changes = c.v.h.changes;
-    h.observed_ms = c.v.h.observed_ms;
-    h.body_hash = c.v.h.body_hash;
+    if (fill_req_part(q, out, n, &rp) < 0) {
+        res->detail = "request-too-large";
+        goto out_free;
+    }
+    fill_entry_hdr(&h, stored_v.h.status, &fres, job->response_time_ms);
+    h.ttl_ms = stored_v.h.ttl_ms;
+    h.last_check_ms = stored_v.h.last_check_ms;
+    h.checks = stored_v.h.checks;
+    h.changes = stored_v.h.changes;
+    h.observed_ms = stored_v.h.observed_ms;
+    h.body_hash = stored_v.h.body_hash;
     if (fill_is_adaptive(q, &fres)) {
         /* A 304 is the "unchanged" observation. */
         struct cw_adaptive_params p;
@@ -481,7 +553,8 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
         cw_adaptive_observe(&st, &p, false, cw_clock_wall_ms());
         fill_adaptive_apply(&h, &st);
     }
-    rc = fill_put(f, q, &h, out, n, c.v.body);
+    rc = fill_put(f, q, &h, &rp.req, out, n, stored_v.body);
+    fill_req_part_free(&rp);
     if (rc == 0) {
         res->stored = true;
         res->revalidated = true;
@@ -489,7 +562,7 @@ static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struc
         res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
     }
 out_free:
-    free(c.buf);
+    free(copy);
 }
 
 void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,

@@ -4,7 +4,8 @@
  * Owns nothing: it borrows the store, a reader (for 304 merges) and the shm segment from
  * the calling process, and the request's header lookup from the caller. Everything here
  * runs on the thread that completed the fetch. It decides storage (RFC 9111 §3), picks the
- * key (route key headers and Vary), keeps the Vary record in step, stores the entry and
+ * key (route key headers and Vary), keeps the Vary record in step, encodes the entry once
+ * (with its request part: what a refresh sends again, core/entry.h), stores those bytes and
  * releases the fetch lease in the same write txn, and wakes coalesced waiters. */
 #ifndef CW_FILL_H
 #define CW_FILL_H
@@ -32,7 +33,8 @@ struct cw_fill {
     int slot;
 };
 
-/* Looks up a request header by name: a NUL-terminated value, or NULL when absent. */
+/* Looks up a request header by name: a NUL-terminated value as the origin is sent it, or
+ * NULL when absent (or not forwarded). The value may be valid only until the next call. */
 typedef const char *(*cw_fill_header_fn)(void *cls, const char *name);
 
 /* One request's identity in the cache. key_buf holds CW_LIMIT_KEY_BYTES. */
@@ -60,10 +62,6 @@ struct cw_fill_result {
     const char *detail; /* static text for Cache-Status when not stored */
 };
 
-/* Pseudo-headers kept in an entry for the refresher: never sent to clients. */
-#define CW_FILL_HDR_URI  ":uri"
-#define CW_FILL_HDR_HOST ":host"
-
 /* Computes the primary key of q (route key headers included) into q->key_buf and sets
  * q->primary and q->key to it: 0, or -ENOSPC/-EINVAL for a target or host the key refuses. */
 CW_MUST_CHECK int cw_fill_key_primary(const struct cw_fill *f, struct cw_fill_req *q);
@@ -85,8 +83,8 @@ void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_
  * other (unless another request has taken the lease over since: its fetch goes on). */
 void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass);
 
-/* True for header names never replayed to clients: pseudo-headers, Surrogate-Key, and those
- * MHD writes itself. */
+/* True for header names never replayed to clients: names starting with ':' (never stored
+ * since entry version 2, still refused), Surrogate-Key, and those MHD writes itself. */
 bool cw_fill_is_internal_header(struct cw_str name);
 
 #endif /* CW_FILL_H */

@@ -3,9 +3,10 @@
  * The main thread scans the lease database (bounded per tick), claims wanted refreshes and
  * submits conditional GETs to the fetch loop; the fetch thread completes them through the
  * same fill code as a worker's miss (workers/fill.c) and hands the finished refresh back on
- * a list the main thread frees. A refresh rebuilds the request from the entry itself: the
- * request target and Host kept as pseudo-headers, and the header values the key was made
- * of (route key_headers, Vary) read back from the key's "\n<name>:<value>" lines. */
+ * a list the main thread frees. A refresh sends the request again from the entry's request
+ * part (core/entry.h): the Host and target the worker routed and keyed, and the request
+ * fields the entry was chosen by (route key_headers, Cookie when keyed, Vary) with the values
+ * the origin was sent then. The key string is only compared, never read back into a request. */
 #include "workers/refresher.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/entry.h"
+#include "core/key.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "core/route.h"
@@ -39,8 +41,7 @@
 #define REFR_LEASE_MS        30000 /* a claimed refresh that overruns this is reclaimed */
 #define REFR_READER_CHECK_MS 5000
 #define REFR_EVICT_VISIT     2048 /* entries the eviction hand visits per tick */
-#define REFR_HDRS            (CW_LIMIT_VARY_FIELDS * 2 + 2)
-#define REFR_CMD_MAX         16 /* command-channel messages handled per wake-up */
+#define REFR_CMD_MAX         16   /* command-channel messages handled per wake-up */
 
 /* One background refresh: owns its job, its key buffer and the request it rebuilt. */
 struct refr_job {
@@ -50,13 +51,13 @@ struct refr_job {
     struct cw_fetch_job job;
     char *url;
     char *hdr_lines;
-    char *uri; /* NUL-terminated copies from the entry */
+    char *target; /* NUL-terminated copies of the entry's request part */
     char *host;
     char etag[CW_LIMIT_VALIDATOR_BYTES + 1];
     char last_modified[CW_LIMIT_VALIDATOR_BYTES + 1];
-    /* Request header values read back from the key: names and values NUL-terminated. */
-    char *hnames[REFR_HDRS];
-    char *hvalues[REFR_HDRS];
+    /* The entry's request fields, names and values NUL-terminated. */
+    char *hnames[CW_LIMIT_ENTRY_REQ_FIELDS];
+    char *hvalues[CW_LIMIT_ENTRY_REQ_FIELDS];
     size_t hcount;
     bool ok; /* stored or revalidated */
 };
@@ -101,7 +102,7 @@ static void refr_job_free(struct refr_job *j)
     free(j->q.key_buf);
     free(j->url);
     free(j->hdr_lines);
-    free(j->uri);
+    free(j->target);
     free(j->host);
     free(j);
 }
@@ -116,30 +117,6 @@ static char *refr_strndup(struct cw_str s)
     return p;
 }
 
-/* Reads the "\n<name>:<value>" lines after the URL part of a key. */
-static int refr_parse_key_headers(struct refr_job *j, struct cw_str key)
-{
-    const char *p = memchr(key.p, '\n', key.len), *end = key.p + key.len;
-
-    while (p != NULL && p < end && j->hcount < REFR_HDRS) {
-        const char *line = p + 1;
-        const char *next = memchr(line, '\n', (size_t)(end - line));
-        const char *eol = next ? next : end;
-        const char *colon = memchr(line, ':', (size_t)(eol - line));
-        if (colon != NULL) {
-            j->hnames[j->hcount] = refr_strndup(cw_str_make(line, (size_t)(colon - line)));
-            j->hvalues[j->hcount] = refr_strndup(cw_str_make(colon + 1, (size_t)(eol - colon - 1)));
-            if (j->hnames[j->hcount] == NULL || j->hvalues[j->hcount] == NULL) {
-                j->hcount++;
-                return -ENOMEM;
-            }
-            j->hcount++;
-        }
-        p = next;
-    }
-    return 0;
-}
-
 static void refr_copy_validator(const struct cw_entry_view *v, const char *name, char *out,
                                 size_t size)
 {
@@ -152,55 +129,110 @@ static void refr_copy_validator(const struct cw_entry_view *v, const char *name,
     }
 }
 
-/* Inside the read txn: copies what the refresh needs out of the entry. */
-static int refr_on_entry(void *cls, const struct cw_entry_view *v)
+/* Copies what the refresh needs out of a decoded entry: its request part, full key and
+ * validators. 0, -ENOENT for an entry with no request part (stored by a caller that never
+ * refreshes), -ENOMEM. */
+static int refr_copy_entry(struct refr_job *j, const struct cw_entry_view *v)
 {
-    struct refr_job *j = cls;
-    struct cw_str uri, host;
+    struct cw_str name, value;
+    size_t off = 0;
 
-    if (!cw_entry_header_find(v, CW_STR_LIT(CW_FILL_HDR_URI), &uri) ||
-        !cw_entry_header_find(v, CW_STR_LIT(CW_FILL_HDR_HOST), &host))
-        return -EBADMSG;
-    j->uri = refr_strndup(uri);
-    j->host = refr_strndup(host);
+    if (v->req_target.len == 0) return -ENOENT;
+    j->target = refr_strndup(v->req_target);
+    j->host = refr_strndup(v->req_host);
     j->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
-    if (j->uri == NULL || j->host == NULL || j->q.key_buf == NULL) return -ENOMEM;
-    if (v->key.len > CW_LIMIT_KEY_BYTES) return -EBADMSG;
+    if (j->target == NULL || j->host == NULL || j->q.key_buf == NULL) return -ENOMEM;
+    /* decode() held key_len to CW_LIMIT_KEY_BYTES. */
     memcpy(j->q.key_buf, v->key.p, v->key.len);
     j->q.key_len = v->key.len;
     refr_copy_validator(v, "ETag", j->etag, sizeof(j->etag));
     refr_copy_validator(v, "Last-Modified", j->last_modified, sizeof(j->last_modified));
-    return refr_parse_key_headers(j, v->key);
+    /* decode() held req_count to CW_LIMIT_ENTRY_REQ_FIELDS, the size of hnames. */
+    while (j->hcount < CW_LIMIT_ENTRY_REQ_FIELDS && cw_entry_req_next(v, &off, &name, &value)) {
+        j->hnames[j->hcount] = refr_strndup(name);
+        j->hvalues[j->hcount] = refr_strndup(value);
+        j->hcount++;
+        if (j->hnames[j->hcount - 1] == NULL || j->hvalues[j->hcount - 1] == NULL) return -ENOMEM;
+    }
+    return 0;
 }
 
-static int refr_append(char **buf, size_t *len, const char *name, const char *value)
+/* Reads key's entry (its encoded bytes, copied out, so no read txn outlives the call) into
+ * j: 0, or -errno (-ENOENT: gone, or not refreshable). */
+static int refr_load(struct refresher *rf, struct refr_job *j, const struct cw_key *key)
 {
-    size_t add = strlen(name) + strlen(value) + 4;
+    struct cw_entry_view v;
+    void *bytes = NULL;
+    size_t len;
+    int rc;
+
+    rc = cw_store_read_encoded(rf->reader, key, cw_str_make(NULL, 0), &bytes, &len);
+    if (rc < 0) return rc;
+    rc = cw_entry_decode(bytes, len, &v);
+    if (rc == 0) rc = refr_copy_entry(j, &v);
+    free(bytes);
+    return rc;
+}
+
+static int refr_append(char **buf, size_t *len, const char *name, const char *value,
+                       const char *more)
+{
+    size_t add = strlen(name) + strlen(value) + strlen(more) + 4;
     char *p = realloc(*buf, *len + add + 1);
 
     if (p == NULL) return -ENOMEM;
     *buf = p;
-    *len += (size_t)snprintf(p + *len, add + 1, "%s: %s\r\n", name, value);
+    *len += (size_t)snprintf(p + *len, add + 1, "%s: %s%s\r\n", name, value, more);
     return 0;
 }
 
-static int refr_build_request(struct refresher *rf, struct refr_job *j)
+/* The origin URL, as the worker builds it: the origin's prefix, the path, and exactly the
+ * query parameters the key uses (cw_key_forward_query()). */
+static int refr_build_url(struct refresher *rf, struct refr_job *j)
 {
     const struct cw_config_origin *o = &rf->cfg->origins[j->q.rt->origin];
-    size_t len = 0;
-    int rc = 0;
+    size_t tlen = strlen(j->target), ulen = strlen(o->url);
+    const char *qm = memchr(j->target, '?', tlen);
+    size_t plen = qm != NULL ? (size_t)(qm - j->target) : tlen;
+    size_t qlen = qm != NULL ? tlen - plen - 1 : 0, fwd = 0;
 
-    j->url = malloc(strlen(o->url) + strlen(j->uri) + 1);
+    j->url = malloc(ulen + plen + qlen + 2);
     if (j->url == NULL) return -ENOMEM;
-    strcpy(j->url, o->url);
-    strcat(j->url, j->uri);
-    rc = refr_append(&j->hdr_lines, &len, "Host", j->host);
-    for (size_t i = 0; rc == 0 && i < j->hcount; i++)
-        rc = refr_append(&j->hdr_lines, &len, j->hnames[i], j->hvalues[i]);
-    if (rc == 0) rc = refr_append(&j->hdr_lines, &len, "Via", "1.1 cachewarp");
-    if (rc == 0 && j->etag[0]) rc = refr_append(&j->hdr_lines, &len, "If-None-Match", j->etag);
+    memcpy(j->url, o->url, ulen);
+    memcpy(j->url + ulen, j->target, plen);
+    if (qm != NULL && cw_key_forward_query(j->q.rt, cw_str_make(qm + 1, qlen),
+                                           j->url + ulen + plen + 1, qlen + 1, &fwd) < 0)
+        return -ENOSPC;
+    if (fwd > 0) j->url[ulen + plen] = '?';
+    j->url[ulen + plen + (fwd > 0 ? fwd + 1 : 0)] = '\0';
+    return 0;
+}
+
+/* The conditional GET: Host, the stored request fields as the origin was sent them, Via and
+ * the entry's validators. Host and Via are ours (a stored field of either name is the
+ * client's, which the worker replaced or extended the same way). */
+static int refr_build_request(struct refresher *rf, struct refr_job *j)
+{
+    const char *via = NULL;
+    size_t len = 0;
+    int rc;
+
+    rc = refr_build_url(rf, j);
+    if (rc == 0) rc = refr_append(&j->hdr_lines, &len, "Host", j->host, "");
+    for (size_t i = 0; rc == 0 && i < j->hcount; i++) {
+        if (strcasecmp(j->hnames[i], "Host") == 0) continue;
+        if (strcasecmp(j->hnames[i], "Via") == 0) {
+            via = j->hvalues[i];
+            continue;
+        }
+        rc = refr_append(&j->hdr_lines, &len, j->hnames[i], j->hvalues[i], "");
+    }
+    if (rc == 0)
+        rc = via != NULL ? refr_append(&j->hdr_lines, &len, "Via", via, ", 1.1 cachewarp")
+                         : refr_append(&j->hdr_lines, &len, "Via", "1.1 cachewarp", "");
+    if (rc == 0 && j->etag[0]) rc = refr_append(&j->hdr_lines, &len, "If-None-Match", j->etag, "");
     if (rc == 0 && j->last_modified[0])
-        rc = refr_append(&j->hdr_lines, &len, "If-Modified-Since", j->last_modified);
+        rc = refr_append(&j->hdr_lines, &len, "If-Modified-Since", j->last_modified, "");
     return rc;
 }
 
@@ -255,11 +287,12 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
     j->q.lease_key = *key;
     j->q.lease_token = token;
     j->q.key = *key;
-    rc = cw_store_read(rf->reader, key, cw_str_make(NULL, 0), refr_on_entry, j);
+    rc = refr_load(rf, j, key);
     if (rc < 0) goto out_free;
-    qm = strchr(j->uri, '?');
-    int route = cw_route_find(rf->cfg, cw_str_cstr(j->host),
-                              cw_str_make(j->uri, qm ? (size_t)(qm - j->uri) : strlen(j->uri)));
+    qm = strchr(j->target, '?');
+    int route =
+        cw_route_find(rf->cfg, cw_str_cstr(j->host),
+                      cw_str_make(j->target, qm ? (size_t)(qm - j->target) : strlen(j->target)));
     if (route < 0) {
         rc = -ENOENT;
         goto out_free;
@@ -267,7 +300,7 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
     j->q.rt = &rf->cfg->routes[route];
     j->q.header = refr_header;
     j->q.header_cls = j;
-    j->q.uri = cw_str_cstr(j->uri);
+    j->q.uri = cw_str_cstr(j->target);
     j->q.host = cw_str_cstr(j->host);
     /* primary_len: where the Vary values begin; the fill recomputes it when Vary changes. */
     j->q.primary_len = j->q.key_len;
@@ -302,7 +335,7 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
     rc = cw_fetch_submit(rf->fetch, &j->job);
     if (rc < 0) goto out_free;
     rf->inflight++;
-    cw_debug("refresher: refreshing %s%s", j->host, j->uri);
+    cw_debug("refresher: refreshing %s%s", j->host, j->target);
     return 0;
 
 out_free:

@@ -544,3 +544,62 @@ def test_refresher_idle_costs_no_cpu(env):
     used = cpu_ticks(pid) - before
     env.note(f"refresher CPU over 3 s idle: {used} ticks")
     assert used <= 2, f"the idle refresher used {used} clock ticks in 3 s"
+
+
+# 8. --------------------------------------------------------------------------------------
+def test_swr_refresh_sends_the_stored_variant(env):
+    """A background refresh of a Vary'd entry sends the origin the request the entry was
+    filled for: the Vary field (Accept-Language) and the route's key header (X-Tenant) with
+    the values the origin was sent then, byte for byte (two spaces inside the value: the key
+    string folds them to one, so a refresher that read the key back would send another
+    value), and the same Host. Each variant is refreshed with its own values and keeps its
+    own body: the refresh of one never lands in the other."""
+    o = env.origin()
+    d = env.daemon(o, workers=2, route={"key_headers": ["X-Tenant"]})
+    path = f"/variant?vary=Accept-Language&cc={q('max-age=1, stale-while-revalidate=30')}"
+    fr = {"Accept-Language": "fr-CH,  fr;q=0.9", "X-Tenant": "t1"}
+    en = {"Accept-Language": "en", "X-Tenant": "t1"}
+
+    r_fr = d.get(path, headers=fr)
+    assert r_fr.status == 200 and xcache(r_fr) == "MISS", f"first fr GET: {r_fr}"
+    sent_fr = o.stats()["last_headers"]
+    assert sent_fr.get("accept-language") == fr["Accept-Language"], sent_fr
+    r_en = d.get(path, headers=en)
+    assert r_en.status == 200 and xcache(r_en) == "MISS", f"first en GET: {r_en}"
+    assert r_en.body != r_fr.body, "the origin gave both variants one body: the test proves nothing"
+    assert o.count(path) == 2
+
+    # Hits on fr as it nears expiry and goes stale: refreshed in the background (ahead of
+    # expiry, or inside stale-while-revalidate), never fetched in the foreground, and never
+    # answered with en's body.
+    def refreshed_fr():
+        r = d.get(path, headers=fr)
+        assert r.status == 200 and xcache(r) in ("HIT", "STALE"), f"fr: {r}"
+        assert r.body != r_en.body, f"fr answered with en's body: {r}"
+        return o.count(path) >= 3
+    cw.wait_for(refreshed_fr, 6, interval=0.05, what="the background refresh of fr")
+    seen = o.stats()["last_headers"]
+    env.note(f"refresh of fr sent accept-language={seen.get('accept-language')!r} "
+             f"x-tenant={seen.get('x-tenant')!r} host={seen.get('host')!r}")
+    assert seen.get("accept-language") == fr["Accept-Language"], \
+        f"the refresh sent Accept-Language {seen.get('accept-language')!r}, the fill " \
+        f"{fr['Accept-Language']!r}: {seen}"
+    assert seen.get("x-tenant") == "t1", f"the refresh lost the route's key header: {seen}"
+    assert seen.get("host") == sent_fr.get("host"), f"refresh Host {seen.get('host')!r}, " \
+        f"fill Host {sent_fr.get('host')!r}"
+
+    # The refresh landed in fr: a HIT that is not en's body; en is untouched.
+    def hit_fr():
+        r = d.get(path, headers=fr)
+        return r if xcache(r) == "HIT" else None
+    r = cw.wait_for(hit_fr, 5, interval=0.05, what="fr a HIT after its refresh")
+    assert r.body != r_en.body, f"fr's refresh stored en's body: {r}"
+    r = d.get(path, headers=en)
+    assert r.body == r_en.body, f"en changed with fr's refresh: {r} (was {r_en.body})"
+
+    # en, stale too by now, is refreshed with its own values.
+    if xcache(r) == "STALE":
+        cw.wait_for(lambda: o.count(path) >= 4, 5, what="the background refresh of en")
+        seen = o.stats()["last_headers"]
+        assert seen.get("accept-language") == "en" and seen.get("x-tenant") == "t1", seen
+    assert o.count(path) <= 4, f"origin saw {o.count(path)} requests, want at most 4"

@@ -644,6 +644,208 @@ START_TEST(test_store_garbage_file_two_processes)
 }
 END_TEST
 
+/* ---- Encoded entries: the bytes L1, L2 and the refresher share ---- */
+
+/* An entry with a request part and a Surrogate-Key, encoded by the entry module: caller
+ * frees. */
+static char *encode_full(const char *full, const char *body, size_t *len)
+{
+    static const struct cw_entry_header hdrs[] = {
+        {CW_STR_LIT("Content-Type"), CW_STR_LIT("text/plain")},
+        {CW_STR_LIT("Surrogate-Key"), CW_STR_LIT("t-enc")},
+    };
+    static const struct cw_entry_header fields[] = {
+        {CW_STR_LIT("accept-language"), CW_STR_LIT("fr")},
+    };
+    struct cw_entry_req req = {CW_STR_LIT("h"), CW_STR_LIT("/enc"), fields, 1};
+    struct cw_entry_hdr h = hdr_ok();
+    char *buf;
+
+    ck_assert_int_eq(cw_entry_size(cw_str_cstr(full), &req, hdrs, 2, strlen(body), len), 0);
+    buf = malloc(*len);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(
+        cw_entry_encode(&h, cw_str_cstr(full), &req, hdrs, 2, cw_str_cstr(body), buf, *len), 0);
+    return buf;
+}
+
+static int req_cb(void *cls, const struct cw_entry_view *v)
+{
+    struct seen *s = cls;
+
+    s->calls++;
+    s->status = v->h.status;
+    s->body_len = v->req_target.len < sizeof(s->body) ? v->req_target.len : sizeof(s->body);
+    memcpy(s->body, v->req_target.p, s->body_len);
+    return 0;
+}
+
+/* Bytes put are the bytes read back, byte for byte, and they serve like any entry: request
+ * part, tags and all. A copy read out of one key can be put under another as it is. */
+START_TEST(test_store_encoded_round_trip)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_key k, k2;
+    struct seen s;
+    size_t len, out_len = 0, out2_len = 0, count = 0;
+    char *enc = encode_full("http://h/enc", "payload", &len);
+    void *out = NULL, *out2 = NULL;
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/enc", &k);
+    ck_assert_int_eq(cw_store_read_encoded(r, &k, CW_STR_LIT("http://h/enc"), &out, &out_len),
+                     -ENOENT);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, enc, len), 0);
+    ck_assert_int_eq(cw_store_read_encoded(r, &k, CW_STR_LIT("http://h/enc"), &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, len);
+    ck_assert_int_eq(memcmp(out, enc, len), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/enc", &s), 7);
+    ck_assert_uint_eq(s.body_len, 7);
+    ck_assert_int_eq(memcmp(s.body, "payload", 7), 0);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(cw_store_read(r, &k, CW_STR_LIT("http://h/enc"), req_cb, &s), 0);
+    ck_assert_int_eq(memcmp(s.body, "/enc", 4), 0);
+
+    /* An entry put by parts reads out as bytes that put back as they are. */
+    ck_assert_int_eq(put_str(st, "http://h/parts", "by parts"), 0);
+    key_of(st, "http://h/parts", &k2);
+    ck_assert_int_eq(cw_store_read_encoded(r, &k2, cw_str_make(NULL, 0), &out2, &out2_len), 0);
+    ck_assert_int_eq(cw_store_delete(st, &k2), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/parts", &s), -ENOENT);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k2, out2, out2_len), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/parts", &s), 7);
+    ck_assert_int_eq(memcmp(s.body, "by parts", 8), 0);
+
+    /* Tags are indexed from the bytes: a tag purge finds the entry. */
+    ck_assert_int_eq(cw_store_purge_tag(st, CW_STR_LIT("t-enc"), false, 0, &count), 0);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_int_eq(read_str(r, st, "http://h/enc", &s), -ENOENT);
+
+    free(out);
+    free(out2);
+    free(enc);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* Bytes that do not decode are refused before any write: the entry already under the key
+ * stays as it was, and nothing new appears. */
+START_TEST(test_store_put_encoded_refuses_bad_bytes)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_entry_hdr bad_h;
+    struct cw_key k, k2;
+    struct seen s;
+    uint64_t entries = 0, used = 0;
+    size_t len;
+    char *enc = encode_full("http://h/good", "good", &len);
+    char junk[200];
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/good", &k);
+    key_of(st, "http://h/other", &k2);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, enc, len), 0);
+
+    /* Truncated, junk, nothing, another version. */
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, enc, len - 1), -EBADMSG);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k2, enc, len - 1), -EBADMSG);
+    memset(junk, 'j', sizeof(junk));
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, junk, sizeof(junk)), -EBADMSG);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k2, NULL, 0), -EBADMSG);
+    memcpy(&bad_h, enc, sizeof(bad_h));
+    bad_h.version = CW_ENTRY_VERSION + 1;
+    memcpy(enc, &bad_h, sizeof(bad_h));
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, enc, len), -EBADMSG);
+    ck_assert_int_eq(cw_store_put_encoded(st, &k2, enc, len), -EBADMSG);
+
+    ck_assert_int_eq(read_str(r, st, "http://h/good", &s), 7);
+    ck_assert_uint_eq(s.body_len, 4);
+    ck_assert_int_eq(memcmp(s.body, "good", 4), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/other", &s), -ENOENT);
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_eq(entries, 1);
+    free(enc);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* The full key is compared on an encoded read too: another full key under the same hash is a
+ * miss, and damaged bytes are deleted and reported once, as cw_store_read() does. */
+START_TEST(test_store_read_encoded_full_key_and_damage)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_key k, kb;
+    size_t len, out_len = 0;
+    char *enc = encode_full("http://h/one", "1", &len);
+    void *out = NULL;
+    char junk[200];
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    memset(&k, 0x5a, sizeof(k));
+    ck_assert_int_eq(cw_store_put_encoded(st, &k, enc, len), 0);
+    ck_assert_int_eq(cw_store_read_encoded(r, &k, CW_STR_LIT("http://h/two"), &out, &out_len),
+                     -ENOENT);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(cw_store_read_encoded(r, &k, CW_STR_LIT("http://h/one"), &out, &out_len), 0);
+    ck_assert_uint_eq(out_len, len);
+    free(out);
+    out = NULL;
+    key_of(st, "http://h/bad", &kb);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+
+    memset(junk, 'j', sizeof(junk));
+    raw_put("obj", kb.h, sizeof(kb.h), junk, sizeof(junk));
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    ck_assert_int_eq(cw_store_read_encoded(r, &kb, cw_str_make(NULL, 0), &out, &out_len), -EBADMSG);
+    ck_assert_int_eq(cw_store_read_encoded(r, &kb, cw_str_make(NULL, 0), &out, &out_len), -ENOENT);
+    ck_assert_ptr_null(out);
+    free(enc);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
+/* The lease goes with the write, by its token; refused bytes leave the lease alone. */
+START_TEST(test_store_put_release_encoded)
+{
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    struct cw_store_lease l;
+    struct cw_key k;
+    struct seen s;
+    uint64_t token = 0;
+    size_t len;
+    char *enc = encode_full("http://h/lease", "leased", &len);
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    key_of(st, "http://h/lease", &k);
+    ck_assert_int_eq(
+        cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, getpid(), 0, 60000, &token, NULL), 0);
+    ck_assert_int_eq(cw_store_put_release_encoded(st, &k, &k, token, enc, len - 1), -EBADMSG);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+    ck_assert_int_eq(read_str(r, st, "http://h/lease", &s), -ENOENT);
+    ck_assert_int_eq(cw_store_put_release_encoded(st, &k, &k, token, enc, len), 0);
+    ck_assert_int_eq(cw_store_lease_get(r, &k, &l), -ENOENT);
+    ck_assert_int_eq(read_str(r, st, "http://h/lease", &s), 7);
+    ck_assert_int_eq(memcmp(s.body, "leased", 6), 0);
+    free(enc);
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -665,6 +867,10 @@ Suite *store_suite(void)
     tcase_add_test(tc, test_store_stat_clear_reader_check);
     tcase_add_test(tc, test_store_two_processes_concurrent);
     tcase_add_test(tc, test_store_garbage_file_two_processes);
+    tcase_add_test(tc, test_store_encoded_round_trip);
+    tcase_add_test(tc, test_store_put_encoded_refuses_bad_bytes);
+    tcase_add_test(tc, test_store_read_encoded_full_key_and_damage);
+    tcase_add_test(tc, test_store_put_release_encoded);
     suite_add_tcase(s, tc);
     return s;
 }
