@@ -32,12 +32,13 @@ LIB      := $(BUILD)/libcw.a
 CMD_SRC  := $(wildcard cmd/*.c)
 BINS     := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 TEST_ORIGIN := $(BUILD)/bin/cw-test-origin
+LOCK_HOLD   := $(BUILD)/bin/cw-test-lockhold
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps run check lint unit integration bench clean format fuzz
-all: $(BINS) $(TEST_ORIGIN) $(UNITS)
+all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(UNITS)
 
 deps:
 	@scripts/deps.sh
@@ -55,6 +56,11 @@ $(BUILD)/bin/%: $(BUILD)/cmd/%.o $(LIB)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
 $(TEST_ORIGIN): $(BUILD)/tests/origin/test_origin.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# The integration test of "hits never wait on the write lock" stops this holder of the lock.
+$(LOCK_HOLD): $(BUILD)/tests/lockhold/lock_hold.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -404,6 +404,10 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
     metrics_plain(o, "cachewarp_access_log_dropped_lines_total", "counter",
                   "Access-log lines dropped because the writer fell behind or failed.",
                   c[CW_METRICS_ACCESSLOG_DROPPED]);
+    metrics_plain(o, "cachewarp_refresh_asks_dropped_total", "counter",
+                  "Background refreshes hits asked for while the refresher was behind "
+                  "(the worker's ask ring full); a later hit asks again.",
+                  c[CW_METRICS_REFRESH_ASK_DROPPED]);
 }
 
 int cw_metrics_format(const struct cw_metrics_snapshot *s, struct cw_metrics_buf *out)

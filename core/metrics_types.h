@@ -85,6 +85,7 @@ enum cw_metrics_counter {
     CW_METRICS_EVICT_VISITED,       /* entries the eviction hand passed */
     CW_METRICS_EVICT_SECOND_CHANCE, /* hit bits the eviction hand cleared */
     CW_METRICS_ACCESSLOG_DROPPED,   /* access-log lines dropped: buffer full, or write failed */
+    CW_METRICS_REFRESH_ASK_DROPPED, /* refresh asks dropped: the worker's ring was full */
     CW_METRICS_COUNTER_COUNT
 };
 

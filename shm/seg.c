@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/key.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -155,4 +156,38 @@ int cw_seg_wake_wait(struct cw_seg *seg, int slot, uint32_t seq, int64_t timeout
     if (errno == ETIMEDOUT) return -ETIMEDOUT;
     if (errno == EINTR) return -EINTR;
     return -errno;
+}
+
+bool cw_seg_refresh_ask(struct cw_seg *seg, int slot, const struct cw_key *key,
+                        int64_t asked_wall_ms)
+{
+    struct cw_seg_refresh_ring *ring = &seg->refresh[slot];
+    uint32_t tail = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+    uint32_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    struct cw_seg_refresh_ask *rec;
+
+    if (tail - head >= CW_SEG_REFRESH_ASKS) return false;
+    rec = &ring->rec[tail & (CW_SEG_REFRESH_ASKS - 1)];
+    static_assert(sizeof(rec->key) == sizeof(key->h), "a refresh ask holds a whole key");
+    memcpy(rec->key, key->h, sizeof(rec->key));
+    rec->asked_wall_ms = asked_wall_ms;
+    atomic_store_explicit(&ring->tail, tail + 1, memory_order_release);
+    return true;
+}
+
+bool cw_seg_refresh_take(struct cw_seg *seg, int slot, struct cw_seg_refresh_ask *out)
+{
+    struct cw_seg_refresh_ring *ring = &seg->refresh[slot];
+    uint32_t head = atomic_load_explicit(&ring->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+
+    if (head == tail) return false;
+    /* A tail more than a ring ahead can only be a torn or damaged index: start over. */
+    if (tail - head > CW_SEG_REFRESH_ASKS) {
+        atomic_store_explicit(&ring->head, tail, memory_order_release);
+        return false;
+    }
+    *out = ring->rec[head & (CW_SEG_REFRESH_ASKS - 1)];
+    atomic_store_explicit(&ring->head, head + 1, memory_order_release);
+    return true;
 }

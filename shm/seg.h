@@ -161,6 +161,18 @@ void cw_seg_wake(struct cw_seg *seg, int slot);
  * happen; the caller re-checks what it waits for. */
 int cw_seg_wake_wait(struct cw_seg *seg, int slot, uint32_t seq, int64_t timeout_ms);
 
+/* Background refresh asks (one ring per worker slot, shm/seg_types.h): a worker's hit asks
+ * for a refresh without an LMDB write, and the refresher turns asks into wanted-refresh lease
+ * records. Only the MHD thread of the worker in slot asks on slot's ring; only the refresher
+ * takes. */
+
+/* Queues an ask for key on slot's ring: true, or false when the ring is full (the caller
+ * counts it; the next hit asks again). Never blocks. */
+bool cw_seg_refresh_ask(struct cw_seg *seg, int slot, const struct cw_key *key,
+                        int64_t asked_wall_ms);
+/* Takes the oldest ask from slot's ring into *out: true, or false when it is empty. */
+bool cw_seg_refresh_take(struct cw_seg *seg, int slot, struct cw_seg_refresh_ask *out);
+
 /* Marks key as recently hit (eviction's second chance). */
 static inline void cw_seg_hit(struct cw_seg *seg, const struct cw_key *key)
 {

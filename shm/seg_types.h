@@ -15,7 +15,7 @@
 #include "core/limits.h"
 #include "core/metrics_types.h" /* what each slot counts, and its dimensions */
 
-#define CW_SEG_VERSION        3
+#define CW_SEG_VERSION        4
 #define CW_SEG_SLOTS          (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
 #define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
 #define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
@@ -23,6 +23,7 @@
 #define CW_SEG_WAKE_WORDS     (CW_LIMIT_WORKERS / 64) /* a bit per worker slot */
 #define CW_SEG_HIT_BITS       (1u << 20)              /* bits for eviction's second chance */
 #define CW_SEG_CACHE_LINE     64
+#define CW_SEG_REFRESH_ASKS   256 /* refresh asks a worker may leave unread; power of two */
 
 /* A latency histogram: one count per bucket (not cumulative; the last is +Inf only) and the
  * sum of the observations. The count is the sum of the buckets. */
@@ -50,6 +51,23 @@ struct cw_seg_wake {
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t seq;
 };
 
+/* A background refresh asked for by a hit: the key's 16-byte hash and when it was asked. */
+struct cw_seg_refresh_ask {
+    uint8_t key[16];
+    int64_t asked_wall_ms; /* wall clock, comparable with an entry's response time */
+};
+
+/* One worker's refresh asks: a single-producer (the worker's MHD thread), single-consumer
+ * (the refresher) ring with free-running indexes. The producer writes rec[tail % size], then
+ * publishes it by storing tail (release); the consumer reads rec[head % size] after loading
+ * tail (acquire), then frees it by storing head (release). Both indexes live here, so a
+ * restarted worker or refresher continues its predecessor's ring. */
+struct cw_seg_refresh_ring {
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t tail; /* the worker's */
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t head; /* the refresher's */
+    _Alignas(CW_SEG_CACHE_LINE) struct cw_seg_refresh_ask rec[CW_SEG_REFRESH_ASKS];
+};
+
 struct cw_seg {
     uint32_t version;
     uint32_t slot_count;
@@ -68,12 +86,17 @@ struct cw_seg {
     struct cw_seg_wake wake[CW_LIMIT_WORKERS];
     /* One bit per hashed key, set on a hit, cleared by eviction's sweep. */
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t hit_bits[CW_SEG_HIT_BITS / 64];
+    /* Refresh asks, one ring per worker slot: a hit asks without any LMDB write. 1.1 MiB. */
+    struct cw_seg_refresh_ring refresh[CW_LIMIT_WORKERS];
     struct cw_seg_slot slots[CW_SEG_SLOTS];
 };
 
 static_assert(sizeof(struct cw_seg_slot) % CW_SEG_CACHE_LINE == 0, "slots share cache lines");
 static_assert(sizeof(struct cw_seg_wake) == CW_SEG_CACHE_LINE, "wake words share cache lines");
 static_assert(CW_LIMIT_WORKERS % 64 == 0, "fill_watch has a whole word per 64 workers");
+static_assert((CW_SEG_REFRESH_ASKS & (CW_SEG_REFRESH_ASKS - 1)) == 0,
+              "the refresh ring's indexes wrap at a power of two");
+static_assert(sizeof(struct cw_seg_refresh_ask) == 24, "refresh ask layout is pinned");
 static_assert(sizeof(_Atomic uint32_t) == 4, "a futex word is 32 bits");
 static_assert(sizeof(struct cw_seg) < (64u << 20), "the segment outgrew 64 MiB");
 

@@ -39,7 +39,6 @@ static int store_dbs_open(struct cw_store *st, char *why, size_t why_size);
 static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size);
 static int store_dir_lock(const char *path, int *dfd);
 static int store_move_aside(const char *path, const struct stat *seen);
-static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len);
 static int store_lookup(struct cw_store_reader *r, const struct cw_key *key, struct cw_str full_key,
                         MDB_val *val, struct cw_entry_view *view);
 static int store_put_once(struct cw_store *st, const struct cw_key *key,
@@ -453,6 +452,14 @@ int cw_store_reader_open(struct cw_store *st, struct cw_store_reader **out)
     return 0;
 }
 
+int cw_store_reader_open_nowrite(struct cw_store *st, struct cw_store_reader **out)
+{
+    int rc = cw_store_reader_open(st, out);
+
+    if (rc == 0) (*out)->no_write = true;
+    return rc;
+}
+
 void cw_store_reader_close(struct cw_store_reader *r)
 {
     if (r == NULL) return;
@@ -497,33 +504,36 @@ int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key)
     return store_errno(rc);
 }
 
-/* Deletes the value under key if it still fails validation: a writer may have replaced it
- * since the read txn saw it. Failures are logged here; the caller reports a miss anyway. */
-static void store_drop_bad(struct cw_store *st, const struct cw_key *key, size_t len)
+int cw_store_drop_bad(struct cw_store *st, const struct cw_key *key)
 {
     MDB_val k = {sizeof(key->h), (void *)key->h};
     MDB_val v;
     struct cw_entry_view view;
     MDB_txn *txn;
+    size_t len;
     char hex[33];
     int rc;
 
-    if (store_txn_write(st, &txn, "drop bad entry", key) < 0) return;
+    rc = store_txn_write(st, &txn, "drop bad entry", key);
+    if (rc < 0) return rc;
     rc = mdb_get(txn, st->obj, &k, &v);
     if (rc == MDB_NOTFOUND ||
         (rc == MDB_SUCCESS && cw_entry_decode(v.mv_data, v.mv_size, &view) == 0)) {
         mdb_txn_abort(txn);
-        return;
+        return -ENOENT;
     }
+    len = rc == MDB_SUCCESS ? v.mv_size : 0;
     if (rc == MDB_SUCCESS) rc = mdb_del(txn, st->obj, &k, NULL);
     if (rc != MDB_SUCCESS) {
         store_log_mdb("mdb_del(obj)", key, rc);
         mdb_txn_abort(txn);
-        return;
+        return store_errno(rc);
     }
-    if (store_commit(txn, "mdb_del(obj)", key) < 0) return;
+    rc = store_commit(txn, "mdb_del(obj)", key);
+    if (rc < 0) return rc;
     cw_key_hex(key, hex);
     cw_warn("store: bad entry %s: %zu bytes failed validation, deleted", hex, len);
+    return 0;
 }
 
 /* Looks key up in r's renewed read txn: 0 with *view valid (and *val its bytes) until the
@@ -546,11 +556,12 @@ static int store_lookup(struct cw_store_reader *r, const struct cw_key *key, str
     }
     rc = cw_entry_decode(val->mv_data, val->mv_size, view);
     if (rc < 0) {
-        size_t len = val->mv_size;
         /* End the snapshot before the delete's write txn: a reader kept open across it
-         * would pin the bad pages, and the delete re-checks the value itself. */
+         * would pin the bad pages, and the delete re-checks the value itself. Its failures
+         * are logged there; this read reports the bad entry either way. */
         mdb_txn_reset(r->txn);
-        store_drop_bad(r->st, key, len);
+        if (!r->no_write && cw_store_drop_bad(r->st, key) < 0)
+            cw_debug("store: bad entry left in place for the next reader");
         return -EBADMSG;
     }
     if (full_key.p != NULL && !cw_str_eq(view->key, full_key)) {

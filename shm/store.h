@@ -39,6 +39,11 @@ void cw_store_close(struct cw_store *st);
 const uint8_t *cw_store_secret(const struct cw_store *st);
 
 CW_MUST_CHECK int cw_store_reader_open(struct cw_store *st, struct cw_store_reader **out);
+/* As cw_store_reader_open(), for a thread that must never wait on the writer mutex (a
+ * worker's MHD thread, which answers hits): its reads never write. A stored entry that fails
+ * validation is reported (-EBADMSG) and left in place; the caller has another thread delete
+ * it with cw_store_drop_bad(). */
+CW_MUST_CHECK int cw_store_reader_open_nowrite(struct cw_store *st, struct cw_store_reader **out);
 void cw_store_reader_close(struct cw_store_reader *r);
 
 /* Called inside the read txn with a validated entry whose full key matched. The view is
@@ -48,8 +53,8 @@ typedef int (*cw_store_read_fn)(void *cls, const struct cw_entry_view *v);
 /* Looks key up: fn's return value on a hit (full_key.p == NULL skips the full-key compare,
  * for callers that know only the hash, like the refresher); -ENOENT on a miss or when the stored
  * full key differs (a hash collision); -EBADMSG when the stored bytes failed validation (the entry
- * is then deleted); other -errno with the cause logged. The read txn lasts only as long as
- * fn runs. */
+ * is then deleted, unless r is a nowrite reader); other -errno with the cause logged. The read txn
+ * lasts only as long as fn runs. */
 CW_MUST_CHECK int cw_store_read(struct cw_store_reader *r, const struct cw_key *key,
                                 struct cw_str full_key, cw_store_read_fn fn, void *cls);
 
@@ -77,6 +82,12 @@ CW_MUST_CHECK int cw_store_put(struct cw_store *st, const struct cw_key *key,
  * bytes are copied; the caller keeps them. */
 CW_MUST_CHECK int cw_store_put_encoded(struct cw_store *st, const struct cw_key *key, const void *p,
                                        size_t len);
+
+/* Deletes the entry under key if its stored bytes still fail validation (a writer may have
+ * replaced them since a reader saw them): 0 when deleted (logged), -ENOENT when there is no
+ * entry or it is valid now, -errno otherwise with the cause logged. What a cw_store_read()
+ * on another reader does on -EBADMSG; a nowrite reader's caller calls it itself. */
+CW_MUST_CHECK int cw_store_drop_bad(struct cw_store *st, const struct cw_key *key);
 
 /* Deletes the entry under key: 0, -ENOENT when there was none, -errno otherwise. */
 CW_MUST_CHECK int cw_store_delete(struct cw_store *st, const struct cw_key *key);

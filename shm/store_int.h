@@ -39,7 +39,8 @@ struct cw_store {
 
 struct cw_store_reader {
     struct cw_store *st;
-    MDB_txn *txn; /* read-only, kept reset between reads */
+    MDB_txn *txn;  /* read-only, kept reset between reads */
+    bool no_write; /* a bad entry found is left for cw_store_drop_bad() */
 };
 
 /* LMDB's codes stop here (STYLE.md, Errors): MDB_NOTFOUND -ENOENT, MDB_MAP_FULL and

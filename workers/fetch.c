@@ -29,7 +29,10 @@ struct cw_fetch {
     size_t q_head;
     size_t q_len;
     size_t max_pending;
-    size_t active; /* queued + running, under lock */
+    size_t active;               /* queued + running, under lock */
+    struct cw_fetch_task *tasks; /* deferred work, oldest first, under lock */
+    struct cw_fetch_task **tasks_tail;
+    size_t task_count; /* queued tasks, at most max_pending */
     bool stopping;
     struct fetch_xfer *running; /* list of transfers in the multi handle */
 };
@@ -250,6 +253,7 @@ int cw_fetch_start(int max_host_conns, size_t max_pending, struct cw_fetch **out
         goto out_free_f;
     }
     f->max_pending = max_pending;
+    f->tasks_tail = &f->tasks;
     f->multi = curl_multi_init();
     if (f->multi == NULL) {
         cw_err("fetch: curl_multi_init failed");
@@ -301,6 +305,45 @@ int cw_fetch_submit(struct cw_fetch *f, struct cw_fetch_job *job)
     pthread_mutex_unlock(&f->lock);
     if (rc == 0) curl_multi_wakeup(f->multi);
     return rc;
+}
+
+int cw_fetch_defer(struct cw_fetch *f, struct cw_fetch_task *t)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&f->lock);
+    if (f->stopping) {
+        rc = -ESHUTDOWN;
+    } else if (f->task_count >= f->max_pending) {
+        rc = -EAGAIN;
+    } else {
+        t->next = NULL;
+        *f->tasks_tail = t;
+        f->tasks_tail = &t->next;
+        f->task_count++;
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (rc == 0) curl_multi_wakeup(f->multi);
+    return rc;
+}
+
+/* Runs the queued tasks, oldest first (bounded by the queue's cap). Off the lock: a task
+ * may block, and may submit jobs or tasks itself. */
+static void fetch_run_tasks(struct cw_fetch *f, bool cancelled)
+{
+    struct cw_fetch_task *t;
+
+    pthread_mutex_lock(&f->lock);
+    t = f->tasks;
+    f->tasks = NULL;
+    f->tasks_tail = &f->tasks;
+    f->task_count = 0;
+    pthread_mutex_unlock(&f->lock);
+    while (t != NULL) {
+        struct cw_fetch_task *next = t->next;
+        t->run(t, cancelled); /* t may be freed or queued again from here */
+        t = next;
+    }
 }
 
 /* A new easy handle per transfer: libcurl 7.88 keeps a stale header pointer in a reused
@@ -475,6 +518,7 @@ static bool fetch_take_queued(struct cw_fetch *f)
     }
     stopping = f->stopping;
     pthread_mutex_unlock(&f->lock);
+    fetch_run_tasks(f, stopping);
     for (size_t i = 0; i < n; i++) {
         if (stopping) {
             fetch_fail_job(f, batch[i], -ECANCELED, "shutting down");

@@ -20,6 +20,17 @@ struct cw_fetch_job;
 
 typedef void (*cw_fetch_done_fn)(struct cw_fetch_job *job, void *cls);
 
+/* Work that is not a transfer, run on the fetch thread: what may block on a lock (an LMDB
+ * write txn waits for the writer mutex), so that the submitting thread (the MHD thread, which
+ * answers hits) never does. run owns t from the call on (it may free it); cancelled is true
+ * when the loop stopped before t ran, and run is then called on the cancelling thread. */
+struct cw_fetch_task;
+typedef void (*cw_fetch_task_fn)(struct cw_fetch_task *t, bool cancelled);
+struct cw_fetch_task {
+    cw_fetch_task_fn run;       /* set by the submitter */
+    struct cw_fetch_task *next; /* the fetch loop's own */
+};
+
 /* A growable byte buffer with a hard cap. */
 struct cw_fetch_buf {
     char *p;
@@ -62,9 +73,15 @@ CW_MUST_CHECK int cw_fetch_start(int max_host_conns, size_t max_pending, struct 
  * then untouched and done will not run), -ESHUTDOWN after stop began. */
 CW_MUST_CHECK int cw_fetch_submit(struct cw_fetch *f, struct cw_fetch_job *job);
 
+/* Queues t to run on the fetch thread, in submission order, before the transfers queued
+ * with it start: 0, -EAGAIN when max_pending tasks are already queued (t untouched; the
+ * caller counts and handles it), -ESHUTDOWN after stop began (t untouched). */
+CW_MUST_CHECK int cw_fetch_defer(struct cw_fetch *f, struct cw_fetch_task *t);
+
 /* Completes every queued and running job with rc -ECANCELED (done runs for each, on the
- * calling thread for queued ones) and stops the thread; later submits get -ESHUTDOWN. The
- * handle stays valid until cw_fetch_stop(). Takes NULL; may be called more than once. */
+ * calling thread for queued ones), runs every queued task with cancelled true and stops the thread;
+ * later submits get -ESHUTDOWN. The handle stays valid until cw_fetch_stop(). Takes NULL; may be
+ * called more than once. */
 void cw_fetch_cancel(struct cw_fetch *f);
 /* cw_fetch_cancel(), then frees everything. Takes NULL. */
 void cw_fetch_stop(struct cw_fetch *f);

@@ -40,8 +40,10 @@
 #define REFR_INFLIGHT_MAX    64    /* background refreshes at once */
 #define REFR_LEASE_MS        30000 /* a claimed refresh that overruns this is reclaimed */
 #define REFR_READER_CHECK_MS 5000
-#define REFR_EVICT_VISIT     2048 /* entries the eviction hand visits per tick */
-#define REFR_CMD_MAX         16   /* command-channel messages handled per wake-up */
+#define REFR_EVICT_VISIT     2048  /* entries the eviction hand visits per tick */
+#define REFR_CMD_MAX         16    /* command-channel messages handled per wake-up */
+#define REFR_ASK_MAX         1024  /* workers' refresh asks taken per tick */
+#define REFR_WANT_MS         30000 /* an unclaimed refresh ask expires after this */
 
 /* One background refresh: owns its job, its key buffer and the request it rebuilt. */
 struct refr_job {
@@ -80,6 +82,7 @@ struct refresher {
     size_t claim_count;
     struct cw_key scan_from; /* where the next lease scan resumes, when has_scan_from */
     bool has_scan_from;
+    int ask_slot; /* the worker ring the next tick takes asks from first */
 };
 
 static const char *refr_header(void *cls, const char *name)
@@ -394,11 +397,54 @@ static void refr_reap_done(struct refresher *rf)
     }
 }
 
+static int refr_response_time(void *cls, const struct cw_entry_view *v)
+{
+    *(int64_t *)cls = v->h.response_time_ms;
+    return 0;
+}
+
+/* Records one worker's ask as a wanted-refresh lease record (pid 0), which the lease scan
+ * then claims: the write a hit used to make itself. Once however many hits ask: a live record
+ * (an ask of another worker, a refresh or a fetch running) refuses the take, and an entry
+ * stored after the ask was made (by the refresh it asked for, or a fetch) needs none. */
+static void refr_on_ask(struct refresher *rf, const struct cw_seg_refresh_ask *a)
+{
+    struct cw_key key;
+    int64_t stored_ms = 0, now;
+    int rc;
+
+    memcpy(key.h, a->key, sizeof(key.h));
+    rc = cw_store_read(rf->reader, &key, cw_str_make(NULL, 0), refr_response_time, &stored_ms);
+    if (rc < 0 || stored_ms > a->asked_wall_ms) return;
+    now = cw_clock_mono_ms();
+    rc = cw_store_lease_take(rf->store, &key, CW_STORE_LEASE_REFRESH, 0, now, now + REFR_WANT_MS,
+                             NULL, NULL);
+    if (rc < 0 && rc != -EBUSY) cw_warn_rl("refresher: refresh ask: %s", strerror(-rc));
+}
+
+/* Takes the workers' refresh asks from their rings in the shm segment, at most REFR_ASK_MAX,
+ * starting at another ring each tick so that no worker's asks wait behind the others'. */
+static void refr_take_asks(struct refresher *rf)
+{
+    struct cw_seg_refresh_ask a;
+    size_t n = 0;
+
+    for (int i = 0; i < CW_LIMIT_WORKERS && n < REFR_ASK_MAX; i++) {
+        int slot = (rf->ask_slot + i) % CW_LIMIT_WORKERS;
+        while (n < REFR_ASK_MAX && cw_seg_refresh_take(rf->seg, slot, &a)) {
+            n++;
+            refr_on_ask(rf, &a);
+        }
+    }
+    rf->ask_slot = (rf->ask_slot + 1) % CW_LIMIT_WORKERS;
+}
+
 static void refr_tick(struct refresher *rf)
 {
     struct refr_scan s = {.rf = rf, .now = cw_clock_mono_ms()};
 
     refr_reap_done(rf);
+    refr_take_asks(rf);
     rf->claim_count = 0;
     /* Each tick resumes where the last one stopped, so a lease table larger than one scan
      * (hit-for-miss records of many uncacheable URLs) never hides the records behind it. */

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,39 +550,76 @@ static bool worker_purge_allowed(struct worker_req *r)
     return false;
 }
 
+/* On the fetch thread, r suspended: the purge's writes (they may wait on another process's
+ * write without stalling hits). Variants are keyed by the primary key plus header lines, so
+ * they go by prefix. */
+static void worker_purge_run(struct cw_fetch_task *t, bool cancelled)
+{
+    struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
+    struct cw_worker *w = r->w;
+    int64_t now = cw_clock_wall_ms();
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
+    size_t vary_len, n = 0;
+
+    r->purge_rc = cancelled ? -ECANCELED : 0;
+    r->purge_count = 0;
+    if (cancelled) goto out_resume;
+    if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
+    if (r->q.primary_len < CW_LIMIT_KEY_BYTES &&
+        cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) == 0) {
+        r->q.key_buf[r->q.primary_len] = '\n';
+        if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
+                                  r->purge_soft, now, &n) < 0)
+            cw_warn("worker %d: purge: variants of %s not all purged", w->index, r->uri);
+        r->purge_count += n;
+        if (!r->purge_soft && cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
+            cw_warn("worker %d: purge: vary record of %s not removed", w->index, r->uri);
+    }
+out_resume:
+    r->state = WREQ_PURGED;
+    MHD_resume_connection(r->conn);
+}
+
 /* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
  * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin).
- * Only from purge.allow; 200 when something was purged, 404 when nothing was cached. */
+ * Only from purge.allow; 200 when something was purged, 404 when nothing was cached. A purge
+ * is not a hit, but its writes still go to the fetch thread (worker_purge_run()): on the MHD
+ * thread they would stall every hit of this worker behind another process's write. */
 static enum MHD_Result worker_purge(struct worker_req *r)
 {
     const char *soft_h = worker_req_header(r, "Soft-Purge");
-    bool soft = soft_h != NULL && strcmp(soft_h, "1") == 0;
-    int64_t now = cw_clock_wall_ms();
-    char vary[CW_LIMIT_VARY_RECORD_BYTES], body[96];
-    size_t vary_len, count = 0;
     int rc;
 
     if (!worker_purge_allowed(r))
         return worker_answer_error(r, 403, "purge not allowed from this address\n", "purge-denied");
     rc = cw_fill_key_primary(&r->w->fill_mhd, &r->q);
     if (rc < 0) return worker_answer_error(r, 400, "bad request target or host\n", "bad-key");
-    rc = cw_store_purge_key(r->w->store, &r->q.primary, soft, now);
-    if (rc == 0) count++;
-    if (r->q.primary_len < CW_LIMIT_KEY_BYTES &&
-        cw_store_vary_get(r->w->reader, &r->q.primary, vary, sizeof(vary), &vary_len) == 0) {
-        /* Variants are keyed by the primary key plus header lines: purge them by prefix. */
-        size_t n = 0;
-        r->q.key_buf[r->q.primary_len] = '\n';
-        rc = cw_store_purge_prefix(r->w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
-                                   soft, now, &n);
-        count += n;
-        if (!soft && cw_store_vary_put(r->w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
-            cw_warn("worker %d: purge: vary record of %s not removed", r->w->index, r->uri);
+    r->purge_soft = soft_h != NULL && strcmp(soft_h, "1") == 0;
+    r->task.run = worker_purge_run;
+    r->state = WREQ_WAIT;
+    MHD_suspend_connection(r->conn);
+    rc = cw_fetch_defer(r->w->fetch, &r->task);
+    if (rc < 0) {
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
+        r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
+        r->state = WREQ_PURGED;
+        MHD_resume_connection(r->conn);
     }
-    cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index, soft ? " (soft)" : "",
-              r->q.host.p, r->uri, count);
-    int len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", count,
-                       soft ? "true" : "false");
+    return MHD_YES;
+}
+
+/* Answers a purge the fetch thread has done. */
+static enum MHD_Result worker_purge_answer(struct worker_req *r)
+{
+    char body[96];
+
+    if (r->purge_rc == -EAGAIN)
+        return worker_answer_error(r, 503, "too many writes waiting\n", "busy");
+    if (r->purge_rc < 0) return worker_answer_close(r, 503, "shutting down\n", "shutdown");
+    cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index, r->purge_soft ? " (soft)" : "",
+              r->q.host.p, r->uri, r->purge_count);
+    int len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", r->purge_count,
+                       r->purge_soft ? "true" : "false");
     struct MHD_Response *resp =
         MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) return MHD_NO;
@@ -589,7 +627,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     worker_resp_header(r, resp, "Cache-Control", "no-store");
     worker_count(r, CW_METRICS_RESULT_PASS);
     r->bytes = (uint64_t)len;
-    return worker_queue(r, count > 0 ? 200 : 404, resp);
+    return worker_queue(r, r->purge_count > 0 ? 200 : 404, resp);
 }
 
 /* True when the route trusts the client's address with forwarding fields. */
@@ -832,6 +870,12 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
         return worker_dispatch(r);
     case WREQ_READY:
         return worker_answer_fetched(r);
+    case WREQ_LEASED:
+        if (atomic_load(&r->w->stopping))
+            return worker_answer_close(r, 503, "shutting down\n", "shutdown");
+        return worker_hit_leased(r);
+    case WREQ_PURGED:
+        return worker_purge_answer(r);
     case WREQ_RETRY:
         if (atomic_load(&r->w->stopping))
             return worker_answer_close(r, 503, "shutting down\n", "shutdown");
@@ -930,7 +974,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     free(r->body_in.p);
     free(r->url);
     free(r->hdr_lines);
-    if (r->q.has_lease) cw_fill_abandon(&w->fill_mhd, &r->q, false);
+    if (r->q.has_lease) worker_defer_release(w, &r->q);
     free(r->q.key_buf);
     free(r->join_buf);
     free(r->xff);
@@ -957,7 +1001,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     cw_accesslog_set_seg(w->alog, w->seg, w->slot);
     cw_store_set_seg(w->store, w->seg, w->slot);
-    rc = cw_store_reader_open(w->store, &w->reader);
+    rc = cw_store_reader_open_nowrite(w->store, &w->reader);
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);
     if (rc < 0) return rc;

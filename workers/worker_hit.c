@@ -268,21 +268,31 @@ stale:
     return 1;
 }
 
-/* Asks the refresher for a background refresh of the key, once however many hits ask. */
+/* Asks the refresher for a background refresh of the key, once however many hits ask, without
+ * an LMDB write: a live lease record (a refresh wanted or running, a fetch) means it is under
+ * way; else this worker asks once per WORKER_ASK_MS through its ring in the shm segment, and
+ * the refresher records the ask (the wanted-refresh lease record) unless another worker's ask
+ * or a fill came first. */
 static void hit_request_refresh(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
     struct cw_store_lease lease;
+    struct worker_ask *a;
+    uint32_t b;
     uint64_t one = 1;
     int64_t now;
-    int rc;
 
     now = cw_clock_mono_ms();
-    /* Asked or running already; an expired record is as good as none (take replaces it). */
     if (cw_store_lease_get(w->reader, &r->q.key, &lease) == 0 && now < lease.deadline_ms) return;
-    rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_REFRESH, 0, now,
-                             now + HIT_REFRESH_WANT_MS, NULL, NULL);
-    if (rc < 0) return;
+    memcpy(&b, r->q.key.h + 8, sizeof(b));
+    a = &w->asks[b & (WORKER_ASKS - 1)];
+    if (now < a->until_ms && memcmp(&a->key, &r->q.key, sizeof(a->key)) == 0) return;
+    if (!cw_seg_refresh_ask(w->seg, w->slot, &r->q.key, cw_clock_wall_ms())) {
+        cw_seg_add(w->seg, w->slot, CW_METRICS_REFRESH_ASK_DROPPED, 1);
+        return;
+    }
+    a->key = r->q.key;
+    a->until_ms = now + WORKER_ASK_MS;
     if (w->refresh_fd != -1 && write(w->refresh_fd, &one, sizeof(one)) == -1)
         cw_debug("worker %d: wake refresher: %s", w->index, strerror(errno));
 }
@@ -308,13 +318,16 @@ int worker_hit_lookup(struct worker_req *r)
     r->gen0 = atomic_load_explicit(cw_seg_fill_gen(r->w->seg, &r->q.key), memory_order_acquire);
     rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
                        hit_on_entry, r);
-    if (rc == -EBADMSG) cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
+    if (rc == -EBADMSG) {
+        /* The reader never writes: the fetch thread deletes the bad entry. */
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
+        worker_defer_drop(r->w, &r->q.key, false);
+    }
     if (rc == -EINVAL) {
         /* Stored, but not servable (a header MHD refuses): a bad entry, so a miss. */
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
         cw_warn_rl("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
-        if (cw_store_delete(r->w->store, &r->q.key) < 0)
-            cw_debug("worker %d: delete of an unservable entry failed", r->w->index);
+        worker_defer_drop(r->w, &r->q.key, true);
         rc = -ENOENT;
     }
     if (r->want_refresh) hit_request_refresh(r);
@@ -334,43 +347,39 @@ int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve)
     r->serve = serve;
     rc = cw_store_read(r->w->reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
                        hit_on_entry, r);
+    if (rc == -EBADMSG) {
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
+        worker_defer_drop(r->w, &r->q.key, false);
+    }
     return rc == 0 ? 1 : 0;
 }
 
 /* RFC 9111 §4: a miss that takes the key's fetch lease fetches; one that finds another
- * process fetching waits for its fill (or fetches alone past the budget). */
+ * process fetching waits for its fill (or fetches alone past the budget). The lease is a
+ * write txn, so the fetch thread takes it (worker_miss_start() with lease_step). */
 enum MHD_Result worker_hit_coalesce(struct worker_req *r)
 {
-    struct cw_worker *w = r->w;
-    struct cw_store_lease holder;
-    uint64_t token;
-    int64_t now = cw_clock_mono_ms();
-    int rc;
+    if (r->wait_until_ms == 0) r->wait_until_ms = cw_clock_mono_ms() + r->rt->lock_timeout_ms;
+    r->lease_step = true;
+    return worker_miss_start(r);
+}
 
-    if (r->wait_until_ms == 0) r->wait_until_ms = now + r->rt->lock_timeout_ms;
-    rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(), now,
-                             now + r->rt->lock_timeout_ms, &token, &holder);
-    if (rc == 0) {
-        r->q.has_lease = true;
-        r->q.lease_key = r->q.key;
-        r->q.lease_token = token;
+enum MHD_Result worker_hit_leased(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    if (r->lease_rc == 0) {
         /* Filled between our lookup and the lease: answer from L1 after all. */
-        if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) !=
-                r->gen0 &&
-            worker_hit_lookup(r) == 1) {
-            cw_fill_abandon(&w->fill_mhd, &r->q, false);
+        if (worker_hit_lookup(r) == 1) {
+            worker_defer_release(w, &r->q);
             return MHD_YES;
         }
         return worker_miss_start(r);
     }
-    if (rc == -EBUSY && holder.kind != CW_STORE_LEASE_PASS && now < r->wait_until_ms) {
-        if (worker_wait_add(w, r, holder.pid, holder.deadline_ms)) {
-            cw_seg_add(w->seg, w->slot, CW_METRICS_COALESCED, 1);
-            return MHD_YES;
-        }
-        r->close = true;
-        return worker_answer_error(r, 503, "shutting down\n", "shutdown");
+    if (worker_wait_add(w, r, r->lease_holder.pid, r->lease_holder.deadline_ms)) {
+        cw_seg_add(w->seg, w->slot, CW_METRICS_COALESCED, 1);
+        return MHD_YES;
     }
-    /* Hit-for-miss, the wait budget spent, or the lease db failed: fetch alone. */
-    return worker_miss_start(r);
+    r->close = true;
+    return worker_answer_error(r, 503, "shutting down\n", "shutdown");
 }

@@ -1,6 +1,11 @@
 /* workers/worker_int.h - internals shared by worker.c (MHD side: requests, hits, answers),
- * worker_miss.c (origin side: fetch jobs) and worker_wait.c (coalesced waiters). Not a
- * public API. */
+ * worker_miss.c (origin side: fetch jobs), worker_wait.c (coalesced waiters) and
+ * worker_defer.c (LMDB writes handed to the fetch thread). Not a public API.
+ *
+ * The MHD thread never begins an LMDB write txn: it reads (a nowrite reader), and every
+ * write a request needs (the FETCH lease, its release, a PURGE, the delete of a bad entry)
+ * runs on the fetch thread, which may wait on the writer mutex without stalling hits; a hit
+ * asks for a background refresh through a lock-free ring in the shm segment. */
 #ifndef CW_WORKER_INT_H
 #define CW_WORKER_INT_H
 
@@ -16,6 +21,7 @@
 #include "core/limits.h"
 #include "core/metrics_types.h"
 #include "shm/seg_types.h" /* CW_SEG_FILL_BUCKETS */
+#include "shm/store.h"     /* struct cw_store_lease */
 #include "workers/fetch.h"
 #include "workers/fill.h"
 
@@ -42,6 +48,15 @@ struct worker_waitq {
     uint32_t watch[CW_SEG_FILL_BUCKETS]; /* waiters per fill bucket (the shm watch bits) */
 };
 
+/* A refresh this worker asked for lately: the MHD thread asks once per key per
+ * WORKER_ASK_MS, however many hits want it (the refresher dedupes across workers). */
+#define WORKER_ASKS   256 /* direct-mapped by key; power of two */
+#define WORKER_ASK_MS 1000
+struct worker_ask {
+    struct cw_key key;
+    int64_t until_ms; /* monotonic; 0 = free */
+};
+
 struct cw_worker {
     const struct cw_config *cfg;
     struct cw_seg *seg;
@@ -49,18 +64,19 @@ struct cw_worker {
     int index;
     int refresh_fd; /* eventfd that wakes the refresher, -1 when none */
     struct cw_store *store;
-    struct cw_store_reader *reader;       /* MHD thread only */
+    struct cw_store_reader *reader;       /* MHD thread only; nowrite */
     struct cw_store_reader *fetch_reader; /* fetch thread only */
     struct cw_fill fill;                  /* for the fetch thread */
     struct cw_fill fill_mhd;              /* for the MHD thread */
     struct cw_fetch *fetch;
     struct MHD_Daemon *mhd;
     struct worker_waitq waitq;
-    struct cw_accesslog *alog; /* NULL when log.access is "" */
-    _Atomic int inflight;      /* requests between URI parse and completion */
-    _Atomic bool draining;     /* stopped accepting: answers close their connections */
-    _Atomic bool stopping;     /* past the grace: new requests get 503, nothing fetched */
-    char listen_port[8];       /* for X-Forwarded-Port and Forwarded */
+    struct cw_accesslog *alog;           /* NULL when log.access is "" */
+    _Atomic int inflight;                /* requests between URI parse and completion */
+    _Atomic bool draining;               /* stopped accepting: answers close their connections */
+    _Atomic bool stopping;               /* past the grace: new requests get 503, nothing fetched */
+    char listen_port[8];                 /* for X-Forwarded-Port and Forwarded */
+    struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
 };
 
 enum worker_req_state {
@@ -70,6 +86,9 @@ enum worker_req_state {
     WREQ_FILL,    /* suspended, waiting for another request's fill of the key */
     WREQ_RETRY,   /* resumed by the waiter thread: look up again */
     WREQ_READY,   /* resumed with a fetch outcome to answer */
+    WREQ_LEASED,  /* resumed by the fetch thread: the lease is taken but the key was filled
+                   * meanwhile, or another request holds it (lease_rc, lease_holder) */
+    WREQ_PURGED,  /* resumed by the fetch thread with the purge done (purge_count) */
     WREQ_DONE,    /* a response was queued */
 };
 
@@ -148,14 +167,27 @@ struct worker_req {
     int32_t wait_pid;
     uint32_t wait_bucket; /* the fill bucket watched for it */
 
+    /* Work on the fetch thread for this request (the lease take, or a purge): set up by
+     * the MHD thread, run while the connection is suspended. */
+    struct cw_fetch_task task;
+    bool lease_step;                    /* take the FETCH lease before the fetch */
+    int lease_rc;                       /* the take's result, for WREQ_LEASED */
+    struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
+    bool purge_soft;
+    int purge_rc; /* 0, or -ECANCELED when the worker stopped first */
+    size_t purge_count;
+
     /* Outcome, set by the fetch thread before it resumes the connection. */
     enum cw_metrics_result result;
     struct cw_fill_result fill;
 };
 
 /* worker_miss.c */
-/* Builds and submits the origin fetch for r and suspends its connection: MHD_YES (the
- * answer comes after the fetch), or an error answer when the fetch cannot be made. */
+/* Builds (once) and submits the origin fetch for r and suspends its connection: MHD_YES
+ * (the answer comes after the fetch), or an error answer when the fetch cannot be made.
+ * With r->lease_step, the fetch thread first takes the FETCH lease: it fetches when it took
+ * it and the key was not filled meanwhile, or when nobody may be waited for (hit-for-miss,
+ * the wait budget spent, the lease db failed); otherwise it resumes r in WREQ_LEASED. */
 enum MHD_Result worker_miss_start(struct worker_req *r);
 
 /* worker_hit.c */
@@ -168,8 +200,21 @@ int worker_hit_lookup(struct worker_req *r);
 /* After a fetch: answers from the stored entry under serve rules (stale-if-error, or what a
  * revalidation stored): 1 when answered, 0 when the entry is gone or not usable. */
 int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve);
-/* The miss path's entry: takes the fetch lease and fetches, or waits for another's fill. */
+/* The miss path's entry: the fetch thread takes the fetch lease and fetches, or hands r back
+ * to wait for another's fill (worker_hit_leased()). */
 enum MHD_Result worker_hit_coalesce(struct worker_req *r);
+/* In WREQ_LEASED: answers from L1 when the key was filled while the lease was taken, or
+ * fetches with the lease, or waits for the holder's fill. */
+enum MHD_Result worker_hit_leased(struct worker_req *r);
+
+/* worker_defer.c: writes for the fetch thread. None blocks or fails the caller: a write that
+ * cannot be queued (queue full, no memory) is counted and logged, and when the fetch loop
+ * has stopped (shutdown, no more hits) it is done at once. */
+/* Releases q's lease by its token and wakes its waiters; q no longer holds it. */
+void worker_defer_release(struct cw_worker *w, struct cw_fill_req *q);
+/* Deletes key's entry: when it still fails validation (unservable false: a -EBADMSG read), or
+ * whatever it is (unservable true: stored, but a header MHD refuses to send). */
+void worker_defer_drop(struct cw_worker *w, const struct cw_key *key, bool unservable);
 
 /* worker_wait.c */
 CW_MUST_CHECK int worker_wait_start(struct cw_worker *w);

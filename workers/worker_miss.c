@@ -4,10 +4,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "core/cc.h"
 #include "core/cond.h"
@@ -173,14 +175,34 @@ static int miss_build_url(struct worker_req *r, const struct cw_config_origin *o
 }
 
 static void miss_done(struct cw_fetch_job *job, void *cls);
+static void miss_lease_run(struct cw_fetch_task *t, bool cancelled);
+
+/* Submits r's built job; the connection is suspended. On failure r resumes with the error
+ * (its lease, if any, is released at completion). */
+static void miss_submit(struct worker_req *r)
+{
+    int rc;
+
+    r->fetch_start_us = cw_clock_mono_us();
+    rc = cw_fetch_submit(r->w->fetch, &r->job);
+    if (rc < 0) {
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
+        r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
+        r->state = WREQ_READY;
+        MHD_resume_connection(r->conn);
+    }
+}
 
 enum MHD_Result worker_miss_start(struct worker_req *r)
 {
     const struct cw_config_origin *o = &r->w->cfg->origins[r->rt->origin];
     int rc;
 
-    if (miss_build_url(r, o) < 0) return worker_answer_error(r, 503, "out of memory\n", "enomem");
-    if (miss_build_headers(r) < 0) return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    /* Built once: a request that waited, or took a lease first, comes back here. */
+    if (r->url == NULL && miss_build_url(r, o) < 0)
+        return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (r->hdr_lines == NULL && miss_build_headers(r) < 0)
+        return worker_answer_error(r, 503, "out of memory\n", "enomem");
     r->job.url = r->url;
     /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */
     r->job.method = r->cacheable ? "GET" : r->method;
@@ -197,15 +219,60 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     r->state = WREQ_WAIT;
     /* Suspend before submitting: the fetch may complete (and resume) at once. */
     MHD_suspend_connection(r->conn);
-    r->fetch_start_us = cw_clock_mono_us();
-    rc = cw_fetch_submit(r->w->fetch, &r->job);
+    if (!r->lease_step) {
+        miss_submit(r);
+        return MHD_YES;
+    }
+    r->task.run = miss_lease_run;
+    rc = cw_fetch_defer(r->w->fetch, &r->task);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
+        r->lease_step = false;
         r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
         r->state = WREQ_READY;
         MHD_resume_connection(r->conn);
     }
     return MHD_YES;
+}
+
+/* On the fetch thread, r suspended: takes the key's FETCH lease (a write txn, which may wait
+ * on another process's write without stalling hits), then fetches, or hands r back to the
+ * MHD thread (WREQ_LEASED) to answer from L1 or to wait for the holder's fill. */
+static void miss_lease_run(struct cw_fetch_task *t, bool cancelled)
+{
+    struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
+    struct cw_worker *w = r->w;
+    struct cw_store_lease *holder = &r->lease_holder;
+    uint64_t token = 0;
+    int64_t now;
+
+    r->lease_step = false;
+    if (cancelled) {
+        r->job.rc = -ECANCELED;
+        r->state = WREQ_READY;
+        MHD_resume_connection(r->conn);
+        return;
+    }
+    now = cw_clock_mono_ms();
+    r->lease_rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(),
+                                      now, now + r->rt->lock_timeout_ms, &token, holder);
+    if (r->lease_rc == 0) {
+        r->q.has_lease = true;
+        r->q.lease_key = r->q.key;
+        r->q.lease_token = token;
+        if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) ==
+            r->gen0) {
+            miss_submit(r);
+            return;
+        }
+    } else if (!(r->lease_rc == -EBUSY && holder->kind != CW_STORE_LEASE_PASS &&
+                 now < r->wait_until_ms)) {
+        /* Hit-for-miss, the wait budget spent, or the lease db failed: fetch alone. */
+        miss_submit(r);
+        return;
+    }
+    r->state = WREQ_LEASED;
+    MHD_resume_connection(r->conn);
 }
 
 /* With a Vary record, the URI's variants are keyed by the primary key plus header lines:

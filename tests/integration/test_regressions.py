@@ -2,7 +2,9 @@
 keep-alive load, invalidation of Vary variants, an unusable 304. Each test failed before its
 fix (the shutdown ones under ASan, or with libmicrohttpd aborting)."""
 
+import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -212,3 +214,100 @@ def test_review_lease_takeover_kept_by_token(env):
     assert rc.status == 200 and "collapsed" in rc.header("cache-status", ""), \
         f"C did not wait for B's fill: {rc!r} {rc.header('cache-status')}"
     assert rc.body == b["r"].body and b'"n":2' in rc.body, f"C's body is not B's: {rc.body!r}"
+
+
+def proc_state(pid):
+    """The state letter of /proc/<pid>/stat ('T' stopped), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def test_review_hits_never_wait_on_write_lock(env):
+    """Hits never wait on the LMDB write lock (issue 11). Two workers; a helper process
+    (cw-test-lockhold) opens the cache file, begins a write txn and stops itself with
+    SIGSTOP, as a process stopped inside a write would. While it holds the lock, misses (each
+    needs a lease: a write) keep arriving, and a stale-while-revalidate key asks for refreshes
+    (a write before the fix); warm keys must still be answered at once by both workers: every
+    hit under 500 ms, the median under 50 ms (bounds for a loaded 2-core machine). After
+    SIGCONT the helper ends its txn, the misses complete and everything goes on. Before the
+    fix a miss or a refresh request took the write txn on the MHD thread, which waited on the
+    lock in futex_wait: hits in that worker stalled until the helper went."""
+    tf = cw.TIME_FACTOR
+    o = env.origin()
+    d = env.daemon(o, workers=2, route={"lock_timeout": "20s"})
+    warm = [f"/wl/hit{i}?cc={q('max-age=300')}" for i in range(8)]
+    swr = f"/wl/swr?cc={q('max-age=1, stale-while-revalidate=300')}"
+    for p in warm + [swr]:
+        r = d.get(p)
+        assert r.status == 200 and r.header("x-cache") == "MISS", f"warming {p}: {r}"
+    for p in warm:
+        r = d.get(p)
+        assert r.header("x-cache") == "HIT", f"warm key is not a HIT: {r}"
+    time.sleep(1.2)  # swr is stale now: its hits ask for a background refresh
+    holder = subprocess.Popen([cw.binary("cw-test-lockhold"), os.path.join(env.dir, "l1.mdb")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    misses = []
+    lat, stalls, wrong = [], [], []
+    try:
+        line = holder.stdout.readline().decode()
+        assert line.startswith("held"), f"lock holder: {line!r} {holder.stderr.read()!r}"
+        cw.wait_for(lambda: proc_state(holder.pid) == "T", 5, what="the lock holder stopped")
+        n_miss = 0
+        def miss():
+            nonlocal n_miss
+            n_miss += 1
+            misses.append(bg(lambda i=n_miss: d.get(f"/wl/miss{i}?cc={q('max-age=60')}",
+                                                     timeout=60 * tf)))
+        for _ in range(6):
+            miss()
+        time.sleep(0.2)
+        t_end = time.monotonic() + 2.0 * tf
+        next_miss = time.monotonic() + 0.1
+        i = 0
+        while time.monotonic() < t_end:
+            p = swr if i % 4 == 0 else warm[i % len(warm)]
+            if time.monotonic() >= next_miss:  # a new miss every 100 ms
+                miss()
+                next_miss += 0.1
+            i += 1
+            t0 = time.monotonic()
+            try:
+                r = d.get(p, timeout=3 * tf)
+            except Exception as e:  # noqa: BLE001 - a stall is what this test looks for
+                stalls.append((p, repr(e)))
+                lat.append(time.monotonic() - t0)
+                continue
+            lat.append(time.monotonic() - t0)
+            if r.status != 200 or r.header("x-cache") not in ("HIT", "STALE"):
+                wrong.append(r)
+        held_misses = sum(1 for th, out in misses if "r" in out)
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+        try:
+            holder.wait(10)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait(5)
+    for th, out in misses:
+        th.join(60 * tf)
+    lat.sort()
+    median, worst = lat[len(lat) // 2], lat[-1]
+    env.note(f"{len(lat)} hits while the lock was held: median {median * 1000:.1f} ms, max "
+             f"{worst * 1000:.1f} ms; {len(stalls)} timed out; {held_misses} of {len(misses)} "
+             f"misses answered while held")
+    assert holder.returncode == 0, f"lock holder exited {holder.returncode}"
+    assert not stalls, f"{len(stalls)} hits timed out while the lock was held, e.g. {stalls[0]}"
+    assert not wrong, f"{len(wrong)} answers were not HIT or STALE, e.g. {wrong[0]}"
+    assert worst < 0.5 * tf, f"slowest hit {worst * 1000:.0f} ms while the lock was held"
+    assert median < 0.05 * tf, f"median hit {median * 1000:.1f} ms while the lock was held"
+    # Once the lock is free the misses complete, and the cache works as before.
+    failed = [out for th, out in misses if "r" not in out or out["r"].status != 200]
+    assert not failed, f"{len(failed)} misses failed after the lock was freed, e.g. {failed[0]}"
+    p = f"/wl/after?cc={q('max-age=60')}"
+    r1, r2 = d.get(p), d.get(p)
+    assert r1.header("x-cache") == "MISS" and r2.header("x-cache") == "HIT", f"after: {r1} {r2}"
+    cw.wait_for(lambda: o.count(swr) >= 2, 10 * tf, what="the stale key's refresh")

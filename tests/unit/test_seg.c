@@ -174,6 +174,38 @@ START_TEST(test_seg_no_lost_wakeup)
 }
 END_TEST
 
+/* The refresh-ask ring holds CW_SEG_REFRESH_ASKS asks (N), refuses the N+1th, hands them
+ * back oldest first with their keys and times, and takes asks again once read. */
+START_TEST(test_seg_refresh_ring_bounded_fifo)
+{
+    struct cw_seg *seg;
+    struct cw_seg_refresh_ask a;
+    struct cw_key k;
+
+    ck_assert_int_eq(cw_seg_create(&seg), 0);
+    ck_assert(!cw_seg_refresh_take(seg, 1, &a));
+    for (int i = 0; i < CW_SEG_REFRESH_ASKS; i++) {
+        memset(&k, 0, sizeof(k));
+        k.h[0] = (uint8_t)i;
+        k.h[15] = (uint8_t)(i >> 8);
+        ck_assert(cw_seg_refresh_ask(seg, 1, &k, 1000 + i));
+    }
+    ck_assert(!cw_seg_refresh_ask(seg, 1, &k, 1));
+    ck_assert(!cw_seg_refresh_take(seg, 0, &a)); /* another worker's ring is apart */
+    for (int i = 0; i < CW_SEG_REFRESH_ASKS; i++) {
+        ck_assert(cw_seg_refresh_take(seg, 1, &a));
+        ck_assert_int_eq(a.key[0], (uint8_t)i);
+        ck_assert_int_eq(a.key[15], (uint8_t)(i >> 8));
+        ck_assert_int_eq(a.asked_wall_ms, 1000 + i);
+        if (i == 0) ck_assert(cw_seg_refresh_ask(seg, 1, &k, 7)); /* room again */
+    }
+    ck_assert(cw_seg_refresh_take(seg, 1, &a));
+    ck_assert_int_eq(a.asked_wall_ms, 7);
+    ck_assert(!cw_seg_refresh_take(seg, 1, &a));
+    cw_seg_destroy(seg);
+}
+END_TEST
+
 Suite *seg_suite(void)
 {
     Suite *s = suite_create("seg");
@@ -184,6 +216,7 @@ Suite *seg_suite(void)
     tcase_add_test(tc, test_seg_wake_wait_value_and_timeout);
     tcase_add_test(tc, test_seg_fill_at_each_step_is_seen);
     tcase_add_test(tc, test_seg_no_lost_wakeup);
+    tcase_add_test(tc, test_seg_refresh_ring_bounded_fifo);
     suite_add_tcase(s, tc);
     return s;
 }
