@@ -170,7 +170,15 @@ static int store_soft_purge_txn(struct cw_store *st, MDB_txn *txn, const struct 
     /* The header is the first sizeof(h) bytes (core/entry.h), checked by decode. */
     h = view.h;
     h.flags |= CW_ENTRY_SOFT_PURGED;
-    if (h.fresh_until_ms > now_ms) h.fresh_until_ms = now_ms;
+    /* Stale from now on, with the stale windows the response gave, counted from now: an entry
+     * without stale-while-revalidate is revalidated at once, never served STALE until its old
+     * expiry. */
+    if (h.fresh_until_ms > now_ms) {
+        int64_t shift = h.fresh_until_ms - now_ms;
+        h.fresh_until_ms = now_ms;
+        h.swr_until_ms = h.swr_until_ms - shift > now_ms ? h.swr_until_ms - shift : now_ms;
+        h.sie_until_ms = h.sie_until_ms - shift > now_ms ? h.sie_until_ms - shift : now_ms;
+    }
     memcpy(copy, &h, sizeof(h));
     nv.mv_size = val->mv_size;
     nv.mv_data = copy;
