@@ -189,6 +189,23 @@ static int path_walk(const char *p, size_t len, char *out, size_t total, size_t 
     return 0;
 }
 
+bool cw_path_is_normal(const char *p, size_t len)
+{
+    size_t seg = 1; /* where the current segment starts */
+
+    if (p == NULL || len == 0 || p[0] != '/') return false;
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len) {
+            unsigned char c = (unsigned char)p[i];
+            if (c == '%' || path_is_bad_raw(c)) return false;
+            if (c != '/') continue;
+        }
+        if (path_seg_dots(p + seg, i - seg) != 0) return false;
+        seg = i + 1;
+    }
+    return true;
+}
+
 int cw_path_normalize(const char *p, size_t len, char *out, size_t cap, size_t *out_len)
 {
     size_t need = 0;

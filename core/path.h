@@ -15,6 +15,7 @@
 #ifndef CW_PATH_H
 #define CW_PATH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/common.h"
@@ -31,6 +32,12 @@
  * unspecified). Idempotent: normalising the output again yields it unchanged. */
 CW_MUST_CHECK int cw_path_normalize(const char *p, size_t len, char *out, size_t cap,
                                     size_t *out_len);
+
+/* True when cw_path_normalize() would give p back unchanged, decided in one pass without
+ * writing: p starts with '/', has no escape, no byte normalisation refuses and no "." or ".."
+ * segment. False says nothing (normalise to find out). For the hit path, where most paths
+ * are already normal. */
+bool cw_path_is_normal(const char *p, size_t len);
 
 /* Splits an absolute-form request target (RFC 9112 §3.2.2) "scheme://authority[path][?query]"
  * into borrowed ranges of target: 0, or -EINVAL. scheme is "http" or "https" in any case (as

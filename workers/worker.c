@@ -680,6 +680,8 @@ static unsigned worker_read_target(struct worker_req *r, const char **why)
     qm = target.len > 0 ? memchr(target.p, '?', target.len) : NULL;
     path = cw_str_make(target.p, qm ? (size_t)(qm - target.p) : target.len);
     query = qm ? cw_str_make(qm, target.len - path.len) : cw_str_make(NULL, 0);
+    /* Most origin-form targets are normal already: they stay in raw_uri, with no copy. */
+    if (target.p == r->raw_uri && cw_path_is_normal(path.p, path.len)) return 0;
     /* The normal form is never longer than the path, but for the "/" of an empty one. */
     out = malloc(path.len + query.len + 2);
     if (out == NULL) {

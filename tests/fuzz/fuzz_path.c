@@ -11,6 +11,7 @@
 #include "core/path.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +61,10 @@ static void fuzz_path_normalize(const char *in, size_t size)
     static char again[65536 + 16];
     size_t len = 0, len2 = 0;
     int rc = cw_path_normalize(in, size, out, sizeof(out), &len);
+    bool normal = cw_path_is_normal(in, size);
 
     if (rc != 0 && rc != -EINVAL) abort(); /* out holds any input: never -ENOSPC here */
+    if (normal && (rc != 0 || len != size || memcmp(out, in, size) != 0)) abort();
     if (rc != 0) return;
     if (len == 0 || len > size || out[0] != '/') abort();
     if (fuzz_path_has(out, len, "/./") || fuzz_path_has(out, len, "/../")) abort();

@@ -199,6 +199,26 @@ static void check_split_at(const char *target, const char *want_scheme, const ch
 }
 #define check_split(t, s, a, r) check_split_at((t), (s), (a), (r), __LINE__)
 
+/* cw_path_is_normal() says yes only where normalising gives the path back unchanged. */
+START_TEST(test_path_is_normal)
+{
+    static const char *const yes[] = {"/",           "/a",        "/a/b/", "/a//b",
+                                      "/a.b/..c/.d", "/~u/x-y_z", "/a/b.c"};
+    static const char *const no[] = {"",      "a",    "/.",   "/..",  "/a/./b",
+                                     "/a/..", "/%7e", "/%2F", "/a b", "/a#b"};
+    char out[64];
+    size_t len;
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        ck_assert_msg(cw_path_is_normal(yes[i], strlen(yes[i])), "%s", yes[i]);
+        ck_assert_int_eq(cw_path_normalize(yes[i], strlen(yes[i]), out, sizeof(out), &len), 0);
+        ck_assert(len == strlen(yes[i]) && memcmp(out, yes[i], len) == 0);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        ck_assert_msg(!cw_path_is_normal(no[i], strlen(no[i])), "%s", no[i]);
+}
+END_TEST
+
 START_TEST(test_path_split_absolute_forms)
 {
     check_split("http://h/p?q", "http", "h", "/p?q");
@@ -267,6 +287,7 @@ Suite *path_suite(void)
     tcase_add_test(tc, test_path_normalize_rejects);
     tcase_add_test(tc, test_path_normalize_out_bounds);
     tcase_add_test(tc, test_path_normalize_long);
+    tcase_add_test(tc, test_path_is_normal);
     tcase_add_test(tc, test_path_split_absolute_forms);
     tcase_add_test(tc, test_path_split_absolute_rejects);
     suite_add_tcase(s, tc);
