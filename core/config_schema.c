@@ -405,21 +405,29 @@ static int config_route_trust_forwarded(struct config_ctx *cx, const config_sett
                              &r->trust_forwarded_count);
 }
 
+/* The index of v in names (n of them), or -1: an enumerated setting's value. */
+static int config_name_index(const char *v, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0) return (int)i;
+    return -1;
+}
+
 static int config_route_cookies(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     static const char *const names[] = {"pass", "ignore", "key"};
     struct cw_config_route *r = base;
     const char *v;
+    int i;
     char q[CW_CONFIG_QUOTE_BYTES];
     int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
 
     if (rc < 0) return rc;
     v = config_setting_get_string(s);
-    for (size_t i = 0; i < CW_ARRAY_LEN(names); i++) {
-        if (strcmp(v, names[i]) == 0) {
-            r->cookies = (enum cw_config_cookies)i;
-            return 0;
-        }
+    i = config_name_index(v, names, CW_ARRAY_LEN(names));
+    if (i >= 0) {
+        r->cookies = (enum cw_config_cookies)i;
+        return 0;
     }
     return cw_config_fail(cx, s, "\"%s\" is not \"pass\", \"ignore\" or \"key\"",
                           cw_config_quote(v, q, sizeof(q)));
@@ -430,6 +438,7 @@ static int config_route_query(struct config_ctx *cx, const config_setting_t *s, 
     static const char *const names[] = {"keep", "sort", "ignore"};
     struct cw_config_route *r = base;
     const char *v;
+    int i;
     char q[CW_CONFIG_QUOTE_BYTES];
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
@@ -441,11 +450,10 @@ static int config_route_query(struct config_ctx *cx, const config_setting_t *s, 
                                    "a parameter name", &r->query_keep, &r->query_keep_count);
     }
     v = config_setting_get_string(s);
-    for (size_t i = 0; i < CW_ARRAY_LEN(names); i++) {
-        if (strcmp(v, names[i]) == 0) {
-            r->query = (enum cw_config_query)i;
-            return 0;
-        }
+    i = config_name_index(v, names, CW_ARRAY_LEN(names));
+    if (i >= 0) {
+        r->query = (enum cw_config_query)i;
+        return 0;
     }
     return cw_config_fail(cx, s, "\"%s\" is not \"keep\", \"sort\", \"ignore\" or a list of names",
                           cw_config_quote(v, q, sizeof(q)));
