@@ -235,6 +235,28 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     return MHD_YES;
 }
 
+/* cw_store_read() callback: 0 when the entry's answer arrived after the request did (another
+ * request's fill, made while this one was on its way to the lease), else 1. */
+static int miss_on_entry_since(void *cls, const struct cw_entry_view *v)
+{
+    const struct worker_req *r = cls;
+
+    return v->h.response_time_ms >= r->start_wall_ms ? 0 : 1;
+}
+
+/* True when the key was filled since r arrived. The fill generation says so at once; but a
+ * filler releases the lease in the same txn as its put and bumps the generation just after,
+ * so a lease taken in between sees the old generation, and the entry itself is asked. */
+static bool miss_filled_since(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) != r->gen0)
+        return true;
+    return cw_store_read(w->fetch_reader, &r->q.key, cw_str_make(r->q.key_buf, r->q.key_len),
+                         miss_on_entry_since, r) == 0;
+}
+
 /* On the fetch thread, r suspended: takes the key's FETCH lease (a write txn, which may wait
  * on another process's write without stalling hits), then fetches, or hands r back to the
  * MHD thread (WREQ_LEASED) to answer from L1 or to wait for the holder's fill. */
@@ -260,8 +282,7 @@ static void miss_lease_run(struct cw_fetch_task *t, bool cancelled)
         r->q.has_lease = true;
         r->q.lease_key = r->q.key;
         r->q.lease_token = token;
-        if (atomic_load_explicit(cw_seg_fill_gen(w->seg, &r->q.key), memory_order_acquire) ==
-            r->gen0) {
+        if (!miss_filled_since(r)) {
             miss_submit(r);
             return;
         }
