@@ -1,5 +1,5 @@
-"""PURGE through the running proxy (docs/CONFIG.md `purge.allow`, workers/worker.c
-worker_purge): who may purge, what a purge removes, soft purge, and what is not a PURGE.
+"""PURGE through the running proxy (etc/cachewarp.conf `purge.allow`,
+workers/req_purge.c): who may purge, what a purge removes, soft purge, and what is not a PURGE.
 
 Contract under test:
 - `PURGE <url>` from an address in purge.allow drops the URL's entry and every Vary variant

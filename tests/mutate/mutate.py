@@ -21,7 +21,7 @@ Mutant file format (lines starting with # are comments; blocks may repeat for se
     name: coalescing-off
     breaks: one line saying which behaviour the edit breaks
     tests: test_foundation.test_one_origin_request_for_many_clients unit:test_store_lease
-    @@ workers/worker_hit.c
+    @@ workers/req_hit.c
     <<<
     exact anchor text (one or more lines, found exactly once in the file)
     ===

@@ -1,4 +1,4 @@
-/* workers/worker_wait.c - coalesced waiters of a worker.
+/* workers/req_wait.c - coalesced waiters of a worker.
  *
  * A request that finds another process fetching its key (a live FETCH lease) is suspended
  * here. Its worker watches the key's fill-generation bucket in the shm segment; the filler,
@@ -20,7 +20,7 @@
 
 #include "shm/seg.h"
 #include "workers/clock.h"
-#include "workers/worker_int.h"
+#include "workers/req_int.h"
 
 /* Owner liveness is a kill(pid, 0) per distinct owner, so 20 ms while requests wait costs
  * nothing measurable; the refresher also reaps a dead owner's lease and bumps the bucket. */
@@ -114,7 +114,7 @@ static int64_t wait_pass(struct cw_worker *w, int64_t *next_owner_check)
     while (due != NULL) {
         struct worker_req *r = due;
         due = r->wait_next;
-        r->state = WREQ_RETRY;
+        r->step = REQ_WAITED;
         MHD_resume_connection(r->conn);
     }
     return until;
@@ -142,7 +142,7 @@ static void *wait_thread_main(void *arg)
     return NULL;
 }
 
-int worker_wait_start(struct cw_worker *w)
+int req_wait_start(struct cw_worker *w)
 {
     struct worker_waitq *q = &w->waitq;
     int rc;
@@ -163,8 +163,7 @@ int worker_wait_start(struct cw_worker *w)
     return 0;
 }
 
-bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
-                     int64_t deadline_ms)
+bool req_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid, int64_t deadline_ms)
 {
     struct worker_waitq *q = &w->waitq;
     uint32_t b = cw_seg_fill_bucket(&r->q.lease_key);
@@ -175,7 +174,6 @@ bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pi
         pthread_mutex_unlock(&q->lock);
         return false;
     }
-    r->state = WREQ_FILL;
     r->coalesced = true;
     r->wait_pid = owner_pid;
     r->wait_bucket = b;
@@ -196,7 +194,7 @@ bool worker_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pi
     return true;
 }
 
-void worker_wait_stop(struct cw_worker *w)
+void req_wait_stop(struct cw_worker *w)
 {
     struct worker_waitq *q = &w->waitq;
     struct worker_req *r;
@@ -216,19 +214,19 @@ void worker_wait_stop(struct cw_worker *w)
     while ((r = q->head) != NULL) {
         q->head = r->wait_next;
         wait_unwatch(w, r->wait_bucket);
-        r->state = WREQ_RETRY;
+        r->step = REQ_WAITED;
         MHD_resume_connection(r->conn);
     }
     q->count = 0;
     pthread_mutex_unlock(&q->lock);
 }
 
-void worker_wait_destroy(struct cw_worker *w)
+void req_wait_destroy(struct cw_worker *w)
 {
     struct worker_waitq *q = &w->waitq;
 
     if (!q->started) return;
-    worker_wait_stop(w);
+    req_wait_stop(w);
     pthread_mutex_destroy(&q->lock);
     q->started = false;
 }

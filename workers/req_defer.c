@@ -1,4 +1,4 @@
-/* workers/worker_defer.c - the LMDB writes a worker's MHD thread would otherwise make itself
+/* workers/req_defer.c - the LMDB writes a worker's MHD thread would otherwise make itself
  * (a lease release, the delete of a bad entry), queued to the fetch thread.
  *
  * LMDB has one writer mutex for every process: a process stopped or slow inside a write txn
@@ -14,7 +14,7 @@
 #include "core/log.h"
 #include "shm/seg.h"
 #include "shm/store.h"
-#include "workers/worker_int.h"
+#include "workers/req_int.h"
 
 enum defer_kind {
     DEFER_RELEASE = 0, /* a lease, by its token */
@@ -95,14 +95,14 @@ out_count:
                strerror(-rc));
 }
 
-void worker_defer_release(struct cw_worker *w, struct cw_fill_req *q)
+void req_defer_release(struct cw_worker *w, struct cw_fill_req *q)
 {
     if (!q->has_lease) return;
     q->has_lease = false;
     defer_submit(w, DEFER_RELEASE, &q->lease_key, q->lease_token);
 }
 
-void worker_defer_drop(struct cw_worker *w, const struct cw_key *key, bool unservable)
+void req_defer_drop(struct cw_worker *w, const struct cw_key *key, bool unservable)
 {
     defer_submit(w, unservable ? DEFER_DELETE : DEFER_DROP_BAD, key, 0);
 }

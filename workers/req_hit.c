@@ -1,7 +1,7 @@
-/* workers/worker_hit.c - the hit path of a worker: key, Vary, the L1 read, the decision to
- * serve fresh, stale or not at all (RFC 9111 §4, RFC 5861), conditional and range answers
- * from the stored response (RFC 9110 §13, §14), and the coalescing lease on a miss. Nothing
- * here waits on the network: a miss leaves through worker_miss_start() or a suspension. */
+/* workers/req_hit.c - the hit side of a request: key, Vary, the L1 read, the decision to
+ * serve fresh, stale or not at all (RFC 9111 §4, RFC 5861), the answer built from the stored
+ * response with conditional and range handling (RFC 9110 §13, §14), and the refresh ask.
+ * Leaves of the request state machine (workers/req.c): nothing here waits or queues. */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -20,7 +20,7 @@
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/clock.h"
-#include "workers/worker_int.h"
+#include "workers/req_int.h"
 
 #define HIT_REFRESH_WANT_MS 30000 /* an unclaimed refresh request expires after this */
 
@@ -34,7 +34,7 @@ enum hit_kind {
     HIT_FILLED,       /* this request's own miss, answered from what it stored; the last */
 };
 
-const char *worker_hit_fwd(const struct worker_req *r)
+const char *req_hit_fwd(const struct worker_req *r)
 {
     if (r->fwd_request) return "request";
     if (r->stale) return "stale";
@@ -61,24 +61,24 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
     char cs[192], num[32];
 
     snprintf(num, sizeof(num), "%lld", (long long)(age / 1000));
-    worker_resp_header(r, resp, "Age", num);
+    req_resp_header(r, resp, "Age", num);
     switch (kind) {
     case HIT_FRESH:
-        worker_resp_header(r, resp, "X-Cache", "HIT");
+        req_resp_header(r, resp, "X-Cache", "HIT");
         snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld%s", ttl,
                  r->coalesced ? "; collapsed" : "");
         break;
     case HIT_STALE_SWR:
-        worker_resp_header(r, resp, "X-Cache", "STALE");
+        req_resp_header(r, resp, "X-Cache", "STALE");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-while-revalidate",
                  ttl);
         break;
     case HIT_STALE_CLIENT:
-        worker_resp_header(r, resp, "X-Cache", "STALE");
+        req_resp_header(r, resp, "X-Cache", "STALE");
         snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld; detail=max-stale", ttl);
         break;
     case HIT_STALE_ERROR:
-        worker_resp_header(r, resp, "X-Cache", "STALE-ERROR");
+        req_resp_header(r, resp, "X-Cache", "STALE-ERROR");
         if (r->job.rc == 0 && r->job.status > 0)
             snprintf(cs, sizeof(cs),
                      "CacheWarp; fwd=stale; fwd-status=%d; ttl=%lld; detail=stale-if-error",
@@ -87,16 +87,16 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
             snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
         break;
     case HIT_FILLED:
-        worker_resp_header(r, resp, "X-Cache", "MISS");
+        req_resp_header(r, resp, "X-Cache", "MISS");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d; stored; ttl=%lld%s",
-                 worker_hit_fwd(r), r->job.status, ttl, r->coalesced ? "; collapsed" : "");
+                 req_hit_fwd(r), r->job.status, ttl, r->coalesced ? "; collapsed" : "");
         break;
     case HIT_REVALIDATED:
-        worker_resp_header(r, resp, "X-Cache", "REVALIDATED");
+        req_resp_header(r, resp, "X-Cache", "REVALIDATED");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; fwd-status=304; ttl=%lld", ttl);
         break;
     }
-    worker_resp_header(r, resp, "Cache-Status", cs);
+    req_resp_header(r, resp, "Cache-Status", cs);
 }
 
 /* The stored headers RFC 9110 §15.4.5 wants on a 304. */
@@ -118,10 +118,10 @@ static unsigned hit_client_status(struct worker_req *r, const struct cw_entry_vi
                                   uint64_t *first, uint64_t *last)
 {
     struct cw_cond_req cq = {
-        .if_match = cw_str_cstr(worker_req_header(r, "If-Match")),
-        .if_none_match = cw_str_cstr(worker_req_header(r, "If-None-Match")),
-        .if_modified_since = cw_str_cstr(worker_req_header(r, "If-Modified-Since")),
-        .if_unmodified_since = cw_str_cstr(worker_req_header(r, "If-Unmodified-Since")),
+        .if_match = cw_str_cstr(req_header(r, "If-Match")),
+        .if_none_match = cw_str_cstr(req_header(r, "If-None-Match")),
+        .if_modified_since = cw_str_cstr(req_header(r, "If-Modified-Since")),
+        .if_unmodified_since = cw_str_cstr(req_header(r, "If-Unmodified-Since")),
     };
     struct cw_str etag = {NULL, 0}, lm = {NULL, 0}, date = {NULL, 0};
     struct cw_cond_validators val;
@@ -140,10 +140,9 @@ static unsigned hit_client_status(struct worker_req *r, const struct cw_entry_vi
     case CW_COND_NONE:
         break;
     }
-    range = worker_req_header(r, "Range");
+    range = req_header(r, "Range");
     if (range == NULL || v->h.status != 200) return v->h.status;
-    if (!cw_cond_if_range_ok(cw_str_cstr(worker_req_header(r, "If-Range")), &val))
-        return v->h.status;
+    if (!cw_cond_if_range_ok(cw_str_cstr(req_header(r, "If-Range")), &val)) return v->h.status;
     rc = cw_cond_range_parse(cw_str_cstr(range), v->body.len, first, last);
     if (rc == 0) return 206;
     if (rc == -ERANGE) return 416;
@@ -160,7 +159,8 @@ static const enum cw_metrics_result hit_kind_result[] = {
 };
 static_assert(CW_ARRAY_LEN(hit_kind_result) == HIT_FILLED + 1, "a result for every hit kind");
 
-/* Builds and queues the answer from a stored entry. 0, or -errno. */
+/* Builds the answer from a stored entry in r->resp (queued by REQ_DELIVER, outside the read
+ * txn). 0, or -errno. */
 static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum hit_kind kind,
                      int64_t now)
 {
@@ -182,25 +182,28 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
     while (cw_entry_header_next(v, &off, &name, &value)) {
         if (cw_fill_is_internal_header(name)) continue;
         if ((status == 304 || status == 412) && !hit_is_304_header(name)) continue;
-        if (worker_resp_add(resp, name, value) < 0) {
+        if (req_resp_add(resp, name, value) < 0) {
             MHD_destroy_response(resp);
             return -EINVAL;
         }
     }
     if (status == 206) {
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%zu", first, last, v->body.len);
-        worker_resp_header(r, resp, "Content-Range", cr);
+        req_resp_header(r, resp, "Content-Range", cr);
     } else if (status == 416) {
         snprintf(cr, sizeof(cr), "bytes */%zu", v->body.len);
-        worker_resp_header(r, resp, "Content-Range", cr);
+        req_resp_header(r, resp, "Content-Range", cr);
     }
     hit_add_status(r, resp, kind, v, now);
     cw_seg_hit(r->w->seg, &r->q.key);
     /* The outcome for the counters and the access log (REVALIDATED and STALE_ERROR are also
-     * passed to worker_count() by the caller). */
-    worker_count(r, hit_kind_result[kind]);
+     * passed to req_count() by the caller). */
+    req_count(r, hit_kind_result[kind]);
     r->bytes = body_len;
-    return worker_queue(r, status, resp) == MHD_YES ? 0 : -EIO;
+    r->resp = resp;
+    r->resp_status = status;
+    r->hit_stale = kind == HIT_STALE_SWR;
+    return 0;
 }
 
 /* Inside the read txn: decides whether the entry may answer this request, and answers it.
@@ -273,7 +276,7 @@ stale:
  * way; else this worker asks once per WORKER_ASK_MS through its ring in the shm segment, and
  * the refresher records the ask (the wanted-refresh lease record) unless another worker's ask
  * or a fill came first. */
-static void hit_request_refresh(struct worker_req *r)
+void req_hit_ask_refresh(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
     struct cw_store_lease lease;
@@ -297,7 +300,7 @@ static void hit_request_refresh(struct worker_req *r)
         cw_debug("worker %d: wake refresher: %s", w->index, strerror(errno));
 }
 
-int worker_hit_lookup(struct worker_req *r)
+int req_hit_lookup(struct worker_req *r)
 {
     char vary[CW_LIMIT_VARY_RECORD_BYTES];
     size_t vary_len;
@@ -321,16 +324,15 @@ int worker_hit_lookup(struct worker_req *r)
     if (rc == -EBADMSG) {
         /* The reader never writes: the fetch thread deletes the bad entry. */
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
-        worker_defer_drop(r->w, &r->q.key, false);
+        req_defer_drop(r->w, &r->q.key, false);
     }
     if (rc == -EINVAL) {
         /* Stored, but not servable (a header MHD refuses): a bad entry, so a miss. */
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
         cw_warn_rl("worker %d: unservable entry for %s deleted", r->w->index, r->uri);
-        worker_defer_drop(r->w, &r->q.key, true);
+        req_defer_drop(r->w, &r->q.key, true);
         rc = -ENOENT;
     }
-    if (r->want_refresh) hit_request_refresh(r);
     if (rc == 0) {
         r->vary_miss = false;
         return 1;
@@ -340,7 +342,7 @@ int worker_hit_lookup(struct worker_req *r)
     return rc;
 }
 
-int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve)
+int req_hit_serve_again(struct worker_req *r, enum worker_serve serve)
 {
     int rc;
 
@@ -349,37 +351,7 @@ int worker_hit_serve_again(struct worker_req *r, enum worker_serve serve)
                        hit_on_entry, r);
     if (rc == -EBADMSG) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_STORE_BAD_ENTRY, 1);
-        worker_defer_drop(r->w, &r->q.key, false);
+        req_defer_drop(r->w, &r->q.key, false);
     }
     return rc == 0 ? 1 : 0;
-}
-
-/* RFC 9111 §4: a miss that takes the key's fetch lease fetches; one that finds another
- * process fetching waits for its fill (or fetches alone past the budget). The lease is a
- * write txn, so the fetch thread takes it (worker_miss_start() with lease_step). */
-enum MHD_Result worker_hit_coalesce(struct worker_req *r)
-{
-    if (r->wait_until_ms == 0) r->wait_until_ms = cw_clock_mono_ms() + r->rt->lock_timeout_ms;
-    r->lease_step = true;
-    return worker_miss_start(r);
-}
-
-enum MHD_Result worker_hit_leased(struct worker_req *r)
-{
-    struct cw_worker *w = r->w;
-
-    if (r->lease_rc == 0) {
-        /* Filled between our lookup and the lease: answer from L1 after all. */
-        if (worker_hit_lookup(r) == 1) {
-            worker_defer_release(w, &r->q);
-            return MHD_YES;
-        }
-        return worker_miss_start(r);
-    }
-    if (worker_wait_add(w, r, r->lease_holder.pid, r->lease_holder.deadline_ms)) {
-        cw_seg_add(w->seg, w->slot, CW_METRICS_COALESCED, 1);
-        return MHD_YES;
-    }
-    r->close = true;
-    return worker_answer_error(r, 503, "shutting down\n", "shutdown");
 }

@@ -1,6 +1,7 @@
-/* workers/worker_miss.c - the origin side of a worker: builds the fetch for a miss or a
- * pass, suspends the client connection, and on completion (on the fetch thread) decides
- * storage, writes L1, and resumes the connection. */
+/* workers/req_fetch.c - the origin side of a request: its origin request (URL and header
+ * block, built once), the submit, the FETCH lease take and the "filled meanwhile" check on
+ * the fetch thread, the origin's accounting, and RFC 9111 §4.4 invalidation. Leaves of the
+ * request state machine (workers/req.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -22,7 +23,7 @@
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/clock.h"
-#include "workers/worker_int.h"
+#include "workers/req_int.h"
 
 struct miss_hdr_ctx {
     struct worker_req *r;
@@ -87,7 +88,7 @@ static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, co
 
     (void)kind;
     if (value == NULL) value = "";
-    if (worker_fwd_field(c->r, name) != WFWD_PASS) return MHD_YES;
+    if (req_fwd_field(c->r, name) != WFWD_PASS) return MHD_YES;
     if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
         cw_str_eq_ci(name, CW_STR_LIT("Expect")))
         return MHD_YES;
@@ -99,22 +100,6 @@ static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, co
         c->rc = miss_append_line(&c->out, key, value, NULL);
     }
     return c->rc == 0 ? MHD_YES : MHD_NO;
-}
-
-void worker_client_addr(struct MHD_Connection *conn, char *buf, size_t size)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-
-    snprintf(buf, size, "unknown");
-    if (ci == NULL || ci->client_addr == NULL) return;
-    if (ci->client_addr->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const void *)ci->client_addr;
-        inet_ntop(AF_INET, &in->sin_addr, buf, (socklen_t)size);
-    } else if (ci->client_addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)ci->client_addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, buf, (socklen_t)size);
-    }
 }
 
 /* The fields CacheWarp sets for the origin (when the route does not pass the client's). */
@@ -129,8 +114,8 @@ static int miss_build_headers(struct worker_req *r)
 
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, miss_on_req_header, &c);
     for (size_t i = 0; c.rc == 0 && i < CW_ARRAY_LEN(miss_ours); i++) {
-        if (worker_fwd_field(r, cw_str_cstr(miss_ours[i])) != WFWD_OURS) continue;
-        const char *v = worker_req_header(r, miss_ours[i]);
+        if (req_fwd_field(r, cw_str_cstr(miss_ours[i])) != WFWD_OURS) continue;
+        const char *v = req_header(r, miss_ours[i]);
         c.rc = v ? miss_append_line(&c.out, miss_ours[i], v, NULL) : -ENOMEM;
     }
     if (c.rc == 0 && !c.have_via) c.rc = miss_append_line(&c.out, "Via", "1.1 cachewarp", NULL);
@@ -174,35 +159,13 @@ static int miss_build_url(struct worker_req *r, const struct cw_config_origin *o
     return 0;
 }
 
-static void miss_done(struct cw_fetch_job *job, void *cls);
-static void miss_lease_run(struct cw_fetch_task *t, bool cancelled);
-
-/* Submits r's built job; the connection is suspended. On failure r resumes with the error
- * (its lease, if any, is released at completion). */
-static void miss_submit(struct worker_req *r)
-{
-    int rc;
-
-    r->fetch_start_us = cw_clock_mono_us();
-    rc = cw_fetch_submit(r->w->fetch, &r->job);
-    if (rc < 0) {
-        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
-        r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
-        r->state = WREQ_READY;
-        MHD_resume_connection(r->conn);
-    }
-}
-
-enum MHD_Result worker_miss_start(struct worker_req *r)
+int req_fetch_prepare(struct worker_req *r, cw_fetch_done_fn done)
 {
     const struct cw_config_origin *o = &r->w->cfg->origins[r->rt->origin];
-    int rc;
 
     /* Built once: a request that waited, or took a lease first, comes back here. */
-    if (r->url == NULL && miss_build_url(r, o) < 0)
-        return worker_answer_error(r, 503, "out of memory\n", "enomem");
-    if (r->hdr_lines == NULL && miss_build_headers(r) < 0)
-        return worker_answer_error(r, 503, "out of memory\n", "enomem");
+    if (r->url == NULL && miss_build_url(r, o) < 0) return -ENOMEM;
+    if (r->hdr_lines == NULL && miss_build_headers(r) < 0) return -ENOMEM;
     r->job.url = r->url;
     /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */
     r->job.method = r->cacheable ? "GET" : r->method;
@@ -214,25 +177,22 @@ enum MHD_Result worker_miss_start(struct worker_req *r)
     r->job.max_body = r->w->cfg->cache_max_object_bytes > CW_LIMIT_FETCH_BODY_BYTES
                           ? (size_t)r->w->cfg->cache_max_object_bytes
                           : (size_t)CW_LIMIT_FETCH_BODY_BYTES;
-    r->job.done = miss_done;
+    r->job.done = done;
     r->job.cls = r;
-    r->state = WREQ_WAIT;
-    /* Suspend before submitting: the fetch may complete (and resume) at once. */
-    MHD_suspend_connection(r->conn);
-    if (!r->lease_step) {
-        miss_submit(r);
-        return MHD_YES;
-    }
-    r->task.run = miss_lease_run;
-    rc = cw_fetch_defer(r->w->fetch, &r->task);
+    return 0;
+}
+
+int req_fetch_submit(struct worker_req *r)
+{
+    int rc;
+
+    r->fetch_start_us = cw_clock_mono_us();
+    rc = cw_fetch_submit(r->w->fetch, &r->job);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
-        r->lease_step = false;
         r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
-        r->state = WREQ_READY;
-        MHD_resume_connection(r->conn);
     }
-    return MHD_YES;
+    return rc;
 }
 
 /* cw_store_read() callback: 0 when the entry's answer arrived after the request did (another
@@ -247,7 +207,7 @@ static int miss_on_entry_since(void *cls, const struct cw_entry_view *v)
 /* True when the key was filled since r arrived. The fill generation says so at once; but a
  * filler releases the lease in the same txn as its put and bumps the generation just after,
  * so a lease taken in between sees the old generation, and the entry itself is asked. */
-static bool miss_filled_since(struct worker_req *r)
+bool req_fetch_filled_since(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
 
@@ -257,43 +217,20 @@ static bool miss_filled_since(struct worker_req *r)
                          miss_on_entry_since, r) == 0;
 }
 
-/* On the fetch thread, r suspended: takes the key's FETCH lease (a write txn, which may wait
- * on another process's write without stalling hits), then fetches, or hands r back to the
- * MHD thread (WREQ_LEASED) to answer from L1 or to wait for the holder's fill. */
-static void miss_lease_run(struct cw_fetch_task *t, bool cancelled)
+int req_fetch_lease(struct worker_req *r)
 {
-    struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
     struct cw_worker *w = r->w;
-    struct cw_store_lease *holder = &r->lease_holder;
     uint64_t token = 0;
-    int64_t now;
+    int64_t now = cw_clock_mono_ms();
+    int rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(), now,
+                                 now + r->rt->lock_timeout_ms, &token, &r->lease_holder);
 
-    r->lease_step = false;
-    if (cancelled) {
-        r->job.rc = -ECANCELED;
-        r->state = WREQ_READY;
-        MHD_resume_connection(r->conn);
-        return;
-    }
-    now = cw_clock_mono_ms();
-    r->lease_rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(),
-                                      now, now + r->rt->lock_timeout_ms, &token, holder);
-    if (r->lease_rc == 0) {
+    if (rc == 0) {
         r->q.has_lease = true;
         r->q.lease_key = r->q.key;
         r->q.lease_token = token;
-        if (!miss_filled_since(r)) {
-            miss_submit(r);
-            return;
-        }
-    } else if (!(r->lease_rc == -EBUSY && holder->kind != CW_STORE_LEASE_PASS &&
-                 now < r->wait_until_ms)) {
-        /* Hit-for-miss, the wait budget spent, or the lease db failed: fetch alone. */
-        miss_submit(r);
-        return;
     }
-    r->state = WREQ_LEASED;
-    MHD_resume_connection(r->conn);
+    return rc;
 }
 
 /* With a Vary record, the URI's variants are keyed by the primary key plus header lines:
@@ -336,7 +273,7 @@ static void miss_invalidate_uri(struct worker_req *r, struct cw_str uri)
 
 /* RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI, and
  * the Location and Content-Location URIs when they are on the same origin. */
-static void miss_invalidate(struct worker_req *r)
+void req_fetch_invalidate(struct worker_req *r)
 {
     static const struct cw_str names[] = {CW_STR_LIT("Location"), CW_STR_LIT("Content-Location")};
     const char *m = r->method;
@@ -354,12 +291,10 @@ static void miss_invalidate(struct worker_req *r)
     }
 }
 
-/* On the fetch thread. The connection is suspended, so reading its request headers here
- * races with nothing; resuming hands the request back to the MHD thread. */
-static void miss_done(struct cw_fetch_job *job, void *cls)
+void req_fetch_account(struct worker_req *r)
 {
-    struct worker_req *r = cls;
     struct cw_worker *w = r->w;
+    struct cw_fetch_job *job = &r->job;
 
     cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_REQ, 1);
     r->origin_us = cw_clock_mono_us() - r->fetch_start_us;
@@ -371,15 +306,5 @@ static void miss_done(struct cw_fetch_job *job, void *cls)
         cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)
             cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->method, job->url, job->errbuf);
-        if (r->cacheable) cw_fill_abandon(&w->fill, &r->q, false);
-    } else if (r->cacheable && r->stale && job->status >= 500 && job->status <= 504) {
-        /* Keep the stale copy: stale-if-error may answer, and a 5xx replaces nothing. */
-        cw_fill_abandon(&w->fill, &r->q, false);
-    } else if (r->cacheable) {
-        cw_fill_complete(&w->fill, &r->q, job, &r->fill);
-    } else {
-        miss_invalidate(r);
     }
-    r->state = WREQ_READY;
-    MHD_resume_connection(r->conn);
 }

@@ -1,0 +1,435 @@
+/* workers/req.c - the request state machine of a worker: every step a request takes, from
+ * the whole request received to the answer queued, in the manner of Varnish's
+ * cache_req_fsm.c. One function per step returns the next step; req_run() drives them.
+ *
+ *   RECV -> LOOKUP -> HIT | STALE -> DELIVER
+ *                  -> MISS -> (fetch thread: take the FETCH lease) -> FETCH | LEASED
+ *                     LEASED -> HIT | STALE | FETCH | WAIT -> WAITED -> LOOKUP
+ *        -> PASS -> FETCH -> (fetch thread: STORE) -> FETCHED -> DELIVER | FETCH | SYNTH
+ *        -> PURGE -> (fetch thread: the writes) -> PURGED -> DELIVER | SYNTH
+ *        -> SYNTH
+ *
+ * A step that hands the request to another thread (the fetch thread, the waiter thread)
+ * suspends the connection first and returns REQ_SUSPENDED; that thread sets r->step and
+ * resumes it, and libmicrohttpd calls the handler, which calls req_run() again. What a step
+ * needs done (an L1 read, an answer built, a write on the fetch thread) is a leaf call into
+ * the other req_*.c files; they never call back here. An L2 (Redis) lookup will go between
+ * the lease take and REQ_FETCH. docs/ARCHITECTURE.md draws the graph. */
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cc.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/route.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/req_int.h"
+
+static enum req_step req_synth(struct worker_req *r, unsigned status, const char *body,
+                               const char *detail)
+{
+    r->synth.status = status;
+    r->synth.body = body;
+    r->synth.detail = detail;
+    return REQ_SYNTH;
+}
+
+/* As req_synth(), and the connection closes after the answer. */
+static enum req_step req_synth_close(struct worker_req *r, unsigned status, const char *body,
+                                     const char *detail)
+{
+    r->synth.close = true;
+    return req_synth(r, status, body, detail);
+}
+
+/* From another thread: r continues at step. */
+static void req_resume(struct worker_req *r, enum req_step step)
+{
+    r->step = step;
+    MHD_resume_connection(r->conn);
+}
+
+/* ---- on the fetch thread ------------------------------------------------------------- */
+
+/* REQ_STORE, on the fetch thread when the origin answered or failed: commits what may be
+ * stored (the entry, the lease's release in the same txn, the waiters woken), or releases
+ * the lease, or invalidates for an unsafe method. The connection is suspended, so reading
+ * its request headers here races with nothing. */
+static enum req_step req_step_store(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+    struct cw_fetch_job *job = &r->job;
+
+    if (job->rc != 0) {
+        if (r->cacheable) cw_fill_abandon(&w->fill, &r->q, false);
+    } else if (r->cacheable && r->stale && job->status >= 500 && job->status <= 504) {
+        /* Keep the stale copy: stale-if-error may answer, and a 5xx replaces nothing. */
+        cw_fill_abandon(&w->fill, &r->q, false);
+    } else if (r->cacheable) {
+        cw_fill_complete(&w->fill, &r->q, job, &r->fill);
+    } else {
+        req_fetch_invalidate(r);
+    }
+    return REQ_FETCHED;
+}
+
+/* The fetch's done callback. */
+static void req_on_fetched(struct cw_fetch_job *job, void *cls)
+{
+    struct worker_req *r = cls;
+
+    (void)job;
+    req_fetch_account(r);
+    req_resume(r, req_step_store(r));
+}
+
+/* The fetch thread's half of REQ_MISS: takes the key's FETCH lease (a write txn, which may
+ * wait on another process's write without stalling hits), then fetches at once, or hands r
+ * back to the MHD thread (REQ_LEASED) to answer from L1 or to wait for the holder's fill. */
+static void req_lease_task(struct cw_fetch_task *t, bool cancelled)
+{
+    struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
+
+    if (cancelled) {
+        r->job.rc = -ECANCELED;
+        req_resume(r, REQ_FETCHED);
+        return;
+    }
+    r->lease_rc = req_fetch_lease(r);
+    if (r->lease_rc == 0) {
+        if (req_fetch_filled_since(r)) {
+            req_resume(r, REQ_LEASED);
+            return;
+        }
+    } else if (r->lease_rc == -EBUSY && r->lease_holder.kind != CW_STORE_LEASE_PASS &&
+               cw_clock_mono_ms() < r->wait_until_ms) {
+        req_resume(r, REQ_LEASED);
+        return;
+    }
+    /* With the lease; or alone: hit-for-miss, the wait budget spent, or the lease db failed. */
+    if (req_fetch_submit(r) < 0) req_resume(r, REQ_FETCHED);
+}
+
+/* The fetch thread's half of REQ_PURGE. */
+static void req_purge_task(struct cw_fetch_task *t, bool cancelled)
+{
+    struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
+
+    req_purge_apply(r, cancelled);
+    req_resume(r, REQ_PURGED);
+}
+
+/* Suspends r and queues task on the fetch thread: 0, or the -errno of a queue that took
+ * nothing (r is then suspended still: the caller resumes it). */
+static int req_to_fetch_thread(struct worker_req *r, cw_fetch_task_fn task)
+{
+    int rc;
+
+    r->task.run = task;
+    /* Suspend before queueing: the task may resume r at once. */
+    MHD_suspend_connection(r->conn);
+    rc = cw_fetch_defer(r->w->fetch, &r->task);
+    if (rc < 0) cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
+    return rc;
+}
+
+/* ---- the steps, on the MHD thread ------------------------------------------------------ */
+
+/* The whole request is in: what is it, and for which route? */
+static enum req_step req_step_recv(struct worker_req *r)
+{
+    const char *why = NULL;
+    unsigned status;
+    struct cw_str path;
+    const char *qm;
+    int route;
+
+    if (r->refuse_status != 0) {
+        req_recv_refused(r);
+        return REQ_SYNTH;
+    }
+    if (r->body_over) return req_synth(r, 413, "request body too large\n", "body-too-large");
+    if (atomic_load(&r->w->stopping)) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    status = req_recv_target(r, &why);
+    if (status == 414) return req_synth(r, 414, "request target too long\n", "uri-too-long");
+    if (status == 503) return req_synth(r, 503, "out of memory\n", "enomem");
+    if (status != 0) {
+        cw_info_rl("worker %d: 400 for %.64s: %s", r->w->index, r->raw_uri, why);
+        return req_synth_close(r, status, "bad request target\n", "bad-uri");
+    }
+    qm = memchr(r->uri, '?', r->uri_len);
+    path = cw_str_make(r->uri, qm ? (size_t)(qm - r->uri) : r->uri_len);
+    route = cw_route_find(r->w->cfg, cw_str_cstr(r->host), path);
+    if (route < 0) return req_synth(r, 404, "no route for this host and path\n", "no-route");
+    r->rt = &r->w->cfg->routes[route];
+    r->trusted = req_recv_trusted(r);
+    r->q.rt = r->rt;
+    r->q.header = req_header;
+    r->q.header_cls = r;
+    r->q.uri = cw_str_make(r->uri, r->uri_len);
+    r->q.host = cw_str_cstr(r->host);
+    r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->q.key_buf == NULL) return req_synth(r, 503, "out of memory\n", "enomem");
+    if (strcmp(r->method, "PURGE") == 0) return REQ_PURGE;
+    r->is_head = strcmp(r->method, "HEAD") == 0;
+    r->cacheable = r->is_head || strcmp(r->method, "GET") == 0;
+    if (!r->cacheable) return REQ_PASS;
+    req_recv_directives(r);
+    if (r->req_cc.flags & CW_CC_NO_STORE) {
+        r->cacheable = false;
+        r->fwd_request = true;
+        return REQ_PASS;
+    }
+    return REQ_LOOKUP;
+}
+
+/* L1: the entry may answer (fresh, or stale within stale-while-revalidate), or the origin
+ * is needed. */
+static enum req_step req_step_lookup(struct worker_req *r)
+{
+    int rc = req_hit_lookup(r);
+
+    if (rc == 1) return r->hit_stale ? REQ_STALE : REQ_HIT;
+    if (rc == -ENOMEM) return req_synth(r, 503, "out of memory\n", "enomem");
+    if (rc < 0) return req_synth(r, 400, "bad request target or host\n", "bad-key");
+    return REQ_MISS;
+}
+
+/* A fresh entry answers; one in the last refresh_ahead of its life asks for a refresh. */
+static enum req_step req_step_hit(struct worker_req *r)
+{
+    if (r->want_refresh) req_hit_ask_refresh(r);
+    return REQ_DELIVER;
+}
+
+/* RFC 5861 §3: the stale entry answers now, and the refresher revalidates it. */
+static enum req_step req_step_stale(struct worker_req *r)
+{
+    req_hit_ask_refresh(r);
+    return REQ_DELIVER;
+}
+
+/* RFC 9111 §4: a miss that takes the key's fetch lease fetches; one that finds another
+ * process fetching waits for its fill (or fetches alone past the budget). The lease is a
+ * write txn, so the fetch thread takes it. */
+static enum req_step req_step_miss(struct worker_req *r)
+{
+    int rc;
+
+    if (r->has_req_cc && (r->req_cc.flags & CW_CC_ONLY_IF_CACHED))
+        return req_synth(r, 504, "not in cache (only-if-cached)\n", "only-if-cached");
+    r->result = CW_METRICS_RESULT_MISS;
+    if (r->wait_until_ms == 0) r->wait_until_ms = cw_clock_mono_ms() + r->rt->lock_timeout_ms;
+    if (req_fetch_prepare(r, req_on_fetched) < 0)
+        return req_synth(r, 503, "out of memory\n", "enomem");
+    rc = req_to_fetch_thread(r, req_lease_task);
+    if (rc < 0) {
+        r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
+        req_resume(r, REQ_FETCHED);
+    }
+    return REQ_SUSPENDED;
+}
+
+/* Back from the lease take without a fetch: the key was filled meanwhile (answer from L1,
+ * else fetch with the lease), or another request holds the lease (wait for its fill). */
+static enum req_step req_step_leased(struct worker_req *r)
+{
+    if (atomic_load(&r->w->stopping)) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    if (r->lease_rc != 0) return REQ_WAIT;
+    if (req_hit_lookup(r) == 1) {
+        req_defer_release(r->w, &r->q);
+        return r->hit_stale ? REQ_STALE : REQ_HIT;
+    }
+    return REQ_FETCH;
+}
+
+/* Another request fetches the key: wait for its fill, bounded by the lease's deadline. */
+static enum req_step req_step_wait(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    if (req_wait_add(w, r, r->lease_holder.pid, r->lease_holder.deadline_ms)) {
+        cw_seg_add(w->seg, w->slot, CW_METRICS_COALESCED, 1);
+        return REQ_SUSPENDED;
+    }
+    return req_synth_close(r, 503, "shutting down\n", "shutdown");
+}
+
+/* Woken: look up from scratch, for the fill may have recorded a Vary (the key can differ). */
+static enum req_step req_step_waited(struct worker_req *r)
+{
+    if (atomic_load(&r->w->stopping)) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    r->q.key_len = 0;
+    r->vary_miss = r->stale = r->fwd_request = false;
+    r->etag[0] = r->last_modified[0] = '\0';
+    return REQ_LOOKUP;
+}
+
+/* Not for the cache (another method, or the request's no-store): the origin answers. */
+static enum req_step req_step_pass(struct worker_req *r)
+{
+    r->result = CW_METRICS_RESULT_PASS;
+    return REQ_FETCH;
+}
+
+static enum req_step req_step_fetch(struct worker_req *r)
+{
+    if (req_fetch_prepare(r, req_on_fetched) < 0)
+        return req_synth(r, 503, "out of memory\n", "enomem");
+    /* Suspend before submitting: the fetch may complete (and resume r) at once. */
+    MHD_suspend_connection(r->conn);
+    if (req_fetch_submit(r) < 0) req_resume(r, REQ_FETCHED);
+    return REQ_SUSPENDED;
+}
+
+/* The origin failed (connection, timeout, bad answer) or answered 5xx: RFC 5861 §4 lets a
+ * stale copy inside its stale-if-error window answer instead. */
+static bool req_is_origin_error(const struct cw_fetch_job *job)
+{
+    return job->rc != 0 || job->status == 500 || job->status == 502 || job->status == 503 ||
+           job->status == 504;
+}
+
+static enum req_step req_fetch_failed(struct worker_req *r)
+{
+    switch (r->job.rc) {
+    case -ETIMEDOUT:
+        return req_synth(r, 504, "origin timed out\n", "origin-timeout");
+    case -EAGAIN:
+        return req_synth(r, 503, "too many origin fetches waiting\n", "busy");
+    case -ECANCELED:
+        return req_synth(r, 503, "shutting down\n", "shutdown");
+    case -EFBIG:
+        return req_synth(r, 502, "origin response too large\n", "too-large");
+    default:
+        return req_synth(r, 502, "origin unreachable or sent a bad response\n", "origin-error");
+    }
+}
+
+/* The origin answered (or failed): which answer the client gets. */
+static enum req_step req_step_fetched(struct worker_req *r)
+{
+    struct cw_fetch_job *job = &r->job;
+
+    if (r->cacheable && r->stale && req_is_origin_error(job) &&
+        req_hit_serve_again(r, WSERVE_SIE) == 1)
+        return REQ_DELIVER;
+    if (job->rc != 0) return req_fetch_failed(r);
+    if (r->fill.revalidated) {
+        if (req_hit_serve_again(r, WSERVE_ANY) == 1) return REQ_DELIVER;
+        return req_synth(r, 502, "revalidation failed\n", "revalidation-failed");
+    }
+    /* The client's own preconditions and Range are answered from what was just stored. */
+    if (r->fill.stored && req_recv_has_conditions(r) && req_hit_serve_again(r, WSERVE_FILLED) == 1)
+        return REQ_DELIVER;
+    if (job->status == 304 && r->cacheable) {
+        /* Our conditional request's 304 could not be applied (the entry went, or the origin
+         * now forbids storing): ask once more without validators. */
+        if (r->stale && !r->refetched) {
+            r->refetched = true;
+            r->stale = false;
+            r->etag[0] = r->last_modified[0] = '\0';
+            memset(&r->fill, 0, sizeof(r->fill));
+            cw_fetch_job_reset(&r->job);
+            free(r->url);
+            free(r->hdr_lines);
+            r->url = r->hdr_lines = NULL;
+            return REQ_FETCH;
+        }
+        return req_synth(r, 502, "origin answered 304 to a request we did not make conditional\n",
+                         "unexpected-304");
+    }
+    if (req_answer_origin(r) < 0) {
+        r->ret = MHD_NO;
+        return REQ_DONE;
+    }
+    return REQ_DELIVER;
+}
+
+/* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
+ * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin).
+ * Only from purge.allow. A purge is not a hit, but its writes still go to the fetch thread:
+ * on the MHD thread they would stall every hit of this worker behind another process's. */
+static enum req_step req_step_purge(struct worker_req *r)
+{
+    const char *soft = req_header(r, "Soft-Purge");
+    int rc;
+
+    if (!req_purge_allowed(r))
+        return req_synth(r, 403, "purge not allowed from this address\n", "purge-denied");
+    if (cw_fill_key_primary(&r->w->fill_mhd, &r->q) < 0)
+        return req_synth(r, 400, "bad request target or host\n", "bad-key");
+    r->purge_soft = soft != NULL && strcmp(soft, "1") == 0;
+    rc = req_to_fetch_thread(r, req_purge_task);
+    if (rc < 0) {
+        r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
+        req_resume(r, REQ_PURGED);
+    }
+    return REQ_SUSPENDED;
+}
+
+static enum req_step req_step_purged(struct worker_req *r)
+{
+    if (r->purge_rc == -EAGAIN) return req_synth(r, 503, "too many writes waiting\n", "busy");
+    if (r->purge_rc < 0) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    if (req_purge_response(r) < 0) {
+        r->ret = MHD_NO;
+        return REQ_DONE;
+    }
+    return REQ_DELIVER;
+}
+
+static enum req_step req_step_deliver(struct worker_req *r)
+{
+    struct MHD_Response *resp = r->resp;
+
+    r->resp = NULL;
+    r->ret = req_queue(r, r->resp_status, resp);
+    return REQ_DONE;
+}
+
+static enum req_step req_step_synth(struct worker_req *r)
+{
+    r->close = r->close || r->synth.close;
+    r->ret = req_answer_error(r, r->synth.status, r->synth.body, r->synth.detail);
+    return REQ_DONE;
+}
+
+typedef enum req_step (*req_step_fn)(struct worker_req *r);
+
+static const req_step_fn req_steps[] = {
+    [REQ_RECV] = req_step_recv,   [REQ_LOOKUP] = req_step_lookup, [REQ_HIT] = req_step_hit,
+    [REQ_STALE] = req_step_stale, [REQ_MISS] = req_step_miss,     [REQ_LEASED] = req_step_leased,
+    [REQ_WAIT] = req_step_wait,   [REQ_WAITED] = req_step_waited, [REQ_PASS] = req_step_pass,
+    [REQ_FETCH] = req_step_fetch, [REQ_STORE] = req_step_store,   [REQ_FETCHED] = req_step_fetched,
+    [REQ_PURGE] = req_step_purge, [REQ_PURGED] = req_step_purged, [REQ_DELIVER] = req_step_deliver,
+    [REQ_SYNTH] = req_step_synth,
+};
+static_assert(CW_ARRAY_LEN(req_steps) == REQ_SYNTH + 1, "a function for every step");
+
+enum MHD_Result req_run(struct worker_req *r)
+{
+    enum req_step s = r->step;
+
+    for (;;) {
+        if (s == REQ_SUSPENDED) return MHD_YES; /* r belongs to another thread now */
+        if (s == REQ_DONE) {
+            r->step = REQ_DONE;
+            return r->ret;
+        }
+        if (s < REQ_RECV || s > REQ_SYNTH || s == REQ_STORE) {
+            /* REQ_STORE runs on the fetch thread; the others before RECV in worker.c. */
+            cw_err("worker %d: request in step %d reached the state machine", r->w->index, (int)s);
+            return MHD_NO;
+        }
+        r->step = s;
+        s = req_steps[s](r);
+    }
+}

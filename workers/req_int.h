@@ -1,0 +1,338 @@
+/* workers/req_int.h - internals of a worker's request path. Not a public API.
+ *
+ * workers/req.c owns the flow: the request state machine, one function per step, each
+ * returning the next (in the manner of Varnish's cache_req_fsm.c). The other req_*.c files
+ * are its leaves and never call back into it: req_recv.c (the request as understood: target,
+ * directives, forwarding rules), req_hit.c (key, L1 read, serve decision, answers from an
+ * entry), req_fetch.c (the origin request, the lease take, invalidation), req_wait.c
+ * (coalesced waiters), req_purge.c (PURGE), req_defer.c (LMDB writes handed to the fetch
+ * thread) and req_answer.c (building and queueing answers). workers/worker.c is the
+ * libmicrohttpd side: connections, the request head and body, then req_run().
+ *
+ * The MHD thread never begins an LMDB write txn: it reads (a nowrite reader), and every
+ * write a request needs (the FETCH lease, its release, a PURGE, the delete of a bad entry)
+ * runs on the fetch thread, which may wait on the writer mutex without stalling hits; a hit
+ * asks for a background refresh through a lock-free ring in the shm segment. */
+#ifndef CW_REQ_INT_H
+#define CW_REQ_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/cc.h"
+#include "core/common.h"
+#include "core/key.h"
+#include "core/limits.h"
+#include "core/metrics_types.h"
+#include "shm/seg_types.h" /* CW_SEG_FILL_BUCKETS */
+#include "shm/store.h"     /* struct cw_store_lease */
+#include "workers/fetch.h"
+#include "workers/fill.h"
+
+struct cw_accesslog;
+struct cw_config;
+struct cw_config_route;
+struct cw_seg;
+struct cw_store;
+struct cw_store_reader;
+struct worker_req;
+
+/* The coalesced waiters of one worker: requests suspended until another request (in any
+ * process) fills their key. One thread sleeps on the worker's futex word in the shm segment
+ * and looks at them when a fill of a watched bucket wakes it, at the nearest deadline, or
+ * every few ms for the lease owners' liveness; with no waiters it only sleeps. */
+struct worker_waitq {
+    pthread_mutex_t lock;
+    pthread_t thread;
+    bool started;
+    bool stopping;
+    struct worker_req *head;
+    size_t count;
+    int64_t sleep_until_ms;              /* when the thread looks again unwoken; INT64_MAX: never */
+    uint32_t watch[CW_SEG_FILL_BUCKETS]; /* waiters per fill bucket (the shm watch bits) */
+};
+
+/* A refresh this worker asked for lately: the MHD thread asks once per key per
+ * WORKER_ASK_MS, however many hits want it (the refresher dedupes across workers). */
+#define WORKER_ASKS   256 /* direct-mapped by key; power of two */
+#define WORKER_ASK_MS 1000
+struct worker_ask {
+    struct cw_key key;
+    int64_t until_ms; /* monotonic; 0 = free */
+};
+
+struct cw_worker {
+    const struct cw_config *cfg;
+    struct cw_seg *seg;
+    int slot;
+    int index;
+    int refresh_fd; /* eventfd that wakes the refresher, -1 when none */
+    struct cw_store *store;
+    struct cw_store_reader *reader;       /* MHD thread only; nowrite */
+    struct cw_store_reader *fetch_reader; /* fetch thread only */
+    struct cw_fill fill;                  /* for the fetch thread */
+    struct cw_fill fill_mhd;              /* for the MHD thread */
+    struct cw_fetch *fetch;
+    struct MHD_Daemon *mhd;
+    struct worker_waitq waitq;
+    struct cw_accesslog *alog;           /* NULL when log.access is "" */
+    _Atomic int inflight;                /* requests between URI parse and completion */
+    _Atomic bool draining;               /* stopped accepting: answers close their connections */
+    _Atomic bool stopping;               /* past the grace: new requests get 503, nothing fetched */
+    char listen_port[8];                 /* for X-Forwarded-Port and Forwarded */
+    struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
+};
+
+/* The steps of a request (workers/req.c). A step runs on the MHD thread unless it says
+ * otherwise, and returns the next step; REQ_SUSPENDED hands r to another thread, which sets
+ * r->step and resumes the connection, and REQ_DONE means an answer was queued. */
+enum req_step {
+    REQ_NEW = 0, /* worker.c: the head arrived, nothing decided */
+    REQ_BODY,    /* worker.c: receiving the request body */
+    REQ_RECV,    /* the whole request is in: refusals, target, route, method, directives */
+    REQ_LOOKUP,  /* key, Vary and the L1 read */
+    REQ_HIT,     /* the entry answers (fresh, or stale the client accepts) */
+    REQ_STALE,   /* stale within stale-while-revalidate: answered, a refresh asked */
+    REQ_MISS,    /* nothing usable: take the FETCH lease (the take runs on the fetch thread) */
+    REQ_LEASED,  /* the key was filled while the lease was taken, or another holds it */
+    REQ_WAIT,    /* another request fetches the key: suspended until its fill */
+    REQ_WAITED,  /* woken by the fill, the deadline or the holder's death: look up again */
+    REQ_PASS,    /* not for the cache: to the origin, answered as the origin answers */
+    REQ_FETCH,   /* build and submit the origin request */
+    REQ_STORE,   /* on the fetch thread: commit the origin's answer (L1, lease, waiters) */
+    REQ_FETCHED, /* the origin answered or failed: choose the answer */
+    REQ_PURGE,   /* PURGE: the writes run on the fetch thread */
+    REQ_PURGED,  /* answer the purge */
+    REQ_DELIVER, /* queue the answer built in r->resp */
+    REQ_SYNTH,   /* queue the synthetic answer in r->synth */
+    REQ_DONE,    /* an answer was queued (r->ret: whether libmicrohttpd took it) */
+    REQ_SUSPENDED,
+};
+
+/* What the hit callback may serve. */
+enum worker_serve {
+    WSERVE_LOOKUP = 0, /* fresh, or stale within stale-while-revalidate */
+    WSERVE_SIE,        /* stale within stale-if-error, after an origin failure */
+    WSERVE_ANY,        /* what a revalidation just stored */
+    WSERVE_FILLED,     /* what this request's own fetch just stored (a MISS) */
+};
+
+struct worker_req {
+    struct cw_worker *w;
+    struct MHD_Connection *conn;
+    enum req_step step;
+    char *raw_uri; /* the request target as sent, for the access log (owned) */
+    size_t raw_uri_len;
+    /* The target as understood: origin-form, path normalised (RFC 3986 §5.2.4, §6.2.2). It
+     * routes, keys and goes to the origin. Owned; raw_uri until REQ_RECV. */
+    char *uri;
+    size_t uri_len;
+    char host[CW_LIMIT_HOST_BYTES + 1]; /* Host, or the absolute-form authority, lower-case */
+    struct cw_str conn_hdr;             /* the request's Connection value, lines joined */
+    char *conn_joined;                  /* conn_hdr's bytes when joined from lines (owned) */
+    char *xff;                          /* X-Forwarded-For as sent to the origin (owned) */
+    char *forwarded;                    /* Forwarded as sent to the origin (owned) */
+    bool trusted;                       /* the route trusts the client's forwarding fields */
+    unsigned wire_n;                    /* the request's place on its connection */
+    unsigned refuse_status;             /* != 0: the wire reader refused this request */
+    const char *refuse_reason;
+    char *refused_line;    /* the refused request's line split for the access log (owned) */
+    struct cw_str log_uri; /* the target for the access log when not raw_uri (in refused_line) */
+    const char *method;    /* borrowed from MHD, valid for the request */
+    bool is_head;
+    bool has_req_cc;
+    struct cw_cc req_cc;  /* the request's Cache-Control (borrows MHD's value) */
+    bool pragma_no_cache; /* Pragma: no-cache without Cache-Control (RFC 9111 §5.4) */
+    bool cacheable;       /* GET or HEAD the cache may answer or store */
+    const struct cw_config_route *rt;
+    struct cw_fill_req q;        /* key, lease; q.key_buf owned */
+    struct cw_fetch_buf body_in; /* request body for pass-through (owned) */
+    bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
+    bool close;                  /* close the connection after the answer */
+    bool refetched;              /* sent again without validators after an unusable 304 */
+    char *join_buf;              /* req_header()'s joined multi-line values (owned) */
+    struct cw_fetch_job job;
+    char *url;       /* origin URL (owned) */
+    char *hdr_lines; /* request header lines for the origin (owned) */
+    int64_t start_us;
+    int64_t start_wall_ms; /* for the access log */
+    const char *version;   /* borrowed from MHD, valid for the request */
+
+    /* What was answered, for the counters and the access log (set by req_queue). */
+    bool queued;
+    unsigned status;
+    uint64_t bytes;         /* response body bytes (0 for HEAD) */
+    int64_t fetch_start_us; /* monotonic, when the origin fetch was submitted */
+    int64_t origin_us;      /* origin fetch time; -1 when the origin was not asked */
+
+    /* What the lookup saw. */
+    enum worker_serve serve;
+    bool want_refresh; /* ask the refresher for a background refresh */
+    bool stale;        /* a stale entry exists */
+    int64_t sie_until_ms;
+    char etag[CW_LIMIT_VALIDATOR_BYTES + 1]; /* validators of the stale entry, "" when none */
+    char last_modified[CW_LIMIT_VALIDATOR_BYTES + 1];
+    char refused_header[64]; /* first header libmicrohttpd refused for the answer, "" if none */
+    uint32_t gen0;           /* fill generation of the key before the lookup */
+    bool coalesced;          /* waited for another request's fill */
+    bool vary_miss;          /* the URI has a Vary record, but not this variant */
+    bool fwd_request;        /* the request's own directives sent it to the origin */
+    int64_t wait_until_ms;   /* monotonic: the coalescing budget ends here */
+
+    /* Waiter list (worker_wait.c), under waitq.lock. */
+    struct worker_req *wait_next;
+    int32_t wait_pid;
+    uint32_t wait_bucket; /* the fill bucket watched for it */
+
+    /* Work on the fetch thread for this request (the lease take, or a purge): set up by
+     * the MHD thread, run while the connection is suspended. */
+    struct cw_fetch_task task;
+    int lease_rc;                       /* the take's result, for REQ_LEASED */
+    struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
+    bool purge_soft;
+    int purge_rc; /* 0, or -ECANCELED when the worker stopped first */
+    size_t purge_count;
+
+    /* The answer chosen: built (REQ_DELIVER) or synthetic (REQ_SYNTH). */
+    struct MHD_Response *resp; /* owned until queued */
+    unsigned resp_status;
+    bool hit_stale; /* the entry served is stale (REQ_STALE) */
+    struct {
+        unsigned status;
+        const char *body;   /* static text */
+        const char *detail; /* for Cache-Status */
+        bool close;
+    } synth;
+    enum MHD_Result ret; /* what the queueing returned, for REQ_DONE */
+
+    /* Outcome, set by the fetch thread before it resumes the connection. */
+    enum cw_metrics_result result;
+    struct cw_fill_result fill;
+};
+
+/* req.c */
+/* Runs r's steps from r->step until one queues an answer or hands r to another thread: what
+ * the libmicrohttpd handler returns. */
+enum MHD_Result req_run(struct worker_req *r);
+
+/* req_recv.c */
+/* The first handler call, once MHD has the whole head: the wire reader's verdict
+ * (r->refuse_status), the Connection field, and client_body_timeout for a request body. */
+void req_recv_head(struct worker_req *r);
+/* Logs a request the wire reader refused and sets up its synthetic answer (closing). */
+void req_recv_refused(struct worker_req *r);
+/* Reads the request target into r->host and r->uri: 0, or the status to refuse it with. */
+unsigned req_recv_target(struct worker_req *r, const char **why);
+/* True when the route trusts the client's address with forwarding fields. */
+bool req_recv_trusted(struct worker_req *r);
+/* Reads the request's Cache-Control and Pragma (RFC 9111 §5.2.1, §5.4). */
+void req_recv_directives(struct worker_req *r);
+/* True when the request carries preconditions or a Range that the cache answers itself. */
+bool req_recv_has_conditions(struct worker_req *r);
+/* A request header as the origin is sent it, as a cw_fill_header_fn over a worker_req: NULL
+ * for a field not forwarded (hop-by-hop, named in Connection, stripped by the route), the
+ * value CacheWarp sets for Host, X-Forwarded-* and Forwarded, else the client's (several
+ * lines joined). So the key is made of exactly what the origin sees. */
+const char *req_header(void *cls, const char *name);
+/* How a request field goes to the origin. */
+enum req_fwd {
+    WFWD_PASS = 0, /* as the client sent it */
+    WFWD_DROP,     /* not at all */
+    WFWD_OURS,     /* replaced by CacheWarp's value (req_header() gives it) */
+};
+enum req_fwd req_fwd_field(struct worker_req *r, struct cw_str name);
+/* The client's address as text ("unknown" when MHD has none). */
+void req_client_addr(struct MHD_Connection *conn, char *buf, size_t size);
+
+/* req_hit.c */
+/* The RFC 9211 fwd parameter of a request that went to the origin. */
+const char *req_hit_fwd(const struct worker_req *r);
+/* Looks the request up in L1 (computing its key on the first call): 1 when the entry may
+ * answer (the answer is built in r->resp, r->hit_stale says whether it is stale within
+ * stale-while-revalidate), 0 when the origin is needed (r->stale and the validators say what
+ * was found), -errno for a target the key refuses. */
+int req_hit_lookup(struct worker_req *r);
+/* After a fetch: builds the answer from the stored entry under serve rules (stale-if-error,
+ * or what a revalidation or this request stored): 1 when built, 0 when the entry is gone or
+ * not usable. */
+int req_hit_serve_again(struct worker_req *r, enum worker_serve serve);
+/* Asks the refresher for a background refresh of r's key, without an LMDB write. */
+void req_hit_ask_refresh(struct worker_req *r);
+
+/* req_fetch.c: the origin side. */
+/* Builds (once) r's origin request into r->job, to complete with done: 0 or -ENOMEM. */
+CW_MUST_CHECK int req_fetch_prepare(struct worker_req *r, cw_fetch_done_fn done);
+/* Submits r's job; r's connection is suspended: 0, or -EAGAIN/-ESHUTDOWN with r->job.rc set
+ * to what the answer reports (the caller resumes r). */
+CW_MUST_CHECK int req_fetch_submit(struct worker_req *r);
+/* On the fetch thread: takes the key's FETCH lease: 0 (r->q holds it), -EBUSY with
+ * r->lease_holder, or another -errno from the lease db. */
+int req_fetch_lease(struct worker_req *r);
+/* On the fetch thread: true when the key was filled since r arrived. */
+bool req_fetch_filled_since(struct worker_req *r);
+/* On the fetch thread, after the fetch: counts it and records its time and status. */
+void req_fetch_account(struct worker_req *r);
+/* On the fetch thread: RFC 9111 §4.4 invalidation after an unsafe method's answer. */
+void req_fetch_invalidate(struct worker_req *r);
+
+/* req_purge.c */
+/* True when the client's address is in purge.allow. */
+bool req_purge_allowed(struct worker_req *r);
+/* On the fetch thread: the purge's writes (r->purge_count, r->purge_rc). */
+void req_purge_apply(struct worker_req *r, bool cancelled);
+/* Builds the answer to a done purge in r->resp: 0, or -ENOMEM. */
+CW_MUST_CHECK int req_purge_response(struct worker_req *r);
+
+/* req_defer.c: writes for the fetch thread. None blocks or fails the caller: a write that
+ * cannot be queued (queue full, no memory) is counted and logged, and when the fetch loop
+ * has stopped (shutdown, no more hits) it is done at once. */
+/* Releases q's lease by its token and wakes its waiters; q no longer holds it. */
+void req_defer_release(struct cw_worker *w, struct cw_fill_req *q);
+/* Deletes key's entry: when it still fails validation (unservable false: a -EBADMSG read), or
+ * whatever it is (unservable true: stored, but a header MHD refuses to send). */
+void req_defer_drop(struct cw_worker *w, const struct cw_key *key, bool unservable);
+
+/* req_wait.c */
+CW_MUST_CHECK int req_wait_start(struct cw_worker *w);
+/* Wakes every waiter and stops the thread; later req_wait_add() calls refuse. */
+void req_wait_stop(struct cw_worker *w);
+/* Suspends r until the fill generation of its key moves (a futex wake-up from the filler),
+ * the deadline passes or the lease owner dies; then r resumes at REQ_WAITED. False (r
+ * untouched) when the worker is stopping. */
+bool req_wait_add(struct cw_worker *w, struct worker_req *r, int32_t owner_pid,
+                  int64_t deadline_ms);
+/* After req_wait_stop() and MHD_stop_daemon(): frees the lock. */
+void req_wait_destroy(struct cw_worker *w);
+
+/* req_answer.c */
+/* Adds a header whose bytes are not NUL-terminated: 0, or -EINVAL when it is too long or
+ * libmicrohttpd refuses it. The caller decides what a refusal means (req_resp_refused()). */
+CW_MUST_CHECK int req_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value);
+/* Adds a header to the answer being built for r. libmicrohttpd refuses one only for bytes it
+ * cannot send (CR, LF, a tab in a name), a Content-Length, or lack of memory; the refusal is
+ * kept on r (req_resp_refused()) and req_queue() then answers 500 instead of sending a
+ * response without that header. */
+void req_resp_header(struct worker_req *r, struct MHD_Response *resp, const char *name,
+                     const char *value);
+/* Records that a header named name could not be added to r's answer (the first one wins). */
+void req_resp_refused(struct worker_req *r, struct cw_str name);
+/* Counts the request's outcome in the worker's slot. */
+void req_count(struct worker_req *r, enum cw_metrics_result res);
+/* Adds Via (and Connection: close when closing), queues resp with status and releases it.
+ * When a header of resp was refused (req_resp_header()), resp is dropped and a 500 goes
+ * out instead, counted as an error and logged (rate-limited) with the header's name. */
+enum MHD_Result req_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp);
+/* Queues a short plain-text error answer. */
+enum MHD_Result req_answer_error(struct worker_req *r, unsigned status, const char *body,
+                                 const char *detail);
+/* As req_answer_error(), and closes the connection after the answer. */
+enum MHD_Result req_answer_close(struct worker_req *r, unsigned status, const char *body,
+                                 const char *detail);
+/* Builds the answer to a passed-through or fetched request from the origin's response in
+ * r->resp (the body moves out of r->job): 0, or -ENOMEM. */
+CW_MUST_CHECK int req_answer_origin(struct worker_req *r);
+
+#endif /* CW_REQ_INT_H */

@@ -1,0 +1,82 @@
+/* workers/req_purge.c - PURGE <url>: who may, the writes (run on the fetch thread, so a hit
+ * never waits behind them), and the answer. Leaves of the request state machine
+ * (workers/req.c), which suspends the request between the two halves. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "shm/seg.h"
+#include "shm/store.h"
+#include "workers/clock.h"
+#include "workers/req_int.h"
+
+bool req_purge_allowed(struct worker_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+    if (ci == NULL || ci->client_addr == NULL) return false;
+    if (ci->client_addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)ci->client_addr;
+        return cw_config_purge_allowed(r->w->cfg, AF_INET, (const uint8_t *)&in->sin_addr);
+    }
+    if (ci->client_addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)ci->client_addr;
+        return cw_config_purge_allowed(r->w->cfg, AF_INET6, in6->sin6_addr.s6_addr);
+    }
+    return false;
+}
+
+/* Variants are keyed by the primary key plus header lines, so they go by prefix. */
+void req_purge_apply(struct worker_req *r, bool cancelled)
+{
+    struct cw_worker *w = r->w;
+    int64_t now = cw_clock_wall_ms();
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
+    size_t vary_len, n = 0;
+
+    r->purge_rc = cancelled ? -ECANCELED : 0;
+    r->purge_count = 0;
+    if (cancelled) return;
+    if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
+    if (r->q.primary_len >= CW_LIMIT_KEY_BYTES ||
+        cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0)
+        return;
+    r->q.key_buf[r->q.primary_len] = '\n';
+    if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
+                              r->purge_soft, now, &n) < 0)
+        cw_warn("worker %d: purge: variants of %s not all purged", w->index, r->uri);
+    r->purge_count += n;
+    if (!r->purge_soft && cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
+        cw_warn("worker %d: purge: vary record of %s not removed", w->index, r->uri);
+}
+
+/* 200 when something was purged, 404 when nothing was cached. */
+int req_purge_response(struct worker_req *r)
+{
+    char body[96];
+    struct MHD_Response *resp;
+    int len;
+
+    cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index, r->purge_soft ? " (soft)" : "",
+              r->q.host.p, r->uri, r->purge_count);
+    len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", r->purge_count,
+                   r->purge_soft ? "true" : "false");
+    resp = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) return -ENOMEM;
+    req_resp_header(r, resp, "Content-Type", "application/json");
+    req_resp_header(r, resp, "Cache-Control", "no-store");
+    req_count(r, CW_METRICS_RESULT_PASS);
+    r->bytes = (uint64_t)len;
+    r->resp = resp;
+    r->resp_status = r->purge_count > 0 ? 200 : 404;
+    return 0;
+}
