@@ -4,7 +4,8 @@
 #   1. lintian: no error and no warning but those in pkg/lintian/accepted-tags (info and
 #      pedantic tags are printed, not fatal);
 #   2. the man pages: mandoc -T lint -W warning;
-#   3. the alerting rules: promtool check rules and promtool test rules;
+#   3. the alerting rules: promtool check rules and promtool test rules; the configs that
+#      etc/k8s/configmap.yaml and etc/docker/Dockerfile give cachewarpd pass its check;
 #   4. the unpacked package (dpkg-deb -x into a scratch root): systemd-analyze verify of the
 #      unit against that root (its ExecStart/ExecReload binaries and its Documentation= man
 #      pages must be there), systemd-analyze security --offline (the exposure score, which
@@ -51,6 +52,19 @@ promtool check rules etc/prometheus/cachewarp-alerts.yml >/dev/null || fail "pro
 promtool test rules tests/prometheus/cachewarp-alerts.test.yml >/dev/null ||
     fail "promtool test rules tests/prometheus/cachewarp-alerts.test.yml"
 note "alerting rules: promtool check and test pass"
+
+# ---- 3b. the container files (not built or run here: no container runtime): the configs
+# they give cachewarpd pass its check.
+sed -n '/^  cachewarp.conf: |$/,/^[^ ]/s/^    //p' etc/k8s/configmap.yaml >"$scratch/k8s.conf"
+build/deb/bin/cachewarpd -t -c "$scratch/k8s.conf" >/dev/null 2>&1 ||
+    fail "cachewarpd -t rejects the config of etc/k8s/configmap.yaml"
+sed -e 's|^listen = "127.0.0.1:8080";|listen = ":8080";|' \
+    -e 's|^  listen = "127.0.0.1:9145";|  listen = ":9145";|' etc/cachewarp.conf >"$scratch/docker.conf"
+grep -q '^listen = ":8080";' "$scratch/docker.conf" && grep -q '^  listen = ":9145";' "$scratch/docker.conf" ||
+    fail "etc/docker/Dockerfile's sed no longer matches the listen lines of etc/cachewarp.conf"
+build/deb/bin/cachewarpd -t -c "$scratch/docker.conf" >/dev/null 2>&1 ||
+    fail "cachewarpd -t rejects the config etc/docker/Dockerfile makes"
+note "container files: the k8s ConfigMap's and the Dockerfile's configs pass cachewarpd -t"
 
 # ---- 4. the unpacked package
 root=$scratch/root
