@@ -200,3 +200,88 @@ mutate: deps
 .PHONY: flake-check
 flake-check:
 	@RUNS=$(or $(RUNS),5) SAN=$(SAN) scripts/flake-check.sh
+
+# ---- install, uninstall, deb, check-package ----------------------------------------------------
+# `make install [PREFIX=/usr/local] [DESTDIR=]` copies the release binaries (cwctl only when
+# cmd/cwctl.c exists), the systemd unit (its /usr/sbin and /usr/bin paths rewritten to SBINDIR
+# and BINDIR), the sysusers.d, tmpfiles.d and logrotate snippets, the man pages, the Grafana
+# dashboard and the alerting rules, and the example config into /etc/cachewarp/ unless a
+# config is already there. `make uninstall` removes them again, but never the config, the cache
+# or the logs. `make deb` builds build/pkg/cachewarp_<version>-1_<arch>.deb (scripts/deb.sh)
+# and `make check-package` checks it (scripts/check-package.sh: lintian, systemd-analyze,
+# the man pages, promtool, an unpack into a scratch root).
+PREFIX      ?= /usr/local
+SBINDIR     ?= $(PREFIX)/sbin
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+DATADIR     ?= $(PREFIX)/share/cachewarp
+SYSCONFDIR  ?= /etc
+# Debian 12 keeps packaged units in /lib (not yet merged /usr); systemd also reads
+# /usr/local/lib/systemd/system, /usr/local/lib/sysusers.d and /usr/local/lib/tmpfiles.d.
+ifeq ($(PREFIX),/usr)
+UNITDIR     ?= /lib/systemd/system
+else
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+endif
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+INSTALL     ?= install
+MAN8        := man/cachewarpd.8
+MAN5        := man/cachewarp.conf.5
+
+.PHONY: install uninstall deb check-package pkg-deps
+install: $(BINS)
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/cachewarp \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(DATADIR)/grafana $(DESTDIR)$(DATADIR)/prometheus
+	$(INSTALL) -m 0755 $(BUILD)/bin/cachewarpd $(DESTDIR)$(SBINDIR)/cachewarpd
+	if [ -x $(BUILD)/bin/cwctl ]; then \
+	    $(INSTALL) -d $(DESTDIR)$(BINDIR) && \
+	    $(INSTALL) -m 0755 $(BUILD)/bin/cwctl $(DESTDIR)$(BINDIR)/cwctl && \
+	    $(INSTALL) -m 0644 man/cwctl.8 $(DESTDIR)$(MANDIR)/man8/; \
+	else echo "install: no $(BUILD)/bin/cwctl (cmd/cwctl.c not in this tree): skipped" >&2; fi
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/usr/bin/cwctl|$(BINDIR)/cwctl|g' \
+	    -e 's|/etc/cachewarp/|$(SYSCONFDIR)/cachewarp/|g' \
+	    systemd/cachewarp.service >$(DESTDIR)$(UNITDIR)/cachewarp.service.tmp
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cachewarp.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/cachewarp.service.tmp $(DESTDIR)$(UNITDIR)/cachewarp.service
+	$(INSTALL) -m 0644 systemd/cachewarp.sysusers $(DESTDIR)$(SYSUSERSDIR)/cachewarp.conf
+	$(INSTALL) -m 0644 systemd/cachewarp.tmpfiles $(DESTDIR)$(TMPFILESDIR)/cachewarp.conf
+	$(INSTALL) -m 0644 systemd/cachewarp.logrotate $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cachewarp
+	$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/
+	$(INSTALL) -m 0644 $(MAN5) $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 etc/grafana/cachewarp.json $(DESTDIR)$(DATADIR)/grafana/cachewarp.json
+	$(INSTALL) -m 0644 etc/prometheus/cachewarp-alerts.yml \
+	    $(DESTDIR)$(DATADIR)/prometheus/cachewarp-alerts.yml
+	$(INSTALL) -m 0644 etc/cachewarp.conf $(DESTDIR)$(DATADIR)/cachewarp.conf.example
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/cachewarp/cachewarp.conf ]; then \
+	    echo "install: kept $(DESTDIR)$(SYSCONFDIR)/cachewarp/cachewarp.conf; the example is" \
+	         "$(DESTDIR)$(DATADIR)/cachewarp.conf.example" >&2; \
+	else $(INSTALL) -m 0644 etc/cachewarp.conf $(DESTDIR)$(SYSCONFDIR)/cachewarp/cachewarp.conf; fi
+	@[ -n "$(DESTDIR)" ] || echo "install: now run systemd-sysusers; systemd-tmpfiles --create;" \
+	    "systemctl daemon-reload; systemctl enable --now cachewarp" >&2
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/cachewarpd $(DESTDIR)$(BINDIR)/cwctl \
+	    $(DESTDIR)$(UNITDIR)/cachewarp.service $(DESTDIR)$(SYSUSERSDIR)/cachewarp.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/cachewarp.conf $(DESTDIR)$(SYSCONFDIR)/logrotate.d/cachewarp \
+	    $(DESTDIR)$(MANDIR)/man8/cachewarpd.8 $(DESTDIR)$(MANDIR)/man8/cwctl.8 \
+	    $(DESTDIR)$(MANDIR)/man5/cachewarp.conf.5 \
+	    $(DESTDIR)$(DATADIR)/grafana/cachewarp.json \
+	    $(DESTDIR)$(DATADIR)/prometheus/cachewarp-alerts.yml \
+	    $(DESTDIR)$(DATADIR)/cachewarp.conf.example
+	-rmdir $(DESTDIR)$(DATADIR)/grafana $(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DATADIR) \
+	    2>/dev/null
+	@echo "uninstall: left $(DESTDIR)$(SYSCONFDIR)/cachewarp/, /var/cache/cachewarp and" \
+	    "/var/log/cachewarp (and the cachewarp user) in place" >&2
+
+pkg-deps: deps
+	@PKG_DEPS=1 scripts/deps.sh
+
+# The package is built from its own tree (build/deb) with Debian's hardening flags.
+deb: pkg-deps
+	@scripts/deb.sh
+
+check-package: pkg-deps
+	@scripts/check-package.sh

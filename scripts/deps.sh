@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CacheWarp needs to build, run and test, when missing.
 # Uses sudo only when not root. BENCH_DEPS=1 adds what `make bench` needs, FUZZ_DEPS=1 what
-# `make fuzz` needs.
+# `make fuzz` needs, PKG_DEPS=1 what `make deb` and `make check-package` need.
 set -euo pipefail
 
 pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig-dev check
@@ -15,6 +15,11 @@ fi
 # sanitizer runtimes, and we install without recommends: name it.
 if [ "${FUZZ_DEPS:-0}" = 1 ]; then
     pkgs=(clang libclang-rt-14-dev)
+fi
+# dpkg-dev gives dpkg-shlibdeps; mandoc lints the mdoc man pages; lintian checks the .deb.
+# systemd gives systemd-analyze (verify, security) even where it is not PID 1.
+if [ "${PKG_DEPS:-0}" = 1 ]; then
+    pkgs=(dpkg-dev fakeroot mandoc lintian systemd)
 fi
 
 missing=()
