@@ -150,8 +150,8 @@ FUZZ_CORE_entry  := core/entry.c core/common.c
 FUZZ_CORE_key    := core/key.c core/common.c
 FUZZ_CORE_path   := core/path.c core/common.c
 FUZZ_CORE_reqscan := core/reqscan.c
-FUZZ_CORE_config := core/config.c core/config_schema.c core/config_value.c core/common.c \
-                    core/log.c
+FUZZ_CORE_config := core/config.c core/config_schema.c core/config_redis.c core/config_value.c \
+                    core/common.c core/log.c
 FUZZ_LIBS_config  = $(shell pkg-config --libs libconfig)
 FUZZ_SEEDS_config := etc/cachewarp.conf
 
