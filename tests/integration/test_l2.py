@@ -175,16 +175,22 @@ class Drive:
         return self.cmd("stats")
 
     def stop(self):
-        if self.proc.poll() is None:
+        """Quits the driver; raises when it exits non-zero (under SAN=1, a leak or an error
+        found by the sanitizers, whose report is in its log)."""
+        rc = self.proc.poll()
+        if rc is None:
             try:
                 self.proc.stdin.write(b"quit\n")
                 self.proc.stdin.flush()
-                self.proc.wait(5)
+                rc = self.proc.wait(10 * TF)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
+                rc = "killed"
         if not self.log.closed:
             self.log.close()
+        if rc != 0:
+            raise AssertionError(f"cw-test-l2drive exited {rc}: {cw.tail(self.log_path, 30)}")
 
     def log_text(self):
         with open(self.log_path, "rb") as f:
