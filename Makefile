@@ -33,12 +33,13 @@ CMD_SRC  := $(wildcard cmd/*.c)
 BINS     := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 TEST_ORIGIN := $(BUILD)/bin/cw-test-origin
 LOCK_HOLD   := $(BUILD)/bin/cw-test-lockhold
+L2_DRIVE    := $(BUILD)/bin/cw-test-l2drive
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps run check lint unit integration bench clean format fuzz
-all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(UNITS)
+all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(L2_DRIVE) $(UNITS)
 
 deps:
 	@scripts/deps.sh
@@ -61,6 +62,11 @@ $(TEST_ORIGIN): $(BUILD)/tests/origin/test_origin.o $(LIB)
 
 # The integration test of "hits never wait on the write lock" stops this holder of the lock.
 $(LOCK_HOLD): $(BUILD)/tests/lockhold/lock_hold.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# tests/integration/test_l2.py drives the L2 client through this, against its own redis-servers.
+$(L2_DRIVE): $(BUILD)/tests/l2/l2_drive.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -103,6 +109,7 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d)
 -include $(UNITS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d)
+-include $(BUILD)/tests/l2/l2_drive.d
 .SECONDARY:
 
 # ---- sim: the eviction simulator (`make sim`), not part of `all`, `check` or `bench` --------
@@ -150,8 +157,8 @@ FUZZ_CORE_entry  := core/entry.c core/common.c
 FUZZ_CORE_key    := core/key.c core/common.c
 FUZZ_CORE_path   := core/path.c core/common.c
 FUZZ_CORE_reqscan := core/reqscan.c
-FUZZ_CORE_config := core/config.c core/config_schema.c core/config_value.c core/common.c \
-                    core/log.c
+FUZZ_CORE_config := core/config.c core/config_schema.c core/config_redis.c core/config_value.c \
+                    core/common.c core/log.c
 FUZZ_LIBS_config  = $(shell pkg-config --libs libconfig)
 FUZZ_SEEDS_config := etc/cachewarp.conf
 

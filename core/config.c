@@ -415,6 +415,15 @@ void cw_config_free(struct cw_config *cfg)
     free(cfg->cache_path);
     config_free_strv(cfg->cache_targeted_cc, cfg->cache_targeted_cc_count);
     free(cfg->redis_host);
+    free(cfg->redis_socket);
+    config_free_strv(cfg->redis_sentinels, cfg->redis_sentinel_count);
+    free(cfg->redis_master);
+    config_free_strv(cfg->redis_nodes, cfg->redis_node_count);
+    free(cfg->redis_user);
+    free(cfg->redis_password);
+    free(cfg->redis_password_file);
+    free(cfg->redis_password_env);
+    free(cfg->redis_prefix);
     free(cfg->redis_channel);
     free(cfg->stats_listen);
     free(cfg->stats_textfile);

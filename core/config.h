@@ -30,6 +30,13 @@ enum cw_config_cookies {
     CW_CONFIG_COOKIES_KEY,      /* the Cookie value is part of the key */
 };
 
+/* How the L2 finds its Redis (redis.mode). */
+enum cw_config_redis_mode {
+    CW_CONFIG_REDIS_STANDALONE = 0, /* redis.host/port or redis.socket */
+    CW_CONFIG_REDIS_SENTINEL,       /* master redis.master asked of redis.sentinels */
+    CW_CONFIG_REDIS_CLUSTER,        /* slot map from redis.nodes */
+};
+
 enum cw_config_log_format {
     CW_CONFIG_LOG_COMBINED = 0,
     CW_CONFIG_LOG_JSON,
@@ -101,9 +108,23 @@ struct cw_config {
     size_t cache_targeted_cc_count;
 
     bool redis_enabled;
-    char *redis_host;
-    int redis_port;
-    int64_t redis_timeout_ms;
+    enum cw_config_redis_mode redis_mode; /* default standalone */
+    char *redis_host;                     /* standalone; default "127.0.0.1" */
+    int redis_port;                       /* standalone; default 6379 */
+    char *redis_socket;                   /* standalone over a unix socket; NULL = TCP */
+    char **redis_sentinels;               /* sentinel: "host:port" each */
+    size_t redis_sentinel_count;
+    char *redis_master; /* sentinel: the master's name; default "mymaster" */
+    char **redis_nodes; /* cluster: seed "host:port" each */
+    size_t redis_node_count;
+    char *redis_user;                 /* AUTH user (Redis 6 ACL); NULL = password only */
+    char *redis_password;             /* at most one of password, password_file, password_env */
+    char *redis_password_file;        /* read by the L2 at start; first line, no newline */
+    char *redis_password_env;         /* name of an environment variable */
+    int redis_db;                     /* SELECT; 0 in cluster mode */
+    char *redis_prefix;               /* key namespace, default "cw:"; no '{' or '}' */
+    int64_t redis_connect_timeout_ms; /* default 250 ms */
+    int64_t redis_timeout_ms;         /* per command, default 20 ms */
     char *redis_channel;
 
     struct cw_config_origin *origins;

@@ -1,7 +1,8 @@
 /* core/config_int.h - internals shared by the files of the config module.
  *
  * Not a public API: only core/config.c (entry points, libconfig walk, messages),
- * core/config_schema.c (the tables of allowed settings and their checks) and
+ * core/config_schema.c (the tables of allowed settings and their checks),
+ * core/config_redis.c (the redis group) and
  * core/config_value.c (durations, sizes, addresses) include it. Owns nothing. */
 #ifndef CW_CONFIG_INT_H
 #define CW_CONFIG_INT_H
@@ -57,6 +58,20 @@ struct config_opt {
     size_t nsub;
 };
 
+/* Table entries: a setting of kind k at field of type; a handler; a nested group. */
+#define CONFIG_OPT(n, k, type, field, lo, hi)                                                      \
+    {                                                                                              \
+        .name = (n), .kind = (k), .off = offsetof(type, field), .min = (lo), .max = (hi)           \
+    }
+#define CONFIG_FN(n, f)                                                                            \
+    {                                                                                              \
+        .name = (n), .kind = CW_CONFIG_KIND_FUNC, .fn = (f)                                        \
+    }
+#define CONFIG_GROUP(n, t)                                                                         \
+    {                                                                                              \
+        .name = (n), .kind = CW_CONFIG_KIND_GROUP, .sub = (t), .nsub = CW_ARRAY_LEN(t)             \
+    }
+
 /* Sets "file:line: path.of.s: why" in cx->err; returns -EINVAL. */
 int cw_config_fail(struct config_ctx *cx, const config_setting_t *s, const char *fmt, ...)
     CW_PRINTF(3, 4);
@@ -83,6 +98,9 @@ int cw_config_walk(struct config_ctx *cx, const config_setting_t *group,
  * span settings. */
 int cw_config_schema_defaults(struct config_ctx *cx);
 int cw_config_schema_apply(struct config_ctx *cx);
+
+/* The redis { } group (config_redis.c): its settings and the checks between them. */
+int cw_config_redis(struct config_ctx *cx, const config_setting_t *s, void *base);
 
 /* Values (config_value.c). */
 bool cw_config_is_name_char(char c);

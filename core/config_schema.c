@@ -12,19 +12,6 @@
 
 #include "core/config_int.h"
 
-#define CONFIG_OPT(n, k, type, field, lo, hi)                                                      \
-    {                                                                                              \
-        .name = (n), .kind = (k), .off = offsetof(type, field), .min = (lo), .max = (hi)           \
-    }
-#define CONFIG_FN(n, f)                                                                            \
-    {                                                                                              \
-        .name = (n), .kind = CW_CONFIG_KIND_FUNC, .fn = (f)                                        \
-    }
-#define CONFIG_GROUP(n, t)                                                                         \
-    {                                                                                              \
-        .name = (n), .kind = CW_CONFIG_KIND_GROUP, .sub = (t), .nsub = CW_ARRAY_LEN(t)             \
-    }
-
 /* A list (or array) of at most max non-empty strings, each accepted by is_ok. */
 static int config_take_strlist(struct config_ctx *cx, const config_setting_t *s, size_t max,
                                bool (*is_ok)(const char *), bool lower, const char *what,
@@ -485,14 +472,6 @@ static const struct config_opt config_cache_opts[] = {
     CONFIG_FN("targeted_cache_control", config_cache_targeted),
 };
 
-static const struct config_opt config_redis_opts[] = {
-    CONFIG_OPT("enabled", CW_CONFIG_KIND_BOOL, CW_CFG, redis_enabled, 0, 0),
-    CONFIG_OPT("host", CW_CONFIG_KIND_STR, CW_CFG, redis_host, 0, 0),
-    CONFIG_OPT("port", CW_CONFIG_KIND_INT, CW_CFG, redis_port, 1, 65535),
-    CONFIG_OPT("timeout", CW_CONFIG_KIND_MS, CW_CFG, redis_timeout_ms, 1, 0),
-    CONFIG_OPT("channel", CW_CONFIG_KIND_STR, CW_CFG, redis_channel, 0, 0),
-};
-
 static const struct config_opt config_stats_opts[] = {
     CONFIG_FN("listen", config_stats_listen),
     CONFIG_OPT("textfile", CW_CONFIG_KIND_STR_OPT, CW_CFG, stats_textfile, 0, 0),
@@ -515,7 +494,7 @@ static const struct config_opt config_top_opts[] = {
     CONFIG_OPT("client_body_timeout", CW_CONFIG_KIND_MS, CW_CFG, client_body_timeout_ms, 1, 0),
     CONFIG_GROUP("log", config_log_opts),
     CONFIG_GROUP("cache", config_cache_opts),
-    CONFIG_GROUP("redis", config_redis_opts),
+    CONFIG_FN("redis", cw_config_redis),
     CONFIG_FN("origins", config_top_origins),
     CONFIG_FN("routes", config_top_routes),
     CONFIG_GROUP("stats", config_stats_opts),
@@ -697,6 +676,7 @@ int cw_config_schema_defaults(struct config_ctx *cx)
     cfg->redis_enabled = true;
     cfg->redis_port = 6379;
     cfg->redis_timeout_ms = 20;
+    cfg->redis_connect_timeout_ms = 250;
     cfg->stats_interval_ms = 15000;
     cfg->cache_targeted_cc = calloc(3, sizeof(char *));
     if (cfg->cache_targeted_cc == NULL) return cw_config_oom(cx);
@@ -716,6 +696,8 @@ int cw_config_schema_defaults(struct config_ctx *cx)
         cw_config_replace(cx, &cfg->cache_path, "/var/cache/cachewarp/l1.mdb") < 0 ||
         cw_config_replace(cx, &cfg->redis_host, "127.0.0.1") < 0 ||
         cw_config_replace(cx, &cfg->redis_channel, "cachewarp:purge") < 0 ||
+        cw_config_replace(cx, &cfg->redis_prefix, "cw:") < 0 ||
+        cw_config_replace(cx, &cfg->redis_master, "mymaster") < 0 ||
         cw_config_replace(cx, &cfg->stats_listen, "127.0.0.1:9145") < 0 ||
         cw_config_replace(cx, &cfg->control_socket, "/run/cachewarp/control.sock") < 0) {
         return -ENOMEM;

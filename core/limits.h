@@ -45,14 +45,17 @@
 #define CW_LIMIT_TARGETED_FIELDS 8
 
 /* Config. */
-#define CW_LIMIT_ORIGINS         64
-#define CW_LIMIT_ROUTES          256
-#define CW_LIMIT_WORKERS         256
-#define CW_LIMIT_PURGE_ALLOW     64
-#define CW_LIMIT_STRIP_HEADERS   32 /* routes[].strip_headers names */
-#define CW_LIMIT_TRUST_FORWARDED 64 /* routes[].trust_forwarded ranges, as purge.allow */
-#define CW_LIMIT_QUERY_KEEP      64 /* routes[].query names; DESIGN.md sets none, 64 is generous */
-#define CW_LIMIT_CONFIG_BYTES    (1024 * 1024) /* config file size; the example is 5 KiB */
+#define CW_LIMIT_ORIGINS            64
+#define CW_LIMIT_ROUTES             256
+#define CW_LIMIT_WORKERS            256
+#define CW_LIMIT_PURGE_ALLOW        64
+#define CW_LIMIT_STRIP_HEADERS      32 /* routes[].strip_headers names */
+#define CW_LIMIT_TRUST_FORWARDED    64 /* routes[].trust_forwarded ranges, as purge.allow */
+#define CW_LIMIT_QUERY_KEEP         64 /* routes[].query names; DESIGN.md sets none, 64 is generous */
+#define CW_LIMIT_REDIS_ADDRS        16            /* redis.sentinels, redis.nodes entries */
+#define CW_LIMIT_REDIS_DB           1023          /* redis.db; Redis's `databases` default is 16 */
+#define CW_LIMIT_REDIS_PREFIX_BYTES 64            /* redis.prefix */
+#define CW_LIMIT_CONFIG_BYTES       (1024 * 1024) /* config file size; the example is 5 KiB */
 
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)
@@ -66,5 +69,11 @@
 
 /* Per worker: requests waiting for an origin fetch at once (counted and 503 past it). */
 #define CW_LIMIT_PENDING_FETCHES 4096
+
+/* Per process, the L2 Redis client (workers/l2.h). */
+#define CW_LIMIT_L2_PENDING   4096 /* commands in flight; more get -EAGAIN, counted */
+#define CW_LIMIT_L2_NODES     64   /* cluster nodes known (masters the slot map names) */
+#define CW_LIMIT_L2_REDIRECTS 5    /* MOVED/ASK hops one command follows */
+#define CW_LIMIT_L2_KEY_BYTES 512  /* a Redis key name: prefix, hash tag, kind, key or tag */
 
 #endif /* CW_LIMITS_H */

@@ -1255,6 +1255,122 @@ START_TEST(test_config_truncated_example)
 }
 END_TEST
 
+START_TEST(test_config_redis_defaults)
+{
+    struct cw_config c;
+
+    expect_ok(ORIGIN, &c);
+    ck_assert_int_eq(c.redis_mode, CW_CONFIG_REDIS_STANDALONE);
+    ck_assert_str_eq(c.redis_prefix, "cw:");
+    ck_assert_str_eq(c.redis_master, "mymaster");
+    ck_assert_int_eq(c.redis_connect_timeout_ms, 250);
+    ck_assert_int_eq(c.redis_db, 0);
+    ck_assert_ptr_null(c.redis_socket);
+    ck_assert_ptr_null(c.redis_user);
+    ck_assert_ptr_null(c.redis_password);
+    ck_assert_uint_eq(c.redis_sentinel_count, 0);
+    ck_assert_uint_eq(c.redis_node_count, 0);
+    cw_config_free(&c);
+}
+END_TEST
+
+START_TEST(test_config_redis_modes)
+{
+    struct cw_config c;
+
+    expect_ok(ORIGIN "redis = { mode = \"sentinel\"; master = \"m1\";\n"
+                     "  sentinels = [ \"127.0.0.1:26379\", \"[::1]:26380\" ]; db = 3; };",
+              &c);
+    ck_assert_int_eq(c.redis_mode, CW_CONFIG_REDIS_SENTINEL);
+    ck_assert_str_eq(c.redis_master, "m1");
+    ck_assert_uint_eq(c.redis_sentinel_count, 2);
+    ck_assert_str_eq(c.redis_sentinels[1], "[::1]:26380");
+    ck_assert_int_eq(c.redis_db, 3);
+    cw_config_free(&c);
+    expect_ok(ORIGIN "redis = { mode = \"cluster\"; nodes = [ \"10.0.0.1:7000\" ];\n"
+                     "  prefix = \"app1:\"; connect_timeout = \"100ms\"; timeout = \"5ms\"; };",
+              &c);
+    ck_assert_int_eq(c.redis_mode, CW_CONFIG_REDIS_CLUSTER);
+    ck_assert_uint_eq(c.redis_node_count, 1);
+    ck_assert_str_eq(c.redis_nodes[0], "10.0.0.1:7000");
+    ck_assert_str_eq(c.redis_prefix, "app1:");
+    ck_assert_int_eq(c.redis_connect_timeout_ms, 100);
+    ck_assert_int_eq(c.redis_timeout_ms, 5);
+    cw_config_free(&c);
+    expect_ok(ORIGIN "redis = { socket = \"/run/redis.sock\"; user = \"cw\";\n"
+                     "  password_env = \"CW_REDIS_PASS\"; };",
+              &c);
+    ck_assert_str_eq(c.redis_socket, "/run/redis.sock");
+    ck_assert_str_eq(c.redis_user, "cw");
+    ck_assert_str_eq(c.redis_password_env, "CW_REDIS_PASS");
+    cw_config_free(&c);
+}
+END_TEST
+
+START_TEST(test_config_redis_errors)
+{
+    expect_err(ORIGIN "redis = { mode = \"ring\"; };",
+               "t.conf:2: redis.mode: \"ring\" is not \"standalone\", \"sentinel\" or \"cluster\"");
+    expect_err(ORIGIN "redis = { mode = \"sentinel\"; };", "t.conf:2: redis.sentinels: missing");
+    expect_err(ORIGIN "redis = { mode = \"cluster\"; };", "t.conf:2: redis.nodes: missing");
+    expect_err(ORIGIN "redis = { mode = \"cluster\";\n nodes = [ \"a:1\" ];\n db = 2; };",
+               "t.conf:4: redis.db: a cluster has only db 0");
+    expect_err(ORIGIN "redis = {\n nodes = [ \"a:1\" ]; };",
+               "redis: sentinels or nodes given: set mode");
+    expect_err(ORIGIN "redis = { mode = \"sentinel\";\n sentinels = [ \"a\" ]; };",
+               "t.conf:3: redis.sentinels[0]: \"a\" is not host:port");
+    expect_err(ORIGIN "redis = { mode = \"cluster\"; nodes = [ ]; };",
+               "redis.nodes: must not be empty");
+    expect_err(ORIGIN "redis = { mode = \"cluster\"; nodes = \"a:1\"; };",
+               "redis.nodes: expected a list");
+    expect_err(ORIGIN "redis = { mode = \"cluster\"; nodes = [ \"a:1\" ];\n socket = \"/s\"; };",
+               "t.conf:3: redis.socket: only in standalone mode");
+    expect_err(ORIGIN "redis = { password = \"a\";\n password_file = \"/f\"; };",
+               "t.conf:3: redis.password_file: give one of password, password_file, "
+               "password_env");
+    expect_err(ORIGIN "redis = {\n user = \"u\"; };",
+               "t.conf:3: redis.user: a user needs a password");
+    expect_err(ORIGIN "redis = { password_env = \"1X\"; };",
+               "redis.password_env: is not an environment variable name");
+    expect_err(ORIGIN "redis = { prefix = \"a{b}:\"; };",
+               "redis.prefix: must not contain '{' or '}' (hash tag)");
+    expect_err(ORIGIN "redis = { prefix = \"a b\"; };", "redis.prefix: must not contain spaces");
+    expect_err(ORIGIN "redis = { prefix = \"\"; };", "redis.prefix: must not be empty");
+    expect_err(ORIGIN "redis = { db = -1; };", "redis.db: -1 is out of range 0..1023");
+    expect_err(ORIGIN "redis = { connect_timeout = \"0s\"; };",
+               "redis.connect_timeout: must be greater than 0");
+    expect_err(ORIGIN "redis = { master = \"\"; };", "redis.master: must not be empty");
+    expect_err(ORIGIN "redis = { sokcet = \"/s\"; };", "t.conf:2: redis.sokcet: unknown setting");
+}
+END_TEST
+
+START_TEST(test_config_redis_limits)
+{
+    char text[2048];
+    size_t used;
+    struct cw_config c;
+
+    used = (size_t)snprintf(text, sizeof(text), ORIGIN "redis = { mode = \"cluster\"; nodes = [");
+    for (int i = 0; i < CW_LIMIT_REDIS_ADDRS; i++) {
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s\"n%d:1\"", i ? "," : "", i);
+    }
+    snprintf(text + used, sizeof(text) - used, " ]; };");
+    expect_ok(text, &c);
+    ck_assert_uint_eq(c.redis_node_count, CW_LIMIT_REDIS_ADDRS);
+    cw_config_free(&c);
+    snprintf(text + used, sizeof(text) - used, ", \"x:1\" ]; };");
+    expect_err(text, "redis.nodes: more than 16 entries");
+    expect_ok(ORIGIN "redis = { db = 1023; prefix = "
+                     "\"0123456789012345678901234567890123456789012345678901234567890123\"; };",
+              &c);
+    cw_config_free(&c);
+    expect_err(ORIGIN "redis = { db = 1024; };", "redis.db: 1024 is out of range 0..1023");
+    expect_err(ORIGIN "redis = { prefix = "
+                      "\"0123456789012345678901234567890123456789012345678901234567890123x\"; };",
+               "redis.prefix: longer than 64 bytes");
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1309,6 +1425,10 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_long_value_quoted_safely);
     tcase_add_test(tc, test_config_free_null_and_zeroed);
     tcase_add_test(tc, test_config_truncated_example);
+    tcase_add_test(tc, test_config_redis_defaults);
+    tcase_add_test(tc, test_config_redis_modes);
+    tcase_add_test(tc, test_config_redis_errors);
+    tcase_add_test(tc, test_config_redis_limits);
     suite_add_tcase(s, tc);
     return s;
 }
