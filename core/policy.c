@@ -15,9 +15,11 @@ static bool policy_keep(const struct cw_policy_in *in, const struct cw_cc *cc,
 static void policy_fresh_policy(const struct cw_policy_in *in, struct cw_fresh_policy *pol);
 static void policy_entry_hdr(const struct cw_policy_in *in, int status, struct cw_policy *out);
 static void policy_tags(struct cw_policy *out);
-static void policy_refuse(struct cw_policy *out, const char *detail, bool hit_for_miss);
+static void policy_refuse(struct cw_policy *out, const char *detail, int origin_status);
 static void policy_adaptive_params(const struct cw_config_route *rt, struct cw_adaptive_params *p);
 static void policy_adaptive_apply(struct cw_entry_hdr *h, const struct cw_adaptive_state *st);
+static int64_t policy_add_sat(int64_t a, int64_t b);
+static int64_t policy_sub_sat(int64_t a, int64_t b);
 
 /* True when a Connection line of hdrs nominates name (RFC 9110 §7.6.1): every line counts. */
 static bool policy_conn_names(const struct cw_entry_header *hdrs, size_t n, struct cw_str name)
@@ -111,11 +113,14 @@ static void policy_tags(struct cw_policy *out)
     out->tag_count = count;
 }
 
-static void policy_refuse(struct cw_policy *out, const char *detail, bool hit_for_miss)
+/* Refuses with detail. A refused answer leaves a hit-for-miss record, except for a 5xx (an
+ * outage, not a property of the resource: the next request should try again, coalesced) and
+ * for a 304 without an entry. A 304 is judged on its merge, whatever prev's status. */
+static void policy_refuse(struct cw_policy *out, const char *detail, int origin_status)
 {
     out->store = false;
     out->detail = detail;
-    out->hit_for_miss = hit_for_miss;
+    out->hit_for_miss = origin_status < 500 && !(origin_status == 304 && !out->revalidated);
 }
 
 int cw_policy_vary_names(const struct cw_entry_header *hdrs, size_t n, char *buf, size_t size,
@@ -180,7 +185,7 @@ void cw_policy_decide(const struct cw_policy_in *in, struct cw_policy *out)
         /* RFC 9111 §4.3.4: a 304 freshens the stored response; without one there is
          * nothing to freshen (the request was not conditional on our copy). */
         if (in->prev == NULL) {
-            policy_refuse(out, "304-without-entry", false);
+            policy_refuse(out, "304-without-entry", in->status);
             return;
         }
         n_src = cw_cond_merge_304(in->prev->hdrs, in->prev->hdrs ? in->prev->n : 0, src, n_src,
@@ -201,13 +206,12 @@ void cw_policy_decide(const struct cw_policy_in *in, struct cw_policy *out)
     out->store = true;
 
     if (!out->fresh.storable) {
-        /* A 5xx is an outage, not a property of the resource: no hit-for-miss for it. A 304
-         * that now forbids storing makes the stored copy go as well. */
-        policy_refuse(out, out->fresh.why_not, is_304 || status < 500);
+        /* A 304 that now forbids storing makes the stored copy go as well (the caller's). */
+        policy_refuse(out, out->fresh.why_not, in->status);
         return;
     }
     if (!is_304 && in->body_len >= 0 && (uint64_t)in->body_len > in->max_object_bytes) {
-        policy_refuse(out, "too-large", true);
+        policy_refuse(out, "too-large", in->status);
         return;
     }
 
@@ -215,7 +219,7 @@ void cw_policy_decide(const struct cw_policy_in *in, struct cw_policy *out)
     for (size_t i = 0; i < n_src; i++) {
         if (!policy_keep(in, cc, src, n_src, src[i].name)) continue;
         if (out->n == CW_ARRAY_LEN(out->hdrs)) {
-            policy_refuse(out, "headers-too-large", true);
+            policy_refuse(out, "headers-too-large", in->status);
             return;
         }
         out->hdrs[out->n++] = src[i];
@@ -224,7 +228,7 @@ void cw_policy_decide(const struct cw_policy_in *in, struct cw_policy *out)
         /* RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not. */
         size_t dl;
         if (out->n == CW_ARRAY_LEN(out->hdrs)) {
-            policy_refuse(out, "headers-too-large", true);
+            policy_refuse(out, "headers-too-large", in->status);
             return;
         }
         dl = cw_fresh_format_date(in->response_time_ms / 1000, out->date);
@@ -233,7 +237,7 @@ void cw_policy_decide(const struct cw_policy_in *in, struct cw_policy *out)
     }
     if (cw_policy_vary_names(out->hdrs, out->n, out->vary, sizeof(out->vary), &out->vary_len) < 0) {
         out->vary_len = 0;
-        policy_refuse(out, "vary-too-large", true);
+        policy_refuse(out, "vary-too-large", in->status);
         return;
     }
     policy_tags(out);
@@ -247,16 +251,36 @@ static void policy_adaptive_params(const struct cw_config_route *rt, struct cw_a
     p->stale_target = rt->stale_target;
 }
 
+/* a + b, clamped to the int64_t range (times from a foreign clock or damaged entry). */
+static int64_t policy_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+
+    if (!__builtin_add_overflow(a, b, &r)) return r;
+    return b > 0 ? INT64_MAX : INT64_MIN;
+}
+
+/* a - b, clamped to the int64_t range. */
+static int64_t policy_sub_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+
+    if (!__builtin_sub_overflow(a, b, &r)) return r;
+    return b < 0 ? INT64_MAX : INT64_MIN;
+}
+
 /* Replaces the freshness lifetime in h by the learnt ttl (RFC 9111 §4.2.2 heuristic
  * freshness), keeping the stale windows' lengths. */
 static void policy_adaptive_apply(struct cw_entry_hdr *h, const struct cw_adaptive_state *st)
 {
-    int64_t swr = h->swr_until_ms - h->fresh_until_ms;
-    int64_t sie = h->sie_until_ms - h->fresh_until_ms;
+    /* Saturating: times may come from a foreign clock. */
+    int64_t swr = policy_sub_sat(h->swr_until_ms, h->fresh_until_ms);
+    int64_t sie = policy_sub_sat(h->sie_until_ms, h->fresh_until_ms);
 
-    h->fresh_until_ms = h->response_time_ms + st->ttl_ms - h->corrected_initial_age_ms;
-    h->swr_until_ms = h->fresh_until_ms + swr;
-    h->sie_until_ms = h->fresh_until_ms + sie;
+    h->fresh_until_ms = policy_sub_sat(policy_add_sat(h->response_time_ms, st->ttl_ms),
+                                       h->corrected_initial_age_ms);
+    h->swr_until_ms = policy_add_sat(h->fresh_until_ms, swr);
+    h->sie_until_ms = policy_add_sat(h->fresh_until_ms, sie);
     h->ttl_ms = st->ttl_ms;
     h->last_check_ms = st->last_check_ms;
     h->checks = st->checks;
@@ -291,7 +315,7 @@ void cw_policy_finish(const struct cw_policy_in *in, int64_t body_len, uint64_t 
         return;
     }
     if (body_len >= 0 && (uint64_t)body_len > in->max_object_bytes) {
-        policy_refuse(out, "too-large", true);
+        policy_refuse(out, "too-large", in->status);
         return;
     }
     if (!out->adaptive) return;
