@@ -155,6 +155,9 @@ FUZZ_CORE_fresh  := core/fresh.c core/cc.c core/common.c
 FUZZ_CORE_cond   := core/cond.c core/fresh.c core/cc.c core/common.c
 FUZZ_CORE_entry  := core/entry.c core/common.c
 FUZZ_CORE_key    := core/key.c core/common.c
+FUZZ_CORE_policy := core/policy.c core/fresh.c core/cc.c core/cond.c core/adaptive.c \
+                    core/entry.c core/common.c
+FUZZ_LIBS_policy  = -lm
 FUZZ_CORE_path   := core/path.c core/common.c
 FUZZ_CORE_reqscan := core/reqscan.c
 FUZZ_CORE_config := core/config.c core/config_schema.c core/config_redis.c core/config_value.c \

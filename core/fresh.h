@@ -2,11 +2,11 @@
  *
  * Pure: time comes in as parameters (wall-clock milliseconds since the epoch, because
  * HTTP dates are wall time and entries outlive processes). Owns nothing; the input struct
- * borrows the header bytes it was fed and the target list it was given. The worker sets the
- * configured targeted cache-control fields (cw_fresh_resp_set_targets()), feeds every
- * response header line to cw_fresh_add_header(), then asks cw_fresh_evaluate() whether and
- * for how long to store. Which of Cache-Control or a targeted field applies is decided here,
- * not by the caller. */
+ * borrows the header bytes it was fed and the target list it was given. Its caller (core/policy,
+ * which decides what an origin answer becomes) sets the configured targeted cache-control
+ * fields (cw_fresh_resp_set_targets()), feeds every response header line to
+ * cw_fresh_add_header(), then asks cw_fresh_evaluate() whether and for how long to store.
+ * Which of Cache-Control or a targeted field applies is decided here, not by the caller. */
 #ifndef CW_FRESH_H
 #define CW_FRESH_H
 

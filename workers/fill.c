@@ -7,13 +7,11 @@
 #include <unistd.h>
 
 #include "core/adaptive.h"
-#include "core/cc.h"
-#include "core/cond.h"
 #include "core/config.h"
 #include "core/entry.h"
-#include "core/fresh.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "core/policy.h"
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/clock.h"
@@ -92,141 +90,27 @@ int cw_fill_key_vary(const struct cw_fill *f, struct cw_fill_req *q, struct cw_s
     return 0;
 }
 
-/* Joins every Vary line into a lower-case "a,b" list: 0, or -ENOSPC past the bounds. */
-static int fill_vary_names(const struct cw_entry_header *hdrs, size_t n, char *buf, size_t size,
-                           size_t *len)
+/* Sets q->key for an answer that varies on names (a list from cw_policy_vary_names(), may be
+ * empty) without writing: 0, or -ENOSPC (the key would pass CW_LIMIT_KEY_BYTES). */
+static int fill_key_for(const struct cw_fill *f, struct cw_fill_req *q, struct cw_str names)
 {
-    size_t out = 0, fields = 0;
-
-    for (size_t k = 0; k < n; k++) {
-        if (!cw_str_eq_ci(hdrs[k].name, CW_STR_LIT("Vary"))) continue;
-        struct cw_str v = hdrs[k].value;
-        for (size_t i = 0; i < v.len; i++) {
-            char ch = v.p[i];
-            if (ch == ' ' || ch == '\t') continue;
-            bool sep = ch == ',';
-            if (sep && (out == 0 || buf[out - 1] == ',')) continue;
-            if (!sep && (out == 0 || buf[out - 1] == ',') && ++fields > CW_LIMIT_VARY_FIELDS)
-                return -ENOSPC;
-            if (out + 1 >= size) return -ENOSPC;
-            buf[out++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
-        }
-        if (out > 0 && buf[out - 1] != ',') {
-            if (out + 1 >= size) return -ENOSPC;
-            buf[out++] = ',';
-        }
-    }
-    while (out > 0 && buf[out - 1] == ',')
-        out--;
-    *len = out;
-    return 0;
-}
-
-/* Picks the key the response is stored under, keeping the vary record in step. */
-static int fill_vary_key(const struct cw_fill *f, struct cw_fill_req *q,
-                         const struct cw_entry_header *hdrs, size_t n)
-{
-    char names[CW_LIMIT_VARY_RECORD_BYTES];
-    size_t len = 0;
-    int rc = fill_vary_names(hdrs, n, names, sizeof(names), &len);
-
-    if (rc < 0) return rc;
-    if (len == 0 && q->key_len == q->primary_len) return 0;
-    rc = cw_store_vary_put(f->store, &q->primary, cw_str_make(names, len));
-    if (rc < 0 && rc != -ENOENT) return rc;
     q->key_len = q->primary_len;
     q->key = q->primary;
-    if (len == 0) return 0;
-    return cw_fill_key_vary(f, q, cw_str_make(names, len));
+    if (names.len == 0) return 0;
+    return cw_fill_key_vary(f, q, names);
 }
 
-/* Whether a stored response keeps this header (RFC 9111 §3.1, §5.2.2.4, §5.2.2.7). */
-static bool fill_keep_header(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
-                             struct cw_str name, struct cw_str conn)
+/* Picks the key the answer is stored under and keeps the primary key's Vary record in step:
+ * 0, or -ENOSPC, or the store's -errno. A request that found no Vary record (its key is the
+ * primary) and an answer without Vary leave the record alone. */
+static int fill_vary_key(const struct cw_fill *f, struct cw_fill_req *q, struct cw_str names)
 {
-    /* The directives this cache obeys: a targeted field's (RFC 9213) or Cache-Control's. */
-    const struct cw_cc *cc = cw_fresh_resp_cc(fr);
+    int rc;
 
-    if (cw_cc_is_hop_by_hop(name)) return false;
-    if (conn.len > 0 && cw_cc_list_has(conn, name)) return false;
-    if (name.len > 0 && name.p[0] == ':') return false;
-    if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length"))) return false;
-    if (q->rt->strip_set_cookie && cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie"))) return false;
-    if ((cc->flags & CW_CC_NO_CACHE_FIELDS) && cw_cc_list_has(cc->no_cache_fields, name))
-        return false;
-    if ((cc->flags & CW_CC_PRIVATE_FIELDS) && cw_cc_list_has(cc->private_fields, name))
-        return false;
-    return true;
-}
-
-static void fill_policy(const struct cw_fill_req *q, const struct cw_fetch_job *job,
-                        struct cw_fresh_policy *pol)
-{
-    const struct cw_config_route *rt = q->rt;
-
-    memset(pol, 0, sizeof(*pol));
-    pol->method_is_get_or_head = true;
-    pol->req_has_authorization = q->header(q->header_cls, "Authorization") != NULL;
-    pol->req_cookie_pass =
-        rt->cookies == CW_CONFIG_COOKIES_PASS && q->header(q->header_cls, "Cookie") != NULL;
-    pol->route_ttl_ms = rt->ttl_ms;
-    pol->route_swr_ms = rt->swr_ms;
-    pol->route_sie_ms = rt->sie_ms;
-    pol->max_ttl_ms = rt->max_ttl_ms;
-    pol->override = rt->override;
-    pol->strip_set_cookie = rt->strip_set_cookie;
-    pol->request_time_ms = job->request_time_ms;
-    pol->response_time_ms = job->response_time_ms;
-}
-
-/* Reads the response's headers into fr, with the configured RFC 9213 target list: core/fresh
- * decides which of Cache-Control or a targeted field applies. */
-static void fill_fresh_resp(const struct cw_fill *f, struct cw_fresh_resp *fr, int status,
-                            const struct cw_entry_header *hdrs, size_t n)
-{
-    cw_fresh_resp_init(fr, status);
-    cw_fresh_resp_set_targets(fr, (const char *const *)f->cfg->cache_targeted_cc,
-                              f->cfg->cache_targeted_cc_count);
-    for (size_t i = 0; i < n; i++)
-        cw_fresh_add_header(fr, hdrs[i].name, hdrs[i].value);
-}
-
-/* Collects the job's response headers into hdrs (at most cap): the count. */
-static size_t fill_job_headers(const struct cw_fetch_job *job, struct cw_entry_header *hdrs,
-                               size_t cap)
-{
-    size_t off = 0, n = 0;
-    struct cw_str name, value;
-
-    while (n < cap && cw_fetch_job_header_next(job, &off, &name, &value)) {
-        hdrs[n].name = name;
-        hdrs[n++].value = value;
-    }
-    return n;
-}
-
-/* Filters the headers to store and adds Date when missing: the count. */
-static size_t fill_stored_headers(const struct cw_fill_req *q, const struct cw_fresh_resp *fr,
-                                  const struct cw_entry_header *in, size_t n_in,
-                                  struct cw_entry_header *out, size_t cap, char *date,
-                                  int64_t response_time_ms)
-{
-    struct cw_str conn = {NULL, 0};
-    size_t n = 0;
-
-    for (size_t i = 0; i < n_in; i++)
-        if (cw_str_eq_ci(in[i].name, CW_STR_LIT("Connection"))) conn = in[i].value;
-    for (size_t i = 0; i < n_in && n + 1 < cap; i++) {
-        if (!fill_keep_header(q, fr, in[i].name, conn)) continue;
-        out[n++] = in[i];
-    }
-    if (!fr->has_date) {
-        /* RFC 9110 §6.6.1: a recipient with a clock adds Date when the origin did not. */
-        size_t dl = cw_fresh_format_date(response_time_ms / 1000, date);
-        out[n].name = CW_STR_LIT("Date");
-        out[n++].value = cw_str_make(date, dl);
-    }
-    return n;
+    if (names.len == 0 && q->key_len == q->primary_len) return 0;
+    rc = cw_store_vary_put(f->store, &q->primary, names);
+    if (rc < 0 && rc != -ENOENT) return rc;
+    return fill_key_for(f, q, names);
 }
 
 static void fill_wake(const struct cw_fill *f, const struct cw_fill_req *q)
@@ -269,23 +153,24 @@ static void fill_req_part_free(struct fill_req_part *rp)
     rp->req.n = 0;
 }
 
-/* The request part of the entry for q with the stored headers hdrs (whose Vary names the
- * fields it varies on): host, target, and the route's key headers, Cookie when the route
+/* The request part of the entry for q, which varies on vary_names (a list from
+ * cw_policy_vary_names()): host, target, and the route's key headers, Cookie when the route
  * keys on it and the Vary fields, with the values the key was made of. 0, or -ENOSPC or
  * -ENOMEM (then nothing to free). Free with fill_req_part_free(). */
-static int fill_req_part(const struct cw_fill_req *q, const struct cw_entry_header *hdrs, size_t n,
+static int fill_req_part(const struct cw_fill_req *q, struct cw_str vary_names,
                          struct fill_req_part *rp)
 {
     char vary[CW_LIMIT_VARY_RECORD_BYTES];
-    size_t vary_len = 0;
-    int rc = fill_vary_names(hdrs, n, vary, sizeof(vary), &vary_len);
+    size_t vary_len = vary_names.len < sizeof(vary) ? vary_names.len : 0;
+    int rc = 0;
 
+    if (vary_len > 0) memcpy(vary, vary_names.p, vary_len);
     rp->req = (struct cw_entry_req){q->host, q->uri, rp->f, 0};
     rp->names_len = 0;
     for (size_t i = 0; rc == 0 && i < q->rt->key_headers_count; i++)
         rc = fill_req_add(q, rp, q->rt->key_headers[i]);
     if (rc == 0 && q->rt->cookies == CW_CONFIG_COOKIES_KEY) rc = fill_req_add(q, rp, "cookie");
-    /* vary is "a,b" with no spaces (fill_vary_names()): split it in place. */
+    /* vary is "a,b" with no spaces (cw_policy_vary_names()): split it in place. */
     for (size_t at = 0; rc == 0 && at < vary_len;) {
         char *comma = memchr(vary + at, ',', vary_len - at);
         size_t end = comma != NULL ? (size_t)(comma - vary) : vary_len;
@@ -297,9 +182,28 @@ static int fill_req_part(const struct cw_fill_req *q, const struct cw_entry_head
     return rc;
 }
 
-/* Encodes the entry once, then writes those bytes and releases the lease in one txn: the
- * same bytes a second cache level would take. 0, -EINVAL (over the entry limits), -ENOMEM,
- * or the store's -errno. */
+/* Writes len encoded bytes under q->key and, when q holds its lease, releases it by its token
+ * in the same txn, so a waiter that sees the lease gone always finds the entry; counts the
+ * put. 0, -EBADMSG (the bytes failed validation: nothing written, the lease kept), or the
+ * store's -errno. */
+static int fill_put_bytes(const struct cw_fill *f, struct cw_fill_req *q, const void *buf,
+                          size_t len)
+{
+    int rc;
+
+    if (q->has_lease) {
+        rc = cw_store_put_release_encoded(f->store, &q->key, &q->lease_key, q->lease_token, buf,
+                                          len);
+        if (rc == 0) q->has_lease = false;
+    } else {
+        rc = cw_store_put_encoded(f->store, &q->key, buf, len);
+    }
+    cw_seg_add(f->seg, f->slot, rc < 0 ? CW_METRICS_STORE_PUT_FAIL : CW_METRICS_STORE_PUT, 1);
+    return rc;
+}
+
+/* Encodes the entry once, then puts those bytes (fill_put_bytes()): the same bytes a second
+ * cache level would take. 0, -EINVAL (over the entry limits), -ENOMEM, or the store's -errno. */
 static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_entry_hdr *h,
                     const struct cw_entry_req *req, const struct cw_entry_header *hdrs, size_t n,
                     struct cw_str body)
@@ -319,262 +223,203 @@ static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct
     }
     rc = cw_entry_encode(h, full, req, hdrs, n, body, buf, len);
     if (rc < 0) goto out_count;
-    if (q->has_lease) {
-        rc = cw_store_put_release_encoded(f->store, &q->key, &q->lease_key, q->lease_token, buf,
-                                          len);
-        if (rc == 0) q->has_lease = false;
-    } else {
-        rc = cw_store_put_encoded(f->store, &q->key, buf, len);
-    }
+    rc = fill_put_bytes(f, q, buf, len);
+    free(buf);
+    return rc;
 out_count:
     free(buf);
-    cw_seg_add(f->seg, f->slot, rc < 0 ? CW_METRICS_STORE_PUT_FAIL : CW_METRICS_STORE_PUT, 1);
+    cw_seg_add(f->seg, f->slot, CW_METRICS_STORE_PUT_FAIL, 1);
     return rc;
 }
 
-static void fill_entry_hdr(struct cw_entry_hdr *h, int status, const struct cw_fresh_result *res,
-                           int64_t response_time_ms)
-{
-    memset(h, 0, sizeof(*h));
-    h->status = (uint16_t)status;
-    h->flags = (res->always_revalidate ? CW_ENTRY_ALWAYS_REVALIDATE : 0) |
-               (res->must_revalidate ? CW_ENTRY_MUST_REVALIDATE : 0) |
-               (res->explicit_freshness ? 0 : CW_ENTRY_HEURISTIC);
-    h->stored_at_ms = cw_clock_wall_ms();
-    h->response_time_ms = response_time_ms;
-    h->corrected_initial_age_ms = res->corrected_initial_age_ms;
-    h->fresh_until_ms = res->fresh_until_ms;
-    h->swr_until_ms = res->swr_until_ms;
-    h->sie_until_ms = res->sie_until_ms;
-    h->last_check_ms = h->stored_at_ms;
-}
-
-/* The adaptive state and strong ETag of the entry a fill replaces. */
-struct fill_prev {
-    bool found;
-    struct cw_adaptive_state st;
-    char etag[CW_LIMIT_VALIDATOR_BYTES + 1];
+/* The entry stored under a key that a 304 freshens: its bytes, copied out (the view borrows
+ * them while the write happens), and its headers as the policy takes them. */
+struct fill_stored {
+    void *copy;
+    struct cw_entry_view v;
+    struct cw_entry_header hdrs[FILL_MAX_HDRS];
+    struct cw_policy_prev prev;
 };
 
-static int fill_prev_cb(void *cls, const struct cw_entry_view *v)
+/* Reads the entry under q->key with its headers: 0, or -errno (the 304 then has no entry).
+ * Free s->copy with free(), also on failure. */
+static int fill_stored_read(const struct cw_fill *f, const struct cw_fill_req *q,
+                            struct fill_stored *s)
 {
-    struct fill_prev *p = cls;
-    struct cw_str etag;
+    struct cw_str name, value;
+    size_t len, off = 0;
+    int rc;
 
-    p->found = true;
-    p->st = (struct cw_adaptive_state){v->h.ttl_ms,  v->h.last_check_ms, v->h.checks,
-                                       v->h.changes, v->h.observed_ms,   v->h.body_hash};
-    p->etag[0] = '\0';
-    if (cw_entry_header_find(v, CW_STR_LIT("ETag"), &etag) && etag.len < sizeof(p->etag) &&
-        !(etag.len >= 2 && etag.p[0] == 'W' && etag.p[1] == '/')) {
-        memcpy(p->etag, etag.p, etag.len);
-        p->etag[etag.len] = '\0';
+    rc = cw_store_read_encoded(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), &s->copy,
+                               &len);
+    if (rc < 0) return rc;
+    if (cw_entry_decode(s->copy, len, &s->v) < 0) return -EBADMSG;
+    cw_policy_prev_init(&s->prev, &s->v);
+    s->prev.hdrs = s->hdrs;
+    while (s->prev.n < FILL_MAX_HDRS && cw_entry_header_next(&s->v, &off, &name, &value)) {
+        if (name.len > 0 && name.p[0] == ':') continue;
+        s->hdrs[s->prev.n].name = name;
+        s->hdrs[s->prev.n++].value = value;
     }
     return 0;
 }
 
-static bool fill_is_adaptive(const struct cw_fill_req *q, const struct cw_fresh_result *fres)
+static int fill_prev_cb(void *cls, const struct cw_entry_view *v)
 {
-    return q->rt->adaptive && (!fres->explicit_freshness || q->rt->override);
+    cw_policy_prev_init(cls, v);
+    return 0;
 }
 
-static void fill_adaptive_params(const struct cw_fill_req *q, struct cw_adaptive_params *p)
+/* What the policy is told about q and resp (core/policy.h). in->prev is left NULL. */
+static void fill_policy_in(const struct cw_fill *f, const struct cw_fill_req *q,
+                           const struct cw_fill_resp *resp, struct cw_policy_in *in)
 {
-    p->initial_ttl_ms = q->rt->ttl_ms;
-    p->min_ttl_ms = q->rt->min_ttl_ms;
-    p->max_ttl_ms = q->rt->max_ttl_ms;
-    p->stale_target = q->rt->stale_target;
+    memset(in, 0, sizeof(*in));
+    in->status = resp->status;
+    in->hdrs = resp->hdrs;
+    in->n = resp->n;
+    in->body_len = resp->status == 304 ? -1 : (int64_t)resp->body.len;
+    in->rt = q->rt;
+    in->targets = (const char *const *)f->cfg->cache_targeted_cc;
+    in->target_count = f->cfg->cache_targeted_cc_count;
+    in->max_object_bytes = f->cfg->cache_max_object_bytes;
+    in->method_is_get_or_head = true;
+    in->req_has_authorization = q->header(q->header_cls, "Authorization") != NULL;
+    in->req_has_cookie = q->header(q->header_cls, "Cookie") != NULL;
+    in->request_time_ms = resp->request_time_ms;
+    in->response_time_ms = resp->response_time_ms;
+    in->now_ms = cw_clock_wall_ms();
 }
 
-/* Replaces the freshness lifetime in h by the learnt ttl (RFC 9111 §4.2.2 heuristic
- * freshness), keeping the stale windows' lengths. */
-static void fill_adaptive_apply(struct cw_entry_hdr *h, const struct cw_adaptive_state *st)
+/* Executes the policy's decision on resp: picks the key, reads what the adaptive TTL learnt,
+ * encodes and puts. A 304 the policy refuses drops the stored copy rather than keep serving
+ * it. */
+static void fill_store(const struct cw_fill *f, struct cw_fill_req *q,
+                       const struct cw_fill_resp *resp, struct cw_fill_result *res)
 {
-    int64_t swr = h->swr_until_ms - h->fresh_until_ms;
-    int64_t sie = h->sie_until_ms - h->fresh_until_ms;
-
-    h->fresh_until_ms = h->response_time_ms + st->ttl_ms - h->corrected_initial_age_ms;
-    h->swr_until_ms = h->fresh_until_ms + swr;
-    h->sie_until_ms = h->fresh_until_ms + sie;
-    h->ttl_ms = st->ttl_ms;
-    h->last_check_ms = st->last_check_ms;
-    h->checks = st->checks;
-    h->changes = st->changes;
-    h->observed_ms = st->observed_ms;
-    h->body_hash = st->body_hash;
-}
-
-/* Learns from what this fill observed (the content changed or not since the last check)
- * and sets h's lifetime from the estimate (docs/ADAPTIVE_TTL.md). */
-static void fill_adaptive_new(const struct cw_fill *f, struct cw_fill_req *q,
-                              const struct cw_entry_header *hdrs, size_t n, struct cw_str body,
-                              struct cw_entry_hdr *h, struct cw_fill_result *res)
-{
-    struct cw_adaptive_params p;
-    struct fill_prev prev = {0};
-    uint64_t hash = cw_adaptive_hash(body.p, body.len);
-    int64_t now = cw_clock_wall_ms();
-    struct cw_str etag = {NULL, 0};
-
-    fill_adaptive_params(q, &p);
-    if (cw_store_read(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), fill_prev_cb,
-                      &prev) != 0)
-        prev.found = false;
-    for (size_t i = 0; i < n; i++)
-        if (cw_str_eq_ci(hdrs[i].name, CW_STR_LIT("ETag"))) etag = hdrs[i].value;
-    if (!prev.found) {
-        cw_adaptive_init(&prev.st, &p, now, hash);
-    } else {
-        /* A strong validator decides; otherwise the body's hash. */
-        bool changed = prev.etag[0] && etag.len ? !cw_str_eq(cw_str_cstr(prev.etag), etag)
-                                                : prev.st.body_hash != hash;
-        cw_adaptive_observe(&prev.st, &p, changed, now);
-        prev.st.body_hash = hash;
-        res->changed = changed;
-    }
-    fill_adaptive_apply(h, &prev.st);
-}
-
-/* A 200 (or other storable status): evaluate, pick the key, store. */
-static void fill_store_new(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
-                           struct cw_fill_result *res)
-{
-    struct cw_entry_header in[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 1];
-    struct cw_fresh_resp fr;
-    struct cw_fresh_policy pol;
-    struct cw_fresh_result fres;
-    struct cw_entry_hdr h;
+    struct cw_policy_in in;
+    struct cw_policy pol;
+    struct fill_stored stored = {0};
+    struct cw_policy_prev prev;
     struct fill_req_part rp;
-    char date[32];
-    size_t n_in = fill_job_headers(job, in, FILL_MAX_HDRS), n;
-
-    fill_fresh_resp(f, &fr, job->status, in, n_in);
-    fill_policy(q, job, &pol);
-    cw_fresh_evaluate(&fr, &pol, &fres);
-    if (!fres.storable) {
-        res->detail = fres.why_not;
-        /* A 5xx is an outage, not a property of the resource: no hit-for-miss for it. */
-        res->uncacheable = job->status < 500;
-        return;
-    }
-    if (job->body.len > f->cfg->cache_max_object_bytes) {
-        res->detail = "too-large";
-        res->uncacheable = true;
-        return;
-    }
-    if (fill_vary_key(f, q, in, n_in) < 0) {
-        res->detail = "vary-too-large";
-        res->uncacheable = true;
-        return;
-    }
-    n = fill_stored_headers(q, &fr, in, n_in, out, CW_ARRAY_LEN(out), date, job->response_time_ms);
-    if (fill_req_part(q, out, n, &rp) < 0) {
-        res->detail = "request-too-large";
-        return;
-    }
-    fill_entry_hdr(&h, job->status, &fres, job->response_time_ms);
-    if (fill_is_adaptive(q, &fres))
-        fill_adaptive_new(f, q, in, n_in, cw_str_make(job->body.p, job->body.len), &h, res);
-    int rc = fill_put(f, q, &h, &rp.req, out, n, cw_str_make(job->body.p, job->body.len));
-    fill_req_part_free(&rp);
-    if (rc < 0) {
-        res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
-        return;
-    }
-    res->stored = true;
-}
-
-/* RFC 9111 §4.3.4: a 304 freshens the stored response: its headers replace the stored
- * ones, the body stays. */
-static void fill_apply_304(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
-                           struct cw_fill_result *res)
-{
-    struct cw_entry_header stored[FILL_MAX_HDRS], fresh[FILL_MAX_HDRS];
-    struct cw_entry_header merged[FILL_MAX_HDRS], out[FILL_MAX_HDRS + 1];
-    struct cw_entry_view stored_v;
-    struct fill_req_part rp;
-    void *copy = NULL;
-    size_t copy_len;
-    struct cw_fresh_resp fr;
-    struct cw_fresh_policy pol;
-    struct cw_fresh_result fres;
-    struct cw_entry_hdr h;
-    struct cw_str name, value;
-    size_t n_stored = 0, n_fresh, n_merged, n, off = 0;
-    char date[32];
+    struct cw_str body = resp->body;
+    uint64_t hash = 0;
     int rc;
 
-    /* The stored bytes, copied out: the view borrows them while the write happens. */
-    rc = cw_store_read_encoded(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), &copy,
-                               &copy_len);
-    if (rc == 0 && cw_entry_decode(copy, copy_len, &stored_v) < 0) rc = -EBADMSG;
-    if (rc < 0) {
-        res->detail = "304-without-entry";
+    fill_policy_in(f, q, resp, &in);
+    if (resp->status == 304 && fill_stored_read(f, q, &stored) == 0) {
+        in.prev = &stored.prev;
+        body = stored.v.body;
+    }
+    cw_policy_decide(&in, &pol);
+    if (!pol.store) {
+        if (pol.revalidated) {
+            int drc = cw_store_delete(f->store, &q->key);
+            if (drc < 0 && drc != -ENOENT)
+                cw_warn_rl("fill: delete unstorable: %s", strerror(-drc));
+        }
+        goto out_refused;
+    }
+    /* A 304 freshens the entry under the key it was found with. */
+    if (!pol.revalidated && fill_vary_key(f, q, cw_str_make(pol.vary, pol.vary_len)) < 0) {
+        res->detail = "vary-too-large";
+        res->uncacheable = resp->status < 500; /* as core/policy: a 5xx is an outage */
         goto out_free;
     }
-    while (n_stored < FILL_MAX_HDRS && cw_entry_header_next(&stored_v, &off, &name, &value)) {
-        if (name.len > 0 && name.p[0] == ':') continue;
-        stored[n_stored].name = name;
-        stored[n_stored++].value = value;
+    if (pol.adaptive && !pol.revalidated) {
+        if (cw_store_read(f->reader, &q->key, cw_str_make(q->key_buf, q->key_len), fill_prev_cb,
+                          &prev) == 0)
+            in.prev = &prev;
+        hash = cw_adaptive_hash(body.p, body.len);
     }
-    n_fresh = fill_job_headers(job, fresh, FILL_MAX_HDRS);
-    n_merged = cw_cond_merge_304(stored, n_stored, fresh, n_fresh, merged, FILL_MAX_HDRS);
-    fill_fresh_resp(f, &fr, stored_v.h.status, merged, n_merged);
-    fill_policy(q, job, &pol);
-    cw_fresh_evaluate(&fr, &pol, &fres);
-    if (!fres.storable) {
-        /* The origin now forbids storing: drop the stale copy rather than keep serving it. */
-        int drc = cw_store_delete(f->store, &q->key);
-        if (drc < 0 && drc != -ENOENT) cw_warn_rl("fill: delete unstorable: %s", strerror(-drc));
-        res->detail = fres.why_not;
-        res->uncacheable = true;
-        goto out_free;
-    }
-    n = fill_stored_headers(q, &fr, merged, n_merged, out, CW_ARRAY_LEN(out), date,
-                            job->response_time_ms);
-    if (fill_req_part(q, out, n, &rp) < 0) {
+    cw_policy_finish(&in, (int64_t)body.len, hash, &pol);
+    if (!pol.store) goto out_refused;
+    if (fill_req_part(q, cw_str_make(pol.vary, pol.vary_len), &rp) < 0) {
         res->detail = "request-too-large";
         goto out_free;
     }
-    fill_entry_hdr(&h, stored_v.h.status, &fres, job->response_time_ms);
-    h.ttl_ms = stored_v.h.ttl_ms;
-    h.last_check_ms = stored_v.h.last_check_ms;
-    h.checks = stored_v.h.checks;
-    h.changes = stored_v.h.changes;
-    h.observed_ms = stored_v.h.observed_ms;
-    h.body_hash = stored_v.h.body_hash;
-    if (fill_is_adaptive(q, &fres)) {
-        /* A 304 is the "unchanged" observation. */
-        struct cw_adaptive_params p;
-        struct cw_adaptive_state st = {h.ttl_ms,  h.last_check_ms, h.checks,
-                                       h.changes, h.observed_ms,   h.body_hash};
-        fill_adaptive_params(q, &p);
-        if (st.ttl_ms <= 0) cw_adaptive_init(&st, &p, cw_clock_wall_ms(), h.body_hash);
-        cw_adaptive_observe(&st, &p, false, cw_clock_wall_ms());
-        fill_adaptive_apply(&h, &st);
-    }
-    rc = fill_put(f, q, &h, &rp.req, out, n, stored_v.body);
+    rc = fill_put(f, q, &pol.h, &rp.req, pol.hdrs, pol.n, body);
     fill_req_part_free(&rp);
-    if (rc == 0) {
-        res->stored = true;
-        res->revalidated = true;
-    } else {
+    if (rc < 0) {
         res->detail = rc == -ENOSPC ? "cache-full" : "store-failed";
+        goto out_free;
     }
+    res->stored = true;
+    res->revalidated = pol.revalidated;
+    res->changed = pol.changed;
+    goto out_free;
+out_refused:
+    res->detail = pol.detail;
+    res->uncacheable = pol.hit_for_miss;
 out_free:
-    free(copy);
+    free(stored.copy);
 }
 
+void cw_fill_commit(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_fill_resp *resp,
+                    struct cw_fill_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    fill_store(f, q, resp, res);
+    if (q->has_lease) cw_fill_abandon(f, q, res->uncacheable);
+    fill_wake(f, q);
+}
+
+int cw_fill_commit_encoded(const struct cw_fill *f, struct cw_fill_req *q, const void *p,
+                           size_t len)
+{
+    struct cw_entry_header hdrs[FILL_MAX_HDRS];
+    struct cw_entry_view v;
+    struct cw_str name, value;
+    char names[CW_LIMIT_VARY_RECORD_BYTES];
+    size_t n = 0, off = 0, names_len = 0;
+    bool keyed_vary = q->key_len != q->primary_len;
+    int rc;
+
+    if (cw_entry_decode(p, len, &v) < 0) return -EBADMSG;
+    while (n < FILL_MAX_HDRS && cw_entry_header_next(&v, &off, &name, &value)) {
+        hdrs[n].name = name;
+        hdrs[n++].value = value;
+    }
+    if (cw_policy_vary_names(hdrs, n, names, sizeof(names), &names_len) < 0) return -EBADMSG;
+    /* The entry must be the one this request would have stored: its full key is the request's
+     * primary key extended by the request's values of the fields the entry varies on. */
+    rc = fill_key_for(f, q, cw_str_make(names, names_len));
+    if (rc == 0 && !cw_str_eq(v.key, cw_str_make(q->key_buf, q->key_len))) rc = -ENOENT;
+    if (rc == 0 && (names_len > 0 || keyed_vary)) {
+        rc = cw_store_vary_put(f->store, &q->primary, cw_str_make(names, names_len));
+        if (rc == -ENOENT) rc = 0;
+    }
+    if (rc == 0) rc = fill_put_bytes(f, q, p, len);
+    if (rc < 0) {
+        /* The request goes on without this entry (to the origin): back to its primary key. */
+        q->key_len = q->primary_len;
+        q->key = q->primary;
+        return rc;
+    }
+    fill_wake(f, q);
+    return 0;
+}
+
+/* TODO(#11): goes when workers/upstream replaces workers/fetch; its callers then build the
+ * struct cw_fill_resp themselves. */
 void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
                       struct cw_fill_result *res)
 {
-    memset(res, 0, sizeof(*res));
-    if (job->status == 304)
-        fill_apply_304(f, q, job, res);
-    else
-        fill_store_new(f, q, job, res);
-    if (q->has_lease) cw_fill_abandon(f, q, res->uncacheable);
-    fill_wake(f, q);
+    struct cw_entry_header hdrs[FILL_MAX_HDRS];
+    struct cw_fill_resp resp = {
+        .status = job->status,
+        .hdrs = hdrs,
+        .body = cw_str_make(job->body.p, job->body.len),
+        .request_time_ms = job->request_time_ms,
+        .response_time_ms = job->response_time_ms,
+    };
+    size_t off = 0;
+
+    while (resp.n < FILL_MAX_HDRS &&
+           cw_fetch_job_header_next(job, &off, &hdrs[resp.n].name, &hdrs[resp.n].value)) {
+        resp.n++;
+    }
+    cw_fill_commit(f, q, &resp, res);
 }
 
 void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)

@@ -1,12 +1,17 @@
-/* workers/fill.h - turning an origin answer into an L1 entry, shared by the worker's miss
- * path and the refresher's background refreshes.
+/* workers/fill.h - the commit: putting an entry into L1, whatever its source, shared by the
+ * worker's miss path and the refresher's background refreshes.
  *
- * Owns nothing: it borrows the store, a reader (for 304 merges) and the shm segment from
- * the calling process, and the request's header lookup from the caller. Everything here
- * runs on the thread that completed the fetch. It decides storage (RFC 9111 §3), picks the
- * key (route key headers and Vary), keeps the Vary record in step, encodes the entry once
- * (with its request part: what a refresh sends again, core/entry.h), stores those bytes and
- * releases the fetch lease in the same write txn, and wakes coalesced waiters. */
+ * Owns nothing: it borrows the store, a reader (for 304 merges and the adaptive TTL's history)
+ * and the shm segment from the calling process, and the request's header lookup from the
+ * caller. Everything here runs on the thread that completed the fetch (never the MHD thread:
+ * it writes). It decides nothing about caching: core/policy decides what an origin answer
+ * becomes (store or not, windows, kept headers, Vary names, tags), and this module executes
+ * that: picks the key (route key headers and Vary) and keeps the Vary record in step, encodes
+ * the entry once (with its request part: what a refresh sends again, core/entry.h), stores
+ * those bytes and releases the request's lease by its token in the same write txn, and wakes
+ * coalesced waiters. An already-encoded entry (from L2) is committed the same way without
+ * being encoded again. It does not know the fetcher: an origin answer comes in as a
+ * struct cw_fill_resp. */
 #ifndef CW_FILL_H
 #define CW_FILL_H
 
@@ -18,6 +23,7 @@
 
 struct cw_config;
 struct cw_config_route;
+struct cw_entry_header;
 struct cw_entry_view;
 struct cw_fetch_job;
 struct cw_seg;
@@ -70,11 +76,40 @@ CW_MUST_CHECK int cw_fill_key_primary(const struct cw_fill *f, struct cw_fill_re
 CW_MUST_CHECK int cw_fill_key_vary(const struct cw_fill *f, struct cw_fill_req *q,
                                    struct cw_str names);
 
-/* Handles a completed fetch of a cacheable request: stores a storable answer, applies a
- * 304 to the stored entry, releases q's lease by its token (in the same txn as the write
- * when there is one; a lease taken over since is left to its new owner) and bumps the fill
- * generations so waiters wake. Never fails: what went wrong is in res->detail, logged and
- * counted. */
+/* An origin's answer to a cacheable request, from any fetcher. Everything is borrowed for the
+ * call. Header values are as received, trimmed of surrounding whitespace. */
+struct cw_fill_resp {
+    int status;
+    const struct cw_entry_header *hdrs; /* the final response's header lines, in order */
+    size_t n;
+    struct cw_str body;       /* the whole body (empty for a 304) */
+    int64_t request_time_ms;  /* wall clock when the request went to the origin */
+    int64_t response_time_ms; /* wall clock when the answer ended */
+};
+
+/* Commits an origin answer to q: executes core/policy's decision (a storable answer is
+ * stored, a 304 freshens the stored entry, a refused 304 drops it), releases q's lease by its
+ * token (in the same txn as the write when there is one; a lease taken over since is left to
+ * its new owner; an answer the policy marks hit-for-miss leaves that record instead) and bumps
+ * the fill generations so waiters wake. Never fails: what went wrong is in res->detail, logged
+ * and counted. */
+void cw_fill_commit(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_fill_resp *resp,
+                    struct cw_fill_result *res);
+
+/* Commits len bytes at p, an entry already encoded (core/entry.h; as L2 returns it), for q,
+ * whose primary key is computed (cw_fill_key_primary()): validates the bytes, checks that the
+ * entry's full key is the one q would store it under (q's primary key extended by q's values
+ * of the fields the entry's Vary names), keeps the Vary record in step, puts the bytes
+ * unchanged and releases q's lease by its token in the same txn, then wakes the waiters: 0.
+ * -EBADMSG for bytes that fail cw_entry_decode() (or a Vary over the limits), -ENOENT for an
+ * entry of another key, -ENOSPC when the key or the map is full, -errno from the store: then
+ * nothing is written, q keeps its lease and its primary key, and the caller goes on (to the
+ * origin). The bytes are copied; the caller keeps them. */
+CW_MUST_CHECK int cw_fill_commit_encoded(const struct cw_fill *f, struct cw_fill_req *q,
+                                         const void *p, size_t len);
+
+/* cw_fill_commit() for a completed struct cw_fetch_job: an adapter for the fetch loop's
+ * callers, until workers/upstream replaces it (TODO(#11)). */
 void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
                       struct cw_fill_result *res);
 
