@@ -680,6 +680,9 @@ class Daemon:
         overrides = dict(overrides or {})
         if ":" in host:  # IPv6: listen on [host]:port
             overrides.setdefault("listen", f"[{host}]:{self.port}")
+        # One control socket per daemon, so that two daemons in one temp dir never meet.
+        self.control = os.path.join(tmpdir, f"{name}.sock")
+        overrides.setdefault("control", {"socket": self.control})
         # stats=True: the stats process on an ephemeral port, so a test can wait on a counter
         # in /metrics (metric()) instead of sleeping.
         self.stats_port = None
