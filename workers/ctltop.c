@@ -179,9 +179,10 @@ static void ctltop_draw(const char *path, const struct ctltop_sample *a,
     printf("q or Ctrl-C quits; figures over the last %.1f s\n\n", secs);
     printf("requests/s %10.1f      hit ratio %5.1f %%      total %llu\n", (double)total / secs,
            total ? 100.0 * (double)l1 / (double)total : 0.0, (unsigned long long)b->total);
+    /* Two lines of results, so that 7 rates of 6 digits stay inside 80 columns. */
     for (int r = 0; r < CW_METRICS_RESULT_COUNT; r++)
-        printf("%s%s %.1f", r == 0 ? "  " : "  ", ctltop_results[r],
-               (double)(b->result[r] - a->result[r]) / secs);
+        printf("%s%s %.1f%s", r == 0 || r == 4 ? "  " : "   ", ctltop_results[r],
+               (double)(b->result[r] - a->result[r]) / secs, r == 3 ? "\n" : "");
     printf("\nlatency    p50 %-12s p99 %-12s (client requests)\n\n", p50, p99);
     printf("%-24s %10s %10s %10s  %s\n", "ORIGIN", "req/s", "5xx/s", "errors/s", "state");
     for (size_t o = 0; o < b->origin_count && o < CTLTOP_ORIGINS; o++) {
