@@ -150,6 +150,7 @@ FUZZ_CORE_entry  := core/entry.c core/common.c
 FUZZ_CORE_key    := core/key.c core/common.c
 FUZZ_CORE_path   := core/path.c core/common.c
 FUZZ_CORE_reqscan := core/reqscan.c
+FUZZ_CORE_ctlmsg := core/ctlmsg.c core/common.c
 FUZZ_CORE_config := core/config.c core/config_schema.c core/config_value.c core/common.c \
                     core/log.c
 FUZZ_LIBS_config  = $(shell pkg-config --libs libconfig)
