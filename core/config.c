@@ -428,6 +428,7 @@ void cw_config_free(struct cw_config *cfg)
     free(cfg->stats_listen);
     free(cfg->stats_textfile);
     free(cfg->control_socket);
+    free(cfg->control_group);
     free(cfg->purge_allow);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -136,7 +136,8 @@ struct cw_config {
     char *stats_textfile; /* NULL = none */
     int64_t stats_interval_ms;
 
-    char *control_socket;
+    char *control_socket; /* unix socket path; default "/run/cachewarp/control.sock" */
+    char *control_group;  /* group of the socket file; NULL = the daemon's own */
 
     struct cw_config_cidr *purge_allow;
     size_t purge_allow_count;

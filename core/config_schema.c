@@ -480,6 +480,7 @@ static const struct config_opt config_stats_opts[] = {
 
 static const struct config_opt config_control_opts[] = {
     CONFIG_FN("socket", config_control_socket),
+    CONFIG_OPT("group", CW_CONFIG_KIND_STR_OPT, CW_CFG, control_group, 0, 0),
 };
 
 static const struct config_opt config_purge_opts[] = {

@@ -64,8 +64,18 @@
 #define CW_LIMIT_FETCH_BODY_BYTES (64u << 20)
 
 /* One message on a supervisor-child command channel (workers/chan.h), header included: a
- * purge's URL (CW_LIMIT_URL_BYTES) would not fit, so purges will carry the hashed key. */
-#define CW_LIMIT_CHAN_MSG_BYTES 4096
+ * purge from the control socket carries its URL, prefix or tag as text (at most
+ * CW_LIMIT_URL_BYTES) and a small header, so the message has room for it. */
+#define CW_LIMIT_CHAN_MSG_BYTES (CW_LIMIT_URL_BYTES + 256)
+
+/* The control socket (workers/control.h): one request line (a purge URL fits with room to
+ * spare), one reply (status of CW_LIMIT_WORKERS children at about 120 bytes each), clients
+ * served at once (one more is accepted and closed at once), and how long a client may take
+ * to send its request or read its reply before it is dropped. */
+#define CW_LIMIT_CTL_LINE_BYTES  16384
+#define CW_LIMIT_CTL_REPLY_BYTES 65536
+#define CW_LIMIT_CTL_CLIENTS     16
+#define CW_LIMIT_CTL_IDLE_MS     5000
 
 /* Per worker: requests waiting for an origin fetch at once (counted and 503 past it). */
 #define CW_LIMIT_PENDING_FETCHES 4096

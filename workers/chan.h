@@ -25,8 +25,47 @@
 enum cw_chan_type {
     CW_CHAN_PING = 0, /* supervisor -> child: "are you running your loop?"; no payload */
     CW_CHAN_PONG = 1, /* child -> supervisor: the answer, with the PING's seq; no payload */
+    /* supervisor -> refresher: purge L1 (struct cw_chan_purge, then the text) */
+    CW_CHAN_PURGE = 2,
+    CW_CHAN_PURGED = 3,   /* refresher -> supervisor: the result, with the PURGE's seq */
+    CW_CHAN_L1_STAT = 4,  /* supervisor -> refresher: "how full is L1?"; no payload */
+    CW_CHAN_L1_STATS = 5, /* refresher -> supervisor: struct cw_chan_l1_stats, with the seq */
     CW_CHAN_TYPE_COUNT
 };
+
+enum cw_chan_purge_kind {
+    CW_CHAN_PURGE_URL = 0, /* text: "http://host[:port]/path?query" (core/ctlmsg.h) */
+    CW_CHAN_PURGE_PREFIX,  /* text: a prefix of the key string ("http://host/api/") */
+    CW_CHAN_PURGE_TAG,     /* text: a Surrogate-Key tag */
+    CW_CHAN_PURGE_KIND_COUNT
+};
+
+/* CW_CHAN_PURGE's payload: this header, then len - sizeof(it) bytes of text (no NUL). */
+struct cw_chan_purge {
+    uint32_t kind; /* enum cw_chan_purge_kind */
+    uint32_t soft; /* 1: mark stale (store.h soft purge), 0: delete */
+};
+
+/* CW_CHAN_PURGED's payload. */
+struct cw_chan_purged {
+    int32_t rc; /* 0, or -errno: -EINVAL bad URL or prefix, -ENOENT no route, others logged */
+    uint32_t pad;
+    uint64_t count;   /* entries purged */
+    uint64_t took_us; /* how long the refresher spent on it */
+};
+
+/* CW_CHAN_L1_STATS's payload. */
+struct cw_chan_l1_stats {
+    int32_t rc; /* 0, or -errno of cw_store_stat() */
+    uint32_t pad;
+    uint64_t entries;
+    uint64_t used_bytes;
+    uint64_t size_bytes; /* the map size (cache.size) */
+};
+
+static_assert(sizeof(struct cw_chan_purge) == 8, "purge header layout is pinned");
+static_assert(sizeof(struct cw_chan_purged) == 24, "purge result layout is pinned");
+static_assert(sizeof(struct cw_chan_l1_stats) == 32, "L1 stats layout is pinned");
 
 struct cw_chan_hdr {
     uint32_t type; /* enum cw_chan_type */

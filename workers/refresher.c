@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/config.h"
+#include "core/ctlmsg.h"
 #include "core/entry.h"
 #include "core/key.h"
 #include "core/limits.h"
@@ -492,6 +493,128 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
            (st.clock > 0 || st.used_pages * 100 > st.map_pages * CW_STORE_EVICT_HIGH_PCT);
 }
 
+/* Purges one URL as the HTTP PURGE does (workers/worker.c): the primary key the route
+ * builds for it, and, when entries of the URL can differ by request fields (the route's
+ * key_headers, cookies = "key", or a Vary record), every key that starts with the primary
+ * key and a newline. A URL with no route has nothing cached: -ENOENT. */
+static int refr_purge_url(struct refresher *rf, struct cw_str url, bool soft, int64_t now,
+                          size_t *count)
+{
+    struct cw_str host, target;
+    struct cw_key primary;
+    char vary[CW_LIMIT_VARY_RECORD_BYTES];
+    size_t klen, vlen, n = 0;
+    const char *qm;
+    char *key;
+    int route, rc;
+
+    if (cw_ctlmsg_split_url(url, &host, &target) < 0) return -EINVAL;
+    qm = memchr(target.p, '?', target.len);
+    route = cw_route_find(rf->cfg, host,
+                          cw_str_make(target.p, qm ? (size_t)(qm - target.p) : target.len));
+    if (route < 0) return -ENOENT;
+    const struct cw_config_route *rt = &rf->cfg->routes[route];
+    key = malloc(CW_LIMIT_KEY_BYTES);
+    if (key == NULL) return -ENOMEM;
+    rc = cw_key_build(rt, CW_STR_LIT("http"), host, target, key, CW_LIMIT_KEY_BYTES - 1, &klen);
+    if (rc < 0) goto out_free_key;
+    cw_key_hash(cw_store_secret(rf->store), key, klen, &primary);
+    rc = cw_store_purge_key(rf->store, &primary, soft, now);
+    if (rc == 0) (*count)++;
+    if (rc < 0 && rc != -ENOENT) goto out_free_key;
+    rc = 0;
+    if (rt->key_headers_count > 0 || rt->cookies == CW_CONFIG_COOKIES_KEY ||
+        cw_store_vary_get(rf->reader, &primary, vary, sizeof(vary), &vlen) == 0) {
+        key[klen] = '\n';
+        rc = cw_store_purge_prefix(rf->store, cw_str_make(key, klen + 1), soft, now, &n);
+        *count += n;
+        if (rc == 0 && !soft) rc = cw_store_vary_put(rf->store, &primary, cw_str_make(NULL, 0));
+        if (rc == -ENOENT) rc = 0;
+    }
+out_free_key:
+    free(key);
+    return rc;
+}
+
+/* A prefix is a URL prefix: its host is normalised as keys are (core/key.h). */
+static int refr_purge_prefix(struct refresher *rf, struct cw_str prefix, bool soft, int64_t now,
+                             size_t *count)
+{
+    struct cw_str host, target;
+    size_t klen;
+    char *key;
+    int rc;
+
+    if (cw_ctlmsg_split_url(prefix, &host, &target) < 0) return -EINVAL;
+    key = malloc(CW_LIMIT_KEY_BYTES);
+    if (key == NULL) return -ENOMEM;
+    rc = cw_key_build(NULL, CW_STR_LIT("http"), host, target, key, CW_LIMIT_KEY_BYTES, &klen);
+    if (rc == 0) rc = cw_store_purge_prefix(rf->store, cw_str_make(key, klen), soft, now, count);
+    free(key);
+    return rc;
+}
+
+/* CW_CHAN_PURGE from the control socket: applies it to L1 and answers with the count. The
+ * refresher's loop does nothing else meanwhile; the store purges in short write txns, so
+ * workers keep storing and serving. */
+static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
+{
+    struct cw_chan_purged res = {0};
+    struct cw_chan_purge h;
+    int64_t t0 = cw_clock_mono_us(), now = cw_clock_wall_ms();
+    size_t count = 0;
+    int rc;
+
+    if (m->hdr.len < sizeof(h)) {
+        res.rc = -EBADMSG;
+        goto out_send;
+    }
+    memcpy(&h, m->payload, sizeof(h));
+    struct cw_str text = cw_str_make((const char *)m->payload + sizeof(h), m->hdr.len - sizeof(h));
+    bool soft = h.soft != 0;
+    switch (h.kind) {
+    case CW_CHAN_PURGE_URL:
+        rc = refr_purge_url(rf, text, soft, now, &count);
+        break;
+    case CW_CHAN_PURGE_PREFIX:
+        rc = refr_purge_prefix(rf, text, soft, now, &count);
+        break;
+    case CW_CHAN_PURGE_TAG:
+        rc = text.len == 0 || text.len > CW_LIMIT_TAG_BYTES
+                 ? -EINVAL
+                 : cw_store_purge_tag(rf->store, text, soft, now, &count);
+        break;
+    default:
+        rc = -EINVAL;
+        break;
+    }
+    res.rc = rc;
+    res.count = count;
+    res.took_us = (uint64_t)(cw_clock_mono_us() - t0);
+    cw_notice("refresher: purge%s %s %.*s: %zu entries in %llu ms%s%s", soft ? " (soft)" : "",
+              h.kind == CW_CHAN_PURGE_URL      ? "url"
+              : h.kind == CW_CHAN_PURGE_PREFIX ? "prefix"
+                                               : "tag",
+              (int)(text.len > 200 ? 200 : text.len), text.p, count,
+              (unsigned long long)(res.took_us / 1000), rc < 0 ? ": " : "",
+              rc < 0 ? strerror(-rc) : "");
+out_send:
+    rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGED, m->hdr.seq, &res, sizeof(res));
+    if (rc < 0 && rc != -EPIPE)
+        cw_warn("refresher: command channel: purge result: %s", strerror(-rc));
+}
+
+/* CW_CHAN_L1_STAT: how full L1 is, for cwctl status (the supervisor never opens the store). */
+static void refr_on_l1_stat(struct refresher *rf, uint64_t seq)
+{
+    struct cw_chan_l1_stats st = {.size_bytes = rf->cfg->cache_size_bytes};
+    int rc;
+
+    st.rc = cw_store_stat(rf->store, &st.entries, &st.used_bytes);
+    rc = cw_chan_send(rf->cmd_fd, CW_CHAN_L1_STATS, seq, &st, sizeof(st));
+    if (rc < 0 && rc != -EPIPE) cw_warn("refresher: command channel: L1 stats: %s", strerror(-rc));
+}
+
 /* Answers what the supervisor sent, at most REFR_CMD_MAX messages (the rest wake the next
  * poll): true, or false when the channel is closed or broken, which means the supervisor has
  * gone or retired this refresher. A PING is answered from this loop, so a refresher stuck
@@ -515,6 +638,14 @@ static bool refr_on_commands(struct refresher *rf)
         if (rc < 0) {
             cw_err("refresher: command channel: %s; stopping", strerror(-rc));
             return false;
+        }
+        if (m.hdr.type == CW_CHAN_PURGE) {
+            refr_on_purge(rf, &m);
+            continue;
+        }
+        if (m.hdr.type == CW_CHAN_L1_STAT) {
+            refr_on_l1_stat(rf, m.hdr.seq);
+            continue;
         }
         if (m.hdr.type != CW_CHAN_PING) {
             cw_warn("refresher: command %s is not one the refresher takes; dropped",

@@ -7,8 +7,9 @@
  * of dead processes and expired hit-for-miss records, clears stale LMDB reader slots, and
  * runs eviction in bounded steps. It sleeps on an eventfd that workers write when they ask
  * for a refresh, so it costs no CPU when there is nothing to do. Its loop also reads the
- * supervisor's command channel (workers/chan.h): it answers each PING with a PONG, and stops
- * when the supervisor closes the channel. */
+ * supervisor's command channel (workers/chan.h): it answers each PING with a PONG, applies
+ * the control socket's purges to L1 (answering PURGED with the count), reports how full L1
+ * is (L1_STAT), and stops when the supervisor closes the channel. */
 #ifndef CW_REFRESHER_H
 #define CW_REFRESHER_H
 

@@ -47,69 +47,13 @@
 #include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/config_file.h"
+#include "workers/control.h"
 #include "workers/refresher.h"
 #include "workers/stats.h"
+#include "workers/supervisor_int.h"
 #include "workers/worker.h"
 
-#define SUP_LISTEN_BACKLOG 4096
-#define SUP_BACKOFF_MIN_MS 100
-#define SUP_BACKOFF_MAX_MS 5000
-#define SUP_STABLE_MS      10000 /* a child that lived this long restarts without backoff */
-#define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
-#define SUP_RETIRING_MAX   (2 * CW_LIMIT_WORKERS + 8)
-#define SUP_SIGNALS_MAX    16 /* signalfd records read per wake-up */
-#define SUP_CHAN_READ_MAX  16 /* command-channel messages read per child per ping */
-/* The health ping: one wake-up every 5 s on an idle node, and a stuck refresher replaced
- * within 15 to 20 s, well inside REFR_LEASE_MS (30 s), after which workers would find its
- * claimed refreshes orphaned anyway. */
-#define SUP_PING_INTERVAL_MS 5000
-#define SUP_PING_MISSES      3
-#define SUP_POLL_MAX         (CW_LIMIT_WORKERS + 3) /* the signalfd and a channel per child */
-
-enum sup_kind {
-    SUP_WORKER = 0,
-    SUP_REFRESHER,
-    SUP_STATS,
-    SUP_KIND_COUNT,
-};
-
-static const char *const sup_kind_names[] = {"worker", "refresher", "stats"};
-static_assert(CW_ARRAY_LEN(sup_kind_names) == SUP_KIND_COUNT, "a name for every kind");
-
-struct sup_child {
-    enum sup_kind kind;
-    int index;
-    int slot;
-    pid_t pid;             /* 0 = not running */
-    int64_t started_ms;    /* monotonic */
-    int64_t restart_at_ms; /* when pid == 0: when to fork it again */
-    int64_t backoff_ms;
-    int cmd_fd;         /* our end of its command channel, -1 for none */
-    int64_t ping_at_ms; /* when cmd_fd != -1: the next health ping */
-    uint64_t ping_seq;  /* the last PING sent; 0 before the first */
-    uint64_t pong_seq;  /* the last PONG that answered one */
-    int ping_missed;    /* pings in a row found unanswered */
-    bool health_killed; /* SIGKILL sent for not answering */
-};
-
-struct sup {
-    struct cw_config cfg;
-    const char *version;
-    struct cw_seg *seg;
-    int listen_fd;
-    int refresh_fd; /* eventfd: workers wake the refresher */
-    int stats_fd;   /* stats.listen, bound here so that it outlives reloads; -1 for none */
-    int sig_fd;     /* signalfd for the signals of sup_sigset() */
-    struct sup_child *children;
-    size_t child_count;
-    pid_t retiring[SUP_RETIRING_MAX]; /* children of an older config, finishing up */
-    size_t retiring_count;
-    bool stopping;
-    bool stop_killed;         /* SIGKILL sent to what outlived the grace */
-    int64_t stop_deadline_ms; /* when stopping: the end of the grace */
-    uint64_t wd_usec;         /* systemd watchdog interval, 0 when off */
-    int64_t next_wd_ms;
-};
+const char *const sup_kind_names[SUP_KIND_COUNT] = {"worker", "refresher", "stats"};
 
 static void sup_sigset(sigset_t *set);
 static int sup_bind(const char *listen_addr);
@@ -121,19 +65,21 @@ static void sup_signal_all(struct sup *s, int sig);
 static void sup_signal_workers(struct sup *s, int sig);
 static void sup_stop_begin(struct sup *s);
 static void sup_restart_due(struct sup *s, int64_t now);
+static void sup_on_hup(struct sup *s);
 static int sup_poll_timeout(const struct sup *s, int64_t now);
 static void sup_on_signals(struct sup *s);
 static void sup_watchdog(struct sup *s, int64_t now);
 static void sup_chan_close(struct sup_child *c);
-static void sup_health(struct sup_child *c, int64_t now);
-static void sup_health_read(struct sup_child *c);
+static void sup_health(struct sup *s, struct sup_child *c, int64_t now);
+static void sup_chan_read(struct sup *s, struct sup_child *c);
+static void sup_chan_gone(struct sup *s, struct sup_child *c);
+static int sup_control_open(struct sup *s);
 static int sup_loop(struct sup *s);
 static int sup_check_store(const struct cw_config *cfg);
 static bool sup_same_str(const char *a, const char *b);
 static void sup_resolve_workers(struct cw_config *cfg);
 static int sup_children_start(struct sup *s);
 static void sup_children_retire(struct sup *s);
-static void sup_reload(struct sup *s);
 static int sup_signals_block(void);
 static int sup_start(struct sup *s);
 static void sup_free(struct sup *s);
@@ -177,25 +123,42 @@ static int sup_loop(struct sup *s)
 
     for (;;) {
         int64_t now = cw_clock_mono_ms();
-        nfds_t nfds = 1;
+        nfds_t nfds = 1, nchan, nctl = 0;
         int n;
 
         pfd[0] = (struct pollfd){.fd = s->sig_fd, .events = POLLIN};
-        /* Channels are polled for their hang-up only (events 0): answers are read when the
-         * next ping is due, so they cost no wake-up of their own. */
+        /* Channels are polled for their hang-up only (events 0) unless a control command
+         * waits on an answer: health answers are read when the next ping is due, so they
+         * cost no wake-up of their own. */
         for (size_t i = 0; i < s->child_count && nfds < SUP_POLL_MAX; i++) {
-            if (s->children[i].cmd_fd == -1) continue;
-            chan_of[nfds] = &s->children[i];
-            pfd[nfds++] = (struct pollfd){.fd = s->children[i].cmd_fd, .events = 0};
+            struct sup_child *c = &s->children[i];
+            if (c->cmd_fd == -1) continue;
+            chan_of[nfds] = c;
+            pfd[nfds++] =
+                (struct pollfd){.fd = c->cmd_fd, .events = sup_ctl_has_pending(s) ? POLLIN : 0};
+        }
+        nchan = nfds;
+        if (s->ctl != NULL) {
+            nctl = cw_control_pollfds(s->ctl, pfd + nfds, SUP_POLL_MAX - nfds);
+            nfds += nctl;
         }
         n = poll(pfd, nfds, sup_poll_timeout(s, now));
         if (n == -1 && errno != EINTR) {
             cw_err("supervisor: poll: %s", strerror(errno));
             if (!s->stopping) sup_stop_begin(s);
         }
-        /* Hang-ups before signals: a reload replaces the table chan_of points into. */
-        for (nfds_t i = 1; n > 0 && i < nfds; i++)
-            if (pfd[i].revents != 0) sup_chan_close(chan_of[i]); /* the child has gone */
+        /* Channels first, then control, then signals: a reload (from either) replaces the
+         * table chan_of points into. */
+        for (nfds_t i = 1; n > 0 && i < nchan; i++) {
+            if (pfd[i].revents & POLLIN) {
+                sup_chan_read(s, chan_of[i]);
+            } else if (pfd[i].revents != 0) {
+                sup_chan_gone(s, chan_of[i]); /* the child has gone */
+            }
+        }
+        now = cw_clock_mono_ms();
+        sup_ctl_expire(s, now, NULL);
+        if (s->ctl != NULL) cw_control_process(s->ctl, pfd + nchan, n > 0 ? nctl : 0, now);
         if (n > 0 && (pfd[0].revents & POLLIN)) sup_on_signals(s);
         sup_reap(s);
         now = cw_clock_mono_ms();
@@ -210,7 +173,7 @@ static int sup_loop(struct sup *s)
         }
         sup_restart_due(s, now);
         for (size_t i = 0; i < s->child_count; i++)
-            sup_health(&s->children[i], now);
+            sup_health(s, &s->children[i], now);
         sup_watchdog(s, now);
     }
 }
@@ -233,6 +196,8 @@ static int sup_poll_timeout(const struct sup *s, int64_t now)
         }
         if (s->wd_usec > 0 && s->next_wd_ms < next) next = s->next_wd_ms;
     }
+    if (s->ctl != NULL && cw_control_deadline(s->ctl) < next) next = cw_control_deadline(s->ctl);
+    if (sup_ctl_deadline(s) < next) next = sup_ctl_deadline(s);
     if (next == INT64_MAX) return -1;
     if (next <= now) return 0;
     return next - now > INT32_MAX ? INT32_MAX : (int)(next - now);
@@ -260,7 +225,7 @@ static void sup_on_signals(struct sup *s)
             if (!s->stopping) sup_stop_begin(s);
             break;
         case SIGHUP:
-            if (!s->stopping) sup_reload(s);
+            if (!s->stopping) sup_on_hup(s);
             break;
         case SIGUSR1:
             sup_signal_workers(s, SIGUSR1); /* logrotate: workers reopen the access log */
@@ -271,11 +236,24 @@ static void sup_on_signals(struct sup *s)
     }
 }
 
+/* WATCHDOG=1 every half interval, but only while every child runs and answers: a child
+ * that is down, stopped (SIGSTOP) or not answering its health pings withholds it, so that
+ * systemd restarts a node that no longer serves instead of trusting the supervisor alone. */
 static void sup_watchdog(struct sup *s, int64_t now)
 {
+    char why[128];
+
     if (s->wd_usec == 0 || now < s->next_wd_ms) return;
-    sd_notify(0, "WATCHDOG=1");
     s->next_wd_ms = now + (int64_t)(s->wd_usec / 2000);
+    if (!sup_ctl_children_healthy(s, why, sizeof(why))) {
+        if (!s->wd_withheld) cw_warn("supervisor: withholding the systemd watchdog: %s", why);
+        s->wd_withheld = true;
+        return;
+    }
+    if (s->wd_withheld) cw_notice("supervisor: every child answers again; watchdog resumed");
+    s->wd_withheld = false;
+    sd_notify(0, "WATCHDOG=1");
+    sup_ctl_notify_status(s);
 }
 
 /* ---- the refresher's health ---- */
@@ -289,16 +267,25 @@ static void sup_chan_close(struct sup_child *c)
     c->cmd_fd = -1;
 }
 
-/* Reads the answers that came back since the last ping (bounded). */
-static void sup_health_read(struct sup_child *c)
+/* The child's channel has hung up: closes it and fails the commands that waited on it. */
+static void sup_chan_gone(struct sup *s, struct sup_child *c)
 {
-    struct cw_chan_msg m;
+    sup_chan_close(c);
+    if (c->kind == SUP_REFRESHER)
+        sup_ctl_expire(s, -1, "the refresher exited before answering; see the daemon's log");
+}
+
+/* Reads what came back on c's channel (bounded): health answers, and the answers to control
+ * commands, which go to their clients. */
+static void sup_chan_read(struct sup *s, struct sup_child *c)
+{
+    static struct cw_chan_msg m; /* 8 KiB: off the stack; single-threaded */
 
     for (int i = 0; i < SUP_CHAN_READ_MAX && c->cmd_fd != -1; i++) {
         int rc = cw_chan_recv(c->cmd_fd, &m);
         if (rc == -EAGAIN) return;
         if (rc == -EPIPE) {
-            sup_chan_close(c);
+            sup_chan_gone(s, c);
             return;
         }
         if (rc < 0) {
@@ -307,7 +294,9 @@ static void sup_health_read(struct sup_child *c)
             if (rc != -EBADMSG) return;
             continue;
         }
-        if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
+        if (m.hdr.type == CW_CHAN_PURGED || m.hdr.type == CW_CHAN_L1_STATS) {
+            sup_ctl_on_answer(s, &m);
+        } else if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
             c->pong_seq = m.hdr.seq;
             cw_debug("supervisor: %s %d (pid %d) answered health ping %llu",
                      sup_kind_names[c->kind], c->index, (int)c->pid, (unsigned long long)m.hdr.seq);
@@ -320,13 +309,13 @@ static void sup_health_read(struct sup_child *c)
 
 /* When c's ping is due: checks that the last one was answered, kills c after
  * SUP_PING_MISSES unanswered ones in a row, and sends the next. */
-static void sup_health(struct sup_child *c, int64_t now)
+static void sup_health(struct sup *s, struct sup_child *c, int64_t now)
 {
     int rc;
 
     if (c->pid == 0 || c->cmd_fd == -1 || c->health_killed || now < c->ping_at_ms) return;
     c->ping_at_ms = now + SUP_PING_INTERVAL_MS;
-    sup_health_read(c);
+    sup_chan_read(s, c);
     if (c->cmd_fd == -1) return;
     c->ping_missed = c->pong_seq == c->ping_seq ? 0 : c->ping_missed + 1;
     if (c->ping_missed >= SUP_PING_MISSES) {
@@ -378,6 +367,7 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
         /* A signalfd reads the signals of the process that reads it: the child takes its
          * own signals by sigwait() or its own signalfd, never through this one. */
         close(s->sig_fd);
+        cw_control_forget(s->ctl); /* the listener and clients are the supervisor's */
         /* Our ends of every channel, its own included: a child that held one would keep its
          * sibling from ever reading end of file. */
         for (size_t i = 0; i < s->child_count; i++)
@@ -421,8 +411,9 @@ static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
         if (c->pid != pid) continue;
         int64_t now = cw_clock_mono_ms();
         c->pid = 0;
-        sup_chan_close(c);
+        sup_chan_gone(s, c);
         if (s->stopping) return;
+        c->restarts++;
         if (now - c->started_ms >= SUP_STABLE_MS) c->backoff_ms = SUP_BACKOFF_MIN_MS;
         c->restart_at_ms = now + c->backoff_ms;
         if (WIFSIGNALED(wstatus)) {
@@ -437,6 +428,7 @@ static void sup_on_exit(struct sup *s, pid_t pid, int wstatus)
         c->backoff_ms =
             c->backoff_ms * 2 > SUP_BACKOFF_MAX_MS ? SUP_BACKOFF_MAX_MS : c->backoff_ms * 2;
         atomic_fetch_add(&s->seg->worker_restarts, 1);
+        sup_ctl_notify_status(s);
         return;
     }
 }
@@ -481,7 +473,11 @@ static void sup_stop_begin(struct sup *s)
 {
     s->stopping = true;
     s->stop_deadline_ms = cw_clock_mono_ms() + s->cfg.shutdown_grace_ms + SUP_KILL_EXTRA_MS;
-    sd_notify(0, "STOPPING=1");
+    sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+    /* A stopping daemon takes no more commands: cwctl finds the socket gone. */
+    sup_ctl_expire(s, -1, "the daemon is stopping");
+    cw_control_close(s->ctl);
+    s->ctl = NULL;
     cw_notice("supervisor: stopping %zu children (grace %lld ms)", sup_running(s),
               (long long)s->cfg.shutdown_grace_ms);
     sup_signal_all(s, SIGTERM);
@@ -504,20 +500,25 @@ static int sup_children_start(struct sup *s)
     struct sup_child *children = calloc(n, sizeof(*children));
 
     if (children == NULL) return -ENOMEM;
-    free(s->children);
-    s->children = children;
-    s->child_count = n;
     for (size_t i = 0; i < n; i++) {
         bool worker = i < (size_t)s->cfg.workers;
         bool is_stats = i == (size_t)s->cfg.workers + 1;
-        s->children[i] = (struct sup_child){
+        children[i] = (struct sup_child){
             .kind = worker ? SUP_WORKER : (is_stats ? SUP_STATS : SUP_REFRESHER),
             .index = worker ? (int)i : 0,
             .slot = worker ? (int)i : (is_stats ? CW_SEG_SLOT_STATS : CW_SEG_SLOT_REFRESHER),
             .backoff_ms = SUP_BACKOFF_MIN_MS,
             .cmd_fd = -1,
         };
+        /* The same role and number keeps its restart count across a reload (cwctl status). */
+        for (size_t j = 0; j < s->child_count; j++)
+            if (s->children[j].kind == children[i].kind &&
+                s->children[j].index == children[i].index)
+                children[i].restarts = s->children[j].restarts;
     }
+    free(s->children);
+    s->children = children;
+    s->child_count = n;
     /* Only once every entry is set: a child closes every cmd_fd of the table after fork. */
     for (size_t i = 0; i < n; i++)
         sup_spawn(s, &s->children[i]);
@@ -613,26 +614,41 @@ static void sup_resolve_workers(struct cw_config *cfg)
     cfg->workers = ncpu > 0 ? (int)(ncpu > CW_LIMIT_WORKERS ? CW_LIMIT_WORKERS : ncpu) : 1;
 }
 
-/* SIGHUP: reads and checks the config file again; on any error the running configuration
- * stays, and the log says why. Otherwise new children start on the new configuration and
- * the old ones retire gracefully: the listen socket is never closed in between, so no
- * connection is refused. A changed listen address is bound before anything else changes. */
-static void sup_reload(struct sup *s)
+/* SIGHUP: a reload whose outcome only the log tells. */
+static void sup_on_hup(struct sup *s)
+{
+    struct cw_err err = {{0}};
+
+    if (sup_reload(s, &err) < 0) { /* logged by sup_reload() */
+    }
+}
+
+/* SIGHUP and cwctl reload: reads and checks the config file again; on any error the running
+ * configuration stays, and the log (and err, for cwctl) says why. Otherwise new children
+ * start on the new configuration and the old ones retire gracefully: the listen socket is
+ * never closed in between, so no connection is refused. A changed listen address is bound
+ * before anything else changes. A changed control socket takes effect at the next start. */
+int sup_reload(struct sup *s, struct cw_err *err)
 {
     struct cw_config next = {0}, old;
-    struct cw_err err = {{0}};
-    int fd = -1, stats_fd = s->stats_fd;
+    int fd = -1, stats_fd = s->stats_fd, rc;
 
-    sd_notify(0, "RELOADING=1");
+    /* systemd (>= 253) wants the monotonic time with RELOADING=1 to match it with READY=1. */
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading %s",
+               (long long)cw_clock_mono_us(), s->cfg.file);
     cw_notice("supervisor: reloading %s", s->cfg.file);
-    if (cw_config_file_load(s->cfg.file, &next, &err) < 0) {
-        cw_err("supervisor: reload: %s; keeping the running configuration", err.msg);
+    rc = cw_config_file_load(s->cfg.file, &next, err);
+    if (rc < 0) {
+        cw_err("supervisor: reload: %s; keeping the running configuration", err->msg);
         goto out_ready;
     }
     sup_resolve_workers(&next);
+    rc = -EADDRNOTAVAIL;
     if (strcmp(next.listen, s->cfg.listen) != 0) {
         fd = sup_bind(next.listen);
         if (fd == -1) {
+            cw_err_set(err, "%s: listen: cannot listen on %s (see the daemon's log)", s->cfg.file,
+                       next.listen);
             cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
                    next.listen);
             goto out_free_next;
@@ -641,6 +657,8 @@ static void sup_reload(struct sup *s)
     if (!sup_same_str(next.stats_listen, s->cfg.stats_listen)) {
         stats_fd = next.stats_listen ? sup_bind(next.stats_listen) : -1;
         if (next.stats_listen && stats_fd == -1) {
+            cw_err_set(err, "%s: stats.listen: cannot listen on %s (see the daemon's log)",
+                       s->cfg.file, next.stats_listen);
             cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
                    next.stats_listen);
             goto out_close_fd;
@@ -649,10 +667,18 @@ static void sup_reload(struct sup *s)
     if ((strcmp(next.cache_path, s->cfg.cache_path) != 0 ||
          next.cache_size_bytes != s->cfg.cache_size_bytes) &&
         sup_check_store(&next) < 0) {
+        rc = -EIO;
+        cw_err_set(err, "%s: cache.path: cannot open cache %s (see the daemon's log)", s->cfg.file,
+                   next.cache_path);
         cw_err("supervisor: reload: cannot open cache %s; keeping the running configuration",
                next.cache_path);
         goto out_close_stats_fd;
     }
+    if (!sup_same_str(next.control_socket, s->cfg.control_socket) ||
+        !sup_same_str(next.control_group, s->cfg.control_group))
+        cw_warn("supervisor: reload: control.socket and control.group take effect at the next "
+                "start; the control socket stays %s",
+                s->ctl != NULL ? cw_control_path(s->ctl) : "closed");
     old = s->cfg;
     s->cfg = next;
     /* The retiring children keep their own copies of replaced sockets until they exit. */
@@ -669,6 +695,7 @@ static void sup_reload(struct sup *s)
     cw_config_free(&old);
     cw_notice("supervisor: reloaded: %d workers on %s, origin %s", s->cfg.workers, s->cfg.listen,
               s->cfg.origins[0].url);
+    rc = 0;
     goto out_ready;
 
 out_close_stats_fd:
@@ -679,6 +706,25 @@ out_free_next:
     cw_config_free(&next);
 out_ready:
     sd_notify(0, "READY=1");
+    sup_ctl_notify_status(s);
+    return rc;
+}
+
+struct sup_child *sup_refresher(struct sup *s)
+{
+    for (size_t i = 0; i < s->child_count; i++) {
+        struct sup_child *c = &s->children[i];
+        if (c->kind == SUP_REFRESHER && c->pid != 0 && c->cmd_fd != -1 && !c->health_killed)
+            return c;
+    }
+    return NULL;
+}
+
+/* Opens control.socket: 0, or -errno logged. */
+static int sup_control_open(struct sup *s)
+{
+    return cw_control_open(s->cfg.control_socket, s->cfg.control_group, sup_ctl_on_request, s,
+                           &s->ctl);
 }
 
 /* ---- start and end ---- */
@@ -723,17 +769,22 @@ static int sup_start(struct sup *s)
         return 1;
     }
     if (sd_watchdog_enabled(0, &s->wd_usec) <= 0) s->wd_usec = 0;
+    s->started_ms = cw_clock_mono_ms();
+    /* Before the children: a second daemon on the same socket stops here, not after forking. */
+    if (sup_control_open(s) < 0) return 1;
     if (sup_children_start(s) < 0) return 1;
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", s->version,
               s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
     if (s->cfg.redis_enabled)
         cw_notice("supervisor: redis L2 is not available in this version; running L1-only");
     sd_notify(0, "READY=1");
+    sup_ctl_notify_status(s);
     return 0;
 }
 
 static void sup_free(struct sup *s)
 {
+    cw_control_close(s->ctl);
     if (s->listen_fd != -1) close(s->listen_fd);
     if (s->refresh_fd != -1) close(s->refresh_fd);
     if (s->stats_fd != -1) close(s->stats_fd);

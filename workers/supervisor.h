@@ -7,7 +7,8 @@
  * Owns, in the process that calls cw_supervisor_run(): the configuration, the listen and
  * stats sockets, the segment, the refresher's wake eventfd, a signalfd for SIGHUP, SIGTERM,
  * SIGINT, SIGCHLD and SIGUSR1 (blocked in the calling thread and inherited blocked by every
- * child), and the supervisor's end of each child's command channel (workers/chan.h). It
+ * child), the supervisor's end of each child's command channel (workers/chan.h), and the
+ * control socket for cwctl (workers/control.h; commands in supervisor_ctl.c). It
  * sleeps in poll() on those fds with a timeout taken from its nearest deadline (a restart's
  * backoff, the stop grace, the health ping, the systemd watchdog), so an idle supervisor
  * makes no periodic wake-ups. Single-threaded; call it from main, before any thread starts,
@@ -23,7 +24,8 @@ struct cw_config;
  * status, 0 after a graceful stop, 1 when it could not start (the cause logged). Takes
  * ownership of cfg's contents, even on failure: it is replaced on a good reload and freed
  * with cw_config_free() before returning. version is printed in the start line. Speaks
- * sd_notify (READY, RELOADING, STOPPING, WATCHDOG) when $NOTIFY_SOCKET is set. */
+ * sd_notify (READY, RELOADING, STOPPING, STATUS, and WATCHDOG only while every child runs and
+ * answers) when $NOTIFY_SOCKET is set. */
 CW_MUST_CHECK int cw_supervisor_run(struct cw_config *cfg, const char *version);
 
 #endif /* CW_SUPERVISOR_H */

@@ -655,6 +655,24 @@ def run_daemon_cmd(args, timeout=10.0):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
+def run_cwctl(args, timeout=30.0, user=None):
+    """Runs cwctl with args to completion: (exit code, stdout, stderr). user: a uid to run
+    as (the permission test drops root this way)."""
+    def drop():
+        os.setgroups([])
+        os.setgid(user)
+        os.setuid(user)
+
+    p = subprocess.run(
+        [binary("cwctl")] + list(args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        preexec_fn=drop if user is not None else None,
+    )
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
 # ---------------------------------------------------------------------------------------
 # cachewarpd
 
@@ -669,7 +687,7 @@ class Daemon:
 
     def __init__(self, tmpdir, origin, workers=2, route=None, origin_cfg=None, overrides=None,
                  log_level="info", name="cachewarpd", expect_workers=True, stats=False,
-                 host=LOOPBACK):
+                 host=LOOPBACK, env=None):
         exe = binary("cachewarpd")
         if not os.access(exe, os.X_OK):
             raise AssertionError(f"{exe} is missing (the daemon is not built)")
@@ -680,6 +698,9 @@ class Daemon:
         overrides = dict(overrides or {})
         if ":" in host:  # IPv6: listen on [host]:port
             overrides.setdefault("listen", f"[{host}]:{self.port}")
+        # One control socket per daemon, so that two daemons in one temp dir never meet.
+        overrides.setdefault("control", {"socket": os.path.join(tmpdir, f"{name}.sock")})
+        self.control = overrides["control"]["socket"]
         # stats=True: the stats process on an ephemeral port, so a test can wait on a counter
         # in /metrics (metric()) instead of sleeping.
         self.stats_port = None
@@ -702,9 +723,10 @@ class Daemon:
         self.log = open(self.log_path, "wb")
         self.known = {}  # pid -> start time of every descendant seen
         self.exit_code = None
+        # env: extra environment (NOTIFY_SOCKET, WATCHDOG_USEC for the sd_notify tests).
         self.proc = subprocess.Popen(
             [exe, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL
+            stdin=subprocess.DEVNULL, env={**os.environ, **env} if env else None
         )
         self.pid = self.proc.pid
         try:
@@ -765,6 +787,12 @@ class Daemon:
     def request(self, path, method="GET", **kw):
         kw.setdefault("host", self.host)
         return request(self.port, path, method=method, **kw)
+
+    # -- cwctl
+
+    def cwctl(self, *args, **kw):
+        """Runs cwctl -s <this daemon's control socket> args: (exit code, stdout, stderr)."""
+        return run_cwctl(["-s", self.control] + list(args), **kw)
 
     # -- /metrics (needs stats=True)
 

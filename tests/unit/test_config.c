@@ -851,6 +851,22 @@ START_TEST(test_config_control_socket)
 }
 END_TEST
 
+/* control.group: the socket file's group; "" (the default) = the daemon's own. */
+START_TEST(test_config_control_group)
+{
+    struct cw_config c;
+
+    expect_ok(ORIGIN "control = { socket = \"/run/x.sock\"; group = \"adm\"; };", &c);
+    ck_assert_str_eq(c.control_socket, "/run/x.sock");
+    ck_assert_str_eq(c.control_group, "adm");
+    cw_config_free(&c);
+    expect_ok(ORIGIN "control = { group = \"\"; };", &c);
+    ck_assert_ptr_null(c.control_group);
+    cw_config_free(&c);
+    expect_err(ORIGIN "control = { group = 5; };", "control.group: ");
+}
+END_TEST
+
 START_TEST(test_config_purge_allow)
 {
     struct cw_config c;
@@ -1411,6 +1427,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_route_ranges);
     tcase_add_test(tc, test_config_log);
     tcase_add_test(tc, test_config_control_socket);
+    tcase_add_test(tc, test_config_control_group);
     tcase_add_test(tc, test_config_purge_allow);
     tcase_add_test(tc, test_config_client_timeouts);
     tcase_add_test(tc, test_config_strip_headers);

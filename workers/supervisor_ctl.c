@@ -1,0 +1,499 @@
+/* workers/supervisor_ctl.c - the supervisor's side of the control socket: each command of
+ * docs/OPERATIONS.md, the commands that wait on the refresher's answer, the one-line STATUS
+ * for systemd, and the health test behind WATCHDOG=1.
+ *
+ * Requests come from workers/control.c, one JSON line each. status, stats and reload answer
+ * at once, from the supervisor's own state and the shm segment; purge (and the L1 figures of
+ * status) go to the refresher over its command channel (workers/chan.h) and are answered when
+ * it replies, or with an error at their deadline. The supervisor never opens the store. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/ctlmsg.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "shm/seg.h"
+#include "workers/chan.h"
+#include "workers/clock.h"
+#include "workers/control.h"
+#include "workers/supervisor_int.h"
+
+#define SUP_CTL_TOKENS 64 /* a request is a flat object of a few members */
+
+static char sup_ctl_out[CW_LIMIT_CTL_REPLY_BYTES]; /* single-threaded: one reply at a time */
+
+static void sup_ctl_send(struct sup *s, uint64_t id, struct cw_ctlmsg_buf *b);
+static void sup_ctl_error(struct sup *s, uint64_t id, const char *code, const char *msg);
+static struct cw_ctlmsg_buf sup_ctl_begin(void);
+static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now);
+static char sup_ctl_proc_state(pid_t pid);
+static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
+                           const char *l1_error);
+static void sup_ctl_status_ask(struct sup *s, uint64_t id);
+static void sup_ctl_stats(struct sup *s, uint64_t id);
+static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_peer *peer);
+static void sup_ctl_purge(struct sup *s, uint64_t id, const char *line,
+                          const struct cw_ctlmsg_tok *tok, const struct cw_control_peer *peer);
+static struct sup_pending *sup_ctl_pending_add(struct sup *s);
+
+static struct cw_ctlmsg_buf sup_ctl_begin(void)
+{
+    struct cw_ctlmsg_buf b = {sup_ctl_out, 0, sizeof(sup_ctl_out), false};
+
+    cw_ctlmsg_put(&b, "{\"v\":%d,\"ok\":true", CW_CTLMSG_VERSION);
+    return b;
+}
+
+/* Closes the object and sends it; a reply that outgrew the buffer becomes an error. */
+static void sup_ctl_send(struct sup *s, uint64_t id, struct cw_ctlmsg_buf *b)
+{
+    cw_ctlmsg_put(b, "}");
+    if (b->overflow) {
+        sup_ctl_error(s, id, "internal", "the reply outgrew the control protocol's limit");
+        return;
+    }
+    if (s->ctl != NULL && cw_control_reply(s->ctl, id, b->p, b->len) == -EMSGSIZE)
+        cw_err("supervisor: control reply of %zu bytes too large", b->len);
+}
+
+static void sup_ctl_error(struct sup *s, uint64_t id, const char *code, const char *msg)
+{
+    struct cw_ctlmsg_buf b = {sup_ctl_out, 0, sizeof(sup_ctl_out), false};
+
+    cw_ctlmsg_put(&b, "{\"v\":%d,\"ok\":false,\"code\":\"%s\",\"error\":", CW_CTLMSG_VERSION, code);
+    cw_ctlmsg_put_str(&b, msg, strlen(msg));
+    cw_ctlmsg_put(&b, "}");
+    if (s->ctl != NULL && !b.overflow && cw_control_reply(s->ctl, id, b.p, b.len) < 0)
+        cw_debug("supervisor: control client gone before its error reply");
+}
+
+void sup_ctl_on_request(void *cls, uint64_t id, const char *line, size_t len,
+                        const struct cw_control_peer *peer)
+{
+    struct sup *s = cls;
+    struct cw_ctlmsg_tok tok[SUP_CTL_TOKENS];
+    char cmd[32];
+    size_t n;
+    int64_t v;
+
+    if (cw_ctlmsg_parse(line, len, tok, CW_ARRAY_LEN(tok), &n) < 0 ||
+        tok[0].kind != CW_CTLMSG_OBJECT) {
+        sup_ctl_error(s, id, "bad-request",
+                      "not a JSON object; send one per line, e.g. {\"v\":1,\"cmd\":\"status\"}");
+        return;
+    }
+    v = cw_ctlmsg_get_int(line, tok, 0, "v", -1);
+    if (v != CW_CTLMSG_VERSION) {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "protocol version %lld is not spoken here; this daemon speaks \"v\":%d",
+                 (long long)v, CW_CTLMSG_VERSION);
+        sup_ctl_error(s, id, "version", msg);
+        return;
+    }
+    if (cw_ctlmsg_get_str(line, tok, 0, "cmd", cmd, sizeof(cmd), NULL) == NULL) {
+        sup_ctl_error(s, id, "bad-request", "no \"cmd\"");
+        return;
+    }
+    if (strcmp(cmd, "status") == 0) {
+        sup_ctl_status_ask(s, id);
+    } else if (strcmp(cmd, "stats") == 0) {
+        sup_ctl_stats(s, id);
+    } else if (strcmp(cmd, "reload") == 0) {
+        sup_ctl_reload(s, id, peer);
+    } else if (strcmp(cmd, "purge") == 0) {
+        sup_ctl_purge(s, id, line, tok, peer);
+    } else {
+        sup_ctl_error(s, id, "bad-request",
+                      "unknown \"cmd\"; this daemon takes status, stats, reload and purge");
+    }
+}
+
+/* ---- commands that wait on the refresher ---- */
+
+static struct sup_pending *sup_ctl_pending_add(struct sup *s)
+{
+    for (size_t i = 0; i < SUP_PENDING_MAX; i++)
+        if (s->pending[i].kind == SUP_PENDING_FREE) return &s->pending[i];
+    return NULL; /* cannot happen: one per control client, and as many slots */
+}
+
+bool sup_ctl_has_pending(const struct sup *s)
+{
+    for (size_t i = 0; i < SUP_PENDING_MAX; i++)
+        if (s->pending[i].kind != SUP_PENDING_FREE) return true;
+    return false;
+}
+
+int64_t sup_ctl_deadline(const struct sup *s)
+{
+    int64_t next = INT64_MAX;
+
+    for (size_t i = 0; i < SUP_PENDING_MAX; i++)
+        if (s->pending[i].kind != SUP_PENDING_FREE && s->pending[i].deadline_ms < next)
+            next = s->pending[i].deadline_ms;
+    return next;
+}
+
+void sup_ctl_expire(struct sup *s, int64_t now_ms, const char *why)
+{
+    for (size_t i = 0; i < SUP_PENDING_MAX; i++) {
+        struct sup_pending *p = &s->pending[i];
+        if (p->kind == SUP_PENDING_FREE || (now_ms >= 0 && now_ms < p->deadline_ms)) continue;
+        struct sup_pending done = *p;
+        p->kind = SUP_PENDING_FREE;
+        if (done.kind == SUP_PENDING_STATUS) {
+            /* Status still answers, without the L1 figures. */
+            sup_ctl_status(s, done.ctl_id, NULL,
+                           why != NULL ? why : "the refresher did not answer in time");
+        } else {
+            sup_ctl_error(s, done.ctl_id, "failed",
+                          why != NULL ? why
+                                      : "the refresher did not finish the purge in time; it may "
+                                        "still be running (see the daemon's log)");
+        }
+    }
+}
+
+void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
+{
+    for (size_t i = 0; i < SUP_PENDING_MAX; i++) {
+        struct sup_pending *p = &s->pending[i];
+        if (p->kind == SUP_PENDING_FREE || p->seq != m->hdr.seq) continue;
+        struct sup_pending done = *p;
+        p->kind = SUP_PENDING_FREE;
+        if (done.kind == SUP_PENDING_STATUS && m->hdr.type == CW_CHAN_L1_STATS &&
+            m->hdr.len == sizeof(struct cw_chan_l1_stats)) {
+            struct cw_chan_l1_stats st;
+            memcpy(&st, m->payload, sizeof(st));
+            sup_ctl_status(s, done.ctl_id, st.rc == 0 ? &st : NULL,
+                           st.rc == 0 ? NULL : strerror(-st.rc));
+        } else if (done.kind == SUP_PENDING_PURGE && m->hdr.type == CW_CHAN_PURGED &&
+                   m->hdr.len == sizeof(struct cw_chan_purged)) {
+            struct cw_chan_purged r;
+            struct cw_ctlmsg_buf b;
+            memcpy(&r, m->payload, sizeof(r));
+            if (r.rc == -EINVAL) {
+                sup_ctl_error(s, done.ctl_id, "invalid", "invalid URL, prefix or tag");
+            } else if (r.rc == -ENOENT) {
+                sup_ctl_error(s, done.ctl_id, "no-route",
+                              "no route matches this URL: nothing is cached under it");
+            } else if (r.rc < 0) {
+                char msg[160];
+                snprintf(msg, sizeof(msg), "purge failed after %llu entries: %s",
+                         (unsigned long long)r.count, strerror(-r.rc));
+                sup_ctl_error(s, done.ctl_id, "failed", msg);
+            } else {
+                b = sup_ctl_begin();
+                cw_ctlmsg_put(&b, ",\"purged\":%llu,\"took_ms\":%.1f", (unsigned long long)r.count,
+                              (double)r.took_us / 1000.0);
+                sup_ctl_send(s, done.ctl_id, &b);
+            }
+        } else {
+            sup_ctl_error(s, done.ctl_id, "internal", "the refresher answered out of turn");
+        }
+        return;
+    }
+    cw_debug("supervisor: a refresher answer (%s, seq %llu) nobody waits for",
+             cw_chan_type_name(m->hdr.type), (unsigned long long)m->hdr.seq);
+}
+
+/* ---- status ---- */
+
+/* The state letter of /proc/<pid>/stat ('R', 'S', 'T' stopped, 'Z'...), or '?' */
+static char sup_ctl_proc_state(pid_t pid)
+{
+    char path[64], buf[512], *rp;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) return '?';
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return '?';
+    buf[n] = '\0';
+    rp = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+    return rp != NULL && rp[1] == ' ' && rp[2] != '\0' ? rp[2] : '?';
+}
+
+static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now)
+{
+    (void)now;
+    if (c->pid == 0) return "restarting";
+    if (c->health_killed) return "killed";
+    char st = sup_ctl_proc_state(c->pid);
+    if (st == 'T' || st == 't') return "stopped";
+    if (st == 'Z') return "exiting";
+    if (c->ping_missed > 0) return "not-answering";
+    return "running";
+}
+
+bool sup_ctl_children_healthy(const struct sup *s, char *why, size_t size)
+{
+    int64_t now = cw_clock_mono_ms();
+
+    for (size_t i = 0; i < s->child_count; i++) {
+        const struct sup_child *c = &s->children[i];
+        const char *st = sup_ctl_child_state(c, now);
+        if (strcmp(st, "running") == 0) continue;
+        snprintf(why, size, "%s %d (pid %d) is %s", sup_kind_names[c->kind], c->index, (int)c->pid,
+                 st);
+        return false;
+    }
+    return true;
+}
+
+/* Asks the refresher for the L1 figures, then answers; without a refresher, answers now. */
+static void sup_ctl_status_ask(struct sup *s, uint64_t id)
+{
+    struct sup_child *r = sup_refresher(s);
+    struct sup_pending *p = sup_ctl_pending_add(s);
+
+    if (r == NULL || p == NULL) {
+        sup_ctl_status(s, id, NULL, "the refresher is not running");
+        return;
+    }
+    *p = (struct sup_pending){SUP_PENDING_STATUS, id, ++s->cmd_seq,
+                              cw_clock_mono_ms() + SUP_L1_STAT_TIMEOUT_MS};
+    if (cw_chan_send(r->cmd_fd, CW_CHAN_L1_STAT, p->seq, NULL, 0) < 0) {
+        p->kind = SUP_PENDING_FREE;
+        sup_ctl_status(s, id, NULL, "the refresher's channel is full");
+    }
+}
+
+static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
+                           const char *l1_error)
+{
+    struct cw_ctlmsg_buf b = sup_ctl_begin();
+    int64_t now = cw_clock_mono_ms();
+    const char *file = s->cfg.file != NULL ? s->cfg.file : "";
+
+    cw_ctlmsg_put(&b, ",\"version\":");
+    cw_ctlmsg_put_str(&b, s->version, strlen(s->version));
+    cw_ctlmsg_put(&b, ",\"pid\":%d,\"uptime_s\":%lld,\"state\":\"%s\",\"config\":", (int)getpid(),
+                  (long long)((now - s->started_ms) / 1000), s->stopping ? "stopping" : "running");
+    cw_ctlmsg_put_str(&b, file, strlen(file));
+    cw_ctlmsg_put(&b, ",\"listen\":");
+    cw_ctlmsg_put_str(&b, s->cfg.listen, strlen(s->cfg.listen));
+    cw_ctlmsg_put(&b, ",\"children\":[");
+    for (size_t i = 0; i < s->child_count; i++) {
+        const struct sup_child *c = &s->children[i];
+        cw_ctlmsg_put(&b,
+                      "%s{\"role\":\"%s\",\"index\":%d,\"pid\":%d,\"state\":\"%s\","
+                      "\"restarts\":%u,\"uptime_s\":%lld}",
+                      i ? "," : "", sup_kind_names[c->kind], c->index, (int)c->pid,
+                      sup_ctl_child_state(c, now), c->restarts,
+                      c->pid ? (long long)((now - c->started_ms) / 1000) : 0LL);
+    }
+    cw_ctlmsg_put(&b, "],\"retiring\":%zu,\"l1\":{\"path\":", s->retiring_count);
+    cw_ctlmsg_put_str(&b, s->cfg.cache_path, strlen(s->cfg.cache_path));
+    if (l1 != NULL) {
+        cw_ctlmsg_put(&b, ",\"size_bytes\":%llu,\"used_bytes\":%llu,\"entries\":%llu}",
+                      (unsigned long long)l1->size_bytes, (unsigned long long)l1->used_bytes,
+                      (unsigned long long)l1->entries);
+    } else {
+        cw_ctlmsg_put(
+            &b, ",\"size_bytes\":%llu,\"error\":", (unsigned long long)s->cfg.cache_size_bytes);
+        cw_ctlmsg_put_str(&b, l1_error, strlen(l1_error));
+        cw_ctlmsg_put(&b, "}");
+    }
+    /* No Redis client in this release: L2 is off whatever redis.enabled says. */
+    cw_ctlmsg_put(&b, ",\"l2\":{\"state\":\"off\",\"configured\":%s}",
+                  s->cfg.redis_enabled ? "true" : "false");
+    sup_ctl_send(s, id, &b);
+}
+
+/* ---- stats ---- */
+
+static void sup_ctl_stats(struct sup *s, uint64_t id)
+{
+    static struct cw_metrics_counts n; /* 40 KiB: off the stack */
+    static const char *const results[CW_METRICS_RESULT_COUNT] = {
+        "hit", "miss", "stale", "revalidated", "pass", "error", "stale_error"};
+    static const int64_t bounds[CW_METRICS_LAT_BUCKETS] = CW_METRICS_LAT_BOUNDS_US;
+    struct cw_ctlmsg_buf b = sup_ctl_begin();
+    uint64_t total = 0, from_l1, by_result[CW_METRICS_RESULT_COUNT] = {0};
+    uint64_t lat[CW_METRICS_LAT_BUCKETS + 1] = {0};
+
+    cw_seg_collect(s->seg, &n);
+    for (int r = 0; r < CW_METRICS_RESULT_COUNT; r++) {
+        for (int rt = 0; rt < CW_METRICS_ROUTE_BUCKETS; rt++) {
+            for (int m = 0; m < CW_METRICS_METHOD_COUNT; m++)
+                by_result[r] += n.req[rt][r][m];
+            for (int k = 0; k <= CW_METRICS_LAT_BUCKETS; k++)
+                lat[k] += n.req_lat[rt][r].b[k];
+        }
+        total += by_result[r];
+    }
+    from_l1 = by_result[CW_METRICS_RESULT_HIT] + by_result[CW_METRICS_RESULT_STALE] +
+              by_result[CW_METRICS_RESULT_REVALIDATED] + by_result[CW_METRICS_RESULT_STALE_ERROR];
+    cw_ctlmsg_put(&b, ",\"uptime_s\":%lld,\"requests\":%llu,\"hit_ratio\":%.4f,\"results\":{",
+                  (long long)((cw_clock_mono_ms() - s->started_ms) / 1000),
+                  (unsigned long long)total, total ? (double)from_l1 / (double)total : 0.0);
+    for (int r = 0; r < CW_METRICS_RESULT_COUNT; r++)
+        cw_ctlmsg_put(&b, "%s\"%s\":%llu", r ? "," : "", results[r],
+                      (unsigned long long)by_result[r]);
+    cw_ctlmsg_put(&b,
+                  "},\"origin_requests\":%llu,\"origin_errors\":%llu,"
+                  "\"evictions\":%llu,\"evicted_expired\":%llu,\"evicted_clock\":%llu,"
+                  "\"coalesced\":%llu,\"restarts\":%llu,\"latency_us\":{\"bounds\":[",
+                  (unsigned long long)n.c[CW_METRICS_ORIGIN_REQ],
+                  (unsigned long long)n.c[CW_METRICS_ORIGIN_ERR],
+                  (unsigned long long)(n.c[CW_METRICS_EVICT_EXPIRED] + n.c[CW_METRICS_EVICT_CLOCK]),
+                  (unsigned long long)n.c[CW_METRICS_EVICT_EXPIRED],
+                  (unsigned long long)n.c[CW_METRICS_EVICT_CLOCK],
+                  (unsigned long long)n.c[CW_METRICS_COALESCED],
+                  (unsigned long long)n.worker_restarts);
+    for (int k = 0; k < CW_METRICS_LAT_BUCKETS; k++)
+        cw_ctlmsg_put(&b, "%s%lld", k ? "," : "", (long long)bounds[k]);
+    cw_ctlmsg_put(&b, "],\"counts\":[");
+    for (int k = 0; k <= CW_METRICS_LAT_BUCKETS; k++)
+        cw_ctlmsg_put(&b, "%s%llu", k ? "," : "", (unsigned long long)lat[k]);
+    cw_ctlmsg_put(&b, "]},\"origins\":[");
+    for (size_t o = 0; o < s->cfg.origin_count && o < CW_METRICS_ORIGINS; o++) {
+        const uint64_t *os = n.origin_req[o];
+        uint64_t sum = 0;
+        for (int k = 0; k < CW_METRICS_OSTATUS_COUNT; k++)
+            sum += os[k];
+        cw_ctlmsg_put(&b, "%s{\"name\":", o ? "," : "");
+        cw_ctlmsg_put_str(&b, s->cfg.origins[o].name, strlen(s->cfg.origins[o].name));
+        cw_ctlmsg_put(&b, ",\"requests\":%llu,\"5xx\":%llu,\"errors\":%llu}",
+                      (unsigned long long)sum, (unsigned long long)os[CW_METRICS_OSTATUS_5XX],
+                      (unsigned long long)os[CW_METRICS_OSTATUS_ERROR]);
+    }
+    cw_ctlmsg_put(&b, "],\"routes\":[");
+    for (size_t rt = 0; rt < s->cfg.route_count && rt < CW_METRICS_ROUTES; rt++) {
+        const struct cw_config_route *route = &s->cfg.routes[rt];
+        uint64_t req = 0, l1 = 0;
+        for (int r = 0; r < CW_METRICS_RESULT_COUNT; r++) {
+            for (int m = 0; m < CW_METRICS_METHOD_COUNT; m++) {
+                req += n.req[rt][r][m];
+                if (r != CW_METRICS_RESULT_MISS && r != CW_METRICS_RESULT_PASS &&
+                    r != CW_METRICS_RESULT_ERROR)
+                    l1 += n.req[rt][r][m];
+            }
+        }
+        cw_ctlmsg_put(&b, "%s{\"host\":", rt ? "," : "");
+        const char *host = route->host != NULL ? route->host : "";
+        cw_ctlmsg_put_str(&b, host, strlen(host));
+        cw_ctlmsg_put(&b, ",\"match\":");
+        cw_ctlmsg_put_str(&b, route->match, strlen(route->match));
+        cw_ctlmsg_put(&b, ",\"requests\":%llu,\"from_l1\":%llu}", (unsigned long long)req,
+                      (unsigned long long)l1);
+    }
+    cw_ctlmsg_put(&b, "]");
+    sup_ctl_send(s, id, &b);
+}
+
+/* ---- reload, purge ---- */
+
+static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_peer *peer)
+{
+    struct cw_err err = {{0}};
+    struct cw_ctlmsg_buf b;
+
+    cw_notice("supervisor: reload asked on the control socket by uid %d pid %d", (int)peer->uid,
+              (int)peer->pid);
+    if (sup_reload(s, &err) < 0) {
+        sup_ctl_error(s, id, "refused", err.msg[0] ? err.msg : "reload failed (see the log)");
+        return;
+    }
+    b = sup_ctl_begin();
+    cw_ctlmsg_put(&b, ",\"workers\":%d,\"config\":", s->cfg.workers);
+    cw_ctlmsg_put_str(&b, s->cfg.file, strlen(s->cfg.file));
+    sup_ctl_send(s, id, &b);
+}
+
+static void sup_ctl_purge(struct sup *s, uint64_t id, const char *line,
+                          const struct cw_ctlmsg_tok *tok, const struct cw_control_peer *peer)
+{
+    static const char *const keys[CW_CHAN_PURGE_KIND_COUNT] = {"url", "prefix", "tag"};
+    static unsigned char payload[CW_CHAN_PAYLOAD_MAX];
+    struct cw_chan_purge h = {0};
+    struct sup_child *r;
+    struct sup_pending *p;
+    size_t len = 0;
+    int which = -1, rc;
+
+    for (int k = 0; k < CW_CHAN_PURGE_KIND_COUNT; k++) {
+        int i = cw_ctlmsg_find(line, tok, 0, keys[k]);
+        if (i < 0) continue;
+        if (which >= 0) {
+            sup_ctl_error(s, id, "bad-request", "give one of \"url\", \"prefix\" or \"tag\"");
+            return;
+        }
+        which = k;
+        rc = cw_ctlmsg_str(line, tok, (size_t)i, (char *)payload + sizeof(h),
+                           sizeof(payload) - sizeof(h), &len);
+        if (rc < 0 || len == 0) {
+            sup_ctl_error(s, id, "invalid",
+                          rc == -ENOSPC ? "too long" : "must be a non-empty string");
+            return;
+        }
+    }
+    if (which < 0) {
+        sup_ctl_error(s, id, "bad-request", "give one of \"url\", \"prefix\" or \"tag\"");
+        return;
+    }
+    if (which != CW_CHAN_PURGE_TAG) {
+        struct cw_str host, target;
+        if (cw_ctlmsg_split_url(cw_str_make((char *)payload + sizeof(h), len), &host, &target) <
+            0) {
+            sup_ctl_error(s, id, "invalid",
+                          "invalid URL: want http://host[:port]/path, without spaces or #");
+            return;
+        }
+    }
+    h.kind = (uint32_t)which;
+    h.soft = cw_ctlmsg_get_bool(line, tok, 0, "soft", false) ? 1 : 0;
+    memcpy(payload, &h, sizeof(h));
+    r = sup_refresher(s);
+    p = sup_ctl_pending_add(s);
+    if (r == NULL || p == NULL) {
+        sup_ctl_error(s, id, "unavailable",
+                      "the refresher, which applies purges, is not running; try again shortly");
+        return;
+    }
+    *p = (struct sup_pending){SUP_PENDING_PURGE, id, ++s->cmd_seq,
+                              cw_clock_mono_ms() + SUP_PURGE_TIMEOUT_MS};
+    rc = cw_chan_send(r->cmd_fd, CW_CHAN_PURGE, p->seq, payload, sizeof(h) + len);
+    if (rc < 0) {
+        p->kind = SUP_PENDING_FREE;
+        sup_ctl_error(s, id, "unavailable", "the refresher's channel is busy; try again");
+        return;
+    }
+    cw_notice("supervisor: purge %s%s asked on the control socket by uid %d pid %d", keys[which],
+              h.soft ? " (soft)" : "", (int)peer->uid, (int)peer->pid);
+}
+
+/* ---- systemd ---- */
+
+void sup_ctl_notify_status(const struct sup *s)
+{
+    size_t up = 0, workers = 0;
+    uint64_t total = 0, l1 = 0;
+
+    for (size_t i = 0; i < s->child_count; i++) {
+        up += s->children[i].pid != 0;
+        workers += s->children[i].kind == SUP_WORKER;
+    }
+    for (int r = 0; r < CW_METRICS_RESULT_COUNT; r++) {
+        uint64_t v = cw_seg_sum(s->seg, (enum cw_metrics_counter)r);
+        total += v;
+        if (r != CW_METRICS_RESULT_MISS && r != CW_METRICS_RESULT_PASS &&
+            r != CW_METRICS_RESULT_ERROR)
+            l1 += v;
+    }
+    sd_notifyf(0,
+               "STATUS=%s on %s: %zu/%zu children up (%zu workers); %llu requests, %.1f%% from L1",
+               s->stopping ? "stopping" : "serving", s->cfg.listen, up, s->child_count, workers,
+               (unsigned long long)total, total ? 100.0 * (double)l1 / (double)total : 0.0);
+}
