@@ -360,7 +360,7 @@ static enum MHD_Result worker_answer_close(struct worker_req *r, unsigned status
 
 /* The origin failed (connection, timeout, bad answer) or answered 5xx: RFC 5861 §4 lets a
  * stale copy inside its stale-if-error window answer instead. */
-static bool worker_is_origin_error(const struct cw_fetch_job *job)
+static bool worker_is_origin_error(const struct cw_upstream_collect *job)
 {
     return job->rc != 0 || job->status == 500 || job->status == 502 || job->status == 503 ||
            job->status == 504;
@@ -368,7 +368,7 @@ static bool worker_is_origin_error(const struct cw_fetch_job *job)
 
 static enum MHD_Result worker_answer_failed(struct worker_req *r)
 {
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
 
     if (job->rc == -ETIMEDOUT)
         return worker_answer_error(r, 504, "origin timed out\n", "origin-timeout");
@@ -391,13 +391,13 @@ static ssize_t worker_head_reader(void *cls, uint64_t pos, char *buf, size_t max
 }
 
 /* A response to a passed-through HEAD: the origin's Content-Length, and no body. */
-static struct MHD_Response *worker_head_response(struct cw_fetch_job *job)
+static struct MHD_Response *worker_head_response(struct cw_upstream_collect *job)
 {
     struct cw_str name, value;
     uint64_t len = MHD_SIZE_UNKNOWN;
     size_t off = 0;
 
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) || value.len == 0) continue;
         uint64_t v = 0;
         size_t i = 0;
@@ -415,7 +415,7 @@ static enum MHD_Result worker_refetch(struct worker_req *r)
     r->stale = false;
     r->etag[0] = r->last_modified[0] = '\0';
     memset(&r->fill, 0, sizeof(r->fill));
-    cw_fetch_job_reset(&r->job);
+    cw_upstream_collect_reset(&r->job);
     free(r->url);
     free(r->hdr_lines);
     r->url = r->hdr_lines = NULL;
@@ -435,7 +435,7 @@ static bool worker_has_client_conditions(struct worker_req *r)
 /* Answers a request whose fetch completed: takes the body from the job. */
 static enum MHD_Result worker_answer_fetched(struct worker_req *r)
 {
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
     struct MHD_Response *resp;
     struct cw_str name, value, conn = {NULL, 0}, age = {NULL, 0};
     size_t off = 0;
@@ -470,12 +470,12 @@ static enum MHD_Result worker_answer_fetched(struct worker_req *r)
     r->bytes = job->body.len;
     job->body.p = NULL; /* the response owns it now */
     job->body.len = job->body.cap = 0;
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (cw_str_eq_ci(name, CW_STR_LIT("Connection"))) conn = value;
         if (cw_str_eq_ci(name, CW_STR_LIT("Age")) && age.p == NULL) age = value;
     }
     off = 0;
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (worker_is_hop(name, conn) || cw_fill_is_internal_header(name)) continue;
         if (r->rt && r->rt->strip_set_cookie && r->fill.stored &&
             cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))
@@ -553,7 +553,7 @@ static bool worker_purge_allowed(struct worker_req *r)
 /* On the fetch thread, r suspended: the purge's writes (they may wait on another process's
  * write without stalling hits). Variants are keyed by the primary key plus header lines, so
  * they go by prefix. */
-static void worker_purge_run(struct cw_fetch_task *t, bool cancelled)
+static void worker_purge_run(struct cw_upstream_task *t, bool cancelled)
 {
     struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
     struct cw_worker *w = r->w;
@@ -598,7 +598,7 @@ static enum MHD_Result worker_purge(struct worker_req *r)
     r->task.run = worker_purge_run;
     r->state = WREQ_WAIT;
     MHD_suspend_connection(r->conn);
-    rc = cw_fetch_defer(r->w->fetch, &r->task);
+    rc = cw_upstream_defer(r->w->fetch, &r->task);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
         r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
@@ -972,7 +972,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     if (r == NULL) return;
     *req_cls = NULL;
     if (r->queued) worker_record(w, r, conn);
-    cw_fetch_job_reset(&r->job);
+    cw_upstream_collect_reset(&r->job);
     free(r->body_in.p);
     free(r->url);
     free(r->hdr_lines);
@@ -1009,7 +1009,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
     w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
-    rc = cw_fetch_start(w->cfg->origins[0].max_conns, CW_LIMIT_PENDING_FETCHES, &w->fetch);
+    rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, &w->fetch);
     if (rc < 0) return rc;
     rc = worker_wait_start(w);
     if (rc < 0) return rc;
@@ -1099,10 +1099,10 @@ out_close:
      * stopped, and only then is the fetch loop freed (the MHD thread may still submit). */
     atomic_store(&w.stopping, true);
     worker_wait_stop(&w);
-    cw_fetch_cancel(w.fetch);
+    cw_upstream_cancel(w.fetch);
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
-    cw_fetch_stop(w.fetch);
+    cw_upstream_stop(w.fetch);
     worker_wait_destroy(&w);
     cw_accesslog_close(w.alog);
     cw_store_reader_close(w.fetch_reader);
