@@ -1,6 +1,6 @@
-/* workers/worker_miss.c - the origin side of a worker: builds the fetch for a miss or a
- * pass, suspends the client connection, and on completion (on the fetch thread) decides
- * storage, writes L1, and resumes the connection. */
+/* workers/worker_miss.c - the origin side of a worker: has workers/upstream build the origin
+ * request for a miss or a pass, suspends the client connection, and on completion (on the
+ * upstream loop's thread) decides storage, writes L1, and resumes the connection. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
