@@ -21,6 +21,7 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "workers/clock.h"
+#include "workers/upstream_int.h"
 
 #define UPSTREAM_POLL_MS    1000
 #define UPSTREAM_BODY_CHUNK 16384
@@ -78,7 +79,7 @@ static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
                             struct upstream_run *run, int rc, const char *why);
 static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
 
-static int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
+int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
 {
     size_t need;
 
@@ -593,7 +594,7 @@ static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
     up->active--;
     pthread_mutex_unlock(&up->lock);
     x->internal = run;
-    x->ops->on_done(x, rc); /* x is the submitter's again from here */
+    x->ops->on_done(x, rc); /* x is the submitter's again from here (collect took run's lines) */
     if (run != NULL) {
         free(run->headers.p);
         free(run);
@@ -799,71 +800,13 @@ void cw_upstream_stop(struct cw_upstream *up)
     free(up);
 }
 
-/* ---- collect ------------------------------------------------------------------------------ */
-
-static struct cw_upstream_collect *upstream_collect_of(struct cw_upstream_xfer *x)
+void upstream_take_headers(struct cw_upstream_xfer *x, struct cw_upstream_buf *out, size_t *count)
 {
-    return (struct cw_upstream_collect *)((char *)x - offsetof(struct cw_upstream_collect, xfer));
-}
-
-static int upstream_collect_on_data(struct cw_upstream_xfer *x, const char *p, size_t n)
-{
-    struct cw_upstream_collect *c = upstream_collect_of(x);
-    int rc = upstream_buf_append(&c->body, p, n, c->max_body);
-
-    if (rc < 0)
-        snprintf(x->errbuf, sizeof(x->errbuf), "%s",
-                 rc == -EFBIG ? "response body over the limit" : "out of memory");
-    return rc < 0 ? rc : CW_UPSTREAM_GO;
-}
-
-/* The collected response takes the transfer's header lines (trailers included, as read). */
-static void upstream_collect_on_done(struct cw_upstream_xfer *x, int rc)
-{
-    struct cw_upstream_collect *c = upstream_collect_of(x);
     struct upstream_run *run = x->internal;
 
-    c->rc = rc;
-    c->status = x->status;
-    c->request_time_ms = x->request_time_ms;
-    c->response_time_ms = x->response_time_ms;
-    if (run != NULL) {
-        c->headers = run->headers;
-        c->header_count = run->header_count;
-        run->headers = (struct cw_upstream_buf){0};
-    }
-    x->internal = NULL;
-    c->done(c, c->cls);
-}
-
-static const struct cw_upstream_ops upstream_collect_ops = {
-    .on_data = upstream_collect_on_data,
-    .on_done = upstream_collect_on_done,
-};
-
-int cw_upstream_collect(struct cw_upstream *up, struct cw_upstream_collect *c)
-{
-    c->xfer = (struct cw_upstream_xfer){.req = &c->req, .ops = &upstream_collect_ops, .cls = c};
-    return cw_upstream_submit(up, &c->xfer);
-}
-
-void cw_upstream_collect_reset(struct cw_upstream_collect *c)
-{
-    if (c == NULL) return;
-    free(c->headers.p);
-    free(c->body.p);
-    memset(&c->headers, 0, sizeof(c->headers));
-    memset(&c->body, 0, sizeof(c->body));
-    c->header_count = 0;
-    c->status = 0;
-    c->rc = 0;
-    c->xfer.errbuf[0] = '\0';
-}
-
-bool cw_upstream_collect_header_next(const struct cw_upstream_collect *c, size_t *off,
-                                     struct cw_str *name, struct cw_str *value)
-{
-    struct cw_upstream_fields f = {c->headers.p, c->headers.len, c->header_count};
-
-    return cw_upstream_fields_next(&f, off, name, value);
+    if (run == NULL) return;
+    *out = run->headers;
+    *count = run->header_count;
+    run->headers = (struct cw_upstream_buf){0};
+    run->header_count = 0;
 }

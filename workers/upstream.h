@@ -201,8 +201,10 @@ CW_MUST_CHECK int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_
 
 /* Lets a transfer that a callback paused (on_head or on_data answered PAUSE, on_read -EAGAIN)
  * go on: from any thread, once or many times; wakes the loop, which unpauses it on its own
- * thread. Does nothing for a transfer that is not paused or has ended (until the submitter
- * reuses x, which it must not do while another thread may still call this). */
+ * thread. It unpauses whatever pause is current when the loop gets to it, so a late resume may
+ * ask a callback again (which may answer PAUSE again): call it when there is room. Does
+ * nothing for a transfer that has ended (until the submitter reuses x, which it must not do
+ * while another thread may still call this). */
 void cw_upstream_resume(struct cw_upstream_xfer *x);
 
 /* Queues t to run on the loop thread, in submission order, before the transfers queued with
