@@ -15,7 +15,7 @@
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/clock.h"
-#include "workers/fetch.h"
+#include "workers/upstream.h"
 
 #define FILL_PASS_MS  60000 /* hit-for-miss: how long an uncacheable key is not coalesced */
 #define FILL_MAX_HDRS (CW_LIMIT_HEADER_COUNT)
@@ -400,10 +400,8 @@ int cw_fill_commit_encoded(const struct cw_fill *f, struct cw_fill_req *q, const
     return 0;
 }
 
-/* TODO(#11): goes when workers/upstream replaces workers/fetch; its callers then build the
- * struct cw_fill_resp themselves. */
-void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
-                      struct cw_fill_result *res)
+void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q,
+                      const struct cw_upstream_collect *job, struct cw_fill_result *res)
 {
     struct cw_entry_header hdrs[FILL_MAX_HDRS];
     struct cw_fill_resp resp = {
@@ -416,7 +414,7 @@ void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_
     size_t off = 0;
 
     while (resp.n < FILL_MAX_HDRS &&
-           cw_fetch_job_header_next(job, &off, &hdrs[resp.n].name, &hdrs[resp.n].value)) {
+           cw_upstream_collect_header_next(job, &off, &hdrs[resp.n].name, &hdrs[resp.n].value)) {
         resp.n++;
     }
     cw_fill_commit(f, q, &resp, res);

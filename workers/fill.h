@@ -25,7 +25,7 @@ struct cw_config;
 struct cw_config_route;
 struct cw_entry_header;
 struct cw_entry_view;
-struct cw_fetch_job;
+struct cw_upstream_collect;
 struct cw_seg;
 struct cw_store;
 struct cw_store_reader;
@@ -108,10 +108,10 @@ void cw_fill_commit(const struct cw_fill *f, struct cw_fill_req *q, const struct
 CW_MUST_CHECK int cw_fill_commit_encoded(const struct cw_fill *f, struct cw_fill_req *q,
                                          const void *p, size_t len);
 
-/* cw_fill_commit() for a completed struct cw_fetch_job: an adapter for the fetch loop's
- * callers, until workers/upstream replaces it (TODO(#11)). */
-void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q, struct cw_fetch_job *job,
-                      struct cw_fill_result *res);
+/* cw_fill_commit() for an origin answer collected whole by workers/upstream (the worker's
+ * miss and the refresher's refresh). */
+void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q,
+                      const struct cw_upstream_collect *job, struct cw_fill_result *res);
 
 /* Releases q's lease (by its token) without storing (fetch failed) and wakes waiters; with
  * pass, leaves a hit-for-miss record instead so that later requests do not queue behind each

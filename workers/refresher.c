@@ -31,8 +31,8 @@
 #include "workers/chan.h"
 #include "workers/child.h"
 #include "workers/clock.h"
-#include "workers/fetch.h"
 #include "workers/fill.h"
+#include "workers/upstream.h"
 
 #define REFR_TICK_MS         250   /* wake-up while refreshes run or the map is under pressure */
 #define REFR_IDLE_TICK_MS    1000  /* wake-up otherwise: lease reaping, reader check */
@@ -51,7 +51,7 @@ struct refr_job {
     struct refr_job *next;
     struct refresher *rf;
     struct cw_fill_req q;
-    struct cw_fetch_job job;
+    struct cw_upstream_collect job;
     char *url;
     char *hdr_lines;
     char *target; /* NUL-terminated copies of the entry's request part */
@@ -75,7 +75,7 @@ struct refresher {
     struct cw_store_reader *reader;       /* main thread */
     struct cw_store_reader *fetch_reader; /* fetch thread */
     struct cw_fill fill;
-    struct cw_fetch *fetch;
+    struct cw_upstream *fetch;
     pthread_mutex_t lock;
     struct refr_job *done; /* completed, to free on the main thread */
     size_t inflight;       /* main thread only */
@@ -95,10 +95,19 @@ static const char *refr_header(void *cls, const char *name)
     return NULL;
 }
 
+/* The value of the one field a replayed request sets itself, Host: the entry's. */
+static const char *refr_host(void *cls, const char *name)
+{
+    struct refr_job *j = cls;
+
+    (void)name;
+    return j->host;
+}
+
 static void refr_job_free(struct refr_job *j)
 {
     if (j == NULL) return;
-    cw_fetch_job_reset(&j->job);
+    cw_upstream_collect_reset(&j->job);
     for (size_t i = 0; i < j->hcount; i++) {
         free(j->hnames[i]);
         free(j->hvalues[i]);
@@ -178,70 +187,28 @@ static int refr_load(struct refresher *rf, struct refr_job *j, const struct cw_k
     return rc;
 }
 
-static int refr_append(char **buf, size_t *len, const char *name, const char *value,
-                       const char *more)
-{
-    size_t add = strlen(name) + strlen(value) + strlen(more) + 4;
-    char *p = realloc(*buf, *len + add + 1);
-
-    if (p == NULL) return -ENOMEM;
-    *buf = p;
-    *len += (size_t)snprintf(p + *len, add + 1, "%s: %s%s\r\n", name, value, more);
-    return 0;
-}
-
-/* The origin URL, as the worker builds it: the origin's prefix, the path, and exactly the
- * query parameters the key uses (cw_key_forward_query()). */
-static int refr_build_url(struct refresher *rf, struct refr_job *j)
-{
-    const struct cw_config_origin *o = &rf->cfg->origins[j->q.rt->origin];
-    size_t tlen = strlen(j->target), ulen = strlen(o->url);
-    const char *qm = memchr(j->target, '?', tlen);
-    size_t plen = qm != NULL ? (size_t)(qm - j->target) : tlen;
-    size_t qlen = qm != NULL ? tlen - plen - 1 : 0, fwd = 0;
-
-    j->url = malloc(ulen + plen + qlen + 2);
-    if (j->url == NULL) return -ENOMEM;
-    memcpy(j->url, o->url, ulen);
-    memcpy(j->url + ulen, j->target, plen);
-    if (qm != NULL && cw_key_forward_query(j->q.rt, cw_str_make(qm + 1, qlen),
-                                           j->url + ulen + plen + 1, qlen + 1, &fwd) < 0)
-        return -ENOSPC;
-    if (fwd > 0) j->url[ulen + plen] = '?';
-    j->url[ulen + plen + (fwd > 0 ? fwd + 1 : 0)] = '\0';
-    return 0;
-}
-
-/* The conditional GET: Host, the stored request fields as the origin was sent them, Via and
- * the entry's validators. Host and Via are ours (a stored field of either name is the
- * client's, which the worker replaced or extended the same way). */
+/* The conditional GET (workers/upstream.h builds it): the origin's URL as the worker builds
+ * it, the stored request fields replayed as the origin was sent them (a stored Host or Via is
+ * the client's, which the worker replaced or extended: Host is the entry's, Via extended
+ * again), and the entry's validators. */
 static int refr_build_request(struct refresher *rf, struct refr_job *j)
 {
-    const char *via = NULL;
-    size_t len = 0;
+    const struct cw_config_origin *o = &rf->cfg->origins[j->q.rt->origin];
+    struct cw_upstream_head h = {.ours = refr_host, .cls = j};
     int rc;
 
-    rc = refr_build_url(rf, j);
-    if (rc == 0) rc = refr_append(&j->hdr_lines, &len, "Host", j->host, "");
-    for (size_t i = 0; rc == 0 && i < j->hcount; i++) {
-        if (strcasecmp(j->hnames[i], "Host") == 0) continue;
-        if (strcasecmp(j->hnames[i], "Via") == 0) {
-            via = j->hvalues[i];
-            continue;
-        }
-        rc = refr_append(&j->hdr_lines, &len, j->hnames[i], j->hvalues[i], "");
-    }
-    if (rc == 0)
-        rc = via != NULL ? refr_append(&j->hdr_lines, &len, "Via", via, ", 1.1 cachewarp")
-                         : refr_append(&j->hdr_lines, &len, "Via", "1.1 cachewarp", "");
-    if (rc == 0 && j->etag[0]) rc = refr_append(&j->hdr_lines, &len, "If-None-Match", j->etag, "");
-    if (rc == 0 && j->last_modified[0])
-        rc = refr_append(&j->hdr_lines, &len, "If-Modified-Since", j->last_modified, "");
-    return rc;
+    rc = cw_upstream_build_url(o, j->q.rt, cw_str_cstr(j->target), false, &j->url);
+    if (rc < 0) return rc;
+    /* A failed add is kept by the builder: finish frees the block and returns it. */
+    for (size_t i = 0; i < j->hcount; i++)
+        if (cw_upstream_head_add(&h, cw_str_cstr(j->hnames[i]), cw_str_cstr(j->hvalues[i])) < 0)
+            break;
+    return cw_upstream_head_finish(&h, cw_str_cstr(j->etag), cw_str_cstr(j->last_modified),
+                                   &j->hdr_lines);
 }
 
 /* On the fetch thread: store what came back, hand the job to the main thread. */
-static void refr_on_done(struct cw_fetch_job *job, void *cls)
+static void refr_on_done(struct cw_upstream_collect *job, void *cls)
 {
     struct refr_job *j = cls;
     struct refresher *rf = j->rf;
@@ -253,7 +220,7 @@ static void refr_on_done(struct cw_fetch_job *job, void *cls)
     if (job->rc != 0 || job->status >= 500) {
         cw_seg_add(rf->seg, rf->slot, CW_METRICS_REFRESH_FAIL, 1);
         if (job->rc != 0 && job->rc != -ECANCELED)
-            cw_warn_rl("refresher: %s: %s", j->url, job->errbuf);
+            cw_warn_rl("refresher: %s: %s", j->url, job->xfer.errbuf);
         cw_fill_abandon(&rf->fill, &j->q, false);
     } else {
         cw_fill_complete(&rf->fill, &j->q, job, &res);
@@ -326,17 +293,18 @@ static int refr_start(struct refresher *rf, const struct cw_key *key)
     }
     rc = refr_build_request(rf, j);
     if (rc < 0) goto out_free;
-    j->job = (struct cw_fetch_job){
-        .url = j->url,
-        .method = "GET",
-        .req_headers = j->hdr_lines,
-        .connect_timeout_ms = rf->cfg->origins[j->q.rt->origin].connect_timeout_ms,
-        .timeout_ms = rf->cfg->origins[j->q.rt->origin].timeout_ms,
+    j->job = (struct cw_upstream_collect){
+        .req = {.origin = j->q.rt->origin,
+                .url = j->url,
+                .method = "GET",
+                .head = j->hdr_lines,
+                .connect_timeout_ms = rf->cfg->origins[j->q.rt->origin].connect_timeout_ms,
+                .timeout_ms = rf->cfg->origins[j->q.rt->origin].timeout_ms},
         .max_body = (size_t)rf->cfg->cache_max_object_bytes,
         .done = refr_on_done,
         .cls = j,
     };
-    rc = cw_fetch_submit(rf->fetch, &j->job);
+    rc = cw_upstream_collect(rf->fetch, &j->job);
     if (rc < 0) goto out_free;
     rf->inflight++;
     cw_debug("refresher: refreshing %s%s", j->host, j->target);
@@ -692,7 +660,7 @@ static int refr_open(struct refresher *rf)
     rf->fill = (struct cw_fill){rf->cfg, rf->store, rf->fetch_reader, rf->seg, rf->slot};
     rc = pthread_mutex_init(&rf->lock, NULL);
     if (rc != 0) return -rc;
-    return cw_fetch_start(rf->cfg->origins[0].max_conns, REFR_INFLIGHT_MAX * 2, &rf->fetch);
+    return cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, &rf->fetch);
 }
 
 int cw_refresher_run(const struct cw_child_ctx *ctx)
@@ -744,7 +712,7 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
     }
 out_close:
     if (rf.fetch != NULL) {
-        cw_fetch_stop(rf.fetch); /* cancels what runs: their leases are released */
+        cw_upstream_stop(rf.fetch); /* cancels what runs: their leases are released */
         refr_reap_done(&rf);
     }
     cw_store_reader_close(rf.fetch_reader);

@@ -65,7 +65,7 @@ static void req_resume(struct worker_req *r, enum req_step step)
 static enum req_step req_step_store(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
 
     if (job->rc != 0) {
         if (r->cacheable) cw_fill_abandon(&w->fill, &r->q, false);
@@ -81,7 +81,7 @@ static enum req_step req_step_store(struct worker_req *r)
 }
 
 /* The fetch's done callback. */
-static void req_on_fetched(struct cw_fetch_job *job, void *cls)
+static void req_on_fetched(struct cw_upstream_collect *job, void *cls)
 {
     struct worker_req *r = cls;
 
@@ -93,7 +93,7 @@ static void req_on_fetched(struct cw_fetch_job *job, void *cls)
 /* The fetch thread's half of REQ_MISS: takes the key's FETCH lease (a write txn, which may
  * wait on another process's write without stalling hits), then fetches at once, or hands r
  * back to the MHD thread (REQ_LEASED) to answer from L1 or to wait for the holder's fill. */
-static void req_lease_task(struct cw_fetch_task *t, bool cancelled)
+static void req_lease_task(struct cw_upstream_task *t, bool cancelled)
 {
     struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
 
@@ -118,7 +118,7 @@ static void req_lease_task(struct cw_fetch_task *t, bool cancelled)
 }
 
 /* The fetch thread's half of REQ_PURGE. */
-static void req_purge_task(struct cw_fetch_task *t, bool cancelled)
+static void req_purge_task(struct cw_upstream_task *t, bool cancelled)
 {
     struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
 
@@ -128,14 +128,14 @@ static void req_purge_task(struct cw_fetch_task *t, bool cancelled)
 
 /* Suspends r and queues task on the fetch thread: 0, or the -errno of a queue that took
  * nothing (r is then suspended still: the caller resumes it). */
-static int req_to_fetch_thread(struct worker_req *r, cw_fetch_task_fn task)
+static int req_to_fetch_thread(struct worker_req *r, cw_upstream_task_fn task)
 {
     int rc;
 
     r->task.run = task;
     /* Suspend before queueing: the task may resume r at once. */
     MHD_suspend_connection(r->conn);
-    rc = cw_fetch_defer(r->w->fetch, &r->task);
+    rc = cw_upstream_defer(r->w->fetch, &r->task);
     if (rc < 0) cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
     return rc;
 }
@@ -291,7 +291,7 @@ static enum req_step req_step_fetch(struct worker_req *r)
 
 /* The origin failed (connection, timeout, bad answer) or answered 5xx: RFC 5861 §4 lets a
  * stale copy inside its stale-if-error window answer instead. */
-static bool req_is_origin_error(const struct cw_fetch_job *job)
+static bool req_is_origin_error(const struct cw_upstream_collect *job)
 {
     return job->rc != 0 || job->status == 500 || job->status == 502 || job->status == 503 ||
            job->status == 504;
@@ -316,7 +316,7 @@ static enum req_step req_fetch_failed(struct worker_req *r)
 /* The origin answered (or failed): which answer the client gets. */
 static enum req_step req_step_fetched(struct worker_req *r)
 {
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
 
     if (r->cacheable && r->stale && req_is_origin_error(job) &&
         req_hit_serve_again(r, WSERVE_SIE) == 1)
@@ -337,7 +337,7 @@ static enum req_step req_step_fetched(struct worker_req *r)
             r->stale = false;
             r->etag[0] = r->last_modified[0] = '\0';
             memset(&r->fill, 0, sizeof(r->fill));
-            cw_fetch_job_reset(&r->job);
+            cw_upstream_collect_reset(&r->job);
             free(r->url);
             free(r->hdr_lines);
             r->url = r->hdr_lines = NULL;

@@ -162,13 +162,13 @@ static ssize_t req_head_reader(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* A response to a passed-through HEAD: the origin's Content-Length, and no body. */
-static struct MHD_Response *req_head_response(struct cw_fetch_job *job)
+static struct MHD_Response *req_head_response(struct cw_upstream_collect *job)
 {
     struct cw_str name, value;
     uint64_t len = MHD_SIZE_UNKNOWN;
     size_t off = 0;
 
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) || value.len == 0) continue;
         uint64_t v = 0;
         size_t i = 0;
@@ -181,7 +181,7 @@ static struct MHD_Response *req_head_response(struct cw_fetch_job *job)
 
 int req_answer_origin(struct worker_req *r)
 {
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
     struct MHD_Response *resp;
     struct cw_str name, value, conn = {NULL, 0}, age = {NULL, 0};
     size_t off = 0;
@@ -195,12 +195,12 @@ int req_answer_origin(struct worker_req *r)
     r->bytes = job->body.len;
     job->body.p = NULL; /* the response owns it now */
     job->body.len = job->body.cap = 0;
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (cw_str_eq_ci(name, CW_STR_LIT("Connection"))) conn = value;
         if (cw_str_eq_ci(name, CW_STR_LIT("Age")) && age.p == NULL) age = value;
     }
     off = 0;
-    while (cw_fetch_job_header_next(job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (req_is_hop(name, conn) || cw_fill_is_internal_header(name)) continue;
         if (r->rt && r->rt->strip_set_cookie && r->fill.stored &&
             cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))

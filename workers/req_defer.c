@@ -23,7 +23,7 @@ enum defer_kind {
 };
 
 struct defer_op {
-    struct cw_fetch_task task; /* first: the task is the op */
+    struct cw_upstream_task task; /* first: the task is the op */
     struct cw_worker *w;
     enum defer_kind kind;
     struct cw_key key;
@@ -57,7 +57,7 @@ static void defer_do(struct defer_op *op)
 
 /* On the fetch thread, or on the stopping thread once the loop has stopped (cancelled): the
  * write is wanted either way (a lease left behind would make other processes wait). */
-static void defer_run(struct cw_fetch_task *t, bool cancelled)
+static void defer_run(struct cw_upstream_task *t, bool cancelled)
 {
     struct defer_op *op = (struct defer_op *)t;
 
@@ -78,7 +78,7 @@ static void defer_submit(struct cw_worker *w, enum defer_kind kind, const struct
     }
     *op = (struct defer_op){
         .task = {.run = defer_run}, .w = w, .kind = kind, .key = *key, .token = token};
-    rc = cw_fetch_defer(w->fetch, &op->task);
+    rc = cw_upstream_defer(w->fetch, &op->task);
     if (rc == 0) return;
     if (rc == -ESHUTDOWN) {
         /* The loop has stopped: the worker answers no more hits, so nothing can stall. */

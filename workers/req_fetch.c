@@ -25,154 +25,66 @@
 #include "workers/clock.h"
 #include "workers/req_int.h"
 
-struct miss_hdr_ctx {
-    struct worker_req *r;
-    struct cw_fetch_buf out;
-    bool have_via;
-    int rc;
-};
-
-static int miss_append(struct cw_fetch_buf *b, const char *p, size_t n)
-{
-    size_t need;
-
-    if (__builtin_add_overflow(b->len, n + 1, &need)) return -EOVERFLOW;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap < need)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) return -ENOMEM;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static int miss_append_line(struct cw_fetch_buf *b, const char *name, const char *v1,
-                            const char *v2)
-{
-    int rc = miss_append(b, name, strlen(name));
-    if (rc == 0) rc = miss_append(b, ": ", 2);
-    if (rc == 0) rc = miss_append(b, v1, strlen(v1));
-    if (rc == 0 && v2 != NULL) rc = miss_append(b, v2, strlen(v2));
-    if (rc == 0) rc = miss_append(b, "\r\n", 2);
-    return rc;
-}
-
-/* Request headers a cache fetching a full response must not pass on (it answers
- * conditionals and ranges itself from what it stores). */
-static bool miss_is_conditional(struct cw_str name)
-{
-    static const struct cw_str names[] = {
-        CW_STR_LIT("If-None-Match"),       CW_STR_LIT("If-Modified-Since"), CW_STR_LIT("If-Match"),
-        CW_STR_LIT("If-Unmodified-Since"), CW_STR_LIT("If-Range"),          CW_STR_LIT("Range"),
-    };
-    for (size_t i = 0; i < CW_ARRAY_LEN(names); i++)
-        if (cw_str_eq_ci(name, names[i])) return true;
-    return false;
-}
-
-/* Copies one request field the origin may see. The fields came through the wire reader, so
- * each is a valid token and a value without CR, LF or NUL (workers/wire.h); those CacheWarp
- * sets itself, the framing (our own Content-Length or chunked frames the body) and, for a
- * cacheable request, the client's preconditions (answered from what is stored) are left out. */
+/* Hands one request field to the builder. The fields came through the wire reader, so each
+ * is a valid token and a value without CR, LF or NUL (workers/wire.h). */
 static enum MHD_Result miss_on_req_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                           const char *value)
 {
-    struct miss_hdr_ctx *c = cls;
-    struct cw_str name = cw_str_cstr(key);
+    struct cw_upstream_head *h = cls;
 
     (void)kind;
-    if (value == NULL) value = "";
-    if (req_fwd_field(c->r, name) != WFWD_PASS) return MHD_YES;
-    if (cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) ||
-        cw_str_eq_ci(name, CW_STR_LIT("Expect")))
-        return MHD_YES;
-    if (c->r->cacheable && miss_is_conditional(name)) return MHD_YES;
-    if (cw_str_eq_ci(name, CW_STR_LIT("Via"))) {
-        c->have_via = true;
-        c->rc = miss_append_line(&c->out, key, value, ", 1.1 cachewarp");
-    } else {
-        c->rc = miss_append_line(&c->out, key, value, NULL);
-    }
-    return c->rc == 0 ? MHD_YES : MHD_NO;
+    return cw_upstream_head_add(h, cw_str_cstr(key), cw_str_cstr(value ? value : "")) == 0 ? MHD_YES
+                                                                                           : MHD_NO;
 }
 
-/* The fields CacheWarp sets for the origin (when the route does not pass the client's). */
-static const char *const miss_ours[] = {
-    "Host",     "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
-    "Forwarded"};
+/* The forwarding rules, as the builder asks for them. */
+static enum cw_upstream_fwd miss_fwd(void *cls, struct cw_str name)
+{
+    switch (req_fwd_field(cls, name)) {
+    case WFWD_OURS:
+        return CW_UPSTREAM_FWD_OURS;
+    case WFWD_DROP:
+        return CW_UPSTREAM_FWD_DROP;
+    case WFWD_PASS:
+        break;
+    }
+    return CW_UPSTREAM_FWD_PASS;
+}
 
-/* Builds the origin request's header block from what the request was understood to be. */
+/* Builds the origin request's header block from what the request was understood to be
+ * (workers/upstream.h has the rules): the client's fields as the route forwards them, ours
+ * (req_header() gives their values), and a stale copy's validators. */
 static int miss_build_headers(struct worker_req *r)
 {
-    struct miss_hdr_ctx c = {.r = r};
+    struct cw_upstream_head h = {.fwd = miss_fwd,
+                                 .ours = req_header,
+                                 .cls = r,
+                                 .connection = r->conn_hdr,
+                                 .strip_preconditions = r->cacheable};
+    bool cond = r->cacheable && r->stale;
 
-    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, miss_on_req_header, &c);
-    for (size_t i = 0; c.rc == 0 && i < CW_ARRAY_LEN(miss_ours); i++) {
-        if (req_fwd_field(r, cw_str_cstr(miss_ours[i])) != WFWD_OURS) continue;
-        const char *v = req_header(r, miss_ours[i]);
-        c.rc = v ? miss_append_line(&c.out, miss_ours[i], v, NULL) : -ENOMEM;
-    }
-    if (c.rc == 0 && !c.have_via) c.rc = miss_append_line(&c.out, "Via", "1.1 cachewarp", NULL);
-    /* RFC 9111 §4.3.1: validate a stale copy with its own validators. */
-    if (c.rc == 0 && r->cacheable && r->stale && r->etag[0] != '\0')
-        c.rc = miss_append_line(&c.out, "If-None-Match", r->etag, NULL);
-    if (c.rc == 0 && r->cacheable && r->stale && r->last_modified[0] != '\0')
-        c.rc = miss_append_line(&c.out, "If-Modified-Since", r->last_modified, NULL);
-    if (c.rc < 0) {
-        free(c.out.p);
-        return c.rc;
-    }
-    r->hdr_lines = c.out.p;
-    return 0;
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, miss_on_req_header, &h);
+    return cw_upstream_head_finish(&h, cw_str_cstr(cond ? r->etag : ""),
+                                   cw_str_cstr(cond ? r->last_modified : ""), &r->hdr_lines);
 }
 
-/* The origin URL: the origin's prefix, the normalised path, and exactly the query parameters
- * the key uses (an unkeyed parameter must not choose the stored answer). */
-static int miss_build_url(struct worker_req *r, const struct cw_config_origin *o)
-{
-    const char *qm = memchr(r->uri, '?', r->uri_len);
-    size_t ulen = strlen(o->url), plen = qm ? (size_t)(qm - r->uri) : r->uri_len;
-    size_t qlen = qm ? r->uri_len - plen - 1 : 0, fwd = 0;
-    char *url = malloc(ulen + plen + qlen + 2);
-
-    if (url == NULL) return -ENOMEM;
-    memcpy(url, o->url, ulen);
-    memcpy(url + ulen, r->uri, plen);
-    /* A passed-through method (POST, PUT...) stores nothing: its query goes whole. */
-    if (qm != NULL && !r->cacheable) {
-        memcpy(url + ulen + plen + 1, qm + 1, qlen);
-        fwd = qlen;
-    } else if (qm != NULL && cw_key_forward_query(r->rt, cw_str_make(qm + 1, qlen),
-                                                  url + ulen + plen + 1, qlen + 1, &fwd) < 0) {
-        free(url);
-        return -ENOSPC;
-    }
-    if (fwd > 0) url[ulen + plen] = '?';
-    url[ulen + plen + (fwd > 0 ? fwd + 1 : 0)] = '\0';
-    r->url = url;
-    return 0;
-}
-
-int req_fetch_prepare(struct worker_req *r, cw_fetch_done_fn done)
+int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done)
 {
     const struct cw_config_origin *o = &r->w->cfg->origins[r->rt->origin];
 
     /* Built once: a request that waited, or took a lease first, comes back here. */
-    if (r->url == NULL && miss_build_url(r, o) < 0) return -ENOMEM;
+    if (r->url == NULL && cw_upstream_build_url(o, r->rt, cw_str_make(r->uri, r->uri_len),
+                                                !r->cacheable, &r->url) < 0)
+        return -ENOMEM;
     if (r->hdr_lines == NULL && miss_build_headers(r) < 0) return -ENOMEM;
-    r->job.url = r->url;
+    r->job.req.origin = r->rt->origin;
+    r->job.req.url = r->url;
     /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */
-    r->job.method = r->cacheable ? "GET" : r->method;
-    r->job.req_headers = r->hdr_lines;
-    r->job.req_body = cw_str_make(r->body_in.p, r->body_in.len);
-    r->job.connect_timeout_ms = o->connect_timeout_ms;
-    r->job.timeout_ms = o->timeout_ms;
+    r->job.req.method = r->cacheable ? "GET" : r->method;
+    r->job.req.head = r->hdr_lines;
+    r->job.req.body = cw_str_make(r->body_in.p, r->body_in.len);
+    r->job.req.connect_timeout_ms = o->connect_timeout_ms;
+    r->job.req.timeout_ms = o->timeout_ms;
     /* Bodies past max_object are not stored; until they stream, they pass up to a bound. */
     r->job.max_body = r->w->cfg->cache_max_object_bytes > CW_LIMIT_FETCH_BODY_BYTES
                           ? (size_t)r->w->cfg->cache_max_object_bytes
@@ -187,7 +99,7 @@ int req_fetch_submit(struct worker_req *r)
     int rc;
 
     r->fetch_start_us = cw_clock_mono_us();
-    rc = cw_fetch_submit(r->w->fetch, &r->job);
+    rc = cw_upstream_collect(r->w->fetch, &r->job);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
         r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
@@ -283,7 +195,7 @@ void req_fetch_invalidate(struct worker_req *r)
     if (r->rt == NULL || strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0) return;
     if (r->job.status < 200 || r->job.status >= 400) return;
     miss_invalidate_uri(r, r->q.uri);
-    while (cw_fetch_job_header_next(&r->job, &off, &name, &value)) {
+    while (cw_upstream_collect_header_next(&r->job, &off, &name, &value)) {
         for (size_t i = 0; i < CW_ARRAY_LEN(names); i++) {
             if (cw_str_eq_ci(name, names[i]) && cw_cond_same_origin(value, r->q.host, &path))
                 miss_invalidate_uri(r, path);
@@ -294,7 +206,7 @@ void req_fetch_invalidate(struct worker_req *r)
 void req_fetch_account(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
-    struct cw_fetch_job *job = &r->job;
+    struct cw_upstream_collect *job = &r->job;
 
     cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_REQ, 1);
     r->origin_us = cw_clock_mono_us() - r->fetch_start_us;
@@ -305,6 +217,7 @@ void req_fetch_account(struct worker_req *r)
     if (job->rc != 0) {
         cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)
-            cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->method, job->url, job->errbuf);
+            cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->req.method, job->req.url,
+                       job->xfer.errbuf);
     }
 }

@@ -29,8 +29,8 @@
 #include "core/metrics_types.h"
 #include "shm/seg_types.h" /* CW_SEG_FILL_BUCKETS */
 #include "shm/store.h"     /* struct cw_store_lease */
-#include "workers/fetch.h"
 #include "workers/fill.h"
+#include "workers/upstream.h"
 
 struct cw_accesslog;
 struct cw_config;
@@ -75,7 +75,7 @@ struct cw_worker {
     struct cw_store_reader *fetch_reader; /* fetch thread only */
     struct cw_fill fill;                  /* for the fetch thread */
     struct cw_fill fill_mhd;              /* for the MHD thread */
-    struct cw_fetch *fetch;
+    struct cw_upstream *fetch;
     struct MHD_Daemon *mhd;
     struct worker_waitq waitq;
     struct cw_accesslog *alog;           /* NULL when log.access is "" */
@@ -148,13 +148,13 @@ struct worker_req {
     bool pragma_no_cache; /* Pragma: no-cache without Cache-Control (RFC 9111 §5.4) */
     bool cacheable;       /* GET or HEAD the cache may answer or store */
     const struct cw_config_route *rt;
-    struct cw_fill_req q;        /* key, lease; q.key_buf owned */
-    struct cw_fetch_buf body_in; /* request body for pass-through (owned) */
-    bool body_over;              /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
-    bool close;                  /* close the connection after the answer */
-    bool refetched;              /* sent again without validators after an unusable 304 */
-    char *join_buf;              /* req_header()'s joined multi-line values (owned) */
-    struct cw_fetch_job job;
+    struct cw_fill_req q;           /* key, lease; q.key_buf owned */
+    struct cw_upstream_buf body_in; /* request body for pass-through (owned) */
+    bool body_over;                 /* body_in would pass CW_LIMIT_REQUEST_BODY_BYTES */
+    bool close;                     /* close the connection after the answer */
+    bool refetched;                 /* sent again without validators after an unusable 304 */
+    char *join_buf;                 /* req_header()'s joined multi-line values (owned) */
+    struct cw_upstream_collect job;
     char *url;       /* origin URL (owned) */
     char *hdr_lines; /* request header lines for the origin (owned) */
     int64_t start_us;
@@ -189,7 +189,7 @@ struct worker_req {
 
     /* Work on the fetch thread for this request (the lease take, or a purge): set up by
      * the MHD thread, run while the connection is suspended. */
-    struct cw_fetch_task task;
+    struct cw_upstream_task task;
     int lease_rc;                       /* the take's result, for REQ_LEASED */
     struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
     bool purge_soft;
@@ -264,7 +264,7 @@ void req_hit_ask_refresh(struct worker_req *r);
 
 /* req_fetch.c: the origin side. */
 /* Builds (once) r's origin request into r->job, to complete with done: 0 or -ENOMEM. */
-CW_MUST_CHECK int req_fetch_prepare(struct worker_req *r, cw_fetch_done_fn done);
+CW_MUST_CHECK int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done);
 /* Submits r's job; r's connection is suspended: 0, or -EAGAIN/-ESHUTDOWN with r->job.rc set
  * to what the answer reports (the caller resumes r). */
 CW_MUST_CHECK int req_fetch_submit(struct worker_req *r);

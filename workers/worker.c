@@ -167,7 +167,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     *req_cls = NULL;
     if (r->queued) worker_record(w, r, conn);
     if (r->resp != NULL) MHD_destroy_response(r->resp); /* built, never queued */
-    cw_fetch_job_reset(&r->job);
+    cw_upstream_collect_reset(&r->job);
     free(r->body_in.p);
     free(r->url);
     free(r->hdr_lines);
@@ -204,7 +204,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
     w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
-    rc = cw_fetch_start(w->cfg->origins[0].max_conns, CW_LIMIT_PENDING_FETCHES, &w->fetch);
+    rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, &w->fetch);
     if (rc < 0) return rc;
     rc = req_wait_start(w);
     if (rc < 0) return rc;
@@ -294,10 +294,10 @@ out_close:
      * stopped, and only then is the fetch loop freed (the MHD thread may still submit). */
     atomic_store(&w.stopping, true);
     req_wait_stop(&w);
-    cw_fetch_cancel(w.fetch);
+    cw_upstream_cancel(w.fetch);
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
-    cw_fetch_stop(w.fetch);
+    cw_upstream_stop(w.fetch);
     req_wait_destroy(&w);
     cw_accesslog_close(w.alog);
     cw_store_reader_close(w.fetch_reader);

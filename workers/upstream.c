@@ -1,0 +1,812 @@
+/* workers/upstream.c - see workers/upstream.h: the loop.
+ *
+ * One thread drives a CURLM. Submitters push transfers and tasks on queues under a mutex and
+ * wake the thread with curl_multi_wakeup(); the thread runs the tasks, moves each transfer to
+ * its origin's pool, and adds it to the multi handle while the pool is under its cap (else it
+ * waits in the pool's queue, started when a transfer of that origin ends). Finished transfers
+ * complete through on_done. cw_upstream_resume() queues the transfer on a list under the same
+ * mutex and wakes the thread, which calls curl_easy_pause() on its own thread (libcurl handles
+ * are not thread safe). Connections stay alive in the multi handle's cache between transfers;
+ * the pools' caps, not libcurl's per-host one, bound them, so that two origins on one
+ * host:port each keep their own cap. */
+#include "workers/upstream.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/limits.h"
+#include "core/log.h"
+#include "workers/clock.h"
+#include "workers/upstream_int.h"
+
+#define UPSTREAM_POLL_MS    1000
+#define UPSTREAM_BODY_CHUNK 16384
+
+/* One origin's connections: at most max transfers in the multi handle at once. Loop only. */
+struct upstream_pool {
+    int max;
+    int running;
+    struct upstream_run *wait_head; /* oldest first */
+    struct upstream_run **wait_tail;
+};
+
+struct cw_upstream {
+    pthread_t thread;
+    bool thread_started;
+    CURLM *multi;
+    pthread_mutex_t lock;
+    /* Under lock. */
+    struct cw_upstream_xfer *q_head; /* submitted, not yet taken by the loop, oldest first */
+    struct cw_upstream_xfer **q_tail;
+    size_t max_pending;
+    size_t active;                  /* submitted, on_done not yet called */
+    struct cw_upstream_task *tasks; /* deferred work, oldest first */
+    struct cw_upstream_task **tasks_tail;
+    size_t task_count;
+    struct cw_upstream_xfer *resumes; /* transfers to unpause */
+    bool stopping;
+    /* Set at start, then read only. */
+    struct upstream_pool *pools;
+    size_t pool_count;
+    /* Loop only. */
+    struct upstream_run *running; /* transfers in the multi handle */
+};
+
+/* A transfer the loop has taken: its easy handle (once started) and response state. */
+struct upstream_run {
+    struct upstream_run *prev, *next; /* running list, or next in a pool's wait queue */
+    struct cw_upstream_xfer *x;
+    struct upstream_pool *pool;
+    CURL *easy; /* NULL while waiting in the pool */
+    struct curl_slist *hdrs;
+    int64_t taken_ms; /* monotonic, when the loop took it: its timeout runs from here */
+    struct cw_upstream_buf headers; /* lines of the response being read, NUL-separated */
+    size_t header_count;
+    int fail_rc;            /* set by callbacks that end the transfer */
+    int64_t content_length; /* of the response being read, -1 when none yet */
+    bool chunked;           /* it has a Transfer-Encoding */
+    bool head_done;         /* on_head ran */
+    bool hold;              /* on_head said PAUSE: hold the body until resumed */
+};
+
+static void *upstream_thread_main(void *arg);
+static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run);
+static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
+                            struct upstream_run *run, int rc, const char *why);
+static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
+
+int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
+{
+    size_t need;
+
+    if (__builtin_add_overflow(b->len, n, &need) || need > max) return -EFBIG;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : UPSTREAM_BODY_CHUNK;
+        while (cap < need)
+            cap = cap > max / 2 ? max : cap * 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len = need;
+    return 0;
+}
+
+bool cw_upstream_fields_next(const struct cw_upstream_fields *f, size_t *off, struct cw_str *name,
+                             struct cw_str *value)
+{
+    const char *p, *end, *colon;
+
+    if (*off >= f->len) return false;
+    p = f->p + *off;
+    end = memchr(p, '\0', f->len - *off);
+    if (end == NULL) return false;
+    *off = (size_t)(end - f->p) + 1;
+    colon = memchr(p, ':', (size_t)(end - p));
+    if (colon == NULL) return false; /* the header callback only keeps lines with a colon */
+    *name = cw_str_make(p, (size_t)(colon - p));
+    p = colon + 1;
+    while (p < end && cw_is_ows((unsigned char)*p))
+        p++;
+    while (end > p && cw_is_ows((unsigned char)end[-1]))
+        end--;
+    *value = cw_str_make(p, (size_t)(end - p));
+    return true;
+}
+
+/* Parses "HTTP/1.1 200 OK": the status, or -1. */
+static int upstream_parse_status(const char *p, size_t n)
+{
+    size_t i = 0;
+    int status = 0;
+
+    while (i < n && p[i] != ' ')
+        i++;
+    if (i + 4 > n) return -1;
+    for (size_t k = i + 1; k < i + 4; k++) {
+        if (p[k] < '0' || p[k] > '9') return -1;
+        status = status * 10 + (p[k] - '0');
+    }
+    return status;
+}
+
+/* RFC 9110 §5.6.2 tchar. */
+static bool upstream_is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* RFC 9110 §5.5: field-content is VCHAR, obs-text, SP and HTAB; a CR, LF, NUL or other
+ * control byte could split or smuggle a field when replayed, so the response is refused. */
+static bool upstream_is_field_value(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+    }
+    return true;
+}
+
+/* Checks one "Name: value" line: the name a token within its limit (no space before the
+ * colon, RFC 9112 §5.1), the value within its limit and free of control bytes. */
+static bool upstream_is_valid_field(const char *p, size_t len, struct cw_str *name,
+                                    struct cw_str *value)
+{
+    const char *colon = memchr(p, ':', len);
+    size_t i;
+
+    if (colon == NULL || colon == p) return false;
+    *name = cw_str_make(p, (size_t)(colon - p));
+    if (name->len > CW_LIMIT_HEADER_NAME_BYTES) return false;
+    for (i = 0; i < name->len; i++)
+        if (!upstream_is_tchar((unsigned char)p[i])) return false;
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && cw_is_ows((unsigned char)*v))
+        v++;
+    while (end > v && cw_is_ows((unsigned char)end[-1]))
+        end--;
+    *value = cw_str_make(v, (size_t)(end - v));
+    return value->len <= CW_LIMIT_HEADER_VALUE_BYTES && upstream_is_field_value(v, value->len);
+}
+
+/* RFC 9112 §6.3: Content-Length with Transfer-Encoding, or Content-Lengths that differ, make
+ * the framing ambiguous; a proxy answers 502 rather than guess (nginx does the same). A
+ * list of equal values ("5, 5") is one length. */
+static bool upstream_framing_ok(struct upstream_run *x, struct cw_str name, struct cw_str value)
+{
+    if (cw_str_eq_ci(name, CW_STR_LIT("Transfer-Encoding"))) {
+        x->chunked = true;
+        return x->content_length < 0;
+    }
+    if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length"))) return true;
+    for (size_t i = 0; i < value.len;) {
+        int64_t v = 0;
+        size_t start = i;
+        while (i < value.len && value.p[i] >= '0' && value.p[i] <= '9') {
+            if (v > (INT64_MAX - 9) / 10) return false;
+            v = v * 10 + (value.p[i++] - '0');
+        }
+        if (i == start) return false;
+        if (x->content_length >= 0 && x->content_length != v) return false;
+        x->content_length = v;
+        while (i < value.len && (cw_is_ows((unsigned char)value.p[i]) || value.p[i] == ','))
+            i++;
+    }
+    return !x->chunked;
+}
+
+/* Says what a callback's errno ended the transfer with, unless it said so itself. */
+static void upstream_fail_cb(struct upstream_run *run, int rc)
+{
+    run->fail_rc = rc;
+    if (run->x->errbuf[0] == '\0')
+        snprintf(run->x->errbuf, sizeof(run->x->errbuf), "ended by its consumer: %s",
+                 strerror(-rc));
+}
+
+/* Header lines arrive one per call, CRLF included, for every response of the transfer (1xx,
+ * then the final one, then any trailer): keep only the last block. Its end (the empty line of
+ * a final response) is the head: on_head decides what happens to the body. */
+static size_t upstream_on_header(char *p, size_t size, size_t nitems, void *cls)
+{
+    struct upstream_run *run = cls;
+    struct cw_upstream_xfer *x = run->x;
+    size_t n = size * nitems, len = n;
+    struct cw_str name, value;
+
+    while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        run->headers.len = 0;
+        run->header_count = 0;
+        run->content_length = -1;
+        run->chunked = false;
+        x->status = upstream_parse_status(p, len);
+        if (x->status < 100) goto out_bad;
+        return n;
+    }
+    if (len == 0) {
+        if (run->head_done || x->status < 200) return n;
+        run->head_done = true;
+        if (x->ops->on_head == NULL) return n;
+        struct cw_upstream_fields f = {run->headers.p, run->headers.len, run->header_count};
+        int v = x->ops->on_head(x, x->status, &f);
+        if (v < 0) {
+            upstream_fail_cb(run, v);
+            return 0;
+        }
+        run->hold = v == CW_UPSTREAM_PAUSE;
+        return n;
+    }
+    /* RFC 9112 §5.2: a proxy must reject or replace obs-fold; we reject. */
+    if (cw_is_ows((unsigned char)p[0]) || !upstream_is_valid_field(p, len, &name, &value))
+        goto out_bad;
+    if (!upstream_framing_ok(run, name, value)) goto out_bad;
+    if (run->header_count >= CW_LIMIT_HEADER_COUNT) goto out_bad;
+    if (upstream_buf_append(&run->headers, p, len, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
+    if (upstream_buf_append(&run->headers, "", 1, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
+    run->header_count++;
+    return n;
+out_bad:
+    run->fail_rc = -EBADMSG;
+    snprintf(x->errbuf, sizeof(x->errbuf), "malformed, ambiguous or oversized response header");
+    return 0;
+}
+
+static size_t upstream_on_body(char *p, size_t size, size_t nmemb, void *cls)
+{
+    struct upstream_run *run = cls;
+    struct cw_upstream_xfer *x = run->x;
+    size_t n = size * nmemb;
+
+    if (run->hold) return CURL_WRITEFUNC_PAUSE;
+    if (x->ops->on_data == NULL || n == 0) return n;
+    int v = x->ops->on_data(x, p, n);
+    if (v < 0) {
+        upstream_fail_cb(run, v);
+        return 0;
+    }
+    return v == CW_UPSTREAM_PAUSE ? CURL_WRITEFUNC_PAUSE : n;
+}
+
+static size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls)
+{
+    struct upstream_run *run = cls;
+    struct cw_upstream_xfer *x = run->x;
+    ssize_t got = x->ops->on_read(x, buf, size * nitems);
+
+    if (got == -EAGAIN) return CURL_READFUNC_PAUSE;
+    if (got < 0) {
+        upstream_fail_cb(run, (int)got);
+        return CURL_READFUNC_ABORT;
+    }
+    return (size_t)got > size * nitems ? CURL_READFUNC_ABORT : (size_t)got;
+}
+
+int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw_upstream **out)
+{
+    struct cw_upstream *up;
+    long total = 0;
+    int rc;
+
+    up = calloc(1, sizeof(*up));
+    if (up == NULL) return -ENOMEM;
+    up->pool_count = cfg->origin_count;
+    up->pools = calloc(up->pool_count ? up->pool_count : 1, sizeof(*up->pools));
+    if (up->pools == NULL) {
+        rc = -ENOMEM;
+        goto out_free_up;
+    }
+    for (size_t i = 0; i < up->pool_count; i++) {
+        up->pools[i].max = cfg->origins[i].max_conns > 0 ? cfg->origins[i].max_conns : 1;
+        up->pools[i].wait_tail = &up->pools[i].wait_head;
+        total += up->pools[i].max;
+    }
+    up->max_pending = max_pending;
+    up->q_tail = &up->q_head;
+    up->tasks_tail = &up->tasks;
+    up->multi = curl_multi_init();
+    if (up->multi == NULL) {
+        cw_err("upstream: curl_multi_init failed");
+        rc = -ENOMEM;
+        goto out_free_pools;
+    }
+    /* The connection cache holds every origin's connections: the pools bound how many open. */
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, total > 0 ? total : 1L);
+    rc = pthread_mutex_init(&up->lock, NULL);
+    if (rc != 0) {
+        rc = -rc;
+        goto out_cleanup_multi;
+    }
+    rc = pthread_create(&up->thread, NULL, upstream_thread_main, up);
+    if (rc != 0) {
+        cw_err("upstream: pthread_create: %s", strerror(rc));
+        rc = -rc;
+        goto out_destroy_lock;
+    }
+    up->thread_started = true;
+    *out = up;
+    return 0;
+
+out_destroy_lock:
+    pthread_mutex_destroy(&up->lock);
+out_cleanup_multi:
+    curl_multi_cleanup(up->multi);
+out_free_pools:
+    free(up->pools);
+out_free_up:
+    free(up);
+    return rc;
+}
+
+int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
+{
+    int rc = 0;
+
+    if (x->req->origin < 0 || (size_t)x->req->origin >= up->pool_count) return -EINVAL;
+    pthread_mutex_lock(&up->lock);
+    if (up->stopping) {
+        rc = -ESHUTDOWN;
+    } else if (up->active >= up->max_pending) {
+        rc = -EAGAIN;
+    } else {
+        x->up = up;
+        x->internal = NULL;
+        x->status = 0;
+        x->errbuf[0] = '\0';
+        x->request_time_ms = x->response_time_ms = 0;
+        x->next = NULL;
+        x->resume_next = NULL;
+        x->resume_queued = false;
+        x->live = true;
+        *up->q_tail = x;
+        up->q_tail = &x->next;
+        up->active++;
+    }
+    pthread_mutex_unlock(&up->lock);
+    if (rc == 0) curl_multi_wakeup(up->multi);
+    return rc;
+}
+
+void cw_upstream_resume(struct cw_upstream_xfer *x)
+{
+    struct cw_upstream *up = x->up;
+    bool wake = false;
+
+    if (up == NULL) return;
+    pthread_mutex_lock(&up->lock);
+    if (x->live && !x->resume_queued) {
+        x->resume_queued = true;
+        x->resume_next = up->resumes;
+        up->resumes = x;
+        wake = true;
+    }
+    pthread_mutex_unlock(&up->lock);
+    if (wake) curl_multi_wakeup(up->multi);
+}
+
+int cw_upstream_defer(struct cw_upstream *up, struct cw_upstream_task *t)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&up->lock);
+    if (up->stopping) {
+        rc = -ESHUTDOWN;
+    } else if (up->task_count >= up->max_pending) {
+        rc = -EAGAIN;
+    } else {
+        t->next = NULL;
+        *up->tasks_tail = t;
+        up->tasks_tail = &t->next;
+        up->task_count++;
+    }
+    pthread_mutex_unlock(&up->lock);
+    if (rc == 0) curl_multi_wakeup(up->multi);
+    return rc;
+}
+
+/* Runs the queued tasks, oldest first (bounded by the queue's cap). Off the lock: a task
+ * may block, and may submit transfers or tasks itself. */
+static void upstream_run_tasks(struct cw_upstream *up, bool cancelled)
+{
+    struct cw_upstream_task *t;
+
+    pthread_mutex_lock(&up->lock);
+    t = up->tasks;
+    up->tasks = NULL;
+    up->tasks_tail = &up->tasks;
+    up->task_count = 0;
+    pthread_mutex_unlock(&up->lock);
+    while (t != NULL) {
+        struct cw_upstream_task *next = t->next;
+        t->run(t, cancelled); /* t may be freed or queued again from here */
+        t = next;
+    }
+}
+
+/* Builds the request header list from "Name: value\r\n" lines. */
+static int upstream_build_list(const char *lines, bool chunked, struct curl_slist **out)
+{
+    struct curl_slist *list = NULL, *tmp;
+    char line[CW_LIMIT_HEADER_NAME_BYTES + CW_LIMIT_HEADER_VALUE_BYTES + 4];
+
+    /* curl would add "Expect: 100-continue" to bodies over 1 KiB; the origin is ours. */
+    list = curl_slist_append(list, "Expect:");
+    if (list == NULL) return -ENOMEM;
+    /* A streamed body of unknown length goes chunked (libcurl's way to ask for it). */
+    if (chunked) {
+        tmp = curl_slist_append(list, "Transfer-Encoding: chunked");
+        if (tmp == NULL) goto out_nomem;
+        list = tmp;
+    }
+    while (lines != NULL && *lines != '\0') {
+        const char *eol = strstr(lines, "\r\n");
+        size_t n = eol ? (size_t)(eol - lines) : strlen(lines);
+        if (n > 0 && n < sizeof(line)) {
+            memcpy(line, lines, n);
+            line[n] = '\0';
+            tmp = curl_slist_append(list, line);
+            if (tmp == NULL) goto out_nomem;
+            list = tmp;
+        }
+        lines = eol ? eol + 2 : lines + n;
+    }
+    *out = list;
+    return 0;
+out_nomem:
+    curl_slist_free_all(list);
+    return -ENOMEM;
+}
+
+/* Sets the method and the request body of e. */
+static void upstream_set_body(CURL *e, struct upstream_run *run)
+{
+    const struct cw_upstream_xfer *x = run->x;
+    const struct cw_upstream_req *req = x->req;
+    const char *m = req->method;
+
+    if (strcmp(m, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+        return;
+    }
+    if (strcmp(m, "GET") == 0 && x->ops->on_read == NULL) return;
+    if (strcmp(m, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, m);
+    if (x->ops->on_read != NULL) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, upstream_on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, run);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else if (req->body.len > 0 || strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 ||
+               strcmp(m, "PATCH") == 0) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body.len ? req->body.p : "");
+    }
+}
+
+/* Adds run to the multi handle: 0, or -errno with x->errbuf set (the caller finishes it).
+ * A new easy handle per transfer: libcurl 7.88 keeps a stale header pointer in a reused
+ * handle (curl#11101, fixed in 8.1.0) that a hostile origin's obs-fold line after a reuse
+ * turns into a use-after-free. Connections live in the multi handle's cache, not in the
+ * easy handle, so keep-alive does not depend on reuse. */
+static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
+{
+    struct cw_upstream_xfer *x = run->x;
+    const struct cw_upstream_req *req = x->req;
+    int64_t timeout_ms = req->timeout_ms;
+    int rc;
+
+    /* The wait for a connection counts in the timeout, as libcurl's own queue counted it. */
+    if (timeout_ms > 0) {
+        timeout_ms -= cw_clock_mono_ms() - run->taken_ms;
+        if (timeout_ms <= 0) {
+            snprintf(x->errbuf, sizeof(x->errbuf), "timed out waiting for a connection");
+            return -ETIMEDOUT;
+        }
+    }
+    run->easy = curl_easy_init();
+    if (run->easy == NULL) {
+        snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
+        return -ENOMEM;
+    }
+    rc = upstream_build_list(req->head, x->ops->on_read != NULL && req->body_len < 0, &run->hdrs);
+    if (rc < 0) {
+        snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
+        goto out_cleanup;
+    }
+    x->request_time_ms = cw_clock_wall_ms();
+    CURL *e = run->easy;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    /* The worker normalised the path once (RFC 3986 §5.2.4): libcurl must change nothing. */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, run);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, run->hdrs);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, run);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, upstream_on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, run);
+    upstream_set_body(e, run);
+    CURLMcode mc = curl_multi_add_handle(up->multi, e);
+    if (mc != CURLM_OK) {
+        cw_err("upstream: curl_multi_add_handle %s: %s", req->url, curl_multi_strerror(mc));
+        snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
+        rc = -EIO;
+        goto out_cleanup;
+    }
+    run->prev = NULL;
+    run->next = up->running;
+    if (up->running) up->running->prev = run;
+    up->running = run;
+    return 0;
+
+out_cleanup:
+    curl_slist_free_all(run->hdrs);
+    run->hdrs = NULL;
+    curl_easy_cleanup(run->easy);
+    run->easy = NULL;
+    return rc;
+}
+
+static int upstream_map_code(CURLcode code)
+{
+    switch (code) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return -ECONNREFUSED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    default:
+        return -EIO;
+    }
+}
+
+/* Ends x: it leaves the resume list and the count, then on_done runs and the loop forgets x.
+ * run (NULL for a transfer never taken) is freed after on_done, which may read it (collect). */
+static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
+                            struct upstream_run *run, int rc, const char *why)
+{
+    if (rc != 0 && x->errbuf[0] == '\0' && why != NULL)
+        snprintf(x->errbuf, sizeof(x->errbuf), "%s", why);
+    if (x->response_time_ms == 0) x->response_time_ms = cw_clock_wall_ms();
+    pthread_mutex_lock(&up->lock);
+    x->live = false;
+    if (x->resume_queued) {
+        struct cw_upstream_xfer **pp = &up->resumes;
+        while (*pp != NULL && *pp != x)
+            pp = &(*pp)->resume_next;
+        if (*pp == x) *pp = x->resume_next;
+        x->resume_queued = false;
+    }
+    up->active--;
+    pthread_mutex_unlock(&up->lock);
+    x->internal = run;
+    x->ops->on_done(x, rc); /* x is the submitter's again from here (collect took run's lines) */
+    if (run != NULL) {
+        free(run->headers.p);
+        free(run);
+    }
+}
+
+/* Ends a transfer that ran: out of the multi handle and its pool, then finished; the pool's
+ * next waiting transfer starts on the connection it left. */
+static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code)
+{
+    struct cw_upstream_xfer *x = run->x;
+    struct upstream_pool *pool = run->pool;
+    int rc;
+
+    curl_multi_remove_handle(up->multi, run->easy);
+    if (run->prev) run->prev->next = run->next;
+    if (run->next) run->next->prev = run->prev;
+    if (up->running == run) up->running = run->next;
+    pool->running--;
+    x->response_time_ms = cw_clock_wall_ms();
+    rc = run->fail_rc ? run->fail_rc : upstream_map_code(code);
+    if (rc == 0 && x->status < 100) rc = -EBADMSG;
+    if (rc != 0 && x->errbuf[0] == '\0')
+        snprintf(x->errbuf, sizeof(x->errbuf), "%s", curl_easy_strerror(code));
+    curl_slist_free_all(run->hdrs);
+    curl_easy_cleanup(run->easy);
+    run->hdrs = NULL;
+    run->easy = NULL;
+    upstream_finish(up, x, run, rc, NULL);
+    upstream_pool_kick(up, pool);
+}
+
+/* Starts run now when its pool has room, else queues it there. */
+static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
+{
+    struct upstream_pool *pool = run->pool;
+    int rc;
+
+    if (pool->running >= pool->max || pool->wait_head != NULL) {
+        run->next = NULL;
+        *pool->wait_tail = run;
+        pool->wait_tail = &run->next;
+        upstream_pool_kick(up, pool);
+        return;
+    }
+    pool->running++;
+    rc = upstream_begin(up, run);
+    if (rc < 0) {
+        pool->running--;
+        upstream_finish(up, run->x, run, rc, NULL);
+    }
+}
+
+/* Starts the pool's waiting transfers while it has room (bounded by the queue). */
+static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool)
+{
+    while (pool->running < pool->max && pool->wait_head != NULL) {
+        struct upstream_run *run = pool->wait_head;
+        pool->wait_head = run->next;
+        if (pool->wait_head == NULL) pool->wait_tail = &pool->wait_head;
+        pool->running++;
+        int rc = upstream_begin(up, run);
+        if (rc < 0) {
+            pool->running--;
+            upstream_finish(up, run->x, run, rc, NULL);
+        }
+    }
+}
+
+/* Takes the submitted transfers (and runs the tasks first). True when stopping: they are then
+ * finished as cancelled. Bounded by max_pending. */
+static bool upstream_take_queued(struct cw_upstream *up)
+{
+    struct cw_upstream_xfer *x;
+    bool stopping;
+
+    pthread_mutex_lock(&up->lock);
+    x = up->q_head;
+    up->q_head = NULL;
+    up->q_tail = &up->q_head;
+    stopping = up->stopping;
+    pthread_mutex_unlock(&up->lock);
+    upstream_run_tasks(up, stopping);
+    while (x != NULL) {
+        struct cw_upstream_xfer *next = x->next;
+        struct upstream_run *run = stopping ? NULL : calloc(1, sizeof(*run));
+        if (run == NULL) {
+            upstream_finish(up, x, NULL, stopping ? -ECANCELED : -ENOMEM,
+                            stopping ? "shutting down" : "out of memory");
+        } else {
+            run->x = x;
+            run->pool = &up->pools[x->req->origin];
+            run->taken_ms = cw_clock_mono_ms();
+            run->content_length = -1;
+            x->internal = run;
+            upstream_start_run(up, run);
+        }
+        x = next;
+    }
+    return stopping;
+}
+
+/* Unpauses the transfers cw_upstream_resume() queued. A transfer stays marked queued until
+ * its turn, so that another thread's resume meanwhile is not lost or linked twice. */
+static void upstream_run_resumes(struct cw_upstream *up)
+{
+    struct cw_upstream_xfer *x;
+
+    pthread_mutex_lock(&up->lock);
+    x = up->resumes;
+    up->resumes = NULL;
+    pthread_mutex_unlock(&up->lock);
+    while (x != NULL) {
+        pthread_mutex_lock(&up->lock);
+        struct cw_upstream_xfer *next = x->resume_next;
+        x->resume_queued = false;
+        pthread_mutex_unlock(&up->lock);
+        struct upstream_run *run = x->internal;
+        if (run != NULL && run->easy != NULL) {
+            run->hold = false;
+            /* May deliver held data at once (on_data runs from here), or pause again. */
+            CURLcode code = curl_easy_pause(run->easy, CURLPAUSE_CONT);
+            if (code != CURLE_OK)
+                cw_warn_rl("upstream: resume %s: %s", x->req->url, curl_easy_strerror(code));
+        }
+        x = next;
+    }
+}
+
+static void upstream_reap_done(struct cw_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(up->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        struct upstream_run *run = NULL;
+        CURL *e = msg->easy_handle;
+        CURLcode code = msg->data.result;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&run);
+        upstream_end(up, run, code);
+    }
+}
+
+static void *upstream_thread_main(void *arg)
+{
+    struct cw_upstream *up = arg;
+    int running = 0;
+
+    for (;;) {
+        if (upstream_take_queued(up)) break;
+        upstream_run_resumes(up);
+        CURLMcode mc = curl_multi_perform(up->multi, &running);
+        if (mc != CURLM_OK) cw_err("upstream: curl_multi_perform: %s", curl_multi_strerror(mc));
+        upstream_reap_done(up);
+        mc = curl_multi_poll(up->multi, NULL, 0, UPSTREAM_POLL_MS, NULL);
+        if (mc != CURLM_OK) cw_err("upstream: curl_multi_poll: %s", curl_multi_strerror(mc));
+    }
+    /* Stopping: cancel what waits for a connection, then what still runs. */
+    for (size_t i = 0; i < up->pool_count; i++) {
+        struct upstream_pool *pool = &up->pools[i];
+        while (pool->wait_head != NULL) {
+            struct upstream_run *run = pool->wait_head;
+            pool->wait_head = run->next;
+            upstream_finish(up, run->x, run, -ECANCELED, "shutting down");
+        }
+        pool->wait_tail = &pool->wait_head;
+        pool->max = 0; /* nothing starts from here */
+    }
+    while (up->running != NULL) {
+        struct upstream_run *run = up->running;
+        run->fail_rc = -ECANCELED;
+        snprintf(run->x->errbuf, sizeof(run->x->errbuf), "shutting down");
+        upstream_end(up, run, CURLE_ABORTED_BY_CALLBACK);
+    }
+    return NULL;
+}
+
+void cw_upstream_cancel(struct cw_upstream *up)
+{
+    bool started;
+
+    if (up == NULL) return;
+    pthread_mutex_lock(&up->lock);
+    up->stopping = true;
+    started = up->thread_started;
+    up->thread_started = false;
+    pthread_mutex_unlock(&up->lock);
+    if (started) {
+        curl_multi_wakeup(up->multi);
+        pthread_join(up->thread, NULL);
+    }
+    upstream_take_queued(up); /* transfers submitted after the thread's last look */
+}
+
+void cw_upstream_stop(struct cw_upstream *up)
+{
+    if (up == NULL) return;
+    cw_upstream_cancel(up);
+    curl_multi_cleanup(up->multi);
+    pthread_mutex_destroy(&up->lock);
+    free(up->pools);
+    free(up);
+}
+
+void upstream_take_headers(struct cw_upstream_xfer *x, struct cw_upstream_buf *out, size_t *count)
+{
+    struct upstream_run *run = x->internal;
+
+    if (run == NULL) return;
+    *out = run->headers;
+    *count = run->header_count;
+    run->headers = (struct cw_upstream_buf){0};
+    run->header_count = 0;
+}
