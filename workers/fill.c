@@ -355,6 +355,23 @@ out_free:
     free(stored.copy);
 }
 
+void cw_fill_intent(const struct cw_fill *f, const struct cw_fill_req *q, int status,
+                    const struct cw_entry_header *hdrs, size_t n, int64_t body_len,
+                    struct cw_fill_result *res)
+{
+    struct cw_fill_resp resp = {.status = status, .hdrs = hdrs, .n = n};
+    struct cw_policy_in in;
+    struct cw_policy pol;
+
+    memset(res, 0, sizeof(*res));
+    fill_policy_in(f, q, &resp, &in);
+    in.body_len = body_len;
+    cw_policy_decide(&in, &pol);
+    res->stored = pol.store;
+    res->detail = pol.detail;
+    res->uncacheable = pol.hit_for_miss;
+}
+
 void cw_fill_commit(const struct cw_fill *f, struct cw_fill_req *q, const struct cw_fill_resp *resp,
                     struct cw_fill_result *res)
 {

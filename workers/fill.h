@@ -108,6 +108,13 @@ void cw_fill_commit(const struct cw_fill *f, struct cw_fill_req *q, const struct
 CW_MUST_CHECK int cw_fill_commit_encoded(const struct cw_fill *f, struct cw_fill_req *q,
                                          const void *p, size_t len);
 
+/* What the policy makes of an answer's head alone (body_len -1 when not known): res->stored
+ * says it would be stored, else res->detail and res->uncacheable say why not. Writes nothing;
+ * for an answer that streams to the client before its body is in. */
+void cw_fill_intent(const struct cw_fill *f, const struct cw_fill_req *q, int status,
+                    const struct cw_entry_header *hdrs, size_t n, int64_t body_len,
+                    struct cw_fill_result *res);
+
 /* cw_fill_commit() for an origin answer collected whole by workers/upstream (the worker's
  * miss and the refresher's refresh). */
 void cw_fill_complete(const struct cw_fill *f, struct cw_fill_req *q,

@@ -6,6 +6,8 @@
  *                  -> MISS -> (fetch thread: take the FETCH lease) -> FETCH | LEASED
  *                     LEASED -> HIT | STALE | FETCH | WAIT -> WAITED -> LOOKUP
  *        -> PASS -> FETCH -> (fetch thread: STORE) -> FETCHED -> DELIVER | FETCH | SYNTH
+ *                       -> (fetch thread: the head, streaming) -> STREAM -> DELIVER
+ *                       -> UPLOAD (the body still arriving streams up; the answer follows)
  *        -> PURGE -> (fetch thread: the writes) -> PURGED -> DELIVER | SYNTH
  *        -> SYNTH
  *
@@ -60,8 +62,8 @@ static void req_resume(struct worker_req *r, enum req_step step)
 
 /* REQ_STORE, on the fetch thread when the origin answered or failed: commits what may be
  * stored (the entry, the lease's release in the same txn, the waiters woken), or releases
- * the lease, or invalidates for an unsafe method. The connection is suspended, so reading
- * its request headers here races with nothing. */
+ * the lease, or invalidates for an unsafe method. The connection is suspended (or its
+ * answer streams from the pipe), so reading its request headers here races with nothing. */
 static enum req_step req_step_store(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
@@ -72,6 +74,10 @@ static enum req_step req_step_store(struct worker_req *r)
     } else if (r->cacheable && r->stale && job->status >= 500 && job->status <= 504) {
         /* Keep the stale copy: stale-if-error may answer, and a 5xx replaces nothing. */
         cw_fill_abandon(&w->fill, &r->q, false);
+    } else if (r->cacheable && !r->collect) {
+        /* Streamed, not kept: too large, or not storable. Later requests go to the origin
+         * on their own rather than queue behind one another. */
+        cw_fill_abandon(&w->fill, &r->q, r->too_large || r->intent.uncacheable);
     } else if (r->cacheable) {
         cw_fill_complete(&w->fill, &r->q, job, &r->fill);
     } else {
@@ -80,15 +86,91 @@ static enum req_step req_step_store(struct worker_req *r)
     return REQ_FETCHED;
 }
 
-/* The fetch's done callback. */
-static void req_on_fetched(struct cw_upstream_collect *job, void *cls)
+/* The origin's head: the body streams to the client (REQ_STREAM resumes r now), or waits to
+ * be whole (r resumes when the transfer ends). */
+static int req_on_head(struct cw_upstream_xfer *x, int status, const struct cw_upstream_fields *h)
 {
-    struct worker_req *r = cls;
+    struct worker_req *r = x->cls;
+    int rc = req_fetch_head(r, status, h);
 
-    (void)job;
-    req_fetch_account(r);
-    req_resume(r, req_step_store(r));
+    if (rc < 0) return rc;
+    if (!r->streaming) return CW_UPSTREAM_GO;
+    rc = req_pipe_open(r);
+    if (rc < 0) {
+        r->streaming = false;
+        return rc;
+    }
+    return CW_UPSTREAM_GO; /* the answer starts with the first byte of its body */
 }
+
+/* Hands r to REQ_STREAM: its answer goes out from now. */
+static void req_stream_start(struct worker_req *r)
+{
+    r->stream_started = true;
+    if (req_pipe_uploading(r))
+        req_pipe_handoff(r, REQ_STREAM);
+    else
+        req_resume(r, REQ_STREAM);
+}
+
+static int req_on_data(struct cw_upstream_xfer *x, const char *p, size_t n)
+{
+    struct worker_req *r = x->cls;
+
+    if (r->streaming) {
+        int v = req_pipe_push(r, p, n);
+        if (v != CW_UPSTREAM_GO) return v; /* not taken: not kept either */
+        if (!r->stream_started) req_stream_start(r);
+    }
+    return req_fetch_keep(r, p, n);
+}
+
+/* The transfer ended. Unstreamed, r resumes at the answer; streamed, the answer is under way
+ * and the pipe is told the end (the last touch of r, unless r completed meanwhile). */
+static void req_on_done(struct cw_upstream_xfer *x, int rc)
+{
+    struct worker_req *r = x->cls;
+
+    r->job.rc = rc;
+    if (r->job.status == 0) r->job.status = x->status;
+    r->job.request_time_ms = x->request_time_ms;
+    r->job.response_time_ms = x->response_time_ms;
+    req_fetch_account(r);
+    if (r->streaming && !r->stream_started && rc != 0) {
+        /* Nothing of the body went out: the failure can still be answered cleanly. */
+        r->streaming = false;
+        if (!req_pipe_uploading(r)) req_pipe_free(r); /* else the body's end takes the answer */
+    }
+    if (r->streaming) {
+        if (!r->stream_started) req_stream_start(r); /* an empty body */
+        (void)req_step_store(r);
+        if (req_pipe_end(r, rc)) req_free(r);
+    } else if (r->pipe != NULL) {
+        /* The body streamed up, the answer waits whole. */
+        if (req_pipe_finish(r, rc, req_step_store(r))) req_free(r);
+    } else {
+        req_resume(r, req_step_store(r));
+    }
+}
+
+static ssize_t req_on_read(struct cw_upstream_xfer *x, char *buf, size_t cap)
+{
+    return req_pipe_upload_read(x->cls, buf, cap);
+}
+
+static const struct cw_upstream_ops req_upstream_ops = {
+    .on_head = req_on_head,
+    .on_data = req_on_data,
+    .on_done = req_on_done,
+};
+
+/* The same, for a request whose body streams to the origin as it arrives. */
+static const struct cw_upstream_ops req_upstream_upload_ops = {
+    .on_head = req_on_head,
+    .on_data = req_on_data,
+    .on_read = req_on_read,
+    .on_done = req_on_done,
+};
 
 /* The fetch thread's half of REQ_MISS: takes the key's FETCH lease (a write txn, which may
  * wait on another process's write without stalling hits), then fetches at once, or hands r
@@ -227,7 +309,7 @@ static enum req_step req_step_miss(struct worker_req *r)
         return req_synth(r, 504, "not in cache (only-if-cached)\n", "only-if-cached");
     r->result = CW_METRICS_RESULT_MISS;
     if (r->wait_until_ms == 0) r->wait_until_ms = cw_clock_mono_ms() + r->rt->lock_timeout_ms;
-    if (req_fetch_prepare(r, req_on_fetched) < 0)
+    if (req_fetch_prepare(r, &req_upstream_ops) < 0)
         return req_synth(r, 503, "out of memory\n", "enomem");
     rc = req_to_fetch_thread(r, req_lease_task);
     if (rc < 0) {
@@ -279,9 +361,27 @@ static enum req_step req_step_pass(struct worker_req *r)
     return REQ_FETCH;
 }
 
+/* A passed-through request whose body is still arriving: the origin request starts now and
+ * the body follows it through the pipe (worker.c pushes it), so a large upload never sits in
+ * memory. The connection stays live; the answer's step comes through the pipe. */
+static enum req_step req_fetch_upload(struct worker_req *r)
+{
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+
+    if (req_pipe_upload_start(r) < 0 || req_fetch_prepare(r, &req_upstream_upload_ops) < 0)
+        return req_synth(r, 503, "out of memory\n", "enomem");
+    /* The wire reader let through one valid Content-Length, or chunked (then none). */
+    r->job.req.body_len = cl != NULL ? strtoll(cl, NULL, 10) : -1;
+    /* Not submitted: the body is discarded as it comes, then the error is answered (r cannot
+     * have completed: this is its handler). */
+    if (req_fetch_submit(r) < 0) (void)req_pipe_finish(r, r->job.rc, REQ_FETCHED);
+    return REQ_UPLOAD;
+}
+
 static enum req_step req_step_fetch(struct worker_req *r)
 {
-    if (req_fetch_prepare(r, req_on_fetched) < 0)
+    if (r->stream_body) return req_fetch_upload(r);
+    if (req_fetch_prepare(r, &req_upstream_ops) < 0)
         return req_synth(r, 503, "out of memory\n", "enomem");
     /* Suspend before submitting: the fetch may complete (and resume r) at once. */
     MHD_suspend_connection(r->conn);
@@ -353,6 +453,17 @@ static enum req_step req_step_fetched(struct worker_req *r)
     return REQ_DELIVER;
 }
 
+/* The origin's head is in and its body streams: the answer goes out now, its body read from
+ * the pipe as the fetch thread fills it. */
+static enum req_step req_step_stream(struct worker_req *r)
+{
+    if (req_answer_stream(r) < 0) {
+        r->ret = MHD_NO;
+        return REQ_DONE;
+    }
+    return REQ_DELIVER;
+}
+
 /* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
  * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin).
  * Only from purge.allow. A purge is not a hit, but its writes still go to the fetch thread:
@@ -405,14 +516,40 @@ static enum req_step req_step_synth(struct worker_req *r)
 typedef enum req_step (*req_step_fn)(struct worker_req *r);
 
 static const req_step_fn req_steps[] = {
-    [REQ_RECV] = req_step_recv,   [REQ_LOOKUP] = req_step_lookup, [REQ_HIT] = req_step_hit,
-    [REQ_STALE] = req_step_stale, [REQ_MISS] = req_step_miss,     [REQ_LEASED] = req_step_leased,
-    [REQ_WAIT] = req_step_wait,   [REQ_WAITED] = req_step_waited, [REQ_PASS] = req_step_pass,
-    [REQ_FETCH] = req_step_fetch, [REQ_STORE] = req_step_store,   [REQ_FETCHED] = req_step_fetched,
-    [REQ_PURGE] = req_step_purge, [REQ_PURGED] = req_step_purged, [REQ_DELIVER] = req_step_deliver,
+    [REQ_RECV] = req_step_recv,       [REQ_LOOKUP] = req_step_lookup,
+    [REQ_HIT] = req_step_hit,         [REQ_STALE] = req_step_stale,
+    [REQ_MISS] = req_step_miss,       [REQ_LEASED] = req_step_leased,
+    [REQ_WAIT] = req_step_wait,       [REQ_WAITED] = req_step_waited,
+    [REQ_PASS] = req_step_pass,       [REQ_FETCH] = req_step_fetch,
+    [REQ_STORE] = req_step_store,     [REQ_FETCHED] = req_step_fetched,
+    [REQ_PURGE] = req_step_purge,     [REQ_PURGED] = req_step_purged,
+    [REQ_DELIVER] = req_step_deliver, [REQ_STREAM] = req_step_stream,
     [REQ_SYNTH] = req_step_synth,
 };
 static_assert(CW_ARRAY_LEN(req_steps) == REQ_SYNTH + 1, "a function for every step");
+
+void req_free(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    if (r->resp != NULL) MHD_destroy_response(r->resp); /* built, never queued */
+    req_pipe_free(r);
+    cw_upstream_collect_reset(&r->job);
+    free(r->body_in.p);
+    free(r->url);
+    free(r->hdr_lines);
+    if (r->q.has_lease) req_defer_release(w, &r->q);
+    free(r->q.key_buf);
+    free(r->join_buf);
+    free(r->xff);
+    free(r->forwarded);
+    free(r->refused_line);
+    free(r->conn_joined);
+    if (r->uri != r->raw_uri) free(r->uri);
+    free(r->raw_uri);
+    free(r);
+    atomic_fetch_sub(&w->inflight, 1);
+}
 
 enum MHD_Result req_run(struct worker_req *r)
 {
@@ -420,6 +557,10 @@ enum MHD_Result req_run(struct worker_req *r)
 
     for (;;) {
         if (s == REQ_SUSPENDED) return MHD_YES; /* r belongs to another thread now */
+        if (s == REQ_UPLOAD) {
+            r->step = REQ_UPLOAD; /* worker.c pushes the body; the answer comes by the pipe */
+            return MHD_YES;
+        }
         if (s == REQ_DONE) {
             r->step = REQ_DONE;
             return r->ret;

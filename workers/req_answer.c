@@ -179,22 +179,16 @@ static struct MHD_Response *req_head_response(struct cw_upstream_collect *job)
     return MHD_create_response_from_callback(len, 4096, req_head_reader, NULL, NULL);
 }
 
-int req_answer_origin(struct worker_req *r)
+/* The origin's head on resp, with X-Cache, Cache-Status and Age; fill says what the store
+ * made (or, streaming, means to make) of it. Then r answers resp. */
+static void req_answer_head(struct worker_req *r, struct MHD_Response *resp,
+                            const struct cw_fill_result *fill)
 {
     struct cw_upstream_collect *job = &r->job;
-    struct MHD_Response *resp;
     struct cw_str name, value, conn = {NULL, 0}, age = {NULL, 0};
     size_t off = 0;
     char cs[192];
 
-    if (r->is_head && !r->cacheable)
-        resp = req_head_response(job); /* the origin's length, no body (RFC 9110 §9.3.2) */
-    else
-        resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
-    if (resp == NULL) return -ENOMEM;
-    r->bytes = job->body.len;
-    job->body.p = NULL; /* the response owns it now */
-    job->body.len = job->body.cap = 0;
     while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (cw_str_eq_ci(name, CW_STR_LIT("Connection"))) conn = value;
         if (cw_str_eq_ci(name, CW_STR_LIT("Age")) && age.p == NULL) age = value;
@@ -202,7 +196,7 @@ int req_answer_origin(struct worker_req *r)
     off = 0;
     while (cw_upstream_collect_header_next(job, &off, &name, &value)) {
         if (req_is_hop(name, conn) || cw_fill_is_internal_header(name)) continue;
-        if (r->rt && r->rt->strip_set_cookie && r->fill.stored &&
+        if (r->rt && r->rt->strip_set_cookie && fill->stored &&
             cw_str_eq_ci(name, CW_STR_LIT("Set-Cookie")))
             continue;
         if (req_resp_add(resp, name, value) < 0) req_resp_refused(r, name);
@@ -216,8 +210,8 @@ int req_answer_origin(struct worker_req *r)
         /* RFC 9111 §5.1: an answer passed on keeps the origin's Age (added back below). */
         if (age.p == NULL) req_resp_header(r, resp, "Age", "0");
         snprintf(cs, sizeof(cs), "CacheWarp; fwd=%s; fwd-status=%d%s%s%s%s", req_hit_fwd(r),
-                 job->status, r->fill.stored ? "; stored" : "", r->coalesced ? "; collapsed" : "",
-                 r->fill.detail ? "; detail=" : "", r->fill.detail ? r->fill.detail : "");
+                 job->status, fill->stored ? "; stored" : "", r->coalesced ? "; collapsed" : "",
+                 fill->detail ? "; detail=" : "", fill->detail ? fill->detail : "");
     }
     if (age.p != NULL && req_resp_add(resp, CW_STR_LIT("Age"), age) < 0)
         req_resp_refused(r, CW_STR_LIT("Age"));
@@ -225,5 +219,35 @@ int req_answer_origin(struct worker_req *r)
     req_count(r, r->result);
     r->resp = resp;
     r->resp_status = (unsigned)job->status;
+}
+
+int req_answer_origin(struct worker_req *r)
+{
+    struct cw_upstream_collect *job = &r->job;
+    struct MHD_Response *resp;
+
+    if (r->is_head && !r->cacheable)
+        resp = req_head_response(job); /* the origin's length, no body (RFC 9110 §9.3.2) */
+    else
+        resp = MHD_create_response_from_buffer_with_free_callback(job->body.len, job->body.p, free);
+    if (resp == NULL) return -ENOMEM;
+    r->bytes = job->body.len;
+    job->body.p = NULL; /* the response owns it now */
+    job->body.len = job->body.cap = 0;
+    req_answer_head(r, resp, &r->fill);
+    return 0;
+}
+
+int req_answer_stream(struct worker_req *r)
+{
+    uint64_t len = r->stream_len >= 0 ? (uint64_t)r->stream_len : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp;
+
+    /* The origin's length when it sent one (a body cut short then closes the connection);
+     * else chunked to the client. Nothing frees r with the response: r outlives it. */
+    resp = MHD_create_response_from_callback(len, 64 * 1024, req_pipe_read, r, NULL);
+    if (resp == NULL) return -ENOMEM;
+    r->bytes = 0; /* counted as they are sent */
+    req_answer_head(r, resp, &r->intent);
     return 0;
 }

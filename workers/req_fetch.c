@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -68,7 +69,64 @@ static int miss_build_headers(struct worker_req *r)
                                    cw_str_cstr(cond ? r->last_modified : ""), &r->hdr_lines);
 }
 
-int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done)
+/* Copies the value the origin is sent for name (if any, once) into r->snap: 0 or -ENOMEM. */
+static int miss_snap_add(struct worker_req *r, struct cw_str name)
+{
+    char nbuf[CW_LIMIT_HEADER_NAME_BYTES + 1];
+    struct cw_upstream_buf *b = &r->snap;
+    const char *v;
+    size_t vlen, need;
+
+    if (name.len == 0 || name.len >= sizeof(nbuf)) return 0;
+    memcpy(nbuf, name.p, name.len);
+    nbuf[name.len] = '\0';
+    if (req_fetch_snap_header(r, nbuf) != NULL) return 0;
+    v = req_header(r, nbuf);
+    if (v == NULL) return 0;
+    vlen = strlen(v);
+    need = b->len + name.len + vlen + 2;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 512;
+        while (cap < need)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, nbuf, name.len + 1);
+    memcpy(b->p + b->len + name.len + 1, v, vlen + 1);
+    b->len = need;
+    return 0;
+}
+
+const char *req_fetch_snap_header(void *cls, const char *name)
+{
+    const struct worker_req *r = cls;
+    size_t off = 0;
+
+    while (off < r->snap.len) {
+        const char *n = r->snap.p + off, *v = n + strlen(n) + 1;
+        if (strcasecmp(n, name) == 0) return v;
+        off = (size_t)(v + strlen(v) + 1 - r->snap.p);
+    }
+    return NULL;
+}
+
+/* The fields a commit or an invalidation reads of the request, besides those the answer's
+ * Vary names (added at its head): Authorization and Cookie (storability), the route's key
+ * fields. */
+static int miss_snap_base(struct worker_req *r)
+{
+    int rc = miss_snap_add(r, CW_STR_LIT("Authorization"));
+
+    if (rc == 0) rc = miss_snap_add(r, CW_STR_LIT("Cookie"));
+    for (size_t i = 0; rc == 0 && i < r->rt->key_headers_count; i++)
+        rc = miss_snap_add(r, cw_str_cstr(r->rt->key_headers[i]));
+    return rc;
+}
+
+int req_fetch_prepare(struct worker_req *r, const struct cw_upstream_ops *ops)
 {
     const struct cw_config_origin *o = &r->w->cfg->origins[r->rt->origin];
 
@@ -77,6 +135,7 @@ int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done)
                                                 !r->cacheable, &r->url) < 0)
         return -ENOMEM;
     if (r->hdr_lines == NULL && miss_build_headers(r) < 0) return -ENOMEM;
+    if (r->snap.len == 0 && miss_snap_base(r) < 0) return -ENOMEM;
     r->job.req.origin = r->rt->origin;
     r->job.req.url = r->url;
     /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */
@@ -85,12 +144,12 @@ int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done)
     r->job.req.body = cw_str_make(r->body_in.p, r->body_in.len);
     r->job.req.connect_timeout_ms = o->connect_timeout_ms;
     r->job.req.timeout_ms = o->timeout_ms;
-    /* Bodies past max_object are not stored; until they stream, they pass up to a bound. */
+    /* A body that only collects (nothing streams it) is bounded all the same. */
     r->job.max_body = r->w->cfg->cache_max_object_bytes > CW_LIMIT_FETCH_BODY_BYTES
                           ? (size_t)r->w->cfg->cache_max_object_bytes
                           : (size_t)CW_LIMIT_FETCH_BODY_BYTES;
-    r->job.done = done;
-    r->job.cls = r;
+    r->job.xfer = (struct cw_upstream_xfer){.req = &r->job.req, .ops = ops, .cls = r};
+    r->want_conditions = r->cacheable && req_recv_has_conditions(r);
     return 0;
 }
 
@@ -99,7 +158,7 @@ int req_fetch_submit(struct worker_req *r)
     int rc;
 
     r->fetch_start_us = cw_clock_mono_us();
-    rc = cw_upstream_collect(r->w->fetch, &r->job);
+    rc = cw_upstream_submit(r->w->fetch, &r->job.xfer);
     if (rc < 0) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
         r->job.rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
@@ -107,18 +166,145 @@ int req_fetch_submit(struct worker_req *r)
     return rc;
 }
 
-/* cw_store_read() callback: 0 when the entry's answer arrived after the request did (another
- * request's fill, made while this one was on its way to the lease), else 1. */
+/* The Content-Length of a head whose body is not chunked: bytes, or -1. */
+static int64_t miss_content_length(const struct cw_upstream_fields *h)
+{
+    struct cw_str name, value;
+    int64_t len = -1;
+    size_t off = 0;
+
+    while (cw_upstream_fields_next(h, &off, &name, &value)) {
+        if (cw_str_eq_ci(name, CW_STR_LIT("Transfer-Encoding"))) return -1;
+        if (!cw_str_eq_ci(name, CW_STR_LIT("Content-Length")) || value.len == 0 || value.len > 18)
+            continue;
+        int64_t v = 0;
+        for (size_t i = 0; i < value.len; i++) {
+            if (value.p[i] < '0' || value.p[i] > '9') return -1;
+            v = v * 10 + (value.p[i] - '0');
+        }
+        len = v;
+    }
+    return len;
+}
+
+/* Whether the body goes to the client as it arrives. It waits to be whole only when the
+ * answer may still be another one: a 304 (the stored entry answers), a 5xx with a stale copy
+ * (stale-if-error may answer), a passed-through HEAD (no body), and a stored answer of known,
+ * storable size that the client's preconditions or Range are evaluated against. */
+static bool miss_streams(const struct worker_req *r, int status, int64_t len, uint64_t max)
+{
+    bool fits = len >= 0 && (uint64_t)len <= max;
+
+    if (status == 304 || (r->is_head && !r->cacheable)) return false;
+    if (r->cacheable && r->stale && status >= 500 && status <= 504) return false;
+    /* With a stale copy inside stale-if-error, a body that breaks off can still be answered
+     * by the copy, if nothing of it went out yet. */
+    if (r->cacheable && r->stale && (len < 0 || fits) && cw_clock_wall_ms() < r->sie_until_ms)
+        return false;
+    if (r->cacheable && fits && (r->want_conditions || r->is_head)) return false;
+    return true;
+}
+
+int req_fetch_head(struct worker_req *r, int status, const struct cw_upstream_fields *h)
+{
+    uint64_t max = r->w->cfg->cache_max_object_bytes;
+    struct cw_entry_header hdrs[CW_LIMIT_HEADER_COUNT];
+    struct cw_str name, value;
+    size_t n = 0, off = 0;
+
+    /* The head stays with the request: the MHD thread builds the answer from it. */
+    r->job.headers.p = malloc(h->len ? h->len : 1);
+    if (r->job.headers.p == NULL) return -ENOMEM;
+    memcpy(r->job.headers.p, h->p, h->len);
+    r->job.headers.len = r->job.headers.cap = h->len;
+    r->job.header_count = h->count;
+    r->job.status = status;
+    r->origin_us = cw_clock_mono_us() - r->fetch_start_us; /* to the head; done makes it whole */
+    r->stream_len = miss_content_length(h);
+    r->streaming = miss_streams(r, status, r->stream_len, max);
+    r->collect = !r->streaming || r->cacheable;
+    if (r->streaming) {
+        /* From here the commit reads the copy: the client (and MHD's fields) may be gone. */
+        r->q.header = req_fetch_snap_header;
+        r->q.header_cls = r;
+    }
+    if (!r->streaming || !r->cacheable) return 0;
+    while (n < CW_ARRAY_LEN(hdrs) && cw_upstream_fields_next(h, &off, &name, &value)) {
+        hdrs[n].name = name;
+        hdrs[n++].value = value;
+    }
+    cw_fill_intent(&r->w->fill, &r->q, status, hdrs, n, r->stream_len, &r->intent);
+    r->collect = r->intent.stored;
+    /* The Vary names are known now: their values join the copy the commit reads. */
+    off = 0;
+    while (cw_upstream_fields_next(h, &off, &name, &value)) {
+        if (!cw_str_eq_ci(name, CW_STR_LIT("Vary"))) continue;
+        for (size_t i = 0; i < value.len;) {
+            size_t j = i;
+            while (j < value.len && value.p[j] != ',')
+                j++;
+            size_t a = i, b = j;
+            while (a < b && cw_is_ows((unsigned char)value.p[a]))
+                a++;
+            while (b > a && cw_is_ows((unsigned char)value.p[b - 1]))
+                b--;
+            if (miss_snap_add(r, cw_str_make(value.p + a, b - a)) < 0) return -ENOMEM;
+            i = j + 1;
+        }
+    }
+    /* Without a length, whether it fits is known only at its end: the answer does not say. */
+    if (r->stream_len < 0) r->intent.stored = false;
+    return 0;
+}
+
+int req_fetch_keep(struct worker_req *r, const char *p, size_t n)
+{
+    struct cw_upstream_buf *b = &r->job.body;
+    size_t max = r->streaming ? (size_t)r->w->cfg->cache_max_object_bytes : r->job.max_body;
+    size_t need;
+
+    if (!r->collect) return 0;
+    if (__builtin_add_overflow(b->len, n, &need) || need > max) {
+        if (!r->streaming) return -EFBIG;
+        /* Too large to store: the stream goes on, the copy stops. */
+        r->collect = false;
+        r->too_large = true;
+        free(b->p);
+        *b = (struct cw_upstream_buf){0};
+        return 0;
+    }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 16384;
+        while (cap < need)
+            cap = cap > max / 2 ? max : cap * 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) return -ENOMEM;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len = need;
+    return 0;
+}
+
+/* cw_store_read() callback: 0 when the entry was filled since r arrived (another request's
+ * fill, made while this one was on its way to the lease), or is fresh on its own terms for a
+ * request that asks nothing of freshness (the lookup would serve it); else 1. A streamed
+ * answer reaches its client before its fill commits, so the next request can miss, then find
+ * the lease released: its entry counts as filled since by the freshness test. */
 static int miss_on_entry_since(void *cls, const struct cw_entry_view *v)
 {
     const struct worker_req *r = cls;
+    uint32_t unusable = CW_ENTRY_SOFT_PURGED | CW_ENTRY_ALWAYS_REVALIDATE;
 
-    return v->h.response_time_ms >= r->start_wall_ms ? 0 : 1;
+    if (v->h.response_time_ms >= r->start_wall_ms || v->h.stored_at_ms >= r->start_wall_ms)
+        return 0;
+    if (!r->has_req_cc && !r->pragma_no_cache && !(v->h.flags & unusable) &&
+        cw_clock_wall_ms() < v->h.fresh_until_ms)
+        return 0;
+    return 1;
 }
 
-/* True when the key was filled since r arrived. The fill generation says so at once; but a
- * filler releases the lease in the same txn as its put and bumps the generation just after,
- * so a lease taken in between sees the old generation, and the entry itself is asked. */
 bool req_fetch_filled_since(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
@@ -207,13 +393,14 @@ void req_fetch_account(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
     struct cw_upstream_collect *job = &r->job;
+    int64_t us = cw_clock_mono_us() - r->fetch_start_us;
 
     cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_REQ, 1);
-    r->origin_us = cw_clock_mono_us() - r->fetch_start_us;
+    /* A streamed answer's time was taken at its head: its client may be logged already. */
+    if (!r->stream_started) r->origin_us = us;
     /* A cancelled job (shutdown) never reached the origin: not an origin error. */
     if (job->rc != -ECANCELED)
-        cw_seg_record_origin(w->seg, w->slot, r->rt->origin, job->rc == 0 ? job->status : 0,
-                             r->origin_us);
+        cw_seg_record_origin(w->seg, w->slot, r->rt->origin, job->rc == 0 ? job->status : 0, us);
     if (job->rc != 0) {
         cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_ERR, 1);
         if (job->rc != -ECANCELED)

@@ -104,10 +104,12 @@ enum req_step {
     REQ_FETCH,   /* build and submit the origin request */
     REQ_STORE,   /* on the fetch thread: commit the origin's answer (L1, lease, waiters) */
     REQ_FETCHED, /* the origin answered or failed: choose the answer */
+    REQ_STREAM,  /* the origin's head is in: its body streams to the client as it arrives */
     REQ_PURGE,   /* PURGE: the writes run on the fetch thread */
     REQ_PURGED,  /* answer the purge */
     REQ_DELIVER, /* queue the answer built in r->resp */
     REQ_SYNTH,   /* queue the synthetic answer in r->synth */
+    REQ_UPLOAD,  /* the origin request runs while the body still arrives: back to worker.c */
     REQ_DONE,    /* an answer was queued (r->ret: whether libmicrohttpd took it) */
     REQ_SUSPENDED,
 };
@@ -208,12 +210,29 @@ struct worker_req {
     } synth;
     enum MHD_Result ret; /* what the queueing returned, for REQ_DONE */
 
+    /* Streaming, decided by the fetch thread when the origin's head arrives. */
+    struct req_pipe *pipe; /* the streamed body's bytes (owned; req_stream.c) */
+    bool streaming;        /* the answer goes to the client as it arrives */
+    bool collect;          /* the body is kept whole in r->job.body for the store */
+    bool too_large;        /* the body passed what may be kept */
+    bool want_conditions;  /* the client's preconditions or Range (set before the fetch) */
+    bool stream_body;      /* the request body streams to the origin as it arrives */
+    bool stream_started;   /* REQ_STREAM was handed the request */
+    /* The request fields the commit may ask for, copied while the connection was the fetch
+     * thread's to read: a streamed answer's client may be gone (and MHD's fields with it)
+     * when the transfer ends. "name\0value\0" pairs (owned). */
+    struct cw_upstream_buf snap;
+    int64_t stream_len;           /* the origin's Content-Length, -1 when none */
+    struct cw_fill_result intent; /* the policy on the head alone (for the streamed answer) */
+
     /* Outcome, set by the fetch thread before it resumes the connection. */
     enum cw_metrics_result result;
     struct cw_fill_result fill;
 };
 
 /* req.c */
+/* Frees r and what it owns (the lease is released on the fetch thread). */
+void req_free(struct worker_req *r);
 /* Runs r's steps from r->step until one queues an answer or hands r to another thread: what
  * the libmicrohttpd handler returns. */
 enum MHD_Result req_run(struct worker_req *r);
@@ -263,8 +282,17 @@ int req_hit_serve_again(struct worker_req *r, enum worker_serve serve);
 void req_hit_ask_refresh(struct worker_req *r);
 
 /* req_fetch.c: the origin side. */
-/* Builds (once) r's origin request into r->job, to complete with done: 0 or -ENOMEM. */
-CW_MUST_CHECK int req_fetch_prepare(struct worker_req *r, cw_upstream_collect_fn done);
+/* Builds (once) r's origin request into r->job, run with ops: 0 or -ENOMEM. */
+CW_MUST_CHECK int req_fetch_prepare(struct worker_req *r, const struct cw_upstream_ops *ops);
+/* Fetch thread, at the origin's head: keeps it in r->job, and decides how the body goes
+ * (r->streaming, r->collect, r->intent). */
+CW_MUST_CHECK int req_fetch_head(struct worker_req *r, int status,
+                                 const struct cw_upstream_fields *h);
+/* A request field from r->snap, as a cw_fill_header_fn (NULL when absent). */
+const char *req_fetch_snap_header(void *cls, const char *name);
+/* Fetch thread: keeps body bytes for the store when collecting: 0, or -EFBIG / -ENOMEM when a
+ * body that only collects passes its bound (one that streams stops collecting instead). */
+CW_MUST_CHECK int req_fetch_keep(struct worker_req *r, const char *p, size_t n);
 /* Submits r's job; r's connection is suspended: 0, or -EAGAIN/-ESHUTDOWN with r->job.rc set
  * to what the answer reports (the caller resumes r). */
 CW_MUST_CHECK int req_fetch_submit(struct worker_req *r);
@@ -277,6 +305,41 @@ bool req_fetch_filled_since(struct worker_req *r);
 void req_fetch_account(struct worker_req *r);
 /* On the fetch thread: RFC 9111 §4.4 invalidation after an unsafe method's answer. */
 void req_fetch_invalidate(struct worker_req *r);
+
+/* req_stream.c: a streamed answer's bytes, fetch thread to MHD thread, bounded. */
+/* Opens r->pipe: 0, or -ENOMEM. */
+CW_MUST_CHECK int req_pipe_open(struct worker_req *r);
+/* Fetch thread: takes all n bytes (CW_UPSTREAM_GO), none when there is no room
+ * (CW_UPSTREAM_PAUSE: the reader resumes the transfer), or -ECANCELED when r completed. */
+int req_pipe_push(struct worker_req *r, const char *data, size_t n);
+/* Fetch thread, the transfer's last word on r: the body ended with rc. True when r completed
+ * meanwhile: the caller frees it (req_free()); else r may be freed as soon as this returns. */
+bool req_pipe_end(struct worker_req *r, int rc);
+/* The MHD content reader of a streamed answer (cls is r). */
+ssize_t req_pipe_read(void *cls, uint64_t pos, char *buf, size_t max);
+/* MHD thread, at completion (whole: the client got the whole answer): true when r may be
+ * freed now; false when its transfer still runs: its end frees r (it is aborted unless
+ * whole). */
+bool req_pipe_release(struct worker_req *r, bool whole);
+void req_pipe_free(struct worker_req *r);
+/* MHD thread: the request body will stream to the origin: 0, or -ENOMEM. */
+CW_MUST_CHECK int req_pipe_upload_start(struct worker_req *r);
+/* True when r's body streams (the answer's step then goes through req_pipe_handoff()). */
+bool req_pipe_uploading(const struct worker_req *r);
+/* MHD thread: takes what fits of n body bytes (all of them once the transfer ended); none
+ * when the ring is full, and the connection is then suspended until the origin reads. */
+size_t req_pipe_upload_push(struct worker_req *r, const char *data, size_t n);
+/* MHD thread, the body's end: true and *next when the answer's step came already; else the
+ * connection is suspended until it comes. */
+bool req_pipe_upload_end(struct worker_req *r, enum req_step *next);
+/* Fetch thread, libcurl's read callback: body bytes, 0 at the end, -EAGAIN when none yet. */
+ssize_t req_pipe_upload_read(struct worker_req *r, char *buf, size_t cap);
+/* Fetch thread: r continues at step once its body is in (at once if it is). */
+void req_pipe_handoff(struct worker_req *r, enum req_step step);
+/* Fetch thread, the transfer's last word on a request whose body streamed and whose answer
+ * did not: as req_pipe_end() and req_pipe_handoff() at once. True when r completed meanwhile:
+ * the caller frees it. */
+bool req_pipe_finish(struct worker_req *r, int rc, enum req_step step);
 
 /* req_purge.c */
 /* True when the client's address is in purge.allow. */
@@ -334,5 +397,8 @@ enum MHD_Result req_answer_close(struct worker_req *r, unsigned status, const ch
 /* Builds the answer to a passed-through or fetched request from the origin's response in
  * r->resp (the body moves out of r->job): 0, or -ENOMEM. */
 CW_MUST_CHECK int req_answer_origin(struct worker_req *r);
+/* As req_answer_origin(), for an answer whose body streams from r->pipe (its head is in
+ * r->job, the policy's verdict in r->intent): 0, or -ENOMEM. */
+CW_MUST_CHECK int req_answer_stream(struct worker_req *r);
 
 #endif /* CW_REQ_INT_H */

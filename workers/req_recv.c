@@ -318,10 +318,15 @@ void req_recv_head(struct worker_req *r)
     const char *conn = req_header_sent(r, "Connection");
     if (conn != NULL && conn == r->join_buf) conn = r->conn_joined = strdup(conn);
     r->conn_hdr = cw_str_cstr(conn);
-    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length") != NULL ||
-        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL)
-        (void)MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
-                                        (unsigned)((cfg->client_body_timeout_ms + 999) / 1000));
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    bool te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding") != NULL;
+    if (cl == NULL && !te) return;
+    (void)MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                    (unsigned)((cfg->client_body_timeout_ms + 999) / 1000));
+    /* A body of a method the cache passes through streams to the origin as it arrives (GET,
+     * HEAD and PURGE bodies are read whole, bounded: they are not forwarded as uploads). */
+    r->stream_body = (te || strcmp(cl, "0") != 0) && strcmp(r->method, "GET") != 0 &&
+                     strcmp(r->method, "HEAD") != 0 && strcmp(r->method, "PURGE") != 0;
 }
 
 /* Logs a refused request under the line the client sent, not the stand-in's: method, target

@@ -71,6 +71,9 @@ struct upstream_run {
     bool chunked;           /* it has a Transfer-Encoding */
     bool head_done;         /* on_head ran */
     bool hold;              /* on_head said PAUSE: hold the body until resumed */
+    bool paused;            /* a callback paused it: no timeout runs until it is resumed */
+    bool aborted;           /* cw_upstream_abort() came before it started */
+    int64_t deadline_ms;    /* monotonic: no byte by then ends it with -ETIMEDOUT (0: none) */
 };
 
 static void *upstream_thread_main(void *arg);
@@ -211,6 +214,15 @@ static void upstream_fail_cb(struct upstream_run *run, int rc)
                  strerror(-rc));
 }
 
+/* Bytes moved: the timeout counts again from now (it is the longest silence allowed, as
+ * nginx's proxy_read_timeout, not a bound on the whole transfer: a stream runs as long as
+ * it flows). */
+static void upstream_touch(struct upstream_run *run)
+{
+    if (run->x->req->timeout_ms > 0)
+        run->deadline_ms = cw_clock_mono_ms() + run->x->req->timeout_ms;
+}
+
 /* Header lines arrive one per call, CRLF included, for every response of the transfer (1xx,
  * then the final one, then any trailer): keep only the last block. Its end (the empty line of
  * a final response) is the head: on_head decides what happens to the body. */
@@ -243,6 +255,7 @@ static size_t upstream_on_header(char *p, size_t size, size_t nitems, void *cls)
             return 0;
         }
         run->hold = v == CW_UPSTREAM_PAUSE;
+        upstream_touch(run);
         return n;
     }
     /* RFC 9112 §5.2: a proxy must reject or replace obs-fold; we reject. */
@@ -266,14 +279,22 @@ static size_t upstream_on_body(char *p, size_t size, size_t nmemb, void *cls)
     struct cw_upstream_xfer *x = run->x;
     size_t n = size * nmemb;
 
-    if (run->hold) return CURL_WRITEFUNC_PAUSE;
+    if (run->hold) {
+        run->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    upstream_touch(run);
     if (x->ops->on_data == NULL || n == 0) return n;
     int v = x->ops->on_data(x, p, n);
     if (v < 0) {
         upstream_fail_cb(run, v);
         return 0;
     }
-    return v == CW_UPSTREAM_PAUSE ? CURL_WRITEFUNC_PAUSE : n;
+    if (v == CW_UPSTREAM_PAUSE) {
+        run->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    return n;
 }
 
 static size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls)
@@ -282,7 +303,11 @@ static size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls)
     struct cw_upstream_xfer *x = run->x;
     ssize_t got = x->ops->on_read(x, buf, size * nitems);
 
-    if (got == -EAGAIN) return CURL_READFUNC_PAUSE;
+    if (got == -EAGAIN) {
+        run->paused = true;
+        return CURL_READFUNC_PAUSE;
+    }
+    upstream_touch(run);
     if (got < 0) {
         upstream_fail_cb(run, (int)got);
         return CURL_READFUNC_ABORT;
@@ -365,6 +390,7 @@ int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
         x->next = NULL;
         x->resume_next = NULL;
         x->resume_queued = false;
+        x->abort_requested = false;
         x->live = true;
         *up->q_tail = x;
         up->q_tail = &x->next;
@@ -373,6 +399,26 @@ int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
     pthread_mutex_unlock(&up->lock);
     if (rc == 0) curl_multi_wakeup(up->multi);
     return rc;
+}
+
+void cw_upstream_abort(struct cw_upstream_xfer *x)
+{
+    struct cw_upstream *up = x->up;
+    bool wake = false;
+
+    if (up == NULL) return;
+    pthread_mutex_lock(&up->lock);
+    if (x->live) {
+        x->abort_requested = true;
+        if (!x->resume_queued) {
+            x->resume_queued = true;
+            x->resume_next = up->resumes;
+            up->resumes = x;
+        }
+        wake = true;
+    }
+    pthread_mutex_unlock(&up->lock);
+    if (wake) curl_multi_wakeup(up->multi);
 }
 
 void cw_upstream_resume(struct cw_upstream_xfer *x)
@@ -502,6 +548,10 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     int64_t timeout_ms = req->timeout_ms;
     int rc;
 
+    if (run->aborted) {
+        snprintf(x->errbuf, sizeof(x->errbuf), "cancelled by its consumer");
+        return -ECANCELED;
+    }
     /* The wait for a connection counts in the timeout, as libcurl's own queue counted it. */
     if (timeout_ms > 0) {
         timeout_ms -= cw_clock_mono_ms() - run->taken_ms;
@@ -531,7 +581,9 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    /* The loop times the transfer itself (upstream_expire()): to the head, then between
+     * bytes, and not while a callback holds it paused. */
+    run->deadline_ms = timeout_ms > 0 ? cw_clock_mono_ms() + timeout_ms : 0;
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, upstream_on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, run);
@@ -690,6 +742,9 @@ static bool upstream_take_queued(struct cw_upstream *up)
             run->taken_ms = cw_clock_mono_ms();
             run->content_length = -1;
             x->internal = run;
+            pthread_mutex_lock(&up->lock);
+            run->aborted = x->abort_requested;
+            pthread_mutex_unlock(&up->lock);
             upstream_start_run(up, run);
         }
         x = next;
@@ -697,8 +752,9 @@ static bool upstream_take_queued(struct cw_upstream *up)
     return stopping;
 }
 
-/* Unpauses the transfers cw_upstream_resume() queued. A transfer stays marked queued until
- * its turn, so that another thread's resume meanwhile is not lost or linked twice. */
+/* Unpauses the transfers cw_upstream_resume() queued, and ends those cw_upstream_abort()
+ * asked to end. A transfer stays marked queued until its turn, so that another thread's
+ * resume meanwhile is not lost or linked twice. */
 static void upstream_run_resumes(struct cw_upstream *up)
 {
     struct cw_upstream_xfer *x;
@@ -710,11 +766,20 @@ static void upstream_run_resumes(struct cw_upstream *up)
     while (x != NULL) {
         pthread_mutex_lock(&up->lock);
         struct cw_upstream_xfer *next = x->resume_next;
+        bool abort = x->abort_requested;
         x->resume_queued = false;
         pthread_mutex_unlock(&up->lock);
         struct upstream_run *run = x->internal;
-        if (run != NULL && run->easy != NULL) {
+        if (abort && run != NULL && run->easy != NULL) {
+            run->fail_rc = -ECANCELED;
+            snprintf(x->errbuf, sizeof(x->errbuf), "cancelled by its consumer");
+            upstream_end(up, run, CURLE_ABORTED_BY_CALLBACK); /* x is the submitter's again */
+        } else if (abort && run != NULL) {
+            run->aborted = true; /* waits for a connection: ends when its turn comes */
+        } else if (run != NULL && run->easy != NULL) {
             run->hold = false;
+            run->paused = false;
+            upstream_touch(run);
             /* May deliver held data at once (on_data runs from here), or pause again. */
             CURLcode code = curl_easy_pause(run->easy, CURLPAUSE_CONT);
             if (code != CURLE_OK)
@@ -722,6 +787,31 @@ static void upstream_run_resumes(struct cw_upstream *up)
         }
         x = next;
     }
+}
+
+/* Ends the running transfers whose origin has been silent past their timeout; the time until
+ * the next deadline, for the poll (at most UPSTREAM_POLL_MS). */
+static int upstream_expire(struct cw_upstream *up)
+{
+    int64_t now = cw_clock_mono_ms(), next = now + UPSTREAM_POLL_MS;
+    struct upstream_run *run = up->running;
+
+    while (run != NULL) {
+        struct upstream_run *after = run->next;
+        if (run->deadline_ms > 0 && !run->paused && !run->hold) {
+            if (now >= run->deadline_ms) {
+                run->fail_rc = -ETIMEDOUT;
+                snprintf(run->x->errbuf, sizeof(run->x->errbuf),
+                         "origin timed out: no byte for %lld ms",
+                         (long long)run->x->req->timeout_ms);
+                upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
+            } else if (run->deadline_ms < next) {
+                next = run->deadline_ms;
+            }
+        }
+        run = after;
+    }
+    return (int)(next - now);
 }
 
 static void upstream_reap_done(struct cw_upstream *up)
@@ -750,7 +840,8 @@ static void *upstream_thread_main(void *arg)
         CURLMcode mc = curl_multi_perform(up->multi, &running);
         if (mc != CURLM_OK) cw_err("upstream: curl_multi_perform: %s", curl_multi_strerror(mc));
         upstream_reap_done(up);
-        mc = curl_multi_poll(up->multi, NULL, 0, UPSTREAM_POLL_MS, NULL);
+        int wait_ms = upstream_expire(up);
+        mc = curl_multi_poll(up->multi, NULL, 0, wait_ms, NULL);
         if (mc != CURLM_OK) cw_err("upstream: curl_multi_poll: %s", curl_multi_strerror(mc));
     }
     /* Stopping: cancel what waits for a connection, then what still runs. */

@@ -107,7 +107,9 @@ struct cw_upstream_req {
     const char *method; /* "GET", "POST", …; HEAD is sent without reading a body */
     const char *head;   /* "Name: value\r\n" lines, NUL-terminated, may be NULL */
     int64_t connect_timeout_ms;
-    int64_t timeout_ms; /* the whole transfer, the wait for a connection included */
+    /* The longest silence: to the response head (the wait for a connection included), then
+     * between bytes either way; not counted while a callback holds the transfer paused. */
+    int64_t timeout_ms;
     /* The body, for a method that has one: whole in memory (body; POST, PUT and PATCH send an
      * empty one), or, when the ops have on_read, streamed: body_len bytes, or chunked for -1. */
     struct cw_str body;
@@ -172,8 +174,9 @@ struct cw_upstream_xfer {
     void *internal;
     struct cw_upstream_xfer *next; /* in the submit queue or an origin's wait queue */
     struct cw_upstream_xfer *resume_next;
-    bool resume_queued; /* under the loop's lock */
-    bool live;          /* under the loop's lock: submitted, on_done not yet called */
+    bool resume_queued;   /* under the loop's lock */
+    bool abort_requested; /* under the loop's lock: cw_upstream_abort() was called */
+    bool live;            /* under the loop's lock: submitted, on_done not yet called */
 };
 
 /* Work that is not a transfer, run on the loop thread: what may block on a lock (an LMDB write
@@ -206,6 +209,11 @@ CW_MUST_CHECK int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_
  * nothing for a transfer that has ended (until the submitter reuses x, which it must not do
  * while another thread may still call this). */
 void cw_upstream_resume(struct cw_upstream_xfer *x);
+
+/* Ends x early, from any thread: on_done follows (on the loop thread) with -ECANCELED, unless
+ * x ended first. For a consumer that went away (the client closed mid-stream). Takes an x
+ * that already ended (nothing happens). */
+void cw_upstream_abort(struct cw_upstream_xfer *x);
 
 /* Queues t to run on the loop thread, in submission order, before the transfers queued with
  * it start: 0, -EAGAIN when max_pending tasks are already queued (t untouched; the caller

@@ -58,6 +58,21 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
         req_recv_head(r);
         return MHD_YES;
     case REQ_BODY:
+        if (*upload_data_size > 0 && r->stream_body) {
+            /* A passed-through body: the origin request starts with its first bytes. An
+             * answer queued now (a refusal) closes the connection: its body is not read. */
+            enum MHD_Result ret;
+            r->close = true;
+            r->step = REQ_RECV;
+            ret = req_run(r);
+            if (r->step != REQ_UPLOAD) {
+                *upload_data_size = 0;
+                return ret;
+            }
+            r->close = false;
+            *upload_data_size -= req_pipe_upload_push(r, upload_data, *upload_data_size);
+            return MHD_YES;
+        }
         if (*upload_data_size > 0) {
             size_t n = *upload_data_size;
             size_t need;
@@ -78,10 +93,22 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
             r->body_in.len = need;
             return MHD_YES;
         }
+        r->stream_body = false; /* no byte came: nothing to stream */
         if (r->refuse_status == 0 && (r->body_in.len > 0 || r->body_over))
             (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                                             (unsigned)WORKER_CONN_TIMEOUT);
         r->step = REQ_RECV;
+        return req_run(r);
+    case REQ_UPLOAD:
+        if (*upload_data_size > 0) {
+            *upload_data_size -= req_pipe_upload_push(r, upload_data, *upload_data_size);
+            return MHD_YES;
+        }
+        enum req_step next;
+        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                        (unsigned)WORKER_CONN_TIMEOUT);
+        if (!req_pipe_upload_end(r, &next)) return MHD_YES; /* suspended until the answer */
+        r->step = next;
         return req_run(r);
     default:
         return req_run(r);
@@ -162,26 +189,11 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     struct cw_worker *w = cls;
     struct worker_req *r = *req_cls;
 
-    (void)toe;
     if (r == NULL) return;
     *req_cls = NULL;
     if (r->queued) worker_record(w, r, conn);
-    if (r->resp != NULL) MHD_destroy_response(r->resp); /* built, never queued */
-    cw_upstream_collect_reset(&r->job);
-    free(r->body_in.p);
-    free(r->url);
-    free(r->hdr_lines);
-    if (r->q.has_lease) req_defer_release(w, &r->q);
-    free(r->q.key_buf);
-    free(r->join_buf);
-    free(r->xff);
-    free(r->forwarded);
-    free(r->refused_line);
-    free(r->conn_joined);
-    if (r->uri != r->raw_uri) free(r->uri);
-    free(r->raw_uri);
-    free(r);
-    atomic_fetch_sub(&w->inflight, 1);
+    /* A streamed answer's transfer may still run (the client left): its end frees r. */
+    if (req_pipe_release(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)) req_free(r);
 }
 
 static int worker_open(struct cw_worker *w, int listen_fd)

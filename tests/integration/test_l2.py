@@ -398,8 +398,23 @@ def test_l2_sentinel_failover(env):
 # cluster
 
 
+def _cluster_port():
+    """A free port whose cluster bus port (+10000) is a valid port and free too."""
+    for _ in range(200):
+        p = cw.free_port()
+        if p + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as b:
+            try:
+                b.bind((cw.LOOPBACK, p + 10000))
+            except OSError:
+                continue
+        return p
+    raise AssertionError("no port with a free cluster bus port")
+
+
 def _cluster(env, n=3):
-    nodes = [Redis(env, f"node{i}", args=["--cluster-enabled", "yes",
+    nodes = [Redis(env, f"node{i}", port=_cluster_port(), args=["--cluster-enabled", "yes",
                                             "--cluster-config-file", "nodes.conf",
                                             "--cluster-node-timeout", "2000"])
              for i in range(n)]
