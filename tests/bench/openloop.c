@@ -659,8 +659,8 @@ static int ol_wait_idle(struct ol_thread *t, int64_t deadline_ns)
             if (due < wake) wake = due;
         }
         /* epoll_pwait2 takes a timeout in ns: no timer fd to arm and read per request. */
-        struct timespec to = {.tv_sec = (wake - now) / 1000000000,
-                              .tv_nsec = (wake - now) % 1000000000};
+        int64_t wait_ns = wake > now ? wake - now : 0; /* a due time may pass meanwhile */
+        struct timespec to = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
         int n = epoll_pwait2(t->ep, ev, OL_MAX_EVENTS, &to, NULL);
         if (n == -1) {
             if (errno == EINTR) continue;
