@@ -27,6 +27,7 @@ default unpinned), BENCH_KEEP=1 (keep the temp dir).
 """
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -572,8 +573,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
     def chart(self, summ, path):
         """A plain SVG: per scenario, server CPU µs/request and p99 ms, bars per server."""
         colors = {"cw": "#d9480f", "nginx": "#2b8a3e", "varnish": "#1c7ed6", "static": "#868e96"}
-        panels = [("server CPU µs per request", "server_cpu_us_per_req"),
-                  ("p99 latency, ms", "p99_ms")]
+        panels = [("server CPU µs per request", "server_cpu_us_per_req", False),
+                  ("p99 latency, ms, log scale", "p99_ms", True)]
         sids = list(summ)
         bw, gap, left, top, ph = 14, 22, 60, 40, 220
         gw = bw * len(self.servers) + gap
@@ -587,7 +588,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             S.append(f'<rect x="{x}" y="12" width="10" height="10" fill="{colors[s]}"/>'
                      f'<text x="{x + 14}" y="21">{NAMES[s]}</text>')
             x += 20 + 7 * len(NAMES[s])
-        for pi, (title, k) in enumerate(panels):
+        for pi, (title, k, is_log) in enumerate(panels):
             y0 = top + pi * (ph + 120)
             vals = [summ[sid]["servers"][s][k]["median"] for sid in sids
                     for s in self.servers if k in summ[sid]["servers"].get(s, {})]
@@ -595,6 +596,22 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             S.append(f'<text x="{left}" y="{y0 + 14}" font-weight="bold">{title} '
                      '(median; lower is better)</text>')
             base = y0 + 20 + ph
+            # Log panels run from 0.01 to the next power of ten above the largest value.
+            lo, hi = 0.01, 10 ** math.ceil(math.log10(max(vmax, 0.1)))
+
+            def height(v):
+                if not is_log:
+                    return ph * v / vmax
+                return ph * math.log10(max(v, lo) / lo) / math.log10(hi / lo)
+            if is_log:
+                g = lo
+                while g <= hi:
+                    gy = base - height(g)
+                    S.append(f'<line x1="{left}" y1="{gy:.1f}" x2="{width - 20}" y2="{gy:.1f}" '
+                             'stroke="#ddd"/>'
+                             f'<text x="{left - 4}" y="{gy + 3:.1f}" text-anchor="end" '
+                             f'font-size="9">{g:g}</text>')
+                    g *= 10
             S.append(f'<line x1="{left}" y1="{base}" x2="{width - 20}" y2="{base}" '
                      'stroke="black"/>')
             for i, sid in enumerate(sids):
@@ -604,7 +621,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                     if k not in row:
                         continue
                     v = row[k]["median"]
-                    h = ph * v / vmax
+                    h = height(v)
                     S.append(f'<rect x="{gx + j * bw}" y="{base - h:.1f}" width="{bw - 2}" '
                              f'height="{h:.1f}" fill="{colors[s]}"><title>{NAMES[s]} {sid}: '
                              f'{v:.2f}</title></rect>')
