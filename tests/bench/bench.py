@@ -206,8 +206,7 @@ class Bench:
         self.server_cpus = os.environ.get("BENCH_SERVER_CPUS", "")
         self.client_cpus = os.environ.get("BENCH_CLIENT_CPUS", "")
         self.gen = os.path.join(self.build, "bin", "cw-openloop")
-        self.tmp = tempfile.mkdtemp(prefix="cw-bench.")
-        os.chmod(self.tmp, 0o755)
+        self.tmp = None  # made by main() once the tools are there
         self.procs = {}
         self.port = {}
         self.runs = []
@@ -678,6 +677,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
 
     def main(self):
         self.check_tools()
+        self.tmp = tempfile.mkdtemp(prefix="cw-bench.")
+        os.chmod(self.tmp, 0o755)
         load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
         log(f"temp dir {self.tmp}; load average {load_start}")
         ok = False
