@@ -2,7 +2,8 @@
 # `make lint` checks the house rules a machine can (scripts/lint.sh: core/ includes only
 # core/ headers, core/ objects call no I/O, clock or environment function, clang-format),
 # `make check` runs the lint and then every test, `make check SAN=1` does so under ASan+UBSan, `make bench`
-# compares the hit path against nginx. Each target first installs missing Debian packages.
+# compares CacheWarp with nginx, Varnish and nginx static files. Each target first installs missing
+# Debian packages.
 
 CC      ?= gcc
 PKGS    := libmicrohttpd lmdb hiredis libconfig libcurl libsystemd
@@ -96,10 +97,17 @@ unit: all
 integration: all
 	@BUILD=$(BUILD) SAN=$(SAN) ONLY=integration scripts/check.sh
 
+# bench: CacheWarp against nginx proxy_cache, Varnish and nginx static files in one run, with
+# the open-loop generator tests/bench/openloop.c; see docs/PERFORMANCE.md. Not part of check.
+OPENLOOP := $(BUILD)/bin/cw-openloop
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@nice $(MAKE) --no-print-directory all $(OPENLOOP)
 	@BENCH_DEPS=1 scripts/deps.sh
 	@BUILD=$(BUILD) tests/bench/bench.sh
+$(OPENLOOP): $(BUILD)/tests/bench/openloop.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ -lpthread -lm
+-include $(BUILD)/tests/bench/openloop.d
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

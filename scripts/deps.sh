@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages CacheWarp needs to build, run and test, when missing.
-# Uses sudo only when not root. BENCH_DEPS=1 adds what `make bench` needs, FUZZ_DEPS=1 what
+# Uses sudo only when not root. BENCH_DEPS=1 installs what `make bench` adds, FUZZ_DEPS=1 what
 # `make fuzz` needs, PKG_DEPS=1 what `make deb` and `make check-package` need.
 set -euo pipefail
 
@@ -9,7 +9,7 @@ pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig
       prometheus prometheus-node-exporter # promtool and node_exporter: observability tests
       clang-format binutils)               # make lint: clang-format 14 (bookworm), nm
 if [ "${BENCH_DEPS:-0}" = 1 ]; then
-    pkgs=(nginx-light wrk)
+    pkgs=(nginx-light varnish) # the peers; the load generator is our own (tests/bench)
 fi
 # clang-14's package only recommends libclang-rt-14-dev, which holds libFuzzer and the
 # sanitizer runtimes, and we install without recommends: name it.

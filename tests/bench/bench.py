@@ -1,0 +1,722 @@
+#!/usr/bin/env python3
+"""CacheWarp against nginx proxy_cache, Varnish and nginx static files, in one run.
+
+    BUILD=build/rel python3 tests/bench/bench.py      (or: make bench)
+
+Starts one origin (cw-test-origin) and four servers on ephemeral loopback ports in a temp
+dir: cachewarpd (2 workers), nginx proxy_cache (2 worker processes), Varnish (malloc
+storage, its default 2 thread pools) and nginx serving the same bytes as static files
+(2 worker processes; the floor). Checks that each cache answers a second GET as a HIT
+with the right body, then runs every scenario against every server, the servers
+interleaved within each scenario and their order rotated in each repetition. The load
+generator is tests/bench/openloop.c (cw-openloop): open loop at a fixed offered rate with
+latency from the scheduled send time, closed loop, or a burst of clients on one cold key.
+
+Per run it records the generator's JSON line, the server's CPU (utime+stime of the
+server's whole process tree, from /proc), and the origin's request count. Writes
+$BENCH_OUT/results.json (every run, and the medians), results.md (the tables) and
+chart.svg, and prints the tables. Exits 1, naming the server and its log, when a server
+fails to start or dies, and exits 1 after writing the results when any run had errors.
+
+Environment: BUILD (build/rel), BENCH_OUT ($BUILD/bench), BENCH_REPS (3), BENCH_OPEN_S (5,
+seconds of each open-loop run), BENCH_CLOSED_S (3), BENCH_RATES ("2000 5000": offered rates
+for the hot 1 KiB hit; the 100 KiB hit runs at the first), BENCH_MISS_RATE (1000),
+BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS ("cw nginx
+varnish static"), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
+default unpinned), BENCH_KEEP=1 (keep the temp dir).
+"""
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+NAMES = {"cw": "cachewarp", "nginx": "nginx proxy_cache", "varnish": "Varnish",
+         "static": "nginx static (floor)"}
+HOT1K = "/hot1k?size=1024&cc=max-age%3D3600"
+HOT100K = "/hot100k?size=102400&cc=max-age%3D3600"
+
+
+def die(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    v = os.environ.get(name, "")
+    return int(v) if v else default
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def taskset(cpus):
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+class Proc:
+    """A server process tree, started in the foreground and stopped by its PID."""
+
+    def __init__(self, name, argv, tmp, cpus=""):
+        self.name = name
+        self.log_path = os.path.join(tmp, f"{name}.log")
+        self.log = open(self.log_path, "wb")
+        self.p = subprocess.Popen(taskset(cpus) + argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, cwd=tmp)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode(errors="replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def pids(self):
+        """The main pid and every descendant (children of any thread), recursively."""
+        out, todo = [], [self.p.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo += [int(x) for x in f.read().split()]
+            except OSError:
+                pass
+        return out
+
+    def cpu(self):
+        """(ticks, ns): utime+stime of the tree in clock ticks (kept for threads that exit),
+        and the sum of the live threads' run time from schedstat in ns (precise)."""
+        ticks, ns = 0, 0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        ns += int(f.read().split()[0])
+            except (OSError, IndexError, ValueError):
+                pass
+        return ticks, ns
+
+    def stop(self):
+        pids = self.pids()
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        for pid in pids[1:]:  # a descendant that outlived its parent
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.log.close()
+
+
+def cpu_delta_s(before, after, nprocs):
+    """Server CPU seconds between two Proc.cpu() samples. The schedstat sum is precise but
+    loses threads that exited during the run; the tick count keeps them but is rounded to
+    1/CLK_TCK per process and sample. Take the precise figure unless the ticks say more
+    time went by than rounding explains."""
+    ticks = (after[0] - before[0]) / CLK_TCK
+    ns = (after[1] - before[1]) / 1e9
+    slack = 2.0 * nprocs / CLK_TCK
+    return ticks if ticks > ns + slack else ns
+
+
+def http_get(port, path, timeout=10):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+
+
+def wait_ready(proc, port, path, deadline_s=15):
+    end = time.monotonic() + deadline_s
+    err = None
+    while time.monotonic() < end:
+        if not proc.alive():
+            die(f"{proc.name} exited with status {proc.p.returncode} at start; "
+                f"its log ({proc.log_path}):\n{proc.tail()}")
+        try:
+            st, _, _ = http_get(port, path, timeout=2)
+            if st == 200:
+                return
+            err = f"status {st}"
+        except Exception as e:  # noqa: BLE001 - any failure means not ready yet
+            err = e
+        time.sleep(0.05)
+    die(f"{proc.name} did not answer GET {path} on port {port} within {deadline_s} s "
+        f"({err}); its log ({proc.log_path}):\n{proc.tail()}")
+
+
+def origin_total(oport):
+    _, _, body = http_get(oport, "/__stats")
+    return json.loads(body)["total"]
+
+
+def subst(src, dst, values):
+    with open(src) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    with open(dst, "w") as f:
+        f.write(text)
+
+
+class Bench:
+    def __init__(self):
+        self.build = os.path.abspath(os.environ.get("BUILD", "build/rel"))
+        self.out = os.environ.get("BENCH_OUT", os.path.join(self.build, "bench"))
+        self.reps = env_int("BENCH_REPS", 3)
+        self.open_s = float(os.environ.get("BENCH_OPEN_S", "5"))
+        self.closed_s = float(os.environ.get("BENCH_CLOSED_S", "3"))
+        self.rates = [int(x) for x in os.environ.get("BENCH_RATES", "2000 5000").split()]
+        self.miss_rate = env_int("BENCH_MISS_RATE", 1000)
+        st = os.environ.get("BENCH_STAMPEDE", "200 5 50").split()
+        self.st_clients, self.st_rounds, self.st_delay = int(st[0]), int(st[1]), int(st[2])
+        self.servers = os.environ.get("BENCH_SERVERS", "cw nginx varnish static").split()
+        self.server_cpus = os.environ.get("BENCH_SERVER_CPUS", "")
+        self.client_cpus = os.environ.get("BENCH_CLIENT_CPUS", "")
+        self.gen = os.path.join(self.build, "bin", "cw-openloop")
+        self.tmp = None  # made by main() once the tools are there
+        self.procs = {}
+        self.port = {}
+        self.runs = []
+        self.failed = []
+        for s in self.servers:
+            if s not in NAMES:
+                die(f"unknown server {s!r} in BENCH_SERVERS (know: {' '.join(NAMES)})")
+
+    # --- servers ------------------------------------------------------------------------
+    def check_tools(self):
+        need = {"cw": [os.path.join(self.build, "bin", "cachewarpd")],
+                "nginx": ["nginx"], "static": ["nginx"], "varnish": ["varnishd"]}
+        for exe in [self.gen, os.path.join(self.build, "bin", "cw-test-origin")]:
+            if not os.access(exe, os.X_OK):
+                die(f"{exe} is missing: run `make bench` (it builds it)")
+        for s in self.servers:
+            for exe in need[s]:
+                if shutil.which(exe) is None and not os.access(exe, os.X_OK):
+                    die(f"{exe} is missing for {NAMES[s]} (make bench installs nginx-light "
+                        "and varnish: BENCH_DEPS=1 scripts/deps.sh)")
+        if (self.server_cpus or self.client_cpus) and shutil.which("taskset") is None:
+            die("taskset is missing (util-linux)")
+
+    def start_origin(self):
+        p = Proc("origin", [os.path.join(self.build, "bin", "cw-test-origin"), "-p", "0"],
+                 self.tmp, self.server_cpus)
+        self.procs["origin"] = p
+        p.log.close()
+        # Its stdout carries "port=N": read it from the log it shares with stderr.
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            for line in open(p.log_path, errors="replace"):
+                if line.startswith("port="):
+                    self.oport = int(line[5:])
+                    wait_ready(p, self.oport, "/__stats")
+                    return
+            if not p.alive():
+                break
+            time.sleep(0.05)
+        die(f"cw-test-origin printed no port; its log:\n{p.tail()}")
+
+    def start_cw(self):
+        port = free_port()
+        conf = os.path.join(self.tmp, "cachewarp.conf")
+        with open(conf, "w") as f:
+            f.write(f'''listen = "127.0.0.1:{port}";
+workers = 2;
+log = {{ level = "warn"; access = ""; }};
+cache = {{ path = "{self.tmp}/l1.mdb"; size = "1G"; max_object = "8M"; }};
+redis = {{ enabled = false; }};
+origins = ( {{ name = "api"; url = "http://127.0.0.1:{self.oport}"; connect_timeout = "1s";
+              timeout = "10s"; }} );
+routes = ( {{ match = "/"; origin = "api"; ttl = "60s"; swr = "0s"; sie = "0s"; }} );
+stats = {{ listen = ""; }};
+control = {{ socket = "{self.tmp}/control.sock"; }};
+purge = {{ allow = [ "127.0.0.1/32" ]; }};
+''')
+        exe = os.path.join(self.build, "bin", "cachewarpd")
+        t = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True)
+        if t.returncode != 0:
+            die(f"cachewarpd -t rejected the bench config: {t.stdout}{t.stderr}")
+        return Proc("cachewarpd", [exe, "-c", conf], self.tmp, self.server_cpus), port
+
+    def nginx_common(self, name, port):
+        user = "user root root;" if os.getuid() == 0 else ""
+        prefix = os.path.join(self.tmp, name)
+        os.makedirs(prefix, exist_ok=True)
+        conf = os.path.join(prefix, "nginx.conf")
+        return prefix, conf, {"TMP": prefix, "PORT": port, "ORIGIN_PORT": self.oport,
+                              "USER": user, "STATIC": os.path.join(self.tmp, "static")}
+
+    def start_nginx(self, name, template):
+        port = free_port()
+        prefix, conf, values = self.nginx_common(name, port)
+        subst(os.path.join(HERE, template), conf, values)
+        err = os.path.join(prefix, "error.log")
+        t = subprocess.run(["nginx", "-t", "-q", "-p", prefix, "-e", err, "-c", conf],
+                           capture_output=True, text=True)
+        if t.returncode != 0:
+            die(f"nginx -t failed for {name}: {t.stderr}")
+        argv = ["nginx", "-p", prefix, "-e", err, "-c", conf, "-g", "daemon off;"]
+        return Proc(name, argv, self.tmp, self.server_cpus), port
+
+    def start_varnish(self):
+        port = free_port()
+        vcl = os.path.join(self.tmp, "varnish.vcl")
+        subst(os.path.join(HERE, "varnish.vcl.in"), vcl, {"ORIGIN_PORT": self.oport})
+        # -j none: no privilege separation (we may be root, and the temp dir is ours);
+        # -T none: no management CLI listener. Threads: the defaults, 2 pools of 100-5000.
+        argv = ["varnishd", "-F", "-j", "none", "-n", os.path.join(self.tmp, "varnish"),
+                "-a", f"127.0.0.1:{port}", "-f", vcl, "-s", "malloc,256m", "-T", "none",
+                "-p", "thread_pools=2"]
+        return Proc("varnishd", argv, self.tmp, self.server_cpus), port
+
+    def start_all(self):
+        self.start_origin()
+        # The static floor serves the same bytes the origin gives the caches.
+        sdir = os.path.join(self.tmp, "static")
+        os.makedirs(sdir)
+        for name, path in (("hot1k", HOT1K), ("hot100k", HOT100K)):
+            _, _, body = http_get(self.oport, path)
+            with open(os.path.join(sdir, name), "wb") as f:
+                f.write(body)
+        self.bodies = {HOT1K: 1024, HOT100K: 102400}
+        for s in self.servers:
+            if s == "cw":
+                p, port = self.start_cw()
+            elif s == "nginx":
+                p, port = self.start_nginx("nginx", "nginx.conf.in")
+            elif s == "static":
+                p, port = self.start_nginx("nginx-static", "nginx-static.conf.in")
+            else:
+                p, port = self.start_varnish()
+            self.procs[s], self.port[s] = p, port
+            wait_ready(p, port, HOT1K)
+            log(f"{NAMES[s]} up on 127.0.0.1:{port} (pid {p.p.pid})")
+
+    def check_hits(self):
+        """A broken cache must never pass for a fast one: the second GET is a HIT."""
+        for s in self.servers:
+            for path, size in self.bodies.items():
+                http_get(self.port[s], path)
+                st, hdr, body = http_get(self.port[s], path)
+                if st != 200 or len(body) != size:
+                    die(f"{NAMES[s]}: GET {path}: status {st}, {len(body)} bytes, want 200 "
+                        f"and {size}")
+                if s != "static" and not hdr.get("x-cache", "").upper().startswith("HIT"):
+                    die(f"{NAMES[s]}: second GET of {path} is not a HIT "
+                        f"(X-Cache: {hdr.get('x-cache')!r})")
+
+    def stop_all(self):
+        for p in reversed(list(self.procs.values())):
+            p.stop()
+
+    # --- runs ---------------------------------------------------------------------------
+    def scenarios(self):
+        """(id, label, kind, generator args) in run order."""
+        out = []
+        for r in self.rates:
+            out.append((f"hit1k_open_{r}", f"hot 1 KiB hit, open loop {r} req/s", "hit",
+                        ["-R", str(r), "-c", "32", "-d", str(self.open_s), HOT1K]))
+        out.append(("hit1k_closed", "hot 1 KiB hit, closed loop (64 conns)", "hit",
+                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), HOT1K]))
+        r = self.rates[0]
+        out.append((f"hit100k_open_{r}", f"hot 100 KiB hit, open loop {r} req/s", "hit",
+                    ["-R", str(r), "-c", "32", "-d", str(self.open_s), HOT100K]))
+        out.append(("hit100k_closed", "hot 100 KiB hit, closed loop (64 conns)", "hit",
+                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), HOT100K]))
+        miss = "/miss-{n}?size=1024&cc=max-age%3D3600"
+        out.append((f"miss_open_{self.miss_rate}",
+                    f"miss (unique keys), open loop {self.miss_rate} req/s", "miss",
+                    ["-R", str(self.miss_rate), "-c", "32", "-d", str(self.open_s), miss]))
+        out.append(("miss_closed", "miss (unique keys), closed loop (64 conns)", "miss",
+                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), miss]))
+        out.append(("stampede", f"stampede: {self.st_clients} clients on one cold key, "
+                     f"origin {self.st_delay} ms, {self.st_rounds} rounds", "stampede",
+                     ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K,
+                      f"/stampede-{{n}}?delay_ms={self.st_delay}&cc=max-age%3D60"]))
+        return out
+
+    def run_one(self, rep, sid, kind, args, s):
+        # The floor has no miss path: its miss and stampede runs go to the origin itself.
+        direct = s == "static" and kind != "hit"
+        target = "origin" if direct else s
+        port = self.oport if direct else self.port[s]
+        proc = self.procs[target]
+        salt = f"{s}r{rep}"
+        argv = taskset(self.client_cpus) + [self.gen, "-p", str(port), "-s", salt] + args
+        o0 = origin_total(self.oport)
+        c0 = proc.cpu()
+        t0 = time.monotonic()
+        res = subprocess.run(argv, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        load1 = os.getloadavg()[0]
+        c1 = proc.cpu()
+        o1 = origin_total(self.oport)
+        if not proc.alive():
+            die(f"{NAMES[s]} ({proc.name}) died during {sid}; its log ({proc.log_path}):\n"
+                f"{proc.tail()}")
+        try:
+            g = json.loads(res.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            die(f"{NAMES[s]}: {sid}: cw-openloop failed (exit {res.returncode}): "
+                f"{res.stdout}{res.stderr}")
+        cpu_s = cpu_delta_s(c0, c1, len(proc.pids()))
+        n = g["requests"]
+        run = {"rep": rep, "scenario": sid, "server": s, "target": target, **g,
+               "server_cpu_s": round(cpu_s, 4),
+               "server_cpu_us_per_req": round(cpu_s * 1e6 / n, 2) if n else None,
+               "origin_requests": o1 - o0,
+               "wall_s": round(wall, 2), "load1": round(load1, 2)}
+        if kind == "stampede":
+            # The warm-up GETs are hits (or, direct, origin requests): count only the rounds'.
+            warm = self.st_clients if direct else 0
+            run["origin_requests"] = o1 - o0 - warm
+            run["origin_requests_per_round"] = run["origin_requests"] / self.st_rounds
+        bad = g["errors"] + g["non2xx"]
+        if bad:
+            self.failed.append(f"{NAMES[s]} {sid} rep {rep}: {g['errors']} errors, "
+                               f"{g['non2xx']} non-2xx")
+            log(f"WARNING {self.failed[-1]}")
+        if kind == "hit" and s != "static" and g["hits"] < n:
+            self.failed.append(f"{NAMES[s]} {sid} rep {rep}: {n - g['hits']} of {n} answers "
+                               "were not X-Cache HIT")
+            log(f"WARNING {self.failed[-1]}")
+        self.runs.append(run)
+        log(f"rep {rep} {sid:<18} {NAMES[s]:<21} {g['rps']:>9.0f} req/s  p50 {g['p50_ms']} "
+            f"p99 {g['p99_ms']} p99.9 {g['p999_ms']} max {g['max_ms']} ms  "
+            f"cpu {run['server_cpu_us_per_req']} us/req  origin {run['origin_requests']}")
+
+    def run_all(self):
+        scen = self.scenarios()
+        for rep in range(1, self.reps + 1):
+            k = (rep - 1) % len(self.servers)
+            order = self.servers[k:] + self.servers[:k]
+            for sid, _, kind, args in scen:
+                for s in order:
+                    self.run_one(rep, sid, kind, args, s)
+
+    # --- report -------------------------------------------------------------------------
+    def summary(self):
+        """Median and min-max over the repetitions, per scenario and server."""
+        keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+                "server_cpu_us_per_req", "gen_cpu_us_per_req", "origin_requests",
+                "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx"]
+        out = {}
+        for sid, label, kind, _ in self.scenarios():
+            out[sid] = {"label": label, "kind": kind, "servers": {}}
+            for s in self.servers:
+                rs = [r for r in self.runs if r["scenario"] == sid and r["server"] == s]
+                if not rs:
+                    continue
+                row = {"target": rs[0]["target"]}
+                for k in keys:
+                    v = [r[k] for r in rs if r.get(k) is not None]
+                    if v:
+                        row[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
+                out[sid]["servers"][s] = row
+        return out
+
+    def render(self, summ, meta):
+        L = []
+        cols = [s for s in self.servers]
+        L.append(f"# make bench: {meta['date']}")
+        L.append("")
+        L.append(f"{meta['machine']}; load average at start {meta['load_start']}, at end "
+                 f"{meta['load_end']}; {meta['reps']} repetitions, servers interleaved; "
+                 "each figure is the median, [min-max] over the repetitions.")
+        L.append("")
+        L.append("Servers: " + "; ".join(meta["servers_desc"][s] for s in cols) + ".")
+        L.append("")
+
+        def cell(row, k, fmt):
+            if row is None or k not in row:
+                return "-"
+            v = row[k]
+            if self.reps > 1 and v["min"] != v["max"]:
+                return f"{fmt(v['median'])} [{fmt(v['min'])}-{fmt(v['max'])}]"
+            return fmt(v["median"])
+
+        def ratio(row, ref, k):
+            if row is None or ref is None or k not in row or k not in ref:
+                return "-"
+            b = ref[k]["median"]
+            if not b:
+                return "-"
+            r = row[k]["median"] / b
+            return f"{r:.2f}x" if r >= 0.1 else f"{r:.3f}x"
+
+        f0 = lambda v: f"{v:,.0f}"  # noqa: E731
+        f1 = lambda v: f"{v:.1f}"  # noqa: E731
+        f2 = lambda v: f"{v:.2f}"  # noqa: E731
+        hdr = "| scenario | figure | " + " | ".join(NAMES[s] for s in cols) + " |"
+        L.append("## Figures")
+        L.append("")
+        L.append(hdr)
+        L.append("|---|---|" + "---:|" * len(cols))
+        for sid, sc in summ.items():
+            rows = sc["servers"]
+            figs = []
+            if sc["kind"] == "stampede":
+                figs = [("origin requests / round", "origin_requests", lambda v: f"{v / self.st_rounds:.1f}"),
+                        ("p50 / p99 / max ms", None, None)]
+            elif "closed" in sid:
+                figs = [("req/s", "rps", f0), ("server CPU µs/req", "server_cpu_us_per_req", f1),
+                        ("p99 ms", "p99_ms", f2)]
+            else:
+                figs = [("p50 / p99 / p99.9 ms", None, None),
+                        ("server CPU µs/req", "server_cpu_us_per_req", f1)]
+                if sc["kind"] == "miss":
+                    figs.append(("origin requests / request", "origin_requests", None))
+            for name, k, fmt in figs:
+                cells = []
+                for s in cols:
+                    row = rows.get(s)
+                    if row is None:
+                        cells.append("-")
+                    elif k is None and sc["kind"] == "stampede":
+                        cells.append(" / ".join(cell(row, x, f1) for x in
+                                                ("p50_ms", "p99_ms", "max_ms")))
+                    elif k is None:
+                        cells.append(" / ".join(cell(row, x, f2) for x in
+                                                ("p50_ms", "p99_ms", "p999_ms")))
+                    elif fmt is None:
+                        n = [r for r in self.runs if r["scenario"] == sid and r["server"] == s]
+                        v = [r["origin_requests"] / r["requests"] for r in n if r["requests"]]
+                        cells.append(f"{statistics.median(v):.2f}" if v else "-")
+                    else:
+                        cells.append(cell(row, k, fmt))
+                L.append(f"| {sc['label']} | {name} | " + " | ".join(cells) + " |")
+        L.append("")
+        L.append("For the floor column, miss and stampede runs go straight to the origin "
+                 "(there is no cache): its CPU is the origin's.")
+        L.append("")
+        if "cw" in self.servers:
+            L.append("## CacheWarp's ratios")
+            L.append("")
+            refs = [s for s in ("nginx", "varnish", "static") if s in self.servers]
+            L.append("| scenario | figure | " + " | ".join(f"vs {NAMES[r]}" for r in refs) + " |")
+            L.append("|---|---|" + "---:|" * len(refs))
+            for sid, sc in summ.items():
+                rows = sc["servers"]
+                cw = rows.get("cw")
+                figs = [("server CPU µs/req", "server_cpu_us_per_req"), ("p99", "p99_ms")]
+                if sc["kind"] != "stampede":
+                    figs.insert(0, ("p50", "p50_ms"))
+                if "closed" in sid:
+                    figs.insert(0, ("req/s", "rps"))
+                elif sc["kind"] != "stampede":
+                    figs.append(("p99.9", "p999_ms"))
+                for name, k in figs:
+                    L.append(f"| {sc['label']} | {name} | " +
+                             " | ".join(ratio(cw, rows.get(r), k) for r in refs) + " |")
+            L.append("")
+            L.append("A ratio is CacheWarp's median over the other's: below 1 is better for CPU "
+                     "and latency, above 1 is better for req/s.")
+            L.append("")
+        L.append("## The generator")
+        L.append("")
+        L.append("cw-openloop on the same machine: " + meta["client_desc"] + ". Its own CPU, "
+                 "median µs per request: " + ", ".join(
+                     f"{sid} {statistics.median([r['gen_cpu_us_per_req'] for r in self.runs if r['scenario'] == sid and r['gen_cpu_us_per_req'] is not None]):.1f}"
+                     for sid in summ) + ".")
+        opens = [r for r in self.runs if r["mode"] == "open"]
+        lag = max((r["max_gen_lag_ms"] for r in opens), default=0)
+        late = sum(r["gen_late_1ms"] for r in opens)
+        sent = sum(r["requests"] for r in opens)
+        L.append(f"Open loop: the generator sent {late} of {sent} requests more than 1 ms after "
+                 f"their scheduled time with a connection free (the largest such delay: "
+                 f"{lag:.2f} ms); such delays count in the latencies, as they would for a "
+                 "client.")
+        loads = [r["load1"] for r in self.runs]
+        L.append(f"1-minute load average during the runs: {min(loads):.2f} to {max(loads):.2f} "
+                 f"(this bench alone adds about 2 on 2 CPUs).")
+        if self.failed:
+            L.append("")
+            L.append("## Errors")
+            L.append("")
+            for f in self.failed:
+                L.append(f"- {f}")
+        return "\n".join(L) + "\n"
+
+    def chart(self, summ, path):
+        """A plain SVG: per scenario, server CPU µs/request and p99 ms, bars per server."""
+        colors = {"cw": "#d9480f", "nginx": "#2b8a3e", "varnish": "#1c7ed6", "static": "#868e96"}
+        panels = [("server CPU µs per request", "server_cpu_us_per_req", False),
+                  ("p99 latency, ms, log scale", "p99_ms", True)]
+        sids = list(summ)
+        bw, gap, left, top, ph = 14, 22, 60, 40, 220
+        gw = bw * len(self.servers) + gap
+        width = left + gw * len(sids) + 20
+        height = top + len(panels) * (ph + 120) + 30
+        S = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>']
+        x = left
+        for s in self.servers:
+            S.append(f'<rect x="{x}" y="12" width="10" height="10" fill="{colors[s]}"/>'
+                     f'<text x="{x + 14}" y="21">{NAMES[s]}</text>')
+            x += 20 + 7 * len(NAMES[s])
+        for pi, (title, k, is_log) in enumerate(panels):
+            y0 = top + pi * (ph + 120)
+            vals = [summ[sid]["servers"][s][k]["median"] for sid in sids
+                    for s in self.servers if k in summ[sid]["servers"].get(s, {})]
+            vmax = max(vals) if vals else 1
+            S.append(f'<text x="{left}" y="{y0 + 14}" font-weight="bold">{title} '
+                     '(median; lower is better)</text>')
+            base = y0 + 20 + ph
+            # Log panels run from 0.01 to the next power of ten above the largest value.
+            lo, hi = 0.01, 10 ** math.ceil(math.log10(max(vmax, 0.1)))
+
+            def height(v):
+                if not is_log:
+                    return ph * v / vmax
+                return ph * math.log10(max(v, lo) / lo) / math.log10(hi / lo)
+            if is_log:
+                g = lo
+                while g <= hi:
+                    gy = base - height(g)
+                    S.append(f'<line x1="{left}" y1="{gy:.1f}" x2="{width - 20}" y2="{gy:.1f}" '
+                             'stroke="#ddd"/>'
+                             f'<text x="{left - 4}" y="{gy + 3:.1f}" text-anchor="end" '
+                             f'font-size="9">{g:g}</text>')
+                    g *= 10
+            S.append(f'<line x1="{left}" y1="{base}" x2="{width - 20}" y2="{base}" '
+                     'stroke="black"/>')
+            for i, sid in enumerate(sids):
+                gx = left + i * gw
+                for j, s in enumerate(self.servers):
+                    row = summ[sid]["servers"].get(s, {})
+                    if k not in row:
+                        continue
+                    v = row[k]["median"]
+                    h = height(v)
+                    S.append(f'<rect x="{gx + j * bw}" y="{base - h:.1f}" width="{bw - 2}" '
+                             f'height="{h:.1f}" fill="{colors[s]}"><title>{NAMES[s]} {sid}: '
+                             f'{v:.2f}</title></rect>')
+                    S.append(f'<text x="{gx + j * bw + 5}" y="{base - h - 3:.1f}" '
+                             f'font-size="8" transform="rotate(-90 {gx + j * bw + 5} '
+                             f'{base - h - 3:.1f})">{v:.1f}</text>')
+                S.append(f'<text x="{gx}" y="{base + 12}" font-size="9" transform="rotate(30 '
+                         f'{gx} {base + 12})">{sid}</text>')
+        S.append("</svg>")
+        with open(path, "w") as f:
+            f.write("\n".join(S) + "\n")
+
+    def meta(self, load_start):
+        def ver(argv):
+            try:
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                return (r.stdout + r.stderr).strip().splitlines()[0]
+            except (OSError, IndexError, subprocess.TimeoutExpired):
+                return "?"
+        rev = ver(["git", "-C", HERE, "rev-parse", "--short", "HEAD"])
+        dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        pin_s = f"pinned to CPUs {self.server_cpus}" if self.server_cpus else "unpinned"
+        pin_c = f"pinned to CPUs {self.client_cpus}" if self.client_cpus else "unpinned"
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Linux "
+                       f"{platform.release()}, {pin_s}",
+            "load_start": load_start,
+            "load_end": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "reps": self.reps,
+            "git": rev + (" (dirty)" if dirty else ""),
+            "versions": {"nginx": ver(["nginx", "-v"]), "varnish": ver(["varnishd", "-V"]),
+                         "cachewarp": ver([os.path.join(self.build, "bin", "cachewarpd"),
+                                           "--version"])},
+            "servers_desc": {
+                "cw": f"cachewarp at {rev}: 2 workers, L1 only (no Redis), log level warn, "
+                      "no access log",
+                "nginx": "nginx proxy_cache: 2 worker processes, keys zone, "
+                         "proxy_cache_lock on, upstream keep-alive, sendfile on, no access log",
+                "varnish": "Varnish: malloc 256 MiB, 2 thread pools (default 100-5000 "
+                           "threads each), default VCL plus an X-Cache header",
+                "static": "nginx static files: 2 worker processes, sendfile on, "
+                          "no access log",
+            },
+            "client_desc": f"{pin_c}; open loop: 1 thread, 32 keep-alive connections; closed "
+                           "loop: 2 threads, 64 connections; stampede: 1 thread, "
+                           f"{self.st_clients} connections",
+            "settings": {"open_s": self.open_s, "closed_s": self.closed_s, "rates": self.rates,
+                         "miss_rate": self.miss_rate, "stampede": [self.st_clients,
+                                                                    self.st_rounds,
+                                                                    self.st_delay]},
+        }
+
+    def main(self):
+        self.check_tools()
+        self.tmp = tempfile.mkdtemp(prefix="cw-bench.")
+        os.chmod(self.tmp, 0o755)
+        load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        log(f"temp dir {self.tmp}; load average {load_start}")
+        ok = False
+        t0 = time.monotonic()
+        try:
+            self.start_all()
+            self.check_hits()
+            self.run_all()
+            ok = True
+        finally:
+            self.stop_all()
+            if not ok:
+                log(f"logs kept in {self.tmp}")
+            elif os.environ.get("BENCH_KEEP", "0") != "1":
+                shutil.rmtree(self.tmp, ignore_errors=True)
+            else:
+                log(f"temp dir kept: {self.tmp}")
+        summ = self.summary()
+        meta = self.meta(load_start)
+        meta["duration_s"] = round(time.monotonic() - t0, 1)
+        os.makedirs(self.out, exist_ok=True)
+        with open(os.path.join(self.out, "results.json"), "w") as f:
+            json.dump({"meta": meta, "summary": summ, "runs": self.runs,
+                       "errors": self.failed}, f, indent=1)
+        md = self.render(summ, meta)
+        with open(os.path.join(self.out, "results.md"), "w") as f:
+            f.write(md)
+        self.chart(summ, os.path.join(self.out, "chart.svg"))
+        print(md)
+        log(f"{meta['duration_s']} s; results in {self.out}/results.json, results.md, "
+            "chart.svg")
+        if self.failed:
+            die(f"{len(self.failed)} runs had errors (listed above)")
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
+    try:
+        Bench().main()
+    except KeyboardInterrupt:
+        sys.exit(130)
