@@ -538,6 +538,7 @@ void req_free(struct worker_req *r)
     free(r->body_in.p);
     free(r->url);
     free(r->hdr_lines);
+    free(r->snap.p);
     if (r->q.has_lease) req_defer_release(w, &r->q);
     free(r->q.key_buf);
     free(r->join_buf);
