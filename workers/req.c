@@ -539,6 +539,7 @@ void req_free(struct worker_req *r)
     free(r->url);
     free(r->hdr_lines);
     free(r->snap.p);
+    free(r->method_own);
     if (r->q.has_lease) req_defer_release(w, &r->q);
     free(r->q.key_buf);
     free(r->join_buf);

@@ -138,8 +138,11 @@ int req_fetch_prepare(struct worker_req *r, const struct cw_upstream_ops *ops)
     if (r->snap.len == 0 && miss_snap_base(r) < 0) return -ENOMEM;
     r->job.req.origin = r->rt->origin;
     r->job.req.url = r->url;
-    /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). */
-    r->job.req.method = r->cacheable ? "GET" : r->method;
+    /* HEAD is fetched as GET so that the whole response can be stored (nginx does too). A
+     * pass's method is copied: its answer may stream past the request's end (MHD's copy). */
+    if (!r->cacheable && r->method_own == NULL && (r->method_own = strdup(r->method)) == NULL)
+        return -ENOMEM;
+    r->job.req.method = r->cacheable ? "GET" : r->method_own;
     r->job.req.head = r->hdr_lines;
     r->job.req.body = cw_str_make(r->body_in.p, r->body_in.len);
     r->job.req.connect_timeout_ms = o->connect_timeout_ms;
@@ -374,7 +377,7 @@ static void miss_invalidate_uri(struct worker_req *r, struct cw_str uri)
 void req_fetch_invalidate(struct worker_req *r)
 {
     static const struct cw_str names[] = {CW_STR_LIT("Location"), CW_STR_LIT("Content-Location")};
-    const char *m = r->method;
+    const char *m = r->job.req.method; /* r->method may be gone with the request */
     struct cw_str name, value, path;
     size_t off = 0;
 

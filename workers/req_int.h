@@ -144,6 +144,7 @@ struct worker_req {
     char *refused_line;    /* the refused request's line split for the access log (owned) */
     struct cw_str log_uri; /* the target for the access log when not raw_uri (in refused_line) */
     const char *method;    /* borrowed from MHD, valid for the request */
+    char *method_own;      /* a pass's method, copied: its transfer may outlive the request */
     bool is_head;
     bool has_req_cc;
     struct cw_cc req_cc;  /* the request's Cache-Control (borrows MHD's value) */

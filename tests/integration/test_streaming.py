@@ -11,6 +11,7 @@ every process of the node (VmRSS, sampled every 50 ms) against a bound.
 """
 
 import json
+import os
 import socket
 import threading
 import time
@@ -21,6 +22,15 @@ from stream_origin import PATTERN, StreamOrigin, expected_crc
 
 TF = cw.TIME_FACTOR
 MiB = 1 << 20
+
+# Under AddressSanitizer freed memory waits in a quarantine (256 MiB by default) before it is
+# reused, and every block carries redzones and shadow: RSS then measures the sanitizer. The
+# daemons these tests start keep a small quarantine, and the per-process bound of the 1 GiB
+# stream is 128 MiB there (still far from holding the object); the release build checks 16.
+SAN = "ASAN_OPTIONS" in os.environ
+if SAN and "quarantine_size_mb" not in os.environ["ASAN_OPTIONS"]:
+    os.environ["ASAN_OPTIONS"] += ":quarantine_size_mb=4"
+PROC_BOUND_MIB = 128 if SAN else 16
 
 
 def rss_kb(pid):
@@ -211,7 +221,7 @@ def test_stream_1gib_answer_intact_bounded_memory_hits_unaffected(env):
     env.note(f"1 GiB in {took:.1f}s ({size / took / MiB:.0f} MiB/s); largest RSS rise of a "
              f"process {w.growth():.1f} MiB; {len(lat)} hits meanwhile p50 "
              f"{cw.percentile(lat, 50):.2f} ms p99 {p99:.2f} ms max {lat[-1]:.2f} ms")
-    assert w.growth() <= 16, f"a process grew by {w.growth():.1f} MiB streaming 1 GiB"
+    assert w.growth() <= PROC_BOUND_MIB, f"a process grew by {w.growth():.1f} MiB streaming 1 GiB"
     assert len(lat) >= 20, f"only {len(lat)} hits during the stream"
     assert p99 < 5 * TF, f"hits during the stream: p99 {p99:.2f} ms"
     # Not stored: over max_object.
