@@ -99,7 +99,9 @@ static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
             uint64_t h = atomic_load_explicit(&so->server_health[k], memory_order_relaxed);
             uint32_t a = atomic_load_explicit(&so->server_probe[k], memory_order_relaxed);
             p->server_labels[k] = o->servers[k].base;
-            p->server_up[k] = !cw_pool_health_is_down(h, now) && !cw_pool_probe_is_down(a);
+            /* As the pools see it: a lone server is out only by its active checks. */
+            p->server_up[k] = (p->server_count == 1 || !cw_pool_health_is_down(h, now)) &&
+                              !cw_pool_probe_is_down(a);
         }
     }
 }

@@ -156,13 +156,15 @@ struct upstream_origin *upstream_origin_at(struct upstream_origin *v, size_t i)
     return &v[i];
 }
 
-/* Whether server i may take requests at now_ms: passive and active health agree. */
+/* Whether server i may take requests at now_ms: passive and active health agree. A lone
+ * server is never taken out by passive health (as nginx ignores max_fails with one server):
+ * there is nowhere else to go, and the breaker is what stops the hammering. */
 static bool pool_server_is_up(struct upstream_origin *o, size_t i, int64_t now_ms)
 {
     uint64_t h = atomic_load_explicit(&o->shm->server_health[i], memory_order_relaxed);
     uint32_t p = atomic_load_explicit(&o->shm->server_probe[i], memory_order_relaxed);
 
-    return !cw_pool_health_is_down(h, now_ms) && !cw_pool_probe_is_down(p);
+    return (o->n == 1 || !cw_pool_health_is_down(h, now_ms)) && !cw_pool_probe_is_down(p);
 }
 
 static void pool_log_breaker(struct upstream_origin *o, uint64_t from, uint64_t to, int64_t now_ms)
@@ -362,6 +364,18 @@ static void pool_probe_on_done(struct cw_upstream_xfer *x, int rc)
     } else if (changed) {
         cw_notice("upstream: origin %s server %s up: health check %s passed", o->name,
                   o->servers[pr->server].base, o->check_path);
+    }
+    /* A passing check ends a passive down time early: the server answers again, so it need
+     * not sit out the rest of its backoff (requests that fail mark it down again). */
+    if (ok && !cw_pool_probe_is_down(next)) {
+        _Atomic uint64_t *hw = &o->shm->server_health[pr->server];
+        uint64_t h = atomic_load_explicit(hw, memory_order_relaxed);
+        if (cw_pool_health_down_until(h) != 0 &&
+            atomic_compare_exchange_strong_explicit(hw, &h, 0, memory_order_relaxed,
+                                                    memory_order_relaxed))
+            cw_notice("upstream: origin %s server %s back from its down time: health check "
+                      "%s passed",
+                      o->name, o->servers[pr->server].base, o->check_path);
     }
 out_free:
     free(pr);
