@@ -725,10 +725,13 @@ static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *
     struct cw_upstream_xfer *x = run->x;
     struct upstream_origin *o = run->origin;
     int st = x->status;
-    bool server_failed = (rc != 0 && run->fail_rc == 0) || rc == -ETIMEDOUT ||
-                         (rc == 0 && (st == 502 || st == 503 || st == 504));
-    bool no_news =
-        rc == -ECANCELED || (rc != 0 && run->fail_rc != 0 && rc != -ETIMEDOUT && rc != -EBADMSG);
+    /* A server fails by not answering: refused, timed out or cut before its head, a bad head,
+     * or 502/503/504. Once a head came, a later stall or reset is the transfer's trouble,
+     * not a sign the server is gone (a slow stream, one bad URL), and a consumer's own error
+     * or a cancel says nothing about the server either. */
+    bool no_news = rc == -ECANCELED || (rc != 0 && run->head_done) ||
+                   (rc != 0 && run->fail_rc != 0 && rc != -ETIMEDOUT && rc != -EBADMSG);
+    bool server_failed = rc != 0 || st == 502 || st == 503 || st == 504;
 
     upstream_origin_release(o, run->server);
     if (x->req->server_pin > 0 || run->server < 0) return false;

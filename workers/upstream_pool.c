@@ -397,7 +397,10 @@ static void pool_check_origin(struct cw_upstream *up, struct upstream_origin *o)
         struct upstream_probe *pr;
 
         if (s->probing) continue;
-        if ((pr = calloc(1, sizeof(*pr) + len)) == NULL) return;
+        if ((pr = calloc(1, sizeof(*pr) + len)) == NULL) {
+            cw_warn_rl("upstream: origin %s: health check: out of memory; next interval", o->name);
+            return;
+        }
         snprintf(pr->url, len, "%s%s", s->base, o->check_path);
         pr->o = o;
         pr->server = (int)i;
@@ -412,6 +415,9 @@ static void pool_check_origin(struct cw_upstream *up, struct upstream_origin *o)
         pr->xfer.ops = &pool_probe_ops;
         pr->xfer.cls = pr;
         if (cw_upstream_submit(up, &pr->xfer) < 0) {
+            cw_warn_rl("upstream: origin %s: health check of %s not sent: the loop is full; "
+                       "next interval",
+                       o->name, s->base);
             free(pr);
             return;
         }
