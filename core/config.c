@@ -395,8 +395,14 @@ void cw_config_free(struct cw_config *cfg)
 {
     if (cfg == NULL) return;
     for (size_t i = 0; cfg->origins != NULL && i < cfg->origin_count; i++) {
-        free(cfg->origins[i].name);
-        free(cfg->origins[i].url);
+        struct cw_config_origin *o = &cfg->origins[i];
+        free(o->name);
+        free(o->url);
+        for (size_t k = 0; o->servers != NULL && k < o->server_count; k++)
+            free(o->servers[k].base);
+        free(o->servers);
+        free(o->health.path);
+        free(o->ca_file);
     }
     for (size_t i = 0; cfg->routes != NULL && i < cfg->route_count; i++) {
         struct cw_config_route *r = &cfg->routes[i];

@@ -42,12 +42,46 @@ enum cw_config_log_format {
     CW_CONFIG_LOG_JSON,
 };
 
+/* One server of an origin's pool: where its connections go. */
+struct cw_config_server {
+    char *base;     /* "scheme://host[:port]", scheme lower-cased: replaces the url's */
+    int weight;     /* default 1 */
+    bool is_backup; /* used only while no other server is up */
+};
+
+/* An origin's active health check (enabled when path is set): done by the refresher. */
+struct cw_config_health {
+    char *path;          /* "/health"; NULL = no active checks */
+    int64_t interval_ms; /* default 5 s */
+    int64_t timeout_ms;  /* default 1 s */
+    int expect;          /* the status that means up; default 200 */
+    int rise;            /* successes in a row that bring a server up; default 2 */
+    int fall;            /* failures in a row that take it down; default 3 */
+};
+
 struct cw_config_origin {
     char *name;
-    char *url;                  /* "http://host:port" with optional path prefix, no slash at end */
+    char *url;                  /* "http://host:port" with optional path prefix, no slash at end;
+                                 * with only servers, the first server's base */
     int64_t connect_timeout_ms; /* default 1 s */
     int64_t timeout_ms;         /* whole fetch, default 10 s */
     int max_conns;              /* keep-alive connections per worker, default 64 */
+    /* The pool: servers (at least one: the url's own when none is listed). */
+    struct cw_config_server *servers;
+    size_t server_count;
+    int balance;                 /* enum cw_pool_balance; default round robin */
+    int max_fails;               /* failures in a row that mark a server down; default 3 */
+    int64_t fail_timeout_ms;     /* its first down time (then doubling); default 10 s */
+    int64_t fail_max_ms;         /* cap of the down time; default 60 s */
+    bool retry;                  /* retry an idempotent request once elsewhere; default true */
+    int retry_budget_pct;        /* retries at most this % of requests (plus a burst of 10) */
+    int breaker_failures;        /* failures in a row that open the breaker; default 5 */
+    int64_t breaker_window_ms;   /* ... within this time of the first; default 10 s */
+    int64_t breaker_cooldown_ms; /* open this long, then one probe; default 5 s */
+    struct cw_config_health health;
+    bool tls_verify;    /* check the origin's certificate and name; default true */
+    char *ca_file;      /* PEM bundle of trusted CAs; NULL = the system's */
+    int64_t resolve_ms; /* DNS answers and pooled connections kept at most this; default 30 s */
 };
 
 /* An address range (purge.allow, routes[].trust_forwarded); family AF_INET or AF_INET6, addr

@@ -2,7 +2,7 @@
  *
  * Not a public API: only core/config.c (entry points, libconfig walk, messages),
  * core/config_schema.c (the tables of allowed settings and their checks),
- * core/config_redis.c (the redis group) and
+ * core/config_redis.c (the redis group), core/config_origin.c (the origins list) and
  * core/config_value.c (durations, sizes, addresses) include it. Owns nothing. */
 #ifndef CW_CONFIG_INT_H
 #define CW_CONFIG_INT_H
@@ -101,6 +101,10 @@ int cw_config_schema_apply(struct config_ctx *cx);
 
 /* The redis { } group (config_redis.c): its settings and the checks between them. */
 int cw_config_redis(struct config_ctx *cx, const config_setting_t *s, void *base);
+
+/* The origins ( ... ) list (config_origin.c): each origin, its server pool, health checks,
+ * breaker and TLS settings. */
+int cw_config_origins(struct config_ctx *cx, const config_setting_t *s, void *base);
 
 /* Values (config_value.c). */
 bool cw_config_is_name_char(char c);

@@ -154,59 +154,6 @@ static int config_purge_allow(struct config_ctx *cx, const config_setting_t *s, 
                              &cfg->purge_allow_count);
 }
 
-static int config_origin_name(struct config_ctx *cx, const config_setting_t *s, void *base)
-{
-    struct cw_config_origin *o = base;
-    char q[CW_CONFIG_QUOTE_BYTES];
-    int rc = cw_config_take_str(cx, s, &o->name, false);
-
-    if (rc < 0) return rc;
-    for (const char *p = o->name; *p != '\0'; p++) {
-        if (!cw_config_is_name_char(*p)) {
-            return cw_config_fail(cx, s, "\"%s\": use only letters, digits, '-', '.', '_'",
-                                  cw_config_quote(o->name, q, sizeof(q)));
-        }
-    }
-    for (struct cw_config_origin *prev = cx->cfg->origins; prev < o; prev++) {
-        if (prev->name != NULL && strcmp(prev->name, o->name) == 0) {
-            return cw_config_fail(cx, s, "\"%s\" is already defined",
-                                  cw_config_quote(o->name, q, sizeof(q)));
-        }
-    }
-    return 0;
-}
-
-/* Checks "http[s]://host[:port][/prefix]" and stores it with the scheme lower-cased and no
- * trailing slash. */
-static int config_origin_url(struct config_ctx *cx, const config_setting_t *s, void *base)
-{
-    struct cw_config_origin *o = base;
-    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
-    const char *v, *auth, *path;
-    size_t skip, len;
-    int port, rc = cw_config_take_str(cx, s, &o->url, false);
-
-    if (rc < 0) return rc;
-    v = o->url;
-    skip = strncasecmp(v, "http://", 7) == 0 ? 7 : strncasecmp(v, "https://", 8) == 0 ? 8 : 0;
-    auth = v + skip;
-    path = auth + strcspn(auth, "/");
-    if (skip == 0 || strpbrk(v, "?#@ \t\r\n") != NULL ||
-        cw_config_split(auth, (size_t)(path - auth), false, host, sizeof(host), &port) < 0 ||
-        host[0] == '\0') {
-        return cw_config_fail(cx, s, "\"%s\" is not an origin URL (http[s]://host[:port][/prefix])",
-                              cw_config_quote(v, q, sizeof(q)));
-    }
-    for (size_t i = 0; i < skip; i++) {
-        o->url[i] = (char)(o->url[i] | 0x20);
-    }
-    len = strlen(o->url);
-    while (len > (size_t)(path - v) && o->url[len - 1] == '/') {
-        o->url[--len] = '\0';
-    }
-    return 0;
-}
-
 static int config_route_match(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     struct cw_config_route *r = base;
@@ -453,10 +400,7 @@ static int config_top_routes(struct config_ctx *cx, const config_setting_t *s, v
     return 0;
 }
 
-static int config_top_origins(struct config_ctx *cx, const config_setting_t *s, void *base);
-
 #define CW_CFG struct cw_config
-#define CW_ORI struct cw_config_origin
 #define CW_RTE struct cw_config_route
 
 static const struct config_opt config_log_opts[] = {
@@ -496,19 +440,11 @@ static const struct config_opt config_top_opts[] = {
     CONFIG_GROUP("log", config_log_opts),
     CONFIG_GROUP("cache", config_cache_opts),
     CONFIG_FN("redis", cw_config_redis),
-    CONFIG_FN("origins", config_top_origins),
+    CONFIG_FN("origins", cw_config_origins),
     CONFIG_FN("routes", config_top_routes),
     CONFIG_GROUP("stats", config_stats_opts),
     CONFIG_GROUP("control", config_control_opts),
     CONFIG_GROUP("purge", config_purge_opts),
-};
-
-static const struct config_opt config_origin_opts[] = {
-    CONFIG_FN("name", config_origin_name),
-    CONFIG_FN("url", config_origin_url),
-    CONFIG_OPT("connect_timeout", CW_CONFIG_KIND_MS, CW_ORI, connect_timeout_ms, 1, 0),
-    CONFIG_OPT("timeout", CW_CONFIG_KIND_MS, CW_ORI, timeout_ms, 1, 0),
-    CONFIG_OPT("max_conns", CW_CONFIG_KIND_INT, CW_ORI, max_conns, 1, CW_LIMIT_PENDING_FETCHES),
 };
 
 static const struct config_opt config_route_opts[] = {
@@ -550,29 +486,6 @@ static int config_alloc_list(struct config_ctx *cx, const config_setting_t *s, i
     }
     if ((*out = calloc((size_t)n, size)) == NULL) return cw_config_oom(cx);
     *count = (size_t)n;
-    return 0;
-}
-
-static int config_top_origins(struct config_ctx *cx, const config_setting_t *s, void *base)
-{
-    struct cw_config *cfg = base;
-    void *v;
-    int rc =
-        config_alloc_list(cx, s, CW_LIMIT_ORIGINS, sizeof(*cfg->origins), &v, &cfg->origin_count);
-
-    if (rc < 0) return rc;
-    cfg->origins = v;
-    for (size_t i = 0; i < cfg->origin_count; i++) {
-        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        struct cw_config_origin *o = &cfg->origins[i];
-        o->connect_timeout_ms = 1000;
-        o->timeout_ms = 10000;
-        o->max_conns = 64;
-        rc = cw_config_walk(cx, e, config_origin_opts, CW_ARRAY_LEN(config_origin_opts), o);
-        if (rc < 0) return rc;
-        if (o->name == NULL) return cw_config_fail_missing(cx, e, "name");
-        if (o->url == NULL) return cw_config_fail_missing(cx, e, "url");
-    }
     return 0;
 }
 

@@ -46,6 +46,7 @@
 
 /* Config. */
 #define CW_LIMIT_ORIGINS            64
+#define CW_LIMIT_ORIGIN_SERVERS     16 /* servers of one origin's pool (shm slots per origin) */
 #define CW_LIMIT_ROUTES             256
 #define CW_LIMIT_WORKERS            256
 #define CW_LIMIT_PURGE_ALLOW        64

@@ -5,8 +5,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define METRICS_BUF_MIN 16384
 
@@ -306,6 +308,21 @@ static void metrics_requests(struct metrics_out *o, const struct cw_metrics_snap
                   s->n.c[CW_METRICS_FETCH_QUEUE_FULL]);
 }
 
+/* One counter family with a series per origin, read at off in each origin's pool. */
+static void metrics_pool_counter(struct metrics_out *o, const struct cw_metrics_snapshot *s,
+                                 size_t origins, const char *name, const char *help, size_t off)
+{
+    metrics_family(o, name, "counter", help);
+    for (size_t i = 0; i < origins; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&s->pools[i] + off, sizeof(v));
+        metrics_puts(o, name);
+        metrics_puts(o, "{");
+        metrics_label(o, "origin", s->origin_labels[i] ? s->origin_labels[i] : "unknown");
+        metrics_printf(o, "} %" PRIu64 "\n", v);
+    }
+}
+
 static void metrics_origins(struct metrics_out *o, const struct cw_metrics_snapshot *s)
 {
     size_t origins = s->origin_count > CW_METRICS_ORIGINS ? CW_METRICS_ORIGINS : s->origin_count;
@@ -329,12 +346,33 @@ static void metrics_origins(struct metrics_out *o, const struct cw_metrics_snaps
         metrics_hist(o, "cachewarp_origin_request_duration_seconds", &l, &s->n.origin_lat[i]);
     }
     metrics_family(o, "cachewarp_origin_breaker_state", "gauge",
-                   "Origin circuit breaker: 0 closed, 1 half-open, 2 open. Reserved: no "
-                   "breaker yet, always 0.");
+                   "Origin circuit breaker: 0 closed, 1 half-open, 2 open.");
     for (size_t i = 0; i < origins; i++) {
         metrics_puts(o, "cachewarp_origin_breaker_state{");
         metrics_label(o, "origin", s->origin_labels[i] ? s->origin_labels[i] : "unknown");
-        metrics_puts(o, "} 0\n");
+        metrics_printf(o, "} %d\n", s->pools[i].breaker_state);
+    }
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_breaker_opens_total",
+                         "Times the origin's circuit breaker opened.",
+                         offsetof(struct cw_metrics_pool, breaker_opens));
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_fail_fast_total",
+                         "Requests refused without an origin request: breaker open or every "
+                         "server down.",
+                         offsetof(struct cw_metrics_pool, fail_fast));
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_retries_total",
+                         "Requests sent again to another server after a failed connection.",
+                         offsetof(struct cw_metrics_pool, retries));
+    metrics_family(o, "cachewarp_origin_server_up", "gauge",
+                   "1 when the server takes requests (passive and active health), else 0.");
+    for (size_t i = 0; i < origins; i++) {
+        for (size_t k = 0; k < s->pools[i].server_count && k < CW_LIMIT_ORIGIN_SERVERS; k++) {
+            metrics_puts(o, "cachewarp_origin_server_up{");
+            metrics_label(o, "origin", s->origin_labels[i] ? s->origin_labels[i] : "unknown");
+            metrics_puts(o, ",");
+            metrics_label(o, "server",
+                          s->pools[i].server_labels[k] ? s->pools[i].server_labels[k] : "unknown");
+            metrics_printf(o, "} %d\n", s->pools[i].server_up[k] ? 1 : 0);
+        }
     }
 }
 

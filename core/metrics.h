@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/common.h"
+#include "core/limits.h"
 #include "core/metrics_types.h"
 
 #define CW_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -46,6 +47,18 @@ struct cw_metrics_snapshot {
     size_t route_count;
     const char *origin_labels[CW_METRICS_ORIGINS];
     size_t origin_count;
+    /* Origin pools (the segment's shared health), for origin i < origin_count: breaker state
+     * (0 closed, 1 half-open, 2 open) and what it counted, and each server's label (its
+     * "scheme://host:port") and whether it takes requests now. */
+    struct cw_metrics_pool {
+        int breaker_state;
+        uint64_t breaker_opens;
+        uint64_t fail_fast;
+        uint64_t retries;
+        size_t server_count; /* <= CW_LIMIT_ORIGIN_SERVERS */
+        const char *server_labels[CW_LIMIT_ORIGIN_SERVERS];
+        bool server_up[CW_LIMIT_ORIGIN_SERVERS];
+    } pools[CW_METRICS_ORIGINS];
     bool has_l1; /* false: the L1 gauges are left out (the store could not be read) */
     uint64_t l1_entries;
     uint64_t l1_used_bytes;

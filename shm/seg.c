@@ -191,3 +191,15 @@ bool cw_seg_refresh_take(struct cw_seg *seg, int slot, struct cw_seg_refresh_ask
     atomic_store_explicit(&ring->head, head + 1, memory_order_release);
     return true;
 }
+
+void cw_seg_origins_reset(struct cw_seg *seg)
+{
+    for (size_t i = 0; i < CW_LIMIT_ORIGINS; i++) {
+        struct cw_seg_origin *o = &seg->origins[i];
+        atomic_store_explicit(&o->breaker, 0, memory_order_relaxed);
+        for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
+            atomic_store_explicit(&o->server_health[k], 0, memory_order_relaxed);
+            atomic_store_explicit(&o->server_probe[k], 0, memory_order_relaxed);
+        }
+    }
+}

@@ -173,6 +173,10 @@ bool cw_seg_refresh_ask(struct cw_seg *seg, int slot, const struct cw_key *key,
 /* Takes the oldest ask from slot's ring into *out: true, or false when it is empty. */
 bool cw_seg_refresh_take(struct cw_seg *seg, int slot, struct cw_seg_refresh_ask *out);
 
+/* Zeroes every origin's breaker and server health words (a reload: the new config's origin
+ * indexes may name other origins). Counters are kept. */
+void cw_seg_origins_reset(struct cw_seg *seg);
+
 /* Marks key as recently hit (eviction's second chance). */
 static inline void cw_seg_hit(struct cw_seg *seg, const struct cw_key *key)
 {

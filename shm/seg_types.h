@@ -15,7 +15,7 @@
 #include "core/limits.h"
 #include "core/metrics_types.h" /* what each slot counts, and its dimensions */
 
-#define CW_SEG_VERSION        4
+#define CW_SEG_VERSION        5
 #define CW_SEG_SLOTS          (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
 #define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
 #define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
@@ -68,6 +68,19 @@ struct cw_seg_refresh_ring {
     _Alignas(CW_SEG_CACHE_LINE) struct cw_seg_refresh_ask rec[CW_SEG_REFRESH_ASKS];
 };
 
+/* An origin's shared health (workers/upstream_pool.c), one per cfg->origins index: the circuit
+ * breaker's word and each server's passive and active health words (core/pool.h decodes them),
+ * moved by compare-and-swap in any process, and what they counted (segment-wide, so a restart
+ * loses nothing). A reload zeroes them (cw_seg_origins_reset): indexes may name other origins. */
+struct cw_seg_origin {
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t breaker;
+    _Atomic uint64_t breaker_opens; /* transitions to open */
+    _Atomic uint64_t fail_fast;     /* requests refused without an origin request */
+    _Atomic uint64_t retries;       /* requests sent again to another server */
+    _Atomic uint64_t server_health[CW_LIMIT_ORIGIN_SERVERS]; /* passive */
+    _Atomic uint32_t server_probe[CW_LIMIT_ORIGIN_SERVERS];  /* active checks */
+};
+
 struct cw_seg {
     uint32_t version;
     uint32_t slot_count;
@@ -88,6 +101,8 @@ struct cw_seg {
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t hit_bits[CW_SEG_HIT_BITS / 64];
     /* Refresh asks, one ring per worker slot: a hit asks without any LMDB write. 1.1 MiB. */
     struct cw_seg_refresh_ring refresh[CW_LIMIT_WORKERS];
+    /* Origin breakers and server health, shared so that every process skips a down server. */
+    struct cw_seg_origin origins[CW_LIMIT_ORIGINS];
     struct cw_seg_slot slots[CW_SEG_SLOTS];
 };
 
@@ -98,6 +113,7 @@ static_assert((CW_SEG_REFRESH_ASKS & (CW_SEG_REFRESH_ASKS - 1)) == 0,
               "the refresh ring's indexes wrap at a power of two");
 static_assert(sizeof(struct cw_seg_refresh_ask) == 24, "refresh ask layout is pinned");
 static_assert(sizeof(_Atomic uint32_t) == 4, "a futex word is 32 bits");
+static_assert(sizeof(_Atomic uint64_t) == 8, "health and breaker words are 64 bits");
 static_assert(sizeof(struct cw_seg) < (64u << 20), "the segment outgrew 64 MiB");
 
 #endif /* CW_SEG_TYPES_H */

@@ -660,7 +660,7 @@ static int refr_open(struct refresher *rf)
     rf->fill = (struct cw_fill){rf->cfg, rf->store, rf->fetch_reader, rf->seg, rf->slot};
     rc = pthread_mutex_init(&rf->lock, NULL);
     if (rc != 0) return -rc;
-    return cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, &rf->fetch);
+    return cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);
 }
 
 int cw_refresher_run(const struct cw_child_ctx *ctx)

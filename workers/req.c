@@ -404,6 +404,10 @@ static enum req_step req_fetch_failed(struct worker_req *r)
         return req_synth(r, 504, "origin timed out\n", "origin-timeout");
     case -EAGAIN:
         return req_synth(r, 503, "too many origin fetches waiting\n", "busy");
+    case -EHOSTUNREACH:
+        return req_synth(r, 503,
+                         "origin unavailable: every server is down or its breaker is open\n",
+                         "origin-down");
     case -ECANCELED:
         return req_synth(r, 503, "shutting down\n", "shutdown");
     case -EFBIG:

@@ -137,6 +137,8 @@ enum MHD_Result req_answer_error(struct worker_req *r, unsigned status, const ch
     req_resp_header(r, resp, "Content-Type", "text/plain; charset=utf-8");
     req_resp_header(r, resp, "Cache-Control", "no-store");
     req_resp_header(r, resp, "X-Cache", "ERROR");
+    /* RFC 9110 §10.2.3: a 503 (busy, origin down, shutting down) says when to come back. */
+    if (status == 503) req_resp_header(r, resp, "Retry-After", "1");
     snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
     req_resp_header(r, resp, "Cache-Status", cs);
     req_count(r, CW_METRICS_RESULT_ERROR);

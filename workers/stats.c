@@ -16,6 +16,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "shm/seg.h"
 #include "shm/store.h"
 #include "workers/child.h"
@@ -77,6 +78,34 @@ static void stats_route_labels(struct stats *st)
         cfg->origin_count < CW_METRICS_ORIGINS ? cfg->origin_count : CW_METRICS_ORIGINS;
 }
 
+/* The origins' breakers and server health, as every process shares them in the segment. */
+static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
+{
+    int64_t now = cw_clock_mono_ms();
+
+    for (size_t i = 0; i < st->origin_count && i < CW_LIMIT_ORIGINS; i++) {
+        const struct cw_config_origin *o = &st->cfg->origins[i];
+        struct cw_seg_origin *so = &st->seg->origins[i];
+        struct cw_metrics_pool *p = &s->pools[i];
+        uint64_t b = atomic_load_explicit(&so->breaker, memory_order_relaxed);
+
+        p->breaker_state = (int)cw_pool_breaker_state(b);
+        p->breaker_opens = atomic_load_explicit(&so->breaker_opens, memory_order_relaxed);
+        p->fail_fast = atomic_load_explicit(&so->fail_fast, memory_order_relaxed);
+        p->retries = atomic_load_explicit(&so->retries, memory_order_relaxed);
+        p->server_count =
+            o->server_count < CW_LIMIT_ORIGIN_SERVERS ? o->server_count : CW_LIMIT_ORIGIN_SERVERS;
+        for (size_t k = 0; k < p->server_count; k++) {
+            uint64_t h = atomic_load_explicit(&so->server_health[k], memory_order_relaxed);
+            uint32_t a = atomic_load_explicit(&so->server_probe[k], memory_order_relaxed);
+            p->server_labels[k] = o->servers[k].base;
+            /* As the pools see it: a lone server is out only by its active checks. */
+            p->server_up[k] = (p->server_count == 1 || !cw_pool_health_is_down(h, now)) &&
+                              !cw_pool_probe_is_down(a);
+        }
+    }
+}
+
 /* The whole exposition into out: 0, or -ENOMEM. */
 static int stats_render(struct stats *st, struct cw_metrics_buf *out)
 {
@@ -93,6 +122,7 @@ static int stats_render(struct stats *st, struct cw_metrics_buf *out)
     if (st->cfg->origin_count > CW_METRICS_ORIGINS)
         s->origin_labels[CW_METRICS_ORIGINS - 1] = "other";
     s->origin_count = st->origin_count;
+    stats_pools(st, s);
     s->l1_size_bytes = st->cfg->cache_size_bytes;
     s->start_time_ms = (int64_t)atomic_load_explicit(&st->seg->started_at_ms, memory_order_relaxed);
     pthread_mutex_lock(&st->lock);

@@ -691,6 +691,8 @@ int sup_reload(struct sup *s, struct cw_err *err)
         s->stats_fd = stats_fd;
     }
     sup_children_retire(s);
+    /* Origin indexes may name other origins now: breakers and server health start afresh. */
+    cw_seg_origins_reset(s->seg);
     if (sup_children_start(s) < 0) cw_err("supervisor: reload: out of memory for children");
     cw_config_free(&old);
     cw_notice("supervisor: reloaded: %d workers on %s, origin %s", s->cfg.workers, s->cfg.listen,

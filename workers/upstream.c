@@ -52,6 +52,7 @@ struct cw_upstream {
     /* Set at start, then read only. */
     struct upstream_pool *pools;
     size_t pool_count;
+    struct upstream_origin *origins; /* per pool: servers, health, breaker (loop only) */
     /* Loop only. */
     struct upstream_run *running; /* transfers in the multi handle */
 };
@@ -61,7 +62,12 @@ struct upstream_run {
     struct upstream_run *prev, *next; /* running list, or next in a pool's wait queue */
     struct cw_upstream_xfer *x;
     struct upstream_pool *pool;
-    CURL *easy; /* NULL while waiting in the pool */
+    struct upstream_origin *origin;
+    int server;   /* of the origin's pool, -1 before one is chosen */
+    bool probe;   /* admitted as the half-open breaker's probe */
+    bool retried; /* this is the one retry, on another server */
+    char *url;    /* req->url on the chosen server */
+    CURL *easy;   /* NULL while waiting in the pool */
     struct curl_slist *hdrs;
     int64_t taken_ms; /* monotonic, when the loop took it: its timeout runs from here */
     struct cw_upstream_buf headers; /* lines of the response being read, NUL-separated */
@@ -81,6 +87,9 @@ static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
 static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
                             struct upstream_run *run, int rc, const char *why);
 static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
+static int upstream_choose_server(struct upstream_run *run);
+static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *run, CURLcode code,
+                                   int rc);
 
 int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
 {
@@ -315,7 +324,8 @@ static size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls)
     return (size_t)got > size * nitems ? CURL_READFUNC_ABORT : (size_t)got;
 }
 
-int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw_upstream **out)
+int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw_seg *seg,
+                      bool checks, struct cw_upstream **out)
 {
     struct cw_upstream *up;
     long total = 0;
@@ -334,6 +344,8 @@ int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw
         up->pools[i].wait_tail = &up->pools[i].wait_head;
         total += up->pools[i].max;
     }
+    rc = upstream_origins_init(cfg, seg, checks, &up->origins);
+    if (rc < 0) goto out_free_pools;
     up->max_pending = max_pending;
     up->q_tail = &up->q_head;
     up->tasks_tail = &up->tasks;
@@ -365,6 +377,7 @@ out_destroy_lock:
 out_cleanup_multi:
     curl_multi_cleanup(up->multi);
 out_free_pools:
+    upstream_origins_free(up->origins, up->pool_count);
     free(up->pools);
 out_free_up:
     free(up);
@@ -560,10 +573,13 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
             return -ETIMEDOUT;
         }
     }
+    rc = upstream_choose_server(run);
+    if (rc < 0) return rc;
     run->easy = curl_easy_init();
     if (run->easy == NULL) {
         snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
-        return -ENOMEM;
+        rc = -ENOMEM;
+        goto out_release_server;
     }
     rc = upstream_build_list(req->head, x->ops->on_read != NULL && req->body_len < 0, &run->hdrs);
     if (rc < 0) {
@@ -572,7 +588,8 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     }
     x->request_time_ms = cw_clock_wall_ms();
     CURL *e = run->easy;
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_URL, run->url);
+    upstream_origin_setopts(run->origin, e);
     /* The worker normalised the path once (RFC 3986 §5.2.4): libcurl must change nothing. */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, run);
@@ -592,7 +609,7 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     upstream_set_body(e, run);
     CURLMcode mc = curl_multi_add_handle(up->multi, e);
     if (mc != CURLM_OK) {
-        cw_err("upstream: curl_multi_add_handle %s: %s", req->url, curl_multi_strerror(mc));
+        cw_err("upstream: curl_multi_add_handle %s: %s", run->url, curl_multi_strerror(mc));
         snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
         rc = -EIO;
         goto out_cleanup;
@@ -608,6 +625,9 @@ out_cleanup:
     run->hdrs = NULL;
     curl_easy_cleanup(run->easy);
     run->easy = NULL;
+out_release_server:
+    upstream_origin_release(run->origin, run->server);
+    run->server = -1;
     return rc;
 }
 
@@ -624,6 +644,120 @@ static int upstream_map_code(CURLcode code)
     default:
         return -EIO;
     }
+}
+
+/* Chooses run's server (the pinned one, else the pool's choice, away from the server of a
+ * failed first attempt) and its URL: 0, or -EHOSTUNREACH when every server is down, -ENOMEM;
+ * x->errbuf says why. A probe that finds no server up counts as failed. */
+static int upstream_choose_server(struct upstream_run *run)
+{
+    struct cw_upstream_xfer *x = run->x;
+    int pin = x->req->server_pin, prev = run->server, s;
+
+    if (pin > 0 && (size_t)pin <= upstream_origin_server_count(run->origin)) {
+        s = pin - 1;
+        upstream_origin_pin(run->origin, s);
+    } else {
+        s = upstream_origin_pick(run->origin, prev);
+    }
+    if (s >= 0 && run->retried && s == prev) {
+        upstream_origin_release(run->origin, s); /* a retry goes elsewhere or not at all */
+        return -EHOSTUNREACH;
+    }
+    if (s < 0) {
+        if (run->retried) return -EHOSTUNREACH;
+        if (run->probe) upstream_origin_report(run->origin, false, true);
+        upstream_origin_count_fail_fast(run->origin);
+        snprintf(x->errbuf, sizeof(x->errbuf), "every server of the origin is down");
+        return -EHOSTUNREACH;
+    }
+    run->server = s;
+    free(run->url);
+    run->url = NULL;
+    if (upstream_origin_url(run->origin, s, x->req->url, &run->url) < 0) {
+        upstream_origin_release(run->origin, s);
+        run->server = -1;
+        snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* RFC 9110 §9.2.2: a request whose repetition has the same effect, and whose body (if any) is
+ * still in memory to send again. */
+static bool upstream_is_idempotent(const struct cw_upstream_xfer *x)
+{
+    const char *m = x->req->method;
+
+    if (x->ops->on_read != NULL) return false;
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0 ||
+           strcmp(m, "PUT") == 0 || strcmp(m, "DELETE") == 0;
+}
+
+/* A failure that says the server could not be reached or did not speak: it never started
+ * an answer (connect refused or timed out, TLS failed, reset or closed before any byte). */
+static bool upstream_is_connect_failure(CURLcode code)
+{
+    switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_OPERATION_TIMEDOUT: /* our own timeout sets fail_rc: this is the connect's */
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* After an attempt ended (its easy handle gone): reports it to the server's passive health,
+ * and either starts the one retry on another server (true: run lives on, still counted in its
+ * pool), or reports the request's outcome to the breaker (false: the caller finishes it). A
+ * retry needs an idempotent request whose attempt failed to connect or was cut before any
+ * response byte: nothing has reached the consumer then, so nothing can reach the client
+ * twice. */
+static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *run, CURLcode code,
+                                   int rc)
+{
+    struct cw_upstream_xfer *x = run->x;
+    struct upstream_origin *o = run->origin;
+    int st = x->status;
+    /* A server fails by not answering: refused, timed out or cut before its head, a bad head,
+     * or 502/503/504. Once a head came, a later stall or reset is the transfer's trouble,
+     * not a sign the server is gone (a slow stream, one bad URL), and a consumer's own error
+     * or a cancel says nothing about the server either. */
+    bool no_news = rc == -ECANCELED || (rc != 0 && run->head_done) ||
+                   (rc != 0 && run->fail_rc != 0 && rc != -ETIMEDOUT && rc != -EBADMSG);
+    bool server_failed = rc != 0 || st == 502 || st == 503 || st == 504;
+
+    upstream_origin_release(o, run->server);
+    if (x->req->server_pin > 0 || run->server < 0) return false;
+    if (!no_news) upstream_origin_report_server(o, run->server, !server_failed);
+    if (!run->retried && rc != 0 && run->fail_rc == 0 && !run->head_done && st == 0 &&
+        upstream_is_connect_failure(code) && upstream_is_idempotent(x) &&
+        upstream_origin_server_count(o) > 1 && upstream_origin_take_retry(o)) {
+        char first[sizeof(x->errbuf)];
+        snprintf(first, sizeof(first), "%s", x->errbuf);
+        run->retried = true;
+        run->headers.len = 0;
+        run->header_count = 0;
+        run->content_length = -1;
+        run->chunked = false;
+        x->errbuf[0] = '\0';
+        int brc = upstream_begin(up, run);
+        if (brc == 0) {
+            cw_info("upstream: %s %s: retried on server %d: %s", x->req->method, x->req->url,
+                    run->server, first);
+            return true;
+        }
+        /* No other server, or it could not start: the request fails with its first error. */
+        snprintf(x->errbuf, sizeof(x->errbuf), "%s", first);
+    }
+    if (!no_news) upstream_origin_report(o, !server_failed, run->probe);
+    return false;
 }
 
 /* Ends x: it leaves the resume list and the count, then on_done runs and the loop forgets x.
@@ -649,6 +783,7 @@ static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
     x->ops->on_done(x, rc); /* x is the submitter's again from here (collect took run's lines) */
     if (run != NULL) {
         free(run->headers.p);
+        free(run->url);
         free(run);
     }
 }
@@ -665,7 +800,6 @@ static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLc
     if (run->prev) run->prev->next = run->next;
     if (run->next) run->next->prev = run->prev;
     if (up->running == run) up->running = run->next;
-    pool->running--;
     x->response_time_ms = cw_clock_wall_ms();
     rc = run->fail_rc ? run->fail_rc : upstream_map_code(code);
     if (rc == 0 && x->status < 100) rc = -EBADMSG;
@@ -675,6 +809,8 @@ static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLc
     curl_easy_cleanup(run->easy);
     run->hdrs = NULL;
     run->easy = NULL;
+    if (upstream_after_attempt(up, run, code, rc)) return; /* retried on another server */
+    pool->running--;
     upstream_finish(up, x, run, rc, NULL);
     upstream_pool_kick(up, pool);
 }
@@ -739,13 +875,23 @@ static bool upstream_take_queued(struct cw_upstream *up)
         } else {
             run->x = x;
             run->pool = &up->pools[x->req->origin];
+            run->origin = upstream_origin_at(up->origins, (size_t)x->req->origin);
+            run->server = -1;
             run->taken_ms = cw_clock_mono_ms();
             run->content_length = -1;
             x->internal = run;
             pthread_mutex_lock(&up->lock);
             run->aborted = x->abort_requested;
             pthread_mutex_unlock(&up->lock);
-            upstream_start_run(up, run);
+            /* An open breaker refuses at once: no wait on a dead origin. */
+            int rc = x->req->server_pin > 0 ? 0
+                                            : upstream_origin_admit(run->origin, &run->probe,
+                                                                    x->errbuf, sizeof(x->errbuf));
+            if (rc < 0) {
+                upstream_finish(up, x, run, rc, NULL);
+            } else {
+                upstream_start_run(up, run);
+            }
         }
         x = next;
     }
@@ -795,6 +941,9 @@ static int upstream_expire(struct cw_upstream *up)
 {
     int64_t now = cw_clock_mono_ms(), next = now + UPSTREAM_POLL_MS;
     struct upstream_run *run = up->running;
+    int64_t check = upstream_origins_check(up, up->origins, up->pool_count, now);
+
+    if (check < next) next = check;
 
     while (run != NULL) {
         struct upstream_run *after = run->next;
@@ -887,6 +1036,7 @@ void cw_upstream_stop(struct cw_upstream *up)
     cw_upstream_cancel(up);
     curl_multi_cleanup(up->multi);
     pthread_mutex_destroy(&up->lock);
+    upstream_origins_free(up->origins, up->pool_count);
     free(up->pools);
     free(up);
 }

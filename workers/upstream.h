@@ -6,10 +6,12 @@
  * they leave in the multi handle's cache; no other module includes curl.h. Connections are
  * capped per origin (cw_config_origin.max_conns, per process): a transfer past its origin's
  * cap waits in that origin's queue, its timeout running, and starts on the connection the
- * one before it leaves. Transfers and tasks are submitted from any thread; every callback
- * (on_head, on_data, on_read, on_done, a task's run) runs on the loop thread and must not
- * block for long. cw_upstream_resume() may be called from any thread. A transfer's memory
- * is its submitter's: the loop borrows it from submit until on_done returns, and touches it
+ * one before it leaves. Each transfer goes to a server of its origin's pool chosen when it
+ * starts (upstream_pool.c: health shared in the shm segment, a circuit breaker per origin,
+ * one retry of an idempotent request on another server). Transfers and tasks are submitted from any
+ * thread; every callback (on_head, on_data, on_read, on_done, a task's run) runs on the loop thread
+ * and must not block for long. cw_upstream_resume() may be called from any thread. A transfer's
+ * memory is its submitter's: the loop borrows it from submit until on_done returns, and touches it
  * no more after that. Start after fork(), in the process that uses it.
  *
  * The request builders (cw_upstream_build_url(), cw_upstream_head_*()) are pure: no loop, no
@@ -27,6 +29,7 @@
 struct cw_config;
 struct cw_config_origin;
 struct cw_config_route;
+struct cw_seg;
 struct cw_upstream; /* opaque */
 struct cw_upstream_xfer;
 
@@ -102,7 +105,10 @@ CW_MUST_CHECK int cw_upstream_head_finish(struct cw_upstream_head *h, struct cw_
 
 /* One origin request, as built above. Strings are borrowed until on_done returns. */
 struct cw_upstream_req {
-    int origin;         /* index into the config's origins: the connection cap it waits for */
+    int origin; /* index into the config's origins: the connection cap it waits for */
+    /* 0: the origin's pool chooses the server (health, breaker, one retry elsewhere); n > 0:
+     * server n - 1 only, with none of those (an active health check). */
+    int server_pin;
     const char *url;    /* NUL-terminated */
     const char *method; /* "GET", "POST", …; HEAD is sent without reading a body */
     const char *head;   /* "Name: value\r\n" lines, NUL-terminated, may be NULL */
@@ -147,7 +153,8 @@ enum cw_upstream_flow {
  *   the transfer with it.
  * - on_done: the transfer ended, rc 0 (a whole response: see xfer->status), -ECONNREFUSED,
  *   -ETIMEDOUT, -EBADMSG (a malformed answer), -ECANCELED (stopping), -EAGAIN (never ran: the
- *   queue was full), -EIO, or the errno a callback returned. The loop is done with the
+ *   queue was full), -EHOSTUNREACH (never ran: the origin's breaker is open or every server
+ *   is down), -EIO, or the errno a callback returned. The loop is done with the
  *   transfer when on_done returns: the submitter may free or reuse it from there. */
 struct cw_upstream_ops {
     int (*on_head)(struct cw_upstream_xfer *x, int status, const struct cw_upstream_fields *h);
@@ -190,12 +197,14 @@ struct cw_upstream_task {
     struct cw_upstream_task *next; /* the loop's own */
 };
 
-/* Starts the loop thread: 0 and *out, or -errno with the cause logged. The connection cap of
- * each of cfg's origins is copied (cfg need not outlive the loop); at most max_pending
- * transfers are queued or running at once, and as many tasks queued. Caller owns *out; stop
- * with cw_upstream_stop(), which takes NULL. */
+/* Starts the loop thread: 0 and *out, or -errno with the cause logged. The connection cap and
+ * server pool of each of cfg's origins are copied (cfg need not outlive the loop); at most
+ * max_pending transfers are queued or running at once, and as many tasks queued. Server health
+ * and the origins' breakers are shared through seg (NULL: kept in this process); with checks,
+ * this process runs the origins' active health checks (one process per node: the refresher).
+ * Caller owns *out; stop with cw_upstream_stop(), which takes NULL. */
 CW_MUST_CHECK int cw_upstream_start(const struct cw_config *cfg, size_t max_pending,
-                                    struct cw_upstream **out);
+                                    struct cw_seg *seg, bool checks, struct cw_upstream **out);
 
 /* Queues x: 0, or -EAGAIN when max_pending transfers are already queued or running, -EINVAL
  * for an origin index the config does not have, -ESHUTDOWN after stop began (x is then

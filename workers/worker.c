@@ -216,7 +216,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
     w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
-    rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, &w->fetch);
+    rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, w->seg, false, &w->fetch);
     if (rc < 0) return rc;
     rc = req_wait_start(w);
     if (rc < 0) return rc;

@@ -501,14 +501,14 @@ def socket_owner(sock, server_port, pids, timeout=2.0):
 class Origin:
     """A running cw-test-origin. Its stderr goes to <dir>/origin.log."""
 
-    def __init__(self, tmpdir, name="origin"):
+    def __init__(self, tmpdir, name="origin", port=0):
         self.log_path = os.path.join(tmpdir, f"{name}.log")
         exe = binary("cw-test-origin")
         if not os.access(exe, os.X_OK):
             raise AssertionError(f"{exe} is missing: build it with `make {exe}`")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [exe, "-p", "0", "-a", LOOPBACK],
+            [exe, "-p", str(port), "-a", LOOPBACK],
             stdout=subprocess.PIPE,
             stderr=self.log,
             stdin=subprocess.DEVNULL,
@@ -560,6 +560,10 @@ class Origin:
 
     def method_count(self, method):
         return self.stats()["methods"].get(method, 0)
+
+    def count_prefix(self, prefix):
+        """Requests the origin received for paths that start with prefix."""
+        return sum(n for k, n in self.stats()["paths"].items() if k.startswith(prefix))
 
     def stop(self, timeout=5.0):
         """SIGTERM, then SIGKILL after timeout; returns the exit status."""
@@ -921,8 +925,9 @@ class Env:
         """A measurement to print on the test's result line (e.g. a max latency)."""
         self.notes.append(text)
 
-    def origin(self, name="origin"):
-        o = Origin(self.dir, name=name)
+    def origin(self, name="origin", port=0):
+        """A cw-test-origin; port 0 picks a free one (a given port restarts a stopped one)."""
+        o = Origin(self.dir, name=name, port=port)
         self.origins.append(o)
         return o
 

@@ -263,7 +263,7 @@ static void t_env_start(struct t_env *e, int cap0, int cap1)
     }
     e->cfg.origins = e->co;
     e->cfg.origin_count = 2;
-    ck_assert_int_eq(cw_upstream_start(&e->cfg, 64, &e->up), 0);
+    ck_assert_int_eq(cw_upstream_start(&e->cfg, 64, NULL, false, &e->up), 0);
 }
 
 /* One transfer and what its callbacks saw. */

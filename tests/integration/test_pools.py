@@ -1,0 +1,208 @@
+"""Origin pools (issue 14): servers of one origin share the load, a dead server is routed
+around without a failed GET, a restarted one is used again after its health check, the
+origin's circuit breaker fails fast while the origin is dead and closes when it heals, and
+an https origin is verified against a configured CA file.
+
+Everything runs on loopback: cw-test-origin processes as the servers (a Python TLS server
+for https), one cachewarpd in front.
+"""
+
+import http.server
+import os
+import re
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+
+import cw
+
+
+def pool_cfg(servers, **extra):
+    """An origin "api" made of servers (their URLs), instead of one url."""
+    o = {"url": None, "servers": servers, "connect_timeout": "300ms", "timeout": "2s"}
+    o.update(extra)
+    return o
+
+
+def spread(d, n, prefix):
+    """n GETs of distinct (uncached) paths; returns the statuses."""
+    return [d.get(f"/{prefix}{i}").status for i in range(n)]
+
+
+def test_pool_spreads_and_routes_around_a_dead_server(env):
+    a = env.origin("a")
+    b = env.origin("b")
+    c = env.origin("c")
+    d = env.daemon(a, workers=2, stats=True, origin_cfg=pool_cfg(
+        [a.url, b.url, f"{c.url} weight=2"], max_fails=1, fail_timeout="30s",
+        health=cw.Raw('{ path = "/__stats"; interval = "200ms"; timeout = "300ms"; '
+                      'rise = 1; fall = 2; }')))
+    assert all(s == 200 for s in spread(d, 200, "w"))
+    na, nb, nc = (o.count_prefix("/w") for o in (a, b, c))
+    assert na + nb + nc == 200, (na, nb, nc)
+    # Weights 1:1:2, two workers each with its own round robin: within 10 % of the share.
+    for got, want in ((na, 50), (nb, 50), (nc, 100)):
+        assert abs(got - want) <= 0.1 * 200, (na, nb, nc)
+    env.note(f"spread a={na} b={nb} c={nc} (weights 1:1:2)")
+
+    # b dies under load (4 threads of GETs): none fails, those sent to b are retried.
+    port_b = b.port
+    out = []
+    load = threading.Thread(
+        target=lambda: out.extend(cw.concurrent(lambda i: d.get(f"/k{i}").status, 600, 4)))
+    load.start()
+    time.sleep(0.15)
+    b.stop()
+    load.join()
+    statuses = out
+    failed = sum(1 for s in statuses if s != 200)
+    assert len(statuses) == 600
+    assert failed == 0, f"{failed} failed GETs while b was dead: {sorted(set(statuses))}"
+    retries = d.metric("cachewarp_origin_retries_total", origin="api")
+    d.wait_metric("cachewarp_origin_server_up", lambda v: v == 0, timeout=5, origin="api",
+                  server=f"http://127.0.0.1:{port_b}")
+    env.note(f"b killed under load: {failed}/{len(statuses)} GETs failed, {retries:.0f} retried")
+
+    # b comes back on its port: the refresher's health check brings it back, and its
+    # passing check ends the 30 s passive down time the workers gave it.
+    b2 = env.origin("b2", port=port_b)
+    t0 = time.monotonic()
+    d.wait_metric("cachewarp_origin_server_up", lambda v: v == 1, timeout=40, origin="api",
+                  server=f"http://127.0.0.1:{port_b}")
+
+    def used():
+        spread(d, 20, f"r{time.monotonic_ns()}-")
+        return b2.count_prefix("/r") > 0
+
+    cw.wait_for(used, 40, interval=0.1, what="restarted server used again")
+    env.note(f"b back in use {time.monotonic() - t0:.1f}s after restart")
+
+
+def test_pool_breaker_fails_fast_and_closes(env):
+    o = env.origin()
+    d = env.daemon(o, workers=2, stats=True, route={"sie": "1h"}, origin_cfg={
+        "timeout": "300ms", "fail_timeout": "500ms",
+        "breaker": cw.Raw('{ failures = 3; window = "10s"; cooldown = "1s"; }')})
+    # A stale copy to be served while the breaker is open.
+    cc = urllib.parse.quote("max-age=1", safe="")
+    assert d.get(f"/stale?cc={cc}").status == 200
+    o.mode("hang")
+    for i in range(3):
+        r = d.get(f"/t{i}")
+        assert r.status == 504, r
+    d.wait_metric("cachewarp_origin_breaker_state", lambda v: v == 2, timeout=5, origin="api")
+    lat = []
+    for i in range(30):
+        r = d.get(f"/f{i}")
+        assert r.status == 503 and r.header("retry-after"), r
+        assert b"origin unavailable" in r.body
+        lat.append(r.elapsed)
+    time.sleep(1.1)  # the stored copy is now stale
+    r = d.get(f"/stale?cc={cc}")
+    assert r.status == 200 and r.header("x-cache") == "STALE-ERROR", r
+    p50, mx = cw.percentile(lat, 50), max(lat)
+    assert mx < 0.05, f"fail-fast max {mx * 1000:.1f} ms"
+    env.note(f"breaker open: 503 in p50 {p50 * 1000:.2f} ms, max {mx * 1000:.2f} ms")
+    assert d.metric("cachewarp_origin_fail_fast_total", origin="api") >= 30
+
+    o.mode("normal")
+
+    def closed():
+        d.get(f"/h{time.monotonic_ns()}")
+        return d.metric("cachewarp_origin_breaker_state", origin="api") == 0
+
+    t0 = time.monotonic()
+    cw.wait_for(closed, 10, interval=0.1, what="breaker closed after the origin healed")
+    env.note(f"closed {time.monotonic() - t0:.1f}s after the origin healed")
+    assert d.get("/after").status == 200
+    log = open(d.log_path, encoding="utf-8", errors="replace").read()
+    assert log.count("circuit breaker open (was closed)") == 1, log[-3000:]
+    assert "circuit breaker closed" in log
+
+
+def test_pool_non_idempotent_not_retried(env):
+    a = env.origin("a")
+    b = env.origin("b")
+    d = env.daemon(a, workers=1, origin_cfg=pool_cfg([a.url, b.url], retry=True))
+    port_a = a.port
+    a.stop()
+    # POSTs: each goes where the round robin says; those to the dead server fail, none
+    # is sent twice.
+    st = [d.request(f"/p{i}", method="POST", body=b"x").status for i in range(6)]
+    assert st.count(502) >= 1 and st.count(200) >= 1, st
+    assert b.method_count("POST") == st.count(200), st
+    del port_a
+
+
+def _make_certs(dirpath):
+    ca_key, ca_crt = os.path.join(dirpath, "ca.key"), os.path.join(dirpath, "ca.crt")
+    key, csr, crt = (os.path.join(dirpath, n) for n in ("srv.key", "srv.csr", "srv.crt"))
+    ext = os.path.join(dirpath, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        "-subj", "/CN=cw-test-ca", "-keyout", ca_key, "-out", ca_crt)
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", key, "-out", csr)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
+        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt)
+    return ca_crt, crt, key
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"hello over tls\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_pool_https_origin_verified_by_ca_file(env):
+    ca, crt, key = _make_certs(env.dir)
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Hello)
+    srv.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(crt, key)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_address[1]}"
+    try:
+        plain = env.origin()  # the daemon helper wants one; the route goes to the TLS server
+        ok = env.daemon(plain, workers=1, name="ok", origin_cfg={"url": url, "ca_file": ca})
+        r = ok.get("/tls")
+        assert r.status == 200 and r.body == b"hello over tls\n", r
+        bad = env.daemon(plain, workers=1, name="bad", origin_cfg={"url": url})
+        r = bad.get("/tls")
+        assert r.status == 502, r
+        log = open(bad.log_path, encoding="utf-8", errors="replace").read()
+        assert "certificate" in log.lower(), log[-2000:]
+        off = env.daemon(plain, workers=1, name="off", origin_cfg={"url": url,
+                                                                   "tls_verify": False})
+        assert off.get("/tls").status == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_pool_config_errors_name_the_setting(env):
+    o = env.origin()
+    for bad, what in ((["http://127.0.0.1:1/x"], "is not a server"),
+                      (["http://127.0.0.1:1 weight=0"], "weight must be 1 to 100"),
+                      (["http://127.0.0.1:1 backup"], "every server is a backup")):
+        path = cw.write_config(env.dir, name="bad.conf", port=cw.free_port(), origin_port=o.port,
+                               origin={"servers": bad})
+        rc, out, err = cw.run_daemon_cmd(["-t", "-c", path])
+        # file:line: setting: why
+        assert rc == 1 and re.search(r"bad\.conf:\d+: origins\[0\]\.servers", err), err
+        assert what in err, err

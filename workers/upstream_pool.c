@@ -1,0 +1,443 @@
+/* workers/upstream_pool.c - the upstream module's server pools: which server of an origin a
+ * transfer goes to, the passive health and circuit breaker words every process shares through
+ * the shm segment, the retry budget, the per-origin libcurl settings (TLS, DNS) and the
+ * active health checks of the one process that runs them (the refresher).
+ *
+ * Loop thread only, like the rest of the loop: the per-process state (round robin, running
+ * counts, retry tokens) is the loop's; the shm words are moved by compare-and-swap with the
+ * transitions of core/pool, and the process whose swap changes a state logs the change, so
+ * each change is logged once in the whole node. Without a segment (unit tests) the words are
+ * the process's own. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "shm/seg.h"
+#include "workers/clock.h"
+#include "workers/upstream.h"
+#include "workers/upstream_int.h"
+
+#define POOL_RETRY_BURST 10.0 /* retries allowed at once before the budget's rate applies */
+
+struct upstream_server {
+    char *base; /* "scheme://host:port" */
+    size_t base_len;
+    bool probing; /* an active check is out */
+};
+
+struct upstream_origin {
+    int index;
+    char *name;
+    size_t url_base_len; /* "scheme://authority" of the origin's url, replaced per server */
+    struct upstream_server servers[CW_LIMIT_ORIGIN_SERVERS];
+    struct cw_pool_server pick[CW_LIMIT_ORIGIN_SERVERS];
+    size_t n;
+    enum cw_pool_balance balance;
+    struct cw_pool_health health;
+    struct cw_pool_breaker breaker;
+    bool retry;
+    double retry_pct;
+    double retry_tokens;
+    bool tls_verify;
+    char *ca_file;
+    long resolve_s;
+    /* Active checks (only in the process that runs them). */
+    char *check_path;
+    int64_t check_interval_ms, check_timeout_ms;
+    int check_expect, check_rise, check_fall;
+    int64_t next_check_ms;
+    struct cw_seg_origin *shm; /* the segment's, or local */
+    struct cw_seg_origin local;
+};
+
+/* An active check of one server, owned by the loop from submit to on_done. */
+struct upstream_probe {
+    struct cw_upstream_xfer xfer;
+    struct cw_upstream_req req;
+    struct upstream_origin *o;
+    int server;
+    char url[];
+};
+
+static size_t pool_base_len(const char *url)
+{
+    const char *auth = strstr(url, "://");
+
+    auth = auth ? auth + 3 : url;
+    return (size_t)(auth - url) + strcspn(auth, "/");
+}
+
+static int pool_origin_init(struct upstream_origin *o, const struct cw_config_origin *c, int index,
+                            struct cw_seg *seg, bool checks)
+{
+    o->index = index;
+    o->name = strdup(c->name ? c->name : "origin");
+    o->url_base_len = c->url ? pool_base_len(c->url) : 0;
+    o->n = c->server_count ? c->server_count : 1;
+    if (o->n > CW_LIMIT_ORIGIN_SERVERS) o->n = CW_LIMIT_ORIGIN_SERVERS;
+    for (size_t i = 0; i < o->n; i++) {
+        const char *b = c->server_count ? c->servers[i].base : c->url;
+        size_t len = c->server_count ? strlen(b) : o->url_base_len;
+        if (b == NULL) return -EINVAL;
+        o->servers[i].base = strndup(b, len);
+        if (o->servers[i].base == NULL) return -ENOMEM;
+        o->servers[i].base_len = len;
+        o->pick[i].weight = c->server_count ? c->servers[i].weight : 1;
+        o->pick[i].is_backup = c->server_count ? c->servers[i].is_backup : false;
+    }
+    o->balance = (enum cw_pool_balance)c->balance;
+    o->health = (struct cw_pool_health){(unsigned)(c->max_fails > 0 ? c->max_fails : 3),
+                                        c->fail_timeout_ms > 0 ? c->fail_timeout_ms : 10000,
+                                        c->fail_max_ms > 0 ? c->fail_max_ms : 60000};
+    o->breaker = (struct cw_pool_breaker){
+        (unsigned)(c->breaker_failures > 0 ? c->breaker_failures : 5),
+        c->breaker_window_ms > 0 ? c->breaker_window_ms : 10000,
+        c->breaker_cooldown_ms > 0 ? c->breaker_cooldown_ms : 5000,
+        /* A probe's result is due within its own timeout (and a connect's); past that its
+         * process is taken for dead and another probe may go. */
+        (c->timeout_ms > 0 ? c->timeout_ms : 10000) + c->connect_timeout_ms + 1000};
+    o->retry = c->retry;
+    o->retry_pct = c->retry_budget_pct / 100.0;
+    o->retry_tokens = POOL_RETRY_BURST;
+    o->tls_verify = c->tls_verify;
+    if (c->ca_file != NULL && (o->ca_file = strdup(c->ca_file)) == NULL) return -ENOMEM;
+    o->resolve_s = c->resolve_ms > 0 ? (long)((c->resolve_ms + 999) / 1000) : 60;
+    if (checks && c->health.path != NULL) {
+        if ((o->check_path = strdup(c->health.path)) == NULL) return -ENOMEM;
+        o->check_interval_ms = c->health.interval_ms;
+        o->check_timeout_ms = c->health.timeout_ms;
+        o->check_expect = c->health.expect;
+        o->check_rise = c->health.rise;
+        o->check_fall = c->health.fall;
+    }
+    o->shm = seg != NULL && index < CW_LIMIT_ORIGINS ? &seg->origins[index] : &o->local;
+    return o->name ? 0 : -ENOMEM;
+}
+
+int upstream_origins_init(const struct cw_config *cfg, struct cw_seg *seg, bool checks,
+                          struct upstream_origin **out)
+{
+    struct upstream_origin *v = calloc(cfg->origin_count ? cfg->origin_count : 1, sizeof(*v));
+    int rc = 0;
+
+    if (v == NULL) return -ENOMEM;
+    for (size_t i = 0; i < cfg->origin_count && rc == 0; i++)
+        rc = pool_origin_init(&v[i], &cfg->origins[i], (int)i, seg, checks);
+    if (rc < 0) {
+        cw_err("upstream: origin pools: %s", strerror(-rc));
+        upstream_origins_free(v, cfg->origin_count);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+void upstream_origins_free(struct upstream_origin *v, size_t n)
+{
+    if (v == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++)
+            free(v[i].servers[k].base);
+        free(v[i].name);
+        free(v[i].ca_file);
+        free(v[i].check_path);
+    }
+    free(v);
+}
+
+struct upstream_origin *upstream_origin_at(struct upstream_origin *v, size_t i)
+{
+    return &v[i];
+}
+
+/* Whether server i may take requests at now_ms: passive and active health agree. A lone
+ * server is never taken out by passive health (as nginx ignores max_fails with one server):
+ * there is nowhere else to go, and the breaker is what stops the hammering. */
+static bool pool_server_is_up(struct upstream_origin *o, size_t i, int64_t now_ms)
+{
+    uint64_t h = atomic_load_explicit(&o->shm->server_health[i], memory_order_relaxed);
+    uint32_t p = atomic_load_explicit(&o->shm->server_probe[i], memory_order_relaxed);
+
+    return (o->n == 1 || !cw_pool_health_is_down(h, now_ms)) && !cw_pool_probe_is_down(p);
+}
+
+static void pool_log_breaker(struct upstream_origin *o, uint64_t from, uint64_t to, int64_t now_ms)
+{
+    enum cw_pool_breaker_state a = cw_pool_breaker_state(from), b = cw_pool_breaker_state(to);
+
+    if (a == b) return;
+    if (b == CW_POOL_BREAKER_OPEN) {
+        atomic_fetch_add_explicit(&o->shm->breaker_opens, 1, memory_order_relaxed);
+        cw_warn("upstream: origin %s: circuit breaker open (was %s): requests fail fast for "
+                "%lld ms",
+                o->name, cw_pool_breaker_name(a), (long long)(cw_pool_breaker_time(to) - now_ms));
+    } else {
+        cw_notice("upstream: origin %s: circuit breaker %s (was %s)", o->name,
+                  cw_pool_breaker_name(b), cw_pool_breaker_name(a));
+    }
+}
+
+int upstream_origin_admit(struct upstream_origin *o, bool *probe, char *why, size_t why_len)
+{
+    int64_t now = cw_clock_mono_ms();
+    uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed), next;
+
+    *probe = false;
+    o->retry_tokens += o->retry_pct;
+    if (o->retry_tokens > POOL_RETRY_BURST) o->retry_tokens = POOL_RETRY_BURST;
+    for (;;) {
+        enum cw_pool_admit a = cw_pool_breaker_admit(w, now, &o->breaker, &next);
+        if (a == CW_POOL_ADMIT_GO) return 0;
+        if (a == CW_POOL_ADMIT_REFUSE) break;
+        /* One process wins the probe; the others see the new word and are refused. */
+        if (atomic_compare_exchange_weak_explicit(&o->shm->breaker, &w, next, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            pool_log_breaker(o, w, next, now);
+            *probe = true;
+            return 0;
+        }
+    }
+    atomic_fetch_add_explicit(&o->shm->fail_fast, 1, memory_order_relaxed);
+    snprintf(why, why_len, "origin %s unavailable: circuit breaker open", o->name);
+    return -EHOSTUNREACH;
+}
+
+void upstream_origin_report(struct upstream_origin *o, bool ok, bool probe)
+{
+    int64_t now = cw_clock_mono_ms();
+    uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed), next;
+
+    do {
+        next = cw_pool_breaker_next(w, ok, probe, now, &o->breaker);
+        if (next == w) return;
+    } while (!atomic_compare_exchange_weak_explicit(&o->shm->breaker, &w, next,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    pool_log_breaker(o, w, next, now);
+}
+
+int upstream_origin_pick(struct upstream_origin *o, int exclude)
+{
+    int64_t now = cw_clock_mono_ms();
+    int i;
+
+    for (size_t k = 0; k < o->n; k++)
+        o->pick[k].is_up = pool_server_is_up(o, k, now);
+    i = cw_pool_pick(o->pick, o->n, o->balance, exclude);
+    if (i >= 0) o->pick[i].running++;
+    return i;
+}
+
+void upstream_origin_pin(struct upstream_origin *o, int server)
+{
+    o->pick[server].running++;
+}
+
+void upstream_origin_release(struct upstream_origin *o, int server)
+{
+    if (server >= 0 && (size_t)server < o->n && o->pick[server].running > 0)
+        o->pick[server].running--;
+}
+
+size_t upstream_origin_server_count(const struct upstream_origin *o)
+{
+    return o->n;
+}
+
+int upstream_origin_url(const struct upstream_origin *o, int server, const char *url, char **out)
+{
+    const struct upstream_server *s = &o->servers[server];
+    size_t tail;
+
+    /* A URL built on another base (a caller of its own) goes as it is. */
+    if (o->url_base_len == 0 || strlen(url) < o->url_base_len ||
+        (url[o->url_base_len] != '\0' && url[o->url_base_len] != '/' &&
+         url[o->url_base_len] != '?')) {
+        *out = strdup(url);
+        return *out ? 0 : -ENOMEM;
+    }
+    tail = strlen(url + o->url_base_len);
+    if ((*out = malloc(s->base_len + tail + 1)) == NULL) return -ENOMEM;
+    memcpy(*out, s->base, s->base_len);
+    memcpy(*out + s->base_len, url + o->url_base_len, tail + 1);
+    return 0;
+}
+
+void upstream_origin_report_server(struct upstream_origin *o, int server, bool ok)
+{
+    _Atomic uint64_t *word = &o->shm->server_health[server];
+    int64_t now = cw_clock_mono_ms();
+    uint64_t w = atomic_load_explicit(word, memory_order_relaxed), next;
+
+    do {
+        next = cw_pool_health_next(w, ok, now, &o->health);
+        if (next == w) return;
+    } while (!atomic_compare_exchange_weak_explicit(word, &w, next, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    if (!ok && cw_pool_health_down_until(next) != 0 &&
+        cw_pool_health_fails(w) < o->health.max_fails) {
+        cw_warn("upstream: origin %s server %s down for %lld ms: %u failures in a row", o->name,
+                o->servers[server].base, (long long)(cw_pool_health_down_until(next) - now),
+                cw_pool_health_fails(next));
+    } else if (ok && cw_pool_health_fails(w) >= o->health.max_fails) {
+        cw_notice("upstream: origin %s server %s up again: it answered", o->name,
+                  o->servers[server].base);
+    }
+}
+
+bool upstream_origin_take_retry(struct upstream_origin *o)
+{
+    if (!o->retry || o->retry_tokens < 1.0) return false;
+    o->retry_tokens -= 1.0;
+    atomic_fetch_add_explicit(&o->shm->retries, 1, memory_order_relaxed);
+    return true;
+}
+
+void upstream_origin_count_fail_fast(struct upstream_origin *o)
+{
+    atomic_fetch_add_explicit(&o->shm->fail_fast, 1, memory_order_relaxed);
+}
+
+void upstream_origin_setopts(const struct upstream_origin *o, CURL *e)
+{
+    /* TLS: the peer's chain and name are checked unless the config says otherwise; SNI and
+     * the name checked come from the server's host. */
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o->tls_verify ? 2L : 0L);
+    if (o->ca_file != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+    /* DNS: libcurl's resolver (a thread per lookup, so the loop never blocks) caches an answer
+     * resolve_s; a pooled connection older than that is not reused, so a changed A record is
+     * followed within resolve_s even under steady keep-alive traffic. */
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, o->resolve_s);
+    curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, o->resolve_s);
+}
+
+/* ---- Active checks ------------------------------------------------------------------------ */
+
+static int pool_probe_on_head(struct cw_upstream_xfer *x, int status,
+                              const struct cw_upstream_fields *h)
+{
+    (void)x;
+    (void)status;
+    (void)h;
+    return CW_UPSTREAM_GO;
+}
+
+static int pool_probe_on_data(struct cw_upstream_xfer *x, const char *p, size_t n)
+{
+    (void)x;
+    (void)p;
+    (void)n;
+    return CW_UPSTREAM_GO; /* the body is not read: the status says it all */
+}
+
+static void pool_probe_on_done(struct cw_upstream_xfer *x, int rc)
+{
+    struct upstream_probe *pr = x->cls;
+    struct upstream_origin *o = pr->o;
+    _Atomic uint32_t *word = &o->shm->server_probe[pr->server];
+    bool ok = rc == 0 && x->status == o->check_expect, changed = false;
+    uint32_t w, next;
+
+    o->servers[pr->server].probing = false;
+    if (rc == -ECANCELED) goto out_free; /* stopping: no news */
+    w = atomic_load_explicit(word, memory_order_relaxed);
+    do {
+        next =
+            cw_pool_probe_next(w, ok, (unsigned)o->check_rise, (unsigned)o->check_fall, &changed);
+    } while (next != w && !atomic_compare_exchange_weak_explicit(
+                              word, &w, next, memory_order_relaxed, memory_order_relaxed));
+    if (changed && cw_pool_probe_is_down(next)) {
+        char why[64];
+        if (rc != 0) {
+            snprintf(why, sizeof(why), "%.60s", x->errbuf);
+        } else {
+            snprintf(why, sizeof(why), "status %d", x->status);
+        }
+        cw_warn("upstream: origin %s server %s down: health check %s: %s", o->name,
+                o->servers[pr->server].base, o->check_path, why);
+    } else if (changed) {
+        cw_notice("upstream: origin %s server %s up: health check %s passed", o->name,
+                  o->servers[pr->server].base, o->check_path);
+    }
+    /* A passing check ends a passive down time early: the server answers again, so it need
+     * not sit out the rest of its backoff (requests that fail mark it down again). */
+    if (ok && !cw_pool_probe_is_down(next)) {
+        _Atomic uint64_t *hw = &o->shm->server_health[pr->server];
+        uint64_t h = atomic_load_explicit(hw, memory_order_relaxed);
+        if (cw_pool_health_down_until(h) != 0 &&
+            atomic_compare_exchange_strong_explicit(hw, &h, 0, memory_order_relaxed,
+                                                    memory_order_relaxed))
+            cw_notice("upstream: origin %s server %s back from its down time: health check "
+                      "%s passed",
+                      o->name, o->servers[pr->server].base, o->check_path);
+    }
+out_free:
+    free(pr);
+}
+
+static const struct cw_upstream_ops pool_probe_ops = {
+    .on_head = pool_probe_on_head,
+    .on_data = pool_probe_on_data,
+    .on_done = pool_probe_on_done,
+};
+
+/* Sends one check to each server of o whose last one has ended. A failed submit (the loop's
+ * queue full) is retried at the next interval. */
+static void pool_check_origin(struct cw_upstream *up, struct upstream_origin *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        struct upstream_server *s = &o->servers[i];
+        size_t len = s->base_len + strlen(o->check_path) + 1;
+        struct upstream_probe *pr;
+
+        if (s->probing) continue;
+        if ((pr = calloc(1, sizeof(*pr) + len)) == NULL) {
+            cw_warn_rl("upstream: origin %s: health check: out of memory; next interval", o->name);
+            return;
+        }
+        snprintf(pr->url, len, "%s%s", s->base, o->check_path);
+        pr->o = o;
+        pr->server = (int)i;
+        pr->req = (struct cw_upstream_req){.origin = o->index,
+                                           .server_pin = (int)i + 1,
+                                           .url = pr->url,
+                                           .method = "GET",
+                                           .head = "User-Agent: cachewarp-health\r\n",
+                                           .connect_timeout_ms = o->check_timeout_ms,
+                                           .timeout_ms = o->check_timeout_ms};
+        pr->xfer.req = &pr->req;
+        pr->xfer.ops = &pool_probe_ops;
+        pr->xfer.cls = pr;
+        if (cw_upstream_submit(up, &pr->xfer) < 0) {
+            cw_warn_rl("upstream: origin %s: health check of %s not sent: the loop is full; "
+                       "next interval",
+                       o->name, s->base);
+            free(pr);
+            return;
+        }
+        s->probing = true;
+    }
+}
+
+int64_t upstream_origins_check(struct cw_upstream *up, struct upstream_origin *v, size_t n,
+                               int64_t now_ms)
+{
+    int64_t next = INT64_MAX;
+
+    for (size_t i = 0; i < n; i++) {
+        struct upstream_origin *o = &v[i];
+        if (o->check_path == NULL) continue;
+        if (now_ms >= o->next_check_ms) {
+            pool_check_origin(up, o);
+            o->next_check_ms = now_ms + o->check_interval_ms;
+        }
+        if (o->next_check_ms < next) next = o->next_check_ms;
+    }
+    return next;
+}
