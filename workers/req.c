@@ -329,6 +329,10 @@ static enum req_step req_step_leased(struct worker_req *r)
         req_defer_release(r->w, &r->q);
         return r->hit_stale ? REQ_STALE : REQ_HIT;
     }
+    /* The entry found now (stale, say) was not there when the origin request was built: it
+     * is built again, with that entry's validators. */
+    free(r->hdr_lines);
+    r->hdr_lines = NULL;
     return REQ_FETCH;
 }
 
