@@ -214,8 +214,13 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);
     if (rc < 0) return rc;
-    w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
-    w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
+    w->fill = (struct cw_fill){.cfg = w->cfg,
+                               .store = w->store,
+                               .reader = w->fetch_reader,
+                               .seg = w->seg,
+                               .slot = w->slot};
+    w->fill_mhd = (struct cw_fill){
+        .cfg = w->cfg, .store = w->store, .reader = w->reader, .seg = w->seg, .slot = w->slot};
     rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, &w->fetch);
     if (rc < 0) return rc;
     rc = req_wait_start(w);
