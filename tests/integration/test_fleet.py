@@ -61,8 +61,14 @@ def wait_key(redis, path, timeout=5.0):
     return found[0]
 
 
-def wait_ready(d, redis, path):
-    """Waits until node d writes to L2 (its workers connected): a fill of path reaches Redis."""
+def wait_ready(d, redis, path, workers=2):
+    """Waits until every worker of node d says it uses L2, and a fill of path reaches Redis."""
+    def connected():
+        with open(d.log_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        return all(f"worker {i}: L2 (Redis) in use" in log for i in range(workers))
+
+    cw.wait_for(connected, 10 * TF, what="every worker connected to Redis")
     r = get(d, path)
     assert r.status == 200, r
     return wait_key(redis, path)
@@ -176,10 +182,15 @@ def test_fleet_redis_kill_and_restart(env):
     failed = [x for x in results if x[2] != 200]
     slowest = max(e for _, e, _ in during)
     p99_base = base[int(len(base) * 0.99) - 1] if base else 0
+    max_base = base[-1] if base else 0
     env.note(f"{len(results)} requests, {len(during)} after kill -9, {len(failed)} failed, "
-             f"slowest after kill {slowest * 1000:.1f} ms (p99 before {p99_base * 1000:.1f} ms)")
+             f"slowest after kill {slowest * 1000:.1f} ms (before: p99 {p99_base * 1000:.1f} ms, "
+             f"max {max_base * 1000:.1f} ms)")
     assert not failed, f"failed requests with Redis killed: {failed[:5]}"
-    assert slowest < (REDIS_TIMEOUT_MS + 250) / 1000 * TF, f"a request took {slowest * 1000:.0f} ms"
+    # Redis may add one redis.timeout to a request; the box's own jitter (the max before the
+    # kill, on shared cores) comes on top.
+    limit = max_base + (REDIS_TIMEOUT_MS + 100) / 1000 * TF
+    assert slowest < limit, f"a request took {slowest * 1000:.0f} ms (limit {limit * 1000:.0f})"
     assert "L2 (Redis) unavailable" in open(a.log_path, "rb").read().decode("utf-8", "replace")
 
     # Back on the same port: the nodes reconnect and use it again.
