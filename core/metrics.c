@@ -424,18 +424,36 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
                    c[CW_METRICS_REFRESH_NOT_MODIFIED]);
     metrics_printf(o, "cachewarp_refreshes_total{outcome=\"failed\"} %" PRIu64 "\n",
                    c[CW_METRICS_REFRESH_FAIL]);
-    /* L2 is not built yet: the families exist so that dashboards and alerts can be written
-     * now; the values stay 0 until it is. */
     metrics_plain(o, "cachewarp_l2_hits_total", "counter",
-                  "L2 (Redis) lookups that found an entry. Reserved: always 0 until L2 is built.",
-                  0);
+                  "Requests answered from an entry read from L2 (Redis) after an L1 miss.",
+                  c[CW_METRICS_L2_HIT]);
     metrics_plain(o, "cachewarp_l2_misses_total", "counter",
-                  "L2 (Redis) lookups that found nothing. Reserved: always 0 until L2 is built.",
-                  0);
+                  "L2 (Redis) lookups that found nothing usable (absent, or a value refused).",
+                  c[CW_METRICS_L2_MISS] + c[CW_METRICS_L2_BAD]);
+    metrics_plain(o, "cachewarp_l2_bad_values_total", "counter",
+                  "L2 values refused: bytes that do not decode, another key's entry, or over "
+                  "cache.max_object. Never served.",
+                  c[CW_METRICS_L2_BAD]);
     metrics_plain(o, "cachewarp_l2_errors_total", "counter",
-                  "L2 (Redis) operations that failed. Reserved: always 0 until L2 is built.", 0);
+                  "L2 (Redis) commands that failed: error replies, lost connections, timeouts.",
+                  c[CW_METRICS_L2_ERROR] + c[CW_METRICS_L2_TIMEOUT]);
+    metrics_plain(o, "cachewarp_l2_timeouts_total", "counter",
+                  "L2 (Redis) commands with no reply within redis.timeout.",
+                  c[CW_METRICS_L2_TIMEOUT]);
+    metrics_plain(o, "cachewarp_l2_skipped_total", "counter",
+                  "L1 misses that did not ask L2: its breaker was open or no connection was ready.",
+                  c[CW_METRICS_L2_SKIPPED]);
+    metrics_family(o, "cachewarp_l2_writes_total", "counter", "Entries written to L2, by outcome.");
+    metrics_printf(o, "cachewarp_l2_writes_total{outcome=\"stored\"} %" PRIu64 "\n",
+                   c[CW_METRICS_L2_WRITE]);
+    metrics_printf(o, "cachewarp_l2_writes_total{outcome=\"failed\"} %" PRIu64 "\n",
+                   c[CW_METRICS_L2_WRITE_FAIL]);
     metrics_plain(o, "cachewarp_l2_breaker_state", "gauge",
-                  "L2 circuit breaker: 0 closed, 1 half-open, 2 open. Reserved: always 0.", 0);
+                  "L2 circuit breaker, the worst over the processes: 0 closed, 1 half-open "
+                  "(probing), 2 open.",
+                  c[CW_METRICS_L2_BREAKER_OPEN] > 0      ? 2
+                  : c[CW_METRICS_L2_BREAKER_PROBING] > 0 ? 1
+                                                         : 0);
     metrics_plain(o, "cachewarp_worker_restarts_total", "counter",
                   "Child processes (workers, refresher, stats) the supervisor restarted.",
                   s->n.worker_restarts);

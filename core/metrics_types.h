@@ -86,6 +86,16 @@ enum cw_metrics_counter {
     CW_METRICS_EVICT_SECOND_CHANCE, /* hit bits the eviction hand cleared */
     CW_METRICS_ACCESSLOG_DROPPED,   /* access-log lines dropped: buffer full, or write failed */
     CW_METRICS_REFRESH_ASK_DROPPED, /* refresh asks dropped: the worker's ring was full */
+    CW_METRICS_L2_HIT,              /* requests answered with an entry read from L2 */
+    CW_METRICS_L2_MISS,             /* L2 lookups that found nothing */
+    CW_METRICS_L2_BAD,              /* L2 values refused (bad bytes, other key, too large) */
+    CW_METRICS_L2_ERROR,            /* L2 commands failed: error replies, lost connections */
+    CW_METRICS_L2_TIMEOUT,          /* L2 commands past redis.timeout */
+    CW_METRICS_L2_SKIPPED,          /* L2 not asked: breaker open or no connection */
+    CW_METRICS_L2_WRITE,            /* entries written to L2 */
+    CW_METRICS_L2_WRITE_FAIL,       /* L2 writes refused or failed */
+    CW_METRICS_L2_BREAKER_OPEN,     /* gauge: processes whose L2 breaker is open (0 or 1 each) */
+    CW_METRICS_L2_BREAKER_PROBING,  /* gauge: processes whose L2 breaker probes */
     CW_METRICS_COUNTER_COUNT
 };
 

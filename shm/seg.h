@@ -31,6 +31,13 @@ static inline void cw_seg_add(struct cw_seg *seg, int slot, enum cw_metrics_coun
     atomic_fetch_add_explicit(&seg->slots[slot].c[c], n, memory_order_relaxed);
 }
 
+/* Sets counter c of slot to v: for the few counters that are a process's gauge (the L2
+ * breaker's state), summed over the slots like the others. */
+static inline void cw_seg_set(struct cw_seg *seg, int slot, enum cw_metrics_counter c, uint64_t v)
+{
+    atomic_store_explicit(&seg->slots[slot].c[c], v, memory_order_relaxed);
+}
+
 /* Sum of counter c over every slot. */
 uint64_t cw_seg_sum(const struct cw_seg *seg, enum cw_metrics_counter c);
 

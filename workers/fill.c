@@ -224,6 +224,7 @@ static int fill_put(const struct cw_fill *f, struct cw_fill_req *q, const struct
     rc = cw_entry_encode(h, full, req, hdrs, n, body, buf, len);
     if (rc < 0) goto out_count;
     rc = fill_put_bytes(f, q, buf, len);
+    if (rc == 0 && f->stored != NULL) f->stored(f->stored_cls, q, buf, len);
     free(buf);
     return rc;
 out_count:

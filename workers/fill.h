@@ -16,6 +16,7 @@
 #define CW_FILL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/common.h"
@@ -30,6 +31,16 @@ struct cw_seg;
 struct cw_store;
 struct cw_store_reader;
 
+struct cw_fill_req;
+
+/* Called after an origin answer's entry was put into L1 (stored, or freshened by a 304), with
+ * q (its key now the entry's full key) and the encoded bytes that were put, borrowed for the
+ * call: what a second cache level takes, so nothing is encoded twice. Runs on the committing
+ * thread; must not block. Not called for cw_fill_commit_encoded() (those bytes came from
+ * there). */
+typedef void (*cw_fill_stored_fn)(void *cls, const struct cw_fill_req *q, const void *p,
+                                  size_t len);
+
 /* What a process lends the fill code. */
 struct cw_fill {
     const struct cw_config *cfg;
@@ -37,6 +48,8 @@ struct cw_fill {
     struct cw_store_reader *reader; /* of the calling thread */
     struct cw_seg *seg;
     int slot;
+    cw_fill_stored_fn stored; /* NULL: nothing to tell */
+    void *stored_cls;
 };
 
 /* Looks up a request header by name: a NUL-terminated value as the origin is sent it, or

@@ -657,7 +657,11 @@ static int refr_open(struct refresher *rf)
     if (rc < 0) return rc;
     rc = cw_store_reader_open(rf->store, &rf->fetch_reader);
     if (rc < 0) return rc;
-    rf->fill = (struct cw_fill){rf->cfg, rf->store, rf->fetch_reader, rf->seg, rf->slot};
+    rf->fill = (struct cw_fill){.cfg = rf->cfg,
+                                .store = rf->store,
+                                .reader = rf->fetch_reader,
+                                .seg = rf->seg,
+                                .slot = rf->slot};
     rc = pthread_mutex_init(&rf->lock, NULL);
     if (rc != 0) return -rc;
     return cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);

@@ -3,7 +3,9 @@
  * cache_req_fsm.c. One function per step returns the next step; req_run() drives them.
  *
  *   RECV -> LOOKUP -> HIT | STALE -> DELIVER
- *                  -> MISS -> (fetch thread: take the FETCH lease) -> FETCH | LEASED
+ *                  -> MISS -> (fetch thread: take the FETCH lease; then L2's GET) -> FETCH | L2
+ *                             | LEASED
+ *                     L2 -> HIT | STALE | MISS (L2's entry is in L1; once per request)
  *                     LEASED -> HIT | STALE | FETCH | WAIT -> WAITED -> LOOKUP
  *        -> PASS -> FETCH -> (fetch thread: STORE) -> FETCHED -> DELIVER | FETCH | SYNTH
  *                       -> (fetch thread: the head, streaming) -> STREAM -> DELIVER
@@ -15,8 +17,10 @@
  * suspends the connection first and returns REQ_SUSPENDED; that thread sets r->step and
  * resumes it, and libmicrohttpd calls the handler, which calls req_run() again. What a step
  * needs done (an L1 read, an answer built, a write on the fetch thread) is a leaf call into
- * the other req_*.c files; they never call back here. An L2 (Redis) lookup will go between
- * the lease take and REQ_FETCH. docs/ARCHITECTURE.md draws the graph. */
+ * the other req_*.c files; they never call back here. The L2 (Redis) lookup goes between the
+ * lease take and the fetch, on the fetch thread, and costs at most redis.timeout: whatever
+ * it gives that is not a usable entry sends the request on to the origin.
+ * docs/ARCHITECTURE.md draws the graph. */
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -172,9 +176,25 @@ static const struct cw_upstream_ops req_upstream_upload_ops = {
     .on_done = req_on_done,
 };
 
+/* L2's answer, on the fetch thread, r holding its FETCH lease: an entry that the commit takes
+ * is in L1 now and answers (REQ_L2); absent, refused, an error, a timeout or the stop: the
+ * origin, as without L2. */
+static void req_on_l2(void *arg, int rc, struct cw_str value)
+{
+    struct worker_req *r = arg;
+
+    if (req_l2_accept(r, rc, value) == 0) {
+        req_resume(r, REQ_L2);
+        return;
+    }
+    if (req_fetch_submit(r) < 0) req_resume(r, REQ_FETCHED);
+}
+
 /* The fetch thread's half of REQ_MISS: takes the key's FETCH lease (a write txn, which may
- * wait on another process's write without stalling hits), then fetches at once, or hands r
- * back to the MHD thread (REQ_LEASED) to answer from L1 or to wait for the holder's fill. */
+ * wait on another process's write without stalling hits), then asks L2 (once per request;
+ * not for a request whose own directives want the origin, nor when a stale copy will be
+ * revalidated), or fetches at once, or hands r back to the MHD thread (REQ_LEASED) to answer
+ * from L1 or to wait for the holder's fill. */
 static void req_lease_task(struct cw_upstream_task *t, bool cancelled)
 {
     struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
@@ -189,6 +209,10 @@ static void req_lease_task(struct cw_upstream_task *t, bool cancelled)
         if (req_fetch_filled_since(r)) {
             req_resume(r, REQ_LEASED);
             return;
+        }
+        if (!r->l2_tried && !r->stale && !r->fwd_request && !r->has_req_cc && !r->pragma_no_cache) {
+            r->l2_tried = true;
+            if (req_l2_lookup(r, req_on_l2) == 0) return; /* req_on_l2() goes on */
         }
     } else if (r->lease_rc == -EBUSY && r->lease_holder.kind != CW_STORE_LEASE_PASS &&
                cw_clock_mono_ms() < r->wait_until_ms) {
@@ -334,6 +358,21 @@ static enum req_step req_step_leased(struct worker_req *r)
     free(r->hdr_lines);
     r->hdr_lines = NULL;
     return REQ_FETCH;
+}
+
+/* L2's entry is in L1 (its lease released with the put): it answers as L1 would answer it,
+ * marked as from L2; an entry that may not answer this request (past its windows) sends the
+ * request back to MISS, which will not ask L2 again. */
+static enum req_step req_step_l2(struct worker_req *r)
+{
+    if (atomic_load(&r->w->stopping)) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    r->l2_hit = true;
+    if (req_hit_lookup(r) == 1) {
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_L2_HIT, 1);
+        return r->hit_stale ? REQ_STALE : REQ_HIT;
+    }
+    r->l2_hit = false;
+    return REQ_MISS;
 }
 
 /* Another request fetches the key: wait for its fill, bounded by the lease's deadline. */
@@ -526,13 +565,13 @@ typedef enum req_step (*req_step_fn)(struct worker_req *r);
 static const req_step_fn req_steps[] = {
     [REQ_RECV] = req_step_recv,       [REQ_LOOKUP] = req_step_lookup,
     [REQ_HIT] = req_step_hit,         [REQ_STALE] = req_step_stale,
-    [REQ_MISS] = req_step_miss,       [REQ_LEASED] = req_step_leased,
-    [REQ_WAIT] = req_step_wait,       [REQ_WAITED] = req_step_waited,
-    [REQ_PASS] = req_step_pass,       [REQ_FETCH] = req_step_fetch,
-    [REQ_STORE] = req_step_store,     [REQ_FETCHED] = req_step_fetched,
-    [REQ_PURGE] = req_step_purge,     [REQ_PURGED] = req_step_purged,
-    [REQ_DELIVER] = req_step_deliver, [REQ_STREAM] = req_step_stream,
-    [REQ_SYNTH] = req_step_synth,
+    [REQ_MISS] = req_step_miss,       [REQ_L2] = req_step_l2,
+    [REQ_LEASED] = req_step_leased,   [REQ_WAIT] = req_step_wait,
+    [REQ_WAITED] = req_step_waited,   [REQ_PASS] = req_step_pass,
+    [REQ_FETCH] = req_step_fetch,     [REQ_STORE] = req_step_store,
+    [REQ_FETCHED] = req_step_fetched, [REQ_PURGE] = req_step_purge,
+    [REQ_PURGED] = req_step_purged,   [REQ_DELIVER] = req_step_deliver,
+    [REQ_STREAM] = req_step_stream,   [REQ_SYNTH] = req_step_synth,
 };
 static_assert(CW_ARRAY_LEN(req_steps) == REQ_SYNTH + 1, "a function for every step");
 

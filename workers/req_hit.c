@@ -65,8 +65,8 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
     switch (kind) {
     case HIT_FRESH:
         req_resp_header(r, resp, "X-Cache", "HIT");
-        snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld%s", ttl,
-                 r->coalesced ? "; collapsed" : "");
+        snprintf(cs, sizeof(cs), "CacheWarp; hit; ttl=%lld%s%s", ttl,
+                 r->coalesced ? "; collapsed" : "", r->l2_hit ? "; detail=l2" : "");
         break;
     case HIT_STALE_SWR:
         req_resp_header(r, resp, "X-Cache", "STALE");

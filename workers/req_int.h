@@ -30,6 +30,7 @@
 #include "shm/seg_types.h" /* CW_SEG_FILL_BUCKETS */
 #include "shm/store.h"     /* struct cw_store_lease */
 #include "workers/fill.h"
+#include "workers/l2.h" /* cw_l2_done_fn, struct cw_l2_stats */
 #include "workers/upstream.h"
 
 struct cw_accesslog;
@@ -84,6 +85,12 @@ struct cw_worker {
     _Atomic bool stopping;               /* past the grace: new requests get 503, nothing fetched */
     char listen_port[8];                 /* for X-Forwarded-Port and Forwarded */
     struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
+    /* L2 (req_l2.c): fetch thread only, then the main thread once the loop stopped. */
+    struct cw_l2 *l2; /* NULL: redis off, or not opened */
+    struct cw_upstream_task l2_task;
+    struct cw_l2_stats l2_seen; /* what the counters have of the client's stats */
+    bool l2_ready;              /* as last logged */
+    bool l2_was_ready;
 };
 
 /* The steps of a request (workers/req.c). A step runs on the MHD thread unless it says
@@ -97,6 +104,7 @@ enum req_step {
     REQ_HIT,     /* the entry answers (fresh, or stale the client accepts) */
     REQ_STALE,   /* stale within stale-while-revalidate: answered, a refresh asked */
     REQ_MISS,    /* nothing usable: take the FETCH lease (the take runs on the fetch thread) */
+    REQ_L2,      /* the fetch thread put L2's entry into L1 (lease released): answer from it */
     REQ_LEASED,  /* the key was filled while the lease was taken, or another holds it */
     REQ_WAIT,    /* another request fetches the key: suspended until its fill */
     REQ_WAITED,  /* woken by the fill, the deadline or the holder's death: look up again */
@@ -181,6 +189,8 @@ struct worker_req {
     char refused_header[64]; /* first header libmicrohttpd refused for the answer, "" if none */
     uint32_t gen0;           /* fill generation of the key before the lookup */
     bool coalesced;          /* waited for another request's fill */
+    bool l2_tried;           /* L2 was asked (once per request) */
+    bool l2_hit;             /* the answer is the entry L2 gave (Cache-Status detail=l2) */
     bool vary_miss;          /* the URI has a Vary record, but not this variant */
     bool fwd_request;        /* the request's own directives sent it to the origin */
     int64_t wait_until_ms;   /* monotonic: the coalescing budget ends here */
@@ -306,6 +316,25 @@ bool req_fetch_filled_since(struct worker_req *r);
 void req_fetch_account(struct worker_req *r);
 /* On the fetch thread: RFC 9111 §4.4 invalidation after an unsafe method's answer. */
 void req_fetch_invalidate(struct worker_req *r);
+
+/* req_l2.c: the worker's L2 (Redis). */
+/* Queues the open of w's L2 client as the fetch thread's task (nothing when redis is off):
+ * 0, or cw_upstream_defer()'s -errno. A Redis that is down is not an error. */
+CW_MUST_CHECK int req_l2_start(struct cw_worker *w);
+/* After the fetch loop stopped: closes the client (commands in flight complete -ECANCELED). */
+void req_l2_stop(struct cw_worker *w);
+/* Sets f's stored hook so that what the fetch thread's commits put goes to L2 (redis on). */
+void req_l2_fill_hook(struct cw_worker *w, struct cw_fill *f);
+/* Fetch thread, r holding its FETCH lease: GETs r's key from L2; fn(r, ...) runs later on
+ * the fetch thread: 0. Or, without calling fn: -ENODEV (no L2), -ENOTCONN / -EAGAIN /
+ * -ENOBUFS (not usable now: counted as skipped). */
+CW_MUST_CHECK int req_l2_lookup(struct worker_req *r, cw_l2_done_fn fn);
+/* Fetch thread, in the lookup's fn: counts the outcome and commits a found value to L1
+ * (cw_fill_commit_encoded(): decoded, the full key checked, the lease released with the
+ * put, waiters woken): 0. -ENOENT (absent), the lookup's -errno, or a refusal (-EBADMSG,
+ * -ENOENT for another key's entry, -EFBIG over cache.max_object: counted, logged
+ * rate-limited, never served) or a store error: r still holds its lease. */
+CW_MUST_CHECK int req_l2_accept(struct worker_req *r, int rc, struct cw_str value);
 
 /* req_stream.c: a streamed answer's bytes, fetch thread to MHD thread, bounded. */
 /* Opens r->pipe: 0, or -ENOMEM. */

@@ -777,8 +777,14 @@ static int sup_start(struct sup *s)
     if (sup_children_start(s) < 0) return 1;
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", s->version,
               s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
-    if (s->cfg.redis_enabled)
-        cw_notice("supervisor: redis L2 is not available in this version; running L1-only");
+    if (!s->cfg.redis_enabled)
+        cw_notice("supervisor: redis.enabled is false: running L1-only");
+    else
+        cw_notice("supervisor: L2 on Redis (%s): each worker connects on its own and runs "
+                  "L1-only while Redis does not answer",
+                  s->cfg.redis_mode == CW_CONFIG_REDIS_CLUSTER    ? "cluster"
+                  : s->cfg.redis_mode == CW_CONFIG_REDIS_SENTINEL ? "sentinel"
+                                                                  : "standalone");
     sd_notify(0, "READY=1");
     sup_ctl_notify_status(s);
     return 0;

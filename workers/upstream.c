@@ -13,6 +13,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,9 @@ struct cw_upstream {
     size_t pool_count;
     struct upstream_origin *origins; /* per pool: servers, health, breaker (loop only) */
     /* Loop only. */
-    struct upstream_run *running; /* transfers in the multi handle */
+    struct upstream_run *running;            /* transfers in the multi handle */
+    const struct cw_upstream_poller *poller; /* other sockets to wait on; NULL when none */
+    void *poller_cls;
 };
 
 /* A transfer the loop has taken: its easy handle (once started) and response state. */
@@ -978,6 +981,43 @@ static void upstream_reap_done(struct cw_upstream *up)
     }
 }
 
+void cw_upstream_set_poller(struct cw_upstream *up, const struct cw_upstream_poller *p, void *cls)
+{
+    up->poller = p;
+    up->poller_cls = cls;
+}
+
+/* curl_multi_poll() on libcurl's sockets and the poller's, for at most wait_ms (capped by the
+ * poller's next deadline); then the poller handles what came and what is due. */
+static void upstream_poll(struct cw_upstream *up, int wait_ms)
+{
+    const struct cw_upstream_poller *p = up->poller;
+    struct pollfd pfd[CW_UPSTREAM_POLLER_FDS];
+    struct curl_waitfd wfd[CW_UPSTREAM_POLLER_FDS];
+    size_t n = 0;
+    CURLMcode mc;
+
+    if (p != NULL) {
+        int t = p->timeout_ms(up->poller_cls);
+        if (t >= 0 && t < wait_ms) wait_ms = t;
+        n = p->fds(up->poller_cls, pfd, CW_UPSTREAM_POLLER_FDS);
+        for (size_t i = 0; i < n; i++) {
+            wfd[i].fd = pfd[i].fd;
+            wfd[i].events = (short)(((pfd[i].events & POLLIN) ? CURL_WAIT_POLLIN : 0) |
+                                    ((pfd[i].events & POLLOUT) ? CURL_WAIT_POLLOUT : 0));
+            wfd[i].revents = 0;
+        }
+    }
+    mc = curl_multi_poll(up->multi, wfd, (unsigned)n, wait_ms, NULL);
+    if (mc != CURLM_OK) cw_err("upstream: curl_multi_poll: %s", curl_multi_strerror(mc));
+    if (p == NULL) return;
+    for (size_t i = 0; i < n; i++) {
+        pfd[i].revents = (short)(((wfd[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0) |
+                                 ((wfd[i].revents & CURL_WAIT_POLLOUT) ? POLLOUT : 0));
+    }
+    p->process(up->poller_cls, pfd, n);
+}
+
 static void *upstream_thread_main(void *arg)
 {
     struct cw_upstream *up = arg;
@@ -989,9 +1029,7 @@ static void *upstream_thread_main(void *arg)
         CURLMcode mc = curl_multi_perform(up->multi, &running);
         if (mc != CURLM_OK) cw_err("upstream: curl_multi_perform: %s", curl_multi_strerror(mc));
         upstream_reap_done(up);
-        int wait_ms = upstream_expire(up);
-        mc = curl_multi_poll(up->multi, NULL, 0, wait_ms, NULL);
-        if (mc != CURLM_OK) cw_err("upstream: curl_multi_poll: %s", curl_multi_strerror(mc));
+        upstream_poll(up, upstream_expire(up));
     }
     /* Stopping: cancel what waits for a connection, then what still runs. */
     for (size_t i = 0; i < up->pool_count; i++) {

@@ -229,6 +229,25 @@ void cw_upstream_abort(struct cw_upstream_xfer *x);
  * counts and handles it), -ESHUTDOWN after stop began (t untouched). */
 CW_MUST_CHECK int cw_upstream_defer(struct cw_upstream *up, struct cw_upstream_task *t);
 
+/* Other sockets the loop waits on beside libcurl's (the worker's L2 client, workers/l2.h),
+ * so that one thread drives both. Each turn of the loop asks fds() for at most max sockets
+ * (struct pollfd: fd, events POLLIN/POLLOUT) and timeout_ms() for its next deadline (-1:
+ * none), waits on them with libcurl's (curl_multi_poll()'s extra_fds, the wait capped by
+ * that deadline), then hands the revents to process(), which also runs what is due. All
+ * three run on the loop thread and must not block. */
+struct pollfd;
+struct cw_upstream_poller {
+    size_t (*fds)(void *cls, struct pollfd *fds, size_t max);
+    int (*timeout_ms)(void *cls);
+    void (*process)(void *cls, const struct pollfd *fds, size_t n);
+};
+#define CW_UPSTREAM_POLLER_FDS 80 /* the most sockets a poller may give */
+
+/* Sets (or, with p NULL, clears) the loop's poller; p and cls are borrowed until it is
+ * cleared or the loop stops. Only on the loop thread (from a task): the loop reads it
+ * there without a lock. */
+void cw_upstream_set_poller(struct cw_upstream *up, const struct cw_upstream_poller *p, void *cls);
+
 /* Ends every queued, waiting and running transfer with rc -ECANCELED (on_done runs for each, on
  * the calling thread for those that never started), runs every queued task with cancelled
  * true and stops the thread; later submits get -ESHUTDOWN. The handle stays valid until

@@ -214,9 +214,18 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     if (rc < 0) return rc;
     rc = cw_store_reader_open(w->store, &w->fetch_reader);
     if (rc < 0) return rc;
-    w->fill = (struct cw_fill){w->cfg, w->store, w->fetch_reader, w->seg, w->slot};
-    w->fill_mhd = (struct cw_fill){w->cfg, w->store, w->reader, w->seg, w->slot};
+    w->fill = (struct cw_fill){.cfg = w->cfg,
+                               .store = w->store,
+                               .reader = w->fetch_reader,
+                               .seg = w->seg,
+                               .slot = w->slot};
+    w->fill_mhd = (struct cw_fill){
+        .cfg = w->cfg, .store = w->store, .reader = w->reader, .seg = w->seg, .slot = w->slot};
+    req_l2_fill_hook(w, &w->fill);
     rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, w->seg, false, &w->fetch);
+    if (rc < 0) return rc;
+    /* The L2 client opens on the fetch thread, its first task: before any request's. */
+    rc = req_l2_start(w);
     if (rc < 0) return rc;
     rc = req_wait_start(w);
     if (rc < 0) return rc;
@@ -307,6 +316,7 @@ out_close:
     atomic_store(&w.stopping, true);
     req_wait_stop(&w);
     cw_upstream_cancel(w.fetch);
+    req_l2_stop(&w);
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
     cw_upstream_stop(w.fetch);

@@ -44,7 +44,7 @@ static void setup(void)
     rt.match_len = 1;
     rt.ttl_ms = 60000;
     rt.cookies = CW_CONFIG_COOKIES_PASS;
-    fill = (struct cw_fill){&cfg, st, rd, seg, 0};
+    fill = (struct cw_fill){.cfg = &cfg, .store = st, .reader = rd, .seg = seg, .slot = 0};
     req_xa = NULL;
 }
 

@@ -1,0 +1,214 @@
+"""Two cachewarpd nodes on one origin and one real redis-server (L2): a fill on one node is
+an L2 hit on the other with one origin request; a value planted in Redis that is not the
+key's entry is never served; Redis killed under load costs no request; Redis restarted is
+used again within seconds.
+
+Redis is started by test_l2's helper (its own port and folder in the test's temp dir,
+stopped by PID); each node has its own L1 file and control socket."""
+
+import os
+import threading
+import time
+
+import cw
+from test_l2 import Redis, resp
+
+TF = cw.TIME_FACTOR
+REDIS_TIMEOUT_MS = 50
+# Behind a load balancer every node sees the site's own Host; the key includes it.
+SITE = {"Host": "www.example.test"}
+
+
+def get(d, path, **kw):
+    return d.get(path, headers=SITE, **kw)
+
+
+def node(env, origin, redis, name, workers=2):
+    """A cachewarpd with its own L1 on redis (standalone), stats on an ephemeral port."""
+    return env.daemon(origin, workers=workers, name=name, stats=True, overrides={
+        "cache": {"path": os.path.join(env.dir, f"{name}.mdb"), "size": "64M",
+                  "max_object": "1M"},
+        "redis": {"enabled": True, "port": redis.port, "timeout": f"{REDIS_TIMEOUT_MS}ms",
+                  "connect_timeout": "100ms"},
+    })
+
+
+def l2_keys(redis):
+    """The entry keys in Redis (not the tag sets nor leases)."""
+    keys = resp(redis.port, "KEYS", "cw:*") or []
+    return [k for k in keys if "}t:" not in k and "}l:" not in k]
+
+
+def key_of(redis, path):
+    """The L2 key whose entry holds path (the value carries the full key), or None."""
+    for k in l2_keys(redis):
+        v = resp(redis.port, "GET", k)
+        if v is not None and path in v:
+            return k
+    return None
+
+
+def wait_key(redis, path, timeout=5.0):
+    found = []
+
+    def has():
+        k = key_of(redis, path)
+        if k:
+            found.append(k)
+        return bool(k)
+
+    cw.wait_for(has, timeout * TF, what=f"L2 entry of {path}")
+    return found[0]
+
+
+def wait_ready(d, redis, path, workers=2):
+    """Waits until every worker of node d says it uses L2, and a fill of path reaches Redis."""
+    def connected():
+        with open(d.log_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        return all(f"worker {i}: L2 (Redis) in use" in log for i in range(workers))
+
+    cw.wait_for(connected, 10 * TF, what="every worker connected to Redis")
+    r = get(d, path)
+    assert r.status == 200, r
+    return wait_key(redis, path)
+
+
+def test_fleet_fill_is_l2_hit_on_other_node(env):
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a")
+    b = node(env, o, r, "node-b")
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+
+    l2_ms, l1_ms = [], []
+    for i in range(20):
+        path = f"/obj{i}?cc=max-age%3D60"
+        ra = get(a, path)
+        assert ra.status == 200 and ra.header("x-cache") == "MISS", ra
+        wait_key(r, f"/obj{i}?")
+        rb = get(b, path)
+        assert rb.status == 200, rb
+        assert rb.header("x-cache") == "HIT", f"node B after node A's fill: {rb}"
+        assert "detail=l2" in rb.header("cache-status", ""), rb
+        assert rb.body == ra.body, "L2 hit body differs from node A's answer"
+        assert o.count(path) == 1, f"origin saw {o.count(path)} requests for {path}, want 1"
+        rb2 = get(b, path)
+        assert rb2.header("x-cache") == "HIT" and "detail=l2" not in rb2.header(
+            "cache-status", ""), rb2
+        l2_ms.append(rb.elapsed * 1000)
+        l1_ms.append(rb2.elapsed * 1000)
+    l2_ms.sort()
+    l1_ms.sort()
+    env.note(f"L2 hit p50 {l2_ms[10]:.2f} ms vs L1 hit p50 {l1_ms[10]:.2f} ms "
+             f"(added {l2_ms[10] - l1_ms[10]:.2f} ms)")
+    b.wait_metric("cachewarp_l2_hits_total", lambda v: v >= 20)
+    a.wait_metric("cachewarp_l2_writes_total", lambda v: v >= 21, outcome="stored")
+
+
+def test_fleet_bad_l2_value_is_never_served(env):
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a")
+    wait_ready(a, r, "/warm-a")
+    for p in ("/garbage", "/truncated", "/mine", "/theirs"):
+        assert get(a, p).status == 200
+    k_garbage = wait_key(r, "/garbage")
+    k_trunc = wait_key(r, "/truncated")
+    k_mine = wait_key(r, "/mine")
+    k_theirs = wait_key(r, "/theirs")
+    # Server-side copies keep the bytes exact.
+    assert resp(r.port, "SET", k_garbage, "not an entry at all") == "OK"
+    resp(r.port, "EVAL", "return redis.call('SET', KEYS[1], "
+         "string.sub(redis.call('GET', KEYS[1]), 1, 200))", 1, k_trunc)
+    resp(r.port, "EVAL", "return redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]))", 2,
+         k_theirs, k_mine)
+
+    b = node(env, o, r, "node-b")
+    wait_ready(b, r, "/warm-b")
+    for p in ("/garbage", "/truncated", "/mine"):
+        rb = get(b, p)
+        assert rb.status == 200, rb
+        assert rb.header("x-cache") == "MISS", f"{p}: a bad L2 value was served: {rb}"
+        assert "detail=l2" not in rb.header("cache-status", ""), rb
+        assert o.count(p) == 2, f"{p}: origin saw {o.count(p)}, want 2 (A's fill, B's miss)"
+        assert b"theirs" not in rb.body, f"{p}: another key's body was served"
+    b.wait_metric("cachewarp_l2_bad_values_total", lambda v: v >= 3)
+    assert b.metric("cachewarp_l2_hits_total") == 0
+
+
+def test_fleet_redis_kill_and_restart(env):
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a")
+    b = node(env, o, r, "node-b")
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+
+    stop = threading.Event()
+    lock = threading.Lock()
+    results = []  # (node, elapsed s, status or exception text)
+
+    def load(d, tag):
+        i = 0
+        while not stop.is_set():
+            # A new key each time: every request is an L1 miss that asks L2 first.
+            path = f"/load-{tag}-{i}"
+            i += 1
+            t0 = time.monotonic()
+            try:
+                st = get(d, path, timeout=5).status
+            except Exception as e:  # noqa: BLE001 - counted as a failure
+                st = repr(e)
+            with lock:
+                results.append((tag, time.monotonic() - t0, st))
+
+    threads = [threading.Thread(target=load, args=(d, f"{n}{k}"), daemon=True)
+               for n, d in (("a", a), ("b", b)) for k in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0 * TF)
+    with lock:
+        before = len(results)
+        base = sorted(e for _, e, _ in results)
+    r.kill9()
+    killed_at = time.monotonic()
+    time.sleep(2.0 * TF)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    during = results[before:]
+    failed = [x for x in results if x[2] != 200]
+    slowest = max(e for _, e, _ in during)
+    p99_base = base[int(len(base) * 0.99) - 1] if base else 0
+    max_base = base[-1] if base else 0
+    env.note(f"{len(results)} requests, {len(during)} after kill -9, {len(failed)} failed, "
+             f"slowest after kill {slowest * 1000:.1f} ms (before: p99 {p99_base * 1000:.1f} ms, "
+             f"max {max_base * 1000:.1f} ms)")
+    assert not failed, f"failed requests with Redis killed: {failed[:5]}"
+    # Redis may add one redis.timeout to a request; the box's own jitter (the max before the
+    # kill, on shared cores) comes on top.
+    limit = max_base + (REDIS_TIMEOUT_MS + 100) / 1000 * TF
+    assert slowest < limit, f"a request took {slowest * 1000:.0f} ms (limit {limit * 1000:.0f})"
+    assert "L2 (Redis) unavailable" in open(a.log_path, "rb").read().decode("utf-8", "replace")
+
+    # Back on the same port: the nodes reconnect and use it again.
+    r.start()
+    restarted = time.monotonic()
+    n = [0]
+
+    def l2_again():
+        n[0] += 1
+        path = f"/again{n[0]}"
+        if get(a, path).status != 200:
+            return False
+        if key_of(r, path) is None:
+            time.sleep(0.05)
+            if key_of(r, path) is None:
+                return False
+        return "detail=l2" in get(b, path).header("cache-status", "")
+
+    cw.wait_for(l2_again, 10 * TF, interval=0.1, what="an L2 hit after the restart")
+    env.note(f"L2 used again {time.monotonic() - restarted:.2f} s after the restart "
+             f"({time.monotonic() - killed_at:.1f} s after the kill)")
