@@ -73,9 +73,8 @@ static int miss_build_headers(struct worker_req *r)
 static int miss_snap_add(struct worker_req *r, struct cw_str name)
 {
     char nbuf[CW_LIMIT_HEADER_NAME_BYTES + 1];
-    struct cw_upstream_buf *b = &r->snap;
     const char *v;
-    size_t vlen, need;
+    int rc;
 
     if (name.len == 0 || name.len >= sizeof(nbuf)) return 0;
     memcpy(nbuf, name.p, name.len);
@@ -83,21 +82,10 @@ static int miss_snap_add(struct worker_req *r, struct cw_str name)
     if (req_fetch_snap_header(r, nbuf) != NULL) return 0;
     v = req_header(r, nbuf);
     if (v == NULL) return 0;
-    vlen = strlen(v);
-    need = b->len + name.len + vlen + 2;
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap < need)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) return -ENOMEM;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, nbuf, name.len + 1);
-    memcpy(b->p + b->len + name.len + 1, v, vlen + 1);
-    b->len = need;
-    return 0;
+    rc = cw_upstream_buf_append(&r->snap, nbuf, name.len + 1, CW_LIMIT_REQUEST_HEAD_BYTES);
+    if (rc == 0)
+        rc = cw_upstream_buf_append(&r->snap, v, strlen(v) + 1, CW_LIMIT_REQUEST_HEAD_BYTES);
+    return rc == -EFBIG ? 0 : rc; /* past the head's own bound: cannot happen (431) */
 }
 
 const char *req_fetch_snap_header(void *cls, const char *name)
@@ -262,31 +250,17 @@ int req_fetch_head(struct worker_req *r, int status, const struct cw_upstream_fi
 
 int req_fetch_keep(struct worker_req *r, const char *p, size_t n)
 {
-    struct cw_upstream_buf *b = &r->job.body;
     size_t max = r->streaming ? (size_t)r->w->cfg->cache_max_object_bytes : r->job.max_body;
-    size_t need;
+    int rc;
 
     if (!r->collect) return 0;
-    if (__builtin_add_overflow(b->len, n, &need) || need > max) {
-        if (!r->streaming) return -EFBIG;
-        /* Too large to store: the stream goes on, the copy stops. */
-        r->collect = false;
-        r->too_large = true;
-        free(b->p);
-        *b = (struct cw_upstream_buf){0};
-        return 0;
-    }
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < need)
-            cap = cap > max / 2 ? max : cap * 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) return -ENOMEM;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len = need;
+    rc = cw_upstream_buf_append(&r->job.body, p, n, max);
+    if (rc != -EFBIG || !r->streaming) return rc;
+    /* Too large to store: the stream goes on, the copy stops. */
+    r->collect = false;
+    r->too_large = true;
+    free(r->job.body.p);
+    r->job.body = (struct cw_upstream_buf){0};
     return 0;
 }
 

@@ -94,7 +94,7 @@ static int upstream_choose_server(struct upstream_run *run);
 static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *run, CURLcode code,
                                    int rc);
 
-int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
+int cw_upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n, size_t max)
 {
     size_t need;
 
@@ -275,8 +275,8 @@ static size_t upstream_on_header(char *p, size_t size, size_t nitems, void *cls)
         goto out_bad;
     if (!upstream_framing_ok(run, name, value)) goto out_bad;
     if (run->header_count >= CW_LIMIT_HEADER_COUNT) goto out_bad;
-    if (upstream_buf_append(&run->headers, p, len, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
-    if (upstream_buf_append(&run->headers, "", 1, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
+    if (cw_upstream_buf_append(&run->headers, p, len, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
+    if (cw_upstream_buf_append(&run->headers, "", 1, CW_LIMIT_HEADERS_BYTES) < 0) goto out_bad;
     run->header_count++;
     return n;
 out_bad:

@@ -40,6 +40,10 @@ struct cw_upstream_buf {
     size_t cap;
 };
 
+/* Appends n bytes to b, growing it up to max: 0, -EFBIG past max, -ENOMEM. */
+CW_MUST_CHECK int cw_upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n,
+                                         size_t max);
+
 /* ---- Building a request ------------------------------------------------------------------ */
 
 /* Builds the origin URL into *out: the origin's prefix, the path of target (the normalised

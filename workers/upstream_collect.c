@@ -19,7 +19,7 @@ static struct cw_upstream_collect *upstream_collect_of(struct cw_upstream_xfer *
 static int upstream_collect_on_data(struct cw_upstream_xfer *x, const char *p, size_t n)
 {
     struct cw_upstream_collect *c = upstream_collect_of(x);
-    int rc = upstream_buf_append(&c->body, p, n, c->max_body);
+    int rc = cw_upstream_buf_append(&c->body, p, n, c->max_body);
 
     if (rc < 0)
         snprintf(x->errbuf, sizeof(x->errbuf), "%s",

@@ -14,13 +14,8 @@
 struct cw_config;
 struct cw_seg;
 struct cw_upstream;
-struct cw_upstream_buf;
 struct cw_upstream_xfer;
 struct upstream_origin; /* one origin's pool as this process runs it (upstream_pool.c) */
-
-/* Appends n bytes to b, growing it up to max: 0, -EFBIG past max, -ENOMEM. */
-CW_MUST_CHECK int upstream_buf_append(struct cw_upstream_buf *b, const char *p, size_t n,
-                                      size_t max);
 
 /* From on_done: moves the transfer's response header lines (cw_upstream_fields layout) into
  * *out and their count into *count; the caller owns them (free()). Leaves both unchanged for a
