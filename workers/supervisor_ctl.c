@@ -31,7 +31,8 @@ static char sup_ctl_out[CW_LIMIT_CTL_REPLY_BYTES]; /* single-threaded: one reply
 static void sup_ctl_send(struct sup *s, uint64_t id, struct cw_ctlmsg_buf *b);
 static void sup_ctl_error(struct sup *s, uint64_t id, const char *code, const char *msg);
 static struct cw_ctlmsg_buf sup_ctl_begin(void);
-static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now);
+static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, int64_t now);
+static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now);
 static char sup_ctl_proc_state(pid_t pid);
 static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
                            const char *l1_error);
@@ -224,15 +225,27 @@ static char sup_ctl_proc_state(pid_t pid)
     return rp != NULL && rp[1] == ' ' && rp[2] != '\0' ? rp[2] : '?';
 }
 
-static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now)
+/* How long a worker has gone without a heartbeat (workers/worker_beat.h): counted from its
+ * start until its first beat, so that a worker starting up is not wedged. 0 for others. */
+static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, int64_t now)
 {
-    (void)now;
+    int64_t at;
+
+    if (c->kind != SUP_WORKER || c->pid == 0) return 0;
+    at = cw_seg_beat_at(s->seg, c->slot);
+    if (at < c->started_ms) at = c->started_ms; /* the beat of the slot's previous owner */
+    return now - at;
+}
+
+static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now)
+{
     if (c->pid == 0) return "restarting";
     if (c->health_killed) return "killed";
     char st = sup_ctl_proc_state(c->pid);
     if (st == 'T' || st == 't') return "stopped";
     if (st == 'Z') return "exiting";
     if (c->ping_missed > 0) return "not-answering";
+    if (sup_ctl_beat_age(s, c, now) > CW_SEG_BEAT_STALE_MS) return "not-answering";
     return "running";
 }
 
@@ -242,10 +255,16 @@ bool sup_ctl_children_healthy(const struct sup *s, char *why, size_t size)
 
     for (size_t i = 0; i < s->child_count; i++) {
         const struct sup_child *c = &s->children[i];
-        const char *st = sup_ctl_child_state(c, now);
+        const char *st = sup_ctl_child_state(s, c, now);
+        int64_t age = sup_ctl_beat_age(s, c, now);
         if (strcmp(st, "running") == 0) continue;
-        snprintf(why, size, "%s %d (pid %d) is %s", sup_kind_names[c->kind], c->index, (int)c->pid,
-                 st);
+        if (age > CW_SEG_BEAT_STALE_MS && strcmp(st, "not-answering") == 0) {
+            snprintf(why, size, "%s %d (pid %d) is %s (no heartbeat for %.1f s)",
+                     sup_kind_names[c->kind], c->index, (int)c->pid, st, (double)age / 1000.0);
+        } else {
+            snprintf(why, size, "%s %d (pid %d) is %s", sup_kind_names[c->kind], c->index,
+                     (int)c->pid, st);
+        }
         return false;
     }
     return true;
@@ -290,7 +309,7 @@ static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_s
                       "%s{\"role\":\"%s\",\"index\":%d,\"pid\":%d,\"state\":\"%s\","
                       "\"restarts\":%u,\"uptime_s\":%lld}",
                       i ? "," : "", sup_kind_names[c->kind], c->index, (int)c->pid,
-                      sup_ctl_child_state(c, now), c->restarts,
+                      sup_ctl_child_state(s, c, now), c->restarts,
                       c->pid ? (long long)((now - c->started_ms) / 1000) : 0LL);
     }
     cw_ctlmsg_put(&b, "],\"retiring\":%zu,\"l1\":{\"path\":", s->retiring_count);
