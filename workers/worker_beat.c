@@ -18,8 +18,10 @@
  * so a connection with it is a probe whatever its request says. */
 static const struct sockaddr_un worker_beat_addr = {.sun_family = AF_UNIX,
                                                     .sun_path = "cachewarp-heartbeat"};
+/* Kept alive: one connection for the worker's life, so that MHD's one-time complaints about
+ * a socket that is not TCP (TCP_NODELAY, TCP_CORK) are logged once, not every second. */
 static const char worker_beat_request[] =
-    "GET /.cachewarp/heartbeat HTTP/1.1\r\nHost: cachewarp\r\nConnection: close\r\n\r\n";
+    "GET /.cachewarp/heartbeat HTTP/1.1\r\nHost: cachewarp\r\n\r\n";
 
 /* Sentinels for a probe's *req_cls: before and after the first access-handler call. */
 static char worker_beat_new, worker_beat_body;
@@ -46,52 +48,73 @@ static void worker_beat_task_run(struct cw_upstream_task *t, bool cancelled)
     atomic_store(&b->task_queued, false);
 }
 
-/* Reads the probe's answer, if it has come: any status line proves the MHD thread ran the
- * request through its callbacks. */
+/* Reads the answer to the probe in flight, if it has come: the whole head of a 204 (no body
+ * follows) proves the MHD thread ran the request through its callbacks, and the connection
+ * is ready for the next probe. */
 static void worker_beat_collect(struct cw_worker_beat *b, int64_t now_ms)
 {
-    char buf[64];
     ssize_t n;
 
-    if (b->probe_fd == -1) return;
-    n = recv(b->probe_fd, buf, sizeof(buf), MSG_DONTWAIT);
-    if (n > 0 && (size_t)n >= 9 && memcmp(buf, "HTTP/1.1 ", 9) == 0) {
-        b->mhd_ok = true;
+    if (b->probe_fd == -1 || !b->probe_waiting) return;
+    n = recv(b->probe_fd, b->answer + b->answer_len, sizeof(b->answer) - 1 - b->answer_len,
+             MSG_DONTWAIT);
+    if (n > 0) {
+        b->answer_len += (size_t)n;
+        b->answer[b->answer_len] = '\0';
+        if (b->answer_len >= 9 && memcmp(b->answer, "HTTP/1.1 ", 9) == 0 &&
+            strstr(b->answer, "\r\n\r\n") != NULL) {
+            b->mhd_ok = true;
+            b->probe_waiting = false;
+            return;
+        }
+        if (b->answer_len < sizeof(b->answer) - 1) return; /* the rest comes later */
     } else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
                now_ms - b->probe_sent_ms < WORKER_BEAT_PROBE_GIVEUP_MS) {
         return; /* not yet: keep waiting, no new probe meanwhile */
     }
+    /* Closed (MHD's idle timeout, a stop), a strange answer, or none for too long: start a
+     * new connection next time. */
     close(b->probe_fd);
     b->probe_fd = -1;
+    b->probe_waiting = false;
 }
 
-static void worker_beat_send(struct cw_worker_beat *b, struct MHD_Daemon *mhd, int64_t now_ms)
+/* A new probe connection: 0, or -1 with the cause logged. */
+static int worker_beat_connect(struct cw_worker_beat *b, struct MHD_Daemon *mhd)
 {
     int sv[2];
 
-    if (b->probe_fd != -1 || mhd == NULL) return;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
         cw_warn("worker: heartbeat: socketpair: %s", strerror(errno));
-        return;
-    }
-    /* The request fits the socket buffer: the write never blocks, and it is there when MHD
-     * first reads. */
-    if (send(sv[0], worker_beat_request, sizeof(worker_beat_request) - 1, MSG_DONTWAIT) !=
-        (ssize_t)(sizeof(worker_beat_request) - 1)) {
-        cw_warn("worker: heartbeat: send probe: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
-        return;
+        return -1;
     }
     /* MHD owns sv[1] from here, and closes it even on failure. */
     if (MHD_add_connection(mhd, sv[1], (const struct sockaddr *)&worker_beat_addr,
                            sizeof(worker_beat_addr)) != MHD_YES) {
         cw_warn("worker: heartbeat: MHD_add_connection: %s", strerror(errno));
         close(sv[0]);
-        return;
+        return -1;
     }
     b->probe_fd = sv[0];
+    return 0;
+}
+
+static void worker_beat_send(struct cw_worker_beat *b, struct MHD_Daemon *mhd, int64_t now_ms)
+{
+    if (b->probe_waiting || mhd == NULL) return;
+    if (b->probe_fd == -1 && worker_beat_connect(b, mhd) < 0) return;
+    /* The request fits the socket buffer, which is empty between probes: the write never
+     * blocks. */
+    if (send(b->probe_fd, worker_beat_request, sizeof(worker_beat_request) - 1,
+             MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)(sizeof(worker_beat_request) - 1)) {
+        cw_warn("worker: heartbeat: send probe: %s", strerror(errno));
+        close(b->probe_fd);
+        b->probe_fd = -1;
+        return;
+    }
+    b->probe_waiting = true;
     b->probe_sent_ms = now_ms;
+    b->answer_len = 0;
 }
 
 void cw_worker_beat_tick(struct cw_worker_beat *b, struct MHD_Daemon *mhd, struct cw_upstream *up,

@@ -7,7 +7,7 @@
  * a stuck thread could still bump: the MHD thread must answer a real HTTP request, sent on one
  * end of a socketpair handed to the daemon with MHD_add_connection() (a shared listen socket
  * cannot aim a request at one worker), and the fetch loop must run a task queued with
- * cw_upstream_defer(). Owns the probe's socket (one at a time); the beat struct must outlive
+ * cw_upstream_defer(). Owns the probe's connection (one, kept alive); the beat struct must outlive
  * the fetch loop (a queued task points into it). Called from the worker's main thread only,
  * except the probe hooks, which run on the MHD thread. */
 #ifndef CW_WORKER_BEAT_H
@@ -28,8 +28,11 @@ struct cw_worker_beat {
     _Atomic bool task_queued;     /* owned by the fetch loop while true */
     _Atomic uint32_t task_runs;
     uint32_t task_seen;
-    int probe_fd; /* our end of the MHD probe, -1 for none */
+    int probe_fd;       /* our end of the probe connection (kept alive), -1 for none */
+    bool probe_waiting; /* a probe request is in flight on it */
     int64_t probe_sent_ms;
+    char answer[256]; /* the head of the answer so far, NUL-terminated */
+    size_t answer_len;
     bool mhd_ok;   /* the MHD thread answered since the last stamp */
     bool fetch_ok; /* the fetch loop ran a task since the last stamp */
     struct cw_seg *seg;
@@ -48,13 +51,13 @@ void cw_worker_beat_init(struct cw_worker_beat *b, struct cw_seg *seg, int slot)
 void cw_worker_beat_tick(struct cw_worker_beat *b, struct MHD_Daemon *mhd, struct cw_upstream *up,
                          int64_t now_ms);
 
-/* Closes the probe socket. The task may still be queued: the fetch loop's cancel runs it. */
+/* Closes the probe connection. The task may still be queued: the fetch loop's cancel runs it. */
 void cw_worker_beat_stop(struct cw_worker_beat *b);
 
 /* The MHD side, from the worker's URI, access and completion callbacks. on_uri returns the
  * request's *req_cls for a probe connection (a sentinel, not memory), or NULL for any other
  * request. is_probe tells a sentinel from a real request. on_request answers a probe: the
- * library's two-call idiom (workers/worker.c), then 204 and close. */
+ * library's two-call idiom (workers/worker.c), then 204. */
 void *cw_worker_beat_on_uri(struct MHD_Connection *conn);
 bool cw_worker_beat_is_probe(const void *req_cls);
 enum MHD_Result cw_worker_beat_on_request(struct MHD_Connection *conn, void **req_cls);

@@ -399,8 +399,8 @@ def test_ctl_watchdog_sees_wedged_worker(env):
         d = env.daemon(o, workers=2, env={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "400000"})
         n.wait(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1")
         w = d.workers()[0]
-        mhd = [t for t, c in _threads(w).items() if c.startswith("MHD")]
-        assert mhd, f"no MHD thread in worker {w}: {_threads(w)}"
+        mhd = cw.wait_for(lambda: [t for t, c in _threads(w).items() if c.startswith("MHD")], 5,
+                          what=f"the MHD thread of worker {w}")
         time.sleep(1.5)  # a beat or two in the slot
         stop = ThreadStop(mhd[0])
         t0 = time.monotonic()
