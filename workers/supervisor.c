@@ -294,7 +294,8 @@ static void sup_chan_read(struct sup *s, struct sup_child *c)
             if (rc != -EBADMSG) return;
             continue;
         }
-        if (m.hdr.type == CW_CHAN_PURGED || m.hdr.type == CW_CHAN_L1_STATS) {
+        if (m.hdr.type == CW_CHAN_PURGED || m.hdr.type == CW_CHAN_PURGING ||
+            m.hdr.type == CW_CHAN_L1_STATS) {
             sup_ctl_on_answer(s, &m);
         } else if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
             c->pong_seq = m.hdr.seq;

@@ -167,6 +167,13 @@ void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
     for (size_t i = 0; i < SUP_PENDING_MAX; i++) {
         struct sup_pending *p = &s->pending[i];
         if (p->kind == SUP_PENDING_FREE || p->seq != m->hdr.seq) continue;
+        if (m->hdr.type == CW_CHAN_PURGING) {
+            /* A long purge making progress: its client waits on (a stuck one still times
+             * out, SUP_PURGE_TIMEOUT_MS after its last progress). */
+            if (p->kind == SUP_PENDING_PURGE)
+                p->deadline_ms = cw_clock_mono_ms() + SUP_PURGE_TIMEOUT_MS;
+            return;
+        }
         struct sup_pending done = *p;
         p->kind = SUP_PENDING_FREE;
         if (done.kind == SUP_PENDING_STATUS && m->hdr.type == CW_CHAN_L1_STATS &&
@@ -180,7 +187,11 @@ void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
             struct cw_chan_purged r;
             struct cw_ctlmsg_buf b;
             memcpy(&r, m->payload, sizeof(r));
-            if (r.rc == -EINVAL) {
+            if (r.rc == -EBUSY) {
+                sup_ctl_error(s, done.ctl_id, "unavailable",
+                              "another prefix or tag purge is running; try again when it ends "
+                              "(the daemon's log shows its progress)");
+            } else if (r.rc == -EINVAL) {
                 sup_ctl_error(s, done.ctl_id, "invalid", "invalid URL, prefix or tag");
             } else if (r.rc == -ENOENT) {
                 sup_ctl_error(s, done.ctl_id, "no-route",
