@@ -24,7 +24,9 @@
 #include "workers/control.h"
 #include "workers/supervisor_int.h"
 
-#define SUP_CTL_TOKENS 64 /* a request is a flat object of a few members */
+#define SUP_CTL_TOKENS        64   /* a request is a flat object of a few members */
+#define SUP_CTL_URL_WINDOW_MS 2000 /* top URLs: the samples of the last 2 s */
+#define SUP_CTL_URLS          10   /* top URLs in a stats reply */
 
 static char sup_ctl_out[CW_LIMIT_CTL_REPLY_BYTES]; /* single-threaded: one reply at a time */
 
@@ -38,6 +40,8 @@ static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_s
                            const char *l1_error);
 static void sup_ctl_status_ask(struct sup *s, uint64_t id);
 static void sup_ctl_stats(struct sup *s, uint64_t id);
+static int sup_ctl_url_cmp(const void *a, const void *b);
+static void sup_ctl_put_urls(struct sup *s, struct cw_ctlmsg_buf *b);
 static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_peer *peer);
 static void sup_ctl_purge(struct sup *s, uint64_t id, const char *line,
                           const struct cw_ctlmsg_tok *tok, const struct cw_control_peer *peer);
@@ -420,7 +424,71 @@ static void sup_ctl_stats(struct sup *s, uint64_t id)
                       (unsigned long long)l1);
     }
     cw_ctlmsg_put(&b, "]");
+    sup_ctl_put_urls(s, &b);
     sup_ctl_send(s, id, &b);
+}
+
+static int sup_ctl_url_cmp(const void *a, const void *b)
+{
+    const struct cw_seg_url_copy *x = a, *y = b;
+    int c = memcmp(x->target, y->target, x->len < y->len ? x->len : y->len);
+
+    if (c != 0) return c;
+    return (int)x->len - (int)y->len;
+}
+
+/* The busiest request targets of the last SUP_CTL_URL_WINDOW_MS, from the workers' sampled
+ * rings (shm/seg.h: one request in CW_SEG_URL_EVERY): ,"urls":{"window_ms":W,"samples":N,
+ * "top":[{"target":T,"samples":K,"share":K/N},...]}. The share of samples estimates the
+ * share of requests; cwctl top multiplies it by the request rate. A ring that filled within
+ * the window covers less of it (a busy worker at over 64 sampled requests a second), which
+ * weighs that worker down: the ranking stays right for a mix that is even across workers, as
+ * the shared listen socket makes it. */
+static void sup_ctl_put_urls(struct sup *s, struct cw_ctlmsg_buf *b)
+{
+    size_t cap = s->child_count * CW_SEG_URL_SAMPLES, n = 0;
+    struct cw_seg_url_copy *all = cap ? malloc(cap * sizeof(*all)) : NULL;
+    size_t top[SUP_CTL_URLS], top_n[SUP_CTL_URLS], ntop = 0;
+    int64_t since = cw_clock_mono_ms() - SUP_CTL_URL_WINDOW_MS;
+
+    cw_ctlmsg_put(b, ",\"urls\":{\"window_ms\":%d,\"every\":%d", SUP_CTL_URL_WINDOW_MS,
+                  CW_SEG_URL_EVERY);
+    if (all == NULL && cap > 0) {
+        cw_ctlmsg_put(b, ",\"error\":\"no memory\"}");
+        return;
+    }
+    for (size_t i = 0; i < s->child_count; i++) {
+        const struct sup_child *c = &s->children[i];
+        if (c->kind == SUP_WORKER && c->slot >= 0 && c->slot < CW_LIMIT_WORKERS)
+            n += cw_seg_url_read(s->seg, c->slot, since, all + n, cap - n);
+    }
+    qsort(all, n, sizeof(*all), sup_ctl_url_cmp);
+    /* Runs of equal targets; keep the SUP_CTL_URLS longest (insertion into a short list). */
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && sup_ctl_url_cmp(&all[i], &all[j]) == 0; j++)
+            ;
+        size_t k = ntop < SUP_CTL_URLS ? ntop++ : SUP_CTL_URLS;
+        while (k > 0 && top_n[k - 1] < j - i) {
+            if (k < SUP_CTL_URLS) {
+                top[k] = top[k - 1];
+                top_n[k] = top_n[k - 1];
+            }
+            k--;
+        }
+        if (k < SUP_CTL_URLS) {
+            top[k] = i;
+            top_n[k] = j - i;
+        }
+    }
+    cw_ctlmsg_put(b, ",\"samples\":%zu,\"top\":[", n);
+    for (size_t k = 0; k < ntop; k++) {
+        cw_ctlmsg_put(b, "%s{\"target\":", k ? "," : "");
+        cw_ctlmsg_put_str(b, all[top[k]].target, all[top[k]].len);
+        cw_ctlmsg_put(b, ",\"samples\":%zu,\"share\":%.4f}", top_n[k],
+                      (double)top_n[k] / (double)n);
+    }
+    cw_ctlmsg_put(b, "]}");
+    free(all);
 }
 
 /* ---- reload, purge ---- */

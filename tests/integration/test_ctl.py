@@ -448,9 +448,13 @@ def test_ctl_top_in_pty(env):
     import threading
 
     def traffic():
+        i = 0
         while not stop[0]:
+            i += 1
+            # Three URLs at 6:3:1, so that the sampled ranking has an order to get right.
+            path = "/top" if i % 10 < 6 else ("/second" if i % 10 < 9 else "/third")
             try:
-                d.get(f"/top?cc={q('max-age=60')}")
+                d.get(f"{path}?cc={q('max-age=60')}")
             except OSError:
                 pass
 
@@ -472,12 +476,17 @@ def test_ctl_top_in_pty(env):
             frames = buf.split(b"\x1b[H\x1b[2J")
             for f in frames[1:]:
                 m = re.search(rb"requests/s\s+([\d.]+)\s+hit ratio\s+([\d.]+) %", f)
-                if m and float(m.group(1)) > 0 and b"TOP ROUTES" in f and b"p99" in f:
+                if (m and float(m.group(1)) > 0 and b"TOP ROUTES" in f and b"p99" in f
+                        and b"TOP URLS" in f and b"/third" in f):
                     frame = f.decode()
         assert frame is not None, f"no frame with a request rate: {buf[-1500:]!r}"
         lines = frame.splitlines()
         assert len(lines) <= 24 and max(len(x) for x in lines) <= 80, frame
         assert re.search(r"hit [\d.]+", frame) and "api" in frame and "*/" in frame, frame
+        # Top URLs, from the workers' sampled targets: busiest first, with a rate.
+        urls = re.findall(r"^(/\w+)\?cc=max-age%3D60\s+([\d.]+)\s+([\d.]+)\r?$", frame, re.M)
+        assert [u for u, _, _ in urls] == ["/top", "/second", "/third"], frame
+        assert float(urls[0][1]) > 0 and 40 <= float(urls[0][2]) <= 80, frame
         env.note(re.search(r"requests/s\s+[\d.]+", frame).group(0))
         os.write(fd, b"q")
         _, status = os.waitpid(pid, 0)
