@@ -675,8 +675,13 @@ int sup_reload(struct sup *s, struct cw_err *err)
                next.cache_path);
         goto out_close_stats_fd;
     }
-    if (!sup_same_str(next.control_socket, s->cfg.control_socket) ||
-        !sup_same_str(next.control_group, s->cfg.control_group))
+    s->reload_restart[0] = '\0';
+    if (!sup_same_str(next.control_socket, s->cfg.control_socket))
+        strcat(s->reload_restart, "\"control.socket\"");
+    if (!sup_same_str(next.control_group, s->cfg.control_group))
+        strcat(s->reload_restart,
+               s->reload_restart[0] ? ",\"control.group\"" : "\"control.group\"");
+    if (s->reload_restart[0] != '\0')
         cw_warn("supervisor: reload: control.socket and control.group take effect at the next "
                 "start; the control socket stays %s",
                 s->ctl != NULL ? cw_control_path(s->ctl) : "closed");

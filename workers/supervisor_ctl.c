@@ -507,6 +507,8 @@ static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_p
     b = sup_ctl_begin();
     cw_ctlmsg_put(&b, ",\"workers\":%d,\"config\":", s->cfg.workers);
     cw_ctlmsg_put_str(&b, s->cfg.file, strlen(s->cfg.file));
+    /* Settings the reload could not apply: the caller must restart for them. */
+    cw_ctlmsg_put(&b, ",\"restart_needed\":[%s]", s->reload_restart);
     sup_ctl_send(s, id, &b);
 }
 
