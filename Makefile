@@ -35,12 +35,13 @@ BINS     := $(CMD_SRC:cmd/%.c=$(BUILD)/bin/%)
 TEST_ORIGIN := $(BUILD)/bin/cw-test-origin
 LOCK_HOLD   := $(BUILD)/bin/cw-test-lockhold
 L2_DRIVE    := $(BUILD)/bin/cw-test-l2drive
+FILL        := $(BUILD)/bin/cw-test-fill
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps run check lint unit integration bench clean format fuzz
-all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(L2_DRIVE) $(UNITS)
+all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(L2_DRIVE) $(FILL) $(UNITS)
 
 deps:
 	@scripts/deps.sh
@@ -68,6 +69,11 @@ $(LOCK_HOLD): $(BUILD)/tests/lockhold/lock_hold.o
 
 # tests/integration/test_l2.py drives the L2 client through this, against its own redis-servers.
 $(L2_DRIVE): $(BUILD)/tests/l2/l2_drive.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+# tests/integration/test_purge.py fills L1 with 100,000 entries through this, in seconds.
+$(FILL): $(BUILD)/tests/fill/fill.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -118,6 +124,7 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(BINS:$(BUILD)/bin/%=$(BUILD)/cmd/%.d)
 -include $(UNITS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d)
 -include $(BUILD)/tests/l2/l2_drive.d
+-include $(BUILD)/tests/fill/fill.d
 .SECONDARY:
 
 # ---- sim: the eviction simulator (`make sim`), not part of `all`, `check` or `bench` --------

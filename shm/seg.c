@@ -203,3 +203,50 @@ void cw_seg_origins_reset(struct cw_seg *seg)
         }
     }
 }
+
+void cw_seg_url_offer(struct cw_seg *seg, int slot, int route, const char *target, size_t len,
+                      int64_t mono_ms)
+{
+    struct cw_seg_url_ring *ring = &seg->urls[slot];
+    struct cw_seg_url_sample *rec;
+    uint32_t i;
+
+    /* One in CW_SEG_URL_EVERY: a counter, not a random draw, so the cost is one relaxed add
+     * and the sample still follows the traffic's mix (requests do not arrive in a cycle). */
+    if (atomic_fetch_add_explicit(&ring->every, 1, memory_order_relaxed) % CW_SEG_URL_EVERY != 0)
+        return;
+    i = atomic_fetch_add_explicit(&ring->tail, 1, memory_order_relaxed);
+    rec = &ring->rec[i & (CW_SEG_URL_SAMPLES - 1)];
+    atomic_store_explicit(&rec->seq, 2 * i + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (len > sizeof(rec->target)) len = sizeof(rec->target);
+    memcpy(rec->target, target, len);
+    rec->len = (uint16_t)len;
+    rec->route = route < 0 || route >= UINT16_MAX ? 0 : (uint16_t)(route + 1);
+    atomic_store_explicit(&rec->at_ms, mono_ms, memory_order_relaxed);
+    atomic_store_explicit(&rec->seq, 2 * i + 2, memory_order_release);
+}
+
+size_t cw_seg_url_read(const struct cw_seg *seg, int slot, int64_t since_ms,
+                       struct cw_seg_url_copy *out, size_t cap)
+{
+    const struct cw_seg_url_ring *ring = &seg->urls[slot];
+    uint32_t tail = atomic_load_explicit(&ring->tail, memory_order_acquire);
+    size_t n = 0;
+
+    for (uint32_t k = 0; k < CW_SEG_URL_SAMPLES && k < tail && n < cap; k++) {
+        uint32_t i = tail - 1 - k;
+        const struct cw_seg_url_sample *rec = &ring->rec[i & (CW_SEG_URL_SAMPLES - 1)];
+        struct cw_seg_url_copy *c = &out[n];
+        if (atomic_load_explicit(&rec->seq, memory_order_acquire) != 2 * i + 2) continue;
+        c->at_ms = atomic_load_explicit(&rec->at_ms, memory_order_relaxed);
+        c->len = rec->len <= sizeof(c->target) ? rec->len : sizeof(c->target);
+        c->route = (int)rec->route - 1;
+        memcpy(c->target, rec->target, c->len);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&rec->seq, memory_order_relaxed) != 2 * i + 2) continue;
+        if (c->at_ms < since_ms) break; /* older ones are older still */
+        n++;
+    }
+    return n;
+}

@@ -196,4 +196,35 @@ static inline void cw_seg_hit(struct cw_seg *seg, const struct cw_key *key)
         atomic_fetch_or_explicit(&seg->hit_bits[b >> 6], bit, memory_order_relaxed);
 }
 
+/* Worker heartbeats (shm/seg_types.h): the worker stamps its slot with a CLOCK_MONOTONIC time,
+ * the supervisor reads it. 0 = never stamped. */
+static inline void cw_seg_beat(struct cw_seg *seg, int slot, int64_t mono_ms)
+{
+    atomic_store_explicit(&seg->slots[slot].heartbeat_ms, mono_ms, memory_order_relaxed);
+}
+static inline int64_t cw_seg_beat_at(const struct cw_seg *seg, int slot)
+{
+    return atomic_load_explicit(&seg->slots[slot].heartbeat_ms, memory_order_relaxed);
+}
+
+/* Sampled request targets (cwctl top): a worker offers each finished request; one in
+ * CW_SEG_URL_EVERY is kept in slot's ring (target cut to CW_SEG_URL_BYTES, route as for
+ * cw_seg_record_request()). Never blocks; costs a relaxed increment when not sampled. Only
+ * worker slots (below CW_LIMIT_WORKERS). */
+void cw_seg_url_offer(struct cw_seg *seg, int slot, int route, const char *target, size_t len,
+                      int64_t mono_ms);
+
+/* A sample as read back: target is a copy, not NUL-terminated. */
+struct cw_seg_url_copy {
+    int64_t at_ms;
+    int route; /* -1: none */
+    uint16_t len;
+    char target[CW_SEG_URL_BYTES];
+};
+
+/* Copies the whole samples of slot's ring taken at or after since_ms into out (at most cap),
+ * newest first: the count. A sample being written meanwhile is skipped. */
+size_t cw_seg_url_read(const struct cw_seg *seg, int slot, int64_t since_ms,
+                       struct cw_seg_url_copy *out, size_t cap);
+
 #endif /* CW_SEG_H */

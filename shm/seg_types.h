@@ -15,7 +15,7 @@
 #include "core/limits.h"
 #include "core/metrics_types.h" /* what each slot counts, and its dimensions */
 
-#define CW_SEG_VERSION        5
+#define CW_SEG_VERSION        6
 #define CW_SEG_SLOTS          (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
 #define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
 #define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
@@ -24,6 +24,12 @@
 #define CW_SEG_HIT_BITS       (1u << 20)              /* bits for eviction's second chance */
 #define CW_SEG_CACHE_LINE     64
 #define CW_SEG_REFRESH_ASKS   256 /* refresh asks a worker may leave unread; power of two */
+#define CW_SEG_URL_SAMPLES    128 /* sampled request targets kept per worker; power of two */
+#define CW_SEG_URL_BYTES      112 /* of a sampled target; longer ones are cut */
+#define CW_SEG_URL_EVERY      8   /* a worker samples one request in this many */
+/* A worker whose heartbeat is older than this is wedged: three of its 1 s periods, so that
+ * one slow period (a busy machine) is not a wedge. */
+#define CW_SEG_BEAT_STALE_MS 3000
 
 /* A latency histogram: one count per bucket (not cumulative; the last is +Inf only) and the
  * sum of the observations. The count is the sum of the buckets. */
@@ -37,6 +43,10 @@ struct cw_seg_hist {
 struct cw_seg_slot {
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t c[CW_METRICS_COUNTER_COUNT];
     _Atomic int32_t pid; /* current owner, 0 = free */
+    /* A worker's proof of life (CLOCK_MONOTONIC ms, which every process shares): stamped each
+     * second while its MHD thread answers a request and its fetch loop runs a task
+     * (workers/worker_beat.h); the supervisor withholds WATCHDOG=1 when it is old. */
+    _Atomic int64_t heartbeat_ms;
     /* Client requests by route, result and method class. */
     _Alignas(CW_SEG_CACHE_LINE) _Atomic uint64_t
         req[CW_METRICS_ROUTE_BUCKETS][CW_METRICS_RESULT_COUNT][CW_METRICS_METHOD_COUNT];
@@ -81,6 +91,26 @@ struct cw_seg_origin {
     _Atomic uint32_t server_probe[CW_LIMIT_ORIGIN_SERVERS];  /* active checks */
 };
 
+/* One sampled request target, for cwctl top's URL ranking. seq is a seqlock word: a writer
+ * claims index i of the ring (fetch_add on tail), stores 2i+1, the bytes, then 2i+2 (release);
+ * a reader that finds 2i+2 both before and after its copy has a whole sample. */
+struct cw_seg_url_sample {
+    _Atomic uint32_t seq;
+    uint16_t len;
+    uint16_t route;        /* index into cfg->routes + 1; 0 = no route */
+    _Atomic int64_t at_ms; /* CLOCK_MONOTONIC */
+    char target[CW_SEG_URL_BYTES];
+};
+
+/* One worker slot's samples: a ring with a free-running index. Normally one writer (the
+ * worker's MHD thread); during a reload the retiring worker of the same slot may write too,
+ * which the claim by fetch_add and the seqlock make safe. */
+struct cw_seg_url_ring {
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t tail;
+    _Atomic uint32_t every; /* requests since the last sample */
+    _Alignas(CW_SEG_CACHE_LINE) struct cw_seg_url_sample rec[CW_SEG_URL_SAMPLES];
+};
+
 struct cw_seg {
     uint32_t version;
     uint32_t slot_count;
@@ -103,6 +133,8 @@ struct cw_seg {
     struct cw_seg_refresh_ring refresh[CW_LIMIT_WORKERS];
     /* Origin breakers and server health, shared so that every process skips a down server. */
     struct cw_seg_origin origins[CW_LIMIT_ORIGINS];
+    /* Sampled request targets, one ring per worker slot (cwctl top). 4 MiB. */
+    struct cw_seg_url_ring urls[CW_LIMIT_WORKERS];
     struct cw_seg_slot slots[CW_SEG_SLOTS];
 };
 
@@ -112,6 +144,9 @@ static_assert(CW_LIMIT_WORKERS % 64 == 0, "fill_watch has a whole word per 64 wo
 static_assert((CW_SEG_REFRESH_ASKS & (CW_SEG_REFRESH_ASKS - 1)) == 0,
               "the refresh ring's indexes wrap at a power of two");
 static_assert(sizeof(struct cw_seg_refresh_ask) == 24, "refresh ask layout is pinned");
+static_assert(sizeof(struct cw_seg_url_sample) == 128, "URL sample layout is pinned");
+static_assert((CW_SEG_URL_SAMPLES & (CW_SEG_URL_SAMPLES - 1)) == 0,
+              "the URL ring's index wraps at a power of two");
 static_assert(sizeof(_Atomic uint32_t) == 4, "a futex word is 32 bits");
 static_assert(sizeof(_Atomic uint64_t) == 8, "health and breaker words are 64 bits");
 static_assert(sizeof(struct cw_seg) < (64u << 20), "the segment outgrew 64 MiB");

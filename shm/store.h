@@ -246,6 +246,25 @@ CW_MUST_CHECK int cw_store_purge_tag(struct cw_store *st, struct cw_str tag, boo
  * obj in batches. 0, or -errno logged. */
 CW_MUST_CHECK int cw_store_purge_prefix(struct cw_store *st, struct cw_str prefix, bool soft,
                                         int64_t now_ms, size_t *count);
+/* A purge run in steps, so that its caller's loop can do other work (answer health pings)
+ * between them: where it has got to. Zero it before the first step. */
+struct cw_store_purge_pos {
+    uint8_t key[16]; /* the next entry (prefix) or the last one done (tag) */
+    bool has_key;
+    bool done; /* set by the step that finished the walk */
+};
+
+/* One step of a prefix or tag purge: at most max_batches write txns of 64 entries (visited,
+ * for a prefix; purged, for a tag) from *pos on, adding what it purged to *count. 0 (check
+ * pos->done), or -errno logged; a failed step may be retried from the same *pos. The whole
+ * purges above are these steps run to the end. */
+CW_MUST_CHECK int cw_store_purge_prefix_step(struct cw_store *st, struct cw_str prefix, bool soft,
+                                             int64_t now_ms, size_t max_batches,
+                                             struct cw_store_purge_pos *pos, size_t *count);
+CW_MUST_CHECK int cw_store_purge_tag_step(struct cw_store *st, struct cw_str tag, bool soft,
+                                          int64_t now_ms, size_t max_batches,
+                                          struct cw_store_purge_pos *pos, size_t *count);
+
 /* Purges key's entry: 0, -ENOENT when there is none, -errno logged. */
 CW_MUST_CHECK int cw_store_purge_key(struct cw_store *st, const struct cw_key *key, bool soft,
                                      int64_t now_ms);

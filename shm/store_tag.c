@@ -277,20 +277,30 @@ out_abort_txn:
     return rc;
 }
 
+int cw_store_purge_tag_step(struct cw_store *st, struct cw_str tag, bool soft, int64_t now_ms,
+                            size_t max_batches, struct cw_store_purge_pos *pos, size_t *count)
+{
+    struct cw_key after;
+    int rc = 0;
+
+    static_assert(sizeof(pos->key) == sizeof(after.h), "a purge position holds a whole key");
+    if (tag.len == 0 || tag.len > CW_LIMIT_TAG_BYTES) return -EINVAL;
+    memcpy(after.h, pos->key, sizeof(after.h));
+    for (size_t i = 0; i < max_batches && !pos->done && rc == 0; i++)
+        rc = store_purge_tag_batch(st, tag, soft, now_ms, &after, &pos->has_key, count, &pos->done);
+    memcpy(pos->key, after.h, sizeof(pos->key));
+    return rc;
+}
+
 int cw_store_purge_tag(struct cw_store *st, struct cw_str tag, bool soft, int64_t now_ms,
                        size_t *count)
 {
-    struct cw_key after;
-    bool has_after = false;
-    bool done = false;
+    struct cw_store_purge_pos pos = {0};
     size_t purged = 0;
     int rc = 0;
 
-    if (tag.len == 0 || tag.len > CW_LIMIT_TAG_BYTES) return -EINVAL;
-    memset(&after, 0, sizeof(after));
-    while (!done && rc == 0) {
-        rc = store_purge_tag_batch(st, tag, soft, now_ms, &after, &has_after, &purged, &done);
-    }
+    while (!pos.done && rc == 0)
+        rc = cw_store_purge_tag_step(st, tag, soft, now_ms, SIZE_MAX, &pos, &purged);
     if (count != NULL) *count = purged;
     return rc;
 }
@@ -342,19 +352,30 @@ out_abort_txn:
     return rc;
 }
 
-int cw_store_purge_prefix(struct cw_store *st, struct cw_str prefix, bool soft, int64_t now_ms,
-                          size_t *count)
+int cw_store_purge_prefix_step(struct cw_store *st, struct cw_str prefix, bool soft, int64_t now_ms,
+                               size_t max_batches, struct cw_store_purge_pos *pos, size_t *count)
 {
     struct cw_key from;
-    bool done = false;
-    size_t purged = 0;
     int rc = 0;
 
     if (prefix.len == 0 || prefix.len > CW_LIMIT_KEY_BYTES) return -EINVAL;
-    memset(&from, 0, sizeof(from));
-    while (!done && rc == 0) {
-        rc = store_purge_prefix_batch(st, prefix, soft, now_ms, &from, &purged, &done);
-    }
+    memcpy(from.h, pos->key, sizeof(from.h)); /* all zero at first: the smallest key */
+    for (size_t i = 0; i < max_batches && !pos->done && rc == 0; i++)
+        rc = store_purge_prefix_batch(st, prefix, soft, now_ms, &from, count, &pos->done);
+    memcpy(pos->key, from.h, sizeof(pos->key));
+    pos->has_key = true;
+    return rc;
+}
+
+int cw_store_purge_prefix(struct cw_store *st, struct cw_str prefix, bool soft, int64_t now_ms,
+                          size_t *count)
+{
+    struct cw_store_purge_pos pos = {0};
+    size_t purged = 0;
+    int rc = 0;
+
+    while (!pos.done && rc == 0)
+        rc = cw_store_purge_prefix_step(st, prefix, soft, now_ms, SIZE_MAX, &pos, &purged);
     if (count != NULL) *count = purged;
     return rc;
 }

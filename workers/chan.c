@@ -7,8 +7,8 @@
 
 #include "core/log.h"
 
-static const char *const chan_type_names[] = {"ping",   "pong",    "purge",
-                                              "purged", "l1-stat", "l1-stats"};
+static const char *const chan_type_names[] = {"ping",    "pong",     "purge",  "purged",
+                                              "l1-stat", "l1-stats", "purging"};
 
 static_assert(CW_ARRAY_LEN(chan_type_names) == CW_CHAN_TYPE_COUNT, "a name for every type");
 

@@ -30,6 +30,9 @@ enum cw_chan_type {
     CW_CHAN_PURGED = 3,   /* refresher -> supervisor: the result, with the PURGE's seq */
     CW_CHAN_L1_STAT = 4,  /* supervisor -> refresher: "how full is L1?"; no payload */
     CW_CHAN_L1_STATS = 5, /* refresher -> supervisor: struct cw_chan_l1_stats, with the seq */
+    /* refresher -> supervisor: a long purge's progress (struct cw_chan_purged, rc 0, the
+     * count so far), with the PURGE's seq; PURGED still ends it */
+    CW_CHAN_PURGING = 6,
     CW_CHAN_TYPE_COUNT
 };
 

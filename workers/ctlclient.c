@@ -344,10 +344,19 @@ int cw_ctlclient_reload(const char *path, bool json)
         fprintf(stderr, "cwctl: reload: the running configuration stays; fix the file and run "
                         "cwctl reload again\n");
     if (rc != CW_CTLCLIENT_OK) return rc;
-    if (!json)
+    if (!json) {
+        int i = cw_ctlmsg_find(c.reply, r.tok, 0, "restart_needed");
         printf("reloaded %s: %lld workers\n",
                cw_ctlmsg_get_str(c.reply, r.tok, 0, "config", a, sizeof(a), "?"),
                (long long)cw_ctlmsg_get_int(c.reply, r.tok, 0, "workers", 0));
+        for (size_t j = (size_t)i + 1; i >= 0 && j < r.tok[i].next; j = r.tok[j].next) {
+            char name[64];
+            if (cw_ctlmsg_str(c.reply, r.tok, j, name, sizeof(name), NULL) < 0) continue;
+            printf("%s changed: it takes effect at the next start; restart the daemon "
+                   "(systemctl restart cachewarp) to apply it\n",
+                   name);
+        }
+    }
     free(r.tok);
     cw_ctlclient_close(&c);
     return rc;

@@ -18,8 +18,9 @@
 #include "workers/ctlclient.h"
 
 #define CTLTOP_TOKENS     2048
-#define CTLTOP_ORIGINS    4 /* rows that fit 24 lines */
-#define CTLTOP_ROUTES     6
+#define CTLTOP_ORIGINS    3 /* rows that fit 24 lines */
+#define CTLTOP_ROUTES     3
+#define CTLTOP_URLS       4
 #define CTLTOP_NAME_BYTES 48
 
 static const char *const ctltop_results[CW_METRICS_RESULT_COUNT] = {
@@ -35,6 +36,11 @@ struct ctltop_route {
     uint64_t req, l1;
 };
 
+struct ctltop_url {
+    char target[CTLTOP_NAME_BYTES + 16];
+    double share; /* of the sampled requests of the daemon's window */
+};
+
 /* One stats reply, as numbers. */
 struct ctltop_sample {
     int64_t at_ms;
@@ -47,6 +53,9 @@ struct ctltop_sample {
     size_t origin_count;
     struct ctltop_route route[CW_METRICS_ROUTES];
     size_t route_count;
+    struct ctltop_url url[CTLTOP_URLS];
+    size_t url_count;
+    bool has_urls; /* a daemon that samples request targets */
 };
 
 static volatile sig_atomic_t ctltop_stop; /* a signal flag (STYLE.md allows these) */
@@ -123,6 +132,17 @@ static int ctltop_sample(struct cw_ctlclient *c, struct cw_ctlmsg_tok *tok,
         snprintf(r->label, sizeof(r->label), "%.20s%.27s", host[0] ? host : "*", match);
         r->req = (uint64_t)cw_ctlmsg_get_int(p, tok, j, "requests", 0);
         r->l1 = (uint64_t)cw_ctlmsg_get_int(p, tok, j, "from_l1", 0);
+    }
+    i = cw_ctlmsg_find(p, tok, 0, "urls");
+    int t = i >= 0 ? cw_ctlmsg_find(p, tok, (size_t)i, "top") : -1;
+    out->has_urls = t >= 0;
+    for (size_t j = (size_t)t + 1; t >= 0 && j < tok[t].next && out->url_count < CTLTOP_URLS;
+         j = tok[j].next) {
+        struct ctltop_url *u = &out->url[out->url_count++];
+        /* A target too long for the buffer comes back as "..." (def): it still ranks. */
+        cw_ctlmsg_get_str(p, tok, j, "target", u->target, sizeof(u->target), "...");
+        int k = cw_ctlmsg_find(p, tok, j, "share");
+        u->share = k >= 0 ? cw_ctlmsg_num(p, tok, (size_t)k) : 0.0;
     }
     return CW_CTLCLIENT_OK;
 }
@@ -204,12 +224,19 @@ static void ctltop_draw(const char *path, const struct ctltop_sample *a,
                 order[i] = order[j];
                 order[j] = t;
             }
-    printf("\n%-48s %10s %8s\n", "TOP ROUTES (per-URL counts are not kept)", "req/s", "L1 %");
+    printf("\n%-48s %10s %8s\n", "TOP ROUTES", "req/s", "L1 %");
     for (size_t i = 0; i < b->route_count && i < CTLTOP_ROUTES; i++) {
         const struct ctltop_route *x = &b->route[order[i]], *y = &a->route[order[i]];
         uint64_t req = x->req - y->req;
         printf("%-48.48s %10.1f %8.1f\n", x->label, (double)req / secs,
                req ? 100.0 * (double)(x->l1 - y->l1) / (double)req : 0.0);
+    }
+    /* URLs: the daemon's sampled share of the last 2 s, times this interval's rate. */
+    if (b->has_urls) {
+        printf("\n%-48s %10s %8s\n", "TOP URLS (sampled)", "req/s", "share %");
+        for (size_t i = 0; i < b->url_count; i++)
+            printf("%-48.48s %10.1f %8.1f\n", b->url[i].target,
+                   b->url[i].share * (double)total / secs, 100.0 * b->url[i].share);
     }
     fflush(stdout);
 }

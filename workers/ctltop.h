@@ -3,9 +3,10 @@
  * Asks the control socket for stats once per interval over one connection, and draws the
  * difference between two samples: requests per second by result, the hit ratio, p50 and p99
  * of client latency (as bucket bounds: the daemon keeps histograms, not samples), each origin's
- * request and error rates, and the busiest routes. It fits 80x24 and uses only ANSI clear
- * and home, so it works over ssh. Per-URL counts are not kept by the daemon (workers would have
- * to record them), so the view ranks routes, and says so. When stdin is a terminal it is put
+ * request and error rates, the busiest routes, and the busiest URLs (from the request
+ * targets workers sample into the shm segment: the daemon's share of samples over its last 2 s,
+ * times this interval's request rate). It fits 80x24 and uses only ANSI clear and home, so it
+ * works over ssh. When stdin is a terminal it is put
  * in non-canonical mode for the run, and restored on every way out. Owns its connection for
  * the call. */
 #ifndef CW_CTLTOP_H

@@ -45,6 +45,28 @@
 #define REFR_CMD_MAX         16    /* command-channel messages handled per wake-up */
 #define REFR_ASK_MAX         1024  /* workers' refresh asks taken per tick */
 #define REFR_WANT_MS         30000 /* an unclaimed refresh ask expires after this */
+/* Write txns of a prefix or tag purge per loop turn: 8 x 64 entries took 2-4 ms on the 2-core
+ * build machine, so pings and refreshes wait no longer than that behind a purge. */
+#define REFR_PURGE_BATCHES   8
+#define REFR_PURGE_REPORT_MS 2000 /* a long purge reports its progress this often */
+
+/* A prefix or tag purge in progress. It runs in steps from the loop, so that health pings,
+ * refreshes and eviction go on between them (a purge of 100,000 entries takes seconds, and a
+ * refresher that misses its pings is replaced). One at a time: another prefix or tag purge
+ * meanwhile is refused with -EBUSY. A URL purge is a few entries and runs at once. */
+struct refr_purge {
+    bool active;
+    uint64_t seq; /* the PURGE's, repeated in its answers */
+    uint32_t kind;
+    bool soft;
+    int64_t now_wall_ms; /* the purge's time, the same for every step (soft purge windows) */
+    int64_t t0_us;
+    int64_t report_at_ms;
+    struct cw_store_purge_pos pos;
+    size_t count;
+    size_t len;
+    char text[CW_LIMIT_KEY_BYTES]; /* the prefix as a key string, or the tag */
+};
 
 /* One background refresh: owns its job, its key buffer and the request it rebuilt. */
 struct refr_job {
@@ -84,6 +106,7 @@ struct refresher {
     struct cw_key scan_from; /* where the next lease scan resumes, when has_scan_from */
     bool has_scan_from;
     int ask_slot; /* the worker ring the next tick takes asks from first */
+    struct refr_purge purge;
 };
 
 static const char *refr_header(void *cls, const char *name)
@@ -504,72 +527,124 @@ out_free_key:
     return rc;
 }
 
-/* A prefix is a URL prefix: its host is normalised as keys are (core/key.h). */
-static int refr_purge_prefix(struct refresher *rf, struct cw_str prefix, bool soft, int64_t now,
-                             size_t *count)
+static const char *refr_purge_kind_name(uint32_t kind)
 {
-    struct cw_str host, target;
-    size_t klen;
-    char *key;
-    int rc;
-
-    if (cw_ctlmsg_split_url(prefix, &host, &target) < 0) return -EINVAL;
-    key = malloc(CW_LIMIT_KEY_BYTES);
-    if (key == NULL) return -ENOMEM;
-    rc = cw_key_build(NULL, CW_STR_LIT("http"), host, target, key, CW_LIMIT_KEY_BYTES, &klen);
-    if (rc == 0) rc = cw_store_purge_prefix(rf->store, cw_str_make(key, klen), soft, now, count);
-    free(key);
-    return rc;
+    return kind == CW_CHAN_PURGE_URL ? "url" : kind == CW_CHAN_PURGE_PREFIX ? "prefix" : "tag";
 }
 
-/* CW_CHAN_PURGE from the control socket: applies it to L1 and answers with the count. The
- * refresher's loop does nothing else meanwhile; the store purges in short write txns, so
- * workers keep storing and serving. */
+/* Answers a purge with its result (CW_CHAN_PURGED) and logs it. */
+static void refr_purge_answer(struct refresher *rf, uint64_t seq, uint32_t kind, bool soft,
+                              struct cw_str text, int rc, size_t count, int64_t t0_us)
+{
+    struct cw_chan_purged res = {.rc = rc, .count = count};
+
+    res.took_us = (uint64_t)(cw_clock_mono_us() - t0_us);
+    cw_notice("refresher: purge%s %s %.*s: %zu entries in %llu ms%s%s", soft ? " (soft)" : "",
+              refr_purge_kind_name(kind), (int)(text.len > 200 ? 200 : text.len), text.p, count,
+              (unsigned long long)(res.took_us / 1000), rc < 0 ? ": " : "",
+              rc < 0 ? strerror(-rc) : "");
+    rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGED, seq, &res, sizeof(res));
+    if (rc < 0 && rc != -EPIPE)
+        cw_warn("refresher: command channel: purge result: %s", strerror(-rc));
+}
+
+/* Starts a prefix or tag purge (the loop runs it: refr_purge_step()): 0, -EBUSY while another
+ * runs, -EINVAL for a bad prefix or tag. A prefix is a URL prefix: its host is normalised as
+ * keys are (core/key.h). */
+static int refr_purge_start(struct refresher *rf, uint64_t seq, uint32_t kind, bool soft,
+                            struct cw_str text)
+{
+    struct refr_purge *p = &rf->purge;
+    struct cw_str host, target;
+    int rc;
+
+    if (p->active) return -EBUSY;
+    memset(p, 0, offsetof(struct refr_purge, text));
+    if (kind == CW_CHAN_PURGE_PREFIX) {
+        if (cw_ctlmsg_split_url(text, &host, &target) < 0) return -EINVAL;
+        rc =
+            cw_key_build(NULL, CW_STR_LIT("http"), host, target, p->text, sizeof(p->text), &p->len);
+        if (rc < 0) return rc;
+    } else {
+        if (text.len == 0 || text.len > CW_LIMIT_TAG_BYTES) return -EINVAL;
+        memcpy(p->text, text.p, text.len);
+        p->len = text.len;
+    }
+    p->active = true;
+    p->seq = seq;
+    p->kind = kind;
+    p->soft = soft;
+    p->now_wall_ms = cw_clock_wall_ms();
+    p->t0_us = cw_clock_mono_us();
+    p->report_at_ms = cw_clock_mono_ms() + REFR_PURGE_REPORT_MS;
+    return 0;
+}
+
+/* One step of the purge in progress: REFR_PURGE_BATCHES write txns, then back to the loop.
+ * Answers at the end (or on an error); in between, every REFR_PURGE_REPORT_MS, tells the
+ * supervisor how far it got (CW_CHAN_PURGING: the count so far), which also keeps the
+ * control client's deadline from running out on a purge that is making progress. */
+static void refr_purge_step(struct refresher *rf)
+{
+    struct refr_purge *p = &rf->purge;
+    struct cw_str text = cw_str_make(p->text, p->len);
+    int64_t now;
+    int rc;
+
+    rc = p->kind == CW_CHAN_PURGE_PREFIX
+             ? cw_store_purge_prefix_step(rf->store, text, p->soft, p->now_wall_ms,
+                                          REFR_PURGE_BATCHES, &p->pos, &p->count)
+             : cw_store_purge_tag_step(rf->store, text, p->soft, p->now_wall_ms, REFR_PURGE_BATCHES,
+                                       &p->pos, &p->count);
+    if (rc < 0 || p->pos.done) {
+        p->active = false;
+        refr_purge_answer(rf, p->seq, p->kind, p->soft, text, rc, p->count, p->t0_us);
+        return;
+    }
+    now = cw_clock_mono_ms();
+    if (now < p->report_at_ms) return;
+    p->report_at_ms = now + REFR_PURGE_REPORT_MS;
+    struct cw_chan_purged res = {.count = p->count};
+    res.took_us = (uint64_t)(cw_clock_mono_us() - p->t0_us);
+    cw_info("refresher: purge %s %.*s: %zu entries so far, %llu ms", refr_purge_kind_name(p->kind),
+            (int)(p->len > 200 ? 200 : p->len), p->text, p->count,
+            (unsigned long long)(res.took_us / 1000));
+    rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGING, p->seq, &res, sizeof(res));
+    if (rc < 0 && rc != -EPIPE && rc != -EAGAIN)
+        cw_warn("refresher: command channel: purge progress: %s", strerror(-rc));
+}
+
+/* CW_CHAN_PURGE from the control socket. A URL purge is applied at once and answered; a
+ * prefix or tag purge starts here, runs in steps from the loop and is answered when it ends. */
 static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
 {
-    struct cw_chan_purged res = {0};
     struct cw_chan_purge h;
-    int64_t t0 = cw_clock_mono_us(), now = cw_clock_wall_ms();
+    int64_t t0 = cw_clock_mono_us();
     size_t count = 0;
     int rc;
 
     if (m->hdr.len < sizeof(h)) {
-        res.rc = -EBADMSG;
-        goto out_send;
+        refr_purge_answer(rf, m->hdr.seq, CW_CHAN_PURGE_URL, false, cw_str_make("", 0), -EBADMSG, 0,
+                          t0);
+        return;
     }
     memcpy(&h, m->payload, sizeof(h));
     struct cw_str text = cw_str_make((const char *)m->payload + sizeof(h), m->hdr.len - sizeof(h));
     bool soft = h.soft != 0;
     switch (h.kind) {
     case CW_CHAN_PURGE_URL:
-        rc = refr_purge_url(rf, text, soft, now, &count);
+        rc = refr_purge_url(rf, text, soft, cw_clock_wall_ms(), &count);
         break;
     case CW_CHAN_PURGE_PREFIX:
-        rc = refr_purge_prefix(rf, text, soft, now, &count);
-        break;
     case CW_CHAN_PURGE_TAG:
-        rc = text.len == 0 || text.len > CW_LIMIT_TAG_BYTES
-                 ? -EINVAL
-                 : cw_store_purge_tag(rf->store, text, soft, now, &count);
+        rc = refr_purge_start(rf, m->hdr.seq, h.kind, soft, text);
+        if (rc == 0) return; /* answered when it ends */
         break;
     default:
         rc = -EINVAL;
         break;
     }
-    res.rc = rc;
-    res.count = count;
-    res.took_us = (uint64_t)(cw_clock_mono_us() - t0);
-    cw_notice("refresher: purge%s %s %.*s: %zu entries in %llu ms%s%s", soft ? " (soft)" : "",
-              h.kind == CW_CHAN_PURGE_URL      ? "url"
-              : h.kind == CW_CHAN_PURGE_PREFIX ? "prefix"
-                                               : "tag",
-              (int)(text.len > 200 ? 200 : text.len), text.p, count,
-              (unsigned long long)(res.took_us / 1000), rc < 0 ? ": " : "",
-              rc < 0 ? strerror(-rc) : "");
-out_send:
-    rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGED, m->hdr.seq, &res, sizeof(res));
-    if (rc < 0 && rc != -EPIPE)
-        cw_warn("refresher: command channel: purge result: %s", strerror(-rc));
+    refr_purge_answer(rf, m->hdr.seq, h.kind, soft, text, rc, count, t0);
 }
 
 /* CW_CHAN_L1_STAT: how full L1 is, for cwctl status (the supervisor never opens the store). */
@@ -698,7 +773,8 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
         int64_t now = cw_clock_mono_ms();
         bool woken = false;
         uint64_t n;
-        int rc = poll(pfd, 3, tick_at > now ? (int)(tick_at - now) : 0);
+        /* A purge in progress: look at the fds without waiting, then do its next step. */
+        int rc = poll(pfd, 3, tick_at > now && !rf.purge.active ? (int)(tick_at - now) : 0);
         if (rc > 0 && (pfd[1].revents & POLLIN)) break;
         if (rc > 0 && pfd[2].revents != 0 && !refr_on_commands(&rf)) break;
         if (rc > 0 && (pfd[0].revents & POLLIN)) {
@@ -706,6 +782,7 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
             if (read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
                 cw_warn("refresher: read wake fd: %s", strerror(errno));
         }
+        if (rf.purge.active) refr_purge_step(&rf);
         /* A command alone does no refresh work: the tick keeps its own schedule, so the
          * supervisor's pings change neither when entries are swept nor what it costs. */
         if (!woken && cw_clock_mono_ms() < tick_at) continue;

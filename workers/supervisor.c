@@ -294,7 +294,8 @@ static void sup_chan_read(struct sup *s, struct sup_child *c)
             if (rc != -EBADMSG) return;
             continue;
         }
-        if (m.hdr.type == CW_CHAN_PURGED || m.hdr.type == CW_CHAN_L1_STATS) {
+        if (m.hdr.type == CW_CHAN_PURGED || m.hdr.type == CW_CHAN_PURGING ||
+            m.hdr.type == CW_CHAN_L1_STATS) {
             sup_ctl_on_answer(s, &m);
         } else if (m.hdr.type == CW_CHAN_PONG && m.hdr.seq == c->ping_seq) {
             c->pong_seq = m.hdr.seq;
@@ -674,8 +675,13 @@ int sup_reload(struct sup *s, struct cw_err *err)
                next.cache_path);
         goto out_close_stats_fd;
     }
-    if (!sup_same_str(next.control_socket, s->cfg.control_socket) ||
-        !sup_same_str(next.control_group, s->cfg.control_group))
+    s->reload_restart[0] = '\0';
+    if (!sup_same_str(next.control_socket, s->cfg.control_socket))
+        strcat(s->reload_restart, "\"control.socket\"");
+    if (!sup_same_str(next.control_group, s->cfg.control_group))
+        strcat(s->reload_restart,
+               s->reload_restart[0] ? ",\"control.group\"" : "\"control.group\"");
+    if (s->reload_restart[0] != '\0')
         cw_warn("supervisor: reload: control.socket and control.group take effect at the next "
                 "start; the control socket stays %s",
                 s->ctl != NULL ? cw_control_path(s->ctl) : "closed");

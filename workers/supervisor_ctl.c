@@ -24,19 +24,24 @@
 #include "workers/control.h"
 #include "workers/supervisor_int.h"
 
-#define SUP_CTL_TOKENS 64 /* a request is a flat object of a few members */
+#define SUP_CTL_TOKENS        64   /* a request is a flat object of a few members */
+#define SUP_CTL_URL_WINDOW_MS 2000 /* top URLs: the samples of the last 2 s */
+#define SUP_CTL_URLS          10   /* top URLs in a stats reply */
 
 static char sup_ctl_out[CW_LIMIT_CTL_REPLY_BYTES]; /* single-threaded: one reply at a time */
 
 static void sup_ctl_send(struct sup *s, uint64_t id, struct cw_ctlmsg_buf *b);
 static void sup_ctl_error(struct sup *s, uint64_t id, const char *code, const char *msg);
 static struct cw_ctlmsg_buf sup_ctl_begin(void);
-static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now);
+static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, int64_t now);
+static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now);
 static char sup_ctl_proc_state(pid_t pid);
 static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
                            const char *l1_error);
 static void sup_ctl_status_ask(struct sup *s, uint64_t id);
 static void sup_ctl_stats(struct sup *s, uint64_t id);
+static int sup_ctl_url_cmp(const void *a, const void *b);
+static void sup_ctl_put_urls(struct sup *s, struct cw_ctlmsg_buf *b);
 static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_peer *peer);
 static void sup_ctl_purge(struct sup *s, uint64_t id, const char *line,
                           const struct cw_ctlmsg_tok *tok, const struct cw_control_peer *peer);
@@ -166,6 +171,13 @@ void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
     for (size_t i = 0; i < SUP_PENDING_MAX; i++) {
         struct sup_pending *p = &s->pending[i];
         if (p->kind == SUP_PENDING_FREE || p->seq != m->hdr.seq) continue;
+        if (m->hdr.type == CW_CHAN_PURGING) {
+            /* A long purge making progress: its client waits on (a stuck one still times
+             * out, SUP_PURGE_TIMEOUT_MS after its last progress). */
+            if (p->kind == SUP_PENDING_PURGE)
+                p->deadline_ms = cw_clock_mono_ms() + SUP_PURGE_TIMEOUT_MS;
+            return;
+        }
         struct sup_pending done = *p;
         p->kind = SUP_PENDING_FREE;
         if (done.kind == SUP_PENDING_STATUS && m->hdr.type == CW_CHAN_L1_STATS &&
@@ -179,7 +191,11 @@ void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
             struct cw_chan_purged r;
             struct cw_ctlmsg_buf b;
             memcpy(&r, m->payload, sizeof(r));
-            if (r.rc == -EINVAL) {
+            if (r.rc == -EBUSY) {
+                sup_ctl_error(s, done.ctl_id, "unavailable",
+                              "another prefix or tag purge is running; try again when it ends "
+                              "(the daemon's log shows its progress)");
+            } else if (r.rc == -EINVAL) {
                 sup_ctl_error(s, done.ctl_id, "invalid", "invalid URL, prefix or tag");
             } else if (r.rc == -ENOENT) {
                 sup_ctl_error(s, done.ctl_id, "no-route",
@@ -224,15 +240,27 @@ static char sup_ctl_proc_state(pid_t pid)
     return rp != NULL && rp[1] == ' ' && rp[2] != '\0' ? rp[2] : '?';
 }
 
-static const char *sup_ctl_child_state(const struct sup_child *c, int64_t now)
+/* How long a worker has gone without a heartbeat (workers/worker_beat.h): counted from its
+ * start until its first beat, so that a worker starting up is not wedged. 0 for others. */
+static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, int64_t now)
 {
-    (void)now;
+    int64_t at;
+
+    if (c->kind != SUP_WORKER || c->pid == 0) return 0;
+    at = cw_seg_beat_at(s->seg, c->slot);
+    if (at < c->started_ms) at = c->started_ms; /* the beat of the slot's previous owner */
+    return now - at;
+}
+
+static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now)
+{
     if (c->pid == 0) return "restarting";
     if (c->health_killed) return "killed";
     char st = sup_ctl_proc_state(c->pid);
     if (st == 'T' || st == 't') return "stopped";
     if (st == 'Z') return "exiting";
     if (c->ping_missed > 0) return "not-answering";
+    if (sup_ctl_beat_age(s, c, now) > CW_SEG_BEAT_STALE_MS) return "not-answering";
     return "running";
 }
 
@@ -242,10 +270,16 @@ bool sup_ctl_children_healthy(const struct sup *s, char *why, size_t size)
 
     for (size_t i = 0; i < s->child_count; i++) {
         const struct sup_child *c = &s->children[i];
-        const char *st = sup_ctl_child_state(c, now);
+        const char *st = sup_ctl_child_state(s, c, now);
+        int64_t age = sup_ctl_beat_age(s, c, now);
         if (strcmp(st, "running") == 0) continue;
-        snprintf(why, size, "%s %d (pid %d) is %s", sup_kind_names[c->kind], c->index, (int)c->pid,
-                 st);
+        if (age > CW_SEG_BEAT_STALE_MS && strcmp(st, "not-answering") == 0) {
+            snprintf(why, size, "%s %d (pid %d) is %s (no heartbeat for %.1f s)",
+                     sup_kind_names[c->kind], c->index, (int)c->pid, st, (double)age / 1000.0);
+        } else {
+            snprintf(why, size, "%s %d (pid %d) is %s", sup_kind_names[c->kind], c->index,
+                     (int)c->pid, st);
+        }
         return false;
     }
     return true;
@@ -290,7 +324,7 @@ static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_s
                       "%s{\"role\":\"%s\",\"index\":%d,\"pid\":%d,\"state\":\"%s\","
                       "\"restarts\":%u,\"uptime_s\":%lld}",
                       i ? "," : "", sup_kind_names[c->kind], c->index, (int)c->pid,
-                      sup_ctl_child_state(c, now), c->restarts,
+                      sup_ctl_child_state(s, c, now), c->restarts,
                       c->pid ? (long long)((now - c->started_ms) / 1000) : 0LL);
     }
     cw_ctlmsg_put(&b, "],\"retiring\":%zu,\"l1\":{\"path\":", s->retiring_count);
@@ -390,7 +424,71 @@ static void sup_ctl_stats(struct sup *s, uint64_t id)
                       (unsigned long long)l1);
     }
     cw_ctlmsg_put(&b, "]");
+    sup_ctl_put_urls(s, &b);
     sup_ctl_send(s, id, &b);
+}
+
+static int sup_ctl_url_cmp(const void *a, const void *b)
+{
+    const struct cw_seg_url_copy *x = a, *y = b;
+    int c = memcmp(x->target, y->target, x->len < y->len ? x->len : y->len);
+
+    if (c != 0) return c;
+    return (int)x->len - (int)y->len;
+}
+
+/* The busiest request targets of the last SUP_CTL_URL_WINDOW_MS, from the workers' sampled
+ * rings (shm/seg.h: one request in CW_SEG_URL_EVERY): ,"urls":{"window_ms":W,"samples":N,
+ * "top":[{"target":T,"samples":K,"share":K/N},...]}. The share of samples estimates the
+ * share of requests; cwctl top multiplies it by the request rate. A ring that filled within
+ * the window covers less of it (a busy worker at over 64 sampled requests a second), which
+ * weighs that worker down: the ranking stays right for a mix that is even across workers, as
+ * the shared listen socket makes it. */
+static void sup_ctl_put_urls(struct sup *s, struct cw_ctlmsg_buf *b)
+{
+    size_t cap = s->child_count * CW_SEG_URL_SAMPLES, n = 0;
+    struct cw_seg_url_copy *all = cap ? malloc(cap * sizeof(*all)) : NULL;
+    size_t top[SUP_CTL_URLS], top_n[SUP_CTL_URLS], ntop = 0;
+    int64_t since = cw_clock_mono_ms() - SUP_CTL_URL_WINDOW_MS;
+
+    cw_ctlmsg_put(b, ",\"urls\":{\"window_ms\":%d,\"every\":%d", SUP_CTL_URL_WINDOW_MS,
+                  CW_SEG_URL_EVERY);
+    if (all == NULL && cap > 0) {
+        cw_ctlmsg_put(b, ",\"error\":\"no memory\"}");
+        return;
+    }
+    for (size_t i = 0; i < s->child_count; i++) {
+        const struct sup_child *c = &s->children[i];
+        if (c->kind == SUP_WORKER && c->slot >= 0 && c->slot < CW_LIMIT_WORKERS)
+            n += cw_seg_url_read(s->seg, c->slot, since, all + n, cap - n);
+    }
+    qsort(all, n, sizeof(*all), sup_ctl_url_cmp);
+    /* Runs of equal targets; keep the SUP_CTL_URLS longest (insertion into a short list). */
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && sup_ctl_url_cmp(&all[i], &all[j]) == 0; j++)
+            ;
+        size_t k = ntop < SUP_CTL_URLS ? ntop++ : SUP_CTL_URLS;
+        while (k > 0 && top_n[k - 1] < j - i) {
+            if (k < SUP_CTL_URLS) {
+                top[k] = top[k - 1];
+                top_n[k] = top_n[k - 1];
+            }
+            k--;
+        }
+        if (k < SUP_CTL_URLS) {
+            top[k] = i;
+            top_n[k] = j - i;
+        }
+    }
+    cw_ctlmsg_put(b, ",\"samples\":%zu,\"top\":[", n);
+    for (size_t k = 0; k < ntop; k++) {
+        cw_ctlmsg_put(b, "%s{\"target\":", k ? "," : "");
+        cw_ctlmsg_put_str(b, all[top[k]].target, all[top[k]].len);
+        cw_ctlmsg_put(b, ",\"samples\":%zu,\"share\":%.4f}", top_n[k],
+                      (double)top_n[k] / (double)n);
+    }
+    cw_ctlmsg_put(b, "]}");
+    free(all);
 }
 
 /* ---- reload, purge ---- */
@@ -409,6 +507,8 @@ static void sup_ctl_reload(struct sup *s, uint64_t id, const struct cw_control_p
     b = sup_ctl_begin();
     cw_ctlmsg_put(&b, ",\"workers\":%d,\"config\":", s->cfg.workers);
     cw_ctlmsg_put_str(&b, s->cfg.file, strlen(s->cfg.file));
+    /* Settings the reload could not apply: the caller must restart for them. */
+    cw_ctlmsg_put(&b, ",\"restart_needed\":[%s]", s->reload_restart);
     sup_ctl_send(s, id, &b);
 }
 

@@ -101,6 +101,9 @@ struct sup {
     int64_t next_wd_ms;
     bool wd_withheld; /* the last watchdog tick found a child down or not answering */
     uint64_t cmd_seq; /* the last seq of a command sent to the refresher */
+    /* The last good reload's changed settings that only a restart applies, as JSON strings
+     * ("\"control.socket\",\"control.group\""), "" for none: told to cwctl. */
+    char reload_restart[64];
     struct sup_pending pending[SUP_PENDING_MAX];
 };
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/cc.h"
@@ -32,6 +33,7 @@
 #include "workers/clock.h"
 #include "workers/req_int.h"
 #include "workers/wire.h"
+#include "workers/worker_beat.h"
 
 #define WORKER_CONN_LIMIT   8192
 #define WORKER_DRAIN_MIN_MS 100
@@ -47,6 +49,7 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
 
     (void)cls;
     (void)url;
+    if (cw_worker_beat_is_probe(r)) return cw_worker_beat_on_request(conn, req_cls);
     if (r == NULL) return MHD_NO; /* the URI callback could not allocate */
     switch (r->step) {
     case REQ_NEW:
@@ -120,8 +123,11 @@ static enum MHD_Result worker_on_request(void *cls, struct MHD_Connection *conn,
 static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct cw_worker *w = cls;
-    struct worker_req *r = calloc(1, sizeof(*r));
+    struct worker_req *r;
+    void *probe = cw_worker_beat_on_uri(conn);
 
+    if (probe != NULL) return probe; /* the heartbeat's own request: no state, not counted */
+    r = calloc(1, sizeof(*r));
     if (r == NULL) return NULL;
     r->raw_uri_len = strlen(uri);
     r->raw_uri = malloc(r->raw_uri_len + 1);
@@ -159,17 +165,19 @@ static void worker_record(struct cw_worker *w, struct worker_req *r, struct MHD_
 {
     int64_t took_us = cw_clock_mono_us() - r->start_us;
     int route = r->rt ? (int)(r->rt - w->cfg->routes) : -1;
+    struct cw_str url = r->log_uri.p ? r->log_uri : cw_str_make(r->raw_uri, r->raw_uri_len);
     char addr[INET6_ADDRSTRLEN];
 
     cw_seg_record_request(w->seg, w->slot, route, r->result, cw_seg_method_of(r->method), took_us);
     cw_seg_add(w->seg, w->slot, CW_METRICS_BYTES_OUT, r->bytes);
+    cw_seg_url_offer(w->seg, w->slot, route, url.p, url.len, (r->start_us + took_us) / 1000);
     if (w->alog == NULL) return;
     req_client_addr(conn, addr, sizeof(addr));
     struct cw_accesslog_rec rec = {
         .time_ms = r->start_wall_ms,
         .client = addr,
         .method = r->method,
-        .url = r->log_uri.p ? r->log_uri : cw_str_make(r->raw_uri, r->raw_uri_len),
+        .url = url,
         .protocol = r->version,
         .status = (int)r->status,
         .bytes = r->bytes,
@@ -191,6 +199,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
 
     if (r == NULL) return;
     *req_cls = NULL;
+    if (cw_worker_beat_is_probe(r)) return;
     if (r->queued) worker_record(w, r, conn);
     /* A streamed answer's transfer may still run (the client left): its end frees r. */
     if (req_pipe_release(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)) req_free(r);
@@ -245,18 +254,28 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     return 0;
 }
 
-/* Waits for SIGTERM/SIGINT; SIGUSR1 reopens the access log (logrotate). */
-static void worker_wait_signal(struct cw_worker *w)
+/* Waits for SIGTERM/SIGINT; SIGUSR1 reopens the access log (logrotate). Between signals,
+ * once a period, the heartbeat (workers/worker_beat.h). */
+static void worker_wait_signal(struct cw_worker *w, struct cw_worker_beat *beat)
 {
+    const struct timespec period = {CW_WORKER_BEAT_PERIOD_MS / 1000,
+                                    (CW_WORKER_BEAT_PERIOD_MS % 1000) * 1000000L};
+    int64_t next = cw_clock_mono_ms();
     sigset_t set;
-    int sig = 0;
+    int sig;
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGUSR1);
     for (;;) {
-        if (sigwait(&set, &sig) == 0 && (sig == SIGTERM || sig == SIGINT)) return;
+        int64_t now = cw_clock_mono_ms();
+        if (now >= next) {
+            cw_worker_beat_tick(beat, w->mhd, w->fetch, now);
+            next = now + CW_WORKER_BEAT_PERIOD_MS;
+        }
+        sig = sigtimedwait(&set, NULL, &period);
+        if (sig == SIGTERM || sig == SIGINT) return;
         if (sig == SIGUSR1 && cw_accesslog_reopen(w->alog) < 0)
             cw_warn("worker %d: access log stays on the old file", w->index);
         if (getppid() == 1) return;
@@ -299,15 +318,17 @@ int cw_worker_run(const struct cw_child_ctx *ctx)
                           .slot = ctx->slot,
                           .index = ctx->index,
                           .refresh_fd = ctx->wake_fd};
+    struct cw_worker_beat beat; /* outlives the fetch loop, which may hold its task */
     int status = 0;
 
+    cw_worker_beat_init(&beat, ctx->seg, ctx->slot);
     cw_child_setup("cw-worker", ctx->seg, ctx->slot);
     if (worker_open(&w, ctx->listen_fd) < 0) {
         status = 1;
         goto out_close;
     }
     cw_info("worker %d: serving on fd %d", w.index, ctx->listen_fd);
-    worker_wait_signal(&w);
+    worker_wait_signal(&w, &beat);
     worker_drain(&w);
 out_close:
     /* Past the grace: new requests get 503 and fetch nothing; waiters resume (503) and
@@ -320,6 +341,7 @@ out_close:
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
     cw_upstream_stop(w.fetch);
+    cw_worker_beat_stop(&beat);
     req_wait_destroy(&w);
     cw_accesslog_close(w.alog);
     cw_store_reader_close(w.fetch_reader);

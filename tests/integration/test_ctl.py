@@ -350,6 +350,96 @@ def test_ctl_sd_notify_and_watchdog(env):
         n.close()
 
 
+def _threads(pid):
+    """{tid: comm} of a process's threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out[int(tid)] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+class ThreadStop:
+    """Stops ONE thread of a process, the others running on: ptrace(PTRACE_SEIZE) and
+    PTRACE_INTERRUPT put only that thread in a ptrace-stop (SIGSTOP would stop the whole
+    group, which the supervisor already sees in /proc/PID/stat). This is how a thread stuck on
+    a lock or in a loop looks from outside: the process runs, one of its threads makes no
+    progress. No test hook in the daemon is needed."""
+
+    PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+    WALL = 0x40000000
+
+    def __init__(self, tid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        self.tid = tid
+        for req in (self.PTRACE_SEIZE, self.PTRACE_INTERRUPT):
+            if self.libc.ptrace(req, tid, None, None) == -1:
+                raise OSError(ctypes.get_errno(), f"ptrace({req:#x}) of thread {tid}")
+        os.waitpid(tid, self.WALL)  # the interrupt's stop
+
+    def release(self):
+        self.libc.ptrace(self.PTRACE_DETACH, self.tid, None, None)
+
+
+def test_ctl_watchdog_sees_wedged_worker(env):
+    """A worker whose MHD thread is stuck while its process runs (one thread ptrace-stopped:
+    /proc/PID/stat still says S) stops the heartbeat (workers/worker_beat.h): the supervisor
+    withholds WATCHDOG=1 within about 3 s + one tick, logs why once, and cwctl status says
+    not-answering; hits keep being served by the other worker; released, the beat and the
+    watchdog come back."""
+    o = env.origin()
+    n = Notify(os.path.join(env.dir, "notify.sock"))
+    try:
+        d = env.daemon(o, workers=2, env={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "400000"})
+        n.wait(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1")
+        w = d.workers()[0]
+        mhd = cw.wait_for(lambda: [t for t, c in _threads(w).items() if c.startswith("MHD")], 5,
+                          what=f"the MHD thread of worker {w}")
+        time.sleep(1.5)  # a beat or two in the slot
+        stop = ThreadStop(mhd[0])
+        t0 = time.monotonic()
+        try:
+            with open(f"/proc/{w}/stat") as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] != "T", "the whole process stopped"
+            n.drain(0)
+            n.msgs.clear()
+            # The last WATCHDOG=1 before the withhold tells the detection time.
+            while time.monotonic() - t0 < 8:
+                n.drain(0.05)
+                if "withholding the systemd watchdog" in cw.tail(d.log_path, 50):
+                    break
+            log = cw.tail(d.log_path, 50)
+            assert "withholding the systemd watchdog" in log, log
+            assert re.search(rf"worker \d+ \(pid {w}\) is not-answering \(no heartbeat", log), log
+            n.drain(0.5)
+            last = max((t for t, m in n.msgs if m == "WATCHDOG=1"), default=t0)
+            detect = last - t0
+            env.note(f"wedged worker: last WATCHDOG=1 {detect:.2f} s after the stop "
+                     f"(withheld from then on)")
+            assert 2.0 <= detect <= 4.6, f"detection after {detect:.2f} s"
+            n.msgs.clear()
+            n.drain(1.0)
+            assert not [m for _, m in n.msgs if m == "WATCHDOG=1"], n.msgs
+            rc, out, err = d.cwctl("status")
+            assert re.search(rf"^worker\s+\d+\s+{w}\s+not-answering", out, re.M), out
+            # Hits still served (by the other worker: the listen socket is shared).
+            for i in range(20):
+                assert d.get(f"/wedge?cc={q('max-age=60')}", timeout=5).status == 200
+        finally:
+            stop.release()
+        n.msgs.clear()
+        n.wait(lambda m: m == "WATCHDOG=1", 4, "WATCHDOG=1 after the thread resumed")
+        assert cw.tail(d.log_path, 400).count("withholding the systemd watchdog") == 1
+    finally:
+        n.close()
+
+
 def test_ctl_top_in_pty(env):
     o = env.origin()
     d = env.daemon(o, workers=2)
@@ -358,9 +448,13 @@ def test_ctl_top_in_pty(env):
     import threading
 
     def traffic():
+        i = 0
         while not stop[0]:
+            i += 1
+            # Three URLs at 6:3:1, so that the sampled ranking has an order to get right.
+            path = "/top" if i % 10 < 6 else ("/second" if i % 10 < 9 else "/third")
             try:
-                d.get(f"/top?cc={q('max-age=60')}")
+                d.get(f"{path}?cc={q('max-age=60')}")
             except OSError:
                 pass
 
@@ -382,12 +476,17 @@ def test_ctl_top_in_pty(env):
             frames = buf.split(b"\x1b[H\x1b[2J")
             for f in frames[1:]:
                 m = re.search(rb"requests/s\s+([\d.]+)\s+hit ratio\s+([\d.]+) %", f)
-                if m and float(m.group(1)) > 0 and b"TOP ROUTES" in f and b"p99" in f:
+                if (m and float(m.group(1)) > 0 and b"TOP ROUTES" in f and b"p99" in f
+                        and b"TOP URLS" in f and b"/third" in f):
                     frame = f.decode()
         assert frame is not None, f"no frame with a request rate: {buf[-1500:]!r}"
         lines = frame.splitlines()
         assert len(lines) <= 24 and max(len(x) for x in lines) <= 80, frame
         assert re.search(r"hit [\d.]+", frame) and "api" in frame and "*/" in frame, frame
+        # Top URLs, from the workers' sampled targets: busiest first, with a rate.
+        urls = re.findall(r"^(/\w+)\?cc=max-age%3D60\s+([\d.]+)\s+([\d.]+)\r?$", frame, re.M)
+        assert [u for u, _, _ in urls] == ["/top", "/second", "/third"], frame
+        assert float(urls[0][1]) > 0 and 40 <= float(urls[0][2]) <= 80, frame
         env.note(re.search(r"requests/s\s+[\d.]+", frame).group(0))
         os.write(fd, b"q")
         _, status = os.waitpid(pid, 0)

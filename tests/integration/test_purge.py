@@ -173,3 +173,73 @@ def test_purge_not_cached_is_404(env):
     r = d.request("/never-cached", method="PURGE")
     assert r.status == 404 and purged(r) == {"purged": 0, "soft": False}, r
     assert o.stats()["total"] == 0, "a PURGE must not reach the origin"
+
+
+def test_purge_prefix_100k_keeps_hits_fast(env):
+    """A prefix purge of 100,000 entries runs in steps in the refresher's loop (8 write txns of
+    64 entries each, then back to the loop): it removes exactly the 100,000, the refresher keeps
+    answering its health pings (it is not replaced), and hits on another URL stay fast
+    meanwhile. The entries are stored with cw-test-fill (tests/fill/fill.c): through the
+    proxy, 100,000 misses would take minutes."""
+    import subprocess
+    import threading
+    import time
+
+    o = env.origin()
+    d = env.daemon(o, workers=2, overrides={
+        "cache": {"path": env.dir + "/l1.mdb", "size": "512M", "max_object": "8M"}})
+    hot = f"/hot?cc={q('max-age=600')}"
+    d.get(hot)
+    expect(d.get(hot), 200, "HIT", "the hot URL")
+    n = 100_000
+    t = time.monotonic()
+    subprocess.run([cw.binary("cw-test-fill"), d.conf, f"{cw.LOOPBACK}:{d.port}", "/bulk/", str(n)],
+                   check=True, capture_output=True, timeout=90)
+    env.note(f"filled {n} entries in {time.monotonic() - t:.1f} s")
+    expect(d.get("/bulk/12345"), 200, "HIT", "a filled entry")
+    refresher = d.named("cw-refresher")
+
+    lat, bad, stop = {"before": [], "during": []}, [], [False]
+    phase = ["before"]
+
+    def hits():
+        while not stop[0]:
+            t0 = time.monotonic()
+            try:
+                r = d.get(hot, timeout=5)
+                ok = r.status == 200 and xc(r) == "HIT"
+            except OSError as e:
+                ok, r = False, e
+            lat[phase[0]].append(time.monotonic() - t0)
+            if not ok:
+                bad.append(r)
+
+    th = threading.Thread(target=hits, daemon=True)
+    th.start()
+    time.sleep(1.0)
+    phase[0] = "during"
+    t0 = time.monotonic()
+    rc, out, err = d.cwctl("--json", "purge", "--prefix", f"http://{cw.LOOPBACK}:{d.port}/bulk/",
+                           timeout=120)
+    took = time.monotonic() - t0
+    phase[0] = "after"
+    lat["after"] = []
+    stop[0] = True
+    th.join(10)
+    assert rc == 0, (rc, out, err)
+    res = json.loads(out)
+    assert res["purged"] == n, res
+    p = {k: (cw.percentile(v, 50) * 1000, cw.percentile(v, 99) * 1000, len(v))
+         for k, v in lat.items() if k != "after"}
+    env.note(f"prefix purge of {n}: {took:.2f} s at cwctl ({res['took_ms'] / 1000:.2f} s in the "
+             f"refresher); hits before p50 {p['before'][0]:.2f} ms p99 {p['before'][1]:.2f} ms "
+             f"(n={p['before'][2]}), during p50 {p['during'][0]:.2f} ms p99 "
+             f"{p['during'][1]:.2f} ms (n={p['during'][2]})")
+    assert not bad, f"{len(bad)} hits failed during the purge: {bad[:3]}"
+    assert p["during"][2] >= 50, "too few hits during the purge to measure"
+    # Hits never take the write lock: the purge may cost CPU on 2 shared cores, never a wait.
+    assert p["during"][1] < 50, f"hit p99 {p['during'][1]:.1f} ms during the purge"
+    assert d.named("cw-refresher") == refresher, "the refresher was replaced during the purge"
+    assert "purge prefix" in cw.tail(d.log_path, 400)
+    expect(d.get("/bulk/12345"), 200, "MISS", "a purged entry")
+    expect(d.get(hot), 200, "HIT", "the hot URL after the purge")

@@ -110,3 +110,62 @@ def test_reload_keeps_metrics_listener(env):
     cw.wait_for(metrics_ok, 5 * cw.TIME_FACTOR, what="/metrics after the reload")
     log = _log(d)
     assert "cannot serve" not in log and "restart in" not in log, log[-2000:]
+
+
+def test_reload_by_cwctl_twice_under_load(env):
+    """`cwctl reload` (ExecReload= in the unit) twice under load from 4 clients: zero non-2xx
+    answers and zero socket errors; each reload swaps every worker. The second changes
+    control.socket, which only a restart applies: cwctl says so (and exits 0: the rest was
+    applied), and the log warns; the daemon keeps answering on the socket it has."""
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    paths = [f"/rc{i}?cc={urllib.parse.quote('max-age=600')}" for i in range(8)]
+    for p in paths:
+        assert d.get(p).status == 200
+    failures, done, sent = [], threading.Event(), [0] * 4
+
+    def hammer(k):
+        i = 0
+        while not done.is_set():
+            i += 1
+            try:
+                r = d.get(paths[(i + k) % len(paths)])
+                if not 200 <= r.status < 300:
+                    failures.append(r)
+            except Exception as e:  # a refused or reset connection is a failure
+                failures.append(e)
+            sent[k] += 1
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    outs = []
+    try:
+        time.sleep(0.5)
+        for round_, kw in enumerate((
+                {"workers": 3, "overrides": {"control": {"socket": d.control}}},
+                {"workers": 2, "overrides": {"control": {"socket": d.control + ".new"}}})):
+            before = set(d.workers())
+            text = cw.config_text(d.tmpdir, port=d.port, origin_port=o.port, **kw)
+            with open(d.conf, "w") as f:
+                f.write(text)
+            rc, out, err = d.cwctl("reload")
+            assert rc == 0, (rc, out, err)
+            outs.append(out)
+            want = kw["workers"]
+            cw.wait_for(lambda: len(d.workers()) == want and not (set(d.workers()) & before),
+                        10, what=f"reload {round_ + 1}: {want} new workers, the old ones gone")
+            time.sleep(0.5)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    total = sum(sent)
+    env.note(f"cwctl reload x2 under load: {total} requests, {len(failures)} failed")
+    assert not failures, f"{len(failures)} of {total} requests failed: {failures[:3]}"
+    assert total > 200, f"only {total} requests during two reloads"
+    assert "restart" not in outs[0], outs[0]
+    assert "control.socket changed: it takes effect at the next start" in outs[1], outs[1]
+    assert "control.socket and control.group take effect at the next start" in _log(d)
+    assert d.cwctl("status")[0] == 0  # still the old socket
