@@ -36,5 +36,10 @@ void cw_child_mhd_log(void *cls, const char *fmt, va_list ap)
     n = strlen(buf);
     while (n > 0 && buf[n - 1] == '\n')
         buf[--n] = '\0';
-    cw_info("%s: mhd: %s", module, buf);
+    /* A worker's heartbeat probe is a unix socket: libmicrohttpd's TCP options fail on it at
+     * every answer, and the push it then reports as delayed concerns nobody. */
+    if (strncmp(buf, "Setting TCP_", 12) == 0 || strncmp(buf, "Failed to push the data", 23) == 0)
+        return;
+    /* The rest is per connection (a client gone mid-answer, say): rate-limited. */
+    cw_info_rl("%s: mhd: %s", module, buf);
 }

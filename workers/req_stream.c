@@ -238,15 +238,18 @@ size_t req_pipe_upload_push(struct worker_req *r, const char *data, size_t n)
     pthread_mutex_lock(&p->lock);
     if (p->eof) {
         took = n; /* the transfer ended: nobody reads the rest */
-    } else if (p->up.len == REQ_PIPE_BYTES) {
-        took = 0;
-        /* Under the lock: the read callback cannot resume it before it is suspended. */
-        p->up_waiting_space = true;
-        MHD_suspend_connection(r->conn);
     } else {
         took = ring_put(&p->up, data, n);
-        resume = p->up_read_paused;
-        p->up_read_paused = false;
+        resume = took > 0 && p->up_read_paused;
+        if (resume) p->up_read_paused = false;
+        /* What did not fit waits in libmicrohttpd's buffer: the connection is suspended until
+         * the read callback makes room (libmicrohttpd would not call again on its own until
+         * more bytes arrive, and the client may have sent its last). Under the lock: the read
+         * callback cannot resume it before it is suspended. */
+        if (took < n) {
+            p->up_waiting_space = true;
+            MHD_suspend_connection(r->conn);
+        }
     }
     pthread_mutex_unlock(&p->lock);
     if (resume) cw_upstream_resume(&r->job.xfer);

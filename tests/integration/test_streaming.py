@@ -134,9 +134,9 @@ def stream_get(port, path, rate=0.0, limit=None, on_first=None, timeout=60.0):
             if limit is not None and n >= limit:
                 return status, hdrs, n, crc
             if rate:
-                due = start + n / rate
-                if due > time.monotonic():
-                    time.sleep(due - time.monotonic())
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             data = s.recv(16384 if slow else 1 << 20)
             if not data:
                 return status, hdrs, n, crc
