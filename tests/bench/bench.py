@@ -3,10 +3,10 @@
 
     BUILD=build/rel python3 tests/bench/bench.py      (or: make bench)
 
-Starts one origin (cw-test-origin) and four servers on ephemeral loopback ports in a temp
-dir: cachewarpd (2 workers), nginx proxy_cache (2 worker processes), Varnish (malloc
-storage, its default 2 thread pools) and nginx serving the same bytes as static files
-(2 worker processes; the floor). Checks that each cache answers a second GET as a HIT
+Starts one origin (cw-test-origin) and the servers on ephemeral loopback ports in a temp
+dir: cachewarpd (2 workers; more instances below), nginx proxy_cache (2 worker
+processes), Varnish (malloc storage, its default 2 thread pools) and nginx serving the same
+bytes as static files (2 worker processes; the floor). Checks that each cache answers a second GET as a HIT
 with the right body, then runs every scenario against every server, the servers
 interleaved within each scenario and their order rotated in each repetition. The load
 generator is tests/bench/openloop.c (cw-openloop): open loop at a fixed offered rate with
@@ -20,10 +20,21 @@ fails to start or dies, and exits 1 after writing the results when any run had e
 
 Environment: BUILD (build/rel), BENCH_OUT ($BUILD/bench), BENCH_REPS (3), BENCH_OPEN_S (5,
 seconds of each open-loop run), BENCH_CLOSED_S (3), BENCH_RATES ("2000 5000": offered rates
-for the hot 1 KiB hit; the 100 KiB hit runs at the first), BENCH_MISS_RATE (1000),
-BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS ("cw nginx
-varnish static"), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
+for the hot 1 KiB hit; the 64 and 100 KiB hits run at the first), BENCH_MISS_RATE (1000),
+BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS (default "cw
+nginx varnish static", plus cw-base with BENCH_CW_BASE, plus cw-w1 cw-w4 cw-small with
+BENCH_HEAVY=1), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
 default unpinned), BENCH_KEEP=1 (keep the temp dir).
+
+BENCH_CW_BASE=DIR adds server "cw-base": the cachewarpd of another build directory (e.g. a
+worktree of an older commit: DIR/bin/cachewarpd), configured as "cw", in the same run, so
+that a change is measured against its base on the same machine at the same time.
+BENCH_SCENARIOS: space-separated fnmatch patterns on scenario ids ("hit1k_* hit100k_*");
+when set, exactly the matching scenarios run, heavy ones included. BENCH_HEAVY=1 adds the
+heavy scenarios and servers: the 100 KiB open-loop hit and the immediate-origin open-loop
+miss; CacheWarp with 1 and 4 workers on the hot-hit and Zipf scenarios; BENCH_SMALL_KEYS
+(100000) keys in a cache of BENCH_SMALL_CACHE (32M) on cw-small (and cw, whose cache holds
+them all), each distribution warmed for BENCH_SMALL_WARM_S (10) seconds first.
 """
 
 import fnmatch
@@ -228,6 +239,7 @@ class Bench:
         self.heavy = os.environ.get("BENCH_HEAVY", "0") == "1"
         self.small_keys = env_int("BENCH_SMALL_KEYS", 100000)
         self.small_cache = os.environ.get("BENCH_SMALL_CACHE", "32M")
+        self.small_warm_s = float(os.environ.get("BENCH_SMALL_WARM_S", "10"))
         self.patterns = os.environ.get("BENCH_SCENARIOS", "").split()
         # CacheWarp instances: id -> build dir, workers, cache size.
         self.cw = {"cw": {"build": self.build, "workers": 2, "size": "1G"}}
@@ -437,14 +449,20 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             f"origin {self.st_delay} ms, {self.st_rounds} rounds", "stampede",
             ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K,
              f"/stampede-{{n}}?delay_ms={self.st_delay}&cc=max-age%3D60"])
+        # A cache smaller than its key set (cw-small; cw, whose cache holds every key, beside
+        # it): the steady state, so each distribution is first warmed by BENCH_SMALL_WARM_S
+        # of the same load in closed loop; then closed loop (hit ratio, CPU) and a fixed rate.
         n = self.small_keys
         kp = "/s/{n}?size=1024&cc=max-age%3D3600"
-        for dist, extra in (("zipf", ["-Z", "0.99"]), ("uniform", [])):
-            add(f"keys{n // 1000}k_{dist}_open_{r0}",
-                f"{n:,} keys of 1 KiB, {'Zipf 0.99' if extra else 'uniform'}, open loop "
-                f"{r0} req/s", "keys", ["-R", str(r0)] + o + ["-K", str(n)] + extra + [kp],
-                heavy=True, small=True,
-                warm=["-R", "0", "-c", "64", "-t", "2", "-d", "3", "-K", str(n)] + extra + [kp])
+        for dist, ex in (("zipf", ["-Z", "0.99"]), ("uniform", [])):
+            warm = ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.small_warm_s),
+                    "-K", str(n)] + ex + [kp]
+            what = f"{n:,} keys of 1 KiB, {'Zipf 0.99' if ex else 'uniform'}"
+            add(f"keys{n // 1000}k_{dist}_closed", f"{what}, closed loop (64 conns)", "keys",
+                c + ["-K", str(n)] + ex + [kp], heavy=True, small=True, warm=warm)
+            add(f"keys{n // 1000}k_{dist}_open_{r0}", f"{what}, open loop {r0} req/s", "keys",
+                ["-R", str(r0)] + o + ["-K", str(n)] + ex + [kp], heavy=True, small=True,
+                warm=warm)
         return out
 
     def scenarios(self):
