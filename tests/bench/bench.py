@@ -242,19 +242,22 @@ class Bench:
         self.small_warm_s = float(os.environ.get("BENCH_SMALL_WARM_S", "10"))
         self.patterns = os.environ.get("BENCH_SCENARIOS", "").split()
         # CacheWarp instances: id -> build dir, workers, cache size.
-        self.cw = {"cw": {"build": self.build, "workers": 2, "size": "1G"}}
+        # The commit of each build's checkout, read once at the start: the tables name it.
+        self.cw = {"cw": {"build": self.build, "workers": 2, "size": "1G",
+                          "git": git_rev(self.build)}}
         self.names = dict(NAMES)
         base = os.environ.get("BENCH_CW_BASE", "")
         if base:
             base = os.path.abspath(base)
-            self.cw["cw-base"] = {"build": base, "workers": 2, "size": "1G"}
-            self.names["cw-base"] = f"cachewarp base ({git_rev(base)})"
-            self.names["cw"] = f"cachewarp ({git_rev(self.build)})"
+            self.cw["cw-base"] = {"build": base, "workers": 2, "size": "1G",
+                                  "git": git_rev(base)}
+            self.names["cw-base"] = f"cachewarp base ({self.cw['cw-base']['git']})"
+            self.names["cw"] = f"cachewarp ({self.cw['cw']['git']})"
         default = ["cw"] + (["cw-base"] if base else []) + ["nginx", "varnish", "static"]
         for sid, w in (("cw-w1", 1), ("cw-w4", 4)):
-            self.cw[sid] = {"build": self.build, "workers": w, "size": "1G"}
+            self.cw[sid] = {**self.cw["cw"], "workers": w}
             self.names[sid] = f"cachewarp {w} worker{'s' if w > 1 else ''}"
-        self.cw[SMALL_SERVER] = {"build": self.build, "workers": 2, "size": self.small_cache}
+        self.cw[SMALL_SERVER] = {**self.cw["cw"], "size": self.small_cache}
         self.names[SMALL_SERVER] = f"cachewarp, cache {self.small_cache}"
         if self.heavy:
             default += list(SCALE_SERVERS) + [SMALL_SERVER]
@@ -830,11 +833,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                          **{f"cachewarp {sid}": ver([os.path.join(c["build"], "bin",
                                                                   "cachewarpd"), "--version"])
                             for sid, c in self.cw.items()}},
-            "cw_builds": {sid: {**c, "git": git_rev(c["build"])} for sid, c in self.cw.items()},
+            "cw_builds": self.cw,
             "scenarios": [sc["id"] for sc in self.scenarios()],
             "heavy": self.heavy,
             "servers_desc": {
-                **{sid: f"{self.names[sid]}: {c['build']} at {git_rev(c['build'])}, "
+                **{sid: f"{self.names[sid]}: {c['build']} at {c['git']}, "
                         f"{c['workers']} worker{'s' if c['workers'] > 1 else ''}, cache "
                         f"{c['size']}, L1 only (no Redis), log level warn, no access log"
                    for sid, c in self.cw.items()},
