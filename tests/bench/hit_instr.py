@@ -14,7 +14,7 @@ Instruction counts do not depend on the machine's load, unlike CPU time, which i
 complements make bench's CPU µs/req.
 
 Environment: BUILD (build/rel; cw-openloop and cw-test-origin come from it), HIT_N (2000),
-HIT_RATE (400 req/s: callgrind slows the worker about 50x), HIT_KEEP=1 (keep the temp dir).
+HIT_RATE (150 req/s: callgrind slows the worker about 50x, and the machine is shared), HIT_KEEP=1 (keep the temp dir).
 Prints a table and writes JSON to $BENCH_OUT/hit_instr.json (BENCH_OUT: $BUILD/bench).
 """
 
@@ -153,7 +153,7 @@ def main():
     build = os.path.abspath(os.environ.get("BUILD", "build/rel"))
     out = os.environ.get("BENCH_OUT", os.path.join(build, "bench"))
     n = int(os.environ.get("HIT_N", "2000"))
-    rate = float(os.environ.get("HIT_RATE", "400"))
+    rate = float(os.environ.get("HIT_RATE", "150"))
     builds = []
     for a in sys.argv[1:]:
         name, _, path = a.partition("=")
