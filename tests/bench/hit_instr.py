@@ -14,8 +14,9 @@ Instruction counts do not depend on the machine's load, unlike CPU time, which i
 complements make bench's CPU µs/req.
 
 Environment: BUILD (build/rel; cw-openloop and cw-test-origin come from it), HIT_N (2000),
-HIT_RATE (150 req/s: callgrind slows the worker about 50x, and the machine is shared), HIT_KEEP=1 (keep the temp dir).
-Prints a table and writes JSON to $BENCH_OUT/hit_instr.json (BENCH_OUT: $BUILD/bench).
+HIT_RATE (150 req/s: callgrind slows the worker about 50x, and the machine is shared),
+HIT_KEEP=1 (keep the temp dir). Prints a table and writes JSON to $BENCH_OUT/hit_instr.json
+(BENCH_OUT: $BUILD/bench).
 """
 
 import glob
