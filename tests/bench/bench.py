@@ -6,9 +6,10 @@
 Starts one origin (cw-test-origin) and the servers on ephemeral loopback ports in a temp
 dir: cachewarpd (2 workers; more instances below), nginx proxy_cache (2 worker
 processes), Varnish (malloc storage, its default 2 thread pools) and nginx serving the same
-bytes as static files (2 worker processes; the floor). Checks that each cache answers a second GET as a HIT
-with the right body, then runs every scenario against every server, the servers
-interleaved within each scenario and their order rotated in each repetition. The load
+bytes as static files (2 worker processes; the floor). Checks that each cache answers a
+second GET as a HIT with the right body, then runs every scenario against every server that
+runs it, the servers interleaved within each scenario and their order rotated in each
+repetition. The load
 generator is tests/bench/openloop.c (cw-openloop): open loop at a fixed offered rate with
 latency from the scheduled send time, closed loop, or a burst of clients on one cold key.
 
