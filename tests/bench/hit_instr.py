@@ -1,22 +1,23 @@
 #!/usr/bin/env python3
-"""Instructions per hot 1 KiB hit, under callgrind, for one or more CacheWarp builds.
+"""Instructions per hot hit (1 KiB, or HIT_SIZE bytes), under callgrind, for one or more CacheWarp builds.
 
     BUILD=build/rel python3 tests/bench/hit_instr.py [NAME=BUILD_DIR ...]
 
 For each build (default: $BUILD itself), runs cachewarpd with 1 worker under
 `valgrind --tool=callgrind` (every forked process is followed; each writes its own
-callgrind.out.PID), warms one hot 1 KiB object, sends N hits (cw-openloop, open loop, 4
-connections) and stops the daemon with SIGTERM so that every process writes its totals. Then
-again with 5N hits. Each process is named by its comm (the workers set theirs), so the two
-runs' processes are paired by name; the worker is the one whose total grows. Instructions
-per hit = (Ir with 5N - Ir with N) / 4N: the start, the warm-up and the stop cancel out.
-Instruction counts do not depend on the machine's load, unlike CPU time, which is why this
-complements make bench's CPU µs/req.
+callgrind.out.PID), warms one hot object, sends hits for HIT_SECONDS over one keep-alive
+connection in closed loop (cw-openloop -R 0 -c 1: no queue, no timeouts however slow
+callgrind makes the worker) and stops the daemon with SIGTERM so that every process writes
+its totals. Then again for 5 x HIT_SECONDS. Each process is named by its comm (the workers
+set theirs), so the two runs' processes are paired by name; the worker is the one whose
+total grows. Instructions per hit = (Ir of the long run - Ir of the short) / (hits of the
+long run - hits of the short): the start, the warm-up and the stop cancel out. Instruction
+counts do not depend on the machine's load, unlike CPU time, which is why this complements
+make bench's CPU us/req.
 
-Environment: BUILD (build/rel; cw-openloop and cw-test-origin come from it), HIT_N (2000),
-HIT_RATE (150 req/s: callgrind slows the worker about 50x, and the machine is shared),
-HIT_KEEP=1 (keep the temp dir). Prints a table and writes JSON to $BENCH_OUT/hit_instr.json
-(BENCH_OUT: $BUILD/bench).
+Environment: BUILD (build/rel; cw-openloop and cw-test-origin come from it), HIT_SECONDS
+(8), HIT_SIZE (1024: the body's bytes), HIT_KEEP=1 (keep the temp dir). Prints a table and
+writes JSON to $BENCH_OUT/hit_instr_SIZE.json (BENCH_OUT: $BUILD/bench).
 """
 
 import glob
@@ -31,7 +32,8 @@ import tempfile
 import time
 import urllib.request
 
-HOT1K = "/hot1k?size=1024&cc=max-age%3D3600"
+SIZE = int(os.environ.get("HIT_SIZE", "1024"))
+HOT1K = f"/hot{SIZE}?size={SIZE}&cc=max-age%3D3600"
 
 
 def log(msg):
@@ -78,7 +80,7 @@ def comm(pid):
         return "?"
 
 
-def run_once(tmp, build, gen, oport, hits, rate):
+def run_once(tmp, build, gen, oport, secs):
     d = tempfile.mkdtemp(dir=tmp)
     port = free_port()
     conf = os.path.join(d, "cachewarp.conf")
@@ -109,7 +111,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             st, xc, body = get(port, HOT1K, timeout=10)
             if st == 200:
                 st, xc, body = get(port, HOT1K, timeout=10)
-                if xc.upper().startswith("HIT") and len(body) == 1024:
+                if xc.upper().startswith("HIT") and len(body) == SIZE:
                     break
         except Exception:  # noqa: BLE001 - not up yet
             pass
@@ -117,16 +119,15 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             die(f"{build}: no HIT within 120 s under callgrind; log in {d}")
         time.sleep(0.5)
     names = {pid: comm(pid) for pid in [p.pid] + children(p.pid)}
-    secs = hits / rate
-    res = subprocess.run([gen, "-p", str(port), "-R", str(rate), "-c", "4", "-d", f"{secs:.3f}",
+    res = subprocess.run([gen, "-p", str(port), "-R", "0", "-c", "1", "-d", f"{secs:.3f}",
                           HOT1K], capture_output=True, text=True)
     try:
         g = json.loads(res.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
         die(f"cw-openloop failed: {res.stdout}{res.stderr}")
-    if g["requests"] != hits or g["hits"] != hits or g["errors"]:
-        die(f"{build}: wanted {hits} hits, got {g['requests']} answers, {g['hits']} hits, "
-            f"{g['errors']} errors (is HIT_RATE too high under callgrind?)")
+    if g["hits"] != g["requests"] or g["errors"] or g["non2xx"] or not g["hits"]:
+        die(f"{build}: {g['requests']} answers, {g['hits']} hits, {g['errors']} errors, "
+            f"{g['non2xx']} non-2xx: every answer must be a hit")
     p.send_signal(signal.SIGTERM)
     try:
         p.wait(120)
@@ -153,8 +154,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
 def main():
     build = os.path.abspath(os.environ.get("BUILD", "build/rel"))
     out = os.environ.get("BENCH_OUT", os.path.join(build, "bench"))
-    n = int(os.environ.get("HIT_N", "2000"))
-    rate = float(os.environ.get("HIT_RATE", "150"))
+    secs = float(os.environ.get("HIT_SECONDS", "8"))
     builds = []
     for a in sys.argv[1:]:
         name, _, path = a.partition("=")
@@ -184,10 +184,13 @@ def main():
         if not oport:
             die("cw-test-origin printed no port")
         for name, b in builds:
-            t1, _ = run_once(tmp, b, gen, oport, n, rate)
-            t5, _ = run_once(tmp, b, gen, oport, 5 * n, rate)
-            per = {k: (t5[k] - t1[k]) / (4 * n) for k in t1 if k in t5 and t1[k] and t5[k]}
-            results[name] = {"build": b, "n": n, "ir_n": t1, "ir_5n": t5,
+            t1, g1 = run_once(tmp, b, gen, oport, secs)
+            t5, g5 = run_once(tmp, b, gen, oport, 5 * secs)
+            n = g5["hits"] - g1["hits"]
+            if n < 100:
+                die(f"{name}: only {g1['hits']} and {g5['hits']} hits: raise HIT_SECONDS")
+            per = {k: (t5[k] - t1[k]) / n for k in t1 if k in t5 and t1[k] and t5[k]}
+            results[name] = {"build": b, "hits": [g1["hits"], g5["hits"]], "ir_1": t1, "ir_5": t5,
                              "ir_per_hit": {k: round(v, 1) for k, v in per.items()}}
             log(f"{name}: Ir per hit by process: {results[name]['ir_per_hit']}")
     finally:
@@ -199,13 +202,14 @@ def main():
         else:
             log(f"temp dir kept: {tmp}")
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "hit_instr.json"), "w") as f:
+    with open(os.path.join(out, f"hit_instr_{SIZE}.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(f"| build | process | instructions per hot 1 KiB hit ({n} vs {5 * n} hits) |")
-    print("|---|---|---:|")
+    print(f"| build | process | hits in {secs:g} s and {5 * secs:g} s | instructions per hot "
+          f"{SIZE}-byte hit |")
+    print("|---|---|---:|---:|")
     for name, r in results.items():
         for proc, v in sorted(r["ir_per_hit"].items(), key=lambda kv: -kv[1]):
-            print(f"| {name} | {proc} | {v:,.0f} |")
+            print(f"| {name} | {proc} | {r['hits'][0]:,} / {r['hits'][1]:,} | {v:,.0f} |")
     if len(results) == 2:
         (a, ra), (b, rb) = results.items()
         wa = max(ra["ir_per_hit"].values())
