@@ -635,7 +635,9 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         main = [s for s in cols if s not in extra]
         L.append("## Figures")
         L.append("")
-        self.table(L, summ, main, cell, f0, f1, f2, fpct)
+        # The small-cache scenarios run on cw alone of these: they go to the next table.
+        others = [s for s in main if s != "cw"]
+        self.table(L, summ, main, cell, f0, f1, f2, fpct, need=others or main)
         L.append("")
         L.append("For the floor column, miss and stampede runs go straight to the origin "
                  "(there is no cache): its CPU is the origin's.")
@@ -644,18 +646,18 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             L.append("## CacheWarp: 1, 2 and 4 workers; a cache smaller than its key set")
             L.append("")
             order = [s for s in ("cw-w1", "cw", "cw-w4", SMALL_SERVER) if s in cols]
-            self.table(L, summ, order, cell, f0, f1, f2, fpct)
+            self.table(L, summ, order, cell, f0, f1, f2, fpct, need=extra)
             L.append("")
         return self.render_rest(L, summ, meta, cell, ratio)
 
-    def table(self, L, summ, cols, cell, f0, f1, f2, fpct):
+    def table(self, L, summ, cols, cell, f0, f1, f2, fpct, need=None):
         """A markdown table of the figures of the servers cols, for the scenarios that at
-        least one of them ran."""
+        least one of them (of need, when given) ran."""
         L.append("| scenario | figure | " + " | ".join(self.names[s] for s in cols) + " |")
         L.append("|---|---|" + "---:|" * len(cols))
         for sid, sc in summ.items():
             rows = sc["servers"]
-            if not any(s in rows for s in cols):
+            if not any(s in rows for s in (need or cols)):
                 continue
             if sc["kind"] == "stampede":
                 figs = [("origin requests / round", "origin_requests", lambda v: f"{v / self.st_rounds:.1f}"),
