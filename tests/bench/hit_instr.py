@@ -103,6 +103,29 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             os.path.join(build, "bin", "cachewarpd"), "-c", conf]
     p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          cwd=d)
+    try:
+        g, names = drive(p, d, build, gen, port, secs)
+    finally:
+        # Also on failure: no daemon outlives the script.
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(120)
+            except subprocess.TimeoutExpired:
+                for pid in children(p.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                p.kill()
+                p.wait()
+        logf.close()
+    return collect(d, names), g
+
+
+def drive(p, d, build, gen, port, secs):
+    """Waits for a hit, records each process's name, sends the hits: (generator result,
+    {pid: comm})."""
     end = time.monotonic() + 120
     while True:
         if p.poll() is not None:
@@ -128,12 +151,17 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
     if g["hits"] != g["requests"] or g["errors"] or g["non2xx"] or not g["hits"]:
         die(f"{build}: {g['requests']} answers, {g['hits']} hits, {g['errors']} errors, "
             f"{g['non2xx']} non-2xx: every answer must be a hit")
+    # On SIGTERM every process writes its totals.
     p.send_signal(signal.SIGTERM)
     try:
         p.wait(120)
     except subprocess.TimeoutExpired:
         die(f"{build}: cachewarpd did not stop within 120 s under callgrind; log in {d}")
-    logf.close()
+    return g, names
+
+
+def collect(d, names):
+    """{process name: total Ir} from the callgrind.out.PID files in d."""
     totals = {}
     for path in glob.glob(os.path.join(d, "callgrind.out.*")):
         pid = int(path.rsplit(".", 1)[1])
@@ -148,7 +176,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         while name in totals:
             name += "+"
         totals[name] = ir
-    return totals, g
+    return totals
 
 
 def main():
@@ -172,6 +200,7 @@ def main():
     olog = open(os.path.join(tmp, "origin.log"), "wb")
     op = subprocess.Popen([origin, "-p", "0"], stdout=olog, stderr=subprocess.STDOUT, cwd=tmp)
     results = {}
+    ok = False
     try:
         oport = None
         for _ in range(200):
@@ -193,11 +222,12 @@ def main():
             results[name] = {"build": b, "hits": [g1["hits"], g5["hits"]], "ir_1": t1, "ir_5": t5,
                              "ir_per_hit": {k: round(v, 1) for k, v in per.items()}}
             log(f"{name}: Ir per hit by process: {results[name]['ir_per_hit']}")
+        ok = True
     finally:
         op.send_signal(signal.SIGTERM)
         op.wait(10)
         olog.close()
-        if os.environ.get("HIT_KEEP", "0") != "1":
+        if ok and os.environ.get("HIT_KEEP", "0") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"temp dir kept: {tmp}")
