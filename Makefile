@@ -115,6 +115,14 @@ $(OPENLOOP): $(BUILD)/tests/bench/openloop.o
 	$(CC) $(LDFLAGS) $^ -o $@ -lpthread -lm
 -include $(BUILD)/tests/bench/openloop.d
 
+# hit-instr: instructions per hot 1 KiB hit under callgrind, 1 worker (tests/bench/hit_instr.py);
+# with BENCH_CW_BASE=DIR, that build's cachewarpd beside this one's. Not in all, check or bench.
+.PHONY: hit-instr
+hit-instr: deps
+	@nice $(MAKE) --no-print-directory all $(OPENLOOP)
+	@BUILD=$(BUILD) python3 tests/bench/hit_instr.py cw=$(BUILD) \
+		$(if $(BENCH_CW_BASE),cw-base=$(BENCH_CW_BASE))
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 

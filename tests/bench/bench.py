@@ -3,12 +3,13 @@
 
     BUILD=build/rel python3 tests/bench/bench.py      (or: make bench)
 
-Starts one origin (cw-test-origin) and four servers on ephemeral loopback ports in a temp
-dir: cachewarpd (2 workers), nginx proxy_cache (2 worker processes), Varnish (malloc
-storage, its default 2 thread pools) and nginx serving the same bytes as static files
-(2 worker processes; the floor). Checks that each cache answers a second GET as a HIT
-with the right body, then runs every scenario against every server, the servers
-interleaved within each scenario and their order rotated in each repetition. The load
+Starts one origin (cw-test-origin) and the servers on ephemeral loopback ports in a temp
+dir: cachewarpd (2 workers; more instances below), nginx proxy_cache (2 worker
+processes), Varnish (malloc storage, its default 2 thread pools) and nginx serving the same
+bytes as static files (2 worker processes; the floor). Checks that each cache answers a
+second GET as a HIT with the right body, then runs every scenario against every server that
+runs it, the servers interleaved within each scenario and their order rotated in each
+repetition. The load
 generator is tests/bench/openloop.c (cw-openloop): open loop at a fixed offered rate with
 latency from the scheduled send time, closed loop, or a burst of clients on one cold key.
 
@@ -20,12 +21,24 @@ fails to start or dies, and exits 1 after writing the results when any run had e
 
 Environment: BUILD (build/rel), BENCH_OUT ($BUILD/bench), BENCH_REPS (3), BENCH_OPEN_S (5,
 seconds of each open-loop run), BENCH_CLOSED_S (3), BENCH_RATES ("2000 5000": offered rates
-for the hot 1 KiB hit; the 100 KiB hit runs at the first), BENCH_MISS_RATE (1000),
-BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS ("cw nginx
-varnish static"), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
+for the hot 1 KiB hit; the 64 and 100 KiB hits run at the first), BENCH_MISS_RATE (1000),
+BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS (default "cw
+nginx varnish static", plus cw-base with BENCH_CW_BASE, plus cw-w1 cw-w4 cw-small with
+BENCH_HEAVY=1), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
 default unpinned), BENCH_KEEP=1 (keep the temp dir).
+
+BENCH_CW_BASE=DIR adds server "cw-base": the cachewarpd of another build directory (e.g. a
+worktree of an older commit: DIR/bin/cachewarpd), configured as "cw", in the same run, so
+that a change is measured against its base on the same machine at the same time.
+BENCH_SCENARIOS: space-separated fnmatch patterns on scenario ids ("hit1k_* hit100k_*");
+when set, exactly the matching scenarios run, heavy ones included. BENCH_HEAVY=1 adds the
+heavy scenarios and servers: the 100 KiB open-loop hit and the immediate-origin open-loop
+miss; CacheWarp with 1 and 4 workers on the hot-hit and Zipf scenarios; BENCH_SMALL_KEYS
+(100000) keys in a cache of BENCH_SMALL_CACHE (32M) on cw-small (and cw, whose cache holds
+them all), each distribution warmed for BENCH_SMALL_WARM_S (10) seconds first.
 """
 
+import fnmatch
 import json
 import math
 import os
@@ -46,7 +59,16 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 NAMES = {"cw": "cachewarp", "nginx": "nginx proxy_cache", "varnish": "Varnish",
          "static": "nginx static (floor)"}
 HOT1K = "/hot1k?size=1024&cc=max-age%3D3600"
+HOT64K = "/hot64k?size=65536&cc=max-age%3D3600"
 HOT100K = "/hot100k?size=102400&cc=max-age%3D3600"
+# Many keys: /k/0 .. /k/N-1, each a 1 KiB object (nginx static serves hot1k for all).
+KEYS_PATH = "/k/{n}?size=1024&cc=max-age%3D3600"
+# The extra CacheWarp instances of BENCH_HEAVY=1: worker scaling and a cache smaller than
+# its key set. They run only the scenarios marked for them.
+SCALE_SERVERS = ("cw-w1", "cw-w4")
+SMALL_SERVER = "cw-small"
+COLORS = {"cw": "#d9480f", "cw-base": "#f59f00", "nginx": "#2b8a3e", "varnish": "#1c7ed6",
+          "static": "#868e96", "cw-w1": "#ffa8a8", "cw-w4": "#862e9c", "cw-small": "#5c940d"}
 
 
 def die(msg):
@@ -67,6 +89,19 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def git_rev(path):
+    """The short commit of the checkout that holds path, "+dirty" when it has changes."""
+    try:
+        rev = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return (rev or "?") + ("+dirty" if dirty else "")
 
 
 def taskset(cpus):
@@ -202,7 +237,33 @@ class Bench:
         self.miss_rate = env_int("BENCH_MISS_RATE", 1000)
         st = os.environ.get("BENCH_STAMPEDE", "200 5 50").split()
         self.st_clients, self.st_rounds, self.st_delay = int(st[0]), int(st[1]), int(st[2])
-        self.servers = os.environ.get("BENCH_SERVERS", "cw nginx varnish static").split()
+        self.heavy = os.environ.get("BENCH_HEAVY", "0") == "1"
+        self.small_keys = env_int("BENCH_SMALL_KEYS", 100000)
+        self.small_cache = os.environ.get("BENCH_SMALL_CACHE", "32M")
+        self.small_warm_s = float(os.environ.get("BENCH_SMALL_WARM_S", "10"))
+        self.patterns = os.environ.get("BENCH_SCENARIOS", "").split()
+        # CacheWarp instances: id -> build dir, workers, cache size.
+        # The commit of each build's checkout, read once at the start: the tables name it.
+        self.cw = {"cw": {"build": self.build, "workers": 2, "size": "1G",
+                          "git": git_rev(self.build)}}
+        self.names = dict(NAMES)
+        base = os.environ.get("BENCH_CW_BASE", "")
+        if base:
+            base = os.path.abspath(base)
+            self.cw["cw-base"] = {"build": base, "workers": 2, "size": "1G",
+                                  "git": git_rev(base)}
+            self.names["cw-base"] = f"cachewarp base ({self.cw['cw-base']['git']})"
+            self.names["cw"] = f"cachewarp ({self.cw['cw']['git']})"
+        default = ["cw"] + (["cw-base"] if base else []) + ["nginx", "varnish", "static"]
+        for sid, w in (("cw-w1", 1), ("cw-w4", 4)):
+            self.cw[sid] = {**self.cw["cw"], "workers": w}
+            self.names[sid] = f"cachewarp {w} worker{'s' if w > 1 else ''}"
+        self.cw[SMALL_SERVER] = {**self.cw["cw"], "size": self.small_cache}
+        self.names[SMALL_SERVER] = f"cachewarp, cache {self.small_cache}"
+        if self.heavy:
+            default += list(SCALE_SERVERS) + [SMALL_SERVER]
+        self.servers = os.environ.get("BENCH_SERVERS", " ".join(default)).split()
+        self.cw = {k: v for k, v in self.cw.items() if k in self.servers}
         self.server_cpus = os.environ.get("BENCH_SERVER_CPUS", "")
         self.client_cpus = os.environ.get("BENCH_CLIENT_CPUS", "")
         self.gen = os.path.join(self.build, "bin", "cw-openloop")
@@ -212,20 +273,22 @@ class Bench:
         self.runs = []
         self.failed = []
         for s in self.servers:
-            if s not in NAMES:
-                die(f"unknown server {s!r} in BENCH_SERVERS (know: {' '.join(NAMES)})")
+            if s not in self.names:
+                die(f"unknown server {s!r} in BENCH_SERVERS (know: {' '.join(self.names)}; "
+                    "cw-base needs BENCH_CW_BASE)")
 
     # --- servers ------------------------------------------------------------------------
     def check_tools(self):
-        need = {"cw": [os.path.join(self.build, "bin", "cachewarpd")],
-                "nginx": ["nginx"], "static": ["nginx"], "varnish": ["varnishd"]}
+        need = {"nginx": ["nginx"], "static": ["nginx"], "varnish": ["varnishd"]}
+        for sid, c in self.cw.items():
+            need[sid] = [os.path.join(c["build"], "bin", "cachewarpd")]
         for exe in [self.gen, os.path.join(self.build, "bin", "cw-test-origin")]:
             if not os.access(exe, os.X_OK):
                 die(f"{exe} is missing: run `make bench` (it builds it)")
         for s in self.servers:
             for exe in need[s]:
                 if shutil.which(exe) is None and not os.access(exe, os.X_OK):
-                    die(f"{exe} is missing for {NAMES[s]} (make bench installs nginx-light "
+                    die(f"{exe} is missing for {self.names[s]} (make bench installs nginx-light "
                         "and varnish: BENCH_DEPS=1 scripts/deps.sh)")
         if (self.server_cpus or self.client_cpus) and shutil.which("taskset") is None:
             die("taskset is missing (util-linux)")
@@ -248,27 +311,30 @@ class Bench:
             time.sleep(0.05)
         die(f"cw-test-origin printed no port; its log:\n{p.tail()}")
 
-    def start_cw(self):
+    def start_cw(self, sid):
+        c = self.cw[sid]
         port = free_port()
-        conf = os.path.join(self.tmp, "cachewarp.conf")
+        d = os.path.join(self.tmp, sid)
+        os.makedirs(d)
+        conf = os.path.join(d, "cachewarp.conf")
         with open(conf, "w") as f:
             f.write(f'''listen = "127.0.0.1:{port}";
-workers = 2;
+workers = {c["workers"]};
 log = {{ level = "warn"; access = ""; }};
-cache = {{ path = "{self.tmp}/l1.mdb"; size = "1G"; max_object = "8M"; }};
+cache = {{ path = "{d}/l1.mdb"; size = "{c["size"]}"; max_object = "8M"; }};
 redis = {{ enabled = false; }};
 origins = ( {{ name = "api"; url = "http://127.0.0.1:{self.oport}"; connect_timeout = "1s";
               timeout = "10s"; }} );
 routes = ( {{ match = "/"; origin = "api"; ttl = "60s"; swr = "0s"; sie = "0s"; }} );
 stats = {{ listen = ""; }};
-control = {{ socket = "{self.tmp}/control.sock"; }};
+control = {{ socket = "{d}/control.sock"; }};
 purge = {{ allow = [ "127.0.0.1/32" ]; }};
 ''')
-        exe = os.path.join(self.build, "bin", "cachewarpd")
+        exe = os.path.join(c["build"], "bin", "cachewarpd")
         t = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True)
         if t.returncode != 0:
-            die(f"cachewarpd -t rejected the bench config: {t.stdout}{t.stderr}")
-        return Proc("cachewarpd", [exe, "-c", conf], self.tmp, self.server_cpus), port
+            die(f"{exe} -t rejected the bench config: {t.stdout}{t.stderr}")
+        return Proc(f"cachewarpd-{sid}", [exe, "-c", conf], self.tmp, self.server_cpus), port
 
     def nginx_common(self, name, port):
         user = "user root root;" if os.getuid() == 0 else ""
@@ -306,14 +372,14 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         # The static floor serves the same bytes the origin gives the caches.
         sdir = os.path.join(self.tmp, "static")
         os.makedirs(sdir)
-        for name, path in (("hot1k", HOT1K), ("hot100k", HOT100K)):
+        for name, path in (("hot1k", HOT1K), ("hot64k", HOT64K), ("hot100k", HOT100K)):
             _, _, body = http_get(self.oport, path)
             with open(os.path.join(sdir, name), "wb") as f:
                 f.write(body)
-        self.bodies = {HOT1K: 1024, HOT100K: 102400}
+        self.bodies = {HOT1K: 1024, HOT64K: 65536, HOT100K: 102400}
         for s in self.servers:
-            if s == "cw":
-                p, port = self.start_cw()
+            if s in self.cw:
+                p, port = self.start_cw(s)
             elif s == "nginx":
                 p, port = self.start_nginx("nginx", "nginx.conf.in")
             elif s == "static":
@@ -322,7 +388,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 p, port = self.start_varnish()
             self.procs[s], self.port[s] = p, port
             wait_ready(p, port, HOT1K)
-            log(f"{NAMES[s]} up on 127.0.0.1:{port} (pid {p.p.pid})")
+            log(f"{self.names[s]} up on 127.0.0.1:{port} (pid {p.p.pid})")
 
     def check_hits(self):
         """A broken cache must never pass for a fast one: the second GET is a HIT."""
@@ -331,10 +397,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 http_get(self.port[s], path)
                 st, hdr, body = http_get(self.port[s], path)
                 if st != 200 or len(body) != size:
-                    die(f"{NAMES[s]}: GET {path}: status {st}, {len(body)} bytes, want 200 "
+                    die(f"{self.names[s]}: GET {path}: status {st}, {len(body)} bytes, want 200 "
                         f"and {size}")
                 if s != "static" and not hdr.get("x-cache", "").upper().startswith("HIT"):
-                    die(f"{NAMES[s]}: second GET of {path} is not a HIT "
+                    die(f"{self.names[s]}: second GET of {path} is not a HIT "
                         f"(X-Cache: {hdr.get('x-cache')!r})")
 
     def stop_all(self):
@@ -342,34 +408,92 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             p.stop()
 
     # --- runs ---------------------------------------------------------------------------
-    def scenarios(self):
-        """(id, label, kind, generator args) in run order."""
+    def all_scenarios(self):
+        """Every scenario in run order, as dicts: id, label, kind (hit, keys, miss,
+        stampede), args (the generator's), heavy (only with BENCH_HEAVY=1), scale (the
+        worker-scaling instances run it too), small (the small-cache scenario: run on
+        cw-small and cw only), warm (generator args run once per server before the first
+        repetition, not recorded)."""
         out = []
+
+        def add(sid, label, kind, args, heavy=False, scale=False, small=False, warm=None):
+            out.append({"id": sid, "label": label, "kind": kind, "args": args, "heavy": heavy,
+                        "scale": scale, "small": small, "warm": warm})
+        o = ["-c", "32", "-d", str(self.open_s)]
+        c = ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s)]
+        r0 = self.rates[0]
         for r in self.rates:
-            out.append((f"hit1k_open_{r}", f"hot 1 KiB hit, open loop {r} req/s", "hit",
-                        ["-R", str(r), "-c", "32", "-d", str(self.open_s), HOT1K]))
-        out.append(("hit1k_closed", "hot 1 KiB hit, closed loop (64 conns)", "hit",
-                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), HOT1K]))
-        r = self.rates[0]
-        out.append((f"hit100k_open_{r}", f"hot 100 KiB hit, open loop {r} req/s", "hit",
-                    ["-R", str(r), "-c", "32", "-d", str(self.open_s), HOT100K]))
-        out.append(("hit100k_closed", "hot 100 KiB hit, closed loop (64 conns)", "hit",
-                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), HOT100K]))
+            add(f"hit1k_open_{r}", f"hot 1 KiB hit, open loop {r} req/s", "hit",
+                ["-R", str(r)] + o + [HOT1K], scale=True)
+        add("hit1k_closed", "hot 1 KiB hit, closed loop (64 conns)", "hit", c + [HOT1K],
+            scale=True)
+        add(f"hit64k_open_{r0}", f"hot 64 KiB hit, open loop {r0} req/s", "hit",
+            ["-R", str(r0)] + o + [HOT64K])
+        add("hit64k_closed", "hot 64 KiB hit, closed loop (64 conns)", "hit", c + [HOT64K],
+            scale=True)
+        add(f"hit100k_open_{r0}", f"hot 100 KiB hit, open loop {r0} req/s", "hit",
+            ["-R", str(r0)] + o + [HOT100K], heavy=True)
+        add("hit100k_closed", "hot 100 KiB hit, closed loop (64 conns)", "hit", c + [HOT100K])
+        warm10k = ["-R", "0", "-c", "32", "-d", "4", "-K", "10000", "-Q", KEYS_PATH]
+        add("keys10k_uniform_closed", "10,000 keys of 1 KiB, uniform, closed loop (64 conns)",
+            "keys", c + ["-K", "10000", KEYS_PATH], warm=warm10k)
+        add("keys10k_zipf_closed", "10,000 keys of 1 KiB, Zipf 0.99, closed loop (64 conns)",
+            "keys", c + ["-K", "10000", "-Z", "0.99", KEYS_PATH], scale=True, warm=warm10k)
         miss = "/miss-{n}?size=1024&cc=max-age%3D3600"
-        out.append((f"miss_open_{self.miss_rate}",
-                    f"miss (unique keys), open loop {self.miss_rate} req/s", "miss",
-                    ["-R", str(self.miss_rate), "-c", "32", "-d", str(self.open_s), miss]))
-        out.append(("miss_closed", "miss (unique keys), closed loop (64 conns)", "miss",
-                    ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s), miss]))
-        out.append(("stampede", f"stampede: {self.st_clients} clients on one cold key, "
-                     f"origin {self.st_delay} ms, {self.st_rounds} rounds", "stampede",
-                     ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K,
-                      f"/stampede-{{n}}?delay_ms={self.st_delay}&cc=max-age%3D60"]))
+        miss1 = "/miss1ms-{n}?size=1024&cc=max-age%3D3600&delay_ms=1"
+        add(f"miss1ms_open_{self.miss_rate}",
+            f"miss (unique keys, origin 1 ms), open loop {self.miss_rate} req/s", "miss",
+            ["-R", str(self.miss_rate)] + o + [miss1])
+        add(f"miss_open_{self.miss_rate}",
+            f"miss (unique keys, origin at once), open loop {self.miss_rate} req/s", "miss",
+            ["-R", str(self.miss_rate)] + o + [miss], heavy=True)
+        add("miss_closed", "miss (unique keys, origin at once), closed loop (64 conns)", "miss",
+            c + [miss])
+        add("stampede", f"stampede: {self.st_clients} clients on one cold key, "
+            f"origin {self.st_delay} ms, {self.st_rounds} rounds", "stampede",
+            ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K,
+             f"/stampede-{{n}}?delay_ms={self.st_delay}&cc=max-age%3D60"])
+        # A cache smaller than its key set (cw-small; cw, whose cache holds every key, beside
+        # it): the steady state, so each distribution is first warmed by BENCH_SMALL_WARM_S
+        # of the same load in closed loop; then closed loop (hit ratio, CPU) and a fixed rate.
+        n = self.small_keys
+        kp = "/s/{n}?size=1024&cc=max-age%3D3600"
+        for dist, ex in (("zipf", ["-Z", "0.99"]), ("uniform", [])):
+            warm = ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.small_warm_s),
+                    "-K", str(n)] + ex + [kp]
+            what = f"{n:,} keys of 1 KiB, {'Zipf 0.99' if ex else 'uniform'}"
+            add(f"keys{n // 1000}k_{dist}_closed", f"{what}, closed loop (64 conns)", "keys",
+                c + ["-K", str(n)] + ex + [kp], heavy=True, small=True, warm=warm)
+            add(f"keys{n // 1000}k_{dist}_open_{r0}", f"{what}, open loop {r0} req/s", "keys",
+                ["-R", str(r0)] + o + ["-K", str(n)] + ex + [kp], heavy=True, small=True,
+                warm=warm)
         return out
+
+    def scenarios(self):
+        """The scenarios of this run: BENCH_SCENARIOS (fnmatch patterns on the ids, any of
+        them) when set, else the default ones plus the heavy ones with BENCH_HEAVY=1."""
+        out = []
+        for sc in self.all_scenarios():
+            if self.patterns:
+                if any(fnmatch.fnmatchcase(sc["id"], p) for p in self.patterns):
+                    out.append(sc)
+            elif self.heavy or not sc["heavy"]:
+                out.append(sc)
+        return out
+
+    def runs_on(self, sc, s):
+        """Whether server s runs scenario sc."""
+        if s in SCALE_SERVERS:
+            return sc["scale"]
+        if s == SMALL_SERVER:
+            return sc["small"]
+        if sc["small"]:
+            return s == "cw"
+        return True
 
     def run_one(self, rep, sid, kind, args, s):
         # The floor has no miss path: its miss and stampede runs go to the origin itself.
-        direct = s == "static" and kind != "hit"
+        direct = s == "static" and kind not in ("hit", "keys")
         target = "origin" if direct else s
         port = self.oport if direct else self.port[s]
         proc = self.procs[target]
@@ -384,12 +508,12 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         c1 = proc.cpu()
         o1 = origin_total(self.oport)
         if not proc.alive():
-            die(f"{NAMES[s]} ({proc.name}) died during {sid}; its log ({proc.log_path}):\n"
+            die(f"{self.names[s]} ({proc.name}) died during {sid}; its log ({proc.log_path}):\n"
                 f"{proc.tail()}")
         try:
             g = json.loads(res.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
-            die(f"{NAMES[s]}: {sid}: cw-openloop failed (exit {res.returncode}): "
+            die(f"{self.names[s]}: {sid}: cw-openloop failed (exit {res.returncode}): "
                 f"{res.stdout}{res.stderr}")
         cpu_s = cpu_delta_s(c0, c1, len(proc.pids()))
         n = g["requests"]
@@ -397,7 +521,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                "server_cpu_s": round(cpu_s, 4),
                "server_cpu_us_per_req": round(cpu_s * 1e6 / n, 2) if n else None,
                "origin_requests": o1 - o0,
-               "wall_s": round(wall, 2), "load1": round(load1, 2)}
+               "wall_s": round(wall, 2), "load1": round(load1, 2),
+               "hit_ratio": round(g["hits"] / n, 4) if n and s != "static" else None}
         if kind == "stampede":
             # The warm-up GETs are hits (or, direct, origin requests): count only the rounds'.
             warm = self.st_clients if direct else 0
@@ -405,36 +530,62 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             run["origin_requests_per_round"] = run["origin_requests"] / self.st_rounds
         bad = g["errors"] + g["non2xx"]
         if bad:
-            self.failed.append(f"{NAMES[s]} {sid} rep {rep}: {g['errors']} errors, "
+            self.failed.append(f"{self.names[s]} {sid} rep {rep}: {g['errors']} errors, "
                                f"{g['non2xx']} non-2xx")
             log(f"WARNING {self.failed[-1]}")
         if kind == "hit" and s != "static" and g["hits"] < n:
-            self.failed.append(f"{NAMES[s]} {sid} rep {rep}: {n - g['hits']} of {n} answers "
+            self.failed.append(f"{self.names[s]} {sid} rep {rep}: {n - g['hits']} of {n} answers "
                                "were not X-Cache HIT")
             log(f"WARNING {self.failed[-1]}")
         self.runs.append(run)
-        log(f"rep {rep} {sid:<18} {NAMES[s]:<21} {g['rps']:>9.0f} req/s  p50 {g['p50_ms']} "
+        log(f"rep {rep} {sid:<18} {self.names[s]:<21} {g['rps']:>9.0f} req/s  p50 {g['p50_ms']} "
             f"p99 {g['p99_ms']} p99.9 {g['p999_ms']} max {g['max_ms']} ms  "
             f"cpu {run['server_cpu_us_per_req']} us/req  origin {run['origin_requests']}")
 
+    def warm(self, sc, s):
+        """A scenario's warm-up pass on one server, before its first repetition; not
+        recorded, its errors ignored (a miss storm may be slow: the run is the measure)."""
+        port = self.oport if s == "static" and sc["kind"] not in ("hit", "keys") else self.port[s]
+        argv = taskset(self.client_cpus) + [self.gen, "-p", str(port), "-s", f"{s}w"] + sc["warm"]
+        res = subprocess.run(argv, capture_output=True, text=True)
+        try:
+            g = json.loads(res.stdout.strip().splitlines()[-1])
+            log(f"warm {sc['id']:<18} {self.names[s]:<21} {g['requests']} requests, "
+                f"{g['hits']} hits, {g['errors']} errors")
+        except (IndexError, ValueError):
+            log(f"warm {sc['id']} {self.names[s]}: cw-openloop failed: {res.stderr.strip()}")
+        if not self.procs[s].alive():
+            die(f"{self.names[s]} died during the warm-up of {sc['id']}; its log:\n"
+                f"{self.procs[s].tail()}")
+
     def run_all(self):
         scen = self.scenarios()
+        if not scen:
+            die(f"no scenario matches BENCH_SCENARIOS={' '.join(self.patterns)!r} (ids: "
+                f"{' '.join(sc['id'] for sc in self.all_scenarios())})")
+        warmed = set()
         for rep in range(1, self.reps + 1):
             k = (rep - 1) % len(self.servers)
             order = self.servers[k:] + self.servers[:k]
-            for sid, _, kind, args in scen:
+            for sc in scen:
                 for s in order:
-                    self.run_one(rep, sid, kind, args, s)
+                    if not self.runs_on(sc, s):
+                        continue
+                    if sc["warm"] and (tuple(sc["warm"]), s) not in warmed:
+                        warmed.add((tuple(sc["warm"]), s))
+                        self.warm(sc, s)
+                    self.run_one(rep, sc["id"], sc["kind"], sc["args"], s)
 
     # --- report -------------------------------------------------------------------------
     def summary(self):
         """Median and min-max over the repetitions, per scenario and server."""
         keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
                 "server_cpu_us_per_req", "gen_cpu_us_per_req", "origin_requests",
-                "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx"]
+                "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx", "hit_ratio"]
         out = {}
-        for sid, label, kind, _ in self.scenarios():
-            out[sid] = {"label": label, "kind": kind, "servers": {}}
+        for sc in self.scenarios():
+            sid = sc["id"]
+            out[sid] = {"label": sc["label"], "kind": sc["kind"], "servers": {}}
             for s in self.servers:
                 rs = [r for r in self.runs if r["scenario"] == sid and r["server"] == s]
                 if not rs:
@@ -479,25 +630,50 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         f0 = lambda v: f"{v:,.0f}"  # noqa: E731
         f1 = lambda v: f"{v:.1f}"  # noqa: E731
         f2 = lambda v: f"{v:.2f}"  # noqa: E731
-        hdr = "| scenario | figure | " + " | ".join(NAMES[s] for s in cols) + " |"
+        fpct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
+        extra = [s for s in cols if s in SCALE_SERVERS or s == SMALL_SERVER]
+        main = [s for s in cols if s not in extra]
         L.append("## Figures")
         L.append("")
-        L.append(hdr)
+        # The small-cache scenarios run on cw alone of these: they go to the next table.
+        others = [s for s in main if s != "cw"]
+        self.table(L, summ, main, cell, f0, f1, f2, fpct, need=others or main)
+        L.append("")
+        L.append("For the floor column, miss and stampede runs go straight to the origin "
+                 "(there is no cache): its CPU is the origin's.")
+        L.append("")
+        if extra:
+            L.append("## CacheWarp: 1, 2 and 4 workers; a cache smaller than its key set")
+            L.append("")
+            order = [s for s in ("cw-w1", "cw", "cw-w4", SMALL_SERVER) if s in cols]
+            self.table(L, summ, order, cell, f0, f1, f2, fpct, need=extra)
+            L.append("")
+        return self.render_rest(L, summ, meta, cell, ratio)
+
+    def table(self, L, summ, cols, cell, f0, f1, f2, fpct, need=None):
+        """A markdown table of the figures of the servers cols, for the scenarios that at
+        least one of them (of need, when given) ran."""
+        L.append("| scenario | figure | " + " | ".join(self.names[s] for s in cols) + " |")
         L.append("|---|---|" + "---:|" * len(cols))
         for sid, sc in summ.items():
             rows = sc["servers"]
-            figs = []
+            if not any(s in rows for s in (need or cols)):
+                continue
             if sc["kind"] == "stampede":
                 figs = [("origin requests / round", "origin_requests", lambda v: f"{v / self.st_rounds:.1f}"),
                         ("p50 / p99 / max ms", None, None)]
             elif "closed" in sid:
                 figs = [("req/s", "rps", f0), ("server CPU µs/req", "server_cpu_us_per_req", f1),
-                        ("p99 ms", "p99_ms", f2)]
+                        ("p50 / p99 ms", "p50p99", None)]
+                if sc["kind"] == "keys":
+                    figs.append(("hit ratio", "hit_ratio", fpct))
             else:
                 figs = [("p50 / p99 / p99.9 ms", None, None),
                         ("server CPU µs/req", "server_cpu_us_per_req", f1)]
                 if sc["kind"] == "miss":
                     figs.append(("origin requests / request", "origin_requests", None))
+                if sc["kind"] == "keys":
+                    figs.append(("hit ratio", "hit_ratio", fpct))
             for name, k, fmt in figs:
                 cells = []
                 for s in cols:
@@ -510,6 +686,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                     elif k is None:
                         cells.append(" / ".join(cell(row, x, f2) for x in
                                                 ("p50_ms", "p99_ms", "p999_ms")))
+                    elif k == "p50p99":
+                        cells.append(" / ".join(cell(row, x, f2) for x in ("p50_ms", "p99_ms")))
                     elif fmt is None:
                         n = [r for r in self.runs if r["scenario"] == sid and r["server"] == s]
                         v = [r["origin_requests"] / r["requests"] for r in n if r["requests"]]
@@ -517,19 +695,20 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                     else:
                         cells.append(cell(row, k, fmt))
                 L.append(f"| {sc['label']} | {name} | " + " | ".join(cells) + " |")
-        L.append("")
-        L.append("For the floor column, miss and stampede runs go straight to the origin "
-                 "(there is no cache): its CPU is the origin's.")
-        L.append("")
+
+    def render_rest(self, L, summ, meta, cell, ratio):
         if "cw" in self.servers:
             L.append("## CacheWarp's ratios")
             L.append("")
-            refs = [s for s in ("nginx", "varnish", "static") if s in self.servers]
-            L.append("| scenario | figure | " + " | ".join(f"vs {NAMES[r]}" for r in refs) + " |")
+            refs = [s for s in ("cw-base", "nginx", "varnish", "static") if s in self.servers]
+            L.append("| scenario | figure | " + " | ".join(f"vs {self.names[r]}" for r in refs) +
+                     " |")
             L.append("|---|---|" + "---:|" * len(refs))
             for sid, sc in summ.items():
                 rows = sc["servers"]
                 cw = rows.get("cw")
+                if cw is None or not any(r in rows for r in refs):
+                    continue
                 figs = [("server CPU µs/req", "server_cpu_us_per_req"), ("p99", "p99_ms")]
                 if sc["kind"] != "stampede":
                     figs.insert(0, ("p50", "p50_ms"))
@@ -571,7 +750,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
 
     def chart(self, summ, path):
         """A plain SVG: per scenario, server CPU µs/request and p99 ms, bars per server."""
-        colors = {"cw": "#d9480f", "nginx": "#2b8a3e", "varnish": "#1c7ed6", "static": "#868e96"}
+        colors = {s: COLORS.get(s, "#000000") for s in self.servers}
         panels = [("server CPU µs per request", "server_cpu_us_per_req", False),
                   ("p99 latency, ms, log scale", "p99_ms", True)]
         sids = list(summ)
@@ -585,8 +764,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         x = left
         for s in self.servers:
             S.append(f'<rect x="{x}" y="12" width="10" height="10" fill="{colors[s]}"/>'
-                     f'<text x="{x + 14}" y="21">{NAMES[s]}</text>')
-            x += 20 + 7 * len(NAMES[s])
+                     f'<text x="{x + 14}" y="21">{self.names[s]}</text>')
+            x += 20 + 7 * len(self.names[s])
         for pi, (title, k, is_log) in enumerate(panels):
             y0 = top + pi * (ph + 120)
             vals = [summ[sid]["servers"][s][k]["median"] for sid in sids
@@ -622,7 +801,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                     v = row[k]["median"]
                     h = height(v)
                     S.append(f'<rect x="{gx + j * bw}" y="{base - h:.1f}" width="{bw - 2}" '
-                             f'height="{h:.1f}" fill="{colors[s]}"><title>{NAMES[s]} {sid}: '
+                             f'height="{h:.1f}" fill="{colors[s]}"><title>{self.names[s]} {sid}: '
                              f'{v:.2f}</title></rect>')
                     S.append(f'<text x="{gx + j * bw + 5}" y="{base - h - 3:.1f}" '
                              f'font-size="8" transform="rotate(-90 {gx + j * bw + 5} '
@@ -654,11 +833,17 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             "reps": self.reps,
             "git": rev + (" (dirty)" if dirty else ""),
             "versions": {"nginx": ver(["nginx", "-v"]), "varnish": ver(["varnishd", "-V"]),
-                         "cachewarp": ver([os.path.join(self.build, "bin", "cachewarpd"),
-                                           "--version"])},
+                         **{f"cachewarp {sid}": ver([os.path.join(c["build"], "bin",
+                                                                  "cachewarpd"), "--version"])
+                            for sid, c in self.cw.items()}},
+            "cw_builds": self.cw,
+            "scenarios": [sc["id"] for sc in self.scenarios()],
+            "heavy": self.heavy,
             "servers_desc": {
-                "cw": f"cachewarp at {rev}: 2 workers, L1 only (no Redis), log level warn, "
-                      "no access log",
+                **{sid: f"{self.names[sid]}: {c['build']} at {c['git']}, "
+                        f"{c['workers']} worker{'s' if c['workers'] > 1 else ''}, cache "
+                        f"{c['size']}, L1 only (no Redis), log level warn, no access log"
+                   for sid, c in self.cw.items()},
                 "nginx": "nginx proxy_cache: 2 worker processes, keys zone, "
                          "proxy_cache_lock on, upstream keep-alive, sendfile on, no access log",
                 "varnish": "Varnish: malloc 256 MiB, 2 thread pools (default 100-5000 "

@@ -1,7 +1,7 @@
 /* tests/bench/openloop.c - an open-loop HTTP/1.1 load generator for `make bench`.
  *
  *   cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS] [-R RATE] [-K KEYS]
- *               [-s SALT] [-b CLIENTS -r ROUNDS [-w WARM_PATH]] PATH
+ *               [-Z EXPONENT | -Q] [-s SALT] [-b CLIENTS -r ROUNDS [-w WARM_PATH]] PATH
  *
  * Open loop (-R RATE > 0): request i of a thread is due at t0 + i / (RATE / THREADS); it is
  * sent on an idle keep-alive connection as soon as one is free, and its latency runs from
@@ -14,8 +14,12 @@
  * for all answers; latency runs from the start of the round (the cold-key stampede).
  *
  * PATH may hold "{n}", replaced per request by: a uniform random key in [0, KEYS) with
- * -K KEYS; a key unique to this run (SALT, thread, sequence number) with -K 0, the default;
- * the round number after SALT in burst mode.
+ * -K KEYS; with -K KEYS -Z S, a Zipf-distributed key (key k, 0-based, drawn with probability
+ * proportional to 1 / (k + 1)^S: key 0 is the hottest; S = 0.99 is the usual web-cache
+ * skew), by inverse transform over a table of the cumulative weights; with -K KEYS -Q, the
+ * keys in order, each thread from its own offset (key = (seq * THREADS + thread) mod KEYS:
+ * a warm-up pass that touches every key once); a key unique to this run (SALT, thread,
+ * sequence number) with -K 0, the default; the round number after SALT in burst mode.
  *
  * Every latency is kept (in ns) and sorted at the end, so percentiles are exact. One JSON
  * line goes to stdout: requests answered, errors (connection failures, answers never
@@ -98,6 +102,8 @@ struct ol_opts {
     double seconds;
     double rate;
     long keys;
+    double zipf;    /* -Z: Zipf exponent over KEYS; 0 = uniform */
+    bool is_seq;    /* -Q: keys in order */
     const char *salt;
     int burst;
     int rounds;
@@ -180,10 +186,12 @@ static int64_t ol_now_ns(void)
 static void ol_usage(FILE *f)
 {
     fprintf(f, "usage: cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
-               "                   [-R RATE] [-K KEYS] [-s SALT] [-b CLIENTS -r ROUNDS\n"
+               "                   [-R RATE] [-K KEYS [-Z S | -Q]] [-s SALT] [-b CLIENTS -r ROUNDS\n"
                "                   [-w WARM_PATH]] PATH\n"
                "  -R RATE   requests/s over all threads, open loop; 0 = closed loop\n"
                "  -K KEYS   {n} in PATH is a uniform key in [0,KEYS); 0 = unique per request\n"
+               "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
+               "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
                "  -b N      burst mode: N connections send the same request at once\n");
 }
 
@@ -198,7 +206,7 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
                           .salt = "",
                           .rounds = 5,
                           .warm_path = "/"};
-    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:s:b:r:w:h")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:b:r:w:h")) != -1) {
         switch (ch) {
         case 'a':
             o->addr = optarg;
@@ -220,6 +228,12 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
             break;
         case 'K':
             o->keys = atol(optarg);
+            break;
+        case 'Z':
+            o->zipf = atof(optarg);
+            break;
+        case 'Q':
+            o->is_seq = true;
             break;
         case 's':
             o->salt = optarg;
@@ -252,6 +266,9 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
     if (!(o->seconds > 0) || o->seconds > 3600 || o->rate < 0 || o->keys < 0) return -EINVAL;
     if (o->rate * o->seconds > OL_MAX_REQS_PER_RUN) return -EINVAL;
     if (o->rounds < 1) return -EINVAL;
+    if ((o->zipf != 0 || o->is_seq) && o->keys <= 0) return -EINVAL;
+    if (o->zipf < 0 || o->zipf > 10 || (o->zipf != 0 && o->is_seq)) return -EINVAL;
+    if (o->keys > 100000000) return -EINVAL;
     return 0;
 }
 
@@ -285,17 +302,58 @@ static void ol_close(struct ol_thread *t, struct ol_conn *c)
     c->fd = -1;
 }
 
+/* -Z: ol_zipf_cdf[k] = sum of 1/(i+1)^S for i <= k, over the sum for all keys; read-only
+ * once main() has built it, shared by the threads. */
+static double *ol_zipf_cdf;
+
+static int ol_zipf_init(long keys, double s)
+{
+    ol_zipf_cdf = malloc((size_t)keys * sizeof(double));
+    if (ol_zipf_cdf == NULL) return -ENOMEM;
+    double sum = 0;
+    for (long k = 0; k < keys; k++) {
+        sum += pow((double)(k + 1), -s);
+        ol_zipf_cdf[k] = sum;
+    }
+    for (long k = 0; k < keys; k++)
+        ol_zipf_cdf[k] /= sum;
+    ol_zipf_cdf[keys - 1] = 1.0;
+    return 0;
+}
+
+/* The first k with cdf[k] >= u (u in [0, 1)). */
+static uint64_t ol_zipf_key(long keys, double u)
+{
+    long lo = 0, hi = keys - 1;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (ol_zipf_cdf[mid] >= u)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return (uint64_t)lo;
+}
+
 static void ol_key(struct ol_thread *t, char *buf, size_t len, uint64_t seq)
 {
     if (t->o->burst > 0) {
         snprintf(buf, len, "%s%" PRIu64, t->o->salt, seq);
+    } else if (t->o->keys > 0 && t->o->is_seq) {
+        uint64_t k = (seq * (uint64_t)t->o->threads + (uint64_t)t->id) % (uint64_t)t->o->keys;
+        snprintf(buf, len, "%" PRIu64, k);
     } else if (t->o->keys > 0) {
         /* xorshift64*: uniform enough for a key choice, no locks, no libc state. */
         t->rng ^= t->rng >> 12;
         t->rng ^= t->rng << 25;
         t->rng ^= t->rng >> 27;
         uint64_t r = t->rng * 2685821657736338717ULL;
-        snprintf(buf, len, "%" PRIu64, r % (uint64_t)t->o->keys);
+        if (t->o->zipf > 0) {
+            double u = (double)(r >> 11) * 0x1.0p-53; /* [0, 1) */
+            snprintf(buf, len, "%" PRIu64, ol_zipf_key(t->o->keys, u));
+        } else {
+            snprintf(buf, len, "%" PRIu64, r % (uint64_t)t->o->keys);
+        }
     } else {
         snprintf(buf, len, "%s%dx%" PRIu64, t->o->salt, t->id, seq);
     }
@@ -815,6 +873,7 @@ int main(int argc, char **argv)
     }
     struct ol_thread *th = calloc((size_t)o.threads, sizeof(*th));
     if (th == NULL) return 1;
+    if (o.zipf > 0 && ol_zipf_init(o.keys, o.zipf) < 0) return 1;
     pthread_barrier_t ready, go;
     int64_t t0 = 0;
     /* Sleeps end within 1 us of the due time, not the default 50 us timer slack. */
