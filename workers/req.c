@@ -512,7 +512,8 @@ static enum req_step req_step_stream(struct worker_req *r)
 }
 
 /* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
- * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin).
+ * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin);
+ * with a Surrogate-Key field, the entries tagged so instead.
  * Only from purge.allow. A purge is not a hit, but its writes still go to the fetch thread:
  * on the MHD thread they would stall every hit of this worker behind another process's. */
 static enum req_step req_step_purge(struct worker_req *r)
@@ -525,6 +526,10 @@ static enum req_step req_step_purge(struct worker_req *r)
     if (cw_fill_key_primary(&r->w->fill_mhd, &r->q) < 0)
         return req_synth(r, 400, "bad request target or host\n", "bad-key");
     r->purge_soft = soft != NULL && strcmp(soft, "1") == 0;
+    /* With Surrogate-Key, the entries so tagged go instead of the URL's. */
+    const char *tags = req_header(r, "Surrogate-Key");
+    if (tags != NULL && (r->purge_tags = strdup(tags)) == NULL)
+        return req_synth(r, 503, "out of memory\n", "enomem");
     rc = req_to_fetch_thread(r, req_purge_task);
     if (rc < 0) {
         r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
@@ -587,6 +592,7 @@ void req_free(struct worker_req *r)
     free(r->hdr_lines);
     free(r->snap.p);
     free(r->method_own);
+    free(r->purge_tags);
     if (r->q.has_lease) req_defer_release(w, &r->q);
     free(r->q.key_buf);
     free(r->join_buf);

@@ -206,7 +206,8 @@ struct worker_req {
     int lease_rc;                       /* the take's result, for REQ_LEASED */
     struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
     bool purge_soft;
-    int purge_rc; /* 0, or -ECANCELED when the worker stopped first */
+    char *purge_tags; /* PURGE with Surrogate-Key: the tags to purge, not the URL (owned) */
+    int purge_rc;     /* 0, or -ECANCELED when the worker stopped first */
     size_t purge_count;
 
     /* The answer chosen: built (REQ_DELIVER) or synthetic (REQ_SYNTH). */

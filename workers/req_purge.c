@@ -35,6 +35,27 @@ bool req_purge_allowed(struct worker_req *r)
     return false;
 }
 
+/* Every entry tagged with one of the Surrogate-Key tags (space-separated, RFC 9111 has
+ * none: the Fastly and Varnish convention). */
+static void req_purge_tags(struct worker_req *r, int64_t now)
+{
+    const char *p = r->purge_tags;
+
+    while (*p != '\0') {
+        size_t n = 0;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        while (p[n] != '\0' && p[n] != ' ' && p[n] != '\t')
+            n++;
+        if (n == 0) break;
+        size_t count = 0;
+        if (cw_store_purge_tag(r->w->store, cw_str_make(p, n), r->purge_soft, now, &count) < 0)
+            cw_warn("worker %d: purge: tag %.*s not all purged", r->w->index, (int)n, p);
+        r->purge_count += count;
+        p += n;
+    }
+}
+
 /* Variants are keyed by the primary key plus header lines, so they go by prefix. */
 void req_purge_apply(struct worker_req *r, bool cancelled)
 {
@@ -46,6 +67,10 @@ void req_purge_apply(struct worker_req *r, bool cancelled)
     r->purge_rc = cancelled ? -ECANCELED : 0;
     r->purge_count = 0;
     if (cancelled) return;
+    if (r->purge_tags != NULL) {
+        req_purge_tags(r, now);
+        return;
+    }
     if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
     if (r->q.primary_len >= CW_LIMIT_KEY_BYTES ||
         cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0)
@@ -66,8 +91,12 @@ int req_purge_response(struct worker_req *r)
     struct MHD_Response *resp;
     int len;
 
-    cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index, r->purge_soft ? " (soft)" : "",
-              r->q.host.p, r->uri, r->purge_count);
+    if (r->purge_tags != NULL)
+        cw_notice("worker %d: purge%s of tags %s: %zu entries", r->w->index,
+                  r->purge_soft ? " (soft)" : "", r->purge_tags, r->purge_count);
+    else
+        cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index,
+                  r->purge_soft ? " (soft)" : "", r->q.host.p, r->uri, r->purge_count);
     len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", r->purge_count,
                    r->purge_soft ? "true" : "false");
     resp = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);

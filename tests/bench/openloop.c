@@ -102,8 +102,8 @@ struct ol_opts {
     double seconds;
     double rate;
     long keys;
-    double zipf;    /* -Z: Zipf exponent over KEYS; 0 = uniform */
-    bool is_seq;    /* -Q: keys in order */
+    double zipf; /* -Z: Zipf exponent over KEYS; 0 = uniform */
+    bool is_seq; /* -Q: keys in order */
     const char *salt;
     int burst;
     int rounds;
@@ -185,14 +185,15 @@ static int64_t ol_now_ns(void)
 
 static void ol_usage(FILE *f)
 {
-    fprintf(f, "usage: cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
-               "                   [-R RATE] [-K KEYS [-Z S | -Q]] [-s SALT] [-b CLIENTS -r ROUNDS\n"
-               "                   [-w WARM_PATH]] PATH\n"
-               "  -R RATE   requests/s over all threads, open loop; 0 = closed loop\n"
-               "  -K KEYS   {n} in PATH is a uniform key in [0,KEYS); 0 = unique per request\n"
-               "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
-               "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
-               "  -b N      burst mode: N connections send the same request at once\n");
+    fprintf(f,
+            "usage: cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
+            "                   [-R RATE] [-K KEYS [-Z S | -Q]] [-s SALT] [-b CLIENTS -r ROUNDS\n"
+            "                   [-w WARM_PATH]] PATH\n"
+            "  -R RATE   requests/s over all threads, open loop; 0 = closed loop\n"
+            "  -K KEYS   {n} in PATH is a uniform key in [0,KEYS); 0 = unique per request\n"
+            "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
+            "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
+            "  -b N      burst mode: N connections send the same request at once\n");
 }
 
 static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)

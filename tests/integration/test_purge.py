@@ -7,6 +7,8 @@ Contract under test:
 - from any other address it is 403 and nothing changes (the entry still HITs);
 - `Soft-Purge: 1` marks the entries stale instead: the next GET is not a plain MISS but
   STALE (inside stale-while-revalidate) or REVALIDATED (a conditional GET);
+- PURGE with a `Surrogate-Key` field drops the entries tagged with any of its tags (the
+  origin's Surrogate-Key response field) instead of the URL's, softly with `Soft-Purge: 1`;
 - PURGE of a URL with nothing cached is 404;
 - methods are case-sensitive (RFC 9110 §9.1): `purge` is an unknown method, forwarded to
   the origin like any other (X-Cache: PASS), never a purge.
@@ -243,3 +245,35 @@ def test_purge_prefix_100k_keeps_hits_fast(env):
     assert "purge prefix" in cw.tail(d.log_path, 400)
     expect(d.get("/bulk/12345"), 200, "MISS", "a purged entry")
     expect(d.get(hot), 200, "HIT", "the hot URL after the purge")
+
+
+def test_purge_by_surrogate_key_tags(env):
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cc = q("max-age=600, stale-while-revalidate=600")
+    a1, a2 = f"/ta1?cc={cc}&sk=news%20sport", f"/ta2?cc={cc}&sk=news"
+    b1, s1 = f"/tb1?cc={cc}&sk=weather", f"/ts1?cc={cc}&sk=soft&etag=t1"
+    for p in (a1, a2, b1, s1):
+        expect(d.get(p), 200, "MISS", f"fill {p}")
+        expect(d.get(p), 200, "HIT", f"hit {p}")
+    # One tag removes both its entries, and nothing else; the target's own URL is not purged.
+    r = d.request("/anything", method="PURGE", headers={"Surrogate-Key": "news"})
+    assert r.status == 200 and purged(r) == {"purged": 2, "soft": False}, f"tag purge: {r}"
+    expect(d.get(a1), 200, "MISS", "a1 after the news purge")
+    expect(d.get(a2), 200, "MISS", "a2 after the news purge")
+    expect(d.get(b1), 200, "HIT", "b1 (weather) after the news purge")
+    # Several tags in one field, space-separated; one matches nothing.
+    r = d.request("/", method="PURGE", headers={"Surrogate-Key": "weather nothing-here"})
+    assert r.status == 200 and purged(r)["purged"] == 1, f"two-tag purge: {r}"
+    expect(d.get(b1), 200, "MISS", "b1 after the weather purge")
+    # Soft: the entry stays, stale, and is revalidated (or served stale) instead of refetched.
+    r = d.request("/", method="PURGE", headers={"Surrogate-Key": "soft", "Soft-Purge": "1"})
+    assert r.status == 200 and purged(r) == {"purged": 1, "soft": True}, f"soft tag purge: {r}"
+    r = d.get(s1)
+    assert r.status == 200 and xc(r) in ("STALE", "REVALIDATED"), f"after a soft tag purge: {r}"
+    # A tag nothing carries: 404, and nobody else is touched.
+    r = d.request("/", method="PURGE", headers={"Surrogate-Key": "none-at-all"})
+    assert r.status == 404 and purged(r)["purged"] == 0, f"unknown tag: {r}"
+    # Not from outside purge.allow.
+    r = d.request("/", method="PURGE", headers={"Surrogate-Key": "news"}, source="127.0.0.2")
+    assert r.status == 403, f"tag purge from 127.0.0.2: {r}"
