@@ -66,7 +66,7 @@ static void req_resume(struct worker_req *r, enum req_step step)
 
 /* REQ_STORE, on the fetch thread when the origin answered or failed: commits what may be
  * stored (the entry, the lease's release in the same txn, the waiters woken), or releases
- * the lease, or invalidates for an unsafe method. The connection is suspended (or its
+ * the lease. The connection is suspended (or its
  * answer streams from the pipe), so reading its request headers here races with nothing. */
 static enum req_step req_step_store(struct worker_req *r)
 {
@@ -84,9 +84,8 @@ static enum req_step req_step_store(struct worker_req *r)
         cw_fill_abandon(&w->fill, &r->q, r->too_large || r->intent.uncacheable);
     } else if (r->cacheable) {
         cw_fill_complete(&w->fill, &r->q, job, &r->fill);
-    } else {
-        req_fetch_invalidate(r);
     }
+    /* An unsafe method's invalidation ran at its answer's head (req_on_head()). */
     return REQ_FETCHED;
 }
 
@@ -98,6 +97,9 @@ static int req_on_head(struct cw_upstream_xfer *x, int status, const struct cw_u
     int rc = req_fetch_head(r, status, h);
 
     if (rc < 0) return rc;
+    /* RFC 9111 §4.4: before any of the answer goes out, so that the client's next request
+     * cannot be answered from what its unsafe request invalidated. */
+    if (!r->cacheable) req_fetch_invalidate(r);
     if (!r->streaming) return CW_UPSTREAM_GO;
     rc = req_pipe_open(r);
     if (rc < 0) {

@@ -183,9 +183,12 @@ START_TEST(test_fill_commit_encoded_refuses)
     ck_assert_int_eq(cw_fill_commit_encoded(&fill, &q, p, len), -ENOENT);
     ck_assert(q.has_lease);
     ck_assert(lease_held(&q.lease_key));
-    ck_assert_int_eq(cw_store_read_encoded(rd, &q.key, cw_str_make(kb, q.key_len), &p, &len),
-                     -ENOENT);
+    void *none;
+    size_t none_len;
+    ck_assert_int_eq(
+        cw_store_read_encoded(rd, &q.key, cw_str_make(kb, q.key_len), &none, &none_len), -ENOENT);
     cw_fill_abandon(&fill, &q, false);
+    free(p);
 }
 END_TEST
 
