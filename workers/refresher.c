@@ -32,6 +32,8 @@
 #include "workers/child.h"
 #include "workers/clock.h"
 #include "workers/fill.h"
+#include "workers/fleet.h"
+#include "workers/l2.h"
 #include "workers/upstream.h"
 
 #define REFR_TICK_MS         250   /* wake-up while refreshes run or the map is under pressure */
@@ -49,6 +51,7 @@
  * build machine, so pings and refreshes wait no longer than that behind a purge. */
 #define REFR_PURGE_BATCHES   8
 #define REFR_PURGE_REPORT_MS 2000 /* a long purge reports its progress this often */
+#define REFR_FLEET_WAIT_MAX  16   /* other nodes' prefix/tag purges queued behind one running */
 
 /* A prefix or tag purge in progress. It runs in steps from the loop, so that health pings,
  * refreshes and eviction go on between them (a purge of 100,000 entries takes seconds, and a
@@ -59,6 +62,7 @@ struct refr_purge {
     uint64_t seq; /* the PURGE's, repeated in its answers */
     uint32_t kind;
     bool soft;
+    bool remote;         /* another node's (workers/fleet.h): not answered on the command channel */
     int64_t now_wall_ms; /* the purge's time, the same for every step (soft purge windows) */
     int64_t t0_us;
     int64_t report_at_ms;
@@ -107,6 +111,15 @@ struct refresher {
     bool has_scan_from;
     int ask_slot; /* the worker ring the next tick takes asks from first */
     struct refr_purge purge;
+    struct cw_fleet *fleet; /* NULL: redis off or not opened */
+    /* Other nodes' prefix and tag purges that came while one ran (owned copies). */
+    struct refr_fleet_wait {
+        uint32_t kind;
+        bool soft;
+        char *text;
+        size_t len;
+    } fleet_wait[REFR_FLEET_WAIT_MAX];
+    size_t fleet_wait_count;
 };
 
 static const char *refr_header(void *cls, const char *name)
@@ -598,11 +611,16 @@ static void refr_purge_step(struct refresher *rf)
                                        &p->pos, &p->count);
     if (rc < 0 || p->pos.done) {
         p->active = false;
-        refr_purge_answer(rf, p->seq, p->kind, p->soft, text, rc, p->count, p->t0_us);
+        if (p->remote)
+            cw_notice("refresher: fleet purge%s %s %.*s: %zu entries%s%s", p->soft ? " (soft)" : "",
+                      refr_purge_kind_name(p->kind), (int)(p->len > 200 ? 200 : p->len), p->text,
+                      p->count, rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
+        else
+            refr_purge_answer(rf, p->seq, p->kind, p->soft, text, rc, p->count, p->t0_us);
         return;
     }
     now = cw_clock_mono_ms();
-    if (now < p->report_at_ms) return;
+    if (now < p->report_at_ms || p->remote) return;
     p->report_at_ms = now + REFR_PURGE_REPORT_MS;
     struct cw_chan_purged res = {.count = p->count};
     res.took_us = (uint64_t)(cw_clock_mono_us() - p->t0_us);
@@ -634,10 +652,16 @@ static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
     switch (h.kind) {
     case CW_CHAN_PURGE_URL:
         rc = refr_purge_url(rf, text, soft, cw_clock_wall_ms(), &count);
+        if ((rc == 0 || rc == -ENOENT) && rf->fleet != NULL)
+            cw_fleet_publish(cw_fleet_l2(rf->fleet), cw_fleet_counter(rf->fleet), h.kind, soft,
+                             text);
         break;
     case CW_CHAN_PURGE_PREFIX:
     case CW_CHAN_PURGE_TAG:
         rc = refr_purge_start(rf, m->hdr.seq, h.kind, soft, text);
+        if (rc == 0 && rf->fleet != NULL)
+            cw_fleet_publish(cw_fleet_l2(rf->fleet), cw_fleet_counter(rf->fleet), h.kind, soft,
+                             text);
         if (rc == 0) return; /* answered when it ends */
         break;
     default:
@@ -645,6 +669,55 @@ static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
         break;
     }
     refr_purge_answer(rf, m->hdr.seq, h.kind, soft, text, rc, count, t0);
+}
+
+/* A purge another node published (workers/fleet.h), applied to this node's L1 as cwctl's
+ * are: a URL at once, a prefix or tag in steps from the loop, or queued behind the one that
+ * runs (REFR_FLEET_WAIT_MAX; past that it is dropped, logged). */
+static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str value)
+{
+    struct refresher *rf = cls;
+    size_t count = 0;
+    int rc;
+
+    if (kind == CW_CHAN_PURGE_URL) {
+        rc = refr_purge_url(rf, value, soft, cw_clock_wall_ms(), &count);
+        cw_notice("refresher: fleet purge%s url %.*s: %zu entries%s%s", soft ? " (soft)" : "",
+                  (int)(value.len > 200 ? 200 : value.len), value.p, count,
+                  rc < 0 && rc != -ENOENT ? ": " : "",
+                  rc < 0 && rc != -ENOENT ? strerror(-rc) : "");
+        return;
+    }
+    if (!rf->purge.active) {
+        rc = refr_purge_start(rf, 0, kind, soft, value);
+        if (rc == 0) rf->purge.remote = true;
+        if (rc < 0)
+            cw_warn("refresher: fleet purge %.*s: %s", (int)(value.len > 200 ? 200 : value.len),
+                    value.p, strerror(-rc));
+        return;
+    }
+    struct refr_fleet_wait *fw = &rf->fleet_wait[rf->fleet_wait_count];
+    if (rf->fleet_wait_count == REFR_FLEET_WAIT_MAX || (fw->text = malloc(value.len)) == NULL) {
+        cw_warn_rl("refresher: fleet purge %.*s dropped: %d others wait",
+                   (int)(value.len > 200 ? 200 : value.len), value.p, REFR_FLEET_WAIT_MAX);
+        return;
+    }
+    memcpy(fw->text, value.p, value.len);
+    fw->len = value.len;
+    fw->kind = kind;
+    fw->soft = soft;
+    rf->fleet_wait_count++;
+}
+
+/* Starts the oldest queued fleet purge once none runs. */
+static void refr_fleet_next(struct refresher *rf)
+{
+    struct refr_fleet_wait fw = rf->fleet_wait[0];
+
+    memmove(&rf->fleet_wait[0], &rf->fleet_wait[1],
+            --rf->fleet_wait_count * sizeof(rf->fleet_wait[0]));
+    refr_on_fleet(rf, fw.kind, fw.soft, cw_str_make(fw.text, fw.len));
+    free(fw.text);
 }
 
 /* CW_CHAN_L1_STAT: how full L1 is, for cwctl status (the supervisor never opens the store). */
@@ -739,7 +812,12 @@ static int refr_open(struct refresher *rf)
                                 .slot = rf->slot};
     rc = pthread_mutex_init(&rf->lock, NULL);
     if (rc != 0) return -rc;
-    return cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);
+    rc = cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);
+    if (rc < 0 || !rf->cfg->redis_enabled) return rc;
+    /* Fleet-wide purge: without it this node still serves, its purges stay its own. */
+    if (cw_fleet_open(rf->cfg, refr_on_fleet, rf, &rf->fleet) < 0)
+        cw_warn("refresher: fleet purge off: redis.channel not subscribed");
+    return 0;
 }
 
 int cw_refresher_run(const struct cw_child_ctx *ctx)
@@ -767,14 +845,19 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
     tick_at = cw_clock_mono_ms() + REFR_IDLE_TICK_MS;
     while (!refr_should_stop()) {
         /* A -1 fd is skipped by poll(): no signalfd, or no command channel. */
-        struct pollfd pfd[3] = {{.fd = wake_fd, .events = POLLIN},
-                                {.fd = sig_fd, .events = POLLIN},
-                                {.fd = rf.cmd_fd, .events = POLLIN}};
+        struct pollfd pfd[3 + CW_L2_POLLFDS_MAX] = {{.fd = wake_fd, .events = POLLIN},
+                                                    {.fd = sig_fd, .events = POLLIN},
+                                                    {.fd = rf.cmd_fd, .events = POLLIN}};
+        struct cw_l2 *l2 = rf.fleet != NULL ? cw_fleet_l2(rf.fleet) : NULL;
+        size_t nl2 = l2 != NULL ? cw_l2_pollfds(l2, pfd + 3, CW_L2_POLLFDS_MAX) : 0;
         int64_t now = cw_clock_mono_ms();
+        int timeout = tick_at > now && !rf.purge.active ? (int)(tick_at - now) : 0;
+        int l2_timeout = l2 != NULL ? cw_l2_timeout_ms(l2) : -1;
         bool woken = false;
         uint64_t n;
+        if (l2_timeout >= 0 && l2_timeout < timeout) timeout = l2_timeout;
         /* A purge in progress: look at the fds without waiting, then do its next step. */
-        int rc = poll(pfd, 3, tick_at > now && !rf.purge.active ? (int)(tick_at - now) : 0);
+        int rc = poll(pfd, 3 + nl2, timeout);
         if (rc > 0 && (pfd[1].revents & POLLIN)) break;
         if (rc > 0 && pfd[2].revents != 0 && !refr_on_commands(&rf)) break;
         if (rc > 0 && (pfd[0].revents & POLLIN)) {
@@ -782,6 +865,8 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
             if (read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
                 cw_warn("refresher: read wake fd: %s", strerror(errno));
         }
+        if (l2 != NULL) cw_l2_process(l2, pfd + 3, nl2);
+        if (!rf.purge.active && rf.fleet_wait_count > 0) refr_fleet_next(&rf);
         if (rf.purge.active) refr_purge_step(&rf);
         /* A command alone does no refresh work: the tick keeps its own schedule, so the
          * supervisor's pings change neither when entries are swept nor what it costs. */
@@ -796,6 +881,9 @@ out_close:
         cw_upstream_stop(rf.fetch); /* cancels what runs: their leases are released */
         refr_reap_done(&rf);
     }
+    cw_fleet_close(rf.fleet);
+    for (size_t i = 0; i < rf.fleet_wait_count; i++)
+        free(rf.fleet_wait[i].text);
     cw_store_reader_close(rf.fetch_reader);
     cw_store_reader_close(rf.reader);
     cw_store_close(rf.store);

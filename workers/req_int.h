@@ -91,6 +91,7 @@ struct cw_worker {
     struct cw_l2_stats l2_seen; /* what the counters have of the client's stats */
     bool l2_ready;              /* as last logged */
     bool l2_was_ready;
+    uint64_t l2_purges; /* purges published (workers/fleet.h), for their ids */
 };
 
 /* The steps of a request (workers/req.c). A step runs on the MHD thread unless it says
@@ -330,6 +331,10 @@ void req_l2_fill_hook(struct cw_worker *w, struct cw_fill *f);
  * the fetch thread: 0. Or, without calling fn: -ENODEV (no L2), -ENOTCONN / -EAGAIN /
  * -ENOBUFS (not usable now: counted as skipped). */
 CW_MUST_CHECK int req_l2_lookup(struct worker_req *r, cw_l2_done_fn fn);
+/* Fetch thread, after r's PURGE was applied to L1: publishes it to the fleet
+ * (workers/fleet.h), and for a URL deletes its entry (the primary key's; not Vary variants)
+ * in L2. Nothing without L2; failures are logged, never the purge's. */
+void req_l2_purged(struct worker_req *r);
 /* Fetch thread, in the lookup's fn: counts the outcome and commits a found value to L1
  * (cw_fill_commit_encoded(): decoded, the full key checked, the lease released with the
  * put, waiters woken): 0. -ENOENT (absent), the lookup's -errno, or a refusal (-EBADMSG,

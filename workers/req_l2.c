@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/config.h"
@@ -21,7 +22,9 @@
 #include "core/limits.h"
 #include "core/log.h"
 #include "shm/seg.h"
+#include "workers/chan.h"
 #include "workers/clock.h"
+#include "workers/fleet.h"
 #include "workers/l2.h"
 #include "workers/req_int.h"
 
@@ -234,4 +237,50 @@ void req_l2_fill_hook(struct cw_worker *w, struct cw_fill *f)
     if (!w->cfg->redis_enabled) return;
     f->stored = l2_on_stored;
     f->stored_cls = w;
+}
+
+static void l2_on_del(void *arg, int rc, struct cw_str value)
+{
+    (void)arg;
+    (void)value;
+    if (rc < 0 && rc != -ECANCELED) cw_warn_rl("worker: purge: L2 DEL: %s", strerror(-rc));
+}
+
+/* The URL goes out as cwctl takes it ("http://host/target"); the other nodes key it with
+ * their routes, as this node did. A tag list goes out as one message per tag. */
+void req_l2_purged(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+    char url[CW_LIMIT_KEY_BYTES];
+    int n, rc;
+
+    if (w->l2 == NULL) return;
+    if (r->purge_tags != NULL) {
+        for (const char *p = r->purge_tags; *p != '\0';) {
+            size_t len = 0;
+            while (*p == ' ' || *p == '\t')
+                p++;
+            while (p[len] != '\0' && p[len] != ' ' && p[len] != '\t')
+                len++;
+            if (len == 0) break;
+            cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_TAG, r->purge_soft,
+                             cw_str_make(p, len));
+            p += len;
+        }
+        return;
+    }
+    /* The DEL first: on the same connection, so it is done before another node can act on
+     * the message and look the key up in L2. A soft purge keeps the L2 copy (stale windows). */
+    if (!r->purge_soft) {
+        struct cw_fill_req q = r->q;
+        char hex[33];
+        q.key_len = q.primary_len; /* the entry without Vary: its full key is the primary key */
+        l2_key_hex(&q, hex);
+        rc = cw_l2_del(w->l2, cw_str_make(hex, 32), l2_on_del, NULL);
+        if (rc < 0) cw_warn_rl("worker %d: purge: L2 DEL: %s", w->index, strerror(-rc));
+    }
+    n = snprintf(url, sizeof(url), "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
+    if (n > 0 && (size_t)n < sizeof(url))
+        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_URL, r->purge_soft,
+                         cw_str_make(url, (size_t)n));
 }

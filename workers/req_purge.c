@@ -69,9 +69,11 @@ void req_purge_apply(struct worker_req *r, bool cancelled)
     if (cancelled) return;
     if (r->purge_tags != NULL) {
         req_purge_tags(r, now);
+        req_l2_purged(r);
         return;
     }
     if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
+    req_l2_purged(r); /* before key_buf gets the newline below */
     if (r->q.primary_len >= CW_LIMIT_KEY_BYTES ||
         cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0)
         return;

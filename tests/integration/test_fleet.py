@@ -1,7 +1,8 @@
 """Two cachewarpd nodes on one origin and one real redis-server (L2): a fill on one node is
 an L2 hit on the other with one origin request; a value planted in Redis that is not the
 key's entry is never served; Redis killed under load costs no request; Redis restarted is
-used again within seconds.
+used again within seconds; a purge (HTTP URL and tag, cwctl URL and tag) on one node reaches
+the other through redis.channel (the delay is noted).
 
 Redis is started by test_l2's helper (its own port and folder in the test's temp dir,
 stopped by PID); each node has its own L1 file and control socket."""
@@ -212,3 +213,84 @@ def test_fleet_redis_kill_and_restart(env):
     cw.wait_for(l2_again, 10 * TF, interval=0.1, what="an L2 hit after the restart")
     env.note(f"L2 used again {time.monotonic() - restarted:.2f} s after the restart "
              f"({time.monotonic() - killed_at:.1f} s after the kill)")
+
+
+def purge_seen(b, path, t0, l1_only_ok=False):
+    """Polls node B with GETs of path until its answer is not an L1 hit; returns the delay
+    in ms since t0 and the answer."""
+    deadline = time.monotonic() + 5 * TF
+    while True:
+        r = get(b, path)
+        from_l1 = r.header("x-cache") == "HIT" and "detail=l2" not in r.header("cache-status", "")
+        if not from_l1:
+            return (time.monotonic() - t0) * 1000, r
+        assert time.monotonic() < deadline, f"node B still answers {path} from L1: {r}"
+        time.sleep(0.001)
+
+
+def test_fleet_purge_reaches_other_node(env):
+    """A PURGE (URL, tag) on node A, and cwctl purge (URL, tag) through A's refresher, is
+    applied by node B's refresher from redis.channel: B no longer answers from its L1. An
+    HTTP URL purge also deletes the L2 copy, so B's next answer is a MISS."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a")
+    b = node(env, o, r, "node-b")
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+
+    def warm(path):
+        get(a, path)
+        wait_key(r, path.split("?")[0] + "?")
+        for _ in range(2):
+            get(b, path)
+        rb = get(b, path)
+        assert rb.header("x-cache") == "HIT" and "detail=l2" not in rb.header(
+            "cache-status", ""), f"node B before the purge: {rb}"
+
+    delays = {"url": [], "tag": [], "ctl-url": [], "ctl-tag": []}
+    for i in range(5):
+        p = f"/pu{i}?cc=max-age%3D300"
+        warm(p)
+        t0 = time.monotonic()
+        ra = a.request(p, method="PURGE", headers=SITE)
+        assert ra.status == 200, ra
+        ms, rb = purge_seen(b, p, t0)
+        assert rb.header("x-cache") == "MISS", f"node B after node A's URL PURGE: {rb}"
+        delays["url"].append(ms)
+
+        p = f"/pt{i}?cc=max-age%3D300&sk=fleet{i}"
+        warm(p)
+        t0 = time.monotonic()
+        ra = a.request("/", method="PURGE", headers={**SITE, "Surrogate-Key": f"fleet{i}"})
+        assert ra.status == 200, ra
+        ms, rb = purge_seen(b, p, t0)
+        delays["tag"].append(ms)
+
+        p = f"/cu{i}?cc=max-age%3D300"
+        warm(p)
+        t0 = time.monotonic()
+        rc, out, err = a.cwctl("purge", f"http://www.example.test{p}")
+        assert rc == 0, (rc, out, err)
+        ms, rb = purge_seen(b, p, t0)
+        delays["ctl-url"].append(ms)
+
+        p = f"/ct{i}?cc=max-age%3D300&sk=ctl{i}"
+        warm(p)
+        t0 = time.monotonic()
+        rc, out, err = a.cwctl("purge", "--tag", f"ctl{i}")
+        assert rc == 0, (rc, out, err)
+        ms, rb = purge_seen(b, p, t0)
+        delays["ctl-tag"].append(ms)
+
+    for kind, d in delays.items():
+        d.sort()
+        env.note(f"fleet purge {kind}: A -> B not from L1 after p50 {d[len(d) // 2]:.1f} ms, "
+                 f"max {d[-1]:.1f} ms ({len(d)} purges)")
+    # Each purge applied on B once; none of A's own applied twice on A.
+    with open(b.log_path, "rb") as f:
+        log_b = f.read().decode("utf-8", "replace")
+    assert log_b.count("refresher: fleet purge") == 20, log_b[-3000:]
+    with open(a.log_path, "rb") as f:
+        log_a = f.read().decode("utf-8", "replace")
+    assert "refresher: fleet purge" not in log_a, "node A applied its own purge again"
