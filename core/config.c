@@ -129,6 +129,24 @@ int cw_config_want(struct config_ctx *cx, const config_setting_t *s, int type, c
     return cw_config_fail(cx, s, "expected %s, got %s", what, config_type_name(t));
 }
 
+int cw_config_take_enum(struct config_ctx *cx, const config_setting_t *s, const char *const *names,
+                        size_t n, const char *expect, int *out)
+{
+    char q[CW_CONFIG_QUOTE_BYTES];
+    const char *v;
+    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+
+    if (rc < 0) return rc;
+    v = config_setting_get_string(s);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    return cw_config_fail(cx, s, "\"%s\" is not %s", cw_config_quote(v, q, sizeof(q)), expect);
+}
+
 /* Replaces *dst with a copy of src (NULL stays NULL). */
 int cw_config_replace(struct config_ctx *cx, char **dst, const char *src)
 {

@@ -81,6 +81,10 @@ int cw_config_fail_missing(struct config_ctx *cx, const config_setting_t *group,
 int cw_config_oom(struct config_ctx *cx);
 /* 0 when s has type (INT also takes INT64), else an "expected what, got ..." error. */
 int cw_config_want(struct config_ctx *cx, const config_setting_t *s, int type, const char *what);
+/* An enumerated string setting: *out is the index of its value in names (n of them), or
+ * "file:line: path: "v" is not <expect>" and -EINVAL (expect lists the names for people). */
+int cw_config_take_enum(struct config_ctx *cx, const config_setting_t *s, const char *const *names,
+                        size_t n, const char *expect, int *out);
 /* Replaces *dst (freed) with a copy of src; NULL stays NULL. 0 or -ENOMEM. */
 int cw_config_replace(struct config_ctx *cx, char **dst, const char *src);
 /* Copies at most 40 bytes of s into buf (CW_CONFIG_QUOTE_BYTES is enough) for a message, control

@@ -153,22 +153,14 @@ static int config_origin_servers(struct config_ctx *cx, const config_setting_t *
 
 static int config_origin_balance(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
+    /* In the order of enum cw_pool_balance. */
+    static const char *const names[] = {"round_robin", "least_conn"};
     struct cw_config_origin *o = base;
-    char q[CW_CONFIG_QUOTE_BYTES];
-    const char *v;
-    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+    int i, rc = cw_config_take_enum(cx, s, names, CW_ARRAY_LEN(names),
+                                    "\"round_robin\" or \"least_conn\"", &i);
 
-    if (rc < 0) return rc;
-    v = config_setting_get_string(s);
-    if (strcmp(v, "round_robin") == 0) {
-        o->balance = CW_POOL_ROUND_ROBIN;
-    } else if (strcmp(v, "least_conn") == 0) {
-        o->balance = CW_POOL_LEAST_CONN;
-    } else {
-        return cw_config_fail(cx, s, "\"%s\": use \"round_robin\" or \"least_conn\"",
-                              cw_config_quote(v, q, sizeof(q)));
-    }
-    return 0;
+    if (rc == 0) o->balance = (enum cw_pool_balance)i;
+    return rc;
 }
 
 /* health.path: an origin-form path, sent to every server of the pool. */

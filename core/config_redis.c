@@ -42,24 +42,14 @@ static const struct config_opt config_redis_opts[] = {
 
 static int config_redis_mode(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
+    /* In the order of enum cw_config_redis_mode. */
+    static const char *const names[] = {"standalone", "sentinel", "cluster"};
     struct cw_config *cfg = base;
-    const char *v;
-    char q[CW_CONFIG_QUOTE_BYTES];
-    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+    int i, rc = cw_config_take_enum(cx, s, names, CW_ARRAY_LEN(names),
+                                    "\"standalone\", \"sentinel\" or \"cluster\"", &i);
 
-    if (rc < 0) return rc;
-    v = config_setting_get_string(s);
-    if (strcmp(v, "standalone") == 0) {
-        cfg->redis_mode = CW_CONFIG_REDIS_STANDALONE;
-    } else if (strcmp(v, "sentinel") == 0) {
-        cfg->redis_mode = CW_CONFIG_REDIS_SENTINEL;
-    } else if (strcmp(v, "cluster") == 0) {
-        cfg->redis_mode = CW_CONFIG_REDIS_CLUSTER;
-    } else {
-        return cw_config_fail(cx, s, "\"%s\" is not \"standalone\", \"sentinel\" or \"cluster\"",
-                              cw_config_quote(v, q, sizeof(q)));
-    }
-    return 0;
+    if (rc == 0) cfg->redis_mode = (enum cw_config_redis_mode)i;
+    return rc;
 }
 
 /* A list of 1..CW_LIMIT_REDIS_ADDRS "host:port" strings (port required) into *dst. */

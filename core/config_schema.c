@@ -84,22 +84,14 @@ static int config_log_level(struct config_ctx *cx, const config_setting_t *s, vo
 
 static int config_log_format(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
+    /* In the order of enum cw_config_log_format. */
+    static const char *const names[] = {"combined", "json"};
     struct cw_config *cfg = base;
-    const char *v;
-    char q[CW_CONFIG_QUOTE_BYTES];
-    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+    int i,
+        rc = cw_config_take_enum(cx, s, names, CW_ARRAY_LEN(names), "\"combined\" or \"json\"", &i);
 
-    if (rc < 0) return rc;
-    v = config_setting_get_string(s);
-    if (strcmp(v, "combined") == 0) {
-        cfg->log_format = CW_CONFIG_LOG_COMBINED;
-    } else if (strcmp(v, "json") == 0) {
-        cfg->log_format = CW_CONFIG_LOG_JSON;
-    } else {
-        return cw_config_fail(cx, s, "\"%s\" is not \"combined\" or \"json\"",
-                              cw_config_quote(v, q, sizeof(q)));
-    }
-    return 0;
+    if (rc == 0) cfg->log_format = (enum cw_config_log_format)i;
+    return rc;
 }
 
 static int config_control_socket(struct config_ctx *cx, const config_setting_t *s, void *base)
@@ -339,41 +331,23 @@ static int config_route_trust_forwarded(struct config_ctx *cx, const config_sett
                              &r->trust_forwarded_count);
 }
 
-/* The index of v in names (n of them), or -1: an enumerated setting's value. */
-static int config_name_index(const char *v, const char *const *names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(v, names[i]) == 0) return (int)i;
-    return -1;
-}
-
 static int config_route_cookies(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
+    /* In the order of enum cw_config_cookies. */
     static const char *const names[] = {"pass", "ignore", "key"};
     struct cw_config_route *r = base;
-    const char *v;
-    int i;
-    char q[CW_CONFIG_QUOTE_BYTES];
-    int rc = cw_config_want(cx, s, CONFIG_TYPE_STRING, "a string");
+    int i, rc = cw_config_take_enum(cx, s, names, CW_ARRAY_LEN(names),
+                                    "\"pass\", \"ignore\" or \"key\"", &i);
 
-    if (rc < 0) return rc;
-    v = config_setting_get_string(s);
-    i = config_name_index(v, names, CW_ARRAY_LEN(names));
-    if (i >= 0) {
-        r->cookies = (enum cw_config_cookies)i;
-        return 0;
-    }
-    return cw_config_fail(cx, s, "\"%s\" is not \"pass\", \"ignore\" or \"key\"",
-                          cw_config_quote(v, q, sizeof(q)));
+    if (rc == 0) r->cookies = (enum cw_config_cookies)i;
+    return rc;
 }
 
 static int config_route_query(struct config_ctx *cx, const config_setting_t *s, void *base)
 {
     static const char *const names[] = {"keep", "sort", "ignore"};
     struct cw_config_route *r = base;
-    const char *v;
-    int i;
-    char q[CW_CONFIG_QUOTE_BYTES];
+    int i, rc;
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
         if (config_setting_length(s) == 0 && config_setting_is_aggregate(s)) {
@@ -383,14 +357,10 @@ static int config_route_query(struct config_ctx *cx, const config_setting_t *s, 
         return config_take_strlist(cx, s, CW_LIMIT_QUERY_KEEP, config_is_query_name, false,
                                    "a parameter name", &r->query_keep, &r->query_keep_count);
     }
-    v = config_setting_get_string(s);
-    i = config_name_index(v, names, CW_ARRAY_LEN(names));
-    if (i >= 0) {
-        r->query = (enum cw_config_query)i;
-        return 0;
-    }
-    return cw_config_fail(cx, s, "\"%s\" is not \"keep\", \"sort\", \"ignore\" or a list of names",
-                          cw_config_quote(v, q, sizeof(q)));
+    rc = cw_config_take_enum(cx, s, names, CW_ARRAY_LEN(names),
+                             "\"keep\", \"sort\", \"ignore\" or a list of names", &i);
+    if (rc == 0) r->query = (enum cw_config_query)i;
+    return rc;
 }
 
 static int config_top_routes(struct config_ctx *cx, const config_setting_t *s, void *base)
