@@ -123,6 +123,13 @@ static int req_on_data(struct cw_upstream_xfer *x, const char *p, size_t n)
 {
     struct worker_req *r = x->cls;
 
+    /* The last bytes of a body that will be stored wait for the commit (req_on_done()): a
+     * client that has the whole answer must find it in L1 with its next request. */
+    if (r->streaming && r->collect && r->stream_len >= 0 &&
+        r->job.body.len + n == (uint64_t)r->stream_len) {
+        r->tail_held = n;
+        return req_fetch_keep(r, p, n);
+    }
     if (r->streaming) {
         int v = req_pipe_push(r, p, n);
         if (v != CW_UPSTREAM_GO) return v; /* not taken: not kept either */
@@ -148,9 +155,12 @@ static void req_on_done(struct cw_upstream_xfer *x, int rc)
         if (!req_pipe_uploading(r)) req_pipe_free(r); /* else the body's end takes the answer */
     }
     if (r->streaming) {
-        if (!r->stream_started) req_stream_start(r); /* an empty body */
+        if (!r->stream_started) req_stream_start(r); /* an empty or one-piece body */
         (void)req_step_store(r);
-        if (req_pipe_end(r, rc)) req_free(r);
+        struct cw_str tail = cw_str_make(NULL, 0);
+        if (rc == 0 && r->tail_held > 0 && r->job.body.len >= r->tail_held)
+            tail = cw_str_make(r->job.body.p + r->job.body.len - r->tail_held, r->tail_held);
+        if (req_pipe_end(r, rc, tail)) req_free(r);
     } else if (r->pipe != NULL) {
         /* The body streamed up, the answer waits whole. */
         if (req_pipe_finish(r, rc, req_step_store(r))) req_free(r);

@@ -231,6 +231,8 @@ struct worker_req {
     bool want_conditions;  /* the client's preconditions or Range (set before the fetch) */
     bool stream_body;      /* the request body streams to the origin as it arrives */
     bool stream_started;   /* REQ_STREAM was handed the request */
+    size_t tail_held; /* the body's last bytes, kept from the pipe until the commit, so its client's
+                         next request finds the entry */
     /* The request fields the commit may ask for, copied while the connection was the fetch
      * thread's to read: a streamed answer's client may be gone (and MHD's fields with it)
      * when the transfer ends. "name\0value\0" pairs (owned). */
@@ -348,9 +350,10 @@ CW_MUST_CHECK int req_pipe_open(struct worker_req *r);
 /* Fetch thread: takes all n bytes (CW_UPSTREAM_GO), none when there is no room
  * (CW_UPSTREAM_PAUSE: the reader resumes the transfer), or -ECANCELED when r completed. */
 int req_pipe_push(struct worker_req *r, const char *data, size_t n);
-/* Fetch thread, the transfer's last word on r: the body ended with rc. True when r completed
- * meanwhile: the caller frees it (req_free()); else r may be freed as soon as this returns. */
-bool req_pipe_end(struct worker_req *r, int rc);
+/* Fetch thread, the transfer's last word on r: the body ended with rc, and tail (copied) is
+ * its last bytes, held back until now (may be empty). True when r completed meanwhile: the
+ * caller frees it (req_free()); else r may be freed as soon as this returns. */
+bool req_pipe_end(struct worker_req *r, int rc, struct cw_str tail);
 /* The MHD content reader of a streamed answer (cls is r). */
 ssize_t req_pipe_read(void *cls, uint64_t pos, char *buf, size_t max);
 /* MHD thread, at completion (whole: the client got the whole answer): true when r may be

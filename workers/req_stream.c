@@ -33,6 +33,8 @@ struct req_pipe {
     bool waiting; /* the reader found it empty and suspended the connection */
     bool paused;  /* a push was refused for room: resume the transfer once half is free */
     bool gone;    /* the request completed while the transfer ran: its end frees r */
+    char *tail; /* the body's last bytes, given at the end (req_pipe_end()), sent after the ring */
+    size_t tail_len, tail_off;
     /* The request body, up. */
     struct req_ring up;
     bool up_open;           /* the body streams (req_pipe_upload_start() ran) */
@@ -124,12 +126,18 @@ int req_pipe_push(struct worker_req *r, const char *data, size_t n)
     return CW_UPSTREAM_GO;
 }
 
-bool req_pipe_end(struct worker_req *r, int rc)
+bool req_pipe_end(struct worker_req *r, int rc, struct cw_str tail)
 {
     struct req_pipe *p = r->pipe;
     bool wake, gone;
+    char *copy = NULL;
 
+    /* Without memory for the tail the body cannot be whole: the connection closes. */
+    if (rc == 0 && tail.len > 0 && (copy = malloc(tail.len)) == NULL) rc = -ENOMEM;
+    if (copy != NULL) memcpy(copy, tail.p, tail.len);
     pthread_mutex_lock(&p->lock);
+    p->tail = copy;
+    p->tail_len = copy != NULL ? tail.len : 0;
     p->eof = true;
     p->rc = rc;
     gone = p->gone;
@@ -150,6 +158,14 @@ ssize_t req_pipe_read(void *cls, uint64_t pos, char *buf, size_t max)
 
     (void)pos;
     pthread_mutex_lock(&p->lock);
+    if (p->down.len == 0 && p->tail_off < p->tail_len) {
+        n = p->tail_len - p->tail_off < max ? p->tail_len - p->tail_off : max;
+        memcpy(buf, p->tail + p->tail_off, n);
+        p->tail_off += n;
+        pthread_mutex_unlock(&p->lock);
+        r->bytes += n;
+        return (ssize_t)n;
+    }
     if (p->down.len == 0) {
         int rc = p->rc;
         if (p->eof) {
@@ -205,6 +221,7 @@ void req_pipe_free(struct worker_req *r)
 
     if (p == NULL) return;
     pthread_mutex_destroy(&p->lock);
+    free(p->tail);
     free(p->down.buf);
     free(p->up.buf);
     free(p);
