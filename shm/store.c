@@ -59,9 +59,20 @@ int store_errno(int rc)
         return -ENOSPC;
     case MDB_READERS_FULL:
         return -EAGAIN;
+    case MDB_MAP_RESIZED:
+        return -ESTALE;
     default:
         return rc > 0 ? -rc : -EIO;
     }
+}
+
+int store_resized(struct cw_store *st)
+{
+    if (!atomic_exchange_explicit(&st->resized, true, memory_order_relaxed))
+        cw_notice("store: %s: the cache map was grown by a newer configuration (cache.size); "
+                  "this process answers its remaining requests without the cache",
+                  st->path);
+    return -ESTALE;
 }
 
 void store_log_mdb(const char *op, const struct cw_key *key, int rc)
@@ -248,7 +259,9 @@ out_abort_txn:
  * the file is damaged or not ours (st->env is then closed), or -errno logged. */
 static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, size_t why_size)
 {
+    uint64_t map_bytes = size_bytes;
     MDB_envinfo info;
+    struct stat sb;
     MDB_stat ms;
     int rc;
 
@@ -257,7 +270,13 @@ static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, s
         store_log_mdb("mdb_env_create", NULL, rc);
         return store_errno(rc);
     }
-    rc = mdb_env_set_mapsize(st->env, (size_t)size_bytes);
+    /* The map covers at least the whole file: LMDB never shrinks one (with MDB_WRITEMAP it
+     * is as long as the largest map ever used on it), and a map smaller than another
+     * process's would meet MDB_MAP_RESIZED once that one wrote past it. A smaller cache.size
+     * bounds eviction instead (budget_pages). */
+    if (stat(st->path, &sb) == 0 && (uint64_t)sb.st_size > map_bytes)
+        map_bytes = (uint64_t)sb.st_size;
+    rc = mdb_env_set_mapsize(st->env, (size_t)map_bytes);
     if (rc == MDB_SUCCESS) rc = mdb_env_set_maxdbs(st->env, STORE_MAXDBS);
     if (rc == MDB_SUCCESS) rc = mdb_env_set_maxreaders(st->env, STORE_MAXREADERS);
     if (rc != MDB_SUCCESS) {
@@ -286,14 +305,10 @@ static int store_env_open(struct cw_store *st, uint64_t size_bytes, char *why, s
         rc = store_errno(rc);
         goto out_close_env;
     }
-    /* LMDB never shrinks below the data already committed. */
-    if (info.me_mapsize > size_bytes) {
-        cw_warn("store: %s: map is %zu bytes, over the configured %" PRIu64
-                " (the existing file is larger); using %zu",
-                st->path, info.me_mapsize, size_bytes, info.me_mapsize);
-    }
     st->page_bytes = ms.ms_psize;
     st->map_pages = info.me_mapsize / ms.ms_psize;
+    st->budget_pages = size_bytes / ms.ms_psize;
+    if (st->budget_pages > st->map_pages) st->budget_pages = st->map_pages;
     return 0;
 
 out_close_env:
@@ -433,6 +448,11 @@ const uint8_t *cw_store_secret(const struct cw_store *st)
     return st->secret;
 }
 
+uint64_t cw_store_map_bytes(const struct cw_store *st)
+{
+    return (uint64_t)st->map_pages * st->page_bytes;
+}
+
 int cw_store_reader_open(struct cw_store *st, struct cw_store_reader **out)
 {
     struct cw_store_reader *r;
@@ -469,8 +489,11 @@ void cw_store_reader_close(struct cw_store_reader *r)
 
 int store_renew(struct cw_store_reader *r)
 {
-    int rc = mdb_txn_renew(r->txn);
+    int rc;
 
+    if (atomic_load_explicit(&r->st->resized, memory_order_relaxed)) return -ESTALE;
+    rc = mdb_txn_renew(r->txn);
+    if (rc == MDB_MAP_RESIZED) return store_resized(r->st);
     if (rc != MDB_SUCCESS) {
         store_log_mdb("mdb_txn_renew", NULL, rc);
         return store_errno(rc);
@@ -480,12 +503,31 @@ int store_renew(struct cw_store_reader *r)
 
 int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key)
 {
-    int rc = mdb_txn_begin(st->env, NULL, 0, txn);
+    int rc;
 
+    if (atomic_load_explicit(&st->resized, memory_order_relaxed)) return -ESTALE;
+    rc = mdb_txn_begin(st->env, NULL, 0, txn);
+    if (rc == MDB_MAP_RESIZED) return store_resized(st);
     if (rc != MDB_SUCCESS) {
         char what[64];
         snprintf(what, sizeof(what), "%s mdb_txn_begin", op);
         store_log_mdb(what, key, rc);
+        return store_errno(rc);
+    }
+    return 0;
+}
+
+int store_txn_read(struct cw_store *st, MDB_txn **txn, const char *op)
+{
+    int rc;
+
+    if (atomic_load_explicit(&st->resized, memory_order_relaxed)) return -ESTALE;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
+    if (rc == MDB_MAP_RESIZED) return store_resized(st);
+    if (rc != MDB_SUCCESS) {
+        char what[64];
+        snprintf(what, sizeof(what), "%s mdb_txn_begin(read)", op);
+        store_log_mdb(what, NULL, rc);
         return store_errno(rc);
     }
     return 0;
@@ -814,11 +856,8 @@ int cw_store_stat(struct cw_store *st, uint64_t *entries, uint64_t *used_bytes)
     size_t used = 0;
     int rc;
 
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc != MDB_SUCCESS) {
-        store_log_mdb("stat mdb_txn_begin", NULL, rc);
-        return store_errno(rc);
-    }
+    rc = store_txn_read(st, &txn, "stat");
+    if (rc < 0) return rc;
     rc = mdb_stat(txn, st->obj, &ms);
     if (rc != MDB_SUCCESS) {
         mdb_txn_abort(txn);

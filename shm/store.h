@@ -37,6 +37,9 @@ void cw_store_close(struct cw_store *st);
 /* The per-cache hash secret (16 random bytes made when the file was created, kept in meta),
  * so that keys are stable across restarts and processes but not guessable. Borrowed. */
 const uint8_t *cw_store_secret(const struct cw_store *st);
+/* The bytes the map covers: cache.size, or more when the file is larger (LMDB never shrinks
+ * a file, so a smaller cache.size only bounds eviction). */
+uint64_t cw_store_map_bytes(const struct cw_store *st);
 
 CW_MUST_CHECK int cw_store_reader_open(struct cw_store *st, struct cw_store_reader **out);
 /* As cw_store_reader_open(), for a thread that must never wait on the writer mutex (a

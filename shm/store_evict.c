@@ -99,12 +99,12 @@ int store_used_pages(struct cw_store *st, MDB_txn *txn, size_t *used)
 
 bool store_is_over_high(const struct cw_store *st, size_t used)
 {
-    return used > st->map_pages / 100 * CW_STORE_EVICT_HIGH_PCT;
+    return used > st->budget_pages / 100 * CW_STORE_EVICT_HIGH_PCT;
 }
 
 static size_t store_low_pages(const struct cw_store *st)
 {
-    return st->map_pages / 100 * CW_STORE_EVICT_LOW_PCT;
+    return st->budget_pages / 100 * CW_STORE_EVICT_LOW_PCT;
 }
 
 /* The second chance: true when key's bit was set (it is cleared now). Same bit as
@@ -271,7 +271,7 @@ static int store_sweep(struct cw_store *st, struct store_sweep *sw)
     bool more = true;
     int rc = 0;
 
-    sw->stats->map_pages = st->map_pages;
+    sw->stats->map_pages = st->budget_pages;
     while (more) {
         rc = store_sweep_batch(st, sw, &more);
         if (rc == -ENOSPC && sw->batch > 1) {
@@ -297,11 +297,8 @@ int cw_store_evict_step(struct cw_store *st, struct cw_seg *seg, int64_t now_ms,
     int rc;
 
     memset(&local, 0, sizeof(local));
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
-    if (rc != MDB_SUCCESS) {
-        store_log_mdb("evict mdb_txn_begin(read)", NULL, rc);
-        return store_errno(rc);
-    }
+    rc = store_txn_read(st, &txn, "evict");
+    if (rc < 0) return rc;
     rc = store_used_pages(st, txn, &used);
     if (rc == 0) rc = store_errno(mdb_stat(txn, st->obj, &ms));
     mdb_txn_abort(txn);
@@ -319,7 +316,7 @@ int cw_store_evict_step(struct cw_store *st, struct cw_seg *seg, int64_t now_ms,
     sw.stats = &local;
     local.used_pages = used;
     rc = max_visit > 0 ? store_sweep(st, &sw) : 0;
-    local.map_pages = st->map_pages;
+    local.map_pages = st->budget_pages;
     if (out != NULL) {
         out->visited += local.visited;
         out->expired += local.expired;

@@ -28,13 +28,17 @@ struct cw_store {
     MDB_dbi meta;
     uint8_t secret[16];
     char *path;
-    struct cw_seg *seg; /* hit bits for eviction's second chance; NULL = none */
-    int slot;           /* seg counter slot for evictions made by puts */
-    size_t page_bytes;  /* LMDB page size */
-    size_t map_pages;   /* the map (cache.size) in pages: the hard bound */
-    bool clock_active;  /* this process is evicting down to the low watermark */
+    struct cw_seg *seg;  /* hit bits for eviction's second chance; NULL = none */
+    int slot;            /* seg counter slot for evictions made by puts */
+    size_t page_bytes;   /* LMDB page size */
+    size_t map_pages;    /* the map in pages: the hard bound (at least the file's size) */
+    size_t budget_pages; /* cache.size in pages, at most map_pages: eviction's bound */
+    bool clock_active;   /* this process is evicting down to the low watermark */
     /* The next lease token less one: random at open, bumped by every take (store_lease.c) */
     _Atomic uint64_t lease_token;
+    /* Another process grew the map past this one's (a reload raised cache.size): every
+     * txn after is refused with -ESTALE (store_resized()). */
+    _Atomic bool resized;
 };
 
 struct cw_store_reader {
@@ -44,13 +48,25 @@ struct cw_store_reader {
 };
 
 /* LMDB's codes stop here (STYLE.md, Errors): MDB_NOTFOUND -ENOENT, MDB_MAP_FULL and
- * MDB_TXN_FULL -ENOSPC, MDB_READERS_FULL -EAGAIN, system errors as themselves, other
- * LMDB codes -EIO. */
+ * MDB_TXN_FULL -ENOSPC, MDB_READERS_FULL -EAGAIN, MDB_MAP_RESIZED -ESTALE, system errors as
+ * themselves, other LMDB codes -EIO. */
 int store_errno(int rc);
+/* MDB_MAP_RESIZED met: a process of a newer configuration (a larger cache.size) grew the
+ * data past this process's map. Adopting the new size (mdb_env_set_mapsize) remaps the
+ * file under every thread's feet, so it is only safe with no txn open in the process; the
+ * processes that meet it are the retiring ones of the previous configuration, which only
+ * finish their last requests. So this process stops using the store instead: logged once,
+ * and every later txn refused with -ESTALE, which the callers treat as a miss (the answer
+ * goes to the client uncached; a lease it held is dropped with it when the process exits).
+ * Returns -ESTALE. */
+int store_resized(struct cw_store *st);
 /* Logs "store: <op> [key <hex>]: <mdb_strerror>"; key may be NULL. */
 void store_log_mdb(const char *op, const struct cw_key *key, int rc);
+/* Begins a read-only txn on st: 0 and *txn, or -errno logged ("<op> mdb_txn_begin(read)"),
+ * -ESTALE unlogged after store_resized(). */
+int store_txn_read(struct cw_store *st, MDB_txn **txn, const char *op);
 /* Begins a write txn on st (waits for LMDB's writer mutex): 0 and *txn, or -errno logged
- * with op and key (which may be NULL). */
+ * with op and key (which may be NULL); -ESTALE unlogged after store_resized(). */
 int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key);
 /* Commits; on failure the txn is freed by LMDB. MDB_MAP_FULL is returned unlogged as
  * -ENOSPC: the caller decides what a full map means; other failures are logged. */

@@ -444,7 +444,8 @@ void cw_fill_abandon(const struct cw_fill *f, struct cw_fill_req *q, bool pass)
 
     if (q->has_lease) {
         rc = cw_store_lease_release(f->store, &q->lease_key, q->lease_token);
-        if (rc < 0 && rc != -ENOENT) cw_warn_rl("fill: lease release: %s", strerror(-rc));
+        if (rc < 0 && rc != -ENOENT && rc != -ESTALE)
+            cw_warn_rl("fill: lease release: %s", strerror(-rc));
         q->has_lease = false;
     }
     if (pass) {

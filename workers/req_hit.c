@@ -338,7 +338,8 @@ int req_hit_lookup(struct worker_req *r)
         return 1;
     }
     if (rc == 1) r->vary_miss = false; /* the variant exists, it is only stale */
-    if (rc == 1 || rc == -ENOENT || rc == -EBADMSG) return 0;
+    /* -ESTALE: this process can no longer use L1 (store_int.h, store_resized()). */
+    if (rc == 1 || rc == -ENOENT || rc == -EBADMSG || rc == -ESTALE) return 0;
     return rc;
 }
 

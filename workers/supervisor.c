@@ -589,12 +589,19 @@ out_free_ai:
     return fd;
 }
 
-/* Opens and closes the L1 file once, so a damaged one is replaced before any child runs. */
+/* Opens and closes the L1 file once, so a damaged one is replaced before any child runs,
+ * and says when the file is larger than cache.size (it was used with a larger one). */
 static int sup_check_store(const struct cw_config *cfg)
 {
     struct cw_store *st = NULL;
     int rc = cw_store_open(cfg->cache_path, cfg->cache_size_bytes, &st);
 
+    if (rc == 0 && cw_store_map_bytes(st) > cfg->cache_size_bytes)
+        cw_notice("supervisor: %s keeps its size of %llu bytes (LMDB never shrinks a file); "
+                  "cache.size %llu bounds what eviction keeps in it. To give the disk space "
+                  "back, stop cachewarpd, delete the file and start it again",
+                  cfg->cache_path, (unsigned long long)cw_store_map_bytes(st),
+                  (unsigned long long)cfg->cache_size_bytes);
     cw_store_close(st);
     return rc;
 }

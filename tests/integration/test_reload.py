@@ -1,6 +1,7 @@
 """SIGHUP reload: a good new config takes over without refusing a request; a broken one
 is rejected with its file, line and setting, and the daemon keeps running as it was."""
 
+import json
 import os
 import urllib.parse
 import signal
@@ -169,3 +170,83 @@ def test_reload_by_cwctl_twice_under_load(env):
     assert "control.socket changed: it takes effect at the next start" in outs[1], outs[1]
     assert "control.socket and control.group take effect at the next start" in _log(d)
     assert d.cwctl("status")[0] == 0  # still the old socket
+
+
+def test_reload_changes_cache_size(env):
+    """cache.size grows on reload while a retiring worker still has a fetch in flight: the
+    new worker fills past the old map (so the retiring one's LMDB map is too small for the
+    data, MDB_MAP_RESIZED), the retiring worker still answers its client in full, says so
+    once in the log, and nothing cached is lost. Then the size shrinks again: the file keeps
+    its size (LMDB never shrinks one), eviction works to the new budget, and no process
+    meets a map smaller than the data."""
+    o = env.origin()
+    small = {"path": os.path.join(env.dir, "l1.mdb"), "size": "2M", "max_object": "256K"}
+    big = dict(small, size="64M")
+    d = env.daemon(o, workers=1, overrides={"cache": small})
+    ctl = {"socket": d.control}
+    cw.wait_for(lambda: len(d.workers()) == 1, 5, what="1 worker")
+    old = set(d.workers())
+    kept = [f"/kept{i}?size=16384&cc={urllib.parse.quote('max-age=600')}" for i in range(8)]
+    for p in kept:
+        assert d.get(p).status == 200
+    slow_path = f"/slow?size=65536&delay_ms=2500&cc={urllib.parse.quote('max-age=600')}"
+    slow = {}
+
+    def slow_get():
+        try:
+            slow["r"] = d.get(slow_path, timeout=30)
+        except Exception as e:  # noqa: BLE001 - the assertion below reports it
+            slow["r"] = e
+
+    t = threading.Thread(target=slow_get)
+    t.start()
+    cw.wait_for(lambda: o.count_prefix("/slow") == 1, 5, what="the slow fetch at the origin")
+    _rewrite(d, o, workers=1, overrides={"cache": big, "control": ctl})
+    rc, out, err = d.cwctl("reload")
+    assert rc == 0, (rc, out, err)
+    cw.wait_for(lambda: set(d.workers()) - old, 10, what="the new worker")
+    # The new worker fills about 12 MiB: far past the old 2 MiB map.
+    for i in range(200):
+        r = d.get(f"/fill{i}?size=65536&cc={urllib.parse.quote('max-age=600')}")
+        assert r.status == 200, r
+    t.join(30)
+    r = slow["r"]
+    assert not isinstance(r, Exception), r
+    assert r.status == 200 and len(r.body) == 65536, (r.status, len(r.body))
+    cw.wait_for(lambda: not (set(d.workers()) & old), 10, what="the old worker gone")
+    for p in kept:
+        r = d.get(p)
+        assert r.status == 200 and r.headers.get("x-cache") == "HIT", (p, r)
+    for i in (0, 199):
+        r = d.get(f"/fill{i}?size=65536&cc={urllib.parse.quote('max-age=600')}")
+        assert r.headers.get("x-cache") == "HIT", r
+    log = _log(d)
+    resized = [x for x in log.splitlines() if "cache map was grown" in x]
+    assert len(resized) <= 1, resized
+    assert "mdb_txn" not in log and "MDB_MAP_RESIZED" not in log, log[-3000:]
+    rc, out, _ = d.cwctl("--json", "status")
+    assert rc == 0, out
+    assert json.loads(out)["l1"]["size_bytes"] == 64 << 20, out
+
+    # Shrink: the file stays 64 MiB (the map follows the file), the budget is 2 MiB.
+    now = set(d.workers())
+    _rewrite(d, o, workers=1, overrides={"cache": small, "control": ctl})
+    rc, out, err = d.cwctl("reload")
+    assert rc == 0, (rc, out, err)
+    cw.wait_for(lambda: set(d.workers()) and not (set(d.workers()) & now), 10,
+                what="the shrunk worker")
+    for i in range(40):
+        r = d.get(f"/after{i}?size=65536&cc={urllib.parse.quote('max-age=600')}")
+        assert r.status == 200, r
+    def used():
+        rc, out, _ = d.cwctl("--json", "status")
+        assert rc == 0, out
+        l1 = json.loads(out)["l1"]
+        assert l1["size_bytes"] == 2 << 20, l1
+        return l1["used_bytes"]
+
+    cw.wait_for(lambda: used() <= 2 << 20, 10 * cw.TIME_FACTOR,
+                what="eviction down to the 2 MiB budget")
+    log = _log(d)
+    assert "mdb_txn" not in log and "MDB_MAP_RESIZED" not in log, log[-3000:]
+    assert "keeps its size of 67108864 bytes" in log, log[-3000:]

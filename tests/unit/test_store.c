@@ -379,6 +379,48 @@ START_TEST(test_store_map_full_evicts)
 }
 END_TEST
 
+/* A file used with a larger cache.size keeps its size (LMDB never shrinks one): the map
+ * covers the whole file, so no process meets data past its map, and the smaller size
+ * bounds what the puts' eviction keeps. */
+START_TEST(test_store_smaller_size_keeps_map_bounds_eviction)
+{
+    static char body[100 * 1024];
+    struct cw_store *st = NULL;
+    struct cw_entry_hdr h = hdr_ok();
+    char full[64];
+    struct cw_key k;
+    uint64_t entries, used;
+
+    memset(body, 'b', sizeof(body));
+    h.fresh_until_ms = INT64_MAX;
+    ck_assert_int_eq(cw_store_open(db_path, 8u << 20, &st), 0);
+    ck_assert_uint_eq(cw_store_map_bytes(st), 8u << 20);
+    for (int i = 0; i < 40; i++) {
+        snprintf(full, sizeof(full), "http://h/%d", i);
+        key_of(st, full, &k);
+        ck_assert_int_eq(
+            cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body))),
+            0);
+    }
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_gt(used, 2u << 20);
+    cw_store_close(st);
+
+    ck_assert_int_eq(cw_store_open(db_path, 1u << 20, &st), 0);
+    ck_assert_uint_ge(cw_store_map_bytes(st), 8u << 20);
+    for (int i = 40; i < 60; i++) {
+        snprintf(full, sizeof(full), "http://h/%d", i);
+        key_of(st, full, &k);
+        ck_assert_int_eq(
+            cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body))),
+            0);
+    }
+    ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
+    ck_assert_uint_le(used, 1u << 20);
+    cw_store_close(st);
+}
+END_TEST
+
 /* A child that dies holding a read txn leaves a reader slot; reader_check clears it. */
 START_TEST(test_store_reader_check_dead_reader)
 {
@@ -861,6 +903,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, test_store_bad_meta_moved_aside);
     tcase_add_test(tc, test_store_reopen_keeps_entries_and_secret);
     tcase_add_test(tc, test_store_map_full_evicts);
+    tcase_add_test(tc, test_store_smaller_size_keeps_map_bounds_eviction);
     tcase_add_test(tc, test_store_reader_check_dead_reader);
     tcase_add_test(tc, test_store_writer_killed_mid_txn);
     tcase_add_test(tc, test_store_vary_put_get_remove);
