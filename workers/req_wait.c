@@ -125,6 +125,7 @@ static void *wait_thread_main(void *arg)
     struct cw_worker *w = arg;
     int64_t next_owner_check = 0;
 
+    pthread_setname_np(pthread_self(), "cw-wait");
     for (;;) {
         /* Read the word before looking: a fill from here on moves it, and the sleep below
          * then returns at once. */

@@ -1023,6 +1023,7 @@ static void *upstream_thread_main(void *arg)
     struct cw_upstream *up = arg;
     int running = 0;
 
+    pthread_setname_np(pthread_self(), "cw-fetch"); /* for top -H, gdb and the tests */
     for (;;) {
         if (upstream_take_queued(up)) break;
         upstream_run_resumes(up);

@@ -387,22 +387,24 @@ class ThreadStop:
         self.libc.ptrace(self.PTRACE_DETACH, self.tid, None, None)
 
 
-def test_ctl_watchdog_sees_wedged_worker(env):
-    """A worker whose MHD thread is stuck while its process runs (one thread ptrace-stopped:
-    /proc/PID/stat still says S) stops the heartbeat (workers/worker_beat.h): the supervisor
-    withholds WATCHDOG=1 within about 3 s + one tick, logs why once, and cwctl status says
-    not-answering; hits keep being served by the other worker; released, the beat and the
-    watchdog come back."""
+def _watchdog_wedge(env, thread_prefix, what):
+    """Stops one thread of worker 0 whose name starts with thread_prefix (ptrace: the process
+    still runs, /proc/PID/stat still says S) and checks that the supervisor withholds
+    WATCHDOG=1 within about 3 s + one tick, logs why once, and cwctl status says
+    not-answering; that hits are still served; and that the beat and the watchdog come back
+    once the thread is released."""
     o = env.origin()
     n = Notify(os.path.join(env.dir, "notify.sock"))
     try:
         d = env.daemon(o, workers=2, env={"NOTIFY_SOCKET": n.path, "WATCHDOG_USEC": "400000"})
         n.wait(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1")
         w = d.workers()[0]
-        mhd = cw.wait_for(lambda: [t for t, c in _threads(w).items() if c.startswith("MHD")], 5,
-                          what=f"the MHD thread of worker {w}")
+        tids = cw.wait_for(
+            lambda: [t for t, c in _threads(w).items() if c.startswith(thread_prefix)], 5,
+            what=f"the {thread_prefix} thread of worker {w}")
+        assert d.get(f"/wedge?cc={q('max-age=60')}").status == 200  # warm: hits below
         time.sleep(1.5)  # a beat or two in the slot
-        stop = ThreadStop(mhd[0])
+        stop = ThreadStop(tids[0])
         t0 = time.monotonic()
         try:
             with open(f"/proc/{w}/stat") as f:
@@ -420,7 +422,7 @@ def test_ctl_watchdog_sees_wedged_worker(env):
             n.drain(0.5)
             last = max((t for t, m in n.msgs if m == "WATCHDOG=1"), default=t0)
             detect = last - t0
-            env.note(f"wedged worker: last WATCHDOG=1 {detect:.2f} s after the stop "
+            env.note(f"{what}: last WATCHDOG=1 {detect:.2f} s after the stop "
                      f"(withheld from then on)")
             assert 2.0 <= detect <= 4.6, f"detection after {detect:.2f} s"
             n.msgs.clear()
@@ -428,7 +430,8 @@ def test_ctl_watchdog_sees_wedged_worker(env):
             assert not [m for _, m in n.msgs if m == "WATCHDOG=1"], n.msgs
             rc, out, err = d.cwctl("status")
             assert re.search(rf"^worker\s+\d+\s+{w}\s+not-answering", out, re.M), out
-            # Hits still served (by the other worker: the listen socket is shared).
+            # Hits still served (the listen socket is shared; a worker whose fetch loop is
+            # stuck still answers hits from its MHD thread).
             for i in range(20):
                 assert d.get(f"/wedge?cc={q('max-age=60')}", timeout=5).status == 200
         finally:
@@ -438,6 +441,19 @@ def test_ctl_watchdog_sees_wedged_worker(env):
         assert cw.tail(d.log_path, 400).count("withholding the systemd watchdog") == 1
     finally:
         n.close()
+
+
+def test_ctl_watchdog_sees_wedged_worker(env):
+    """A worker whose MHD thread is stuck while its process runs stops the heartbeat
+    (workers/worker_beat.h): the watchdog is withheld (_watchdog_wedge)."""
+    _watchdog_wedge(env, "MHD", "wedged worker")
+
+
+def test_ctl_watchdog_sees_wedged_fetch_loop(env):
+    """The heartbeat's other half: a worker whose MHD thread answers but whose fetch loop
+    (the cw-fetch thread: origin fetches, leases, L2) is stuck, so that every miss there would
+    hang, also stops the heartbeat and the watchdog is withheld (_watchdog_wedge)."""
+    _watchdog_wedge(env, "cw-fetch", "wedged fetch loop")
 
 
 def test_ctl_top_in_pty(env):
