@@ -263,7 +263,7 @@ INSTALL     ?= install
 MAN8        := man/cachewarpd.8
 MAN5        := man/cachewarp.conf.5
 
-.PHONY: install uninstall deb check-package pkg-deps
+.PHONY: install uninstall deb check-package check-package-clean pkg-deps
 install: $(BINS)
 	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
 	    $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/cachewarp \
@@ -319,3 +319,8 @@ deb: pkg-deps
 
 check-package: pkg-deps
 	@scripts/check-package.sh
+
+# The same, with the apt-get install test on a fresh debootstrap of Debian 12 (not in .ci/run:
+# the root takes minutes to make; see scripts/check-package-clean.sh).
+check-package-clean: pkg-deps
+	@scripts/check-package-clean.sh

@@ -16,7 +16,9 @@
 #      postinst creates the user and the directories and enables the unit, cachewarpd starts
 #      as that user on the shipped config (ports moved to free ones) and answers /healthz,
 #      then `apt-get purge` removes it all. Needs root and overlayfs; skipped with a note
-#      otherwise, or with CHECK_PACKAGE_INSTALL=0.
+#      otherwise, or with CHECK_PACKAGE_INSTALL=0. CHECK_PACKAGE_ROOT=DIR puts the overlay on
+#      DIR instead of / (`make check-package-clean` passes a fresh debootstrap of Debian 12
+#      there, to prove the install on a clean system).
 # Prints `check-package: ok (...)` or the first failure, and exits 0 or 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,18 +133,23 @@ else
     mkdir -p "$scratch/ovl/up" "$scratch/ovl/work" "$scratch/ovl/mnt"
     cp "$deb" "$scratch/cachewarp.deb"
     cp scripts/check-package-chroot.sh "$scratch/inside.sh"
+    lower=${CHECK_PACKAGE_ROOT:-/}
+    [ -e "$lower/var/lib/dpkg/status" ] || fail "CHECK_PACKAGE_ROOT=$lower is not a Debian root"
+    [ "$lower" = / ] || cp /etc/resolv.conf "$scratch/resolv.conf"
     unshare --mount --propagation private -- sh -ec '
-        o=$1
-        mount -t overlay overlay -o "lowerdir=/,upperdir=$o/ovl/up,workdir=$o/ovl/work" "$o/ovl/mnt"
+        o=$1 lower=$2
+        mount -t overlay overlay -o "lowerdir=$lower,upperdir=$o/ovl/up,workdir=$o/ovl/work" "$o/ovl/mnt"
         m=$o/ovl/mnt
+        [ ! -e "$o/resolv.conf" ] || cp "$o/resolv.conf" "$m/etc/resolv.conf"
         mount -t proc proc "$m/proc"
         mount --rbind /dev "$m/dev"
         mount -t tmpfs tmpfs "$m/run"
         mount -t tmpfs tmpfs "$m/tmp"
         cp "$o/cachewarp.deb" "$o/inside.sh" "$m/tmp/"
         chroot "$m" /bin/sh /tmp/inside.sh /tmp/cachewarp.deb
-    ' sh "$scratch" >"$scratch/install.log" 2>&1 ||
-        { cat "$scratch/install.log" >&2; fail "apt-get install in the scratch overlay"; }
+    ' sh "$scratch" "$lower" >"$scratch/install.log" 2>&1 ||
+        { cat "$scratch/install.log" >&2; fail "apt-get install in the scratch overlay of $lower"; }
+    note "install: into an overlay of $lower"
     sed -n 's/^inside: /check-package: install: /p' "$scratch/install.log" >&2
 fi
 note "ok ($(( $(date +%s) - t0 ))s)"
