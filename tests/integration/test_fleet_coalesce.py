@@ -8,6 +8,7 @@ Redis is started by test_l2's helper (its own port and folder in the test's temp
 stopped by PID); each node has its own L1 file and control socket."""
 
 import os
+import signal
 import socket
 import time
 
@@ -132,6 +133,39 @@ def test_fleet_hung_lease_holder_costs_one_lock_timeout(env):
     assert o.count(path) == 2, f"origin saw {o.count(path)}: A's hung one and B's one wanted"
 
 
+def test_fleet_killed_lease_holder_costs_one_lock_timeout(env):
+    lock_timeout = 2.0
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a", lock_timeout="2s", workers=1)
+    b = node(env, o, r, "node-b", lock_timeout="2s")
+    wait_ready(a, workers=1)
+    wait_ready(b)
+
+    path = "/killed?cc=max-age%3D60"
+    s = socket.create_connection((cw.LOOPBACK, a.port), timeout=30)
+    s.sendall(raw_get(path, "X-Origin-Args: delay_ms=6000\r\n"))
+    try:
+        cw.wait_for(lambda: lease_keys(r), 5 * TF, what="node A's Redis lease")
+        socks = cw.connect_many(b.port, 10)
+        time.sleep(0.1)
+        batch = cw.send_all(socks, [raw_get(path)] * 10)
+        b.wait_metric("cachewarp_l2_leases_total", lambda v: v >= 1, outcome="busy")
+        # Node A's worker dies holding the lease: nobody releases it or notifies.
+        for pid in a.workers():
+            os.kill(pid, signal.SIGKILL)
+        out = cw.collect(batch, 30 * TF)
+    finally:
+        s.close()
+    bad = [x for x in out if not isinstance(x, cw.Response) or x.status != 200]
+    assert not bad, f"{len(bad)} of 10 failed: {bad[:3]}\n{env.log_tails(20)}"
+    worst = max(x.elapsed for x in out)
+    env.note(f"node A killed holding the lease: node B answered within {worst * 1000:.0f} ms "
+             f"(lock_timeout {lock_timeout * 1000:.0f} ms); origin requests {o.count(path)}")
+    assert lock_timeout * 0.5 <= worst < lock_timeout + 1.5 * TF, f"node B took {worst:.3f} s"
+    assert o.count(path) == 2, f"origin saw {o.count(path)}: A's and B's one wanted"
+
+
 def test_fleet_waiters_go_to_origin_when_redis_dies(env):
     o = env.origin()
     r = Redis(env, "redis")
@@ -172,16 +206,18 @@ def test_fleet_uncacheable_answer_releases_waiters_at_once(env):
     wait_ready(a)
     wait_ready(b)
 
-    path = "/private?delay_ms=200&cc=private"
-    out = stampede([(a, raw_get(path), 10), (b, raw_get(path), 10)])
-    bad = [x for x in out if not isinstance(x, cw.Response) or x.status != 200]
-    assert not bad, f"{len(bad)} of 20 failed: {bad[:3]}\n{env.log_tails(20)}"
-    worst = max(x.elapsed for x in out)
-    env.note(f"uncacheable: slowest of 20 {worst * 1000:.0f} ms (lock_timeout 5000 ms), "
-             f"origin requests {o.count(path)}")
-    # The filler published its end although nothing was stored: the other node did not wait
-    # out lock_timeout.
-    assert worst < 2.5 * TF, f"a waiter took {worst:.3f} s: it waited for lock_timeout"
+    # Not storable, and (streamed through) larger than cache.max_object (1M here).
+    for what, path in (("private", "/private?delay_ms=200&cc=private"),
+                       ("too large", "/big?delay_ms=200&size=1500000&cc=max-age%3D60")):
+        out = stampede([(a, raw_get(path), 10), (b, raw_get(path), 10)])
+        bad = [x for x in out if not isinstance(x, cw.Response) or x.status != 200]
+        assert not bad, f"{what}: {len(bad)} of 20 failed: {bad[:3]}\n{env.log_tails(20)}"
+        worst = max(x.elapsed for x in out)
+        env.note(f"{what}: slowest of 20 {worst * 1000:.0f} ms (lock_timeout 5000 ms), "
+                 f"origin requests {o.count(path)}")
+        # The filler published its end although nothing was stored: the other node did not
+        # wait out lock_timeout.
+        assert worst < 2.5 * TF, f"{what}: a waiter took {worst:.3f} s: it waited for lock_timeout"
     busy = a.metric("cachewarp_l2_leases_total", outcome="busy") + \
         b.metric("cachewarp_l2_leases_total", outcome="busy")
     timeouts = a.metric("cachewarp_l2_lease_wait_timeouts_total") + \
