@@ -366,7 +366,8 @@ CW_MUST_CHECK int req_l2_accept(struct worker_req *r, int rc, struct cw_str valu
  * lease in Redis; a holder refused it waits for the other node's fill notification. */
 /* Fetch thread, after r's L2 lookup missed: asks Redis for the key's lease (SET NX PX, PX the
  * route's lock_timeout); fn(r, ...) runs later on the fetch thread with 0 (taken: r->fleet
- * holds it), -EEXIST (another node holds it), or another -errno (fetch alone): 0. Or, without
+ * holds it), -EEXIST (another node holds it), or another -errno (fetch alone; after
+ * -ETIMEDOUT r->fleet holds what may have been taken): 0. Or, without
  * calling fn: -ENODEV (no L2), -ENOTCONN / -EAGAIN / -ENOBUFS / -ENOMEM (counted, fetch
  * alone). */
 CW_MUST_CHECK int req_l2_lease(struct worker_req *r, cw_l2_done_fn fn);

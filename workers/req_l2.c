@@ -455,7 +455,8 @@ static void l2_fleet_on_published(void *arg, int rc, struct cw_str value)
 {
     (void)arg;
     (void)value;
-    if (rc < 0 && rc != -ECANCELED)
+    /* Redis down or the breaker open is logged once, by the state change (l2_sync()). */
+    if (rc < 0 && rc != -ECANCELED && rc != -EAGAIN && rc != -ENOTCONN)
         cw_warn_rl("worker: fill notification: PUBLISH: %s; other nodes wait until lock_timeout",
                    strerror(-rc));
 }
@@ -518,10 +519,10 @@ static void l2_fleet_on_take(void *arg, int rc, struct cw_str value)
         cw_seg_add(w->seg, w->slot, CW_METRICS_L2_LEASE_BUSY, 1);
         free(f);
     } else if (rc == -ETIMEDOUT) {
-        /* The SET may have been applied all the same: take back what may be ours rather
-         * than make the fleet wait out its PX. */
+        /* The SET may have landed all the same, and other nodes then wait for this fetch:
+         * held as if taken, released (a no-op if it never landed) and notified after it. */
+        r->fleet = f;
         cw_seg_add(w->seg, w->slot, CW_METRICS_L2_LEASE_FAILED, 1);
-        l2_fleet_release(f);
     } else {
         if (rc != -ECANCELED) cw_seg_add(w->seg, w->slot, CW_METRICS_L2_LEASE_FAILED, 1);
         free(f);
