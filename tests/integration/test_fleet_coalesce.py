@@ -13,6 +13,7 @@ import socket
 import time
 
 import cw
+from test_fleet import wait_key
 from test_l2 import Redis, resp
 
 TF = cw.TIME_FACTOR
@@ -164,6 +165,44 @@ def test_fleet_killed_lease_holder_costs_one_lock_timeout(env):
              f"(lock_timeout {lock_timeout * 1000:.0f} ms); origin requests {o.count(path)}")
     assert lock_timeout * 0.5 <= worst < lock_timeout + 1.5 * TF, f"node B took {worst:.3f} s"
     assert o.count(path) == 2, f"origin saw {o.count(path)}: A's and B's one wanted"
+
+
+def test_fleet_lost_notification_costs_only_the_wait(env):
+    """The fill lands in L2 but its notification never comes (here: the test plays the
+    other node, holding the lease itself and putting the entry back without a PUBLISH): the
+    waiters' final GET at their deadline finds it and serves it, without the origin."""
+    lock_timeout = 2.0
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a", lock_timeout="2s")
+    b = node(env, o, r, "node-b", lock_timeout="2s")
+    wait_ready(a)
+    wait_ready(b)
+
+    path = "/lost?cc=max-age%3D60"
+    assert cw.request(a.port, path, headers={"Host": SITE}).status == 200
+    k = wait_key(r, "/lost?")
+    brace = k.index("}")
+    lease = k[:brace + 1] + "l:" + k[brace + 1:]
+    # Server-side moves keep the entry's bytes exact.
+    assert resp(r.port, "RENAME", k, "cw-test:held") == "OK"
+    assert resp(r.port, "SET", lease, "another-node", "PX", 30000) == "OK"
+    socks = cw.connect_many(b.port, 5)
+    time.sleep(0.1)
+    batch = cw.send_all(socks, [raw_get(path)] * 5)
+    b.wait_metric("cachewarp_l2_leases_total", lambda v: v >= 1, outcome="busy")
+    assert resp(r.port, "RENAME", "cw-test:held", k) == "OK"  # the fill, never notified
+    out = cw.collect(batch, 30 * TF)
+    bad = [x for x in out if not isinstance(x, cw.Response) or x.status != 200]
+    assert not bad, f"{len(bad)} of 5 failed: {bad[:3]}\n{env.log_tails(20)}"
+    worst = max(x.elapsed for x in out)
+    env.note(f"notification lost: answered from L2 after {worst * 1000:.0f} ms "
+             f"(lock_timeout {lock_timeout * 1000:.0f} ms)")
+    assert lock_timeout * 0.5 <= worst < lock_timeout + 1.5 * TF, f"node B took {worst:.3f} s"
+    assert o.count(path) == 1, f"origin saw {o.count(path)}: only node A's fill wanted"
+    assert any("detail=l2" in x.header("cache-status", "") for x in out), out[0]
+    b.wait_metric("cachewarp_l2_coalesced_total", lambda v: v >= 1)
+    assert b.metric("cachewarp_l2_lease_wait_timeouts_total") == 1
 
 
 def test_fleet_waiters_go_to_origin_when_redis_dies(env):
