@@ -87,4 +87,8 @@
 #define CW_LIMIT_L2_REDIRECTS 5    /* MOVED/ASK hops one command follows */
 #define CW_LIMIT_L2_KEY_BYTES 512  /* a Redis key name: prefix, hash tag, kind, key or tag */
 
+/* Per worker: requests waiting for another node's fill (workers/req_l2.c); past it a request
+ * fetches alone, counted in cachewarp_l2_leases_total{outcome="failed"}. */
+#define CW_LIMIT_L2_WAITERS 1024
+
 #endif /* CW_LIMITS_H */

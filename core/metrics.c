@@ -448,6 +448,21 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
                    c[CW_METRICS_L2_WRITE]);
     metrics_printf(o, "cachewarp_l2_writes_total{outcome=\"failed\"} %" PRIu64 "\n",
                    c[CW_METRICS_L2_WRITE_FAIL]);
+    metrics_plain(o, "cachewarp_l2_coalesced_total", "counter",
+                  "Requests answered from L2 after waiting for another node's fill (fleet-wide "
+                  "coalescing); also counted in cachewarp_l2_hits_total.",
+                  c[CW_METRICS_L2_COALESCED]);
+    metrics_family(o, "cachewarp_l2_leases_total", "counter",
+                   "Redis lease attempts before an origin fetch, by outcome.");
+    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"taken\"} %" PRIu64 "\n",
+                   c[CW_METRICS_L2_LEASE_TAKEN]);
+    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"busy\"} %" PRIu64 "\n",
+                   c[CW_METRICS_L2_LEASE_BUSY]);
+    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"failed\"} %" PRIu64 "\n",
+                   c[CW_METRICS_L2_LEASE_FAILED]);
+    metrics_plain(o, "cachewarp_l2_lease_wait_timeouts_total", "counter",
+                  "Waits for another node's fill that reached lock_timeout without a notification.",
+                  c[CW_METRICS_L2_WAIT_TIMEOUT]);
     metrics_plain(o, "cachewarp_l2_breaker_state", "gauge",
                   "L2 circuit breaker, the worst over the processes: 0 closed, 1 half-open "
                   "(probing), 2 open.",

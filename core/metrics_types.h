@@ -96,6 +96,11 @@ enum cw_metrics_counter {
     CW_METRICS_L2_WRITE_FAIL,       /* L2 writes refused or failed */
     CW_METRICS_L2_BREAKER_OPEN,     /* gauge: processes whose L2 breaker is open (0 or 1 each) */
     CW_METRICS_L2_BREAKER_PROBING,  /* gauge: processes whose L2 breaker probes */
+    CW_METRICS_L2_COALESCED,        /* answered from L2 after another node's fill */
+    CW_METRICS_L2_LEASE_TAKEN,      /* Redis leases taken: this node fetched for the fleet */
+    CW_METRICS_L2_LEASE_BUSY,       /* Redis lease held by another node: waited for its fill */
+    CW_METRICS_L2_LEASE_FAILED,     /* Redis lease not asked or not answered: fetched alone */
+    CW_METRICS_L2_WAIT_TIMEOUT,     /* waits for another node's fill that ran out */
     CW_METRICS_COUNTER_COUNT
 };
 

@@ -89,6 +89,18 @@ static int l2_load_password(struct cw_l2 *l2, const struct cw_config *cfg)
     return l2->password != NULL ? 0 : -ENOMEM;
 }
 
+/* The fill notification channel, <prefix>fill: 0 or -ENOMEM. */
+static int l2_fill_channel_init(struct cw_l2 *l2)
+{
+    const char *prefix = l2->prefix != NULL ? l2->prefix : "";
+    size_t len = strlen(prefix) + sizeof("fill");
+
+    l2->fill_channel = malloc(len);
+    if (l2->fill_channel == NULL) return -ENOMEM;
+    snprintf(l2->fill_channel, len, "%sfill", prefix);
+    return 0;
+}
+
 static int l2_dup(char **dst, const char *src)
 {
     if (src == NULL) return 0;
@@ -127,6 +139,7 @@ int cw_l2_open(const struct cw_config *cfg, struct cw_l2 **out)
         (rc = l2_dup(&l2->master, cfg->redis_master)) < 0 || (rc = l2_load_password(l2, cfg)) < 0) {
         goto out_close;
     }
+    if ((rc = l2_fill_channel_init(l2)) < 0) goto out_close;
     switch (l2->mode) {
     case CW_CONFIG_REDIS_STANDALONE:
         if (cfg->redis_socket != NULL) {
@@ -202,6 +215,7 @@ void cw_l2_close(struct cw_l2 *l2)
     free(l2->user);
     free(l2->prefix);
     free(l2->channel);
+    free(l2->fill_channel);
     free(l2->master);
     free(l2);
 }
@@ -605,6 +619,37 @@ int cw_l2_subscribe(struct cw_l2 *l2, cw_l2_msg_fn fn, void *arg)
     /* Sentinel and cluster modes give it an address when they know one (their ticks). */
     if (l2->sub.has_addr) (void)l2_conn_connect(&l2->sub); /* failures retry */
     return 0;
+}
+
+int cw_l2_publish_fill(struct cw_l2 *l2, struct cw_str key, cw_l2_done_fn fn, void *arg)
+{
+    const char *argv[3] = {"PUBLISH", l2->fill_channel, key.p};
+    size_t lens[3] = {7, strlen(l2->fill_channel), key.len};
+
+    if (key.len == 0 || key.len > CW_LIMIT_L2_KEY_BYTES) return -EINVAL;
+    return l2_submit(l2, L2_OP_PUBLISH, cw_hashslot_of(l2->fill_channel, lens[1]), 3, argv, lens,
+                     fn, arg);
+}
+
+int cw_l2_subscribe_fill(struct cw_l2 *l2, cw_l2_msg_fn fn, void *arg)
+{
+    if (l2->closing) return -ESHUTDOWN;
+    if (l2->fill_fn != NULL) return -EEXIST;
+    if (l2->sub.ac != NULL) return -EBUSY; /* its SUBSCRIBE went without the fill channel */
+    l2->fill_fn = fn;
+    l2->fill_arg = arg;
+    l2->sub.wanted = true;
+    if (l2->mode == CW_CONFIG_REDIS_STANDALONE) {
+        l2_conn_set_addr(&l2->sub, l2->data.host, l2->data.port, l2->data.is_unix);
+    }
+    /* Connected by the next cw_l2_process() (l2_conn_tick()), or at once by a
+     * cw_l2_subscribe() made meanwhile: one handshake subscribes to both channels. */
+    return 0;
+}
+
+bool cw_l2_fill_is_subscribed(const struct cw_l2 *l2)
+{
+    return l2->fill_fn != NULL && l2->sub.state == L2_CONN_READY;
 }
 
 /* The breaker's probe: one PING on the connection commands would use. */

@@ -16,7 +16,8 @@
  * it answers. State changes are logged once; counters are in struct cw_l2_stats.
  *
  * Keys: the caller's key (a hex hash, no braces) becomes <prefix>{<first 2 chars>}<key>;
- * its lease <prefix>{..}l:<key>; a tag's set <prefix>{..}t:<tag>. The 2-character hash tag
+ * its lease <prefix>{..}l:<key>; a tag's set <prefix>{..}t:<tag>; fill notifications go on
+ * the channel <prefix>fill. The 2-character hash tag
  * puts an entry, its lease and the tag sets it is listed in on one cluster slot, in 256
  * groups spread over the cluster; a tag purge visits the 256 groups' sets.
  *
@@ -127,5 +128,20 @@ CW_MUST_CHECK int cw_l2_publish(struct cw_l2 *l2, struct cw_str payload, cw_l2_d
  * and failovers; each message goes to fn. Once per l2: -EEXIST the second time. Messages
  * published while the connection is down are lost (Redis pub/sub keeps nothing). */
 CW_MUST_CHECK int cw_l2_subscribe(struct cw_l2 *l2, cw_l2_msg_fn fn, void *arg);
+
+/* Fill notifications for fleet-wide coalescing: one channel, <prefix>fill, shared by the
+ * fleet; a payload names the key (as given to cw_l2_lease_take()) whose lease holder ended
+ * its fetch. */
+/* PUBLISH key on <prefix>fill: 0 once Redis took it. */
+CW_MUST_CHECK int cw_l2_publish_fill(struct cw_l2 *l2, struct cw_str key, cw_l2_done_fn fn,
+                                     void *arg);
+/* Subscribes to <prefix>fill on the subscription connection, kept subscribed across
+ * reconnects and failovers; each message goes to fn. The connection is made by the next
+ * cw_l2_process(), or by a cw_l2_subscribe() called right after this (one SUBSCRIBE then
+ * names both channels). Once per l2 (-EEXIST); -EBUSY once cw_l2_subscribe() made the
+ * connection (call this first). Messages published while the connection is down are lost. */
+CW_MUST_CHECK int cw_l2_subscribe_fill(struct cw_l2 *l2, cw_l2_msg_fn fn, void *arg);
+/* True when the fill subscription is confirmed by Redis (notifications arrive). */
+bool cw_l2_fill_is_subscribed(const struct cw_l2 *l2);
 
 #endif /* CW_L2_H */

@@ -122,14 +122,18 @@ static int l2_conn_handshake(struct l2_conn *c)
         }
         argv[0] = "PING";
         return l2_conn_hs(c, 1, argv);
-    case L2_CONN_SUB:
-        /* Ready when Redis confirms the subscription (l2_conn_on_sub). */
+    case L2_CONN_SUB: {
+        /* Ready when Redis confirms a subscription (l2_conn_on_sub): redis.channel, the fill
+         * channel, or both. */
+        int n = 1;
         argv[0] = "SUBSCRIBE";
-        argv[1] = l2->channel;
-        if (redisAsyncCommandArgv(c->ac, l2_conn_on_sub, c, 2, argv, NULL) != REDIS_OK) {
+        if (l2->msg_fn != NULL || l2->fill_fn == NULL) argv[n++] = l2->channel;
+        if (l2->fill_fn != NULL) argv[n++] = l2->fill_channel;
+        if (redisAsyncCommandArgv(c->ac, l2_conn_on_sub, c, n, argv, NULL) != REDIS_OK) {
             return -ENOMEM;
         }
         return 0;
+    }
     case L2_CONN_SENTINEL:
         l2_sentinel_handshake(c);
         return 0;
@@ -337,10 +341,13 @@ static void l2_conn_on_sub(redisAsyncContext *ac, void *reply, void *privdata)
         l2_conn_ready(c);
     } else if (strcmp(kind->str, "message") == 0 && r->element[1]->type == REDIS_REPLY_STRING &&
                r->element[2]->type == REDIS_REPLY_STRING) {
+        struct cw_str ch = cw_str_make(r->element[1]->str, r->element[1]->len);
+        struct cw_str payload = cw_str_make(r->element[2]->str, r->element[2]->len);
         l2->stats.messages++;
-        if (l2->msg_fn != NULL) {
-            l2->msg_fn(l2->msg_arg, cw_str_make(r->element[1]->str, r->element[1]->len),
-                       cw_str_make(r->element[2]->str, r->element[2]->len));
+        if (l2->fill_fn != NULL && cw_str_eq(ch, cw_str_cstr(l2->fill_channel))) {
+            l2->fill_fn(l2->fill_arg, ch, payload);
+        } else if (l2->msg_fn != NULL) {
+            l2->msg_fn(l2->msg_arg, ch, payload);
         }
     }
 }

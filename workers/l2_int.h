@@ -130,6 +130,11 @@ struct cw_l2 {
     unsigned npending;
     struct cw_breaker breaker;
     struct cw_l2_stats stats;
+
+    /* Fill notifications (cw_l2_subscribe_fill()): on the sub connection too. */
+    char *fill_channel;   /* <prefix>fill */
+    cw_l2_msg_fn fill_fn; /* NULL: not subscribed to it */
+    void *fill_arg;
 };
 
 /* l2.c */

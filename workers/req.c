@@ -3,8 +3,9 @@
  * cache_req_fsm.c. One function per step returns the next step; req_run() drives them.
  *
  *   RECV -> LOOKUP -> HIT | STALE -> DELIVER
- *                  -> MISS -> (fetch thread: take the FETCH lease; then L2's GET) -> FETCH | L2
- *                             | LEASED
+ *                  -> MISS -> (fetch thread: take the FETCH lease; then L2's GET; on its
+ *                             miss the fleet's lease in Redis, or the wait for another node's
+ *                             fill and L2's GET again) -> FETCH | L2 | LEASED
  *                     L2 -> HIT | STALE | MISS (L2's entry is in L1; once per request)
  *                     LEASED -> HIT | STALE | FETCH | WAIT -> WAITED -> LOOKUP
  *        -> PASS -> FETCH -> (fetch thread: STORE) -> FETCHED -> DELIVER | FETCH | SYNTH
@@ -19,7 +20,12 @@
  * needs done (an L1 read, an answer built, a write on the fetch thread) is a leaf call into
  * the other req_*.c files; they never call back here. The L2 (Redis) lookup goes between the
  * lease take and the fetch, on the fetch thread, and costs at most redis.timeout: whatever
- * it gives that is not a usable entry sends the request on to the origin.
+ * it gives that is not a usable entry sends the request on to the origin. Fleet-wide
+ * coalescing follows a clean L2 miss: the node's lease holder asks Redis for the key's lease;
+ * taken, it fetches and releases it after the commit (with a fill notification); held by
+ * another node, it waits, suspended and off every thread, for that node's notification or
+ * its coalescing budget (lock_timeout), then reads L2 again, and fetches only if that finds
+ * nothing. Redis failing costs nothing but the lookups' redis.timeout.
  * docs/ARCHITECTURE.md draws the graph. */
 #include <errno.h>
 #include <microhttpd.h>
@@ -85,6 +91,9 @@ static enum req_step req_step_store(struct worker_req *r)
     } else if (r->cacheable) {
         cw_fill_complete(&w->fill, &r->q, job, &r->fill);
     }
+    /* The fleet's lease goes after the commit (whose L2 write it follows), stored or not:
+     * other nodes read the entry now, or go to the origin at once (hit-for-miss). */
+    req_l2_lease_end(r);
     /* An unsafe method's invalidation ran at its answer's head (req_on_head()). */
     return REQ_FETCHED;
 }
@@ -188,9 +197,45 @@ static const struct cw_upstream_ops req_upstream_upload_ops = {
     .on_done = req_on_done,
 };
 
+/* To the origin from the fetch thread: a submit that fails answers at once (and gives up the
+ * fleet's lease, if r took it). */
+static void req_fetch_now(struct worker_req *r)
+{
+    if (req_fetch_submit(r) == 0) return;
+    req_l2_lease_end(r);
+    req_resume(r, REQ_FETCHED);
+}
+
+/* L2's answer after another node's fill (notified, or the wait's deadline): an entry the
+ * commit takes answers (REQ_L2, counted as coalesced across the fleet); nothing usable: the
+ * origin (the filler's answer was not stored, or it died). */
+static void req_on_l2_filled(void *arg, int rc, struct cw_str value)
+{
+    struct worker_req *r = arg;
+
+    if (req_l2_accept(r, rc, value) == 0) {
+        r->l2_fleet = true;
+        req_resume(r, REQ_L2);
+        return;
+    }
+    req_fetch_now(r);
+}
+
+/* The fleet's lease: taken, this node fetches for the fleet; held by another node, r waits
+ * for its fill (bounded by r's coalescing budget); no answer from Redis: the origin, as
+ * without L2. */
+static void req_on_l2_lease(void *arg, int rc, struct cw_str value)
+{
+    struct worker_req *r = arg;
+
+    (void)value;
+    if (rc == -EEXIST && req_l2_wait(r, req_on_l2_filled)) return;
+    req_fetch_now(r);
+}
+
 /* L2's answer, on the fetch thread, r holding its FETCH lease: an entry that the commit takes
- * is in L1 now and answers (REQ_L2); absent, refused, an error, a timeout or the stop: the
- * origin, as without L2. */
+ * is in L1 now and answers (REQ_L2); absent: the fleet's lease before the origin; refused,
+ * an error, a timeout or the stop: the origin, as without L2. */
 static void req_on_l2(void *arg, int rc, struct cw_str value)
 {
     struct worker_req *r = arg;
@@ -199,7 +244,8 @@ static void req_on_l2(void *arg, int rc, struct cw_str value)
         req_resume(r, REQ_L2);
         return;
     }
-    if (req_fetch_submit(r) < 0) req_resume(r, REQ_FETCHED);
+    if (rc == -ENOENT && req_l2_lease(r, req_on_l2_lease) == 0) return;
+    req_fetch_now(r);
 }
 
 /* The fetch thread's half of REQ_MISS: takes the key's FETCH lease (a write txn, which may
@@ -381,9 +427,10 @@ static enum req_step req_step_l2(struct worker_req *r)
     r->l2_hit = true;
     if (req_hit_lookup(r) == 1) {
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_L2_HIT, 1);
+        if (r->l2_fleet) cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_L2_COALESCED, 1);
         return r->hit_stale ? REQ_STALE : REQ_HIT;
     }
-    r->l2_hit = false;
+    r->l2_hit = r->l2_fleet = false;
     return REQ_MISS;
 }
 
@@ -606,6 +653,7 @@ void req_free(struct worker_req *r)
     free(r->method_own);
     free(r->purge_tags);
     if (r->q.has_lease) req_defer_release(w, &r->q);
+    req_l2_lease_drop(r);
     free(r->q.key_buf);
     free(r->join_buf);
     free(r->xff);

@@ -39,6 +39,8 @@ struct cw_config_route;
 struct cw_seg;
 struct cw_store;
 struct cw_store_reader;
+struct req_fleet;
+struct req_fleet_seen;
 struct worker_req;
 
 /* The coalesced waiters of one worker: requests suspended until another request (in any
@@ -92,6 +94,12 @@ struct cw_worker {
     bool l2_ready;              /* as last logged */
     bool l2_was_ready;
     uint64_t l2_purges; /* purges published (workers/fleet.h), for their ids */
+    /* Fleet-wide coalescing (req_l2.c): fetch thread only. */
+    struct worker_req *fleet_head; /* waiting for another node's fill (unordered) */
+    size_t fleet_count;
+    uint64_t fleet_leases;             /* Redis leases asked, for their tokens */
+    char fleet_id[24];                 /* this worker's token prefix, random per start */
+    struct req_fleet_seen *fleet_seen; /* the last fills notified (owned) */
 };
 
 /* The steps of a request (workers/req.c). A step runs on the MHD thread unless it says
@@ -192,9 +200,19 @@ struct worker_req {
     bool coalesced;          /* waited for another request's fill */
     bool l2_tried;           /* L2 was asked (once per request) */
     bool l2_hit;             /* the answer is the entry L2 gave (Cache-Status detail=l2) */
+    bool l2_fleet;           /* ... after waiting for another node's fill */
     bool vary_miss;          /* the URI has a Vary record, but not this variant */
     bool fwd_request;        /* the request's own directives sent it to the origin */
     int64_t wait_until_ms;   /* monotonic: the coalescing budget ends here */
+
+    /* Fleet-wide coalescing (req_l2.c), on the fetch thread. */
+    struct req_fleet *fleet;       /* the Redis lease r holds (owned), NULL when none */
+    cw_l2_done_fn fleet_fn;        /* where the lease take's or the wait's outcome goes */
+    struct worker_req *fleet_next; /* in w->fleet_head while waiting for another node's fill */
+    struct worker_req *fleet_prev;
+    int64_t fleet_asked_ms; /* monotonic: when the lease was asked */
+    int64_t fleet_until_ms; /* monotonic: the wait ends here unnotified */
+    char fleet_key[33];     /* the L2 key waited for */
 
     /* Waiter list (worker_wait.c), under waitq.lock. */
     struct worker_req *wait_next;
@@ -343,6 +361,31 @@ void req_l2_purged(struct worker_req *r);
  * -ENOENT for another key's entry, -EFBIG over cache.max_object: counted, logged
  * rate-limited, never served) or a store error: r still holds its lease. */
 CW_MUST_CHECK int req_l2_accept(struct worker_req *r, int rc, struct cw_str value);
+
+/* Fleet-wide coalescing: before its origin fetch, a node's FETCH lease holder takes the key's
+ * lease in Redis; a holder refused it waits for the other node's fill notification. */
+/* Fetch thread, after r's L2 lookup missed: asks Redis for the key's lease (SET NX PX, PX the
+ * route's lock_timeout); fn(r, ...) runs later on the fetch thread with 0 (taken: r->fleet
+ * holds it), -EEXIST (another node holds it), or another -errno (fetch alone; after
+ * -ETIMEDOUT r->fleet holds what may have been taken): 0. Or, without
+ * calling fn: -ENODEV (no L2), -ENOTCONN / -EAGAIN / -ENOBUFS / -ENOMEM (counted, fetch
+ * alone). */
+CW_MUST_CHECK int req_l2_lease(struct worker_req *r, cw_l2_done_fn fn);
+/* Fetch thread, r refused the lease: r waits, suspended, for the fill notification of its key
+ * or the end of its coalescing budget (r->wait_until_ms, less a tenth of lock_timeout, so
+ * that its fill can still reach this node's own waiters), then GETs the key from L2; fn(r,
+ * ...) runs with the GET's outcome as for req_l2_lookup(). L2 becoming unusable (Redis down,
+ * the breaker open) ends every wait at once. False (nothing done) when r cannot wait: its
+ * budget is spent, or too many wait. fn may have run when this returns true. */
+bool req_l2_wait(struct worker_req *r, cw_l2_done_fn fn);
+/* Fetch thread, once r's fetch is committed or failed: releases r's Redis lease (compare and
+ * delete by token), then publishes the fill notification, so that waiting nodes GET now
+ * (and find the entry, or go to the origin at once if nothing was stored). Nothing when r
+ * holds none. */
+void req_l2_lease_end(struct worker_req *r);
+/* Any thread, from req_free(): hands the release of a lease r still holds to the fetch
+ * thread (or, the loop stopped, lets it expire by its PX). */
+void req_l2_lease_drop(struct worker_req *r);
 
 /* req_stream.c: a streamed answer's bytes, fetch thread to MHD thread, bounded. */
 /* Opens r->pipe: 0, or -ENOMEM. */
