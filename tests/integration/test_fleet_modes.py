@@ -16,7 +16,7 @@ import threading
 import time
 
 import cw
-from test_l2 import REDIS_CLI, Redis, _cluster, resp
+from test_l2 import REDIS_CLI, Drive, Redis, _cluster, _owner, resp
 
 TF = cw.TIME_FACTOR
 REDIS_TIMEOUT_MS = 100
@@ -346,3 +346,38 @@ def test_fleet_modes_sentinel_failover_under_load(env):
              f"failover, a fill on A an L2 hit on B {t_again - t0:.2f} s after it")
     assert not failed, f"failed requests during the failover: {failed[:5]}"
     assert sum(x[3] for x in after) > 0, "no L2 hit after the failover"
+
+
+def test_fleet_modes_cluster_tryagain_is_retried(env):
+    """An L2 write of an entry and its tag set, into a slot whose keys are half moved, is
+    answered TRYAGAIN (the tag set is still on the source, the new entry is not): the client
+    retries it until the slot has moved, within redis.timeout, instead of losing it."""
+    nodes = _cluster(env)
+    d = Drive(env, f'mode = "cluster"; nodes = [ "127.0.0.1:{nodes[0].port}" ]; '
+                   f'timeout = "{int(2000 * TF)}ms";')
+    assert d.cmd("ready 5000")["rc"] == 0
+    assert d.cmd("set 7a000001 first 60000 news")["rc"] == 0
+    slot = resp(nodes[0].port, "CLUSTER", "KEYSLOT", "cw:{7a}7a000001")
+    src = _owner(nodes, slot)
+    dst = next(x for x in nodes if x is not src)
+    src_id = resp(src.port, "CLUSTER", "MYID")
+    dst_id = resp(dst.port, "CLUSTER", "MYID")
+    assert resp(dst.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id) == "OK"
+    assert resp(src.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id) == "OK"
+    # Redis's own answer to such a write while the slot migrates.
+    r = resp(src.port, "EVAL", "return 1", 2, "cw:{7a}7a000002", "cw:{7a}t:news")
+    assert isinstance(r, RuntimeError) and str(r).startswith("TRYAGAIN"), r
+    before = d.stats()
+    i = d.send("set 7a000002 second 60000 news")
+    time.sleep(0.3)  # the client meets TRYAGAIN, and retries, meanwhile
+    keys = resp(src.port, "CLUSTER", "GETKEYSINSLOT", slot, 100)
+    assert resp(src.port, "MIGRATE", cw.LOOPBACK, dst.port, "", 0, 5000, "KEYS", *keys) == "OK"
+    for x in nodes:
+        assert resp(x.port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id) == "OK"
+    got = d.wait(i, timeout=10)
+    assert got["rc"] == 0, got
+    assert resp(dst.port, "GET", "cw:{7a}7a000002") == "second"
+    assert sorted(resp(dst.port, "SMEMBERS", "cw:{7a}t:news")) == ["7a000001", "7a000002"]
+    s = d.stats()
+    env.note(f"a write answered TRYAGAIN stored after the slot moved, {got.get('us', 0) / 1000:.0f}"
+             f" ms after it was sent; redirects {s['redirects'] - before['redirects']}")
