@@ -80,6 +80,7 @@ static void l2_conn_failed(struct l2_conn *c, const char *what, const char *why)
         cw_warn("l2: %s %s (%s): %s; retrying in the background", what,
                 l2_conn_name(c, name, sizeof(name)), l2_conn_kind_names[c->kind], why);
         c->logged_down = true;
+        c->quiet = false; /* an outage: its end is news */
     }
     if (c->kind == L2_CONN_DATA) l2_breaker_record(c->l2, false, false);
 }
@@ -196,8 +197,14 @@ void l2_conn_ready(struct l2_conn *c)
     c->state = L2_CONN_READY;
     c->backoff_ms = CW_L2_BACKOFF_MIN_MS;
     c->l2->stats.connects++;
-    cw_notice("l2: connected to %s (%s)%s", l2_conn_name(c, name, sizeof(name)),
-              l2_conn_kind_names[c->kind], c->logged_down ? " again" : "");
+    if (c->quiet) {
+        cw_debug("l2: connected to %s (%s)", l2_conn_name(c, name, sizeof(name)),
+                 l2_conn_kind_names[c->kind]);
+    } else {
+        cw_notice("l2: connected to %s (%s)%s", l2_conn_name(c, name, sizeof(name)),
+                  l2_conn_kind_names[c->kind], c->logged_down ? " again" : "");
+    }
+    c->quiet = false;
     c->logged_down = false;
     if (c->kind == L2_CONN_DATA) l2_breaker_record(c->l2, true, false);
 }

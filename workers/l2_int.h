@@ -54,6 +54,7 @@ struct l2_conn {
     int64_t stall_since_ms;  /* a command on it timed out then and no reply came since; 0 none */
     unsigned handshake_left; /* handshake replies still awaited */
     bool moving;             /* dropped for a new address (l2_conn_set_addr): not an outage */
+    bool quiet;              /* remade on purpose (a question again): its connect is no news */
 };
 
 /* One command in flight. */
