@@ -30,7 +30,7 @@ SENTINEL_CONF = """port {port}
 bind 127.0.0.1
 dir {dir}
 sentinel monitor mymaster 127.0.0.1 %d 1
-sentinel down-after-milliseconds mymaster 2000
+sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 10000
 """
 
@@ -300,7 +300,9 @@ def test_fleet_modes_sentinel_fill_is_l2_hit(env):
     env.note(f"{FILL_OBJECTS} fills on A were L2 hits on B through the sentinel-found master")
 
 
-def test_fleet_modes_sentinel_failover_under_load(env):
+def sentinel_failover_under_load(env, kill):
+    """SENTINEL failover (kill false), or kill -9 of the master and the sentinels' own
+    failover after down-after-milliseconds (1 s), under load on both nodes."""
     m, rep, sents = sentinel_setup(env)
     o = env.origin()
     a = node(env, o, "node-a", sentinel_group(sents))
@@ -313,7 +315,10 @@ def test_fleet_modes_sentinel_failover_under_load(env):
     load.start()
     time.sleep(2.0 * TF)
     t0 = time.monotonic()
-    assert resp(sents[0].port, "SENTINEL", "failover", "mymaster") == "OK"
+    if kill:
+        m.kill9()
+    else:
+        assert resp(sents[0].port, "SENTINEL", "failover", "mymaster") == "OK"
 
     def switched():
         return resp(rep.port, "ROLE")[0] == "master" and all(
@@ -341,11 +346,20 @@ def test_fleet_modes_sentinel_failover_under_load(env):
     t_again = time.monotonic()
     time.sleep(2.0 * TF)
     load.stop()
-    text, failed, after = load_note(load, t0, t_again, "sentinel failover")
-    env.note(f"{text}; both nodes on the new master {t_switch - t0:.2f} s after SENTINEL "
-             f"failover, a fill on A an L2 hit on B {t_again - t0:.2f} s after it")
+    what = "kill -9 of the master" if kill else "SENTINEL failover"
+    text, failed, after = load_note(load, t0, t_again, what)
+    env.note(f"{text}; both nodes on the new master {t_switch - t0:.2f} s after the {what}, "
+             f"a fill on A an L2 hit on B {t_again - t0:.2f} s after it")
     assert not failed, f"failed requests during the failover: {failed[:5]}"
     assert sum(x[3] for x in after) > 0, "no L2 hit after the failover"
+
+
+def test_fleet_modes_sentinel_failover_under_load(env):
+    sentinel_failover_under_load(env, kill=False)
+
+
+def test_fleet_modes_sentinel_master_killed_under_load(env):
+    sentinel_failover_under_load(env, kill=True)
 
 
 def test_fleet_modes_cluster_tryagain_is_retried(env):
