@@ -41,7 +41,8 @@ def get(d, path, **kw):
 
 def node(env, origin, name, redis_group, workers=2):
     """A cachewarpd with its own L1 on the given redis group, stats on an ephemeral port."""
-    group = {"enabled": True, "timeout": f"{REDIS_TIMEOUT_MS}ms", "connect_timeout": "200ms"}
+    group = {"enabled": True, "timeout": f"{int(REDIS_TIMEOUT_MS * TF)}ms",
+             "connect_timeout": f"{int(200 * TF)}ms"}
     group.update(redis_group)
     return env.daemon(origin, workers=workers, name=name, stats=True, overrides={
         "cache": {"path": os.path.join(env.dir, f"{name}.mdb"), "size": "64M",
