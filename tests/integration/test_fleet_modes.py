@@ -1,13 +1,14 @@
 """Two cachewarpd nodes on a Redis Cluster and on a Sentinel-watched master: a fill on one
 node is an L2 hit on the other with one origin request; under steady load on both nodes, a
-`redis-cli --cluster reshard` that moves slots with their keys, and a Sentinel failover,
-cost no failed request, and L2 hits go on afterwards (the time until L2 is used again after
-the failover is noted).
+`redis-cli --cluster reshard` that moves slots with their keys, a SENTINEL failover and a
+kill -9 of the master cost no failed request, and L2 hits go on afterwards (the time until
+L2 is used again after a failover is noted). And, through cw-test-l2drive, a tagged write
+into a slot half moved (answered TRYAGAIN) is retried until the slot has moved.
 
 Every Redis process (three cluster masters joined with `redis-cli --cluster create`; one
 master, one replica and two sentinels) is started by test_l2's helpers on ephemeral
 loopback ports in the test's temp dir and stopped by PID. Each node has its own L1 file and
-control socket."""
+control socket. The figures printed with each result are quoted in docs/FLEET.md."""
 
 import os
 import random
