@@ -1003,6 +1003,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                            "threads each), default VCL plus an X-Cache header",
                 "static": "nginx static files: 2 worker processes, sendfile on, "
                           "no access log",
+                # Not a column: the L2-hit runs' node, whose figures go under "cw".
+                "cw-l2": "cachewarp on Redis (L2-hit runs only): configured as cachewarp but "
+                         "with redis.enabled, redis.timeout 50ms and stats on, beside a filler "
+                         "node of the same configuration, on one redis-server (no "
+                         "persistence)",
             },
             "client_desc": f"{pin_c}; open loop: 1 thread, 32 keep-alive connections; closed "
                            "loop: 2 threads, 64 connections; stampede: 1 thread, "
