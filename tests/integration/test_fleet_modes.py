@@ -31,9 +31,13 @@ SENTINEL_CONF = """port {port}
 bind 127.0.0.1
 dir {dir}
 sentinel monitor mymaster 127.0.0.1 %d 1
-sentinel down-after-milliseconds mymaster 1000
+sentinel down-after-milliseconds mymaster %d
 sentinel failover-timeout mymaster 10000
 """
+# The first sentinel sees a dead master after 1 s, the second after 5 s: the first asks for
+# the leadership alone and gets the second's vote. With the same delay both may ask at once,
+# each vote for itself, and retry only after twice failover-timeout.
+SENTINEL_DOWN_AFTER_MS = (1000, 5000)
 
 
 def get(d, path, **kw):
@@ -277,7 +281,8 @@ def sentinel_setup(env):
     rep = Redis(env, "replica", args=["--replicaof", cw.LOOPBACK, str(m.port)])
     cw.wait_for(lambda: "master_link_status:up" in resp(rep.port, "INFO", "replication"),
                 10 * TF, what="replica in sync")
-    sents = [Redis(env, f"sentinel{i}", conf=SENTINEL_CONF % m.port, args=["--sentinel"])
+    sents = [Redis(env, f"sentinel{i}", conf=SENTINEL_CONF % (m.port, SENTINEL_DOWN_AFTER_MS[i]),
+                   args=["--sentinel"])
              for i in range(2)]
     for s in sents:
         cw.wait_for(lambda s=s: len(resp(s.port, "SENTINEL", "replicas", "mymaster")) == 1 and
