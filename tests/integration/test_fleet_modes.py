@@ -243,6 +243,7 @@ def test_fleet_modes_cluster_reshard_under_load(env):
     src_id = resp(src.port, "CLUSTER", "MYID")
     dst_id = resp(dst.port, "CLUSTER", "MYID")
     errors_before = sum(d.metric("cachewarp_l2_errors_total") for d in (a, b))
+    timeouts_before = sum(d.metric("cachewarp_l2_timeouts_total") for d in (a, b))
 
     load = Load([("a", a), ("b", b)])
     load.start()
@@ -260,9 +261,11 @@ def test_fleet_modes_cluster_reshard_under_load(env):
     load.stop()
     text, failed, after = load_note(load, t0, t1, "cluster reshard")
     l2_errors = sum(d.metric("cachewarp_l2_errors_total") for d in (a, b)) - errors_before
+    l2_timeouts = sum(d.metric("cachewarp_l2_timeouts_total") for d in (a, b)) - timeouts_before
     failed_writes = sum(d.metric("cachewarp_l2_writes_total", outcome="failed") for d in (a, b))
     env.note(f"{text}; {SLOTS_MOVED} slots and {moved_keys} keys moved in {t1 - t0:.1f} s; "
-             f"L2 errors {l2_errors:.0f}, failed L2 writes {failed_writes:.0f}")
+             f"L2 errors {l2_errors:.0f} (timeouts {l2_timeouts:.0f}), failed L2 writes "
+             f"{failed_writes:.0f}")
     assert not failed, f"failed requests during the reshard: {failed[:5]}"
     assert moved_keys > 0, "the reshard moved no key"
     assert sum(x[3] for x in after) > 0, "no L2 hit after the reshard"
