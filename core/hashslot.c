@@ -39,6 +39,23 @@ unsigned cw_hashslot_of(const char *p, size_t len)
     return cw_hashslot_crc16(p, len) & 16383u;
 }
 
+/* True when p (len bytes) starts with the word w: w, then the end or a space. */
+static bool hashslot_has_word(const char *p, size_t len, const char *w)
+{
+    size_t n = strlen(w);
+
+    return len >= n && memcmp(p, w, n) == 0 && (len == n || p[n] == ' ');
+}
+
+enum cw_hashslot_error cw_hashslot_error_kind(const char *p, size_t len)
+{
+    if (len > 6 && hashslot_has_word(p, len, "MOVED")) return CW_HASHSLOT_ERROR_MOVED;
+    if (len > 4 && hashslot_has_word(p, len, "ASK")) return CW_HASHSLOT_ERROR_ASK;
+    if (hashslot_has_word(p, len, "TRYAGAIN")) return CW_HASHSLOT_ERROR_TRYAGAIN;
+    if (hashslot_has_word(p, len, "CLUSTERDOWN")) return CW_HASHSLOT_ERROR_CLUSTERDOWN;
+    return CW_HASHSLOT_ERROR_OTHER;
+}
+
 /* Parses the decimal digits of p[0..len) into *out, at most max: 0 or -EBADMSG. */
 static int hashslot_parse_uint(const char *p, size_t len, unsigned max, unsigned *out)
 {

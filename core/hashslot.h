@@ -30,6 +30,20 @@ struct cw_hashslot_redirect {
     int port;
 };
 
+/* What a cluster node's error reply asks of its client. */
+enum cw_hashslot_error {
+    CW_HASHSLOT_ERROR_OTHER = 0,   /* an error of the command itself */
+    CW_HASHSLOT_ERROR_MOVED,       /* the slot has another owner: follow, reload the map */
+    CW_HASHSLOT_ERROR_ASK,         /* the key is being imported: ASKING, then on that node */
+    CW_HASHSLOT_ERROR_TRYAGAIN,    /* a multi-key command met a slot half moved: retry soon */
+    CW_HASHSLOT_ERROR_CLUSTERDOWN, /* the cluster cannot serve the slot now */
+};
+
+/* The kind of the error reply p (len bytes, need not end in NUL), by its first word: "MOVED"
+ * and "ASK" need more words after it (cw_hashslot_parse_redirect() reads them), "TRYAGAIN"
+ * and "CLUSTERDOWN" may stand alone. */
+enum cw_hashslot_error cw_hashslot_error_kind(const char *p, size_t len);
+
 /* Parses an error reply's text (len bytes, need not end in NUL): 0 and *out for a MOVED or
  * ASK, -ENOENT when the error is something else, -EBADMSG when it is a MOVED or ASK with a
  * bad slot, host or port. */

@@ -1,7 +1,8 @@
 /* workers/l2_cluster.c - Cluster mode: the slot map (CLUSTER SLOTS, asked of the seeds
  * and then of any node), routing by hash slot to one connection per master, MOVED (the map
- * entry is fixed at once and the whole map reloaded) and ASK (ASKING, then the command, map
- * unchanged); see workers/l2.h. Nodes live in a fixed array of CW_LIMIT_L2_NODES so that
+ * entry is fixed at once and the whole map reloaded), ASK (ASKING, then the command, map
+ * unchanged) and TRYAGAIN (the command again a few milliseconds later, within its
+ * deadline); see workers/l2.h. Nodes live in a fixed array of CW_LIMIT_L2_NODES so that
  * pointers to their connections stay valid. */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,10 @@
 #include "workers/l2_int.h"
 
 #define L2_REFRESH_GAP_MS 100 /* slot map loads at most this often */
+/* A TRYAGAIN is resent after this long. It comes while a slot's keys move one MIGRATE batch
+ * at a time (redis-cli --cluster reshard: 10 keys a batch by default), which on the test box
+ * took a few milliseconds per slot. */
+#define L2_TRYAGAIN_MS 5
 
 /* The index of node host:port, added when new: or -1 when the table is full (logged). */
 static int l2_cluster_node(struct cw_l2 *l2, const char *host, int port)
@@ -60,6 +65,14 @@ int l2_cluster_open(struct cw_l2 *l2, const struct cw_config *cfg)
 
 void l2_cluster_free(struct cw_l2 *l2)
 {
+    /* Parked ops were completed by cw_l2_close(): only their hold is left. */
+    while (l2->retry_head != NULL) {
+        struct l2_op *op = l2->retry_head;
+        l2->retry_head = op->retry_next;
+        op->inflight--;
+        l2_op_release(op);
+    }
+    l2->retry_tail = NULL;
     free(l2->nodes);
     free(l2->slots);
     l2->nodes = NULL;
@@ -92,6 +105,50 @@ void l2_cluster_want_refresh(struct cw_l2 *l2)
     if (at < l2->refresh_at_ms) l2->refresh_at_ms = at;
 }
 
+/* TRYAGAIN: a multi-key command (an entry and its tag sets) met its slot half moved, some
+ * keys on each side. op is parked, held by one inflight count, and sent again to the slot's
+ * node L2_TRYAGAIN_MS later (l2_cluster_retry_due()), as long as that is before its deadline:
+ * false when it is not (op then fails with the error, as before). */
+static bool l2_cluster_park(struct l2_op *op)
+{
+    struct cw_l2 *l2 = op->l2;
+    int64_t at = l2_now_ms() + L2_TRYAGAIN_MS;
+
+    if (at >= op->deadline_ms) return false;
+    op->retry_at_ms = at;
+    op->retry_next = NULL;
+    op->conn = NULL; /* on no connection: its deadline must not mark one as stalled */
+    op->inflight++;
+    if (l2->retry_tail != NULL) {
+        l2->retry_tail->retry_next = op;
+    } else {
+        l2->retry_head = op;
+    }
+    l2->retry_tail = op; /* one delay for all: the list stays in retry_at_ms order */
+    return true;
+}
+
+/* Sends the parked ops that are due again, by the slot map as it is now; an op that timed
+ * out meanwhile is only released. */
+static void l2_cluster_retry_due(struct cw_l2 *l2, int64_t now_ms)
+{
+    while (l2->retry_head != NULL && l2->retry_head->retry_at_ms <= now_ms) {
+        struct l2_op *op = l2->retry_head;
+        struct l2_conn *c;
+
+        l2->retry_head = op->retry_next;
+        if (l2->retry_head == NULL) l2->retry_tail = NULL;
+        op->inflight--;
+        if (!op->done) {
+            c = l2_cluster_route(l2, op->slot);
+            if (c == NULL || l2_send(op, c, false) < 0) {
+                l2_complete(op, -ENOTCONN, cw_str_make(NULL, 0));
+            }
+        }
+        l2_op_release(op);
+    }
+}
+
 bool l2_cluster_redirect(struct l2_op *op, const redisReply *r)
 {
     struct cw_l2 *l2 = op->l2;
@@ -99,9 +156,17 @@ bool l2_cluster_redirect(struct l2_op *op, const redisReply *r)
     struct l2_conn *c;
     int idx;
 
-    if (strncmp(r->str, "CLUSTERDOWN", 11) == 0 || strncmp(r->str, "TRYAGAIN", 8) == 0) {
+    switch (cw_hashslot_error_kind(r->str, r->len)) {
+    case CW_HASHSLOT_ERROR_TRYAGAIN:
+        return l2_cluster_park(op);
+    case CW_HASHSLOT_ERROR_CLUSTERDOWN:
         l2_cluster_want_refresh(l2);
         return false;
+    case CW_HASHSLOT_ERROR_OTHER:
+        return false;
+    case CW_HASHSLOT_ERROR_MOVED:
+    case CW_HASHSLOT_ERROR_ASK:
+        break;
     }
     if (cw_hashslot_parse_redirect(r->str, r->len, &rd) < 0) return false;
     l2->stats.redirects++;
@@ -132,6 +197,7 @@ void l2_cluster_tick(struct cw_l2 *l2, int64_t now_ms)
     size_t lens[2] = {7, 5};
     struct l2_conn *c = NULL;
 
+    l2_cluster_retry_due(l2, now_ms);
     if (l2->sub.wanted && l2->sub.ac == NULL && now_ms >= l2->sub.retry_at_ms &&
         l2->node_count > 0) {
         /* Pub/sub is cluster-wide: any node serves; each attempt tries the next. */
@@ -163,8 +229,14 @@ void l2_cluster_tick(struct cw_l2 *l2, int64_t now_ms)
 
 int64_t l2_cluster_next_ms(const struct cw_l2 *l2)
 {
-    if (l2->mode != CW_CONFIG_REDIS_CLUSTER || l2->refresh_inflight) return INT64_MAX;
-    return l2->refresh_at_ms;
+    int64_t next = INT64_MAX;
+
+    if (l2->mode != CW_CONFIG_REDIS_CLUSTER) return next;
+    if (!l2->refresh_inflight) next = l2->refresh_at_ms;
+    if (l2->retry_head != NULL && l2->retry_head->retry_at_ms < next) {
+        next = l2->retry_head->retry_at_ms;
+    }
+    return next;
 }
 
 /* One CLUSTER SLOTS range: [start, end, [host, port, id?], replicas...] into map. */

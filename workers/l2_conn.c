@@ -50,14 +50,20 @@ void l2_conn_set_addr(struct l2_conn *c, const char *host, int port, bool is_uni
     if (c->has_addr && c->port == port && c->is_unix == is_unix && strcmp(c->host, host) == 0) {
         return;
     }
+    /* A move (a new master, the next sentinel or cluster node), not an outage: the old
+     * context goes before the address changes, without a warning, a breaker failure or a
+     * new question to the sentinels; replies it still owed complete with -ENOTCONN. */
+    if (c->ac != NULL && !c->dying) {
+        c->moving = true;
+        c->dying = true;
+        redisAsyncFree(c->ac); /* runs l2_conn_ev_cleanup, now or when the callback returns */
+    }
     snprintf(c->host, sizeof(c->host), "%s", host);
     c->port = port;
     c->is_unix = is_unix;
     c->has_addr = true;
     c->backoff_ms = CW_L2_BACKOFF_MIN_MS;
-    c->retry_at_ms = 0;
-    if (c->ac != NULL) l2_conn_drop(c, "address changed");
-    c->retry_at_ms = 0; /* the drop set a backoff: the new address is tried at once */
+    c->retry_at_ms = 0; /* the new address is tried at once */
 }
 
 bool l2_conn_is_usable(const struct l2_conn *c)
@@ -74,6 +80,7 @@ static void l2_conn_failed(struct l2_conn *c, const char *what, const char *why)
         cw_warn("l2: %s %s (%s): %s; retrying in the background", what,
                 l2_conn_name(c, name, sizeof(name)), l2_conn_kind_names[c->kind], why);
         c->logged_down = true;
+        c->quiet = false; /* an outage: its end is news */
     }
     if (c->kind == L2_CONN_DATA) l2_breaker_record(c->l2, false, false);
 }
@@ -194,8 +201,14 @@ void l2_conn_ready(struct l2_conn *c)
     c->state = L2_CONN_READY;
     c->backoff_ms = CW_L2_BACKOFF_MIN_MS;
     c->l2->stats.connects++;
-    cw_notice("l2: connected to %s (%s)%s", l2_conn_name(c, name, sizeof(name)),
-              l2_conn_kind_names[c->kind], c->logged_down ? " again" : "");
+    if (c->quiet) {
+        cw_debug("l2: connected to %s (%s)", l2_conn_name(c, name, sizeof(name)),
+                 l2_conn_kind_names[c->kind]);
+    } else {
+        cw_notice("l2: connected to %s (%s)%s", l2_conn_name(c, name, sizeof(name)),
+                  l2_conn_kind_names[c->kind], c->logged_down ? " again" : "");
+    }
+    c->quiet = false;
     c->logged_down = false;
     if (c->kind == L2_CONN_DATA) l2_breaker_record(c->l2, true, false);
 }
@@ -271,8 +284,9 @@ static void l2_conn_ev_cleanup(void *p)
 {
     struct l2_conn *c = p;
     struct cw_l2 *l2 = c->l2;
-    bool was_ready = c->state == L2_CONN_READY;
+    bool was_ready = c->state == L2_CONN_READY, moving = c->moving;
 
+    c->moving = false;
     if (!c->dying && c->ac != NULL) {
         if (c->ac->err != 0 && !was_ready) l2->stats.connect_failures++;
         l2_conn_failed(c, was_ready ? "lost connection to" : "connect to",
@@ -285,6 +299,11 @@ static void l2_conn_ev_cleanup(void *p)
     c->stall_since_ms = 0;
     c->handshake_left = 0;
     if (l2->closing) return;
+    if (moving) {
+        /* Deferred to the end of a callback: the new address may be set by now. */
+        c->retry_at_ms = 0;
+        return;
+    }
     l2_conn_schedule_retry(c, l2_now_ms());
     if (c->kind == L2_CONN_DATA && l2->mode == CW_CONFIG_REDIS_SENTINEL) l2_sentinel_reask(l2);
     if (c->kind == L2_CONN_DATA && l2->mode == CW_CONFIG_REDIS_CLUSTER) {

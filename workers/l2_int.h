@@ -53,6 +53,8 @@ struct l2_conn {
     int64_t backoff_ms;
     int64_t stall_since_ms;  /* a command on it timed out then and no reply came since; 0 none */
     unsigned handshake_left; /* handshake replies still awaited */
+    bool moving;             /* dropped for a new address (l2_conn_set_addr): not an outage */
+    bool quiet;              /* remade on purpose (a question again): its connect is no news */
 };
 
 /* One command in flight. */
@@ -81,6 +83,8 @@ struct l2_op {
     struct l2_conn *conn; /* where it was sent last */
     char *cmd;            /* RESP-formatted, kept to resend on MOVED/ASK; redisFreeCommand */
     size_t cmd_len;
+    struct l2_op *retry_next; /* in l2->retry_head while parked after TRYAGAIN */
+    int64_t retry_at_ms;
 };
 
 struct l2_cluster_node {
@@ -122,6 +126,7 @@ struct cw_l2 {
     int64_t refresh_last_ms;
     size_t refresh_idx;
     size_t sub_idx;
+    struct l2_op *retry_head, *retry_tail; /* parked after TRYAGAIN, by retry_at_ms */
 
     cw_l2_msg_fn msg_fn;
     void *msg_arg;
@@ -184,7 +189,8 @@ int l2_cluster_open(struct cw_l2 *l2, const struct cw_config *cfg);
 void l2_cluster_free(struct cw_l2 *l2);
 /* The connection for slot, or NULL (-ENOTCONN). */
 struct l2_conn *l2_cluster_route(struct cw_l2 *l2, unsigned slot);
-/* Handles a MOVED/ASK error reply to op: true when op was resent (or completed). */
+/* Handles a MOVED/ASK error reply to op (and TRYAGAIN: parked, resent soon): true when op
+ * was resent, parked or completed. */
 bool l2_cluster_redirect(struct l2_op *op, const redisReply *r);
 void l2_cluster_tick(struct cw_l2 *l2, int64_t now_ms);
 int64_t l2_cluster_next_ms(const struct cw_l2 *l2);

@@ -92,6 +92,7 @@ void l2_sentinel_tick(struct cw_l2 *l2, int64_t now_ms)
             c->logged_down = true; /* a planned reconnect, not an outage */
             l2_conn_drop(c, "asking again for the master");
             c->logged_down = false;
+            c->quiet = true; /* nor is its connect: while a master is down, one per 200 ms */
             c->retry_at_ms = now_ms;
         }
     }

@@ -27,6 +27,15 @@ nginx varnish static", plus cw-base with BENCH_CW_BASE, plus cw-w1 cw-w4 cw-smal
 BENCH_HEAVY=1), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
 default unpinned), BENCH_KEEP=1 (keep the temp dir).
 
+The L2 hit (scenario l2hit_open_RATE, at BENCH_MISS_RATE, as every answer is an L1 miss; on
+CacheWarp only: the others have no L2 and show n/a): a redis-server and two more cachewarpd of this build on
+it, a filler and the measured node "cw-l2" (2 workers, 1G, as "cw"). Each repetition, the
+filler fetches RATE * BENCH_OPEN_S * 1.05 keys of 1 KiB new to this repetition (open loop,
+so each key once) and the run waits until Redis holds them all; then the measured node,
+whose L1 has never seen them, is asked each key once, in the same order, in open loop at
+RATE: every answer is an L1 miss and an L2 hit. Its server CPU adds redis-server's to the
+node's process tree; its L2 hits are read from the node's /metrics.
+
 BENCH_CW_BASE=DIR adds server "cw-base": the cachewarpd of another build directory (e.g. a
 worktree of an older commit: DIR/bin/cachewarpd), configured as "cw", in the same run, so
 that a change is measured against its base on the same machine at the same time.
@@ -63,6 +72,9 @@ HOT64K = "/hot64k?size=65536&cc=max-age%3D3600"
 HOT100K = "/hot100k?size=102400&cc=max-age%3D3600"
 # Many keys: /k/0 .. /k/N-1, each a 1 KiB object (nginx static serves hot1k for all).
 KEYS_PATH = "/k/{n}?size=1024&cc=max-age%3D3600"
+# The Host of the L2-hit runs' requests: the key includes it, and the two nodes listen on
+# different ports (behind a load balancer, every node sees the site's own Host).
+L2_SITE = "www.example.test"
 # The extra CacheWarp instances of BENCH_HEAVY=1: worker scaling and a cache smaller than
 # its key set. They run only the scenarios marked for them.
 SCALE_SERVERS = ("cw-w1", "cw-w4")
@@ -187,8 +199,9 @@ def cpu_delta_s(before, after, nprocs):
     return ticks if ticks > ns + slack else ns
 
 
-def http_get(port, path, timeout=10):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+def http_get(port, path, timeout=10, host=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                 headers={"Host": host} if host else {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
 
@@ -215,6 +228,33 @@ def wait_ready(proc, port, path, deadline_s=15):
 def origin_total(oport):
     _, _, body = http_get(oport, "/__stats")
     return json.loads(body)["total"]
+
+
+def redis_cmd(port, *args):
+    """One command to the redis-server on 127.0.0.1:port: its reply as a str or int (an error
+    reply as its text), or None when it cannot be reached."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(out)
+            line = s.makefile("rb").readline().rstrip(b"\r\n").decode()
+    except OSError:
+        return None
+    return int(line[1:]) if line[:1] == ":" else line[1:]
+
+
+def metric(port, name):
+    """The sum of the series of name in the /metrics on port."""
+    _, _, body = http_get(port, "/metrics")
+    total = 0.0
+    for line in body.decode(errors="replace").splitlines():
+        head, _, v = line.rpartition(" ")
+        if head.split("{")[0] == name:
+            total += float(v)
+    return total
 
 
 def subst(src, dst, values):
@@ -285,6 +325,8 @@ class Bench:
         for exe in [self.gen, os.path.join(self.build, "bin", "cw-test-origin")]:
             if not os.access(exe, os.X_OK):
                 die(f"{exe} is missing: run `make bench` (it builds it)")
+        if any(sc["l2"] for sc in self.scenarios()) and "cw" in self.servers:
+            need["cw"].append("redis-server")  # the L2-hit runs
         for s in self.servers:
             for exe in need[s]:
                 if shutil.which(exe) is None and not os.access(exe, os.X_OK):
@@ -311,22 +353,26 @@ class Bench:
             time.sleep(0.05)
         die(f"cw-test-origin printed no port; its log:\n{p.tail()}")
 
-    def start_cw(self, sid):
-        c = self.cw[sid]
+    def start_cw(self, sid, c=None, redis_port=None, stats_port=None):
+        c = c or self.cw[sid]
         port = free_port()
         d = os.path.join(self.tmp, sid)
         os.makedirs(d)
         conf = os.path.join(d, "cachewarp.conf")
+        # The L2 nodes: a short timeout, as a fleet would use, with room for a loaded box.
+        redis = (f'{{ enabled = true; port = {redis_port}; timeout = "50ms"; }}'
+                 if redis_port else "{ enabled = false; }")
+        stats = f"127.0.0.1:{stats_port}" if stats_port else ""
         with open(conf, "w") as f:
             f.write(f'''listen = "127.0.0.1:{port}";
 workers = {c["workers"]};
 log = {{ level = "warn"; access = ""; }};
 cache = {{ path = "{d}/l1.mdb"; size = "{c["size"]}"; max_object = "8M"; }};
-redis = {{ enabled = false; }};
+redis = {redis};
 origins = ( {{ name = "api"; url = "http://127.0.0.1:{self.oport}"; connect_timeout = "1s";
               timeout = "10s"; }} );
 routes = ( {{ match = "/"; origin = "api"; ttl = "60s"; swr = "0s"; sie = "0s"; }} );
-stats = {{ listen = ""; }};
+stats = {{ listen = "{stats}"; }};
 control = {{ socket = "{d}/control.sock"; }};
 purge = {{ allow = [ "127.0.0.1/32" ]; }};
 ''')
@@ -389,6 +435,44 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             self.procs[s], self.port[s] = p, port
             wait_ready(p, port, HOT1K)
             log(f"{self.names[s]} up on 127.0.0.1:{port} (pid {p.p.pid})")
+        if any(sc["l2"] for sc in self.scenarios()) and "cw" in self.servers:
+            self.start_l2()
+
+    def start_l2(self):
+        """redis-server, and the filler and measured cachewarpd on it (the L2-hit runs)."""
+        rport = free_port()
+        rdir = os.path.join(self.tmp, "redis")
+        os.makedirs(rdir)
+        p = Proc("redis-server", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", rdir,
+                                  "--daemonize", "no"], self.tmp, self.server_cpus)
+        self.procs["redis"], self.rport = p, rport
+        end = time.monotonic() + 10
+        while redis_cmd(rport, "PING") != "PONG":
+            if not p.alive() or time.monotonic() > end:
+                die(f"redis-server did not start; its log:\n{p.tail()}")
+            time.sleep(0.05)
+        self.l2_stats = free_port()
+        for sid, stats in (("cw-l2-fill", None), ("cw-l2", self.l2_stats)):
+            p, port = self.start_cw(sid, self.cw["cw"], rport, stats)
+            self.procs[sid], self.port[sid] = p, port
+            wait_ready(p, port, HOT1K)
+            log(f"{sid} (L2 on redis-server 127.0.0.1:{rport}) up on 127.0.0.1:{port} "
+                f"(pid {p.p.pid})")
+        # Both nodes use Redis before the first run: a fill on one is an L2 hit on the other
+        # (a few keys, so that each of the measured node's workers is likely to take one).
+        end = time.monotonic() + 15
+        n = 0
+        while True:
+            n += 1
+            path = f"/l2ready-{n}?size=1024&cc=max-age%3D3600"
+            http_get(self.port["cw-l2-fill"], path, host=L2_SITE)
+            time.sleep(0.05)
+            _, hdr, _ = http_get(self.port["cw-l2"], path, host=L2_SITE)
+            if "detail=l2" in hdr.get("cache-status", "") and n >= 8:
+                break
+            if time.monotonic() > end:
+                die(f"cw-l2 does not use Redis; its log:\n{self.procs['cw-l2'].tail()}")
 
     def check_hits(self):
         """A broken cache must never pass for a fast one: the second GET is a HIT."""
@@ -416,9 +500,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         repetition, not recorded)."""
         out = []
 
-        def add(sid, label, kind, args, heavy=False, scale=False, small=False, warm=None):
+        def add(sid, label, kind, args, heavy=False, scale=False, small=False, warm=None,
+                l2=False):
             out.append({"id": sid, "label": label, "kind": kind, "args": args, "heavy": heavy,
-                        "scale": scale, "small": small, "warm": warm})
+                        "scale": scale, "small": small, "warm": warm, "l2": l2})
         o = ["-c", "32", "-d", str(self.open_s)]
         c = ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s)]
         r0 = self.rates[0]
@@ -439,6 +524,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             "keys", c + ["-K", "10000", KEYS_PATH], warm=warm10k)
         add("keys10k_zipf_closed", "10,000 keys of 1 KiB, Zipf 0.99, closed loop (64 conns)",
             "keys", c + ["-K", "10000", "-Z", "0.99", KEYS_PATH], scale=True, warm=warm10k)
+        # The L2 hit beside the L1 hit: an L1 miss each, so at the miss rate; its path and key
+        # count are made per repetition.
+        add(f"l2hit_open_{self.miss_rate}",
+            f"L2 hit (cold L1, warm Redis), 1 KiB, open loop {self.miss_rate} req/s", "l2hit",
+            ["-R", str(self.miss_rate)] + o, l2=True)
         miss = "/miss-{n}?size=1024&cc=max-age%3D3600"
         miss1 = "/miss1ms-{n}?size=1024&cc=max-age%3D3600&delay_ms=1"
         add(f"miss1ms_open_{self.miss_rate}",
@@ -487,6 +577,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             return sc["scale"]
         if s == SMALL_SERVER:
             return sc["small"]
+        if sc["l2"]:
+            return s == "cw"
         if sc["small"]:
             return s == "cw"
         return True
@@ -495,17 +587,24 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         # The floor has no miss path: its miss and stampede runs go to the origin itself.
         direct = s == "static" and kind not in ("hit", "keys")
         target = "origin" if direct else s
-        port = self.oport if direct else self.port[s]
+        extra = None  # a process whose CPU counts too (the L2 hit's redis-server)
+        if kind == "l2hit":
+            target, extra = "cw-l2", self.procs["redis"]
+            args = args + self.l2_fill(rep)
+        port = self.oport if direct else self.port[target]
         proc = self.procs[target]
         salt = f"{s}r{rep}"
         argv = taskset(self.client_cpus) + [self.gen, "-p", str(port), "-s", salt] + args
         o0 = origin_total(self.oport)
+        l2h0 = metric(self.l2_stats, "cachewarp_l2_hits_total") if extra else 0
         c0 = proc.cpu()
+        r0 = extra.cpu() if extra else None
         t0 = time.monotonic()
         res = subprocess.run(argv, capture_output=True, text=True)
         wall = time.monotonic() - t0
         load1 = os.getloadavg()[0]
         c1 = proc.cpu()
+        r1 = extra.cpu() if extra else None
         o1 = origin_total(self.oport)
         if not proc.alive():
             die(f"{self.names[s]} ({proc.name}) died during {sid}; its log ({proc.log_path}):\n"
@@ -516,6 +615,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             die(f"{self.names[s]}: {sid}: cw-openloop failed (exit {res.returncode}): "
                 f"{res.stdout}{res.stderr}")
         cpu_s = cpu_delta_s(c0, c1, len(proc.pids()))
+        redis_s = cpu_delta_s(r0, r1, 1) if extra else None
         n = g["requests"]
         run = {"rep": rep, "scenario": sid, "server": s, "target": target, **g,
                "server_cpu_s": round(cpu_s, 4),
@@ -523,6 +623,13 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                "origin_requests": o1 - o0,
                "wall_s": round(wall, 2), "load1": round(load1, 2),
                "hit_ratio": round(g["hits"] / n, 4) if n and s != "static" else None}
+        if extra:
+            # The L2 hit's cost is the node's and Redis's: both in server_cpu_us_per_req.
+            l2h1 = metric(self.l2_stats, "cachewarp_l2_hits_total")
+            run["server_cpu_s"] = round(cpu_s + redis_s, 4)
+            run["server_cpu_us_per_req"] = round((cpu_s + redis_s) * 1e6 / n, 2) if n else None
+            run["redis_cpu_us_per_req"] = round(redis_s * 1e6 / n, 2) if n else None
+            run["l2_hit_ratio"] = round((l2h1 - l2h0) / n, 4) if n else None
         if kind == "stampede":
             # The warm-up GETs are hits (or, direct, origin requests): count only the rounds'.
             warm = self.st_clients if direct else 0
@@ -541,6 +648,38 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         log(f"rep {rep} {sid:<18} {self.names[s]:<21} {g['rps']:>9.0f} req/s  p50 {g['p50_ms']} "
             f"p99 {g['p99_ms']} p99.9 {g['p999_ms']} max {g['max_ms']} ms  "
             f"cpu {run['server_cpu_us_per_req']} us/req  origin {run['origin_requests']}")
+
+    def l2_fill(self, rep):
+        """Writes this repetition's keys to Redis through the filler node, each once, and
+        waits until Redis holds them all: the generator arguments that then ask the measured
+        node for each of them once, in the same order."""
+        nkeys = int(self.miss_rate * self.open_s * 1.05)
+        path = f"/l2r{rep}/{{n}}?size=1024&cc=max-age%3D3600"
+        before = redis_cmd(self.rport, "DBSIZE")
+        rate = 4000
+        argv = taskset(self.client_cpus) + [self.gen, "-p", str(self.port["cw-l2-fill"]),
+                                            "-R", str(rate), "-c", "64", "-d",
+                                            f"{nkeys / rate:.3f}", "-K", str(nkeys), "-Q",
+                                            "-H", L2_SITE, path]
+        res = subprocess.run(argv, capture_output=True, text=True)
+        try:
+            g = json.loads(res.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            die(f"l2 fill: cw-openloop failed (exit {res.returncode}): {res.stdout}{res.stderr}")
+        # The generator's last due times may fall past its duration: it can ask a few keys
+        # fewer than nkeys (never more, at one thread in order), each a new Redis entry.
+        want = min(nkeys, g["requests"] - g["errors"] - g["non2xx"])
+        end = time.monotonic() + 30
+        while True:
+            have = redis_cmd(self.rport, "DBSIZE") - before
+            if have >= want or time.monotonic() > end:
+                break
+            time.sleep(0.1)
+        log(f"l2 fill rep {rep}: {g['requests']} requests ({g['errors']} errors), {have} of "
+            f"{nkeys} keys in Redis")
+        if not self.procs["cw-l2-fill"].alive():
+            die(f"cw-l2-fill died; its log:\n{self.procs['cw-l2-fill'].tail()}")
+        return ["-K", str(nkeys), "-Q", "-H", L2_SITE, path]
 
     def warm(self, sc, s):
         """A scenario's warm-up pass on one server, before its first repetition; not
@@ -581,7 +720,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         """Median and min-max over the repetitions, per scenario and server."""
         keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
                 "server_cpu_us_per_req", "gen_cpu_us_per_req", "origin_requests",
-                "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx", "hit_ratio"]
+                "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx", "hit_ratio",
+                "l2_hit_ratio", "redis_cpu_us_per_req"]
         out = {}
         for sc in self.scenarios():
             sid = sc["id"]
@@ -637,11 +777,17 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         L.append("")
         # The small-cache scenarios run on cw alone of these: they go to the next table.
         others = [s for s in main if s != "cw"]
-        self.table(L, summ, main, cell, f0, f1, f2, fpct, need=others or main)
+        self.table(L, summ, main, cell, f0, f1, f2, fpct, need=others or main, l2=True)
         L.append("")
         L.append("For the floor column, miss and stampede runs go straight to the origin "
                  "(there is no cache): its CPU is the origin's.")
         L.append("")
+        if any(sc["kind"] == "l2hit" for sc in summ.values()):
+            L.append("The L2-hit row is CacheWarp's alone (n/a: the others have no shared L2): "
+                     "a second cachewarpd of the same build on a redis-server, whose L1 has "
+                     "never seen the keys another node wrote to Redis, asked each key once; "
+                     "its CPU is that node's plus redis-server's.")
+            L.append("")
         if extra:
             L.append("## CacheWarp: 1, 2 and 4 workers; a cache smaller than its key set")
             L.append("")
@@ -650,14 +796,14 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             L.append("")
         return self.render_rest(L, summ, meta, cell, ratio)
 
-    def table(self, L, summ, cols, cell, f0, f1, f2, fpct, need=None):
+    def table(self, L, summ, cols, cell, f0, f1, f2, fpct, need=None, l2=False):
         """A markdown table of the figures of the servers cols, for the scenarios that at
-        least one of them (of need, when given) ran."""
+        least one of them (of need, when given) ran; with l2, the L2-hit scenarios too."""
         L.append("| scenario | figure | " + " | ".join(self.names[s] for s in cols) + " |")
         L.append("|---|---|" + "---:|" * len(cols))
         for sid, sc in summ.items():
             rows = sc["servers"]
-            if not any(s in rows for s in (need or cols)):
+            if not any(s in rows for s in (need or cols)) and not (l2 and sc["kind"] == "l2hit"):
                 continue
             if sc["kind"] == "stampede":
                 figs = [("origin requests / round", "origin_requests", lambda v: f"{v / self.st_rounds:.1f}"),
@@ -670,6 +816,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             else:
                 figs = [("p50 / p99 / p99.9 ms", None, None),
                         ("server CPU µs/req", "server_cpu_us_per_req", f1)]
+                if sc["kind"] == "l2hit":
+                    figs[1] = ("server CPU µs/req, node + Redis", "server_cpu_us_per_req", f1)
+                    figs += [("of which Redis µs/req", "redis_cpu_us_per_req", f1),
+                             ("L2 hits / request", "l2_hit_ratio", fpct),
+                             ("origin requests / request", "origin_requests", None)]
                 if sc["kind"] == "miss":
                     figs.append(("origin requests / request", "origin_requests", None))
                 if sc["kind"] == "keys":
@@ -678,7 +829,9 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 cells = []
                 for s in cols:
                     row = rows.get(s)
-                    if row is None:
+                    if row is None and sc["kind"] == "l2hit":
+                        cells.append("n/a")  # no L2: only CacheWarp runs it
+                    elif row is None:
                         cells.append("-")
                     elif k is None and sc["kind"] == "stampede":
                         cells.append(" / ".join(cell(row, x, f1) for x in
@@ -850,6 +1003,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                            "threads each), default VCL plus an X-Cache header",
                 "static": "nginx static files: 2 worker processes, sendfile on, "
                           "no access log",
+                # Not a column: the L2-hit runs' node, whose figures go under "cw".
+                "cw-l2": "cachewarp on Redis (L2-hit runs only): configured as cachewarp but "
+                         "with redis.enabled, redis.timeout 50ms and stats on, beside a filler "
+                         "node of the same configuration, on one redis-server (no "
+                         "persistence)",
             },
             "client_desc": f"{pin_c}; open loop: 1 thread, 32 keep-alive connections; closed "
                            "loop: 2 threads, 64 connections; stampede: 1 thread, "

@@ -1,7 +1,8 @@
 /* tests/bench/openloop.c - an open-loop HTTP/1.1 load generator for `make bench`.
  *
  *   cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS] [-R RATE] [-K KEYS]
- *               [-Z EXPONENT | -Q] [-s SALT] [-b CLIENTS -r ROUNDS [-w WARM_PATH]] PATH
+ *               [-Z EXPONENT | -Q] [-s SALT] [-H HOST] [-b CLIENTS -r ROUNDS [-w WARM_PATH]]
+ *               PATH
  *
  * Open loop (-R RATE > 0): request i of a thread is due at t0 + i / (RATE / THREADS); it is
  * sent on an idle keep-alive connection as soon as one is free, and its latency runs from
@@ -20,6 +21,9 @@
  * keys in order, each thread from its own offset (key = (seq * THREADS + thread) mod KEYS:
  * a warm-up pass that touches every key once); a key unique to this run (SALT, thread,
  * sequence number) with -K 0, the default; the round number after SALT in burst mode.
+ *
+ * Requests carry "Host: ADDR:PORT", or HOST with -H (so that two servers on other ports
+ * share cache keys, as nodes behind one load balancer do).
  *
  * Every latency is kept (in ns) and sorted at the end, so percentiles are exact. One JSON
  * line goes to stdout: requests answered, errors (connection failures, answers never
@@ -105,6 +109,7 @@ struct ol_opts {
     double zipf; /* -Z: Zipf exponent over KEYS; 0 = uniform */
     bool is_seq; /* -Q: keys in order */
     const char *salt;
+    const char *host; /* -H: the Host field; NULL: ADDR:PORT */
     int burst;
     int rounds;
     const char *warm_path;
@@ -185,15 +190,15 @@ static int64_t ol_now_ns(void)
 
 static void ol_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
-            "                   [-R RATE] [-K KEYS [-Z S | -Q]] [-s SALT] [-b CLIENTS -r ROUNDS\n"
-            "                   [-w WARM_PATH]] PATH\n"
-            "  -R RATE   requests/s over all threads, open loop; 0 = closed loop\n"
-            "  -K KEYS   {n} in PATH is a uniform key in [0,KEYS); 0 = unique per request\n"
-            "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
-            "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
-            "  -b N      burst mode: N connections send the same request at once\n");
+    fprintf(f, "usage: cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
+               "                   [-R RATE] [-K KEYS [-Z S | -Q]] [-s SALT] [-H HOST]\n"
+               "                   [-b CLIENTS -r ROUNDS [-w WARM_PATH]] PATH\n"
+               "  -R RATE   requests/s over all threads, open loop; 0 = closed loop\n"
+               "  -K KEYS   {n} in PATH is a uniform key in [0,KEYS); 0 = unique per request\n"
+               "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
+               "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
+               "  -H HOST   the Host field (default ADDR:PORT)\n"
+               "  -b N      burst mode: N connections send the same request at once\n");
 }
 
 static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
@@ -207,7 +212,7 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
                           .salt = "",
                           .rounds = 5,
                           .warm_path = "/"};
-    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:b:r:w:h")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:H:b:r:w:h")) != -1) {
         switch (ch) {
         case 'a':
             o->addr = optarg;
@@ -238,6 +243,9 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
             break;
         case 's':
             o->salt = optarg;
+            break;
+        case 'H':
+            o->host = optarg;
             break;
         case 'b':
             o->burst = atoi(optarg);
@@ -373,9 +381,15 @@ static int ol_build_req(struct ol_thread *t, struct ol_conn *c, const char *path
         n = snprintf(target, sizeof(target), "%s", path);
     }
     if (n < 0 || (size_t)n >= sizeof(target)) return -ENOSPC;
-    n = snprintf(c->req, sizeof(c->req),
-                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: cw-openloop\r\n\r\n", target,
-                 t->o->addr, t->o->port);
+    if (t->o->host != NULL) {
+        n = snprintf(c->req, sizeof(c->req),
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cw-openloop\r\n\r\n", target,
+                     t->o->host);
+    } else {
+        n = snprintf(c->req, sizeof(c->req),
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: cw-openloop\r\n\r\n", target,
+                     t->o->addr, t->o->port);
+    }
     if (n < 0 || (size_t)n >= sizeof(c->req)) return -ENOSPC;
     c->req_len = (size_t)n;
     c->req_off = 0;

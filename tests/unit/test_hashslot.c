@@ -1,5 +1,6 @@
 /* tests/unit/test_hashslot.c - core/hashslot: the CRC16 check value, slots Redis computes
- * for known keys, every hash tag rule, and MOVED/ASK parsing with its malformed forms. */
+ * for known keys, every hash tag rule, MOVED/ASK parsing with its malformed forms, and the
+ * kinds of error replies. */
 #include "core/hashslot.h"
 
 #include <check.h>
@@ -99,6 +100,40 @@ START_TEST(test_hashslot_bad_redirects)
 }
 END_TEST
 
+/* What each error reply asks of the client, by its first word only. */
+START_TEST(test_hashslot_error_kinds)
+{
+    static const struct {
+        const char *text;
+        enum cw_hashslot_error kind;
+    } cases[] = {
+        {"MOVED 3999 127.0.0.1:6381", CW_HASHSLOT_ERROR_MOVED},
+        {"ASK 1 a:1", CW_HASHSLOT_ERROR_ASK},
+        {"TRYAGAIN Multiple keys request during rehashing of slot", CW_HASHSLOT_ERROR_TRYAGAIN},
+        {"TRYAGAIN", CW_HASHSLOT_ERROR_TRYAGAIN},
+        {"CLUSTERDOWN Hash slot not served", CW_HASHSLOT_ERROR_CLUSTERDOWN},
+        {"CLUSTERDOWN", CW_HASHSLOT_ERROR_CLUSTERDOWN},
+        {"MOVED", CW_HASHSLOT_ERROR_OTHER},
+        {"MOVED ", CW_HASHSLOT_ERROR_OTHER},
+        {"ASK", CW_HASHSLOT_ERROR_OTHER},
+        {"ASKING", CW_HASHSLOT_ERROR_OTHER},
+        {"TRYAGAINX", CW_HASHSLOT_ERROR_OTHER},
+        {"CLUSTERDOWNX y", CW_HASHSLOT_ERROR_OTHER},
+        {"ERR unknown command 'TRYAGAIN'", CW_HASHSLOT_ERROR_OTHER},
+        {"READONLY You can't write against a read only replica.", CW_HASHSLOT_ERROR_OTHER},
+        {"", CW_HASHSLOT_ERROR_OTHER},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ck_assert_msg(cw_hashslot_error_kind(cases[i].text, strlen(cases[i].text)) == cases[i].kind,
+                      "%s", cases[i].text);
+    }
+    /* Only len bytes count: "TRYAGAIN" cut to 7 is another word. */
+    ck_assert_int_eq(cw_hashslot_error_kind("TRYAGAIN", 7), CW_HASHSLOT_ERROR_OTHER);
+    ck_assert_int_eq(cw_hashslot_error_kind("TRYAGAINX", 8), CW_HASHSLOT_ERROR_TRYAGAIN);
+}
+END_TEST
+
 /* The host buffer holds CW_HASHSLOT_HOST_SIZE - 1 bytes: N passes, N+1 is malformed. */
 START_TEST(test_hashslot_redirect_host_limit)
 {
@@ -124,6 +159,7 @@ Suite *hashslot_suite(void)
     tcase_add_test(tc, test_hashslot_redirects);
     tcase_add_test(tc, test_hashslot_bad_redirects);
     tcase_add_test(tc, test_hashslot_redirect_host_limit);
+    tcase_add_test(tc, test_hashslot_error_kinds);
     suite_add_tcase(s, tc);
     return s;
 }
