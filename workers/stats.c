@@ -93,6 +93,10 @@ static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
         p->breaker_opens = atomic_load_explicit(&so->breaker_opens, memory_order_relaxed);
         p->fail_fast = atomic_load_explicit(&so->fail_fast, memory_order_relaxed);
         p->retries = atomic_load_explicit(&so->retries, memory_order_relaxed);
+        p->dns_lookups = atomic_load_explicit(&so->dns.lookups, memory_order_relaxed);
+        p->dns_failures = atomic_load_explicit(&so->dns.failures, memory_order_relaxed);
+        p->dns_changes = atomic_load_explicit(&so->dns.changes, memory_order_relaxed);
+        p->dns_servers = cw_seg_dns_count(&so->dns);
         p->server_count =
             o->server_count < CW_LIMIT_ORIGIN_SERVERS ? o->server_count : CW_LIMIT_ORIGIN_SERVERS;
         for (size_t k = 0; k < p->server_count; k++) {
