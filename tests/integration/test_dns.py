@@ -195,6 +195,10 @@ def test_dns_a_records_followed_under_load(env):
         for i in range(40):
             assert d.get(f"/both{i}").status == 200
         assert a.count_prefix("/both") > 0 and b.count_prefix("/both") > 0
+        # Each address is a server of the pool in /metrics.
+        for addr in ("127.0.0.1", "127.0.0.2"):
+            d.wait_metric("cachewarp_origin_server_up", lambda v: v == 1, timeout=5,
+                          origin="api", server=f"http://{addr}:{a.port}")
 
         # DNS down: the last known servers keep serving, the failure is logged once.
         dns.stop()
