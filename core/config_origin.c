@@ -205,7 +205,7 @@ static int config_origin_check_resolver(struct config_ctx *cx, const config_sett
     unsigned char a[16];
     size_t items = 0;
 
-    for (const char *p = v; *p != '\0' && items < CW_LIMIT_ORIGIN_SERVERS; items++) {
+    for (const char *p = v; items < CW_LIMIT_ORIGIN_SERVERS; items++) {
         size_t n = strcspn(p, ",");
         int port;
         bool ok = n > 0 && cw_config_split(p, n, false, host, sizeof(host), &port) == 0 &&
@@ -222,10 +222,10 @@ static int config_origin_check_resolver(struct config_ctx *cx, const config_sett
                                   cw_config_quote(v, q, sizeof(q)));
         }
         p += n;
-        if (*p == ',') p++;
+        if (*p == '\0') return 0;
+        p++; /* the comma: another item follows */
     }
-    if (items == 0) return cw_config_fail(cx, s, "must name at least one DNS server");
-    return 0;
+    return cw_config_fail(cx, s, "more than %d DNS servers", CW_LIMIT_ORIGIN_SERVERS);
 }
 
 static int config_origin_resolver(struct config_ctx *cx, const config_setting_t *s, void *base)
