@@ -448,12 +448,13 @@ static size_t upstream_dns_fds(void *cls, struct pollfd *fds, size_t max)
 
     for (size_t i = 0; i < d->n; i++) {
         ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-        int bits;
+        unsigned bits;
         if (!d->v[i].busy) continue;
-        bits = ares_getsock(d->v[i].ch, socks, ARES_GETSOCK_MAXNUM);
+        bits = (unsigned)ares_getsock(d->v[i].ch, socks, ARES_GETSOCK_MAXNUM);
         for (int k = 0; k < ARES_GETSOCK_MAXNUM && n < max; k++) {
-            short ev = (short)((ARES_GETSOCK_READABLE(bits, k) ? POLLIN : 0) |
-                               (ARES_GETSOCK_WRITABLE(bits, k) ? POLLOUT : 0));
+            /* The bits by hand: ARES_GETSOCK_WRITABLE() shifts a signed 1 into bit 31. */
+            short ev = (short)((((bits >> k) & 1u) ? POLLIN : 0) |
+                               (((bits >> (k + ARES_GETSOCK_MAXNUM)) & 1u) ? POLLOUT : 0));
             if (ev == 0) continue;
             fds[n] = (struct pollfd){.fd = socks[k], .events = ev};
             d->map[n++] = i;
