@@ -162,7 +162,12 @@ def test_dns_a_records_followed_under_load(env):
         # without discovery (Host as the client sent it; the URL, and so SNI, the name).
         assert a.stats()["last_headers"].get("host") == f"127.0.0.1:{d.port}", a.stats()
 
-        # The name moves to 127.0.0.2 under steady load: not one request fails.
+        # The name moves to 127.0.0.2 under steady load: not one request fails, and a slow
+        # request in flight on the old address finishes there (drained, not cut).
+        slow = []
+        slow_t = threading.Thread(target=lambda: slow.append(d.get("/slow?delay_ms=3000")))
+        slow_t.start()
+        cw.wait_for(lambda: a.count("/slow?delay_ms=3000") == 1, 5, what="slow request sent")
         load = Load(d, "m")
         time.sleep(1.0)
         write_hosts(hosts, ["127.0.0.2"])
@@ -177,6 +182,8 @@ def test_dns_a_records_followed_under_load(env):
         na = a.count_prefix("/m")
         time.sleep(1.0)
         statuses = load.stop()
+        slow_t.join()
+        assert slow[0].status == 200 and b"/slow" in slow[0].body, slow
         assert a.count_prefix("/m") == na, "the old address still got requests"
         failed = [s for s in statuses if s != 200]
         assert not failed, f"{len(failed)}/{len(statuses)} failed: {sorted(set(failed))}"
@@ -265,6 +272,23 @@ def test_dns_srv_weights_ports_and_change(env):
                  f"(new ones served after {served:.2f}s), {len(statuses)} GETs under load, "
                  f"0 failed")
         assert d.metric("cachewarp_origin_dns_changes_total", origin="api") >= 3
+
+        # A restarted refresher goes on from the published table: no server moves.
+        added = log_count(d, "added (DNS)")
+        old = d.named("cw-refresher")
+        assert len(old) == 1, old
+        os.kill(old[0], signal.SIGKILL)
+        cw.wait_for(lambda: d.named("cw-refresher") not in ([], old), 10,
+                    what="refresher restarted")
+        wait_log(d, "servers found by DNS (SRV", count=2)
+        time.sleep(2.5)  # two rounds at the 1 s TTL
+        assert log_count(d, "added (DNS)") == added, cw.tail(d.log_path, 20)
+        assert all(d.get(f"/k{i}").status == 200 for i in range(20))
+
+        # A reload empties the table: the new refresher finds the servers again.
+        os.kill(d.pid, signal.SIGHUP)
+        wait_log(d, f"server 127.0.0.1:{r.port} added (DNS)", count=2)
+        assert all(d.get(f"/h{i}").status == 200 for i in range(20))
     finally:
         dns.stop()
 
