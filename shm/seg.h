@@ -230,14 +230,16 @@ size_t cw_seg_url_read(const struct cw_seg *seg, int slot, int64_t since_ms,
 /* ---- DNS server tables (struct cw_seg_dns) ----------------------------------------------- */
 
 /* Copies the table of d into out when gen (read with acquire by the caller) is a whole
- * table: true, or false while the writer is in the middle (try again later). */
-bool cw_seg_dns_read(const struct cw_seg_dns *d, uint32_t gen,
+ * table published for origin_id: true, or false while the writer is in the middle (try again
+ * later) or for another origin's table. */
+bool cw_seg_dns_read(const struct cw_seg_dns *d, uint32_t gen, uint64_t origin_id,
                      struct cw_seg_dns_server out[CW_LIMIT_ORIGIN_SERVERS]);
-/* The servers in d's table now (0: no table); a table being written counts as none. */
-unsigned cw_seg_dns_count(const struct cw_seg_dns *d);
+/* The servers in d's table for origin_id now (0: no table); a table being written counts as
+ * none. */
+unsigned cw_seg_dns_count(const struct cw_seg_dns *d, uint64_t origin_id);
 /* Publishes table as d's new table (one writer at a time): readers see the old one or this
  * one, never a mix. */
-void cw_seg_dns_write(struct cw_seg_dns *d,
+void cw_seg_dns_write(struct cw_seg_dns *d, uint64_t origin_id,
                       const struct cw_seg_dns_server table[CW_LIMIT_ORIGIN_SERVERS]);
 
 #endif /* CW_SEG_H */

@@ -100,6 +100,9 @@ struct cw_seg_dns {
     _Atomic uint64_t lookups;  /* DNS queries sent */
     _Atomic uint64_t failures; /* rounds of lookups that failed (the last table kept) */
     _Atomic uint64_t changes;  /* servers added or removed */
+    /* Which origin the table is for (cw_upstream_dns_origin_id() of its settings), written
+     * with the slots: a table an old refresher published for another config is not taken. */
+    uint64_t origin_id;
     struct cw_seg_dns_server slot[CW_LIMIT_ORIGIN_SERVERS];
 };
 

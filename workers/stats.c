@@ -22,6 +22,7 @@
 #include "shm/store.h"
 #include "workers/child.h"
 #include "workers/clock.h"
+#include "workers/upstream_dns.h"
 
 #define STATS_CONN_LIMIT      64
 #define STATS_CONN_TIMEOUT    10     /* seconds */
@@ -92,7 +93,7 @@ static bool stats_dns_servers(struct stats *st, size_t i, struct cw_metrics_pool
     uint32_t gen = atomic_load_explicit(&so->dns.gen, memory_order_acquire);
     size_t live = 0;
 
-    if (!cw_seg_dns_read(&so->dns, gen, t)) return false;
+    if (!cw_seg_dns_read(&so->dns, gen, cw_upstream_dns_origin_id(o), t)) return false;
     for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++)
         live += t[k].family != 0;
     p->server_count = 0;
@@ -134,7 +135,7 @@ static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
         p->dns_lookups = atomic_load_explicit(&so->dns.lookups, memory_order_relaxed);
         p->dns_failures = atomic_load_explicit(&so->dns.failures, memory_order_relaxed);
         p->dns_changes = atomic_load_explicit(&so->dns.changes, memory_order_relaxed);
-        p->dns_servers = cw_seg_dns_count(&so->dns);
+        p->dns_servers = cw_seg_dns_count(&so->dns, cw_upstream_dns_origin_id(o));
         if (p->dns_servers > 0 && i < CW_METRICS_ORIGINS && stats_dns_servers(st, i, p, now))
             continue;
         p->server_count =

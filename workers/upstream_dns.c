@@ -47,6 +47,7 @@ struct dns_origin {
     const char *srv;  /* borrowed; NULL: the configured servers' names */
     ares_channel ch;
     struct cw_seg_origin *shm;
+    uint64_t id; /* cw_upstream_dns_origin_id() */
     /* The configured servers: a name to look up, or an address as it is. */
     struct dns_target src[DNS_N];
     struct cw_seg_dns_server src_addr[DNS_N]; /* family 0: src[i] is a name */
@@ -198,6 +199,32 @@ bool cw_upstream_dns_assign(struct cw_seg_dns_server *table, const struct cw_seg
         }
     }
     return changed;
+}
+
+static uint64_t upstream_dns_fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull; /* FNV-1a, 64 bits */
+    }
+    return h;
+}
+
+uint64_t cw_upstream_dns_origin_id(const struct cw_config_origin *c)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    h = upstream_dns_fnv(h, c->name ? c->name : "", c->name ? strlen(c->name) + 1 : 1);
+    h = upstream_dns_fnv(h, c->srv ? c->srv : "", c->srv ? strlen(c->srv) + 1 : 1);
+    for (size_t i = 0; i < c->server_count; i++) {
+        const struct cw_config_server *s = &c->servers[i];
+        h = upstream_dns_fnv(h, s->base, strlen(s->base) + 1);
+        h = upstream_dns_fnv(h, &s->weight, sizeof(s->weight));
+        h = upstream_dns_fnv(h, &s->is_backup, sizeof(s->is_backup));
+    }
+    return h == 0 ? 1 : h;
 }
 
 /* ---- Rounds ------------------------------------------------------------------------------ */
@@ -390,7 +417,7 @@ static void upstream_dns_round_end(struct dns_origin *o)
                                   (uint64_t)__builtin_popcount(added) +
                                       (uint64_t)__builtin_popcount(removed),
                                   memory_order_relaxed);
-        cw_seg_dns_write(&o->shm->dns, t);
+        cw_seg_dns_write(&o->shm->dns, o->id, t);
         memcpy(o->table, t, sizeof(t));
     }
     /* Again when the shortest TTL ends, within the origin's bounds. */
@@ -573,6 +600,7 @@ static bool upstream_dns_origin_init(struct dns_origin *o, const struct cw_confi
 
     o->name = c->name;
     o->srv = c->srv;
+    o->id = cw_upstream_dns_origin_id(c);
     o->min_ms = c->resolve_min_ms > 0 ? c->resolve_min_ms : 1000;
     o->max_ms = c->resolve_max_ms > o->min_ms ? c->resolve_max_ms : o->min_ms;
     o->nsrc = c->server_count < DNS_N ? c->server_count : DNS_N;
@@ -638,7 +666,8 @@ int cw_upstream_dns_start(const struct cw_config *cfg, struct cw_seg *seg, struc
         /* A restarted refresher goes on from the table its predecessor published, so
          * that servers keep their slots. */
         gen = atomic_load_explicit(&o->shm->dns.gen, memory_order_acquire);
-        if (!cw_seg_dns_read(&o->shm->dns, gen, o->table)) memset(o->table, 0, sizeof(o->table));
+        if (!cw_seg_dns_read(&o->shm->dns, gen, o->id, o->table))
+            memset(o->table, 0, sizeof(o->table));
         count++;
         cw_info("upstream: origin %s: servers found by DNS (%s%s), every %lld..%lld ms", o->name,
                 o->srv ? "SRV " : "A/AAAA", o->srv ? o->srv : "", (long long)o->min_ms,

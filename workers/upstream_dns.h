@@ -20,6 +20,7 @@
 #include "core/common.h"
 
 struct cw_config;
+struct cw_config_origin;
 struct cw_seg;
 struct cw_seg_dns_server;
 struct cw_upstream;
@@ -33,6 +34,11 @@ CW_MUST_CHECK int cw_upstream_dns_start(const struct cw_config *cfg, struct cw_s
                                         struct cw_upstream *up, struct cw_upstream_dns **out);
 /* Cancels the lookups in flight and frees d. Takes NULL. */
 void cw_upstream_dns_free(struct cw_upstream_dns *d);
+
+/* An origin's identity for its DNS table (struct cw_seg_dns.origin_id): a hash of its name
+ * and of what discovery reads (srv, the servers with their weights and backup flags), so
+ * that a table published under another config is never taken for this one's. */
+uint64_t cw_upstream_dns_origin_id(const struct cw_config_origin *c);
 
 /* ---- Pure helpers (unit tested) ---------------------------------------------------------- */
 

@@ -30,6 +30,7 @@
 #include "shm/seg.h"
 #include "workers/clock.h"
 #include "workers/upstream.h"
+#include "workers/upstream_dns.h"
 #include "workers/upstream_int.h"
 
 #define POOL_RETRY_BURST 10.0 /* retries allowed at once before the budget's rate applies */
@@ -77,6 +78,7 @@ struct upstream_origin {
     size_t cfg_n;
     size_t live;      /* servers present */
     uint32_t dns_gen; /* of the DNS table the pool follows; 0: the configured servers */
+    uint64_t dns_id;  /* cw_upstream_dns_origin_id(): the tables this pool may take */
     struct cw_seg_dns_server dns[CW_LIMIT_ORIGIN_SERVERS];
 };
 
@@ -166,7 +168,7 @@ static void pool_follow_dns(struct upstream_origin *o)
         if (pool_use_config(o) < 0) o->dns_gen = UINT32_MAX;
         return;
     }
-    if (!cw_seg_dns_read(&o->shm->dns, gen, t)) return;
+    if (!cw_seg_dns_read(&o->shm->dns, gen, o->dns_id, t)) return;
     for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
         const struct cw_seg_dns_server *e = &t[k];
         char addr[INET6_ADDRSTRLEN], ct[INET6_ADDRSTRLEN + 16];
@@ -216,6 +218,7 @@ static int pool_origin_init(struct upstream_origin *o, const struct cw_config_or
         o->cfg_backup[i] = c->server_count ? c->servers[i].is_backup : false;
     }
     if (pool_use_config(o) < 0) return -ENOMEM;
+    o->dns_id = cw_upstream_dns_origin_id(c);
     o->balance = (enum cw_pool_balance)c->balance;
     o->health = (struct cw_pool_health){(unsigned)(c->max_fails > 0 ? c->max_fails : 3),
                                         c->fail_timeout_ms > 0 ? c->fail_timeout_ms : 10000,

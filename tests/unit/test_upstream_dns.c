@@ -149,20 +149,22 @@ START_TEST(test_upstream_dns_seg_table_seqlock)
     struct cw_seg_dns_server t[CW_LIMIT_ORIGIN_SERVERS] = {{0}}, out[CW_LIMIT_ORIGIN_SERVERS];
     uint32_t gen;
 
-    ck_assert(!cw_seg_dns_read(&d, atomic_load(&d.gen), out)); /* no table yet */
-    ck_assert_uint_eq(cw_seg_dns_count(&d), 0);
+    ck_assert(!cw_seg_dns_read(&d, atomic_load(&d.gen), 7, out)); /* no table yet */
+    ck_assert_uint_eq(cw_seg_dns_count(&d, 7), 0);
     t[3] = t_srv(9, 8080, 2);
-    cw_seg_dns_write(&d, t);
+    cw_seg_dns_write(&d, 7, t);
     gen = atomic_load(&d.gen);
     ck_assert_uint_ne(gen, 0);
     ck_assert_uint_eq(gen & 1u, 0);
-    ck_assert(cw_seg_dns_read(&d, gen, out));
+    ck_assert(cw_seg_dns_read(&d, gen, 7, out));
     ck_assert_uint_eq(out[3].port, 8080);
-    ck_assert_uint_eq(cw_seg_dns_count(&d), 1);
-    ck_assert(!cw_seg_dns_read(&d, gen - 1, out)); /* odd: being written */
-    ck_assert(!cw_seg_dns_read(&d, gen + 2, out)); /* moved on meanwhile */
-    atomic_store(&d.gen, UINT32_MAX - 1);          /* wraps past 0, which means no table */
-    cw_seg_dns_write(&d, t);
+    ck_assert_uint_eq(cw_seg_dns_count(&d, 7), 1);
+    ck_assert(!cw_seg_dns_read(&d, gen - 1, 7, out)); /* odd: being written */
+    ck_assert(!cw_seg_dns_read(&d, gen + 2, 7, out)); /* moved on meanwhile */
+    ck_assert(!cw_seg_dns_read(&d, gen, 8, out));     /* another origin's table */
+    ck_assert_uint_eq(cw_seg_dns_count(&d, 8), 0);
+    atomic_store(&d.gen, UINT32_MAX - 1); /* wraps past 0, which means no table */
+    cw_seg_dns_write(&d, 7, t);
     ck_assert_uint_eq(atomic_load(&d.gen), 2);
 }
 END_TEST
