@@ -306,3 +306,14 @@ def test_dns_config_errors(env):
         rc, out, err = cw.run_daemon_cmd(["-t", "-c", path])
         assert rc == 1, (cfg, out, err)
         assert where.split(".")[-1] in err and ".conf:" in err, (cfg, err)
+
+
+def test_dns_system_resolver_and_hosts_file(env):
+    """Without resolver, lookups follow the system's configuration: /etc/hosts' localhost."""
+    o = env.origin()
+    d = env.daemon(o, workers=1, origin_cfg={"url": f"http://localhost:{o.port}",
+                                             "connect_timeout": "500ms"})
+    wait_log(d, f"server 127.0.0.1:{o.port} added (DNS)")
+    for i in range(10):
+        assert d.get(f"/l{i}").status == 200
+    assert o.count_prefix("/l") == 10
