@@ -33,7 +33,7 @@
 #define DNS_HOST_MAX   256
 
 /* One name to look up in a round, and what its addresses become. */
-struct dns_target {
+struct upstream_dns_target {
     char host[DNS_HOST_MAX];
     uint16_t port;
     uint16_t weight;
@@ -41,7 +41,7 @@ struct dns_target {
     uint16_t cfg_server;
 };
 
-struct dns_origin {
+struct upstream_dns_origin {
     struct cw_upstream_dns *d;
     const char *name; /* borrowed from the config */
     const char *srv;  /* borrowed; NULL: the configured servers' names */
@@ -49,7 +49,7 @@ struct dns_origin {
     struct cw_seg_origin *shm;
     uint64_t id; /* cw_upstream_dns_origin_id() */
     /* The configured servers: a name to look up, or an address as it is. */
-    struct dns_target src[DNS_N];
+    struct upstream_dns_target src[DNS_N];
     struct cw_seg_dns_server src_addr[DNS_N]; /* family 0: src[i] is a name */
     size_t nsrc;
     int64_t min_ms, max_ms, due_ms;
@@ -59,7 +59,7 @@ struct dns_origin {
     bool failed;
     char why[160]; /* the first failure */
     int64_t ttl_s; /* the smallest TTL seen; -1 none */
-    struct dns_target tgt[DNS_N];
+    struct upstream_dns_target tgt[DNS_N];
     size_t ntgt;
     struct cw_seg_dns_server found[DNS_N];
     size_t nfound;
@@ -71,13 +71,13 @@ struct dns_origin {
 };
 
 /* What a callback needs: its origin and which target (-1: the SRV query). */
-struct dns_query {
-    struct dns_origin *o;
+struct upstream_dns_query {
+    struct upstream_dns_origin *o;
     int target;
 };
 
 struct cw_upstream_dns {
-    struct dns_origin *v;
+    struct upstream_dns_origin *v;
     size_t n;
     struct cw_upstream *up;
     struct cw_upstream_task task;
@@ -86,11 +86,11 @@ struct cw_upstream_dns {
     size_t nmap;
 };
 
-static void upstream_dns_round_release(struct dns_origin *o);
+static void upstream_dns_round_release(struct upstream_dns_origin *o);
 
 /* ---- Pure helpers ------------------------------------------------------------------------- */
 
-static uint16_t dns_get16(const unsigned char *p)
+static uint16_t upstream_dns_get16(const unsigned char *p)
 {
     return (uint16_t)((p[0] << 8) | p[1]);
 }
@@ -117,8 +117,8 @@ int cw_upstream_dns_srv_ttl(const unsigned char *abuf, size_t alen, uint32_t *tt
     uint32_t best = 0;
 
     if (alen < 12) return -EBADMSG;
-    qd = dns_get16(abuf + 4);
-    an = dns_get16(abuf + 6);
+    qd = upstream_dns_get16(abuf + 4);
+    an = upstream_dns_get16(abuf + 6);
     for (size_t i = 0; i < qd; i++) {
         if (off >= alen || upstream_dns_skip_name(abuf + off, abuf, alen, &len) < 0)
             return -EBADMSG;
@@ -132,10 +132,10 @@ int cw_upstream_dns_srv_ttl(const unsigned char *abuf, size_t alen, uint32_t *tt
             return -EBADMSG;
         if (len + 10 > alen - off) return -EBADMSG; /* type, class, ttl, rdlength */
         off += len;
-        type = dns_get16(abuf + off);
+        type = upstream_dns_get16(abuf + off);
         ttl = ((uint32_t)abuf[off + 4] << 24) | ((uint32_t)abuf[off + 5] << 16) |
               ((uint32_t)abuf[off + 6] << 8) | abuf[off + 7];
-        rdlen = dns_get16(abuf + off + 8);
+        rdlen = upstream_dns_get16(abuf + off + 8);
         off += 10;
         if (rdlen > alen - off) return -EBADMSG;
         off += rdlen;
@@ -239,20 +239,20 @@ static void upstream_dns_addr_text(const struct cw_seg_dns_server *e, char *out,
 }
 
 /* The round failed: name could not be looked up, for cause. */
-static void upstream_dns_fail(struct dns_origin *o, const char *name, const char *cause)
+static void upstream_dns_fail(struct upstream_dns_origin *o, const char *name, const char *cause)
 {
     if (o->failed) return; /* the first cause is the one told */
     o->failed = true;
     snprintf(o->why, sizeof(o->why), "%s: %s", name, cause);
 }
 
-static void upstream_dns_see_ttl(struct dns_origin *o, int64_t ttl_s)
+static void upstream_dns_see_ttl(struct upstream_dns_origin *o, int64_t ttl_s)
 {
     if (ttl_s < 0) ttl_s = 0;
     if (o->ttl_s < 0 || ttl_s < o->ttl_s) o->ttl_s = ttl_s;
 }
 
-static void upstream_dns_add(struct dns_origin *o, const struct cw_seg_dns_server *e)
+static void upstream_dns_add(struct upstream_dns_origin *o, const struct cw_seg_dns_server *e)
 {
     for (size_t i = 0; i < o->nfound; i++)
         if (upstream_dns_same(&o->found[i], e)) return;
@@ -265,9 +265,9 @@ static void upstream_dns_add(struct dns_origin *o, const struct cw_seg_dns_serve
 
 static void upstream_dns_on_addr(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
-    struct dns_query *q = arg;
-    struct dns_origin *o = q->o;
-    const struct dns_target *t = &o->tgt[q->target];
+    struct upstream_dns_query *q = arg;
+    struct upstream_dns_origin *o = q->o;
+    const struct upstream_dns_target *t = &o->tgt[q->target];
     size_t before = o->nfound;
 
     (void)timeouts;
@@ -301,16 +301,16 @@ static void upstream_dns_on_addr(void *arg, int status, int timeouts, struct are
 }
 
 /* Starts the A/AAAA lookup of target i (counted in the round before c-ares may call back). */
-static void upstream_dns_lookup(struct dns_origin *o, size_t i)
+static void upstream_dns_lookup(struct upstream_dns_origin *o, size_t i)
 {
     struct ares_addrinfo_hints h = {.ai_flags = ARES_AI_NOSORT, .ai_family = AF_UNSPEC};
-    struct dns_query *q = malloc(sizeof(*q));
+    struct upstream_dns_query *q = malloc(sizeof(*q));
 
     if (q == NULL) {
         upstream_dns_fail(o, o->tgt[i].host, "out of memory");
         return;
     }
-    *q = (struct dns_query){.o = o, .target = (int)i};
+    *q = (struct upstream_dns_query){.o = o, .target = (int)i};
     o->pending++;
     atomic_fetch_add_explicit(&o->shm->dns.lookups, 1, memory_order_relaxed);
     ares_getaddrinfo(o->ch, o->tgt[i].host, NULL, &h, upstream_dns_on_addr, q);
@@ -320,8 +320,8 @@ static void upstream_dns_lookup(struct dns_origin *o, size_t i)
  * are the primaries, the others backups (RFC 2782: a client tries the lowest first). */
 static void upstream_dns_on_srv(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
 {
-    struct dns_query *q = arg;
-    struct dns_origin *o = q->o;
+    struct upstream_dns_query *q = arg;
+    struct upstream_dns_origin *o = q->o;
     struct ares_srv_reply *reply = NULL;
     unsigned lowest = 65536;
     uint32_t ttl;
@@ -340,7 +340,7 @@ static void upstream_dns_on_srv(void *arg, int status, int timeouts, unsigned ch
         if (r->priority < lowest) lowest = r->priority;
     o->ntgt = 0;
     for (struct ares_srv_reply *r = reply; r != NULL; r = r->next) {
-        struct dns_target *t = &o->tgt[o->ntgt];
+        struct upstream_dns_target *t = &o->tgt[o->ntgt];
         bool dup = false;
         /* "." says the service is not offered there (RFC 2782). */
         if (r->host == NULL || r->host[0] == '\0' || strcmp(r->host, ".") == 0) continue;
@@ -368,7 +368,7 @@ out:
 }
 
 /* The round's result: the table when it changed, or the last one kept on a failure. */
-static void upstream_dns_round_end(struct dns_origin *o)
+static void upstream_dns_round_end(struct upstream_dns_origin *o)
 {
     int64_t now = cw_clock_mono_ms(), wait_ms;
     struct cw_seg_dns_server t[DNS_N];
@@ -427,12 +427,12 @@ static void upstream_dns_round_end(struct dns_origin *o)
     o->due_ms = now + wait_ms;
 }
 
-static void upstream_dns_round_release(struct dns_origin *o)
+static void upstream_dns_round_release(struct upstream_dns_origin *o)
 {
     if (--o->pending == 0) upstream_dns_round_end(o);
 }
 
-static void upstream_dns_round_start(struct dns_origin *o)
+static void upstream_dns_round_start(struct upstream_dns_origin *o)
 {
     o->busy = true;
     o->pending = 1; /* the start itself: c-ares may call back before the call returns */
@@ -442,11 +442,11 @@ static void upstream_dns_round_start(struct dns_origin *o)
     o->nfound = 0;
     o->truncated = false;
     if (o->srv != NULL) {
-        struct dns_query *q = malloc(sizeof(*q));
+        struct upstream_dns_query *q = malloc(sizeof(*q));
         if (q == NULL) {
             upstream_dns_fail(o, o->srv, "out of memory");
         } else {
-            *q = (struct dns_query){.o = o, .target = -1};
+            *q = (struct upstream_dns_query){.o = o, .target = -1};
             o->pending++;
             atomic_fetch_add_explicit(&o->shm->dns.lookups, 1, memory_order_relaxed);
             ares_search(o->ch, o->srv, ns_c_in, ns_t_srv, upstream_dns_on_srv, q);
@@ -497,7 +497,7 @@ static int upstream_dns_timeout_ms(void *cls)
     int64_t now = cw_clock_mono_ms(), best = -1;
 
     for (size_t i = 0; i < d->n; i++) {
-        struct dns_origin *o = &d->v[i];
+        struct upstream_dns_origin *o = &d->v[i];
         int64_t ms;
         if (o->busy) {
             struct timeval tv, *tp = ares_timeout(o->ch, NULL, &tv);
@@ -517,7 +517,7 @@ static void upstream_dns_process(void *cls, const struct pollfd *fds, size_t n)
     int64_t now;
 
     for (size_t i = 0; i < n && i < d->nmap; i++) {
-        struct dns_origin *o = &d->v[d->map[i]];
+        struct upstream_dns_origin *o = &d->v[d->map[i]];
         bool r = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
         bool w = (fds[i].revents & POLLOUT) != 0;
         if (!o->busy || (!r && !w)) continue;
@@ -526,7 +526,7 @@ static void upstream_dns_process(void *cls, const struct pollfd *fds, size_t n)
     d->nmap = 0;
     now = cw_clock_mono_ms();
     for (size_t i = 0; i < d->n; i++) {
-        struct dns_origin *o = &d->v[i];
+        struct upstream_dns_origin *o = &d->v[i];
         /* No socket ready: c-ares ends the tries whose time is up. */
         if (o->busy) ares_process_fd(o->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
         if (!o->busy && now >= o->due_ms) upstream_dns_round_start(o);
@@ -552,7 +552,7 @@ static void upstream_dns_attach(struct cw_upstream_task *t, bool cancelled)
 
 /* Splits base ("scheme://host[:port]") into t (port: the scheme's default when absent) and,
  * for an address, a ready server in *addr; false for a base it cannot read. */
-static bool upstream_dns_parse_base(const char *base, struct dns_target *t,
+static bool upstream_dns_parse_base(const char *base, struct upstream_dns_target *t,
                                     struct cw_seg_dns_server *addr)
 {
     const char *auth = strstr(base, "://"), *end, *hp, *colon;
@@ -594,7 +594,8 @@ static bool upstream_dns_parse_base(const char *base, struct dns_target *t,
 
 /* The origin's settings into o: true when it needs discovery (srv, or a server named by a
  * host name). */
-static bool upstream_dns_origin_init(struct dns_origin *o, const struct cw_config_origin *c)
+static bool upstream_dns_origin_init(struct upstream_dns_origin *o,
+                                     const struct cw_config_origin *c)
 {
     bool named = false;
 
@@ -605,7 +606,7 @@ static bool upstream_dns_origin_init(struct dns_origin *o, const struct cw_confi
     o->max_ms = c->resolve_max_ms > o->min_ms ? c->resolve_max_ms : o->min_ms;
     o->nsrc = c->server_count < DNS_N ? c->server_count : DNS_N;
     for (size_t i = 0; i < o->nsrc; i++) {
-        struct dns_target *t = &o->src[i];
+        struct upstream_dns_target *t = &o->src[i];
         t->weight = (uint16_t)(c->servers[i].weight > 0 ? c->servers[i].weight : 1);
         t->is_backup = c->servers[i].is_backup;
         t->cfg_server = (uint16_t)i;
@@ -616,7 +617,7 @@ static bool upstream_dns_origin_init(struct dns_origin *o, const struct cw_confi
 }
 
 /* A channel for o, its queries sent to resolver ("ip[:port],...") or resolv.conf's. */
-static int upstream_dns_channel(struct dns_origin *o, const char *resolver)
+static int upstream_dns_channel(struct upstream_dns_origin *o, const char *resolver)
 {
     struct ares_options opts = {.timeout = DNS_TIMEOUT_MS, .tries = DNS_TRIES};
     int rc = ares_init_options(&o->ch, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
@@ -656,9 +657,9 @@ int cw_upstream_dns_start(const struct cw_config *cfg, struct cw_seg *seg, struc
     d->up = up;
     for (size_t i = 0; i < cfg->origin_count && i < CW_LIMIT_ORIGINS; i++) {
         const struct cw_config_origin *c = &cfg->origins[i];
-        struct dns_origin *o = &d->v[d->n];
+        struct upstream_dns_origin *o = &d->v[d->n];
         uint32_t gen;
-        *o = (struct dns_origin){.d = d, .shm = &seg->origins[i]};
+        *o = (struct upstream_dns_origin){.d = d, .shm = &seg->origins[i]};
         if (!upstream_dns_origin_init(o, c)) continue;
         d->n++;
         rc = upstream_dns_channel(o, cw_config_origin_resolver(cfg, c));
