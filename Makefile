@@ -6,7 +6,7 @@
 # Debian packages.
 
 CC      ?= gcc
-PKGS    := libmicrohttpd lmdb hiredis libconfig libcurl libsystemd
+PKGS    := libmicrohttpd lmdb hiredis libconfig libcurl libsystemd libcares
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wvla -Werror
 CSTD    := -std=c11 -D_GNU_SOURCE
 ifeq ($(SAN),1)

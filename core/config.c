@@ -421,6 +421,8 @@ void cw_config_free(struct cw_config *cfg)
         free(o->servers);
         free(o->health.path);
         free(o->ca_file);
+        free(o->srv);
+        free(o->resolver);
     }
     for (size_t i = 0; cfg->routes != NULL && i < cfg->route_count; i++) {
         struct cw_config_route *r = &cfg->routes[i];
@@ -433,6 +435,7 @@ void cw_config_free(struct cw_config *cfg)
     }
     free(cfg->origins);
     free(cfg->routes);
+    free(cfg->resolver);
     free(cfg->file);
     free(cfg->listen);
     free(cfg->log_access);

@@ -82,6 +82,13 @@ struct cw_config_origin {
     bool tls_verify;    /* check the origin's certificate and name; default true */
     char *ca_file;      /* PEM bundle of trusted CAs; NULL = the system's */
     int64_t resolve_ms; /* DNS answers and pooled connections kept at most this; default 30 s */
+    /* Discovery (workers/upstream_dns.h): the refresher resolves the servers' host names (or
+     * srv) and publishes every address as a server; re-resolved on the answers' TTL, bounded
+     * by [resolve_min_ms, resolve_max_ms]. */
+    char *srv;              /* SRV name ("_api._tcp.example.internal"); NULL = none */
+    char *resolver;         /* "ip[:port],..." for this origin; NULL = cw_config.resolver */
+    int64_t resolve_min_ms; /* default 1 s */
+    int64_t resolve_max_ms; /* default resolve_ms */
 };
 
 /* An address range (purge.allow, routes[].trust_forwarded); family AF_INET or AF_INET6, addr
@@ -175,6 +182,8 @@ struct cw_config {
 
     struct cw_config_cidr *purge_allow;
     size_t purge_allow_count;
+
+    char *resolver; /* DNS servers "ip[:port],..." for origin discovery; NULL = resolv.conf */
 };
 
 /* Parses text (len bytes, need not end in NUL) named file in messages. 0 and *out filled;
@@ -201,6 +210,11 @@ bool cw_config_purge_allowed(const struct cw_config *cfg, int family, const uint
 /* True when the address lies in one of rt's trust_forwarded ranges: such a peer may send
  * X-Forwarded-*, Forwarded, X-Original-URL... through unchanged (cw_config_cidr_match()). */
 bool cw_config_route_trusts(const struct cw_config_route *rt, int family, const uint8_t *addr);
+
+/* The DNS servers origin o's lookups go to: its own resolver, else the global one; NULL =
+ * the system's (resolv.conf). */
+const char *cw_config_origin_resolver(const struct cw_config *cfg,
+                                      const struct cw_config_origin *o);
 
 /* Splits "host:port", "[v6]:port" or ":port" into host (copied, NUL-terminated, "" when
  * absent) and port: 0, or -EINVAL. */

@@ -117,4 +117,7 @@ bool cw_config_is_name_char(char c);
 int cw_config_split(const char *p, size_t len, bool need_port, char *host, size_t host_size,
                     int *port);
 
+/* The top-level resolver setting (core/config_origin.c). */
+int cw_config_resolver(struct config_ctx *cx, const config_setting_t *s, void *base);
+
 #endif /* CW_CONFIG_INT_H */

@@ -1,6 +1,8 @@
 /* core/config_origin.c - the origins ( ... ) list: each origin's url or server pool, its
- * timeouts, passive and active health, retries, circuit breaker and TLS settings, with the
- * checks between them. Pure, like the rest of the config module. */
+ * timeouts, passive and active health, retries, circuit breaker, TLS and DNS discovery
+ * settings (and the top-level resolver), with the checks between them. Pure, like the rest
+ * of the config module. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +177,80 @@ static int config_origin_health_path(struct config_ctx *cx, const config_setting
     return 0;
 }
 
+/* srv: a DNS name whose SRV records give the servers ("_api._tcp.example.internal"). */
+static int config_origin_srv(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    char q[CW_CONFIG_QUOTE_BYTES];
+    int rc = cw_config_take_str(cx, s, &o->srv, false);
+
+    if (rc < 0) return rc;
+    for (const char *p = o->srv; *p != '\0'; p++) {
+        if (!cw_config_is_name_char(*p)) {
+            return cw_config_fail(cx, s, "\"%s\" is not a DNS name",
+                                  cw_config_quote(o->srv, q, sizeof(q)));
+        }
+    }
+    if (strlen(o->srv) > 253) return cw_config_fail(cx, s, "longer than 253 bytes");
+    return 0;
+}
+
+/* Checks a resolver list: "ip[:port]" or "[ipv6]:port" items separated by commas, as
+ * c-ares's ares_set_servers_ports_csv() takes them. Addresses only: the resolver cannot
+ * itself be found by name. */
+static int config_origin_check_resolver(struct config_ctx *cx, const config_setting_t *s,
+                                        const char *v)
+{
+    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
+    unsigned char a[16];
+    size_t items = 0;
+
+    for (const char *p = v; items < CW_LIMIT_ORIGIN_SERVERS; items++) {
+        size_t n = strcspn(p, ",");
+        int port;
+        bool ok = n > 0 && cw_config_split(p, n, false, host, sizeof(host), &port) == 0 &&
+                  (inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1);
+        if (!ok && n > 0 && n < sizeof(host)) {
+            memcpy(host, p, n); /* a bare IPv6 address, without brackets or port */
+            host[n] = '\0';
+            ok = inet_pton(AF_INET6, host, a) == 1;
+        }
+        if (!ok) {
+            return cw_config_fail(cx, s,
+                                  "\"%s\" is not a list of DNS server addresses "
+                                  "(\"ip[:port],...\")",
+                                  cw_config_quote(v, q, sizeof(q)));
+        }
+        p += n;
+        if (*p == '\0') return 0;
+        p++; /* the comma: another item follows */
+    }
+    return cw_config_fail(cx, s, "more than %d DNS servers", CW_LIMIT_ORIGIN_SERVERS);
+}
+
+static int config_origin_resolver(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    int rc = cw_config_take_str(cx, s, &o->resolver, true);
+
+    if (rc < 0 || o->resolver == NULL) return rc;
+    return config_origin_check_resolver(cx, s, o->resolver);
+}
+
+int cw_config_resolver(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config *cfg = base;
+    int rc = cw_config_take_str(cx, s, &cfg->resolver, true);
+
+    if (rc < 0 || cfg->resolver == NULL) return rc;
+    return config_origin_check_resolver(cx, s, cfg->resolver);
+}
+
+const char *cw_config_origin_resolver(const struct cw_config *cfg, const struct cw_config_origin *o)
+{
+    return o->resolver != NULL ? o->resolver : cfg->resolver;
+}
+
 static const struct config_opt config_origin_health_opts[] = {
     CONFIG_FN("path", config_origin_health_path),
     CONFIG_OPT("interval", CW_CONFIG_KIND_MS, CW_ORI, health.interval_ms, 100, 0),
@@ -208,6 +284,10 @@ static const struct config_opt config_origin_opts[] = {
     CONFIG_OPT("tls_verify", CW_CONFIG_KIND_BOOL, CW_ORI, tls_verify, 0, 0),
     CONFIG_OPT("ca_file", CW_CONFIG_KIND_STR_OPT, CW_ORI, ca_file, 0, 0),
     CONFIG_OPT("resolve", CW_CONFIG_KIND_MS, CW_ORI, resolve_ms, 1000, 0),
+    CONFIG_FN("srv", config_origin_srv),
+    CONFIG_FN("resolver", config_origin_resolver),
+    CONFIG_OPT("resolve_min", CW_CONFIG_KIND_MS, CW_ORI, resolve_min_ms, 100, 0),
+    CONFIG_OPT("resolve_max", CW_CONFIG_KIND_MS, CW_ORI, resolve_max_ms, 100, 0),
 };
 
 static void config_origin_defaults(struct cw_config_origin *o)
@@ -231,6 +311,7 @@ static void config_origin_defaults(struct cw_config_origin *o)
     o->health.fall = 3;
     o->tls_verify = true;
     o->resolve_ms = 30000;
+    o->resolve_min_ms = 1000;
 }
 
 /* url and servers: either or both; the one missing is made from the other. */
@@ -239,6 +320,12 @@ static int config_origin_finish(struct config_ctx *cx, const config_setting_t *e
 {
     if (o->name == NULL) return cw_config_fail_missing(cx, e, "name");
     if (o->url == NULL && o->servers == NULL) return cw_config_fail_missing(cx, e, "url");
+    /* srv replaces the server list: the url gives the scheme, Host, SNI and path prefix. */
+    if (o->srv != NULL && o->servers != NULL) {
+        return cw_config_fail(cx, config_setting_get_member(e, "servers"),
+                              "an origin with srv takes its servers from DNS: drop one");
+    }
+    if (o->srv != NULL && o->url == NULL) return cw_config_fail_missing(cx, e, "url");
     if (o->url == NULL && (o->url = strdup(o->servers[0].base)) == NULL) return cw_config_oom(cx);
     if (o->servers == NULL) {
         if ((o->servers = calloc(1, sizeof(*o->servers))) == NULL) return cw_config_oom(cx);
@@ -248,6 +335,13 @@ static int config_origin_finish(struct config_ctx *cx, const config_setting_t *e
         if (o->servers[0].base == NULL) return cw_config_oom(cx);
     }
     if (o->fail_max_ms < o->fail_timeout_ms) o->fail_max_ms = o->fail_timeout_ms;
+    if (o->resolve_max_ms == 0) {
+        o->resolve_max_ms = o->resolve_ms > o->resolve_min_ms ? o->resolve_ms : o->resolve_min_ms;
+    } else if (o->resolve_min_ms > o->resolve_max_ms) {
+        const config_setting_t *m = config_setting_get_member(e, "resolve_min");
+        if (m != NULL) return cw_config_fail(cx, m, "longer than resolve_max");
+        o->resolve_min_ms = o->resolve_max_ms; /* the default bends to a short maximum */
+    }
     return 0;
 }
 

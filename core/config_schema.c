@@ -415,6 +415,7 @@ static const struct config_opt config_top_opts[] = {
     CONFIG_GROUP("stats", config_stats_opts),
     CONFIG_GROUP("control", config_control_opts),
     CONFIG_GROUP("purge", config_purge_opts),
+    CONFIG_FN("resolver", cw_config_resolver),
 };
 
 static const struct config_opt config_route_opts[] = {

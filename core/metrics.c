@@ -362,6 +362,23 @@ static void metrics_origins(struct metrics_out *o, const struct cw_metrics_snaps
     metrics_pool_counter(o, s, origins, "cachewarp_origin_retries_total",
                          "Requests sent again to another server after a failed connection.",
                          offsetof(struct cw_metrics_pool, retries));
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_dns_lookups_total",
+                         "DNS queries sent to find the origin's servers.",
+                         offsetof(struct cw_metrics_pool, dns_lookups));
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_dns_failures_total",
+                         "Rounds of DNS lookups that failed (the last known servers kept).",
+                         offsetof(struct cw_metrics_pool, dns_failures));
+    metrics_pool_counter(o, s, origins, "cachewarp_origin_dns_changes_total",
+                         "Servers added to or removed from the origin's pool by DNS.",
+                         offsetof(struct cw_metrics_pool, dns_changes));
+    metrics_family(o, "cachewarp_origin_dns_servers", "gauge",
+                   "Servers of the origin's pool found by DNS (0: none found yet, or no "
+                   "discovery).");
+    for (size_t i = 0; i < origins; i++) {
+        metrics_puts(o, "cachewarp_origin_dns_servers{");
+        metrics_label(o, "origin", s->origin_labels[i] ? s->origin_labels[i] : "unknown");
+        metrics_printf(o, "} %" PRIu64 "\n", s->pools[i].dns_servers);
+    }
     metrics_family(o, "cachewarp_origin_server_up", "gauge",
                    "1 when the server takes requests (passive and active health), else 0.");
     for (size_t i = 0; i < origins; i++) {

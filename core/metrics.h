@@ -58,6 +58,12 @@ struct cw_metrics_snapshot {
         size_t server_count; /* <= CW_LIMIT_ORIGIN_SERVERS */
         const char *server_labels[CW_LIMIT_ORIGIN_SERVERS];
         bool server_up[CW_LIMIT_ORIGIN_SERVERS];
+        /* DNS discovery (workers/upstream_dns.h): queries sent, rounds that failed, servers
+         * added or removed, and servers in the published table (0: none published). */
+        uint64_t dns_lookups;
+        uint64_t dns_failures;
+        uint64_t dns_changes;
+        uint64_t dns_servers;
     } pools[CW_METRICS_ORIGINS];
     bool has_l1; /* false: the L1 gauges are left out (the store could not be read) */
     uint64_t l1_entries;

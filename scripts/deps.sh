@@ -7,7 +7,8 @@ set -euo pipefail
 pkgs=(gcc make pkg-config libmicrohttpd-dev liblmdb-dev libhiredis-dev libconfig-dev check
       libcurl4-openssl-dev libsystemd-dev redis-server python3 curl lmdb-utils
       prometheus prometheus-node-exporter # promtool and node_exporter: observability tests
-      clang-format binutils)               # make lint: clang-format 14 (bookworm), nm
+      clang-format binutils                # make lint: clang-format 14 (bookworm), nm
+      libc-ares-dev dnsmasq-base)          # origin DNS discovery; dnsmasq: tests/integration/test_dns.py
 if [ "${BENCH_DEPS:-0}" = 1 ]; then
     pkgs=(nginx-light varnish) # the peers; the load generator is our own (tests/bench)
 fi

@@ -201,6 +201,8 @@ void cw_seg_origins_reset(struct cw_seg *seg)
             atomic_store_explicit(&o->server_health[k], 0, memory_order_relaxed);
             atomic_store_explicit(&o->server_probe[k], 0, memory_order_relaxed);
         }
+        atomic_store_explicit(&o->dns.gen, 0, memory_order_release);
+        memset(o->dns.slot, 0, sizeof(o->dns.slot));
     }
 }
 
@@ -248,5 +250,44 @@ size_t cw_seg_url_read(const struct cw_seg *seg, int slot, int64_t since_ms,
         if (c->at_ms < since_ms) break; /* older ones are older still */
         n++;
     }
+    return n;
+}
+
+bool cw_seg_dns_read(const struct cw_seg_dns *d, uint32_t gen, uint64_t origin_id,
+                     struct cw_seg_dns_server out[CW_LIMIT_ORIGIN_SERVERS])
+{
+    uint64_t id;
+
+    if (gen == 0 || (gen & 1u) != 0) return false;
+    id = d->origin_id;
+    memcpy(out, d->slot, sizeof(d->slot));
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&d->gen, memory_order_relaxed) == gen && id == origin_id;
+}
+
+void cw_seg_dns_write(struct cw_seg_dns *d, uint64_t origin_id,
+                      const struct cw_seg_dns_server table[CW_LIMIT_ORIGIN_SERVERS])
+{
+    uint32_t gen = atomic_load_explicit(&d->gen, memory_order_relaxed);
+
+    gen |= 1u; /* odd: a table is being written */
+    atomic_store_explicit(&d->gen, gen, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    d->origin_id = origin_id;
+    memcpy(d->slot, table, sizeof(d->slot));
+    /* Even again, and never 0 (no table) after a wrap. */
+    gen = gen + 1u == 0 ? 2u : gen + 1u;
+    atomic_store_explicit(&d->gen, gen, memory_order_release);
+}
+
+unsigned cw_seg_dns_count(const struct cw_seg_dns *d, uint64_t origin_id)
+{
+    struct cw_seg_dns_server t[CW_LIMIT_ORIGIN_SERVERS];
+    uint32_t gen = atomic_load_explicit(&d->gen, memory_order_acquire);
+    unsigned n = 0;
+
+    if (!cw_seg_dns_read(d, gen, origin_id, t)) return 0;
+    for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++)
+        n += t[k].family != 0;
     return n;
 }

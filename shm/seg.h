@@ -180,8 +180,8 @@ bool cw_seg_refresh_ask(struct cw_seg *seg, int slot, const struct cw_key *key,
 /* Takes the oldest ask from slot's ring into *out: true, or false when it is empty. */
 bool cw_seg_refresh_take(struct cw_seg *seg, int slot, struct cw_seg_refresh_ask *out);
 
-/* Zeroes every origin's breaker and server health words (a reload: the new config's origin
- * indexes may name other origins). Counters are kept. */
+/* Zeroes every origin's breaker and server health words and empties its DNS server table (a
+ * reload: the new config's origin indexes may name other origins). Counters are kept. */
 void cw_seg_origins_reset(struct cw_seg *seg);
 
 /* Marks key as recently hit (eviction's second chance). */
@@ -226,5 +226,20 @@ struct cw_seg_url_copy {
  * newest first: the count. A sample being written meanwhile is skipped. */
 size_t cw_seg_url_read(const struct cw_seg *seg, int slot, int64_t since_ms,
                        struct cw_seg_url_copy *out, size_t cap);
+
+/* ---- DNS server tables (struct cw_seg_dns) ----------------------------------------------- */
+
+/* Copies the table of d into out when gen (read with acquire by the caller) is a whole
+ * table published for origin_id: true, or false while the writer is in the middle (try again
+ * later) or for another origin's table. */
+bool cw_seg_dns_read(const struct cw_seg_dns *d, uint32_t gen, uint64_t origin_id,
+                     struct cw_seg_dns_server out[CW_LIMIT_ORIGIN_SERVERS]);
+/* The servers in d's table for origin_id now (0: no table); a table being written counts as
+ * none. */
+unsigned cw_seg_dns_count(const struct cw_seg_dns *d, uint64_t origin_id);
+/* Publishes table as d's new table (one writer at a time): readers see the old one or this
+ * one, never a mix. */
+void cw_seg_dns_write(struct cw_seg_dns *d, uint64_t origin_id,
+                      const struct cw_seg_dns_server table[CW_LIMIT_ORIGIN_SERVERS]);
 
 #endif /* CW_SEG_H */

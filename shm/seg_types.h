@@ -15,7 +15,7 @@
 #include "core/limits.h"
 #include "core/metrics_types.h" /* what each slot counts, and its dimensions */
 
-#define CW_SEG_VERSION        6
+#define CW_SEG_VERSION        7
 #define CW_SEG_SLOTS          (CW_LIMIT_WORKERS + 4) /* workers, refresher, stats, spare */
 #define CW_SEG_SLOT_REFRESHER CW_LIMIT_WORKERS
 #define CW_SEG_SLOT_STATS     (CW_LIMIT_WORKERS + 1)
@@ -78,6 +78,34 @@ struct cw_seg_refresh_ring {
     _Alignas(CW_SEG_CACHE_LINE) struct cw_seg_refresh_ask rec[CW_SEG_REFRESH_ASKS];
 };
 
+/* One server of an origin found by DNS: an address and port, its weight, and the configured
+ * server it came from (whose "scheme://host:port" gives the Host header, SNI and URL). */
+struct cw_seg_dns_server {
+    uint8_t family; /* 0 = empty slot, 4 or 6 */
+    uint8_t is_backup;
+    uint16_t port;
+    uint16_t weight;
+    uint16_t cfg_server; /* index into cw_config_origin.servers */
+    uint8_t addr[16];    /* network order; the first 4 bytes for IPv4 */
+};
+
+/* An origin's server table as DNS says it is (workers/upstream_dns.c writes it, one writer per
+ * node: the refresher; every process's pool follows it). Slot k is server k of the pool, so
+ * that the health words of struct cw_seg_origin stay with their server: a server keeps its
+ * slot while it lasts. gen is a seqlock word: 0 = no table yet (the configured servers are
+ * used as they are), odd while the writer changes the slots, and a reader that sees the same
+ * even value before and after its copy has a whole table. */
+struct cw_seg_dns {
+    _Alignas(CW_SEG_CACHE_LINE) _Atomic uint32_t gen;
+    _Atomic uint64_t lookups;  /* DNS queries sent */
+    _Atomic uint64_t failures; /* rounds of lookups that failed (the last table kept) */
+    _Atomic uint64_t changes;  /* servers added or removed */
+    /* Which origin the table is for (cw_upstream_dns_origin_id() of its settings), written
+     * with the slots: a table an old refresher published for another config is not taken. */
+    uint64_t origin_id;
+    struct cw_seg_dns_server slot[CW_LIMIT_ORIGIN_SERVERS];
+};
+
 /* An origin's shared health (workers/upstream_pool.c), one per cfg->origins index: the circuit
  * breaker's word and each server's passive and active health words (core/pool.h decodes them),
  * moved by compare-and-swap in any process, and what they counted (segment-wide, so a restart
@@ -89,6 +117,7 @@ struct cw_seg_origin {
     _Atomic uint64_t retries;       /* requests sent again to another server */
     _Atomic uint64_t server_health[CW_LIMIT_ORIGIN_SERVERS]; /* passive */
     _Atomic uint32_t server_probe[CW_LIMIT_ORIGIN_SERVERS];  /* active checks */
+    struct cw_seg_dns dns; /* servers found by DNS; a reload empties the table */
 };
 
 /* One sampled request target, for cwctl top's URL ranking. seq is a seqlock word: a writer
@@ -147,6 +176,7 @@ static_assert(sizeof(struct cw_seg_refresh_ask) == 24, "refresh ask layout is pi
 static_assert(sizeof(struct cw_seg_url_sample) == 128, "URL sample layout is pinned");
 static_assert((CW_SEG_URL_SAMPLES & (CW_SEG_URL_SAMPLES - 1)) == 0,
               "the URL ring's index wraps at a power of two");
+static_assert(sizeof(struct cw_seg_dns_server) == 24, "DNS server layout is pinned");
 static_assert(sizeof(_Atomic uint32_t) == 4, "a futex word is 32 bits");
 static_assert(sizeof(_Atomic uint64_t) == 8, "health and breaker words are 64 bits");
 static_assert(sizeof(struct cw_seg) < (64u << 20), "the segment outgrew 64 MiB");

@@ -35,6 +35,7 @@
 #include "workers/fleet.h"
 #include "workers/l2.h"
 #include "workers/upstream.h"
+#include "workers/upstream_dns.h"
 
 #define REFR_TICK_MS         250   /* wake-up while refreshes run or the map is under pressure */
 #define REFR_IDLE_TICK_MS    1000  /* wake-up otherwise: lease reaping, reader check */
@@ -102,6 +103,7 @@ struct refresher {
     struct cw_store_reader *fetch_reader; /* fetch thread */
     struct cw_fill fill;
     struct cw_upstream *fetch;
+    struct cw_upstream_dns *dns; /* origin discovery on fetch's loop; NULL: none */
     pthread_mutex_t lock;
     struct refr_job *done; /* completed, to free on the main thread */
     size_t inflight;       /* main thread only */
@@ -813,6 +815,8 @@ static int refr_open(struct refresher *rf)
     rc = pthread_mutex_init(&rf->lock, NULL);
     if (rc != 0) return -rc;
     rc = cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);
+    if (rc == 0 && cw_upstream_dns_start(rf->cfg, rf->seg, rf->fetch, &rf->dns) < 0)
+        cw_warn("refresher: origin DNS discovery off: the configured servers are used");
     if (rc < 0 || !rf->cfg->redis_enabled) return rc;
     /* Fleet-wide purge: without it this node still serves, its purges stay its own. */
     if (cw_fleet_open(rf->cfg, refr_on_fleet, rf, &rf->fleet) < 0)
@@ -881,6 +885,7 @@ out_close:
         cw_upstream_stop(rf.fetch); /* cancels what runs: their leases are released */
         refr_reap_done(&rf);
     }
+    cw_upstream_dns_free(rf.dns);
     cw_fleet_close(rf.fleet);
     for (size_t i = 0; i < rf.fleet_wait_count; i++)
         free(rf.fleet_wait[i].text);

@@ -1,6 +1,7 @@
 /* workers/stats.c - see workers/stats.h. */
 #include "workers/stats.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -21,11 +22,13 @@
 #include "shm/store.h"
 #include "workers/child.h"
 #include "workers/clock.h"
+#include "workers/upstream_dns.h"
 
-#define STATS_CONN_LIMIT   64
-#define STATS_CONN_TIMEOUT 10     /* seconds */
-#define STATS_LABEL_BYTES  320    /* host (255) + match, cut past that */
-#define STATS_ERR_EVERY_MS 600000 /* a failing textfile is logged this often */
+#define STATS_CONN_LIMIT      64
+#define STATS_CONN_TIMEOUT    10     /* seconds */
+#define STATS_LABEL_BYTES     320    /* host (255) + match, cut past that */
+#define STATS_DNS_LABEL_BYTES 64     /* "https://[v6 address]:port" */
+#define STATS_ERR_EVERY_MS    600000 /* a failing textfile is logged this often */
 
 struct stats {
     const struct cw_config *cfg;
@@ -35,6 +38,8 @@ struct stats {
     pthread_mutex_t lock; /* one snapshot at a time: the MHD and textfile threads */
     char route_labels[CW_METRICS_ROUTES][STATS_LABEL_BYTES];
     size_t route_count;
+    /* Servers found by DNS, "scheme://address:port", per origin and slot (under lock). */
+    char dns_labels[CW_METRICS_ORIGINS][CW_LIMIT_ORIGIN_SERVERS][STATS_DNS_LABEL_BYTES];
     size_t origin_count;
     /* Textfile thread. */
     pthread_t thread;
@@ -78,6 +83,40 @@ static void stats_route_labels(struct stats *st)
         cfg->origin_count < CW_METRICS_ORIGINS ? cfg->origin_count : CW_METRICS_ORIGINS;
 }
 
+/* The servers of origin i's DNS table as p's servers (labelled by their address, the
+ * configured scheme before it): true, or false when the table was being written. */
+static bool stats_dns_servers(struct stats *st, size_t i, struct cw_metrics_pool *p, int64_t now)
+{
+    const struct cw_config_origin *o = &st->cfg->origins[i];
+    struct cw_seg_origin *so = &st->seg->origins[i];
+    struct cw_seg_dns_server t[CW_LIMIT_ORIGIN_SERVERS];
+    uint32_t gen = atomic_load_explicit(&so->dns.gen, memory_order_acquire);
+    size_t live = 0;
+
+    if (!cw_seg_dns_read(&so->dns, gen, cw_upstream_dns_origin_id(o), t)) return false;
+    for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++)
+        live += t[k].family != 0;
+    p->server_count = 0;
+    for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
+        char a[INET6_ADDRSTRLEN] = "?";
+        const char *base =
+            t[k].cfg_server < o->server_count ? o->servers[t[k].cfg_server].base : "http://";
+        int scheme = (int)(strstr(base, "://") ? strstr(base, "://") - base : 4);
+        char *l = st->dns_labels[i][p->server_count];
+        if (t[k].family == 0) continue;
+        inet_ntop(t[k].family == 6 ? AF_INET6 : AF_INET, t[k].addr, a, sizeof(a));
+        snprintf(l, STATS_DNS_LABEL_BYTES, t[k].family == 6 ? "%.*s://[%s]:%u" : "%.*s://%s:%u",
+                 scheme, base, a, (unsigned)t[k].port);
+        uint64_t h = atomic_load_explicit(&so->server_health[k], memory_order_relaxed);
+        uint32_t pr = atomic_load_explicit(&so->server_probe[k], memory_order_relaxed);
+        p->server_labels[p->server_count] = l;
+        p->server_up[p->server_count] =
+            (live == 1 || !cw_pool_health_is_down(h, now)) && !cw_pool_probe_is_down(pr);
+        p->server_count++;
+    }
+    return true;
+}
+
 /* The origins' breakers and server health, as every process shares them in the segment. */
 static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
 {
@@ -93,6 +132,12 @@ static void stats_pools(struct stats *st, struct cw_metrics_snapshot *s)
         p->breaker_opens = atomic_load_explicit(&so->breaker_opens, memory_order_relaxed);
         p->fail_fast = atomic_load_explicit(&so->fail_fast, memory_order_relaxed);
         p->retries = atomic_load_explicit(&so->retries, memory_order_relaxed);
+        p->dns_lookups = atomic_load_explicit(&so->dns.lookups, memory_order_relaxed);
+        p->dns_failures = atomic_load_explicit(&so->dns.failures, memory_order_relaxed);
+        p->dns_changes = atomic_load_explicit(&so->dns.changes, memory_order_relaxed);
+        p->dns_servers = cw_seg_dns_count(&so->dns, cw_upstream_dns_origin_id(o));
+        if (p->dns_servers > 0 && i < CW_METRICS_ORIGINS && stats_dns_servers(st, i, p, now))
+            continue;
         p->server_count =
             o->server_count < CW_LIMIT_ORIGIN_SERVERS ? o->server_count : CW_LIMIT_ORIGIN_SERVERS;
         for (size_t k = 0; k < p->server_count; k++) {

@@ -592,7 +592,7 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     x->request_time_ms = cw_clock_wall_ms();
     CURL *e = run->easy;
     curl_easy_setopt(e, CURLOPT_URL, run->url);
-    upstream_origin_setopts(run->origin, e);
+    upstream_origin_setopts(run->origin, run->server, e);
     /* The worker normalised the path once (RFC 3986 §5.2.4): libcurl must change nothing. */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, run);

@@ -53,8 +53,10 @@ void upstream_origin_report_server(struct upstream_origin *o, int server, bool o
 /* True when the retry budget allows one more retry (then counted). */
 bool upstream_origin_take_retry(struct upstream_origin *o);
 void upstream_origin_count_fail_fast(struct upstream_origin *o);
-/* The origin's TLS and DNS options on e. */
-void upstream_origin_setopts(const struct upstream_origin *o, CURL *e);
+/* The origin's TLS and DNS options on e, for an attempt on server (-1: none chosen): a server
+ * found by DNS also gets its address as CURLOPT_CONNECT_TO (a list the pool keeps until the
+ * transfers on that server have ended: upstream_origin_release()). */
+void upstream_origin_setopts(const struct upstream_origin *o, int server, CURL *e);
 /* Runs the active checks that are due at now_ms (submitting them on up); the next due time,
  * INT64_MAX when none. */
 int64_t upstream_origins_check(struct cw_upstream *up, struct upstream_origin *v, size_t n,

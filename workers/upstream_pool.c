@@ -7,7 +7,16 @@
  * counts, retry tokens) is the loop's; the shm words are moved by compare-and-swap with the
  * transitions of core/pool, and the process whose swap changes a state logs the change, so
  * each change is logged once in the whole node. Without a segment (unit tests) the words are
- * the process's own. */
+ * the process's own.
+ *
+ * Servers found by DNS (workers/upstream_dns.h: the refresher resolves, once per node) come
+ * through the segment's table (struct cw_seg_dns): before each choice the pool compares the
+ * table's generation with the one it follows and, when it moved, takes the new slots. A
+ * server keeps its slot (and its health words) while DNS keeps it; a server that went is
+ * chosen no more, and the transfers on it finish (its libcurl connect-to list is kept until
+ * they have). Each server found by DNS is reached through CURLOPT_CONNECT_TO at its address,
+ * while the URL, and so Host and SNI, keep the configured name. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -21,6 +30,7 @@
 #include "shm/seg.h"
 #include "workers/clock.h"
 #include "workers/upstream.h"
+#include "workers/upstream_dns.h"
 #include "workers/upstream_int.h"
 
 #define POOL_RETRY_BURST 10.0 /* retries allowed at once before the budget's rate applies */
@@ -28,7 +38,14 @@
 struct upstream_server {
     char *base; /* "scheme://host:port" */
     size_t base_len;
-    bool probing; /* an active check is out */
+    bool probing;    /* an active check is out */
+    bool is_present; /* in the pool (a DNS table may leave a slot empty) */
+    /* Found by DNS: "::address:port", the address its connections go to (NULL: the base's
+     * host, as configured); and the lists of addresses it had before, kept while transfers
+     * that may read them run on the slot. */
+    struct curl_slist *connect_to;
+    struct curl_slist *retired;
+    char label[128]; /* for logs: the base, and the address DNS gave */
 };
 
 struct upstream_origin {
@@ -54,6 +71,15 @@ struct upstream_origin {
     int64_t next_check_ms;
     struct cw_seg_origin *shm; /* the segment's, or local */
     struct cw_seg_origin local;
+    /* The configured servers, which a DNS table's slots name by index. */
+    char *cfg_base[CW_LIMIT_ORIGIN_SERVERS];
+    int cfg_weight[CW_LIMIT_ORIGIN_SERVERS];
+    bool cfg_backup[CW_LIMIT_ORIGIN_SERVERS];
+    size_t cfg_n;
+    size_t live;      /* servers present */
+    uint32_t dns_gen; /* of the DNS table the pool follows; 0: the configured servers */
+    uint64_t dns_id;  /* cw_upstream_dns_origin_id(): the tables this pool may take */
+    struct cw_seg_dns_server dns[CW_LIMIT_ORIGIN_SERVERS];
 };
 
 /* An active check of one server, owned by the loop from submit to on_done. */
@@ -73,24 +99,126 @@ static size_t pool_base_len(const char *url)
     return (size_t)(auth - url) + strcspn(auth, "/");
 }
 
+/* Points slot k at base (copied) with the given weight: -ENOMEM leaves it as it was. The
+ * previous address list is retired, not freed, while transfers run on the slot. */
+static int pool_set_slot(struct upstream_origin *o, size_t k, const char *base, int weight,
+                         bool is_backup, const char *connect_to)
+{
+    struct upstream_server *s = &o->servers[k];
+    struct curl_slist *ct = NULL;
+    char *b = strdup(base);
+
+    if (b == NULL) return -ENOMEM;
+    if (connect_to != NULL && (ct = curl_slist_append(NULL, connect_to)) == NULL) {
+        free(b);
+        return -ENOMEM;
+    }
+    free(s->base);
+    s->base = b;
+    s->base_len = strlen(b);
+    if (s->connect_to != NULL) {
+        s->connect_to->next = s->retired; /* one node: the head stays the old address */
+        s->retired = s->connect_to;
+    }
+    s->connect_to = ct;
+    if (o->pick[k].running == 0) {
+        curl_slist_free_all(s->retired);
+        s->retired = NULL;
+    }
+    if (connect_to != NULL) {
+        snprintf(s->label, sizeof(s->label), "%s (%s)", base, connect_to + 2);
+    } else {
+        snprintf(s->label, sizeof(s->label), "%s", base);
+    }
+    s->is_present = true;
+    o->pick[k].weight = weight;
+    o->pick[k].is_backup = is_backup;
+    o->pick[k].current = 0;
+    return 0;
+}
+
+/* The configured servers, as they are: the pool before DNS has answered, and with no DNS. */
+static int pool_use_config(struct upstream_origin *o)
+{
+    for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
+        if (k < o->cfg_n) {
+            int rc = pool_set_slot(o, k, o->cfg_base[k], o->cfg_weight[k], o->cfg_backup[k], NULL);
+            if (rc < 0) return rc;
+        } else {
+            o->servers[k].is_present = false;
+        }
+    }
+    o->n = o->cfg_n;
+    o->live = o->cfg_n;
+    o->dns_gen = 0;
+    memset(o->dns, 0, sizeof(o->dns));
+    return 0;
+}
+
+/* Takes the slots of the segment's DNS table when its generation moved; a table being
+ * written, or no memory, is taken on a later call. Loop thread only. */
+static void pool_follow_dns(struct upstream_origin *o)
+{
+    struct cw_seg_dns_server t[CW_LIMIT_ORIGIN_SERVERS];
+    uint32_t gen = atomic_load_explicit(&o->shm->dns.gen, memory_order_acquire);
+    size_t n = 0, live = 0;
+
+    if (gen == o->dns_gen) return;
+    if (gen == 0) { /* a reload emptied the table: the configured servers until it is back */
+        if (pool_use_config(o) < 0) o->dns_gen = UINT32_MAX;
+        return;
+    }
+    if (!cw_seg_dns_read(&o->shm->dns, gen, o->dns_id, t)) return;
+    for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
+        const struct cw_seg_dns_server *e = &t[k];
+        char addr[INET6_ADDRSTRLEN], ct[INET6_ADDRSTRLEN + 16];
+        if (e->family == 0 || e->cfg_server >= o->cfg_n) {
+            o->servers[k].is_present = false;
+            continue;
+        }
+        if (o->dns_gen == 0 || memcmp(e, &o->dns[k], sizeof(*e)) != 0 ||
+            !o->servers[k].is_present) {
+            int af = e->family == 6 ? AF_INET6 : AF_INET;
+            if (inet_ntop(af, e->addr, addr, sizeof(addr)) == NULL) {
+                o->servers[k].is_present = false;
+                continue;
+            }
+            snprintf(ct, sizeof(ct), af == AF_INET6 ? "::[%s]:%u" : "::%s:%u", addr,
+                     (unsigned)e->port);
+            if (pool_set_slot(o, k, o->cfg_base[e->cfg_server], e->weight > 0 ? e->weight : 1,
+                              e->is_backup != 0, ct) < 0) {
+                cw_warn_rl("upstream: origin %s: DNS table: out of memory; next request", o->name);
+                return; /* dns_gen unchanged: tried again */
+            }
+        }
+        n = k + 1;
+        live++;
+    }
+    memcpy(o->dns, t, sizeof(t));
+    o->n = n;
+    o->live = live;
+    o->dns_gen = gen;
+}
+
 static int pool_origin_init(struct upstream_origin *o, const struct cw_config_origin *c, int index,
                             struct cw_seg *seg, bool checks)
 {
     o->index = index;
     o->name = strdup(c->name ? c->name : "origin");
     o->url_base_len = c->url ? pool_base_len(c->url) : 0;
-    o->n = c->server_count ? c->server_count : 1;
-    if (o->n > CW_LIMIT_ORIGIN_SERVERS) o->n = CW_LIMIT_ORIGIN_SERVERS;
-    for (size_t i = 0; i < o->n; i++) {
+    o->cfg_n = c->server_count ? c->server_count : 1;
+    if (o->cfg_n > CW_LIMIT_ORIGIN_SERVERS) o->cfg_n = CW_LIMIT_ORIGIN_SERVERS;
+    for (size_t i = 0; i < o->cfg_n; i++) {
         const char *b = c->server_count ? c->servers[i].base : c->url;
         size_t len = c->server_count ? strlen(b) : o->url_base_len;
         if (b == NULL) return -EINVAL;
-        o->servers[i].base = strndup(b, len);
-        if (o->servers[i].base == NULL) return -ENOMEM;
-        o->servers[i].base_len = len;
-        o->pick[i].weight = c->server_count ? c->servers[i].weight : 1;
-        o->pick[i].is_backup = c->server_count ? c->servers[i].is_backup : false;
+        o->cfg_base[i] = strndup(b, len);
+        if (o->cfg_base[i] == NULL) return -ENOMEM;
+        o->cfg_weight[i] = c->server_count ? c->servers[i].weight : 1;
+        o->cfg_backup[i] = c->server_count ? c->servers[i].is_backup : false;
     }
+    if (pool_use_config(o) < 0) return -ENOMEM;
+    o->dns_id = cw_upstream_dns_origin_id(c);
     o->balance = (enum cw_pool_balance)c->balance;
     o->health = (struct cw_pool_health){(unsigned)(c->max_fails > 0 ? c->max_fails : 3),
                                         c->fail_timeout_ms > 0 ? c->fail_timeout_ms : 10000,
@@ -142,8 +270,12 @@ void upstream_origins_free(struct upstream_origin *v, size_t n)
 {
     if (v == NULL) return;
     for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++)
+        for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
             free(v[i].servers[k].base);
+            free(v[i].cfg_base[k]);
+            curl_slist_free_all(v[i].servers[k].connect_to);
+            curl_slist_free_all(v[i].servers[k].retired);
+        }
         free(v[i].name);
         free(v[i].ca_file);
         free(v[i].check_path);
@@ -164,7 +296,8 @@ static bool pool_server_is_up(struct upstream_origin *o, size_t i, int64_t now_m
     uint64_t h = atomic_load_explicit(&o->shm->server_health[i], memory_order_relaxed);
     uint32_t p = atomic_load_explicit(&o->shm->server_probe[i], memory_order_relaxed);
 
-    return (o->n == 1 || !cw_pool_health_is_down(h, now_ms)) && !cw_pool_probe_is_down(p);
+    if (!o->servers[i].is_present) return false;
+    return (o->live == 1 || !cw_pool_health_is_down(h, now_ms)) && !cw_pool_probe_is_down(p);
 }
 
 static void pool_log_breaker(struct upstream_origin *o, uint64_t from, uint64_t to, int64_t now_ms)
@@ -226,6 +359,7 @@ int upstream_origin_pick(struct upstream_origin *o, int exclude)
     int64_t now = cw_clock_mono_ms();
     int i;
 
+    pool_follow_dns(o);
     for (size_t k = 0; k < o->n; k++)
         o->pick[k].is_up = pool_server_is_up(o, k, now);
     i = cw_pool_pick(o->pick, o->n, o->balance, exclude);
@@ -238,10 +372,15 @@ void upstream_origin_pin(struct upstream_origin *o, int server)
     o->pick[server].running++;
 }
 
+/* A slot the DNS table left may be past n while its transfers end: the bound is the array. */
 void upstream_origin_release(struct upstream_origin *o, int server)
 {
-    if (server >= 0 && (size_t)server < o->n && o->pick[server].running > 0)
-        o->pick[server].running--;
+    if (server < 0 || server >= CW_LIMIT_ORIGIN_SERVERS) return;
+    if (o->pick[server].running > 0) o->pick[server].running--;
+    if (o->pick[server].running == 0 && o->servers[server].retired != NULL) {
+        curl_slist_free_all(o->servers[server].retired);
+        o->servers[server].retired = NULL;
+    }
 }
 
 size_t upstream_origin_server_count(const struct upstream_origin *o)
@@ -282,11 +421,11 @@ void upstream_origin_report_server(struct upstream_origin *o, int server, bool o
     if (!ok && cw_pool_health_down_until(next) != 0 &&
         cw_pool_health_fails(w) < o->health.max_fails) {
         cw_warn("upstream: origin %s server %s down for %lld ms: %u failures in a row", o->name,
-                o->servers[server].base, (long long)(cw_pool_health_down_until(next) - now),
+                o->servers[server].label, (long long)(cw_pool_health_down_until(next) - now),
                 cw_pool_health_fails(next));
     } else if (ok && cw_pool_health_fails(w) >= o->health.max_fails) {
         cw_notice("upstream: origin %s server %s up again: it answered", o->name,
-                  o->servers[server].base);
+                  o->servers[server].label);
     }
 }
 
@@ -303,8 +442,11 @@ void upstream_origin_count_fail_fast(struct upstream_origin *o)
     atomic_fetch_add_explicit(&o->shm->fail_fast, 1, memory_order_relaxed);
 }
 
-void upstream_origin_setopts(const struct upstream_origin *o, CURL *e)
+void upstream_origin_setopts(const struct upstream_origin *o, int server, CURL *e)
 {
+    /* A server DNS found: connect to its address; the URL keeps the name for Host and SNI. */
+    if (server >= 0 && server < CW_LIMIT_ORIGIN_SERVERS && o->servers[server].connect_to != NULL)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, o->servers[server].connect_to);
     /* TLS: the peer's chain and name are checked unless the config says otherwise; SNI and
      * the name checked come from the server's host. */
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o->tls_verify ? 1L : 0L);
@@ -360,10 +502,10 @@ static void pool_probe_on_done(struct cw_upstream_xfer *x, int rc)
             snprintf(why, sizeof(why), "status %d", x->status);
         }
         cw_warn("upstream: origin %s server %s down: health check %s: %s", o->name,
-                o->servers[pr->server].base, o->check_path, why);
+                o->servers[pr->server].label, o->check_path, why);
     } else if (changed) {
         cw_notice("upstream: origin %s server %s up: health check %s passed", o->name,
-                  o->servers[pr->server].base, o->check_path);
+                  o->servers[pr->server].label, o->check_path);
     }
     /* A passing check ends a passive down time early: the server answers again, so it need
      * not sit out the rest of its backoff (requests that fail mark it down again). */
@@ -375,7 +517,7 @@ static void pool_probe_on_done(struct cw_upstream_xfer *x, int rc)
                                                     memory_order_relaxed))
             cw_notice("upstream: origin %s server %s back from its down time: health check "
                       "%s passed",
-                      o->name, o->servers[pr->server].base, o->check_path);
+                      o->name, o->servers[pr->server].label, o->check_path);
     }
 out_free:
     free(pr);
@@ -391,12 +533,13 @@ static const struct cw_upstream_ops pool_probe_ops = {
  * queue full) is retried at the next interval. */
 static void pool_check_origin(struct cw_upstream *up, struct upstream_origin *o)
 {
+    pool_follow_dns(o);
     for (size_t i = 0; i < o->n; i++) {
         struct upstream_server *s = &o->servers[i];
         size_t len = s->base_len + strlen(o->check_path) + 1;
         struct upstream_probe *pr;
 
-        if (s->probing) continue;
+        if (s->probing || !s->is_present) continue;
         if ((pr = calloc(1, sizeof(*pr) + len)) == NULL) {
             cw_warn_rl("upstream: origin %s: health check: out of memory; next interval", o->name);
             return;

@@ -639,6 +639,51 @@ START_TEST(test_config_origin_fields)
 }
 END_TEST
 
+START_TEST(test_config_origin_discovery)
+{
+    struct cw_config c;
+
+    /* Defaults: resolve_max follows resolve; no resolver (resolv.conf). */
+    expect_ok("origins = ( { name = \"a\"; url = \"http://a\"; resolve = \"20s\"; } );", &c);
+    ck_assert_int_eq(c.origins[0].resolve_min_ms, 1000);
+    ck_assert_int_eq(c.origins[0].resolve_max_ms, 20000);
+    ck_assert_ptr_null(c.origins[0].srv);
+    ck_assert_ptr_null(cw_config_origin_resolver(&c, &c.origins[0]));
+    cw_config_free(&c);
+    /* The top-level resolver is inherited; an origin's own wins. */
+    expect_ok("resolver = \"127.0.0.1:5353,[::1]:53\";\n"
+              "origins = ( { name = \"a\"; url = \"http://a\"; srv = \"_api._tcp.x.internal\";"
+              " resolve_min = \"2s\"; resolve_max = \"1m\"; },\n"
+              " { name = \"b\"; url = \"http://b\"; resolver = \"10.0.0.53\"; } );",
+              &c);
+    ck_assert_str_eq(c.origins[0].srv, "_api._tcp.x.internal");
+    ck_assert_int_eq(c.origins[0].resolve_min_ms, 2000);
+    ck_assert_int_eq(c.origins[0].resolve_max_ms, 60000);
+    ck_assert_str_eq(cw_config_origin_resolver(&c, &c.origins[0]), "127.0.0.1:5353,[::1]:53");
+    ck_assert_str_eq(cw_config_origin_resolver(&c, &c.origins[1]), "10.0.0.53");
+    cw_config_free(&c);
+    /* A short resolve_max takes the default minimum down with it. */
+    expect_ok("origins = ( { name = \"a\"; url = \"http://a\"; resolve_max = \"500ms\"; } );", &c);
+    ck_assert_int_eq(c.origins[0].resolve_min_ms, 500);
+    cw_config_free(&c);
+
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\";\n resolve_min = \"10s\";"
+               " resolve_max = \"5s\"; } );",
+               "t.conf:2: origins[0].resolve_min: longer than resolve_max");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\"; srv = \"a b\"; } );",
+               "origins[0].srv: \"a b\" is not a DNS name");
+    expect_err("origins = ( { name = \"a\"; srv = \"_a._tcp.x\";\n"
+               " servers = [ \"http://127.0.0.1:1\" ]; } );",
+               "t.conf:2: origins[0].servers: an origin with srv takes its servers from DNS");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\"; resolver = \"dns.x:53\"; } );",
+               "origins[0].resolver: \"dns.x:53\" is not a list of DNS server addresses");
+    expect_err("resolver = \"127.0.0.1,\";\norigins = ( { name = \"a\"; url = \"http://a\"; } );",
+               "t.conf:1: resolver: \"127.0.0.1,\" is not a list");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\"; resolve_min = \"10ms\"; } );",
+               "origins[0].resolve_min:");
+}
+END_TEST
+
 START_TEST(test_config_bad_url)
 {
     static const char *const bad[] = {
@@ -1416,6 +1461,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_unknown_origin);
     tcase_add_test(tc, test_config_duplicate_origin);
     tcase_add_test(tc, test_config_origin_fields);
+    tcase_add_test(tc, test_config_origin_discovery);
     tcase_add_test(tc, test_config_bad_url);
     tcase_add_test(tc, test_config_url_normalised);
     tcase_add_test(tc, test_config_route_required);
