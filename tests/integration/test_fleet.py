@@ -387,8 +387,9 @@ def test_fleet_purge_every_kind_in_l1_and_l2(env):
                 "cache-status", ""), f"{kind}: B from L2 after a hard purge: {rb2}"
         return ms
 
-    kinds = {"hu": "HTTP PURGE url", "hus": "HTTP PURGE url, soft", "ht": "HTTP PURGE tag",
-             "hts": "HTTP PURGE tag, soft", "cu": "cwctl purge url", "cus": "cwctl purge url --soft",
+    kinds = {"hu": "HTTP PURGE url", "hus": "HTTP PURGE url, soft",
+             "ht": "HTTP PURGE tag", "hts": "HTTP PURGE tag, soft",
+             "cu": "cwctl purge url", "cus": "cwctl purge url --soft",
              "cp": "cwctl purge --prefix", "cps": "cwctl purge --prefix --soft",
              "ct": "cwctl purge --tag", "cts": "cwctl purge --tag --soft"}
     delays = {k: [] for k in kinds}
