@@ -2,6 +2,7 @@
 #include "workers/fleet.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ struct cw_fleet {
      * client's connect count at the last read (a reconnect makes a read due at once). */
     char log_id[CW_FLEETMSG_LOG_ID_BYTES];
     bool has_pos;
+    char *state_path; /* where log_id is kept across restarts; NULL: nowhere */
+    char saved_id[CW_FLEETMSG_LOG_ID_BYTES];
     bool log_inflight;
     int64_t log_due_ms;
     uint64_t log_connects;
@@ -52,6 +55,9 @@ static bool fleet_seen(struct cw_fleet *f, struct cw_str id);
 static void fleet_apply(struct cw_fleet *f, struct cw_str payload, const char *from);
 static void fleet_on_message(void *arg, struct cw_str channel, struct cw_str payload);
 static void fleet_on_log(void *arg, int rc, struct cw_str value);
+static void fleet_set_pos(struct cw_fleet *f, struct cw_str id);
+static void fleet_save_pos(struct cw_fleet *f);
+static void fleet_load_pos(struct cw_fleet *f);
 
 /* This node's name: the host's name and the supervisor's pid (every child's parent), so
  * that two nodes on one host differ and a node's processes agree. */
@@ -70,6 +76,12 @@ static size_t fleet_node(char *out, size_t size)
 
 static void fleet_l2_done(void *arg, int rc, struct cw_str value)
 {
+    if (rc == -ENOSPC) {
+        cw_warn_rl("fleet: ban sets full (%d bans): the oldest bans were dropped, and entries "
+                   "only they covered may come back from L2",
+                   CW_L2_BANS_MAX);
+        return;
+    }
     (void)value;
     if (rc < 0 && rc != -ECANCELED)
         cw_warn_rl("fleet: purge: L2 %s: %s; other nodes may read the old copy from Redis",
@@ -215,9 +227,9 @@ static void fleet_on_log(void *arg, int rc, struct cw_str value)
     }
     if (!f->has_pos) {
         /* Where the log ends now: what came before is older than this node's subscription. */
-        memcpy(f->log_id, log.last_id.p, log.last_id.len);
-        f->log_id[log.last_id.len] = '\0';
+        fleet_set_pos(f, log.last_id);
         f->has_pos = true;
+        fleet_save_pos(f);
         return;
     }
     /* "0-0": the log was empty when this node started; nothing it had not read can be gone. */
@@ -230,16 +242,82 @@ static void fleet_on_log(void *arg, int rc, struct cw_str value)
     while ((rc = cw_fleetmsg_log_next(&log, &id, &msg)) == 1) {
         n++;
         fleet_apply(f, msg, "the purge log");
-        memcpy(f->log_id, id.p, id.len);
-        f->log_id[id.len] = '\0';
+        fleet_set_pos(f, id);
     }
     if (rc < 0) cw_warn_rl("fleet: purge log: malformed entry: the rest of the read dropped");
     if (n == 0 && cw_fleetmsg_log_cmp(log.last_id, cw_str_cstr(f->log_id)) < 0) {
         /* The log restarted (Redis lost it) behind this node's place: go with it. */
-        memcpy(f->log_id, log.last_id.p, log.last_id.len);
-        f->log_id[log.last_id.len] = '\0';
+        fleet_set_pos(f, log.last_id);
     }
     if (n == CW_FLEET_LOG_BATCH) f->log_due_ms = 0; /* more to read: at once */
+    fleet_save_pos(f);
+}
+
+/* id was checked by cw_fleetmsg_log_open() or _next(): shorter than the buffer. */
+static void fleet_set_pos(struct cw_fleet *f, struct cw_str id)
+{
+    memcpy(f->log_id, id.p, id.len);
+    f->log_id[id.len] = '\0';
+}
+
+/* Keeps the place in the purge log in the state file when it moved (write a temporary
+ * file, rename it over: a crash leaves the old place or the new, never half of one). The
+ * place only makes a restart safer, serving does not need it: a failure is logged,
+ * rate-limited. */
+static void fleet_save_pos(struct cw_fleet *f)
+{
+    char tmp[4096], line[CW_FLEETMSG_LOG_ID_BYTES + 1];
+    int fd, n, len;
+
+    if (f->state_path == NULL || strcmp(f->saved_id, f->log_id) == 0) return;
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp", f->state_path);
+    len = snprintf(line, sizeof(line), "%s\n", f->log_id);
+    if (n < 0 || (size_t)n >= sizeof(tmp) || len < 0 || (size_t)len >= sizeof(line)) return;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd == -1) goto out_warn;
+    if (write(fd, line, (size_t)len) != len) {
+        close(fd);
+        goto out_warn;
+    }
+    if (close(fd) == -1 || rename(tmp, f->state_path) == -1) goto out_warn;
+    memcpy(f->saved_id, f->log_id, sizeof(f->saved_id));
+    return;
+out_warn:
+    cw_warn_rl("fleet: keep the purge log place in %s: %s", f->state_path, strerror(errno));
+}
+
+/* The place a previous run of this node kept: from there, what it missed while it was
+ * down is applied, or a gap found. No file (first start) or a bad one: start at the end. */
+static void fleet_load_pos(struct cw_fleet *f)
+{
+    char buf[CW_FLEETMSG_LOG_ID_BYTES + 1];
+    ssize_t n;
+    int fd;
+
+    if (f->state_path == NULL) return;
+    fd = open(f->state_path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        if (errno != ENOENT)
+            cw_warn("fleet: read %s: %s; reading the purge log from its end", f->state_path,
+                    strerror(errno));
+        return;
+    }
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    /* A malformed id sorts before every valid one, "0-0" the least of them. */
+    if (strlen(buf) >= sizeof(f->log_id) ||
+        cw_fleetmsg_log_cmp(cw_str_cstr(buf), CW_STR_LIT("0-0")) < 0) {
+        cw_warn("fleet: %s does not hold a purge log id; reading the log from its end",
+                f->state_path);
+        return;
+    }
+    memcpy(f->log_id, buf, strlen(buf) + 1);
+    memcpy(f->saved_id, buf, strlen(buf) + 1);
+    f->has_pos = true;
+    cw_info("fleet: reading the purge log from %s, where this node left it", f->log_id);
 }
 
 void cw_fleet_tick(struct cw_fleet *f, int64_t now_ms)
@@ -264,8 +342,8 @@ int cw_fleet_timeout_ms(const struct cw_fleet *f, int64_t now_ms)
                                                 : (int)(f->log_due_ms - now_ms);
 }
 
-int cw_fleet_open(const struct cw_config *cfg, cw_fleet_apply_fn fn, cw_fleet_gap_fn gap, void *cls,
-                  struct cw_fleet **out)
+int cw_fleet_open(const struct cw_config *cfg, const char *state_path, cw_fleet_apply_fn fn,
+                  cw_fleet_gap_fn gap, void *cls, struct cw_fleet **out)
 {
     struct cw_fleet *f;
     int rc;
@@ -278,6 +356,11 @@ int cw_fleet_open(const struct cw_config *cfg, cw_fleet_apply_fn fn, cw_fleet_ga
     f->gap = gap;
     f->cls = cls;
     f->node_len = fleet_node(f->node, sizeof(f->node));
+    if (state_path != NULL && (f->state_path = strdup(state_path)) == NULL) {
+        rc = -ENOMEM;
+        goto out_free;
+    }
+    fleet_load_pos(f);
     rc = cw_l2_open(cfg, &f->l2);
     if (rc < 0) goto out_free;
     rc = cw_l2_subscribe(f->l2, fleet_on_message, f);
@@ -296,6 +379,7 @@ void cw_fleet_close(struct cw_fleet *f)
 {
     if (f == NULL) return;
     cw_l2_close(f->l2);
+    free(f->state_path);
     free(f);
 }
 

@@ -12,7 +12,8 @@
  *
  * A struct cw_fleet is the refresher's: it owns its own struct cw_l2 (subscribed to
  * redis.channel), the ids of the last CW_FLEET_SEEN_MAX purges it applied, so each is
- * applied once, and its place in the purge log: it reads the log from there every
+ * applied once, and its place in the purge log (kept in a file beside L1): it reads the log
+ * from there every
  * CW_FLEET_LOG_POLL_MS and at once after any reconnect, so a purge whose PUBLISH it missed
  * (connection down, subscription cut) is applied from the log. One thread; open after
  * fork(), never carried across one. */
@@ -51,9 +52,13 @@ void cw_fleet_ban(struct cw_l2 *l2, uint64_t *counter, struct cw_str key_prefix,
                   int64_t now_wall_ms);
 
 /* Opens the refresher's client and subscribes it: 0 and *out, or -errno (logged); -ENODEV
- * when redis.enabled is false. Caller owns *out; free with cw_fleet_close(), which takes NULL. */
-CW_MUST_CHECK int cw_fleet_open(const struct cw_config *cfg, cw_fleet_apply_fn fn,
-                                cw_fleet_gap_fn gap, void *cls, struct cw_fleet **out);
+ * when redis.enabled is false. state_path (may be NULL) keeps the place in the purge log
+ * across restarts (one line, replaced by rename when it moves): a node restarted with its L1
+ * applies what was purged while it was down, or finds the gap. Caller owns *out; free with
+ * cw_fleet_close(), which takes NULL. */
+CW_MUST_CHECK int cw_fleet_open(const struct cw_config *cfg, const char *state_path,
+                                cw_fleet_apply_fn fn, cw_fleet_gap_fn gap, void *cls,
+                                struct cw_fleet **out);
 void cw_fleet_close(struct cw_fleet *f);
 /* After each cw_l2_process() of its client: reads the purge log when due. */
 void cw_fleet_tick(struct cw_fleet *f, int64_t now_ms);

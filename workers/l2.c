@@ -636,6 +636,8 @@ static int l2_reply_result(struct l2_op *op, const redisReply *r, struct cw_str 
     case L2_OP_LOG:
         if (r->type == REDIS_REPLY_STRING) *value = cw_str_make(r->str, r->len);
         return 0;
+    case L2_OP_BAN: /* how many bans the count limit pushed out */
+        return r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? -ENOSPC : 0;
     case L2_OP_LEASE_TAKE:
         if (r->type == REDIS_REPLY_NIL) return -EEXIST;
         return r->type == REDIS_REPLY_STATUS ? 0 : -EIO;

@@ -154,8 +154,9 @@ CW_MUST_CHECK int cw_l2_purge_entry(struct cw_l2 *l2, struct cw_str name, bool s
 int cw_l2_purge_tag(struct cw_l2 *l2, struct cw_str tag, bool soft, int64_t now_ms,
                     cw_l2_done_fn fn, void *arg);
 /* Records a ban (record: a core/fleetmsg.h message of kind CW_FLEETMSG_BAN, time_ms its
- * time) in every group's ban set, kept CW_L2_BAN_KEEP_MS, at most CW_L2_BANS_MAX a group.
- * Returns the commands accepted (fn called that many times), or -errno when none was. */
+ * time) in every group's ban set, kept CW_L2_BAN_KEEP_MS, at most CW_L2_BANS_MAX a group
+ * (fn gets -ENOSPC for a group whose oldest ban had to go). Returns the commands accepted
+ * (fn called that many times), or -errno when none was. */
 int cw_l2_ban_add(struct cw_l2 *l2, struct cw_str record, int64_t time_ms, cw_l2_done_fn fn,
                   void *arg);
 /* Appends msg to the purge log, the stream <prefix>{purgelog} (its own hash tag: one cluster

@@ -946,7 +946,11 @@ static int refr_open(struct refresher *rf)
     rc = cw_upstream_start(rf->cfg, REFR_INFLIGHT_MAX * 2, rf->seg, true, &rf->fetch);
     if (rc < 0 || !rf->cfg->redis_enabled) return rc;
     /* Fleet-wide purge: without it this node still serves, its purges stay its own. */
-    if (cw_fleet_open(rf->cfg, refr_on_fleet, refr_on_fleet_gap, rf, &rf->fleet) < 0) {
+    /* The place in the purge log lives as long as L1 does: beside its file. */
+    char state[4096];
+    int n = snprintf(state, sizeof(state), "%s.purgelog", rf->cfg->cache_path);
+    if (cw_fleet_open(rf->cfg, n > 0 && (size_t)n < sizeof(state) ? state : NULL, refr_on_fleet,
+                      refr_on_fleet_gap, rf, &rf->fleet) < 0) {
         cw_warn("refresher: fleet purge off: redis.channel not subscribed");
         return 0;
     }

@@ -26,10 +26,11 @@ def get(d, path, **kw):
     return d.get(path, headers=SITE, **kw)
 
 
-def node(env, origin, redis, name, workers=2):
-    """A cachewarpd with its own L1 on redis (standalone), stats on an ephemeral port."""
+def node(env, origin, redis, name, workers=2, l1=None):
+    """A cachewarpd with its own L1 (named l1, or after the node) on redis (standalone), stats
+    on an ephemeral port."""
     return env.daemon(origin, workers=workers, name=name, stats=True, overrides={
-        "cache": {"path": os.path.join(env.dir, f"{name}.mdb"), "size": "64M",
+        "cache": {"path": os.path.join(env.dir, f"{l1 or name}.mdb"), "size": "64M",
                   "max_object": "1M"},
         "redis": {"enabled": True, "port": redis.port, "timeout": f"{REDIS_TIMEOUT_MS}ms",
                   "connect_timeout": "100ms"},
@@ -496,3 +497,36 @@ def test_fleet_purge_log_gap_soft_purges_l1(env):
     time.sleep(1.5)  # the next reads find no gap: logged once
     with open(b.log_path, "rb") as f:
         assert f.read().decode("utf-8", "replace").count("purge log no longer holds entry") == 1
+
+
+def test_fleet_restarted_node_applies_purges_made_while_down(env):
+    """Node B keeps its place in the purge log beside its L1 file: stopped, then started again
+    on the same L1, it applies the purge node A made meanwhile before serving its old copy."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a")
+    b = node(env, o, r, "node-b")
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+    p = "/while-down?cc=max-age%3D300"
+    w0 = writes(a)
+    get(a, p)
+    a.wait_metric("cachewarp_l2_writes_total", lambda v: v >= w0 + 1, outcome="stored")
+    get(b, p)
+    rb = get(b, p)
+    assert rb.header("x-cache") == "HIT" and "detail=l2" not in rb.header("cache-status", "")
+    cw.wait_for(lambda: os.path.exists(os.path.join(env.dir, "node-b.mdb.purgelog")), 5 * TF,
+                what="node B keeping its place in the purge log")
+    b.stop()
+    ra = a.request(p, method="PURGE", headers=SITE)
+    assert ra.status == 200, ra
+    b2 = node(env, o, r, "node-b2", l1="node-b")
+
+    def from_log():
+        with open(b2.log_path, "rb") as f:
+            return "applied from the purge log" in f.read().decode("utf-8", "replace")
+
+    cw.wait_for(from_log, 10 * TF, what="the restarted node applying the purge from the log")
+    rb = get(b2, p)
+    assert rb.header("x-cache") == "MISS", f"the restarted node served its old copy: {rb}"
+    assert b'"n":2' in rb.body, rb
