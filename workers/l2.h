@@ -150,13 +150,14 @@ CW_MUST_CHECK int cw_l2_purge_entry(struct cw_l2 *l2, struct cw_str name, bool s
 /* Purges every entry in tag's sets, one script per hash-tag group (256 commands, each
  * atomic for its group): hard, the entries and the set are deleted; soft, the entries are
  * marked stale and the set kept. Returns how many commands were accepted (fn is called that
- * many times), or -errno when none was. */
+ * many times; the groups past a refusal are logged, rate-limited, and not purged), or -errno
+ * when none was. */
 int cw_l2_purge_tag(struct cw_l2 *l2, struct cw_str tag, bool soft, int64_t now_ms,
                     cw_l2_done_fn fn, void *arg);
 /* Records a ban (record: a core/fleetmsg.h message of kind CW_FLEETMSG_BAN, time_ms its
  * time) in every group's ban set, kept CW_L2_BAN_KEEP_MS, at most CW_L2_BANS_MAX a group
  * (fn gets -ENOSPC for a group whose oldest ban had to go). Returns the commands accepted
- * (fn called that many times), or -errno when none was. */
+ * (fn called that many times; a refusal is logged as for tags), or -errno when none was. */
 int cw_l2_ban_add(struct cw_l2 *l2, struct cw_str record, int64_t time_ms, cw_l2_done_fn fn,
                   void *arg);
 /* Appends msg to the purge log, the stream <prefix>{purgelog} (its own hash tag: one cluster

@@ -202,6 +202,9 @@ int cw_l2_purge_tag(struct cw_l2 *l2, struct cw_str tag, bool soft, int64_t now_
         if (rc < 0) break;
         accepted++;
     }
+    if (rc < 0 && accepted > 0)
+        cw_warn_rl("l2: tag purge %.*s: %d of %d groups refused: %s", (int)tag.len, tag.p,
+                   L2_GROUPS - accepted, L2_GROUPS, strerror(-rc));
     return accepted > 0 ? accepted : rc;
 }
 
@@ -227,6 +230,9 @@ int cw_l2_ban_add(struct cw_l2 *l2, struct cw_str record, int64_t time_ms, cw_l2
         if (rc < 0) break;
         accepted++;
     }
+    if (rc < 0 && accepted > 0)
+        cw_warn_rl("l2: ban: %d of %d groups refused: %s", L2_GROUPS - accepted, L2_GROUPS,
+                   strerror(-rc));
     return accepted > 0 ? accepted : rc;
 }
 
