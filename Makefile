@@ -184,6 +184,7 @@ FUZZ_LIBS_policy  = -lm
 FUZZ_CORE_path   := core/path.c core/common.c
 FUZZ_CORE_reqscan := core/reqscan.c
 FUZZ_CORE_ctlmsg := core/ctlmsg.c core/common.c
+FUZZ_CORE_fleetmsg := core/fleetmsg.c core/ban.c core/common.c
 FUZZ_CORE_config := core/config.c core/config_schema.c core/config_redis.c core/config_value.c \
                     core/common.c core/log.c
 FUZZ_LIBS_config  = $(shell pkg-config --libs libconfig)

@@ -30,8 +30,9 @@ static const char l2_set_script[] =
 static const char l2_release_script[] =
     "if redis.call('GET',KEYS[1])==ARGV[1] then return redis.call('DEL',KEYS[1]) end return 0";
 
-static const char *const l2_op_names[] = {"GET",     "SET",     "DEL",  "lease take",
-                                          "release", "PUBLISH", "PING", "CLUSTER SLOTS"};
+static const char *const l2_op_names[] = {"GET",     "SET",     "DEL",      "lease take",
+                                          "release", "PUBLISH", "PING",     "CLUSTER SLOTS",
+                                          "purge",   "ban",     "purge log"};
 
 static void l2_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
@@ -502,13 +503,11 @@ static int l2_key(const struct cw_l2 *l2, struct cw_str key, const char *kind, s
 int cw_l2_get(struct cw_l2 *l2, struct cw_str key, cw_l2_done_fn fn, void *arg)
 {
     char k[CW_LIMIT_L2_KEY_BYTES];
-    const char *argv[2] = {"GET", k};
-    size_t lens[2] = {3, 0};
     int n = l2_key(l2, key, "", key, k, sizeof(k));
 
     if (n < 0) return n;
-    lens[1] = (size_t)n;
-    return l2_submit(l2, L2_OP_GET, cw_hashslot_of(k, lens[1]), 2, argv, lens, fn, arg);
+    /* With the bans of its group (workers/l2_purge.c): one round trip still. */
+    return l2_get_submit(l2, k, (size_t)n, fn, arg);
 }
 
 int cw_l2_set(struct cw_l2 *l2, struct cw_str key, struct cw_str value, int64_t ttl_ms,
@@ -678,11 +677,12 @@ static int l2_reply_result(struct l2_op *op, const redisReply *r, struct cw_str 
 {
     switch (op->kind) {
     case L2_OP_GET:
-        if (r->type == REDIS_REPLY_NIL) return -ENOENT;
-        if (r->type != REDIS_REPLY_STRING) return -EIO;
-        if (r->len > op->l2->max_value_bytes) return -EFBIG;
-        *value = cw_str_make(r->str, r->len);
+        return l2_get_result(op, r, value);
+    case L2_OP_LOG:
+        if (r->type == REDIS_REPLY_STRING) *value = cw_str_make(r->str, r->len);
         return 0;
+    case L2_OP_BAN: /* how many bans the count limit pushed out */
+        return r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? -ENOSPC : 0;
     case L2_OP_LEASE_TAKE:
         if (r->type == REDIS_REPLY_NIL) return -EEXIST;
         return r->type == REDIS_REPLY_STATUS ? 0 : -EIO;
@@ -726,7 +726,7 @@ static void l2_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     } else {
         rc = l2_reply_result(op, r, &value);
         if (rc == -EFBIG) {
-            cw_warn_rl("l2: GET: value of %zu bytes over the %zu-byte limit: a miss", r->len,
+            cw_warn_rl("l2: GET: value of %zu bytes over the %zu-byte limit: a miss", value.len,
                        l2->max_value_bytes);
         }
         l2_complete(op, rc, value);

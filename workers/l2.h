@@ -35,6 +35,7 @@
 #include "core/common.h" /* CW_MUST_CHECK, struct cw_str */
 
 struct cw_config;
+struct cw_entry_view;
 struct pollfd;
 struct cw_l2; /* opaque */
 
@@ -42,6 +43,11 @@ struct cw_l2; /* opaque */
 #define CW_L2_BACKOFF_MIN_MS   50       /* first reconnect / probe wait */
 #define CW_L2_BACKOFF_MAX_MS   2000     /* longest reconnect / probe wait */
 #define CW_L2_POLLFDS_MAX      (3 + 64) /* data, sub, sentinel, cluster masters */
+/* Prefix bans: kept this long in Redis (an entry stored before a ban and living longer than
+ * this after it could come back from L2), at most this many per hash-tag group. */
+#define CW_L2_BAN_KEEP_MS  (7 * 24 * 3600 * 1000LL)
+#define CW_L2_BANS_MAX     1024
+#define CW_L2_PURGELOG_MAX 10000 /* entries the purge log stream keeps (MAXLEN ~) */
 
 /* A command's completion: rc 0 and, for cw_l2_get(), value (borrowed: valid only during the
  * call); or -ENOENT (GET miss; lease not held by token), -EEXIST (lease held by another),
@@ -67,6 +73,7 @@ struct cw_l2_stats {
     uint64_t master_switches;  /* sentinel: the master's address changed */
     uint64_t messages;         /* pub/sub messages delivered */
     uint64_t breaker_opens;
+    uint64_t banned;   /* GETs a prefix ban made a miss (hard) or stale (soft) */
     int breaker_state; /* enum cw_breaker_state: 0 closed, 1 open, 2 probing */
     unsigned conns_ready;
     unsigned pending; /* commands in flight now */
@@ -124,6 +131,47 @@ CW_MUST_CHECK int cw_l2_lease_release(struct cw_l2 *l2, struct cw_str key, struc
 /* PUBLISH payload on redis.channel: 0 once Redis took it. */
 CW_MUST_CHECK int cw_l2_publish(struct cw_l2 *l2, struct cw_str payload, cw_l2_done_fn fn,
                                 void *arg);
+/* ---- purges (workers/l2_purge.c) ----
+ * An entry's name is the caller's key above: 32 hex digits of a SipHash of the entry's full
+ * key string under a fixed fleet-wide secret (cw_l2_entry_name()). A GET (cw_l2_get()) also
+ * fetches the prefix bans of the entry's group recorded since it was stored, in the same
+ * script, and applies them (core/ban.h): a hard ban's entry is a miss (-ENOENT), a soft
+ * ban's comes back marked stale; counted in cw_l2_stats.banned. */
+
+/* The L2 name of the entry whose full key string is full_key: 32 hex digits and a NUL. */
+void cw_l2_entry_name(struct cw_str full_key, char out[33]);
+/* The Surrogate-Key tags of v (borrowed from it), at most CW_LIMIT_TAGS into tags: the count,
+ * for cw_l2_set(). */
+size_t cw_l2_entry_tags(const struct cw_entry_view *v, struct cw_str *tags);
+/* Purges the entry named name: hard, DEL; soft, its header is marked stale at now_ms (wall
+ * clock) as an L1 soft purge does, keeping its TTL, in one script. 0 (fn called once) or
+ * -errno as above. */
+CW_MUST_CHECK int cw_l2_purge_entry(struct cw_l2 *l2, struct cw_str name, bool soft, int64_t now_ms,
+                                    cw_l2_done_fn fn, void *arg);
+/* Purges every entry in tag's sets, one script per hash-tag group (256 commands, each
+ * atomic for its group): hard, the entries and the set are deleted; soft, the entries are
+ * marked stale and the set kept. Returns how many commands were accepted (fn is called that
+ * many times; the groups past a refusal are logged, rate-limited, and not purged), or -errno
+ * when none was. */
+int cw_l2_purge_tag(struct cw_l2 *l2, struct cw_str tag, bool soft, int64_t now_ms,
+                    cw_l2_done_fn fn, void *arg);
+/* Records a ban (record: a core/fleetmsg.h message of kind CW_FLEETMSG_BAN, time_ms its
+ * time) in every group's ban set, kept CW_L2_BAN_KEEP_MS, at most CW_L2_BANS_MAX a group
+ * (fn gets -ENOSPC for a group whose oldest ban had to go). Returns the commands accepted
+ * (fn called that many times; a refusal is logged as for tags), or -errno when none was. */
+int cw_l2_ban_add(struct cw_l2 *l2, struct cw_str record, int64_t time_ms, cw_l2_done_fn fn,
+                  void *arg);
+/* Appends msg to the purge log, the stream <prefix>{purgelog} (its own hash tag: one cluster
+ * slot), trimmed to about CW_L2_PURGELOG_MAX entries. fn gets 0 and the entry's id. */
+CW_MUST_CHECK int cw_l2_log_append(struct cw_l2 *l2, struct cw_str msg, cw_l2_done_fn fn,
+                                   void *arg);
+/* Reads at most count entries of the purge log after the entry after_id (an empty after_id:
+ * none, only where the log ends). fn gets 0 and one string: "<1|0> <last id>\n" (1 when
+ * after_id is still in the log, so nothing after it was trimmed away), then per entry
+ * "<id> <length> <message>"; core/fleetmsg.h reads it (cw_fleetmsg_log_*()). */
+CW_MUST_CHECK int cw_l2_log_read(struct cw_l2 *l2, struct cw_str after_id, unsigned count,
+                                 cw_l2_done_fn fn, void *arg);
+
 /* Subscribes to redis.channel on a connection of its own, kept subscribed across reconnects
  * and failovers; each message goes to fn. Once per l2: -EEXIST the second time. Messages
  * published while the connection is down are lost (Redis pub/sub keeps nothing). */

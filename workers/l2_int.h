@@ -67,6 +67,9 @@ enum l2_op_kind {
     L2_OP_PUBLISH,
     L2_OP_PROBE,   /* the breaker's PING */
     L2_OP_REFRESH, /* CLUSTER SLOTS */
+    L2_OP_PURGE,   /* a soft mark or a tag's group (l2_purge.c) */
+    L2_OP_BAN,     /* a ban record into a group */
+    L2_OP_LOG,     /* the purge log: XADD, or a read (its reply string is the value) */
 };
 
 struct l2_op {
@@ -156,6 +159,14 @@ int l2_submit_to(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, uns
 void l2_op_release(struct l2_op *op);
 /* Records an outcome in the breaker and logs a change of state. */
 void l2_breaker_record(struct cw_l2 *l2, bool ok, bool probe);
+
+/* l2_purge.c */
+/* Submits the read of the entry named key (a whole Redis key name "<prefix>{hh}...") with
+ * the bans of its group recorded since it was stored: 0, or -errno as cw_l2_get(). */
+int l2_get_submit(struct cw_l2 *l2, const char *key, size_t key_len, cw_l2_done_fn fn, void *arg);
+/* The result of that read: 0 and *value (the entry; a soft ban's is marked stale in the
+ * reply), -ENOENT (none, or a hard ban covers it), -EIO (an unexpected reply), -EFBIG. */
+int l2_get_result(struct l2_op *op, const redisReply *r, struct cw_str *value);
 
 /* l2_conn.c */
 void l2_conn_init(struct l2_conn *c, struct cw_l2 *l2, enum l2_conn_kind kind);

@@ -6,7 +6,11 @@
  * a list the main thread frees. A refresh sends the request again from the entry's request
  * part (core/entry.h): the Host and target the worker routed and keyed, and the request
  * fields the entry was chosen by (route key_headers, Cookie when keyed, Vary) with the values
- * the origin was sent then. The key string is only compared, never read back into a request. */
+ * the origin was sent then. The key string is only compared, never read back into a request.
+ *
+ * With Redis, what a refresh or revalidation put into L1 also goes to L2: the fetch thread
+ * queues the bytes, the main thread writes them with the fleet's client (workers/fleet.h),
+ * which it drives from its poll loop beside the subscription and the purge log reads. */
 #include "workers/refresher.h"
 
 #include <errno.h>
@@ -22,6 +26,7 @@
 #include "core/config.h"
 #include "core/ctlmsg.h"
 #include "core/entry.h"
+#include "core/fleetmsg.h"
 #include "core/key.h"
 #include "core/limits.h"
 #include "core/log.h"
@@ -53,6 +58,7 @@
 #define REFR_PURGE_BATCHES   8
 #define REFR_PURGE_REPORT_MS 2000 /* a long purge reports its progress this often */
 #define REFR_FLEET_WAIT_MAX  16   /* other nodes' prefix/tag purges queued behind one running */
+#define REFR_L2_PUTS_MAX     256  /* refreshed entries waiting for their L2 write */
 
 /* A prefix or tag purge in progress. It runs in steps from the loop, so that health pings,
  * refreshes and eviction go on between them (a purge of 100,000 entries takes seconds, and a
@@ -122,6 +128,15 @@ struct refresher {
         size_t len;
     } fleet_wait[REFR_FLEET_WAIT_MAX];
     size_t fleet_wait_count;
+    /* Refreshed entries for L2: the fetch thread queues them (under lock), the main thread
+     * writes them with the fleet's client, which is its own. */
+    struct refr_l2_put {
+        struct refr_l2_put *next;
+        char name[33]; /* the entry's L2 name */
+        size_t len;
+        char bytes[]; /* the encoded entry, as L1 has it */
+    } * l2_puts;
+    size_t l2_put_count;
 };
 
 static const char *refr_header(void *cls, const char *name)
@@ -499,12 +514,35 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
            (st.clock > 0 || st.used_pages * 100 > st.map_pages * CW_STORE_EVICT_HIGH_PCT);
 }
 
+static void refr_l2_purged(void *arg, int rc, struct cw_str value)
+{
+    (void)arg;
+    (void)value;
+    if (rc < 0 && rc != -ECANCELED)
+        cw_warn_rl("refresher: purge: L2 entry: %s; other nodes may read it from Redis",
+                   strerror(-rc));
+}
+
+/* The URL's own entry in L2 (the entry without Vary: its full key is the primary key),
+ * before the purge is published, on the same connection. */
+static void refr_l2_purge_url(struct refresher *rf, struct cw_str primary, bool soft,
+                              int64_t now_wall_ms)
+{
+    char name[33];
+    int rc;
+
+    cw_l2_entry_name(primary, name);
+    rc = cw_l2_purge_entry(cw_fleet_l2(rf->fleet), cw_str_make(name, 32), soft, now_wall_ms,
+                           refr_l2_purged, NULL);
+    if (rc < 0) refr_l2_purged(NULL, rc, cw_str_make(NULL, 0));
+}
+
 /* Purges one URL as the HTTP PURGE does (workers/worker.c): the primary key the route
  * builds for it, and, when entries of the URL can differ by request fields (the route's
  * key_headers, cookies = "key", or a Vary record), every key that starts with the primary
  * key and a newline. A URL with no route has nothing cached: -ENOENT. */
 static int refr_purge_url(struct refresher *rf, struct cw_str url, bool soft, int64_t now,
-                          size_t *count)
+                          bool to_l2, size_t *count)
 {
     struct cw_str host, target;
     struct cw_key primary;
@@ -525,6 +563,7 @@ static int refr_purge_url(struct refresher *rf, struct cw_str url, bool soft, in
     rc = cw_key_build(rt, CW_STR_LIT("http"), host, target, key, CW_LIMIT_KEY_BYTES - 1, &klen);
     if (rc < 0) goto out_free_key;
     cw_key_hash(cw_store_secret(rf->store), key, klen, &primary);
+    if (to_l2 && rf->fleet != NULL) refr_l2_purge_url(rf, cw_str_make(key, klen), soft, now);
     rc = cw_store_purge_key(rf->store, &primary, soft, now);
     if (rc == 0) (*count)++;
     if (rc < 0 && rc != -ENOENT) goto out_free_key;
@@ -532,6 +571,10 @@ static int refr_purge_url(struct refresher *rf, struct cw_str url, bool soft, in
     if (rt->key_headers_count > 0 || rt->cookies == CW_CONFIG_COOKIES_KEY ||
         cw_store_vary_get(rf->reader, &primary, vary, sizeof(vary), &vlen) == 0) {
         key[klen] = '\n';
+        /* The variants' L2 names hash values this node may never have seen: a ban. */
+        if (to_l2 && rf->fleet != NULL)
+            cw_fleet_ban(cw_fleet_l2(rf->fleet), cw_fleet_counter(rf->fleet),
+                         cw_str_make(key, klen + 1), soft, now);
         rc = cw_store_purge_prefix(rf->store, cw_str_make(key, klen + 1), soft, now, &n);
         *count += n;
         if (rc == 0 && !soft) rc = cw_store_vary_put(rf->store, &primary, cw_str_make(NULL, 0));
@@ -575,7 +618,13 @@ static int refr_purge_start(struct refresher *rf, uint64_t seq, uint32_t kind, b
 
     if (p->active) return -EBUSY;
     memset(p, 0, offsetof(struct refr_purge, text));
-    if (kind == CW_CHAN_PURGE_PREFIX) {
+    if (kind == CW_FLEETMSG_BAN) {
+        /* A prefix of the key string as it is (the purge log's gap: every entry). */
+        if (text.len == 0 || text.len > sizeof(p->text)) return -EINVAL;
+        memcpy(p->text, text.p, text.len);
+        p->len = text.len;
+        kind = CW_CHAN_PURGE_PREFIX;
+    } else if (kind == CW_CHAN_PURGE_PREFIX) {
         if (cw_ctlmsg_split_url(text, &host, &target) < 0) return -EINVAL;
         rc =
             cw_key_build(NULL, CW_STR_LIT("http"), host, target, p->text, sizeof(p->text), &p->len);
@@ -653,7 +702,7 @@ static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
     bool soft = h.soft != 0;
     switch (h.kind) {
     case CW_CHAN_PURGE_URL:
-        rc = refr_purge_url(rf, text, soft, cw_clock_wall_ms(), &count);
+        rc = refr_purge_url(rf, text, soft, cw_clock_wall_ms(), true, &count);
         if ((rc == 0 || rc == -ENOENT) && rf->fleet != NULL)
             cw_fleet_publish(cw_fleet_l2(rf->fleet), cw_fleet_counter(rf->fleet), h.kind, soft,
                              text);
@@ -683,7 +732,7 @@ static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str val
     int rc;
 
     if (kind == CW_CHAN_PURGE_URL) {
-        rc = refr_purge_url(rf, value, soft, cw_clock_wall_ms(), &count);
+        rc = refr_purge_url(rf, value, soft, cw_clock_wall_ms(), false, &count);
         cw_notice("refresher: fleet purge%s url %.*s: %zu entries%s%s", soft ? " (soft)" : "",
                   (int)(value.len > 200 ? 200 : value.len), value.p, count,
                   rc < 0 && rc != -ENOENT ? ": " : "",
@@ -709,6 +758,15 @@ static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str val
     fw->kind = kind;
     fw->soft = soft;
     rf->fleet_wait_count++;
+}
+
+/* The purge log lost entries this node had not read: purges may have been missed, and which
+ * entries they covered is unknown, so every entry of L1 is soft-purged (every key string
+ * starts with its scheme, "http"): each is revalidated with the origin before it is served
+ * fresh again, and until then served stale only within its stale windows. */
+static void refr_on_fleet_gap(void *cls)
+{
+    refr_on_fleet(cls, CW_FLEETMSG_BAN, true, CW_STR_LIT("http"));
 }
 
 /* Starts the oldest queued fleet purge once none runs. */
@@ -797,6 +855,79 @@ static int refr_signalfd(void)
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
+/* cw_fill_stored_fn of the refresher's fill, on the fetch thread: a refresh or revalidation
+ * put these bytes into L1; they are queued for L2 (REFR_L2_PUTS_MAX; past it, counted as a
+ * failed L2 write) and the main loop woken to write them. */
+static void refr_l2_stored(void *cls, const struct cw_fill_req *q, const void *p, size_t len)
+{
+    struct refresher *rf = cls;
+    struct refr_l2_put *put;
+    uint64_t one = 1;
+    bool full;
+
+    pthread_mutex_lock(&rf->lock);
+    full = rf->l2_put_count >= REFR_L2_PUTS_MAX;
+    pthread_mutex_unlock(&rf->lock);
+    if (full || (put = malloc(sizeof(*put) + len)) == NULL) {
+        cw_seg_add(rf->seg, rf->slot, CW_METRICS_L2_WRITE_FAIL, 1);
+        return;
+    }
+    cw_l2_entry_name(cw_str_make(q->key_buf, q->key_len), put->name);
+    put->len = len;
+    memcpy(put->bytes, p, len);
+    pthread_mutex_lock(&rf->lock);
+    put->next = rf->l2_puts;
+    rf->l2_puts = put;
+    rf->l2_put_count++;
+    pthread_mutex_unlock(&rf->lock);
+    if (write(rf->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+        cw_warn_rl("refresher: write wake fd: %s", strerror(errno));
+}
+
+static void refr_l2_written(void *arg, int rc, struct cw_str value)
+{
+    struct refresher *rf = arg;
+
+    (void)value;
+    if (rc != -ECANCELED)
+        cw_seg_add(rf->seg, rf->slot, rc == 0 ? CW_METRICS_L2_WRITE : CW_METRICS_L2_WRITE_FAIL, 1);
+}
+
+/* Writes the queued refreshed entries to L2 as a worker's fill does (workers/req_l2.c): the
+ * same bytes, a TTL of the entry's whole useful life, its tags. Fire and forget. */
+static void refr_l2_flush(struct refresher *rf)
+{
+    struct cw_l2 *l2 = cw_fleet_l2(rf->fleet);
+    struct cw_str tags[CW_LIMIT_TAGS];
+    struct refr_l2_put *put;
+    struct cw_entry_view v;
+    int64_t end_ms, ttl_ms;
+    int rc;
+
+    pthread_mutex_lock(&rf->lock);
+    put = rf->l2_puts;
+    rf->l2_puts = NULL;
+    rf->l2_put_count = 0;
+    pthread_mutex_unlock(&rf->lock);
+    while (put != NULL) {
+        struct refr_l2_put *next = put->next;
+        rc = cw_entry_decode(put->bytes, put->len, &v);
+        if (rc == 0) {
+            end_ms = v.h.fresh_until_ms;
+            if (v.h.swr_until_ms > end_ms) end_ms = v.h.swr_until_ms;
+            if (v.h.sie_until_ms > end_ms) end_ms = v.h.sie_until_ms;
+            ttl_ms = end_ms - cw_clock_wall_ms();
+            rc = ttl_ms < 1
+                     ? 0
+                     : cw_l2_set(l2, cw_str_make(put->name, 32), cw_str_make(put->bytes, put->len),
+                                 ttl_ms, tags, cw_l2_entry_tags(&v, tags), refr_l2_written, rf);
+        }
+        if (rc < 0) cw_seg_add(rf->seg, rf->slot, CW_METRICS_L2_WRITE_FAIL, 1);
+        free(put);
+        put = next;
+    }
+}
+
 static int refr_open(struct refresher *rf)
 {
     int rc = cw_store_open(rf->cfg->cache_path, rf->cfg->cache_size_bytes, &rf->store);
@@ -819,8 +950,16 @@ static int refr_open(struct refresher *rf)
         cw_warn("refresher: origin DNS discovery off: the configured servers are used");
     if (rc < 0 || !rf->cfg->redis_enabled) return rc;
     /* Fleet-wide purge: without it this node still serves, its purges stay its own. */
-    if (cw_fleet_open(rf->cfg, refr_on_fleet, rf, &rf->fleet) < 0)
+    /* The place in the purge log lives as long as L1 does: beside its file. */
+    char state[4096];
+    int n = snprintf(state, sizeof(state), "%s.purgelog", rf->cfg->cache_path);
+    if (cw_fleet_open(rf->cfg, n > 0 && (size_t)n < sizeof(state) ? state : NULL, refr_on_fleet,
+                      refr_on_fleet_gap, rf, &rf->fleet) < 0) {
         cw_warn("refresher: fleet purge off: redis.channel not subscribed");
+        return 0;
+    }
+    rf->fill.stored = refr_l2_stored;
+    rf->fill.stored_cls = rf;
     return 0;
 }
 
@@ -859,7 +998,9 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
         int l2_timeout = l2 != NULL ? cw_l2_timeout_ms(l2) : -1;
         bool woken = false;
         uint64_t n;
+        int fleet_timeout = cw_fleet_timeout_ms(rf.fleet, now);
         if (l2_timeout >= 0 && l2_timeout < timeout) timeout = l2_timeout;
+        if (fleet_timeout >= 0 && fleet_timeout < timeout) timeout = fleet_timeout;
         /* A purge in progress: look at the fds without waiting, then do its next step. */
         int rc = poll(pfd, 3 + nl2, timeout);
         if (rc > 0 && (pfd[1].revents & POLLIN)) break;
@@ -869,7 +1010,11 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
             if (read(wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
                 cw_warn("refresher: read wake fd: %s", strerror(errno));
         }
-        if (l2 != NULL) cw_l2_process(l2, pfd + 3, nl2);
+        if (l2 != NULL) {
+            cw_l2_process(l2, pfd + 3, nl2);
+            refr_l2_flush(&rf);
+            cw_fleet_tick(rf.fleet, cw_clock_mono_ms());
+        }
         if (!rf.purge.active && rf.fleet_wait_count > 0) refr_fleet_next(&rf);
         if (rf.purge.active) refr_purge_step(&rf);
         /* A command alone does no refresh work: the tick keeps its own schedule, so the
@@ -887,6 +1032,11 @@ out_close:
     }
     cw_upstream_dns_free(rf.dns);
     cw_fleet_close(rf.fleet);
+    while (rf.l2_puts != NULL) {
+        struct refr_l2_put *next = rf.l2_puts->next;
+        free(rf.l2_puts);
+        rf.l2_puts = next;
+    }
     for (size_t i = 0; i < rf.fleet_wait_count; i++)
         free(rf.fleet_wait[i].text);
     cw_store_reader_close(rf.fetch_reader);

@@ -273,7 +273,7 @@ static void l2_on_del(void *arg, int rc, struct cw_str value)
 {
     (void)arg;
     (void)value;
-    if (rc < 0 && rc != -ECANCELED) cw_warn_rl("worker: purge: L2 DEL: %s", strerror(-rc));
+    if (rc < 0 && rc != -ECANCELED) cw_warn_rl("worker: purge: L2 purge: %s", strerror(-rc));
 }
 
 /* The URL goes out as cwctl takes it ("http://host/target"); the other nodes key it with
@@ -299,15 +299,16 @@ void req_l2_purged(struct worker_req *r)
         }
         return;
     }
-    /* The DEL first: on the same connection, so it is done before another node can act on
-     * the message and look the key up in L2. A soft purge keeps the L2 copy (stale windows). */
-    if (!r->purge_soft) {
+    /* The L2 purge first: on the same connection, so it is done before another node can act
+     * on the message and look the key up in L2. Soft: the L2 copy is marked stale. */
+    {
         struct cw_fill_req q = r->q;
         char hex[33];
         q.key_len = q.primary_len; /* the entry without Vary: its full key is the primary key */
         l2_key_hex(&q, hex);
-        rc = cw_l2_del(w->l2, cw_str_make(hex, 32), l2_on_del, NULL);
-        if (rc < 0) cw_warn_rl("worker %d: purge: L2 DEL: %s", w->index, strerror(-rc));
+        rc = cw_l2_purge_entry(w->l2, cw_str_make(hex, 32), r->purge_soft, cw_clock_wall_ms(),
+                               l2_on_del, NULL);
+        if (rc < 0) cw_warn_rl("worker %d: purge: L2 purge: %s", w->index, strerror(-rc));
     }
     n = snprintf(url, sizeof(url), "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
     if (n > 0 && (size_t)n < sizeof(url))
