@@ -421,6 +421,10 @@ void cw_config_free(struct cw_config *cfg)
         free(o->servers);
         free(o->health.path);
         free(o->ca_file);
+        free(o->tls_cert);
+        free(o->tls_key);
+        free(o->sni);
+        free(o->host);
     }
     for (size_t i = 0; cfg->routes != NULL && i < cfg->route_count; i++) {
         struct cw_config_route *r = &cfg->routes[i];
