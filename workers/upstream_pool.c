@@ -28,7 +28,8 @@
 struct upstream_server {
     char *base; /* "scheme://host:port" */
     size_t base_len;
-    bool probing; /* an active check is out */
+    bool probing;  /* an active check is out */
+    int max_conns; /* its cap of running attempts in this process; 0 = none */
 };
 
 struct upstream_origin {
@@ -90,6 +91,7 @@ static int pool_origin_init(struct upstream_origin *o, const struct cw_config_or
         o->servers[i].base_len = len;
         o->pick[i].weight = c->server_count ? c->servers[i].weight : 1;
         o->pick[i].is_backup = c->server_count ? c->servers[i].is_backup : false;
+        o->servers[i].max_conns = c->server_count ? c->servers[i].max_conns : 0;
     }
     o->balance = (enum cw_pool_balance)c->balance;
     o->health = (struct cw_pool_health){(unsigned)(c->max_fails > 0 ? c->max_fails : 3),
@@ -226,8 +228,11 @@ int upstream_origin_pick(struct upstream_origin *o, int exclude)
     int64_t now = cw_clock_mono_ms();
     int i;
 
+    /* A server at its own connection cap is passed over, as nginx's max_conns does. */
     for (size_t k = 0; k < o->n; k++)
-        o->pick[k].is_up = pool_server_is_up(o, k, now);
+        o->pick[k].is_up =
+            pool_server_is_up(o, k, now) &&
+            (o->servers[k].max_conns == 0 || o->pick[k].running < o->servers[k].max_conns);
     i = cw_pool_pick(o->pick, o->n, o->balance, exclude);
     if (i >= 0) o->pick[i].running++;
     return i;
@@ -242,6 +247,36 @@ void upstream_origin_release(struct upstream_origin *o, int server)
 {
     if (server >= 0 && (size_t)server < o->n && o->pick[server].running > 0)
         o->pick[server].running--;
+}
+
+bool upstream_origin_is_full(struct upstream_origin *o)
+{
+    int64_t now = cw_clock_mono_ms();
+    bool full = false;
+
+    for (size_t k = 0; k < o->n; k++) {
+        if (!pool_server_is_up(o, k, now)) continue;
+        if (o->servers[k].max_conns == 0 || o->pick[k].running < o->servers[k].max_conns)
+            return false;
+        full = true;
+    }
+    return full;
+}
+
+int64_t upstream_origin_breaker_wait_ms(struct upstream_origin *o)
+{
+    uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed);
+    int64_t left = cw_pool_breaker_time(w) - cw_clock_mono_ms();
+
+    switch (cw_pool_breaker_state(w)) {
+    case CW_POOL_BREAKER_OPEN:
+        return left > 1 ? left : 1;
+    case CW_POOL_BREAKER_HALF_OPEN:
+        return 1;
+    case CW_POOL_BREAKER_CLOSED:
+        break;
+    }
+    return 0;
 }
 
 size_t upstream_origin_server_count(const struct upstream_origin *o)
