@@ -3,9 +3,10 @@
 An https origin verified by a test CA made with openssl here (TLS sessions resumed across
 connections, the sni and Host overrides seen by the origin), a wrong CA (502 and one log
 line), an origin that requires a client certificate (mTLS), a first-byte timeout (504 in about
-its time), a per-server max_conns with a full queue (a fast 503) or a queue_timeout, and an
-open breaker that serves a copy past its stale-if-error window up to breaker.max_stale, with
-Retry-After from the breaker's cooldown.
+its time), a total timeout that cuts a flowing transfer, pooled connections closed after
+idle_timeout, a per-server max_conns (a full server passed over; with a full queue, a fast
+503) or a queue_timeout, and an open breaker that serves a copy past its stale-if-error window
+up to breaker.max_stale, with Retry-After from the breaker's cooldown.
 
 Everything runs on loopback: Python TLS servers and cw-test-origin processes as origins, one
 cachewarpd in front.
@@ -279,3 +280,82 @@ def test_breaker_open_serves_stale_past_sie_within_max_stale(env):
     time.sleep(max(0.0, 11.5 - (time.monotonic() - t_stored)))
     r = d.get(f"/keep?cc={cc}")
     assert r.status == 200 and "detail=breaker-open" in r.header("cache-status"), r
+
+
+def test_total_timeout_cuts_a_flowing_transfer(env):
+    from stream_origin import StreamOrigin
+
+    o = StreamOrigin(env)
+    d = env.daemon(o, workers=1, origin_cfg={"timeout": "10s", "total_timeout": "1s",
+                                             "breaker": cw.Raw('{ failures = 20; }')})
+    # 200 KB at 50 KB/s: 4 s of bytes that never pause long enough for timeout; total_timeout
+    # ends it after 1 s (the head went out: the connection closes short of its length).
+    t0 = time.monotonic()
+    raw = cw.raw_request(d.port, b"GET /gen?size=200000&rate=50000 HTTP/1.1\r\n"
+                                 b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n", timeout=20)
+    took = time.monotonic() - t0
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(body) < 200000, len(body)
+    env.note(f"total_timeout 1s: cut after {took * 1000:.0f} ms, {len(body)} of 200000 bytes")
+    assert 0.9 <= took < 3.0 * cw.TIME_FACTOR, took
+    log = _log(d)
+    assert "total_timeout" in log, log[-2000:]
+
+
+def test_idle_timeout_closes_pooled_connections(env):
+    conns = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            conns.append(self.client_address)
+
+        def do_GET(self):
+            body = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        plain = env.origin()
+        d = env.daemon(plain, workers=1, origin_cfg={
+            "url": f"http://127.0.0.1:{srv.server_address[1]}", "idle_timeout": "1s"})
+        assert d.get("/i1").status == 200
+        time.sleep(0.2)
+        assert d.get("/i2").status == 200
+        assert len(conns) == 1, conns  # reused while idle less than idle_timeout
+        time.sleep(2.2)
+        assert d.get("/i3").status == 200
+        assert len(conns) == 2, conns  # idle past it: a new connection
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_server_max_conns_passes_a_full_server_over(env):
+    a = env.origin("a")
+    b = env.origin("b")
+    d = env.daemon(a, workers=1, origin_cfg={
+        "url": None, "servers": [f"{a.url} max_conns=1", b.url]})
+    out = []
+    threads = [threading.Thread(target=lambda i=i: out.append(
+        d.get(f"/c{i}?delay_ms=1500", timeout=20).status)) for i in range(4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert sorted(out) == [200] * 4, out
+    # Round robin would give each two; a holds one connection at a time, so b takes the rest.
+    assert (a.count_prefix("/c"), b.count_prefix("/c")) == (1, 3)
