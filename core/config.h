@@ -92,7 +92,7 @@ struct cw_config_origin {
     int64_t idle_timeout_ms;       /* a pooled connection idle longer is closed; default 60 s */
     int queue;                     /* transfers waiting for a connection, per process; 1024 */
     int64_t queue_timeout_ms;      /* longest wait for a connection; 0 = first-byte timeout */
-    int64_t breaker_max_stale_ms;  /* breaker open: stale copies served this long; 1 h */
+    int64_t breaker_max_stale_ms;  /* breaker open: stale copies served this long; 0 = off */
     int ca_file_line, tls_cert_line, tls_key_line; /* in the config file, for load checks */
 };
 

@@ -318,7 +318,6 @@ static void config_origin_defaults(struct cw_config_origin *o)
     o->resolve_ms = 30000;
     o->idle_timeout_ms = 60000;
     o->queue = 1024;
-    o->breaker_max_stale_ms = 3600 * 1000;
 }
 
 /* url and servers: either or both; the one missing is made from the other. */

@@ -649,7 +649,7 @@ START_TEST(test_config_origin_tls_and_queue)
     ck_assert_int_eq(c.origins[0].idle_timeout_ms, 60000);
     ck_assert_int_eq(c.origins[0].first_byte_timeout_ms, 0);
     ck_assert_int_eq(c.origins[0].total_timeout_ms, 0);
-    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 3600000);
+    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 0);
     ck_assert_ptr_null(c.origins[0].sni);
     ck_assert_int_eq(c.origins[0].servers[0].max_conns, 0);
     cw_config_free(&c);
@@ -657,7 +657,7 @@ START_TEST(test_config_origin_tls_and_queue)
               " tls_cert = \"/c.pem\"; tls_key = \"/k.pem\"; sni = \"API.example\";\n"
               " host = \"api.example:8443\"; first_byte_timeout = \"2s\";\n"
               " total_timeout = \"1m\"; idle_timeout = \"5s\"; queue = 0;\n"
-              " queue_timeout = \"300ms\"; breaker = { max_stale = \"0s\"; };\n"
+              " queue_timeout = \"300ms\"; breaker = { max_stale = \"1h\"; };\n"
               " servers = [ \"https://127.0.0.1:8443 max_conns=8 weight=2\" ]; } );",
               &c);
     ck_assert_str_eq(c.origins[0].tls_cert, "/c.pem");
@@ -670,7 +670,7 @@ START_TEST(test_config_origin_tls_and_queue)
     ck_assert_int_eq(c.origins[0].idle_timeout_ms, 5000);
     ck_assert_int_eq(c.origins[0].queue, 0);
     ck_assert_int_eq(c.origins[0].queue_timeout_ms, 300);
-    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 0);
+    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 3600000);
     ck_assert_int_eq(c.origins[0].servers[0].max_conns, 8);
     ck_assert_int_eq(c.origins[0].servers[0].weight, 2);
     cw_config_free(&c);
