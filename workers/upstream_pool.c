@@ -28,8 +28,9 @@
 struct upstream_server {
     char *base; /* "scheme://host:port" */
     size_t base_len;
-    bool probing;  /* an active check is out */
-    int max_conns; /* its cap of running attempts in this process; 0 = none */
+    bool probing; /* an active check is out */
+    /* Its cap of running attempts in this process ("max_conns=N"); 0 = none. */
+    int max_conns;
 };
 
 struct upstream_origin {
