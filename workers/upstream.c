@@ -1059,7 +1059,8 @@ static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
     int rc;
 
     if (pool->wait_head != NULL || upstream_must_wait(pool, run)) {
-        if (pool->waiting >= pool->queue_max) {
+        /* An active check always waits: a busy pool is no sign its server is down. */
+        if (pool->waiting >= pool->queue_max && run->x->req->server_pin == 0) {
             if (!pool->queue_full_logged)
                 cw_warn("upstream: origin %s: every connection busy and %d requests waiting: "
                         "new ones fail fast (503) until one waits again",

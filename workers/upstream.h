@@ -7,8 +7,9 @@
  * module includes curl.h. Connections are capped per origin (cw_config_origin.max_conns, per
  * process) and per server ("max_conns=N" in servers[], per process): a transfer past a cap
  * waits in its origin's queue (at most cw_config_origin.queue of them; past that it ends at
- * once with -EAGAIN), for at most queue_timeout (-EAGAIN) or else its first-byte timeout
- * (-ETIMEDOUT), and starts on the connection the one before it leaves. Each transfer goes to
+ * once with -EAGAIN, unless it is an active check), for at most queue_timeout (-EAGAIN) or
+ * else its first-byte timeout (-ETIMEDOUT), and starts on the connection the one before it
+ * leaves. Each transfer goes to
  * a server of its origin's pool chosen when it
  * starts (upstream_pool.c: health shared in the shm segment, a circuit breaker per origin,
  * one retry of an idempotent request on another server). Transfers and tasks are submitted from any
