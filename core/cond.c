@@ -350,6 +350,21 @@ enum cw_cond_use cw_cond_request_use(const struct cw_cc *req_cc, bool req_pragma
     return CW_COND_USE_STALE;
 }
 
+enum cw_cond_error_use cw_cond_error_use(int64_t fresh_until_ms, int64_t sie_until_ms,
+                                         bool must_revalidate, int64_t req_sie_s, bool breaker_open,
+                                         int64_t max_stale_ms, int64_t now_ms)
+{
+    int64_t stale_ms = cond_sub_sat(now_ms, fresh_until_ms);
+
+    if (must_revalidate) return CW_COND_ERROR_NONE;
+    /* RFC 5861 §4: the request's own stale-if-error bounds the staleness it accepts (the
+     * parser clamps it to 2^31 s: "* 1000" cannot overflow). */
+    if (req_sie_s >= 0 && stale_ms > req_sie_s * 1000) return CW_COND_ERROR_NONE;
+    if (now_ms < sie_until_ms) return CW_COND_ERROR_SIE;
+    if (breaker_open && stale_ms < max_stale_ms) return CW_COND_ERROR_BREAKER;
+    return CW_COND_ERROR_NONE;
+}
+
 /* True when a 304's field of this name may replace or join the stored ones (RFC 9111 §3.2). */
 static bool cond_merge_takes(struct cw_str name, const struct cw_entry_header *fresh,
                              size_t n_fresh)

@@ -147,6 +147,22 @@ size_t cw_cond_merge_304(const struct cw_entry_header *stored, size_t n_stored,
                          const struct cw_entry_header *fresh, size_t n_fresh,
                          struct cw_entry_header *out, size_t out_cap);
 
+/* How a stale copy may answer a request whose origin failed (cw_cond_error_use()). */
+enum cw_cond_error_use {
+    CW_COND_ERROR_NONE = 0, /* it may not: the error is answered */
+    CW_COND_ERROR_SIE,      /* inside its stale-if-error window (RFC 5861 §4) */
+    CW_COND_ERROR_BREAKER,  /* past that window, the origin's breaker open, within max_stale */
+};
+
+/* Decides, in this order: must_revalidate (RFC 9111 §4.2.4) -> NONE; staleness (now_ms -
+ * fresh_until_ms) past the request's own stale-if-error=N (req_sie_s, -1 when absent) ->
+ * NONE; now_ms before sie_until_ms -> SIE; breaker_open and staleness below max_stale_ms
+ * (breaker.max_stale, 0 = off: as Varnish's grace, a dead origin's copies serve a while
+ * longer) -> BREAKER; else NONE. Never fails. */
+enum cw_cond_error_use cw_cond_error_use(int64_t fresh_until_ms, int64_t sie_until_ms,
+                                         bool must_revalidate, int64_t req_sie_s, bool breaker_open,
+                                         int64_t max_stale_ms, int64_t now_ms);
+
 /* RFC 9111 §4.4: whether a Location or Content-Location value names a URI on the request's
  * own origin, whose cache entries a successful unsafe request invalidates. True and
  * *path_out (the path and query, fragment removed, borrowed from location; "/" for an empty

@@ -423,6 +423,10 @@ void cw_config_free(struct cw_config *cfg)
         free(o->ca_file);
         free(o->srv);
         free(o->resolver);
+        free(o->tls_cert);
+        free(o->tls_key);
+        free(o->sni);
+        free(o->host);
     }
     for (size_t i = 0; cfg->routes != NULL && i < cfg->route_count; i++) {
         struct cw_config_route *r = &cfg->routes[i];

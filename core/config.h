@@ -47,6 +47,7 @@ struct cw_config_server {
     char *base;     /* "scheme://host[:port]", scheme lower-cased: replaces the url's */
     int weight;     /* default 1 */
     bool is_backup; /* used only while no other server is up */
+    int max_conns;  /* "max_conns=N": its connections per process at once; 0 = no cap */
 };
 
 /* An origin's active health check (enabled when path is set): done by the refresher. */
@@ -64,7 +65,7 @@ struct cw_config_origin {
     char *url;                  /* "http://host:port" with optional path prefix, no slash at end;
                                  * with only servers, the first server's base */
     int64_t connect_timeout_ms; /* default 1 s */
-    int64_t timeout_ms;         /* whole fetch, default 10 s */
+    int64_t timeout_ms;         /* longest silence: to the head, then between bytes; 10 s */
     int max_conns;              /* keep-alive connections per worker, default 64 */
     /* The pool: servers (at least one: the url's own when none is listed). */
     struct cw_config_server *servers;
@@ -89,6 +90,17 @@ struct cw_config_origin {
     char *resolver;         /* "ip[:port],..." for this origin; NULL = cw_config.resolver */
     int64_t resolve_min_ms; /* default 1 s */
     int64_t resolve_max_ms; /* default resolve_ms */
+    char *tls_cert;         /* PEM client certificate (mTLS); NULL = none */
+    char *tls_key;          /* PEM private key of tls_cert; NULL = in tls_cert's file */
+    char *sni;              /* TLS server name sent and checked; NULL = the server's host */
+    char *host;             /* Host field sent to the origin; NULL = as the route forwards it */
+    int64_t first_byte_timeout_ms; /* to the response head, queue wait included; 0 = timeout */
+    int64_t total_timeout_ms;      /* the whole transfer; 0 = no bound */
+    int64_t idle_timeout_ms;       /* a pooled connection idle longer is closed; default 60 s */
+    int queue;                     /* transfers waiting for a connection, per process; 1024 */
+    int64_t queue_timeout_ms;      /* longest wait for a connection; 0 = first-byte timeout */
+    int64_t breaker_max_stale_ms;  /* breaker open: stale copies served this long; 0 = off */
+    int ca_file_line, tls_cert_line, tls_key_line; /* in the config file, for load checks */
 };
 
 /* An address range (purge.allow, routes[].trust_forwarded); family AF_INET or AF_INET6, addr

@@ -76,7 +76,7 @@ static size_t config_origin_base_len(const char *url)
 }
 
 /* One servers[] entry: "http[s]://host[:port]" (no path: the url's prefix applies), then
- * optional words "weight=N" (1..100) and "backup", as nginx's server lines. */
+ * optional words "weight=N" (1..100), "max_conns=N" and "backup", as nginx's server lines. */
 static int config_origin_server(struct config_ctx *cx, const config_setting_t *e,
                                 struct cw_config_server *sv)
 {
@@ -119,8 +119,16 @@ static int config_origin_server(struct config_ctx *cx, const config_setting_t *e
                                       cw_config_quote(v, q, sizeof(q)));
             }
             sv->weight = (int)wt;
+        } else if (n > 10 && strncmp(w, "max_conns=", 10) == 0) {
+            char *stop;
+            long mc = strtol(w + 10, &stop, 10);
+            if (stop != w + n || mc < 1 || mc > CW_LIMIT_PENDING_FETCHES) {
+                return cw_config_fail(cx, e, "\"%s\": max_conns must be 1 to %d",
+                                      cw_config_quote(v, q, sizeof(q)), CW_LIMIT_PENDING_FETCHES);
+            }
+            sv->max_conns = (int)mc;
         } else {
-            return cw_config_fail(cx, e, "\"%s\": unknown word (weight=N or backup)",
+            return cw_config_fail(cx, e, "\"%s\": unknown word (weight=N, max_conns=N or backup)",
                                   cw_config_quote(v, q, sizeof(q)));
         }
         w += n;
@@ -251,6 +259,73 @@ const char *cw_config_origin_resolver(const struct cw_config *cfg, const struct 
     return o->resolver != NULL ? o->resolver : cfg->resolver;
 }
 
+/* A file the workers read (CA bundle, client certificate, key): its line is kept so that the
+ * load can say where it was set when the file cannot be read (workers/config_file.c). */
+static int config_origin_file(struct config_ctx *cx, const config_setting_t *s, char **dst,
+                              int *line)
+{
+    int rc = cw_config_take_str(cx, s, dst, true);
+
+    if (rc == 0) *line = (int)config_setting_source_line(s);
+    return rc;
+}
+
+static int config_origin_ca_file(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    return config_origin_file(cx, s, &o->ca_file, &o->ca_file_line);
+}
+
+static int config_origin_tls_cert(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    return config_origin_file(cx, s, &o->tls_cert, &o->tls_cert_line);
+}
+
+static int config_origin_tls_key(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    return config_origin_file(cx, s, &o->tls_key, &o->tls_key_line);
+}
+
+/* sni: a DNS name (RFC 6066 §3 sends no IP literal), lower-cased. */
+static int config_origin_sni(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    char q[CW_CONFIG_QUOTE_BYTES];
+    bool alpha = false;
+    int rc = cw_config_take_str(cx, s, &o->sni, true);
+
+    if (rc < 0 || o->sni == NULL) return rc;
+    for (const char *p = o->sni; *p != '\0'; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-' || *p == '.';
+        if (!ok || p - o->sni >= CW_LIMIT_HOST_BYTES) goto out_bad;
+        alpha = alpha || (*p != '.' && (*p < '0' || *p > '9'));
+    }
+    if (!alpha) goto out_bad;
+    cw_config_lower(o->sni);
+    return 0;
+out_bad:
+    return cw_config_fail(cx, s, "\"%s\" is not a DNS name", cw_config_quote(o->sni, q, sizeof(q)));
+}
+
+/* host: "name[:port]", sent as the Host field. */
+static int config_origin_host(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config_origin *o = base;
+    char host[CW_CONFIG_HOST_MAX], q[CW_CONFIG_QUOTE_BYTES];
+    int port, rc = cw_config_take_str(cx, s, &o->host, true);
+
+    if (rc < 0 || o->host == NULL) return rc;
+    if (strpbrk(o->host, "/?#@ \t\r\n") != NULL ||
+        cw_config_split(o->host, strlen(o->host), false, host, sizeof(host), &port) < 0 ||
+        host[0] == '\0')
+        return cw_config_fail(cx, s, "\"%s\" is not a host[:port]",
+                              cw_config_quote(o->host, q, sizeof(q)));
+    return 0;
+}
+
 static const struct config_opt config_origin_health_opts[] = {
     CONFIG_FN("path", config_origin_health_path),
     CONFIG_OPT("interval", CW_CONFIG_KIND_MS, CW_ORI, health.interval_ms, 100, 0),
@@ -264,6 +339,7 @@ static const struct config_opt config_origin_breaker_opts[] = {
     CONFIG_OPT("failures", CW_CONFIG_KIND_INT, CW_ORI, breaker_failures, 1, 10000),
     CONFIG_OPT("window", CW_CONFIG_KIND_MS, CW_ORI, breaker_window_ms, 1, 0),
     CONFIG_OPT("cooldown", CW_CONFIG_KIND_MS, CW_ORI, breaker_cooldown_ms, 1, 0),
+    CONFIG_OPT("max_stale", CW_CONFIG_KIND_MS, CW_ORI, breaker_max_stale_ms, 0, 0),
 };
 
 static const struct config_opt config_origin_opts[] = {
@@ -282,12 +358,21 @@ static const struct config_opt config_origin_opts[] = {
     CONFIG_GROUP("breaker", config_origin_breaker_opts),
     CONFIG_GROUP("health", config_origin_health_opts),
     CONFIG_OPT("tls_verify", CW_CONFIG_KIND_BOOL, CW_ORI, tls_verify, 0, 0),
-    CONFIG_OPT("ca_file", CW_CONFIG_KIND_STR_OPT, CW_ORI, ca_file, 0, 0),
+    CONFIG_FN("ca_file", config_origin_ca_file),
     CONFIG_OPT("resolve", CW_CONFIG_KIND_MS, CW_ORI, resolve_ms, 1000, 0),
     CONFIG_FN("srv", config_origin_srv),
     CONFIG_FN("resolver", config_origin_resolver),
     CONFIG_OPT("resolve_min", CW_CONFIG_KIND_MS, CW_ORI, resolve_min_ms, 100, 0),
     CONFIG_OPT("resolve_max", CW_CONFIG_KIND_MS, CW_ORI, resolve_max_ms, 100, 0),
+    CONFIG_FN("tls_cert", config_origin_tls_cert),
+    CONFIG_FN("tls_key", config_origin_tls_key),
+    CONFIG_FN("sni", config_origin_sni),
+    CONFIG_FN("host", config_origin_host),
+    CONFIG_OPT("first_byte_timeout", CW_CONFIG_KIND_MS, CW_ORI, first_byte_timeout_ms, 1, 0),
+    CONFIG_OPT("total_timeout", CW_CONFIG_KIND_MS, CW_ORI, total_timeout_ms, 1, 0),
+    CONFIG_OPT("idle_timeout", CW_CONFIG_KIND_MS, CW_ORI, idle_timeout_ms, 1000, 0),
+    CONFIG_OPT("queue", CW_CONFIG_KIND_INT, CW_ORI, queue, 0, CW_LIMIT_PENDING_FETCHES),
+    CONFIG_OPT("queue_timeout", CW_CONFIG_KIND_MS, CW_ORI, queue_timeout_ms, 1, 0),
 };
 
 static void config_origin_defaults(struct cw_config_origin *o)
@@ -312,6 +397,8 @@ static void config_origin_defaults(struct cw_config_origin *o)
     o->tls_verify = true;
     o->resolve_ms = 30000;
     o->resolve_min_ms = 1000;
+    o->idle_timeout_ms = 60000;
+    o->queue = 1024;
 }
 
 /* url and servers: either or both; the one missing is made from the other. */
@@ -341,6 +428,10 @@ static int config_origin_finish(struct config_ctx *cx, const config_setting_t *e
         const config_setting_t *m = config_setting_get_member(e, "resolve_min");
         if (m != NULL) return cw_config_fail(cx, m, "longer than resolve_max");
         o->resolve_min_ms = o->resolve_max_ms; /* the default bends to a short maximum */
+    }
+    if (o->tls_key != NULL && o->tls_cert == NULL) {
+        const config_setting_t *k = config_setting_get_member(e, "tls_key");
+        return cw_config_fail(cx, k ? k : e, "needs tls_cert (the certificate it goes with)");
     }
     return 0;
 }

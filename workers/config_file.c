@@ -10,6 +10,35 @@
 #include "core/config.h"
 #include "core/limits.h"
 
+/* The files the origins' TLS settings name must be readable now: a worker reads them at its
+ * first https fetch, as the same user, and a typo would otherwise surface as a 502 per request.
+ * 0, or -errno with err saying "file:line: origins[i].setting: "path": cannot read: cause". */
+static int config_file_check_tls(const char *path, const struct cw_config *cfg, struct cw_err *err)
+{
+    for (size_t i = 0; i < cfg->origin_count; i++) {
+        const struct cw_config_origin *o = &cfg->origins[i];
+        const struct {
+            const char *name, *file;
+            int line;
+        } f[] = {{"ca_file", o->ca_file, o->ca_file_line},
+                 {"tls_cert", o->tls_cert, o->tls_cert_line},
+                 {"tls_key", o->tls_key, o->tls_key_line}};
+        for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+            if (f[k].file == NULL) continue;
+            int fd = open(f[k].file, O_RDONLY | O_CLOEXEC);
+            if (fd != -1) {
+                close(fd);
+                continue;
+            }
+            int rc = -errno;
+            cw_err_set(err, "%s:%d: origins[%zu].%s: \"%s\": cannot read: %s", path, f[k].line, i,
+                       f[k].name, f[k].file, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
 int cw_config_file_load(const char *path, struct cw_config *out, struct cw_err *err)
 {
     char *buf = NULL;
@@ -39,6 +68,10 @@ int cw_config_file_load(const char *path, struct cw_config *out, struct cw_err *
         goto out_close;
     }
     rc = cw_config_parse(buf, len, path, out, err);
+    if (rc == 0 && (rc = config_file_check_tls(path, out, err)) < 0) {
+        cw_config_free(out);
+        memset(out, 0, sizeof(*out));
+    }
     goto out_close;
 out_errno:
     rc = errno ? -errno : -EIO;

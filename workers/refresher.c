@@ -500,7 +500,15 @@ static bool refr_housekeeping(struct refresher *rf, int64_t *next_reader_check, 
     }
     if (!pressure && now < *next_sweep) return false;
     *next_sweep = now + REFR_SWEEP_IDLE_MS;
-    rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms(), REFR_EVICT_VISIT, &st);
+    /* An entry past its stale windows is kept breaker.max_stale longer (the longest of any
+     * origin's), so that an open breaker has a copy to serve: the sweep judges expiry as of
+     * that long ago. Under pressure the CLOCK hand still takes such entries. */
+    int64_t keep_ms = 0;
+    for (size_t i = 0; i < rf->cfg->origin_count; i++)
+        if (rf->cfg->origins[i].breaker_max_stale_ms > keep_ms)
+            keep_ms = rf->cfg->origins[i].breaker_max_stale_ms;
+    rc = cw_store_evict_step(rf->store, rf->seg, cw_clock_wall_ms() - keep_ms, REFR_EVICT_VISIT,
+                             &st);
     if (rc < 0) return false;
     cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_VISITED, st.visited);
     cw_seg_add(rf->seg, rf->slot, CW_METRICS_EVICT_SECOND_CHANCE, st.second_chance);

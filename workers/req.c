@@ -514,6 +514,8 @@ static enum req_step req_fetch_failed(struct worker_req *r)
         return req_synth(r, 503, "shutting down\n", "shutdown");
     case -EFBIG:
         return req_synth(r, 502, "origin response too large\n", "too-large");
+    case -EPROTO:
+        return req_synth(r, 502, "origin TLS handshake failed\n", "origin-tls");
     default:
         return req_synth(r, 502, "origin unreachable or sent a bad response\n", "origin-error");
     }

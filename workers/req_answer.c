@@ -137,8 +137,14 @@ enum MHD_Result req_answer_error(struct worker_req *r, unsigned status, const ch
     req_resp_header(r, resp, "Content-Type", "text/plain; charset=utf-8");
     req_resp_header(r, resp, "Cache-Control", "no-store");
     req_resp_header(r, resp, "X-Cache", "ERROR");
-    /* RFC 9110 §10.2.3: a 503 (busy, origin down, shutting down) says when to come back. */
-    if (status == 503) req_resp_header(r, resp, "Retry-After", "1");
+    /* RFC 9110 §10.2.3: a 503 (busy, origin down, shutting down) says when to come back: with
+     * the origin's breaker open, when its cooldown ends (rounded up, at least 1 s). */
+    if (status == 503) {
+        char ra[24];
+        int64_t ms = r->job.rc == -EHOSTUNREACH ? r->job.xfer.retry_after_ms : 0;
+        snprintf(ra, sizeof(ra), "%lld", ms > 1000 ? (long long)((ms + 999) / 1000) : 1LL);
+        req_resp_header(r, resp, "Retry-After", ra);
+    }
     snprintf(cs, sizeof(cs), "CacheWarp; fwd=uri-miss; detail=%s", detail);
     req_resp_header(r, resp, "Cache-Status", cs);
     req_count(r, CW_METRICS_RESULT_ERROR);

@@ -380,7 +380,10 @@ void req_fetch_account(struct worker_req *r)
         cw_seg_record_origin(w->seg, w->slot, r->rt->origin, job->rc == 0 ? job->status : 0, us);
     if (job->rc != 0) {
         cw_seg_add(w->seg, w->slot, CW_METRICS_ORIGIN_ERR, 1);
-        if (job->rc != -ECANCELED)
+        /* The origin's queue was full: the fetch queue's cap, hit. */
+        if (job->rc == -EAGAIN) cw_seg_add(w->seg, w->slot, CW_METRICS_FETCH_QUEUE_FULL, 1);
+        /* The loop logs some causes once per state (a TLS failure, a full queue). */
+        if (job->rc != -ECANCELED && !job->xfer.logged)
             cw_warn_rl("worker %d: origin %s %s: %s", w->index, job->req.method, job->req.url,
                        job->xfer.errbuf);
     }

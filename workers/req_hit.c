@@ -84,7 +84,8 @@ static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum
                      "CacheWarp; fwd=stale; fwd-status=%d; ttl=%lld; detail=stale-if-error",
                      r->job.status, ttl);
         else
-            snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=stale-if-error", ttl);
+            snprintf(cs, sizeof(cs), "CacheWarp; fwd=stale; ttl=%lld; detail=%s", ttl,
+                     now >= v->h.sie_until_ms ? "breaker-open" : "stale-if-error");
         break;
     case HIT_FILLED:
         req_resp_header(r, resp, "X-Cache", "MISS");
@@ -221,10 +222,13 @@ static int hit_on_entry(void *cls, const struct cw_entry_view *v)
     if (r->serve == WSERVE_ANY) return hit_serve(r, v, HIT_REVALIDATED, now);
     if (r->serve == WSERVE_FILLED) return hit_serve(r, v, HIT_FILLED, now);
     if (r->serve == WSERVE_SIE) {
-        if (must_reval || now >= v->h.sie_until_ms) return 1;
-        /* RFC 5861 §4: the request's own stale-if-error bounds the staleness it accepts. */
-        if (r->has_req_cc && r->req_cc.sie_s >= 0 &&
-            now - v->h.fresh_until_ms > r->req_cc.sie_s * 1000)
+        /* Past stale-if-error, the origin's open breaker (the fetch was refused, or was the
+         * failed probe) lets the copy serve up to breaker.max_stale. */
+        bool breaker = r->job.rc == -EHOSTUNREACH && r->job.xfer.retry_after_ms > 0;
+        if (cw_cond_error_use(v->h.fresh_until_ms, v->h.sie_until_ms, must_reval,
+                              r->has_req_cc ? r->req_cc.sie_s : -1, breaker,
+                              r->w->cfg->origins[r->rt->origin].breaker_max_stale_ms,
+                              now) == CW_COND_ERROR_NONE)
             return 1;
         return hit_serve(r, v, HIT_STALE_ERROR, now);
     }

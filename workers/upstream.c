@@ -8,7 +8,13 @@
  * mutex and wakes the thread, which calls curl_easy_pause() on its own thread (libcurl handles
  * are not thread safe). Connections stay alive in the multi handle's cache between transfers;
  * the pools' caps, not libcurl's per-host one, bound them, so that two origins on one
- * host:port each keep their own cap. */
+ * host:port each keep their own cap.
+ *
+ * TLS sessions: libcurl 7.88 caches them per easy handle unless a share handle holds them, and
+ * the multi handle does not share them (its connection cache holds connections, not
+ * sessions). A new easy handle per transfer would then make every new connection a full
+ * handshake; one CURLSH with CURL_LOCK_DATA_SSL_SESSION, used only on the loop thread (so
+ * without lock callbacks), lets a new connection resume the session of an earlier one. */
 #include "workers/upstream.h"
 
 #include <curl/curl.h>
@@ -17,6 +23,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/config.h"
 #include "core/limits.h"
@@ -27,18 +34,31 @@
 #define UPSTREAM_POLL_MS    1000
 #define UPSTREAM_BODY_CHUNK 16384
 
-/* One origin's connections: at most max transfers in the multi handle at once. Loop only. */
+/* One origin's connections: at most max transfers in the multi handle at once, at most
+ * queue_max waiting for one. Its settings are copied from the config at start. Loop only. */
 struct upstream_pool {
     int max;
     int running;
     struct upstream_run *wait_head; /* oldest first */
     struct upstream_run **wait_tail;
+    int waiting;
+    int queue_max;
+    int64_t queue_timeout_ms; /* 0: the first-byte timeout bounds the wait */
+    int64_t first_byte_ms;    /* 0: the request's timeout */
+    int64_t total_ms;         /* 0: none */
+    long idle_s;              /* CURLOPT_MAXAGE_CONN */
+    char *name;
+    char *tls_cert, *tls_key, *sni;
+    char *host_line;                           /* "Host: value", or NULL */
+    bool queue_full_logged;                    /* refusing: logged once until one waits */
+    bool tls_failing[CW_LIMIT_ORIGIN_SERVERS]; /* a server's TLS failed: logged once */
 };
 
 struct cw_upstream {
     pthread_t thread;
     bool thread_started;
     CURLM *multi;
+    CURLSH *share; /* TLS sessions, shared by every easy handle (loop thread only) */
     pthread_mutex_t lock;
     /* Under lock. */
     struct cw_upstream_xfer *q_head; /* submitted, not yet taken by the loop, oldest first */
@@ -66,13 +86,19 @@ struct upstream_run {
     struct cw_upstream_xfer *x;
     struct upstream_pool *pool;
     struct upstream_origin *origin;
-    int server;   /* of the origin's pool, -1 before one is chosen */
-    bool probe;   /* admitted as the half-open breaker's probe */
-    bool retried; /* this is the one retry, on another server */
-    char *url;    /* req->url on the chosen server */
-    CURL *easy;   /* NULL while waiting in the pool */
+    int server;    /* of the origin's pool, -1 before one is chosen */
+    bool probe;    /* admitted as the half-open breaker's probe */
+    bool retried;  /* this is the one retry, on another server */
+    char *url;     /* req->url on the chosen server */
+    char *tls_url; /* url with the origin's sni as its host (then connect_to), or NULL */
+    CURL *easy;    /* NULL while waiting in the pool */
     struct curl_slist *hdrs;
-    int64_t taken_ms; /* monotonic, when the loop took it: its timeout runs from here */
+    struct curl_slist *connect_to; /* "sni:port:host:port" with tls_url */
+    int64_t taken_ms;          /* monotonic, when the loop took it: its timeout runs from here */
+    int64_t wait_deadline_ms;  /* waiting in the pool: ended then with wait_rc */
+    int wait_rc;               /* -EAGAIN (queue_timeout) or -ETIMEDOUT (first byte) */
+    int64_t first_byte_ms;     /* the longest silence before the head */
+    int64_t total_deadline_ms; /* monotonic: the whole transfer ends by then (0: none) */
     struct cw_upstream_buf headers; /* lines of the response being read, NUL-separated */
     size_t header_count;
     int fail_rc;            /* set by callbacks that end the transfer */
@@ -217,6 +243,15 @@ static bool upstream_framing_ok(struct upstream_run *x, struct cw_str name, stru
     return !x->chunked;
 }
 
+/* The length of "scheme://authority" at the start of url. */
+static size_t upstream_base_len(const char *url)
+{
+    const char *auth = strstr(url, "://");
+
+    auth = auth ? auth + 3 : url;
+    return (size_t)(auth - url) + strcspn(auth, "/?");
+}
+
 /* Says what a callback's errno ended the transfer with, unless it said so itself. */
 static void upstream_fail_cb(struct upstream_run *run, int rc)
 {
@@ -228,11 +263,13 @@ static void upstream_fail_cb(struct upstream_run *run, int rc)
 
 /* Bytes moved: the timeout counts again from now (it is the longest silence allowed, as
  * nginx's proxy_read_timeout, not a bound on the whole transfer: a stream runs as long as
- * it flows). */
+ * it flows). Before the head the silence allowed is the first-byte timeout (bytes of a
+ * request body going out restart it: the origin answers once it has them all). */
 static void upstream_touch(struct upstream_run *run)
 {
-    if (run->x->req->timeout_ms > 0)
-        run->deadline_ms = cw_clock_mono_ms() + run->x->req->timeout_ms;
+    int64_t t = run->head_done ? run->x->req->timeout_ms : run->first_byte_ms;
+
+    if (t > 0) run->deadline_ms = cw_clock_mono_ms() + t;
 }
 
 /* Header lines arrive one per call, CRLF included, for every response of the transfer (1xx,
@@ -327,6 +364,41 @@ static size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls)
     return (size_t)got > size * nitems ? CURL_READFUNC_ABORT : (size_t)got;
 }
 
+/* Copies origin c's connection, queue, timeout and TLS settings into pool: 0 or -ENOMEM
+ * (what was copied is freed by upstream_pools_free()). */
+static int upstream_pool_init(struct upstream_pool *pool, const struct cw_config_origin *c)
+{
+    pool->max = c->max_conns > 0 ? c->max_conns : 1;
+    pool->wait_tail = &pool->wait_head;
+    pool->queue_max = c->queue;
+    pool->queue_timeout_ms = c->queue_timeout_ms;
+    pool->first_byte_ms = c->first_byte_timeout_ms;
+    pool->total_ms = c->total_timeout_ms;
+    pool->idle_s = c->idle_timeout_ms > 0 ? (long)((c->idle_timeout_ms + 999) / 1000) : 60;
+    if ((pool->name = strdup(c->name ? c->name : "origin")) == NULL) return -ENOMEM;
+    if (c->tls_cert != NULL && (pool->tls_cert = strdup(c->tls_cert)) == NULL) return -ENOMEM;
+    if (c->tls_key != NULL && (pool->tls_key = strdup(c->tls_key)) == NULL) return -ENOMEM;
+    if (c->sni != NULL && (pool->sni = strdup(c->sni)) == NULL) return -ENOMEM;
+    if (c->host != NULL) {
+        size_t n = strlen(c->host) + sizeof("Host: ");
+        if ((pool->host_line = malloc(n)) == NULL) return -ENOMEM;
+        snprintf(pool->host_line, n, "Host: %s", c->host);
+    }
+    return 0;
+}
+
+static void upstream_pools_free(struct upstream_pool *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].name);
+        free(v[i].tls_cert);
+        free(v[i].tls_key);
+        free(v[i].sni);
+        free(v[i].host_line);
+    }
+    free(v);
+}
+
 int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw_seg *seg,
                       bool checks, struct cw_upstream **out)
 {
@@ -343,8 +415,11 @@ int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw
         goto out_free_up;
     }
     for (size_t i = 0; i < up->pool_count; i++) {
-        up->pools[i].max = cfg->origins[i].max_conns > 0 ? cfg->origins[i].max_conns : 1;
-        up->pools[i].wait_tail = &up->pools[i].wait_head;
+        rc = upstream_pool_init(&up->pools[i], &cfg->origins[i]);
+        if (rc < 0) {
+            cw_err("upstream: origin pools: %s", strerror(-rc));
+            goto out_free_pools;
+        }
         total += up->pools[i].max;
     }
     rc = upstream_origins_init(cfg, seg, checks, &up->origins);
@@ -360,6 +435,13 @@ int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw
     }
     /* The connection cache holds every origin's connections: the pools bound how many open. */
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, total > 0 ? total : 1L);
+    up->share = curl_share_init();
+    if (up->share == NULL ||
+        curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        cw_err("upstream: curl_share_init: cannot share TLS sessions");
+        rc = -ENOMEM;
+        goto out_cleanup_multi;
+    }
     rc = pthread_mutex_init(&up->lock, NULL);
     if (rc != 0) {
         rc = -rc;
@@ -379,9 +461,10 @@ out_destroy_lock:
     pthread_mutex_destroy(&up->lock);
 out_cleanup_multi:
     curl_multi_cleanup(up->multi);
+    curl_share_cleanup(up->share);
 out_free_pools:
     upstream_origins_free(up->origins, up->pool_count);
-    free(up->pools);
+    upstream_pools_free(up->pools, up->pool_count);
 out_free_up:
     free(up);
     return rc;
@@ -403,6 +486,8 @@ int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
         x->status = 0;
         x->errbuf[0] = '\0';
         x->request_time_ms = x->response_time_ms = 0;
+        x->retry_after_ms = 0;
+        x->logged = false;
         x->next = NULL;
         x->resume_next = NULL;
         x->resume_queued = false;
@@ -493,8 +578,10 @@ static void upstream_run_tasks(struct cw_upstream *up, bool cancelled)
     }
 }
 
-/* Builds the request header list from "Name: value\r\n" lines. */
-static int upstream_build_list(const char *lines, bool chunked, struct curl_slist **out)
+/* Builds the request header list from "Name: value\r\n" lines; host_line ("Host: value",
+ * the origin's host setting) replaces their Host field when not NULL. */
+static int upstream_build_list(const char *lines, bool chunked, const char *host_line,
+                               struct curl_slist **out)
 {
     struct curl_slist *list = NULL, *tmp;
     char line[CW_LIMIT_HEADER_NAME_BYTES + CW_LIMIT_HEADER_VALUE_BYTES + 4];
@@ -508,9 +595,18 @@ static int upstream_build_list(const char *lines, bool chunked, struct curl_slis
         if (tmp == NULL) goto out_nomem;
         list = tmp;
     }
+    if (host_line != NULL) {
+        tmp = curl_slist_append(list, host_line);
+        if (tmp == NULL) goto out_nomem;
+        list = tmp;
+    }
     while (lines != NULL && *lines != '\0') {
         const char *eol = strstr(lines, "\r\n");
         size_t n = eol ? (size_t)(eol - lines) : strlen(lines);
+        if (host_line != NULL && n >= 5 && strncasecmp(lines, "Host:", 5) == 0) {
+            lines = eol ? eol + 2 : lines + n;
+            continue;
+        }
         if (n > 0 && n < sizeof(line)) {
             memcpy(line, lines, n);
             line[n] = '\0';
@@ -552,6 +648,70 @@ static void upstream_set_body(CURL *e, struct upstream_run *run)
     }
 }
 
+/* With the origin's sni and an https server: run->tls_url names the sni instead of the
+ * server's host, and run->connect_to sends the connection to the server all the same
+ * (libcurl takes the TLS server name, and the name it checks, from the URL's host; nginx's
+ * proxy_ssl_name does both too). 0, or -ENOMEM with x->errbuf set. */
+static int upstream_sni_url(struct upstream_run *run)
+{
+    const char *u = run->url, *auth, *path, *colon;
+    char port[8] = "443", *to = NULL;
+    struct curl_slist *list;
+    size_t hlen, n;
+
+    free(run->tls_url);
+    run->tls_url = NULL;
+    curl_slist_free_all(run->connect_to);
+    run->connect_to = NULL;
+    if (run->pool->sni == NULL || strncmp(u, "https://", 8) != 0) return 0;
+    auth = u + 8;
+    path = auth + strcspn(auth, "/?");
+    /* host, "[v6]" or either with ":port" (the config checked the form) */
+    colon = auth[0] == '[' ? memchr(auth, ']', (size_t)(path - auth)) : auth;
+    colon = colon ? memchr(colon, ':', (size_t)(path - colon)) : NULL;
+    hlen = colon ? (size_t)(colon - auth) : (size_t)(path - auth);
+    if (colon != NULL && (size_t)(path - colon - 1) < sizeof(port)) {
+        memcpy(port, colon + 1, (size_t)(path - colon - 1));
+        port[path - colon - 1] = '\0';
+    }
+    n = strlen(run->pool->sni) + strlen(port) + hlen + strlen(port) + 4;
+    if ((to = malloc(n)) == NULL) goto out_nomem;
+    snprintf(to, n, "%s:%s:%.*s:%s", run->pool->sni, port, (int)hlen, auth, port);
+    list = curl_slist_append(NULL, to);
+    free(to);
+    if (list == NULL) goto out_nomem;
+    n = 8 + strlen(run->pool->sni) + 1 + strlen(port) + strlen(path) + 1;
+    if ((run->tls_url = malloc(n)) == NULL) {
+        curl_slist_free_all(list);
+        goto out_nomem;
+    }
+    snprintf(run->tls_url, n, "https://%s:%s%s", run->pool->sni, port, path);
+    run->connect_to = list;
+    return 0;
+out_nomem:
+    snprintf(run->x->errbuf, sizeof(run->x->errbuf), "could not start the transfer");
+    return -ENOMEM;
+}
+
+/* The origin's own options on e: its client certificate, its sni's connect_to, how long a
+ * pooled connection may sit idle, and the shared TLS session cache. */
+static void upstream_setopts(struct cw_upstream *up, struct upstream_run *run, CURL *e)
+{
+    const struct upstream_pool *pool = run->pool;
+
+    if (pool->tls_cert != NULL) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, pool->tls_cert);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        /* Without tls_key, the key is read from the certificate's file. */
+        curl_easy_setopt(e, CURLOPT_SSLKEY, pool->tls_key ? pool->tls_key : pool->tls_cert);
+    }
+    if (run->connect_to != NULL) curl_easy_setopt(e, CURLOPT_CONNECT_TO, run->connect_to);
+    /* libcurl closes a cached connection idle this long instead of reusing it (nginx's
+     * keepalive_timeout for upstream connections, default 60 s). */
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, pool->idle_s);
+    curl_easy_setopt(e, CURLOPT_SHARE, up->share);
+}
+
 /* Adds run to the multi handle: 0, or -errno with x->errbuf set (the caller finishes it).
  * A new easy handle per transfer: libcurl 7.88 keeps a stale header pointer in a reused
  * handle (curl#11101, fixed in 8.1.0) that a hostile origin's obs-fold line after a reuse
@@ -561,14 +721,15 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
 {
     struct cw_upstream_xfer *x = run->x;
     const struct cw_upstream_req *req = x->req;
-    int64_t timeout_ms = req->timeout_ms;
+    int64_t timeout_ms = run->first_byte_ms;
     int rc;
 
     if (run->aborted) {
         snprintf(x->errbuf, sizeof(x->errbuf), "cancelled by its consumer");
         return -ECANCELED;
     }
-    /* The wait for a connection counts in the timeout, as libcurl's own queue counted it. */
+    /* The wait for a connection counts in the first-byte timeout, as libcurl's own queue
+     * counted it. */
     if (timeout_ms > 0) {
         timeout_ms -= cw_clock_mono_ms() - run->taken_ms;
         if (timeout_ms <= 0) {
@@ -578,20 +739,26 @@ static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
     }
     rc = upstream_choose_server(run);
     if (rc < 0) return rc;
+    rc = upstream_sni_url(run);
+    if (rc < 0) goto out_release_server;
     run->easy = curl_easy_init();
     if (run->easy == NULL) {
         snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
         rc = -ENOMEM;
         goto out_release_server;
     }
-    rc = upstream_build_list(req->head, x->ops->on_read != NULL && req->body_len < 0, &run->hdrs);
+    rc = upstream_build_list(req->head, x->ops->on_read != NULL && req->body_len < 0,
+                             run->pool->host_line, &run->hdrs);
     if (rc < 0) {
         snprintf(x->errbuf, sizeof(x->errbuf), "could not start the transfer");
         goto out_cleanup;
     }
     x->request_time_ms = cw_clock_wall_ms();
     CURL *e = run->easy;
-    curl_easy_setopt(e, CURLOPT_URL, run->url);
+    curl_easy_setopt(e, CURLOPT_URL, run->tls_url ? run->tls_url : run->url);
+    upstream_setopts(up, run, e);
+    /* After upstream_setopts(): a server DNS found replaces the sni's CONNECT_TO with its own
+     * ("::address:port" matches any host, the sni's included). */
     upstream_origin_setopts(run->origin, run->server, e);
     /* The worker normalised the path once (RFC 3986 §5.2.4): libcurl must change nothing. */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
@@ -629,9 +796,37 @@ out_cleanup:
     curl_easy_cleanup(run->easy);
     run->easy = NULL;
 out_release_server:
+    curl_slist_free_all(run->connect_to);
+    run->connect_to = NULL;
+    free(run->tls_url);
+    run->tls_url = NULL;
     upstream_origin_release(run->origin, run->server);
     run->server = -1;
     return rc;
+}
+
+/* The handshake failed: the peer's certificate or name, ours refused, no common cipher. */
+static bool upstream_is_tls_failure(CURLcode code)
+{
+    switch (code) {
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED:
+        return true;
+    default:
+        return false;
+    }
 }
 
 static int upstream_map_code(CURLcode code)
@@ -645,7 +840,7 @@ static int upstream_map_code(CURLcode code)
     case CURLE_OPERATION_TIMEDOUT:
         return -ETIMEDOUT;
     default:
-        return -EIO;
+        return upstream_is_tls_failure(code) ? -EPROTO : -EIO;
     }
 }
 
@@ -760,6 +955,9 @@ static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *
         snprintf(x->errbuf, sizeof(x->errbuf), "%s", first);
     }
     if (!no_news) upstream_origin_report(o, !server_failed, run->probe);
+    /* The probe failed: the breaker is open again, and this request is told so too. */
+    if (!no_news && run->probe && server_failed)
+        x->retry_after_ms = upstream_origin_breaker_wait_ms(o);
     return false;
 }
 
@@ -787,7 +985,34 @@ static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
     if (run != NULL) {
         free(run->headers.p);
         free(run->url);
+        free(run->tls_url);
+        curl_slist_free_all(run->connect_to);
         free(run);
+    }
+}
+
+/* Logs a server's TLS trouble once per change, in this process: the first handshake that
+ * fails (origin, server, libcurl's cause: an untrusted certificate, a wrong name, our
+ * certificate refused), then nothing while it keeps failing (x->logged tells the submitter),
+ * and once more when a transfer to it gets through. */
+static void upstream_tls_state(struct upstream_run *run, int rc)
+{
+    struct upstream_pool *pool = run->pool;
+    struct cw_upstream_xfer *x = run->x;
+    int s = run->server;
+
+    if (s < 0 || s >= CW_LIMIT_ORIGIN_SERVERS) return;
+    if (rc == -EPROTO) {
+        x->logged = true;
+        if (pool->tls_failing[s]) return;
+        pool->tls_failing[s] = true;
+        cw_warn("upstream: origin %s server %.*s: TLS handshake failed: %s; its requests fail "
+                "(502) until one gets through",
+                pool->name, (int)upstream_base_len(run->url), run->url, x->errbuf);
+    } else if (pool->tls_failing[s] && (rc == 0 || run->head_done)) {
+        pool->tls_failing[s] = false;
+        cw_notice("upstream: origin %s server %.*s: TLS handshake succeeds again", pool->name,
+                  (int)upstream_base_len(run->url), run->url);
     }
 }
 
@@ -812,22 +1037,56 @@ static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLc
     curl_easy_cleanup(run->easy);
     run->hdrs = NULL;
     run->easy = NULL;
+    upstream_tls_state(run, rc);
     if (upstream_after_attempt(up, run, code, rc)) return; /* retried on another server */
     pool->running--;
     upstream_finish(up, x, run, rc, NULL);
     upstream_pool_kick(up, pool);
 }
 
-/* Starts run now when its pool has room, else queues it there. */
+/* Whether run must wait: its pool is at its cap, others wait before it, or every server
+ * that is up is at its own cap (an active check, pinned to its server, is not held back by
+ * that). */
+static bool upstream_must_wait(const struct upstream_pool *pool, struct upstream_run *run)
+{
+    if (pool->running >= pool->max) return true;
+    return run->x->req->server_pin == 0 && upstream_origin_is_full(run->origin);
+}
+
+/* Starts run now when its pool has room, else queues it there; with the queue full, it ends
+ * at once (a fast 503 for the client, as nginx's queue or HAProxy's maxqueue do). */
 static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
 {
     struct upstream_pool *pool = run->pool;
     int rc;
 
-    if (pool->running >= pool->max || pool->wait_head != NULL) {
+    if (pool->wait_head != NULL || upstream_must_wait(pool, run)) {
+        /* An active check always waits: a busy pool is no sign its server is down. */
+        if (pool->waiting >= pool->queue_max && run->x->req->server_pin == 0) {
+            if (!pool->queue_full_logged)
+                cw_warn("upstream: origin %s: every connection busy and %d requests waiting: "
+                        "new ones fail fast (503) until one waits again",
+                        pool->name, pool->waiting);
+            pool->queue_full_logged = true;
+            run->x->logged = true;
+            snprintf(run->x->errbuf, sizeof(run->x->errbuf),
+                     "origin %s: every connection busy and its queue (%d) full", pool->name,
+                     pool->queue_max);
+            upstream_finish(up, run->x, run, -EAGAIN, NULL);
+            return;
+        }
+        if (pool->queue_full_logged) {
+            pool->queue_full_logged = false;
+            cw_notice("upstream: origin %s: its queue has room again", pool->name);
+        }
+        bool own = pool->queue_timeout_ms > 0 && run->x->req->server_pin == 0;
+        int64_t wait = own ? pool->queue_timeout_ms : run->first_byte_ms;
+        run->wait_rc = own ? -EAGAIN : -ETIMEDOUT;
+        run->wait_deadline_ms = wait > 0 ? run->taken_ms + wait : 0;
         run->next = NULL;
         *pool->wait_tail = run;
         pool->wait_tail = &run->next;
+        pool->waiting++;
         upstream_pool_kick(up, pool);
         return;
     }
@@ -842,10 +1101,11 @@ static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
 /* Starts the pool's waiting transfers while it has room (bounded by the queue). */
 static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool)
 {
-    while (pool->running < pool->max && pool->wait_head != NULL) {
+    while (pool->wait_head != NULL && !upstream_must_wait(pool, pool->wait_head)) {
         struct upstream_run *run = pool->wait_head;
         pool->wait_head = run->next;
         if (pool->wait_head == NULL) pool->wait_tail = &pool->wait_head;
+        pool->waiting--;
         pool->running++;
         int rc = upstream_begin(up, run);
         if (rc < 0) {
@@ -882,6 +1142,13 @@ static bool upstream_take_queued(struct cw_upstream *up)
             run->server = -1;
             run->taken_ms = cw_clock_mono_ms();
             run->content_length = -1;
+            /* A routed transfer takes its origin's first-byte and total timeouts; an active
+             * check keeps its own. */
+            run->first_byte_ms = x->req->timeout_ms;
+            if (x->req->server_pin == 0 && run->pool->first_byte_ms > 0)
+                run->first_byte_ms = run->pool->first_byte_ms;
+            if (x->req->server_pin == 0 && run->pool->total_ms > 0)
+                run->total_deadline_ms = run->taken_ms + run->pool->total_ms;
             x->internal = run;
             pthread_mutex_lock(&up->lock);
             run->aborted = x->abort_requested;
@@ -891,6 +1158,7 @@ static bool upstream_take_queued(struct cw_upstream *up)
                                             : upstream_origin_admit(run->origin, &run->probe,
                                                                     x->errbuf, sizeof(x->errbuf));
             if (rc < 0) {
+                x->retry_after_ms = upstream_origin_breaker_wait_ms(run->origin);
                 upstream_finish(up, x, run, rc, NULL);
             } else {
                 upstream_start_run(up, run);
@@ -938,8 +1206,31 @@ static void upstream_run_resumes(struct cw_upstream *up)
     }
 }
 
-/* Ends the running transfers whose origin has been silent past their timeout; the time until
- * the next deadline, for the poll (at most UPSTREAM_POLL_MS). */
+/* Ends the transfers that waited for a connection past their bound, oldest first (FIFO: the
+ * one at the head is the first due, so the scan stops at the first not due); the next wait
+ * deadline, INT64_MAX when none. */
+static int64_t upstream_expire_waiting(struct cw_upstream *up, struct upstream_pool *pool,
+                                       int64_t now)
+{
+    while (pool->wait_head != NULL) {
+        struct upstream_run *run = pool->wait_head;
+        if (run->wait_deadline_ms == 0 || now < run->wait_deadline_ms)
+            return run->wait_deadline_ms ? run->wait_deadline_ms : INT64_MAX;
+        pool->wait_head = run->next;
+        if (pool->wait_head == NULL) pool->wait_tail = &pool->wait_head;
+        pool->waiting--;
+        snprintf(run->x->errbuf, sizeof(run->x->errbuf),
+                 "origin %s: no connection free within %lld ms%s", pool->name,
+                 (long long)(run->wait_deadline_ms - run->taken_ms),
+                 run->wait_rc == -EAGAIN ? " (queue_timeout)" : "");
+        upstream_finish(up, run->x, run, run->wait_rc, NULL);
+    }
+    return INT64_MAX;
+}
+
+/* Ends the running transfers whose origin has been silent past their timeout, or past their
+ * total, and those that waited for a connection too long; the time until the next deadline,
+ * for the poll (at most UPSTREAM_POLL_MS). */
 static int upstream_expire(struct cw_upstream *up)
 {
     int64_t now = cw_clock_mono_ms(), next = now + UPSTREAM_POLL_MS;
@@ -950,18 +1241,34 @@ static int upstream_expire(struct cw_upstream *up)
 
     while (run != NULL) {
         struct upstream_run *after = run->next;
-        if (run->deadline_ms > 0 && !run->paused && !run->hold) {
-            if (now >= run->deadline_ms) {
-                run->fail_rc = -ETIMEDOUT;
+        if (run->total_deadline_ms > 0 && now >= run->total_deadline_ms) {
+            run->fail_rc = -ETIMEDOUT;
+            snprintf(run->x->errbuf, sizeof(run->x->errbuf),
+                     "origin timed out: transfer not done within %lld ms (total_timeout)",
+                     (long long)run->pool->total_ms);
+            upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
+        } else if (run->deadline_ms > 0 && !run->paused && !run->hold && now >= run->deadline_ms) {
+            run->fail_rc = -ETIMEDOUT;
+            if (run->head_done)
                 snprintf(run->x->errbuf, sizeof(run->x->errbuf),
                          "origin timed out: no byte for %lld ms",
                          (long long)run->x->req->timeout_ms);
-                upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
-            } else if (run->deadline_ms < next) {
+            else
+                snprintf(run->x->errbuf, sizeof(run->x->errbuf),
+                         "origin timed out: no response head within %lld ms",
+                         (long long)run->first_byte_ms);
+            upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
+        } else {
+            if (run->deadline_ms > 0 && !run->paused && !run->hold && run->deadline_ms < next)
                 next = run->deadline_ms;
-            }
+            if (run->total_deadline_ms > 0 && run->total_deadline_ms < next)
+                next = run->total_deadline_ms;
         }
         run = after;
+    }
+    for (size_t i = 0; i < up->pool_count; i++) {
+        int64_t w = upstream_expire_waiting(up, &up->pools[i], now);
+        if (w < next) next = w;
     }
     return (int)(next - now);
 }
@@ -1038,6 +1345,7 @@ static void *upstream_thread_main(void *arg)
         while (pool->wait_head != NULL) {
             struct upstream_run *run = pool->wait_head;
             pool->wait_head = run->next;
+            pool->waiting--;
             upstream_finish(up, run->x, run, -ECANCELED, "shutting down");
         }
         pool->wait_tail = &pool->wait_head;
@@ -1074,9 +1382,10 @@ void cw_upstream_stop(struct cw_upstream *up)
     if (up == NULL) return;
     cw_upstream_cancel(up);
     curl_multi_cleanup(up->multi);
+    curl_share_cleanup(up->share); /* after the multi: no easy handle uses it any more */
     pthread_mutex_destroy(&up->lock);
     upstream_origins_free(up->origins, up->pool_count);
-    free(up->pools);
+    upstream_pools_free(up->pools, up->pool_count);
     free(up);
 }
 

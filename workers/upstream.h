@@ -2,11 +2,15 @@
  * misses and passes, the refresher's refreshes) and runs them on one thread driving libcurl,
  * delivering each response as head, data and done callbacks with flow control.
  *
- * Owns the loop thread, its CURLM handle, the easy handles and the keep-alive connections
- * they leave in the multi handle's cache; no other module includes curl.h. Connections are
- * capped per origin (cw_config_origin.max_conns, per process): a transfer past its origin's
- * cap waits in that origin's queue, its timeout running, and starts on the connection the
- * one before it leaves. Each transfer goes to a server of its origin's pool chosen when it
+ * Owns the loop thread, its CURLM handle, the easy handles, the keep-alive connections
+ * they leave in the multi handle's cache and the TLS sessions they share (a CURLSH); no other
+ * module includes curl.h. Connections are capped per origin (cw_config_origin.max_conns, per
+ * process) and per server ("max_conns=N" in servers[], per process): a transfer past a cap
+ * waits in its origin's queue (at most cw_config_origin.queue of them; past that it ends at
+ * once with -EAGAIN, unless it is an active check), for at most queue_timeout (-EAGAIN) or
+ * else its first-byte timeout (-ETIMEDOUT), and starts on the connection the one before it
+ * leaves. Each transfer goes to
+ * a server of its origin's pool chosen when it
  * starts (upstream_pool.c: health shared in the shm segment, a circuit breaker per origin,
  * one retry of an idempotent request on another server). Transfers and tasks are submitted from any
  * thread; every callback (on_head, on_data, on_read, on_done, a task's run) runs on the loop thread
@@ -118,7 +122,9 @@ struct cw_upstream_req {
     const char *head;   /* "Name: value\r\n" lines, NUL-terminated, may be NULL */
     int64_t connect_timeout_ms;
     /* The longest silence: to the response head (the wait for a connection included), then
-     * between bytes either way; not counted while a callback holds the transfer paused. */
+     * between bytes either way; not counted while a callback holds the transfer paused. For a
+     * transfer the pool routes (server_pin 0), the origin's first_byte_timeout replaces it up
+     * to the head, and its total_timeout bounds the whole transfer (pauses included). */
     int64_t timeout_ms;
     /* The body, for a method that has one: whole in memory (body; POST, PUT and PATCH send an
      * empty one), or, when the ops have on_read, streamed: body_len bytes, or chunked for -1. */
@@ -156,9 +162,12 @@ enum cw_upstream_flow {
  *   its end, -EAGAIN to pause the upload until cw_upstream_resume(), or another -errno to end
  *   the transfer with it.
  * - on_done: the transfer ended, rc 0 (a whole response: see xfer->status), -ECONNREFUSED,
- *   -ETIMEDOUT, -EBADMSG (a malformed answer), -ECANCELED (stopping), -EAGAIN (never ran: the
- *   queue was full), -EHOSTUNREACH (never ran: the origin's breaker is open or every server
- *   is down), -EIO, or the errno a callback returned. The loop is done with the
+ *   -ETIMEDOUT, -EBADMSG (a malformed answer), -EPROTO (the TLS handshake failed: a
+ *   certificate not trusted, a name that does not match, a client certificate refused),
+ *   -ECANCELED (stopping), -EAGAIN (never ran: the loop's or the origin's queue was full, or
+ *   it waited for a connection past queue_timeout), -EHOSTUNREACH (never ran: the origin's
+ *   breaker is open or every server is down; see xfer->retry_after_ms), -EIO, or the errno a
+ *   callback returned. The loop is done with the
  *   transfer when on_done returns: the submitter may free or reuse it from there. */
 struct cw_upstream_ops {
     int (*on_head)(struct cw_upstream_xfer *x, int status, const struct cw_upstream_fields *h);
@@ -179,6 +188,10 @@ struct cw_upstream_xfer {
     char errbuf[256];         /* what failed, when on_done's rc != 0 */
     int64_t request_time_ms;  /* wall clock when the transfer started */
     int64_t response_time_ms; /* wall clock when it ended */
+    /* > 0 when the origin's breaker is open (the request was refused, or it was the probe
+     * and failed): the time left in the breaker's cooldown, at least 1. */
+    int64_t retry_after_ms;
+    bool logged; /* the loop logged the cause itself (once per state): no need to again */
 
     /* The loop's own. */
     struct cw_upstream *up;

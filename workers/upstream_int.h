@@ -53,6 +53,12 @@ void upstream_origin_report_server(struct upstream_origin *o, int server, bool o
 /* True when the retry budget allows one more retry (then counted). */
 bool upstream_origin_take_retry(struct upstream_origin *o);
 void upstream_origin_count_fail_fast(struct upstream_origin *o);
+/* True when every server that is up is at its own connection cap (servers[] max_conns=N):
+ * a transfer then waits in the origin's queue. False when one has room, or none is up. */
+bool upstream_origin_is_full(struct upstream_origin *o);
+/* The time left before the origin's open breaker lets a probe go (at least 1), 1 while the
+ * probe is out, 0 when the breaker is closed. */
+int64_t upstream_origin_breaker_wait_ms(struct upstream_origin *o);
 /* The origin's TLS and DNS options on e, for an attempt on server (-1: none chosen): a server
  * found by DNS also gets its address as CURLOPT_CONNECT_TO (a list the pool keeps until the
  * transfers on that server have ended: upstream_origin_release()). */

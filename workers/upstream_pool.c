@@ -40,6 +40,8 @@ struct upstream_server {
     size_t base_len;
     bool probing;    /* an active check is out */
     bool is_present; /* in the pool (a DNS table may leave a slot empty) */
+    /* Its cap of running attempts in this process ("max_conns=N"); 0 = none. */
+    int max_conns;
     /* Found by DNS: "::address:port", the address its connections go to (NULL: the base's
      * host, as configured); and the lists of addresses it had before, kept while transfers
      * that may read them run on the slot. */
@@ -75,6 +77,7 @@ struct upstream_origin {
     char *cfg_base[CW_LIMIT_ORIGIN_SERVERS];
     int cfg_weight[CW_LIMIT_ORIGIN_SERVERS];
     bool cfg_backup[CW_LIMIT_ORIGIN_SERVERS];
+    int cfg_max_conns[CW_LIMIT_ORIGIN_SERVERS]; /* per address DNS finds for it, too */
     size_t cfg_n;
     size_t live;      /* servers present */
     uint32_t dns_gen; /* of the DNS table the pool follows; 0: the configured servers */
@@ -102,7 +105,7 @@ static size_t pool_base_len(const char *url)
 /* Points slot k at base (copied) with the given weight: -ENOMEM leaves it as it was. The
  * previous address list is retired, not freed, while transfers run on the slot. */
 static int pool_set_slot(struct upstream_origin *o, size_t k, const char *base, int weight,
-                         bool is_backup, const char *connect_to)
+                         bool is_backup, int max_conns, const char *connect_to)
 {
     struct upstream_server *s = &o->servers[k];
     struct curl_slist *ct = NULL;
@@ -134,6 +137,7 @@ static int pool_set_slot(struct upstream_origin *o, size_t k, const char *base, 
     o->pick[k].weight = weight;
     o->pick[k].is_backup = is_backup;
     o->pick[k].current = 0;
+    s->max_conns = max_conns;
     return 0;
 }
 
@@ -142,7 +146,8 @@ static int pool_use_config(struct upstream_origin *o)
 {
     for (size_t k = 0; k < CW_LIMIT_ORIGIN_SERVERS; k++) {
         if (k < o->cfg_n) {
-            int rc = pool_set_slot(o, k, o->cfg_base[k], o->cfg_weight[k], o->cfg_backup[k], NULL);
+            int rc = pool_set_slot(o, k, o->cfg_base[k], o->cfg_weight[k], o->cfg_backup[k],
+                                   o->cfg_max_conns[k], NULL);
             if (rc < 0) return rc;
         } else {
             o->servers[k].is_present = false;
@@ -186,7 +191,7 @@ static void pool_follow_dns(struct upstream_origin *o)
             snprintf(ct, sizeof(ct), af == AF_INET6 ? "::[%s]:%u" : "::%s:%u", addr,
                      (unsigned)e->port);
             if (pool_set_slot(o, k, o->cfg_base[e->cfg_server], e->weight > 0 ? e->weight : 1,
-                              e->is_backup != 0, ct) < 0) {
+                              e->is_backup != 0, o->cfg_max_conns[e->cfg_server], ct) < 0) {
                 cw_warn_rl("upstream: origin %s: DNS table: out of memory; next request", o->name);
                 return; /* dns_gen unchanged: tried again */
             }
@@ -216,6 +221,7 @@ static int pool_origin_init(struct upstream_origin *o, const struct cw_config_or
         if (o->cfg_base[i] == NULL) return -ENOMEM;
         o->cfg_weight[i] = c->server_count ? c->servers[i].weight : 1;
         o->cfg_backup[i] = c->server_count ? c->servers[i].is_backup : false;
+        o->cfg_max_conns[i] = c->server_count ? c->servers[i].max_conns : 0;
     }
     if (pool_use_config(o) < 0) return -ENOMEM;
     o->dns_id = cw_upstream_dns_origin_id(c);
@@ -360,8 +366,11 @@ int upstream_origin_pick(struct upstream_origin *o, int exclude)
     int i;
 
     pool_follow_dns(o);
+    /* A server at its own connection cap is passed over, as nginx's max_conns does. */
     for (size_t k = 0; k < o->n; k++)
-        o->pick[k].is_up = pool_server_is_up(o, k, now);
+        o->pick[k].is_up =
+            pool_server_is_up(o, k, now) &&
+            (o->servers[k].max_conns == 0 || o->pick[k].running < o->servers[k].max_conns);
     i = cw_pool_pick(o->pick, o->n, o->balance, exclude);
     if (i >= 0) o->pick[i].running++;
     return i;
@@ -381,6 +390,36 @@ void upstream_origin_release(struct upstream_origin *o, int server)
         curl_slist_free_all(o->servers[server].retired);
         o->servers[server].retired = NULL;
     }
+}
+
+bool upstream_origin_is_full(struct upstream_origin *o)
+{
+    int64_t now = cw_clock_mono_ms();
+    bool full = false;
+
+    for (size_t k = 0; k < o->n; k++) {
+        if (!pool_server_is_up(o, k, now)) continue;
+        if (o->servers[k].max_conns == 0 || o->pick[k].running < o->servers[k].max_conns)
+            return false;
+        full = true;
+    }
+    return full;
+}
+
+int64_t upstream_origin_breaker_wait_ms(struct upstream_origin *o)
+{
+    uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed);
+    int64_t left = cw_pool_breaker_time(w) - cw_clock_mono_ms();
+
+    switch (cw_pool_breaker_state(w)) {
+    case CW_POOL_BREAKER_OPEN:
+        return left > 1 ? left : 1;
+    case CW_POOL_BREAKER_HALF_OPEN:
+        return 1;
+    case CW_POOL_BREAKER_CLOSED:
+        break;
+    }
+    return 0;
 }
 
 size_t upstream_origin_server_count(const struct upstream_origin *o)

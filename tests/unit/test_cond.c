@@ -9,6 +9,41 @@
 #include "core/entry.h"
 #include "core/limits.h"
 
+/* A failed origin: stale-if-error first, then the open breaker's max_stale, each bounded. */
+START_TEST(test_cond_error_use)
+{
+    const int64_t fresh = 100000, sie = 160000, max = 3600000; /* sie: 60 s of it */
+
+    /* Inside stale-if-error, breaker or not. */
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, false, max, 159999),
+                     CW_COND_ERROR_SIE);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, true, max, 100001),
+                     CW_COND_ERROR_SIE);
+    /* Past it: only with the breaker open, and below max_stale (N-1 yes, N no). */
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, false, max, 160000),
+                     CW_COND_ERROR_NONE);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, true, max, 160000),
+                     CW_COND_ERROR_BREAKER);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, true, max, fresh + max - 1),
+                     CW_COND_ERROR_BREAKER);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, true, max, fresh + max),
+                     CW_COND_ERROR_NONE);
+    /* max_stale 0 turns it off. */
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, -1, true, 0, 160000), CW_COND_ERROR_NONE);
+    /* must-revalidate forbids both; the request's stale-if-error=N bounds both. */
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, true, -1, true, max, 120000),
+                     CW_COND_ERROR_NONE);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, 10, true, max, 110000),
+                     CW_COND_ERROR_SIE);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, 10, true, max, 110001),
+                     CW_COND_ERROR_NONE);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, 100, true, max, 200000),
+                     CW_COND_ERROR_BREAKER);
+    ck_assert_int_eq(cw_cond_error_use(fresh, sie, false, 100, true, max, 200001),
+                     CW_COND_ERROR_NONE);
+}
+END_TEST
+
 Suite *cond_suite(void);
 
 #define S(lit) cw_str_cstr(lit)
@@ -894,6 +929,7 @@ Suite *cond_suite(void)
     tcase_add_test(use_tc, test_cond_use_max_age);
     tcase_add_test(use_tc, test_cond_use_min_fresh);
     tcase_add_test(use_tc, test_cond_use_max_stale);
+    tcase_add_test(use_tc, test_cond_error_use);
     suite_add_tcase(s, use_tc);
 
     tcase_add_test(merge_tc, test_cond_merge_replace_and_append);

@@ -684,6 +684,60 @@ START_TEST(test_config_origin_discovery)
 }
 END_TEST
 
+/* The TLS, timeout, queue and max_stale settings of an origin, their defaults and checks. */
+START_TEST(test_config_origin_tls_and_queue)
+{
+    struct cw_config c;
+
+    expect_ok("origins = ( { name = \"a\"; url = \"https://127.0.0.1:8443\"; } );", &c);
+    ck_assert_int_eq(c.origins[0].queue, 1024);
+    ck_assert_int_eq(c.origins[0].idle_timeout_ms, 60000);
+    ck_assert_int_eq(c.origins[0].first_byte_timeout_ms, 0);
+    ck_assert_int_eq(c.origins[0].total_timeout_ms, 0);
+    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 0);
+    ck_assert_ptr_null(c.origins[0].sni);
+    ck_assert_int_eq(c.origins[0].servers[0].max_conns, 0);
+    cw_config_free(&c);
+    expect_ok("origins = ( { name = \"a\"; url = \"https://127.0.0.1:8443\";\n"
+              " tls_cert = \"/c.pem\"; tls_key = \"/k.pem\"; sni = \"API.example\";\n"
+              " host = \"api.example:8443\"; first_byte_timeout = \"2s\";\n"
+              " total_timeout = \"1m\"; idle_timeout = \"5s\"; queue = 0;\n"
+              " queue_timeout = \"300ms\"; breaker = { max_stale = \"1h\"; };\n"
+              " servers = [ \"https://127.0.0.1:8443 max_conns=8 weight=2\" ]; } );",
+              &c);
+    ck_assert_str_eq(c.origins[0].tls_cert, "/c.pem");
+    ck_assert_int_eq(c.origins[0].tls_cert_line, 2);
+    ck_assert_str_eq(c.origins[0].tls_key, "/k.pem");
+    ck_assert_str_eq(c.origins[0].sni, "api.example");
+    ck_assert_str_eq(c.origins[0].host, "api.example:8443");
+    ck_assert_int_eq(c.origins[0].first_byte_timeout_ms, 2000);
+    ck_assert_int_eq(c.origins[0].total_timeout_ms, 60000);
+    ck_assert_int_eq(c.origins[0].idle_timeout_ms, 5000);
+    ck_assert_int_eq(c.origins[0].queue, 0);
+    ck_assert_int_eq(c.origins[0].queue_timeout_ms, 300);
+    ck_assert_int_eq(c.origins[0].breaker_max_stale_ms, 3600000);
+    ck_assert_int_eq(c.origins[0].servers[0].max_conns, 8);
+    ck_assert_int_eq(c.origins[0].servers[0].weight, 2);
+    cw_config_free(&c);
+    expect_err("origins = ( { name = \"a\"; url = \"https://a\";\n tls_key = \"/k\"; } );",
+               "t.conf:2: origins[0].tls_key: needs tls_cert");
+    expect_err("origins = ( { name = \"a\"; url = \"https://a\"; sni = \"10.0.0.1\"; } );",
+               "origins[0].sni: \"10.0.0.1\" is not a DNS name");
+    expect_err("origins = ( { name = \"a\"; url = \"https://a\"; sni = \"a b\"; } );",
+               "origins[0].sni: \"a b\" is not a DNS name");
+    expect_err("origins = ( { name = \"a\"; url = \"https://a\"; host = \"a/b\"; } );",
+               "origins[0].host: \"a/b\" is not a host[:port]");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\"; queue = 4097; } );",
+               "origins[0].queue: 4097 is out of range 0..4096");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\";"
+               " servers = [ \"http://a:1 max_conns=0\" ]; } );",
+               "max_conns must be 1 to 4096");
+    expect_err("origins = ( { name = \"a\"; url = \"http://a\";"
+               " servers = [ \"http://a:1 max_conns=4097\" ]; } );",
+               "max_conns must be 1 to 4096");
+}
+END_TEST
+
 START_TEST(test_config_bad_url)
 {
     static const char *const bad[] = {
@@ -1462,6 +1516,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_config_duplicate_origin);
     tcase_add_test(tc, test_config_origin_fields);
     tcase_add_test(tc, test_config_origin_discovery);
+    tcase_add_test(tc, test_config_origin_tls_and_queue);
     tcase_add_test(tc, test_config_bad_url);
     tcase_add_test(tc, test_config_url_normalised);
     tcase_add_test(tc, test_config_route_required);

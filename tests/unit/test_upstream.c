@@ -259,7 +259,8 @@ static void t_env_start(struct t_env *e, int cap0, int cap1)
     for (int i = 0; i < 2; i++) {
         t_origin_start(&e->origin[i]);
         snprintf(e->url[i], sizeof(e->url[i]), "http://127.0.0.1:%d", e->origin[i].port);
-        e->co[i] = (struct cw_config_origin){.url = e->url[i], .max_conns = i ? cap1 : cap0};
+        e->co[i] =
+            (struct cw_config_origin){.url = e->url[i], .max_conns = i ? cap1 : cap0, .queue = 64};
     }
     e->cfg.origins = e->co;
     e->cfg.origin_count = 2;
@@ -685,6 +686,37 @@ START_TEST(test_upstream_per_origin_cap)
 }
 END_TEST
 
+/* Origin 0 is capped at 1 connection and a queue of 1: of 3 slow requests, one runs, one
+ * waits and the third ends at once with -EAGAIN, before the first completes. */
+START_TEST(test_upstream_queue_full_fails_fast)
+{
+    static struct t_env e;
+    static struct t_xfer t[3];
+
+    t_env_start(&e, 1, 1);
+    cw_upstream_stop(e.up);
+    e.co[0].queue = 1;
+    ck_assert_int_eq(cw_upstream_start(&e.cfg, 64, NULL, false, &e.up), 0);
+    for (int i = 0; i < 3; i++) {
+        t_xfer_init(&t[i], &e, 0, "GET", "/slow?ms=300", &t_ops);
+        ck_assert_int_eq(cw_upstream_submit(e.up, &t[i].x), 0);
+    }
+    T_WAIT(&t[2], t[2].dones == 1);
+    ck_assert_int_eq(t[2].rc, -EAGAIN);
+    ck_assert(t[2].x.logged);
+    pthread_mutex_lock(&t[0].lock);
+    ck_assert_int_eq(t[0].dones, 0);
+    pthread_mutex_unlock(&t[0].lock);
+    for (int i = 0; i < 2; i++) {
+        T_WAIT(&t[i], t[i].dones == 1);
+        ck_assert_int_eq(t[i].rc, 0);
+        ck_assert_int_eq(t[i].x.status, 200);
+    }
+    ck_assert_int_eq(e.origin[0].requests, 2);
+    cw_upstream_stop(e.up);
+}
+END_TEST
+
 struct t_collect {
     struct cw_upstream_collect c;
     pthread_mutex_t lock;
@@ -778,6 +810,7 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_upstream_pause_resume_other_thread);
     tcase_add_test(tc, test_upstream_upload_pause_resume);
     tcase_add_test(tc, test_upstream_per_origin_cap);
+    tcase_add_test(tc, test_upstream_queue_full_fails_fast);
     tcase_add_test(tc, test_upstream_collect_cap);
     tcase_add_test(tc, test_upstream_submit_refusals);
     suite_add_tcase(s, tc);
