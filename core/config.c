@@ -440,6 +440,8 @@ void cw_config_free(struct cw_config *cfg)
     free(cfg->origins);
     free(cfg->routes);
     free(cfg->resolver);
+    free(cfg->user);
+    free(cfg->group);
     free(cfg->file);
     free(cfg->listen);
     free(cfg->log_access);

@@ -196,6 +196,13 @@ struct cw_config {
     size_t purge_allow_count;
 
     char *resolver; /* DNS servers "ip[:port],..." for origin discovery; NULL = resolv.conf */
+
+    /* The account a start as root drops to once the sockets are bound (workers/supervisor.c);
+     * NULL = none, and then a start as root is refused. Looked up when the file is loaded
+     * (workers/config_file.c), which is why their lines are kept. */
+    char *user;
+    char *group; /* NULL = the user's own */
+    int user_line, group_line;
 };
 
 /* Parses text (len bytes, need not end in NUL) named file in messages. 0 and *out filled;

@@ -401,6 +401,25 @@ static const struct config_opt config_purge_opts[] = {
     CONFIG_FN("allow", config_purge_allow),
 };
 
+/* user and group: names here; workers/config_file.c looks them up, with these lines. */
+static int config_top_user(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config *cfg = base;
+    int rc = cw_config_take_str(cx, s, &cfg->user, true);
+
+    if (rc == 0) cfg->user_line = (int)config_setting_source_line(s);
+    return rc;
+}
+
+static int config_top_group(struct config_ctx *cx, const config_setting_t *s, void *base)
+{
+    struct cw_config *cfg = base;
+    int rc = cw_config_take_str(cx, s, &cfg->group, true);
+
+    if (rc == 0) cfg->group_line = (int)config_setting_source_line(s);
+    return rc;
+}
+
 static const struct config_opt config_top_opts[] = {
     CONFIG_FN("listen", config_top_listen),
     CONFIG_OPT("workers", CW_CONFIG_KIND_INT, CW_CFG, workers, 0, CW_LIMIT_WORKERS),
@@ -416,6 +435,8 @@ static const struct config_opt config_top_opts[] = {
     CONFIG_GROUP("control", config_control_opts),
     CONFIG_GROUP("purge", config_purge_opts),
     CONFIG_FN("resolver", cw_config_resolver),
+    CONFIG_FN("user", config_top_user),
+    CONFIG_FN("group", config_top_group),
 };
 
 static const struct config_opt config_route_opts[] = {

@@ -31,6 +31,12 @@ sed -e "s|url = \"http://127.0.0.1:9000\"|url = \"$origin\"|" \
     -e "s|\"/var/cache/cachewarp/l1.mdb\"|\"$run_dir/l1.mdb\"|" \
     -e "s|\"/run/cachewarp/control.sock\"|\"$run_dir/control.sock\"|" \
     etc/cachewarp.conf >"$run_dir/cachewarp.conf"
+# As root, the daemon runs as nobody once its socket is bound (the user setting); its files
+# are in build/run, which nobody must then own.
+if [ "$(id -u)" -eq 0 ]; then
+    echo 'user = "nobody";' >>"$run_dir/cachewarp.conf"
+    chown -R nobody: "$run_dir"
+fi
 listen=$(sed -n 's/^listen *= *"\(.*\)";.*/\1/p' "$run_dir/cachewarp.conf")
 echo "run: cachewarpd on http://$listen  (curl -i http://$listen/hello?cc=max-age%3D30)" >&2
 echo "run: Ctrl-C stops it" >&2

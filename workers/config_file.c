@@ -39,6 +39,24 @@ static int config_file_check_tls(const char *path, const struct cw_config *cfg, 
     return 0;
 }
 
+/* group replaces the user's group: 0, or -EINVAL with err saying why. The accounts are
+ * looked up when a start as root drops to them (workers/supervisor.c), not here: a config is
+ * often checked on a machine that is not the one it runs on. */
+static int config_file_check_user(const char *path, const struct cw_config *cfg, struct cw_err *err)
+{
+    if (cfg->group != NULL && cfg->user == NULL) {
+        cw_err_set(err, "%s:%d: group: needs user (the account whose group it replaces)", path,
+                   cfg->group_line);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cw_config_file_check_files(const char *path, const struct cw_config *cfg, struct cw_err *err)
+{
+    return config_file_check_tls(path, cfg, err);
+}
+
 int cw_config_file_load(const char *path, struct cw_config *out, struct cw_err *err)
 {
     char *buf = NULL;
@@ -68,7 +86,8 @@ int cw_config_file_load(const char *path, struct cw_config *out, struct cw_err *
         goto out_close;
     }
     rc = cw_config_parse(buf, len, path, out, err);
-    if (rc == 0 && (rc = config_file_check_tls(path, out, err)) < 0) {
+    if (rc == 0 && ((rc = config_file_check_user(path, out, err)) < 0 ||
+                    (rc = config_file_check_tls(path, out, err)) < 0)) {
         cw_config_free(out);
         memset(out, 0, sizeof(*out));
     }

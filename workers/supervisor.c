@@ -24,8 +24,10 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -688,7 +690,12 @@ int sup_reload(struct sup *s, struct cw_err *err)
     if (!sup_same_str(next.control_group, s->cfg.control_group))
         strcat(s->reload_restart,
                s->reload_restart[0] ? ",\"control.group\"" : "\"control.group\"");
-    if (s->reload_restart[0] != '\0')
+    if (!sup_same_str(next.user, s->cfg.user) || !sup_same_str(next.group, s->cfg.group)) {
+        strcat(s->reload_restart, s->reload_restart[0] ? ",\"user\"" : "\"user\"");
+        cw_warn("supervisor: reload: user and group take effect at the next start (the daemon "
+                "dropped root when it started)");
+    }
+    if (strstr(s->reload_restart, "control.") != NULL)
         cw_warn("supervisor: reload: control.socket and control.group take effect at the next "
                 "start; the control socket stays %s",
                 s->ctl != NULL ? cw_control_path(s->ctl) : "closed");
@@ -764,13 +771,82 @@ static int sup_signals_block(void)
     return fd;
 }
 
+/* A start as root needs an account to drop to (or user = "root", said in so many words):
+ * true when the start may go on, with the refusal logged otherwise. */
+static bool sup_root_allowed(const struct sup *s)
+{
+    if (geteuid() != 0 || s->cfg.user != NULL) return true;
+    cw_err("supervisor: started as root and %s sets no user: set user = \"cachewarp\" (the "
+           "account to run as once the sockets are bound), or start cachewarpd as that account "
+           "(systemd's User=); refusing to run as root",
+           s->cfg.file);
+    return false;
+}
+
+/* Started as root: becomes cfg.user (cfg.group, else the user's group, and the user's other
+ * groups) now that the sockets are bound, for good. Not root: nothing to do. 0, or 1 with
+ * the cause logged. The files the daemon opens from now on (the cache, the TLS files) are
+ * opened as that user; a reload can no longer bind a port below 1024. */
+static int sup_drop_privileges(struct sup *s)
+{
+    const struct passwd *pw;
+    const struct group *gr;
+    struct cw_err err = {{0}};
+    uid_t uid;
+    gid_t gid;
+
+    if (geteuid() != 0) return 0;
+    if (strcmp(s->cfg.user, "root") == 0) {
+        cw_warn("supervisor: user is root: every process runs as root (not recommended: set "
+                "user to an account of its own)");
+        return 0;
+    }
+    pw = getpwnam(s->cfg.user);
+    if (pw == NULL) {
+        cw_err("supervisor: %s:%d: user: no such user \"%s\" on this machine", s->cfg.file,
+               s->cfg.user_line, s->cfg.user);
+        return 1;
+    }
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+    if (s->cfg.group != NULL) {
+        gr = getgrnam(s->cfg.group);
+        if (gr == NULL) {
+            cw_err("supervisor: %s:%d: group: no such group \"%s\" on this machine", s->cfg.file,
+                   s->cfg.group_line, s->cfg.group);
+            return 1;
+        }
+        gid = gr->gr_gid;
+    }
+    /* The control socket was made as root: the supervisor, as the user, removes it at exit. */
+    if (s->ctl != NULL && chown(cw_control_path(s->ctl), uid, (gid_t)-1) == -1)
+        cw_warn("supervisor: chown %s: %s", cw_control_path(s->ctl), strerror(errno));
+    if (initgroups(pw->pw_name, gid) == -1 || setgid(gid) == -1 || setuid(uid) == -1) {
+        cw_err("supervisor: cannot become user %s (uid %u, gid %u): %s", s->cfg.user, (unsigned)uid,
+               (unsigned)gid, strerror(errno));
+        return 1;
+    }
+    if (setuid(0) != -1) {
+        cw_err("supervisor: still able to become root after dropping to %s; stopping", s->cfg.user);
+        return 1;
+    }
+    cw_notice("supervisor: running as user %s (uid %u, gid %u)", s->cfg.user, (unsigned)uid,
+              (unsigned)gid);
+    /* The TLS files were checked as root when the file was loaded: again, as the user. */
+    if (cw_config_file_check_files(s->cfg.file, &s->cfg, &err) < 0) {
+        cw_err("supervisor: as user %s: %s", s->cfg.user, err.msg);
+        return 1;
+    }
+    return 0;
+}
+
 /* Everything before the loop: 0, or 1 with the cause logged. */
 static int sup_start(struct sup *s)
 {
     sup_resolve_workers(&s->cfg);
+    if (!sup_root_allowed(s)) return 1;
     s->sig_fd = sup_signals_block();
     if (s->sig_fd == -1) return 1;
-    if (sup_check_store(&s->cfg) < 0) return 1;
     s->listen_fd = sup_bind(s->cfg.listen);
     if (s->listen_fd == -1) return 1;
     if (s->cfg.stats_listen != NULL) {
@@ -787,6 +863,9 @@ static int sup_start(struct sup *s)
     s->started_ms = cw_clock_mono_ms();
     /* Before the children: a second daemon on the same socket stops here, not after forking. */
     if (sup_control_open(s) < 0) return 1;
+    if (sup_drop_privileges(s) != 0) return 1;
+    /* As the user: the cache file is made, or found damaged and replaced, by its owner. */
+    if (sup_check_store(&s->cfg) < 0) return 1;
     if (sup_children_start(s) < 0) return 1;
     cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", s->version,
               s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);

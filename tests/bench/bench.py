@@ -363,8 +363,10 @@ class Bench:
         redis = (f'{{ enabled = true; port = {redis_port}; timeout = "50ms"; }}'
                  if redis_port else "{ enabled = false; }")
         stats = f"127.0.0.1:{stats_port}" if stats_port else ""
-        with open(conf, "w") as f:
-            f.write(f'''listen = "127.0.0.1:{port}";
+        # As root (like nginx's "user root root;" below); a build from before the user setting
+        # refuses it and needs none.
+        user = 'user = "root";\n' if os.geteuid() == 0 else ""
+        text = (f'''{user}listen = "127.0.0.1:{port}";
 workers = {c["workers"]};
 log = {{ level = "warn"; access = ""; }};
 cache = {{ path = "{d}/l1.mdb"; size = "{c["size"]}"; max_object = "8M"; }};
@@ -376,8 +378,14 @@ stats = {{ listen = "{stats}"; }};
 control = {{ socket = "{d}/control.sock"; }};
 purge = {{ allow = [ "127.0.0.1/32" ]; }};
 ''')
+        with open(conf, "w") as f:
+            f.write(text)
         exe = os.path.join(c["build"], "bin", "cachewarpd")
         t = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True)
+        if t.returncode != 0 and user and ": user:" in t.stdout + t.stderr:
+            with open(conf, "w") as f:
+                f.write(text[len(user):])
+            t = subprocess.run([exe, "-t", "-c", conf], capture_output=True, text=True)
         if t.returncode != 0:
             die(f"{exe} -t rejected the bench config: {t.stdout}{t.stderr}")
         return Proc(f"cachewarpd-{sid}", [exe, "-c", conf], self.tmp, self.server_cpus), port

@@ -80,12 +80,26 @@ def comm(pid):
         return "?"
 
 
+def knows_user(build):
+    """Whether this build's cachewarpd takes the user setting (older builds refuse it)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+        f.write('user = "root";\norigins = ( { name = "a"; url = "http://127.0.0.1:1"; } );\n'
+                'routes = ( { match = "/"; origin = "a"; } );\n')
+        f.flush()
+        t = subprocess.run([os.path.join(build, "bin", "cachewarpd"), "-t", "-c", f.name],
+                           capture_output=True, text=True)
+    return ": user:" not in t.stdout + t.stderr
+
+
 def run_once(tmp, build, gen, oport, secs):
     d = tempfile.mkdtemp(dir=tmp)
     port = free_port()
     conf = os.path.join(d, "cachewarp.conf")
     with open(conf, "w") as f:
-        f.write(f'''listen = "127.0.0.1:{port}";
+        # As root: the tests run as root, which needs it said (a build from before the user
+        # setting is run without it).
+        user = 'user = "root";\n' if os.geteuid() == 0 and knows_user(build) else ""
+        f.write(f'''{user}listen = "127.0.0.1:{port}";
 workers = 1;
 log = {{ level = "warn"; access = ""; }};
 cache = {{ path = "{d}/l1.mdb"; size = "256M"; max_object = "8M"; }};

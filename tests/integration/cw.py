@@ -633,6 +633,9 @@ def config_text(tmpdir, port, origin_port, workers=2, route=None, origin=None, o
         "stats": {"listen": ""},
         "control": {"socket": os.path.join(tmpdir, "control.sock")},
         "purge": {"allow": ["127.0.0.1/32"]},
+        # A start as root needs an account to drop to: the tests run as root on purpose
+        # (test_supervisor's privilege tests use another one).
+        "user": "root" if os.geteuid() == 0 else None,
     }
     s.update(overrides or {})
     lines = ["# written by tests/integration/cw.py"]

@@ -87,3 +87,81 @@ def test_supervisor_replaces_wedged_refresher(env):
     cw.wait_for(lambda: _log(d).count("answered health ping") > n, 15, interval=0.1,
                 what=f"a health ping answered by the new refresher {new[0]}")
     assert d.get("/after").status == 200
+
+
+def _uids(pid):
+    """(real, effective, saved) uid and the same for gid of a process."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("Uid:", "Gid:")):
+                out[line[0]] = tuple(int(x) for x in line.split()[1:4])
+    return out["U"], out["G"]
+
+
+def _free_privileged_port():
+    import socket
+    for port in range(1023, 900, -1):
+        with socket.socket() as s:
+            try:
+                s.bind((cw.LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below 1024 on the loopback")
+
+
+def test_supervisor_root_without_user_is_refused(env):
+    """Started as root with no user setting, cachewarpd refuses to run (exit 1) and says
+    what to set; it binds nothing first."""
+    if os.geteuid() != 0:
+        return  # only a root start is refused
+    o = env.origin()
+    conf = cw.write_config(env.dir, port=cw.free_port(), origin_port=o.port,
+                           overrides={"user": None})
+    p = cw.subprocess.run([cw.binary("cachewarpd"), "-c", conf], capture_output=True,
+                          timeout=10 * cw.TIME_FACTOR)
+    err = p.stderr.decode()
+    assert p.returncode == 1, (p.returncode, err)
+    assert "started as root" in err and 'set user = "cachewarp"' in err, err
+    assert "refusing to run as root" in err, err
+
+
+def test_supervisor_drops_root_to_user_after_binding(env):
+    """Started as root with user = "nobody": the sockets are bound first (the stats listener
+    on a port below 1024, which nobody could not bind), then the supervisor becomes nobody for
+    good (real, effective and saved ids), before the cache file is made, so every process
+    runs as nobody and the cache file is nobody's; requests are served and cached; cwctl
+    (root) still reaches the control socket; the log says it once."""
+    if os.geteuid() != 0:
+        return  # the drop needs a root start
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(env.dir, 0o755)
+    run = os.path.join(env.dir, "run")
+    os.mkdir(run, 0o750)
+    os.chown(run, nobody.pw_uid, nobody.pw_gid)
+    o = env.origin()
+    sport = _free_privileged_port()
+    d = env.daemon(o, workers=2, overrides={
+        "user": "nobody",
+        "cache": {"path": os.path.join(run, "l1.mdb"), "size": "64M", "max_object": "8M"},
+        "stats": {"listen": f"{cw.LOOPBACK}:{sport}"},
+    })
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    pids = [d.pid] + d.children()
+    for pid in pids:
+        uids, gids = _uids(pid)
+        assert uids == (nobody.pw_uid,) * 3, (pid, cw.comm(pid), uids)
+        assert gids == (nobody.pw_gid,) * 3, (pid, cw.comm(pid), gids)
+    path = "/dropped?cc=max-age%3D60"
+    assert d.get(path).header("x-cache") == "MISS"
+    assert d.get(path).header("x-cache") == "HIT"
+    st = os.stat(os.path.join(run, "l1.mdb"))
+    assert st.st_uid == nobody.pw_uid, st
+    r = cw.request(sport, "/metrics", timeout=5)
+    assert r.status == 200, r
+    rc, out, err = d.cwctl("status")
+    assert rc == 0, (rc, out, err)
+    log = _log(d)
+    assert log.count("running as user nobody") == 1, log[-2000:]
