@@ -486,6 +486,9 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
                   c[CW_METRICS_L2_BREAKER_OPEN] > 0      ? 2
                   : c[CW_METRICS_L2_BREAKER_PROBING] > 0 ? 1
                                                          : 0);
+    metrics_plain(o, "cachewarp_l2_ready_workers", "gauge",
+                  "Workers whose L2 client is usable now: connected, its breaker closed.",
+                  c[CW_METRICS_L2_READY]);
     metrics_plain(o, "cachewarp_worker_restarts_total", "counter",
                   "Child processes (workers, refresher, stats) the supervisor restarted.",
                   s->n.worker_restarts);

@@ -101,6 +101,7 @@ enum cw_metrics_counter {
     CW_METRICS_L2_LEASE_BUSY,       /* Redis lease held by another node: waited for its fill */
     CW_METRICS_L2_LEASE_FAILED,     /* Redis lease not asked or not answered: fetched alone */
     CW_METRICS_L2_WAIT_TIMEOUT,     /* waits for another node's fill that ran out */
+    CW_METRICS_L2_READY,            /* gauge: workers whose L2 is usable (connected, closed) */
     CW_METRICS_COUNTER_COUNT
 };
 

@@ -260,12 +260,19 @@ int cw_ctlclient_status(const char *path, bool json)
         }
     }
     int l2 = cw_ctlmsg_find(p, r.tok, 0, "l2");
-    if (l2 >= 0)
-        printf("L2        %s%s\n",
+    if (l2 >= 0 && !cw_ctlmsg_get_bool(p, r.tok, (size_t)l2, "configured", false)) {
+        printf("L2        off (redis.enabled is false)\n");
+    } else if (l2 >= 0) {
+        printf("L2        %s (%s; %lld of the workers connected): %lld hits, %lld misses, "
+               "%lld errors, %lld timeouts\n",
                cw_ctlmsg_get_str(p, r.tok, (size_t)l2, "state", a, sizeof(a), "?"),
-               cw_ctlmsg_get_bool(p, r.tok, (size_t)l2, "configured", false)
-                   ? " (redis.enabled is set, but this release has no Redis client)"
-                   : "");
+               cw_ctlmsg_get_str(p, r.tok, (size_t)l2, "mode", b, sizeof(b), "?"),
+               (long long)cw_ctlmsg_get_int(p, r.tok, (size_t)l2, "ready_workers", 0),
+               (long long)cw_ctlmsg_get_int(p, r.tok, (size_t)l2, "hits", 0),
+               (long long)cw_ctlmsg_get_int(p, r.tok, (size_t)l2, "misses", 0),
+               (long long)cw_ctlmsg_get_int(p, r.tok, (size_t)l2, "errors", 0),
+               (long long)cw_ctlmsg_get_int(p, r.tok, (size_t)l2, "timeouts", 0));
+    }
     printf("%-10s %5s %8s  %-13s %8s  %s\n", "ROLE", "INDEX", "PID", "STATE", "RESTARTS", "UPTIME");
     int ch = cw_ctlmsg_find(p, r.tok, 0, "children");
     if (ch >= 0 && r.tok[ch].kind == CW_CTLMSG_ARRAY) {

@@ -57,13 +57,14 @@
  * build machine, so pings and refreshes wait no longer than that behind a purge. */
 #define REFR_PURGE_BATCHES   8
 #define REFR_PURGE_REPORT_MS 2000 /* a long purge reports its progress this often */
-#define REFR_FLEET_WAIT_MAX  16   /* other nodes' prefix/tag purges queued behind one running */
+#define REFR_PURGE_WAIT_MAX  16   /* prefix/tag purges queued behind the one running */
 #define REFR_L2_PUTS_MAX     256  /* refreshed entries waiting for their L2 write */
 
 /* A prefix or tag purge in progress. It runs in steps from the loop, so that health pings,
  * refreshes and eviction go on between them (a purge of 100,000 entries takes seconds, and a
- * refresher that misses its pings is replaced). One at a time: another prefix or tag purge
- * meanwhile is refused with -EBUSY. A URL purge is a few entries and runs at once. */
+ * refresher that misses its pings is replaced). One at a time: the others wait in order
+ * (REFR_PURGE_WAIT_MAX of them, cwctl's and other nodes' alike; past that one is refused
+ * with -EBUSY). A URL purge is a few entries and runs at once. */
 struct refr_purge {
     bool active;
     uint64_t seq; /* the PURGE's, repeated in its answers */
@@ -119,15 +120,11 @@ struct refresher {
     bool has_scan_from;
     int ask_slot; /* the worker ring the next tick takes asks from first */
     struct refr_purge purge;
-    struct cw_fleet *fleet; /* NULL: redis off or not opened */
-    /* Other nodes' prefix and tag purges that came while one ran (owned copies). */
-    struct refr_fleet_wait {
-        uint32_t kind;
-        bool soft;
-        char *text;
-        size_t len;
-    } fleet_wait[REFR_FLEET_WAIT_MAX];
-    size_t fleet_wait_count;
+    struct refr_purge purge_scratch; /* scratch for one being prepared */
+    struct cw_fleet *fleet;          /* NULL: redis off or not opened */
+    /* Prefix and tag purges that came while one ran, oldest first (owned, prepared). */
+    struct refr_purge *purge_wait[REFR_PURGE_WAIT_MAX];
+    size_t purge_wait_count;
     /* Refreshed entries for L2: the fetch thread queues them (under lock), the main thread
      * writes them with the fleet's client, which is its own. */
     struct refr_l2_put {
@@ -614,17 +611,14 @@ static void refr_purge_answer(struct refresher *rf, uint64_t seq, uint32_t kind,
         cw_warn("refresher: command channel: purge result: %s", strerror(-rc));
 }
 
-/* Starts a prefix or tag purge (the loop runs it: refr_purge_step()): 0, -EBUSY while another
- * runs, -EINVAL for a bad prefix or tag. A prefix is a URL prefix: its host is normalised as
- * keys are (core/key.h). */
-static int refr_purge_start(struct refresher *rf, uint64_t seq, uint32_t kind, bool soft,
-                            struct cw_str text)
+/* Fills p for a prefix or tag purge asked now: 0, or -EINVAL for a bad prefix or tag. A prefix
+ * is a URL prefix: its host is normalised as keys are (core/key.h). */
+static int refr_purge_prepare(struct refr_purge *p, uint64_t seq, uint32_t kind, bool soft,
+                              struct cw_str text)
 {
-    struct refr_purge *p = &rf->purge;
     struct cw_str host, target;
     int rc;
 
-    if (p->active) return -EBUSY;
     memset(p, 0, offsetof(struct refr_purge, text));
     if (kind == CW_FLEETMSG_BAN) {
         /* A prefix of the key string as it is (the purge log's gap: every entry). */
@@ -642,14 +636,52 @@ static int refr_purge_start(struct refresher *rf, uint64_t seq, uint32_t kind, b
         memcpy(p->text, text.p, text.len);
         p->len = text.len;
     }
-    p->active = true;
     p->seq = seq;
     p->kind = kind;
     p->soft = soft;
     p->now_wall_ms = cw_clock_wall_ms();
     p->t0_us = cw_clock_mono_us();
-    p->report_at_ms = cw_clock_mono_ms() + REFR_PURGE_REPORT_MS;
     return 0;
+}
+
+/* Makes p the purge in progress. */
+static void refr_purge_begin(struct refresher *rf, const struct refr_purge *p)
+{
+    rf->purge = *p;
+    rf->purge.active = true;
+    rf->purge.report_at_ms = cw_clock_mono_ms() + REFR_PURGE_REPORT_MS;
+}
+
+/* Starts a prepared purge (the loop runs it: refr_purge_step()), or queues it behind the one
+ * that runs: 0, -EBUSY when REFR_PURGE_WAIT_MAX wait already, -ENOMEM. A queued one keeps the
+ * time it was asked (its soft purge windows, and the time its answer reports). */
+static int refr_purge_submit(struct refresher *rf, const struct refr_purge *p)
+{
+    struct refr_purge *q;
+
+    if (!rf->purge.active) {
+        refr_purge_begin(rf, p);
+        return 0;
+    }
+    if (rf->purge_wait_count == REFR_PURGE_WAIT_MAX) return -EBUSY;
+    q = malloc(sizeof(*q));
+    if (q == NULL) return -ENOMEM;
+    *q = *p;
+    rf->purge_wait[rf->purge_wait_count++] = q;
+    cw_info("refresher: purge %s %.*s waits for %zu before it", refr_purge_kind_name(q->kind),
+            (int)(q->len > 200 ? 200 : q->len), q->text, rf->purge_wait_count);
+    return 0;
+}
+
+/* Starts the oldest queued purge once none runs. */
+static void refr_purge_next(struct refresher *rf)
+{
+    struct refr_purge *q = rf->purge_wait[0];
+
+    memmove(&rf->purge_wait[0], &rf->purge_wait[1],
+            --rf->purge_wait_count * sizeof(rf->purge_wait[0]));
+    refr_purge_begin(rf, q);
+    free(q);
 }
 
 /* One step of the purge in progress: REFR_PURGE_BATCHES write txns, then back to the loop.
@@ -689,10 +721,21 @@ static void refr_purge_step(struct refresher *rf)
     rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGING, p->seq, &res, sizeof(res));
     if (rc < 0 && rc != -EPIPE && rc != -EAGAIN)
         cw_warn("refresher: command channel: purge progress: %s", strerror(-rc));
+    /* The queued ones are alive too (nothing removed yet): their deadlines move on. */
+    for (size_t i = 0; i < rf->purge_wait_count; i++) {
+        const struct refr_purge *q = rf->purge_wait[i];
+        struct cw_chan_purged wait = {.count = 0};
+        if (q->remote) continue;
+        wait.took_us = (uint64_t)(cw_clock_mono_us() - q->t0_us);
+        rc = cw_chan_send(rf->cmd_fd, CW_CHAN_PURGING, q->seq, &wait, sizeof(wait));
+        if (rc < 0 && rc != -EPIPE && rc != -EAGAIN)
+            cw_warn("refresher: command channel: purge progress: %s", strerror(-rc));
+    }
 }
 
 /* CW_CHAN_PURGE from the control socket. A URL purge is applied at once and answered; a
- * prefix or tag purge starts here, runs in steps from the loop and is answered when it ends. */
+ * prefix or tag purge starts here (or waits its turn), runs in steps from the loop and is
+ * answered when it ends. */
 static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
 {
     struct cw_chan_purge h;
@@ -716,13 +759,16 @@ static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
                              text);
         break;
     case CW_CHAN_PURGE_PREFIX:
-    case CW_CHAN_PURGE_TAG:
-        rc = refr_purge_start(rf, m->hdr.seq, h.kind, soft, text);
+    case CW_CHAN_PURGE_TAG: {
+        struct refr_purge *p = &rf->purge_scratch;
+        rc = refr_purge_prepare(p, m->hdr.seq, h.kind, soft, text);
+        if (rc == 0) rc = refr_purge_submit(rf, p);
         if (rc == 0 && rf->fleet != NULL)
             cw_fleet_publish(cw_fleet_l2(rf->fleet), cw_fleet_counter(rf->fleet), h.kind, soft,
                              text);
         if (rc == 0) return; /* answered when it ends */
         break;
+    }
     default:
         rc = -EINVAL;
         break;
@@ -732,7 +778,7 @@ static void refr_on_purge(struct refresher *rf, const struct cw_chan_msg *m)
 
 /* A purge another node published (workers/fleet.h), applied to this node's L1 as cwctl's
  * are: a URL at once, a prefix or tag in steps from the loop, or queued behind the one that
- * runs (REFR_FLEET_WAIT_MAX; past that it is dropped, logged). */
+ * runs (REFR_PURGE_WAIT_MAX; past that it is dropped, logged). */
 static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str value)
 {
     struct refresher *rf = cls;
@@ -747,25 +793,15 @@ static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str val
                   rc < 0 && rc != -ENOENT ? strerror(-rc) : "");
         return;
     }
-    if (!rf->purge.active) {
-        rc = refr_purge_start(rf, 0, kind, soft, value);
-        if (rc == 0) rf->purge.remote = true;
-        if (rc < 0)
-            cw_warn("refresher: fleet purge %.*s: %s", (int)(value.len > 200 ? 200 : value.len),
-                    value.p, strerror(-rc));
-        return;
-    }
-    struct refr_fleet_wait *fw = &rf->fleet_wait[rf->fleet_wait_count];
-    if (rf->fleet_wait_count == REFR_FLEET_WAIT_MAX || (fw->text = malloc(value.len)) == NULL) {
+    rc = refr_purge_prepare(&rf->purge_scratch, 0, kind, soft, value);
+    rf->purge_scratch.remote = true;
+    if (rc == 0) rc = refr_purge_submit(rf, &rf->purge_scratch);
+    if (rc == -EBUSY)
         cw_warn_rl("refresher: fleet purge %.*s dropped: %d others wait",
-                   (int)(value.len > 200 ? 200 : value.len), value.p, REFR_FLEET_WAIT_MAX);
-        return;
-    }
-    memcpy(fw->text, value.p, value.len);
-    fw->len = value.len;
-    fw->kind = kind;
-    fw->soft = soft;
-    rf->fleet_wait_count++;
+                   (int)(value.len > 200 ? 200 : value.len), value.p, REFR_PURGE_WAIT_MAX);
+    else if (rc < 0)
+        cw_warn("refresher: fleet purge %.*s: %s", (int)(value.len > 200 ? 200 : value.len),
+                value.p, strerror(-rc));
 }
 
 /* The purge log lost entries this node had not read: purges may have been missed, and which
@@ -775,17 +811,6 @@ static void refr_on_fleet(void *cls, uint32_t kind, bool soft, struct cw_str val
 static void refr_on_fleet_gap(void *cls)
 {
     refr_on_fleet(cls, CW_FLEETMSG_BAN, true, CW_STR_LIT("http"));
-}
-
-/* Starts the oldest queued fleet purge once none runs. */
-static void refr_fleet_next(struct refresher *rf)
-{
-    struct refr_fleet_wait fw = rf->fleet_wait[0];
-
-    memmove(&rf->fleet_wait[0], &rf->fleet_wait[1],
-            --rf->fleet_wait_count * sizeof(rf->fleet_wait[0]));
-    refr_on_fleet(rf, fw.kind, fw.soft, cw_str_make(fw.text, fw.len));
-    free(fw.text);
 }
 
 /* CW_CHAN_L1_STAT: how full L1 is, for cwctl status (the supervisor never opens the store). */
@@ -1023,7 +1048,7 @@ int cw_refresher_run(const struct cw_child_ctx *ctx)
             refr_l2_flush(&rf);
             cw_fleet_tick(rf.fleet, cw_clock_mono_ms());
         }
-        if (!rf.purge.active && rf.fleet_wait_count > 0) refr_fleet_next(&rf);
+        if (!rf.purge.active && rf.purge_wait_count > 0) refr_purge_next(&rf);
         if (rf.purge.active) refr_purge_step(&rf);
         /* A command alone does no refresh work: the tick keeps its own schedule, so the
          * supervisor's pings change neither when entries are swept nor what it costs. */
@@ -1045,8 +1070,8 @@ out_close:
         free(rf.l2_puts);
         rf.l2_puts = next;
     }
-    for (size_t i = 0; i < rf.fleet_wait_count; i++)
-        free(rf.fleet_wait[i].text);
+    for (size_t i = 0; i < rf.purge_wait_count; i++)
+        free(rf.purge_wait[i]);
     cw_store_reader_close(rf.fetch_reader);
     cw_store_reader_close(rf.reader);
     cw_store_close(rf.store);

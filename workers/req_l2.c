@@ -88,6 +88,7 @@ static void l2_sync(struct cw_worker *w)
         cw_seg_set(w->seg, w->slot, CW_METRICS_L2_BREAKER_PROBING, st.breaker_state == 2);
     }
     *seen = st;
+    cw_seg_set(w->seg, w->slot, CW_METRICS_L2_READY, ready);
     if (ready == w->l2_ready) return;
     /* Not ready at start is no news until a connect failed. */
     if (ready || w->l2_was_ready || st.connect_failures > 0 || st.auth_failures > 0) {
@@ -158,6 +159,7 @@ void req_l2_stop(struct cw_worker *w)
     }
     cw_l2_close(w->l2);
     w->l2 = NULL;
+    cw_seg_set(w->seg, w->slot, CW_METRICS_L2_READY, 0);
     free(w->fleet_seen);
     w->fleet_seen = NULL;
 }

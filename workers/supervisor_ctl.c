@@ -303,6 +303,34 @@ static void sup_ctl_status_ask(struct sup *s, uint64_t id)
     }
 }
 
+/* L2 as the workers see it (their gauges in the segment): "off" (redis.enabled false), "up"
+ * (every worker's client usable), "partial", or "down" (none: they serve from L1 and the
+ * origin, and retry in the background); with the mode and what the workers counted. */
+static void sup_ctl_status_l2(struct sup *s, struct cw_ctlmsg_buf *b)
+{
+    static const char *const modes[] = {"standalone", "sentinel", "cluster"};
+    uint64_t ready = cw_seg_sum(s->seg, CW_METRICS_L2_READY);
+    const char *state = "off";
+
+    if (s->cfg.redis_enabled) {
+        state = ready == 0 ? "down" : ready >= (uint64_t)s->cfg.workers ? "up" : "partial";
+    }
+    cw_ctlmsg_put(b, ",\"l2\":{\"state\":\"%s\",\"configured\":%s", state,
+                  s->cfg.redis_enabled ? "true" : "false");
+    if (s->cfg.redis_enabled) {
+        cw_ctlmsg_put(b,
+                      ",\"mode\":\"%s\",\"ready_workers\":%llu,\"hits\":%llu,\"misses\":%llu,"
+                      "\"errors\":%llu,\"timeouts\":%llu",
+                      (unsigned)s->cfg.redis_mode < 3 ? modes[s->cfg.redis_mode] : "?",
+                      (unsigned long long)ready,
+                      (unsigned long long)cw_seg_sum(s->seg, CW_METRICS_L2_HIT),
+                      (unsigned long long)cw_seg_sum(s->seg, CW_METRICS_L2_MISS),
+                      (unsigned long long)cw_seg_sum(s->seg, CW_METRICS_L2_ERROR),
+                      (unsigned long long)cw_seg_sum(s->seg, CW_METRICS_L2_TIMEOUT));
+    }
+    cw_ctlmsg_put(b, "}");
+}
+
 static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
                            const char *l1_error)
 {
@@ -339,9 +367,7 @@ static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_s
         cw_ctlmsg_put_str(&b, l1_error, strlen(l1_error));
         cw_ctlmsg_put(&b, "}");
     }
-    /* No Redis client in this release: L2 is off whatever redis.enabled says. */
-    cw_ctlmsg_put(&b, ",\"l2\":{\"state\":\"off\",\"configured\":%s}",
-                  s->cfg.redis_enabled ? "true" : "false");
+    sup_ctl_status_l2(s, &b);
     sup_ctl_send(s, id, &b);
 }
 

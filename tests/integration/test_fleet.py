@@ -10,6 +10,7 @@ also work with a Redis Cluster as L2; a background refresh is written to L2.
 Redis is started by test_l2's helper (its own port and folder in the test's temp dir,
 stopped by PID); each node has its own L1 file and control socket."""
 
+import json
 import os
 import threading
 import time
@@ -144,13 +145,26 @@ def test_fleet_bad_l2_value_is_never_served(env):
     assert b.metric("cachewarp_l2_hits_total") == 0
 
 
+def l2_status(d):
+    """The l2 object of cwctl --json status."""
+    rc, out, err = d.cwctl("--json", "status")
+    assert rc == 0, (rc, out, err)
+    return json.loads(out)["l2"]
+
+
 def test_fleet_redis_kill_and_restart(env):
+    """Redis killed under load: no failed request, none slower than redis.timeout past the
+    box's own jitter; cwctl status says L2 is up, then down, then up again once Redis is back
+    and used again."""
     o = env.origin()
     r = Redis(env, "redis")
     a = node(env, o, r, "node-a")
     b = node(env, o, r, "node-b")
     wait_ready(a, r, "/warm-a")
     wait_ready(b, r, "/warm-b")
+    st = l2_status(a)
+    assert st["state"] == "up" and st["ready_workers"] == 2, st
+    assert st["mode"] == "standalone" and st["configured"] is True, st
 
     stop = threading.Event()
     lock = threading.Lock()
@@ -198,6 +212,7 @@ def test_fleet_redis_kill_and_restart(env):
     limit = max_base + (REDIS_TIMEOUT_MS + 100) / 1000 * TF
     assert slowest < limit, f"a request took {slowest * 1000:.0f} ms (limit {limit * 1000:.0f})"
     assert "L2 (Redis) unavailable" in open(a.log_path, "rb").read().decode("utf-8", "replace")
+    cw.wait_for(lambda: l2_status(a)["state"] == "down", 5 * TF, what="cwctl status: L2 down")
 
     # Back on the same port: the nodes reconnect and use it again.
     r.start()
@@ -216,6 +231,7 @@ def test_fleet_redis_kill_and_restart(env):
         return "detail=l2" in get(b, path).header("cache-status", "")
 
     cw.wait_for(l2_again, 10 * TF, interval=0.1, what="an L2 hit after the restart")
+    cw.wait_for(lambda: l2_status(a)["state"] == "up", 5 * TF, what="cwctl status: L2 up again")
     env.note(f"L2 used again {time.monotonic() - restarted:.2f} s after the restart "
              f"({time.monotonic() - killed_at:.1f} s after the kill)")
 

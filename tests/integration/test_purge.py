@@ -247,6 +247,38 @@ def test_purge_prefix_100k_keeps_hits_fast(env):
     expect(d.get(hot), 200, "HIT", "the hot URL after the purge")
 
 
+def test_purge_prefix_while_another_runs_waits_its_turn(env):
+    """A second prefix purge asked while a long one runs is queued, not refused: both cwctl
+    calls succeed, each reports exactly its own entries, and the log says the second waited."""
+    import subprocess
+    import time
+
+    o = env.origin()
+    d = env.daemon(o, workers=2, overrides={
+        "cache": {"path": env.dir + "/l1.mdb", "size": "512M", "max_object": "8M"}})
+    sizes = {"/qa/": 60_000, "/qb/": 5_000}
+    for prefix, n in sizes.items():
+        subprocess.run([cw.binary("cw-test-fill"), d.conf, f"{cw.LOOPBACK}:{d.port}", prefix,
+                        str(n)], check=True, capture_output=True, timeout=90)
+    base = f"http://{cw.LOOPBACK}:{d.port}"
+    argv = [cw.binary("cwctl"), "-s", d.control, "--json", "purge", "--prefix"]
+    first = subprocess.Popen(argv + [base + "/qa/"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    cw.wait_for(lambda: "purge prefix asked" in cw.tail(d.log_path, 50) or first.poll() is not None,
+                10, what="the first purge under way")
+    time.sleep(0.05)
+    second = subprocess.run(argv + [base + "/qb/"], capture_output=True, timeout=120)
+    out1, err1 = first.communicate(timeout=120)
+    assert first.returncode == 0, (out1, err1)
+    assert second.returncode == 0, (second.stdout, second.stderr)
+    assert json.loads(out1)["purged"] == sizes["/qa/"], out1
+    assert json.loads(second.stdout)["purged"] == sizes["/qb/"], second.stdout
+    log = cw.tail(d.log_path, 400)
+    assert "waits for 1 before it" in log, log[-2000:]
+    expect(d.get("/qa/7"), 200, "MISS", "an entry of the first purge")
+    expect(d.get("/qb/7"), 200, "MISS", "an entry of the second purge")
+
+
 def test_purge_by_surrogate_key_tags(env):
     o = env.origin()
     d = env.daemon(o, workers=2)
