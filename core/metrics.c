@@ -486,6 +486,15 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
                   c[CW_METRICS_L2_BREAKER_OPEN] > 0      ? 2
                   : c[CW_METRICS_L2_BREAKER_PROBING] > 0 ? 1
                                                          : 0);
+    metrics_plain(o, "cachewarp_l2_redirects_total", "counter",
+                  "Redis Cluster MOVED and ASK redirections the workers followed.",
+                  c[CW_METRICS_L2_REDIRECT]);
+    metrics_plain(o, "cachewarp_l2_slot_map_loads_total", "counter",
+                  "Redis Cluster slot maps (CLUSTER SLOTS) the workers loaded.",
+                  c[CW_METRICS_L2_SLOT_REFRESH]);
+    metrics_plain(o, "cachewarp_l2_master_switches_total", "counter",
+                  "Redis Sentinel master changes the workers followed.",
+                  c[CW_METRICS_L2_MASTER_SWITCH]);
     metrics_plain(o, "cachewarp_l2_ready_workers", "gauge",
                   "Workers whose L2 client is usable now: connected, its breaker closed.",
                   c[CW_METRICS_L2_READY]);

@@ -102,6 +102,9 @@ enum cw_metrics_counter {
     CW_METRICS_L2_LEASE_FAILED,     /* Redis lease not asked or not answered: fetched alone */
     CW_METRICS_L2_WAIT_TIMEOUT,     /* waits for another node's fill that ran out */
     CW_METRICS_L2_READY,            /* gauge: workers whose L2 is usable (connected, closed) */
+    CW_METRICS_L2_REDIRECT,         /* cluster MOVED and ASK followed */
+    CW_METRICS_L2_SLOT_REFRESH,     /* cluster slot maps loaded (CLUSTER SLOTS) */
+    CW_METRICS_L2_MASTER_SWITCH,    /* sentinel: the master's address changed */
     CW_METRICS_COUNTER_COUNT
 };
 

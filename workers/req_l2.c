@@ -83,6 +83,11 @@ static void l2_sync(struct cw_worker *w)
     cw_l2_stats_get(w->l2, &st);
     cw_seg_add(w->seg, w->slot, CW_METRICS_L2_ERROR, st.errors - seen->errors);
     cw_seg_add(w->seg, w->slot, CW_METRICS_L2_TIMEOUT, st.timeouts - seen->timeouts);
+    cw_seg_add(w->seg, w->slot, CW_METRICS_L2_REDIRECT, st.redirects - seen->redirects);
+    cw_seg_add(w->seg, w->slot, CW_METRICS_L2_SLOT_REFRESH,
+               st.slot_refreshes - seen->slot_refreshes);
+    cw_seg_add(w->seg, w->slot, CW_METRICS_L2_MASTER_SWITCH,
+               st.master_switches - seen->master_switches);
     if (st.breaker_state != seen->breaker_state) {
         cw_seg_set(w->seg, w->slot, CW_METRICS_L2_BREAKER_OPEN, st.breaker_state == 1);
         cw_seg_set(w->seg, w->slot, CW_METRICS_L2_BREAKER_PROBING, st.breaker_state == 2);

@@ -269,6 +269,11 @@ def test_fleet_modes_cluster_reshard_under_load(env):
     assert not failed, f"failed requests during the reshard: {failed[:5]}"
     assert moved_keys > 0, "the reshard moved no key"
     assert sum(x[3] for x in after) > 0, "no L2 hit after the reshard"
+    # The nodes learnt the moves from Redis's answers and reloaded their maps.
+    redirects = sum(d.metric("cachewarp_l2_redirects_total") for d in (a, b))
+    loads = sum(d.metric("cachewarp_l2_slot_map_loads_total") for d in (a, b))
+    env.note(f"followed {redirects:.0f} MOVED/ASK, loaded {loads:.0f} slot maps")
+    assert redirects > 0 and loads > 4, (redirects, loads)
     # Both nodes route by the new map: a fill on A into a moved slot is an L2 hit on B.
     fill_then_l2_hit(env, o, a, b, idx, "after")
     for d in (a, b):
@@ -362,6 +367,9 @@ def sentinel_failover_under_load(env, kill):
              f"a fill on A an L2 hit on B {t_again - t0:.2f} s after it")
     assert not failed, f"failed requests during the failover: {failed[:5]}"
     assert sum(x[3] for x in after) > 0, "no L2 hit after the failover"
+    # Every worker of both nodes followed the new master (2 workers each).
+    switches = sum(d.metric("cachewarp_l2_master_switches_total") for d in (a, b))
+    assert switches >= 4, f"{switches:.0f} master switches counted"
 
 
 def test_fleet_modes_sentinel_failover_under_load(env):

@@ -123,6 +123,41 @@ def test_pool_breaker_fails_fast_and_closes(env):
     assert "circuit breaker closed" in log
 
 
+def test_pool_active_checks_take_a_server_out_and_back(env):
+    """Active health checks alone (no client request reaches the sick server): b answers
+    its checks 503 while it still accepts connections; the refresher's checks mark it down
+    (fall = 2), every GET then goes to a, none fails; b healed, its checks (rise = 2) put it
+    back and it gets GETs again. Each change is logged once."""
+    a = env.origin("a")
+    b = env.origin("b")
+    d = env.daemon(a, workers=2, stats=True, origin_cfg=pool_cfg(
+        [a.url, b.url], health=cw.Raw('{ path = "/health"; interval = "200ms"; '
+                                      'timeout = "300ms"; expect = 200; rise = 2; fall = 2; }')))
+    server_b = f"http://127.0.0.1:{b.port}"
+    d.wait_metric("cachewarp_origin_server_up", lambda v: v == 1, timeout=5, origin="api",
+                  server=server_b)
+    b.mode("503")
+    t0 = time.monotonic()
+    d.wait_metric("cachewarp_origin_server_up", lambda v: v == 0, timeout=5, origin="api",
+                  server=server_b)
+    env.note(f"b out {time.monotonic() - t0:.2f} s after its checks began failing")
+    before = b.count_prefix("/x")
+    st = spread(d, 40, "x")
+    assert st == [200] * 40, st
+    assert b.count_prefix("/x") == before, "a server marked down by its checks got requests"
+    b.mode("normal")
+    t0 = time.monotonic()
+    d.wait_metric("cachewarp_origin_server_up", lambda v: v == 1, timeout=5, origin="api",
+                  server=server_b)
+    env.note(f"b back {time.monotonic() - t0:.2f} s after it healed")
+    st = spread(d, 40, "y")
+    assert st == [200] * 40, st
+    assert b.count_prefix("/y") > 0, "the healed server got no request"
+    log = open(d.log_path, encoding="utf-8", errors="replace").read()
+    down = [x for x in log.splitlines() if server_b in x and "down" in x]
+    assert len(down) == 1, down
+
+
 def test_pool_non_idempotent_not_retried(env):
     a = env.origin("a")
     b = env.origin("b")
