@@ -20,6 +20,11 @@ void cw_log_init(int fd, enum cw_log_level level, bool prefix)
     log_prefix = prefix;
 }
 
+void cw_log_set_level(enum cw_log_level level)
+{
+    cw_log_level_cur = (int)level;
+}
+
 int cw_log_level_parse(const char *s, enum cw_log_level *out)
 {
     static const struct {
@@ -40,9 +45,15 @@ int cw_log_level_parse(const char *s, enum cw_log_level *out)
     return -EINVAL;
 }
 
+static const char *const log_names[] = {"", "", "", "error", "warn", "notice", "info", "debug"};
+
+const char *cw_log_level_name(enum cw_log_level level)
+{
+    return log_names[level & 7];
+}
+
 void cw_log_write(enum cw_log_level level, const char *fmt, ...)
 {
-    static const char *const names[] = {"", "", "", "error", "warn", "notice", "info", "debug"};
     char line[2048];
     size_t n = 0;
     int rc;
@@ -58,7 +69,7 @@ void cw_log_write(enum cw_log_level level, const char *fmt, ...)
         rc = snprintf(line, sizeof(line),
                       "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d]: ", tm.tm_year + 1900,
                       tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                      ts.tv_nsec / 1000000, names[level & 7], log_tag, (int)getpid());
+                      ts.tv_nsec / 1000000, log_names[level & 7], log_tag, (int)getpid());
     }
     if (rc > 0) n = (size_t)rc < sizeof(line) ? (size_t)rc : sizeof(line) - 1;
     va_start(ap, fmt);

@@ -25,6 +25,10 @@ extern int cw_log_level_cur;
 
 /* Sets the sink fd and the level; prefix says whether to write the <N> prefix. */
 void cw_log_init(int fd, enum cw_log_level level, bool prefix);
+/* Sets the level only (a reload's log.level; children forked after inherit it). */
+void cw_log_set_level(enum cw_log_level level);
+/* "error", "warn", "notice", "info" or "debug". */
+const char *cw_log_level_name(enum cw_log_level level);
 /* Parses "err|warn|notice|info|debug": 0 and *out, or -EINVAL. */
 CW_MUST_CHECK int cw_log_level_parse(const char *s, enum cw_log_level *out);
 

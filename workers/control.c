@@ -174,10 +174,23 @@ static int control_bind(struct cw_control *ctl, const char *group)
         cw_err("control: bind %s: %s", tmp, strerror(errno));
         goto out_close_fd;
     }
-    /* lchown: the name is ours, but never follow a link put in its place. */
-    if ((gid != (gid_t)-1 && lchown(tmp, (uid_t)-1, gid) == -1) || chmod(tmp, 0660) == -1) {
+    /* lchown: the name is ours, but never follow a link put in its place. Refused by a
+     * sandbox (a seccomp filter without @chown: EPERM), the socket keeps the daemon's own
+     * group: fewer can use it than configured, never more, so that is said and not fatal. */
+    if (gid != (gid_t)-1 && lchown(tmp, (uid_t)-1, gid) == -1) {
+        if (errno != EPERM) {
+            rc = -errno;
+            cw_err("control: set the group of %s: %s", tmp, strerror(errno));
+            goto out_unlink;
+        }
+        cw_warn("control: cannot give %s the group control.group (gid %u): %s; it keeps the "
+                "daemon's own group (allow chown in the service's SystemCallFilter=, or drop "
+                "control.group)",
+                ctl->path, (unsigned)gid, strerror(errno));
+    }
+    if (chmod(tmp, 0660) == -1) {
         rc = -errno;
-        cw_err("control: set group and mode of %s: %s", tmp, strerror(errno));
+        cw_err("control: set the mode of %s: %s", tmp, strerror(errno));
         goto out_unlink;
     }
     if (listen(fd, CONTROL_BACKLOG) == -1) {

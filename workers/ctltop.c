@@ -29,6 +29,7 @@ static const char *const ctltop_results[CW_METRICS_RESULT_COUNT] = {
 struct ctltop_origin {
     char name[CTLTOP_NAME_BYTES];
     uint64_t req, fivexx, err;
+    char breaker[16]; /* "closed", "open", "half-open" */
 };
 
 struct ctltop_route {
@@ -121,6 +122,7 @@ static int ctltop_sample(struct cw_ctlclient *c, struct cw_ctlmsg_tok *tok,
         o->req = (uint64_t)cw_ctlmsg_get_int(p, tok, j, "requests", 0);
         o->fivexx = (uint64_t)cw_ctlmsg_get_int(p, tok, j, "5xx", 0);
         o->err = (uint64_t)cw_ctlmsg_get_int(p, tok, j, "errors", 0);
+        cw_ctlmsg_get_str(p, tok, j, "breaker", o->breaker, sizeof(o->breaker), "closed");
     }
     i = cw_ctlmsg_find(p, tok, 0, "routes");
     for (size_t j = (size_t)i + 1;
@@ -208,8 +210,13 @@ static void ctltop_draw(const char *path, const struct ctltop_sample *a,
     for (size_t o = 0; o < b->origin_count && o < CTLTOP_ORIGINS; o++) {
         const struct ctltop_origin *x = &b->origin[o], *y = &a->origin[o];
         uint64_t req = x->req - y->req, err = x->err - y->err, f = x->fivexx - y->fivexx;
-        const char *state =
-            req == 0 ? "idle" : (err + f == 0 ? "ok" : (err + f < req ? "degraded" : "failing"));
+        /* The breaker first: an open one sends nothing, which the rates alone call idle. */
+        const char *state = strcmp(x->breaker, "open") == 0        ? "BREAKER OPEN"
+                            : strcmp(x->breaker, "half-open") == 0 ? "probing"
+                            : req == 0                             ? "idle"
+                            : err + f == 0                         ? "ok"
+                            : err + f < req                        ? "degraded"
+                                                                   : "failing";
         printf("%-24.24s %10.1f %10.1f %10.1f  %s\n", x->name, (double)req / secs, (double)f / secs,
                (double)err / secs, state);
     }

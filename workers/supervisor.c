@@ -701,6 +701,12 @@ int sup_reload(struct sup *s, struct cw_err *err)
                 s->ctl != NULL ? cw_control_path(s->ctl) : "closed");
     old = s->cfg;
     s->cfg = next;
+    /* log.level: the supervisor's now; the new children inherit it at fork, and the retiring
+     * ones keep theirs until they exit. */
+    if (next.log_level != old.log_level) {
+        cw_log_set_level(next.log_level);
+        cw_notice("supervisor: reload: log.level is now %s", cw_log_level_name(next.log_level));
+    }
     /* The retiring children keep their own copies of replaced sockets until they exit. */
     if (fd != -1) {
         close(s->listen_fd);

@@ -18,6 +18,7 @@
 #include "core/ctlmsg.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/pool.h"
 #include "shm/seg.h"
 #include "workers/chan.h"
 #include "workers/clock.h"
@@ -193,10 +194,12 @@ void sup_ctl_on_answer(struct sup *s, const struct cw_chan_msg *m)
             memcpy(&r, m->payload, sizeof(r));
             if (r.rc == -EBUSY) {
                 sup_ctl_error(s, done.ctl_id, "unavailable",
-                              "another prefix or tag purge is running; try again when it ends "
-                              "(the daemon's log shows its progress)");
+                              "16 prefix or tag purges wait already behind the one running; try "
+                              "again when they end (the daemon's log shows their progress)");
             } else if (r.rc == -EINVAL) {
-                sup_ctl_error(s, done.ctl_id, "invalid", "invalid URL, prefix or tag");
+                sup_ctl_error(s, done.ctl_id, "invalid",
+                              "invalid URL, prefix or tag: give http://host[:port]/path..., "
+                              "or a tag as the origin sent it in Surrogate-Key");
             } else if (r.rc == -ENOENT) {
                 sup_ctl_error(s, done.ctl_id, "no-route",
                               "no route matches this URL: nothing is cached under it");
@@ -425,9 +428,17 @@ static void sup_ctl_stats(struct sup *s, uint64_t id)
             sum += os[k];
         cw_ctlmsg_put(&b, "%s{\"name\":", o ? "," : "");
         cw_ctlmsg_put_str(&b, s->cfg.origins[o].name, strlen(s->cfg.origins[o].name));
-        cw_ctlmsg_put(&b, ",\"requests\":%llu,\"5xx\":%llu,\"errors\":%llu}",
+        /* The breaker's word in the segment: closed, open or half-open (core/pool.h). */
+        enum cw_pool_breaker_state bs =
+            o < CW_LIMIT_ORIGINS ? cw_pool_breaker_state(atomic_load_explicit(
+                                       &s->seg->origins[o].breaker, memory_order_relaxed))
+                                 : CW_POOL_BREAKER_CLOSED;
+        cw_ctlmsg_put(&b, ",\"requests\":%llu,\"5xx\":%llu,\"errors\":%llu,\"breaker\":\"%s\"}",
                       (unsigned long long)sum, (unsigned long long)os[CW_METRICS_OSTATUS_5XX],
-                      (unsigned long long)os[CW_METRICS_OSTATUS_ERROR]);
+                      (unsigned long long)os[CW_METRICS_OSTATUS_ERROR],
+                      bs == CW_POOL_BREAKER_OPEN        ? "open"
+                      : bs == CW_POOL_BREAKER_HALF_OPEN ? "half-open"
+                                                        : "closed");
     }
     cw_ctlmsg_put(&b, "],\"routes\":[");
     for (size_t rt = 0; rt < s->cfg.route_count && rt < CW_METRICS_ROUTES; rt++) {

@@ -207,8 +207,28 @@ def test_ctl_socket_safety(env):
                                   "cache": {"path": os.path.join(env.dir, "l1d.mdb"),
                                             "size": "16M"}})
     rc, out, err = cw.run_daemon_cmd(["-c", conf4])
-    assert rc == 1 and "world-writable directory" in out + err or \
-        "world-writable without the sticky bit" in out + err, (rc, out, err)
+    assert rc == 1, (rc, out, err)
+    assert ("world-writable directory" in out + err or
+            "world-writable without the sticky bit" in out + err), (rc, out, err)
+    # The same directory with the sticky bit (as /tmp): accepted.
+    os.chmod(wdir, 0o1777)
+    d4 = env.daemon(o, workers=1, name="sticky",
+                    overrides={"control": {"socket": os.path.join(wdir, "c.sock")},
+                               "cache": {"path": os.path.join(env.dir, "l1e.mdb"),
+                                         "size": "16M"}})
+    assert d4.cwctl("status")[0] == 0
+    d4.stop()
+    # A file that is not a socket at the path is left alone and refused.
+    plain = os.path.join(env.dir, "plain.sock")
+    with open(plain, "w") as f:
+        f.write("keep me\n")
+    conf5 = env.config(origin_port=o.port, name="c5.conf",
+                       overrides={"control": {"socket": plain},
+                                  "cache": {"path": os.path.join(env.dir, "l1f.mdb"),
+                                            "size": "16M"}})
+    rc, out, err = cw.run_daemon_cmd(["-c", conf5])
+    assert rc == 1 and "is not a socket" in out + err, (rc, out, err)
+    assert open(plain).read() == "keep me\n"
     # A stale socket (its daemon killed) is replaced at the next start.
     d.kill_all()
     assert os.path.exists(d.control)
@@ -515,3 +535,58 @@ def test_ctl_top_in_pty(env):
             os.waitpid(pid, 0)
         os.close(fd)
         t.join(5)
+
+
+def _top_frames(d, until, seconds=10):
+    """Runs cwctl top in a pseudo-terminal until a frame satisfies until(frame), then types
+    Ctrl-C (the terminal sends SIGINT, as over ssh); returns (frame, exit status)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(cw.binary("cwctl"), ["cwctl", "-s", d.control, "top"])
+    frame = None
+    try:
+        buf = b""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and frame is None:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    buf += os.read(fd, 65536)
+                except OSError:
+                    break
+            for f in buf.split(b"\x1b[H\x1b[2J")[1:]:
+                if until(f.decode("utf-8", "replace")):
+                    frame = f.decode("utf-8", "replace")
+        os.write(fd, b"\x03")
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                return frame, status
+            time.sleep(0.05)
+        raise AssertionError("cwctl top did not exit on Ctrl-C")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+
+
+def test_ctl_shows_an_open_breaker(env):
+    """An origin whose breaker is open: cwctl --json stats says "breaker": "open", and cwctl
+    top's origin line says BREAKER OPEN (its rates alone would say idle); Ctrl-C quits top
+    cleanly (exit 0, the terminal restored)."""
+    o = env.origin()
+    d = env.daemon(o, workers=1, origin_cfg={
+        "timeout": "300ms", "breaker": cw.Raw('{ failures = 2; window = "10s"; cooldown = "60s"; }')})
+    o.mode("hang")
+    for i in range(2):
+        assert d.get(f"/t{i}").status == 504
+    rc, out, err = d.cwctl("--json", "stats")
+    assert rc == 0, (rc, out, err)
+    origins = json.loads(out)["origins"]
+    assert origins[0]["name"] == "api" and origins[0]["breaker"] == "open", origins
+    frame, status = _top_frames(d, lambda f: "BREAKER OPEN" in f)
+    assert frame is not None and re.search(r"^api\s.*BREAKER OPEN", frame, re.M), frame
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    o.mode("normal")

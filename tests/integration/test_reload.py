@@ -250,3 +250,32 @@ def test_reload_changes_cache_size(env):
     log = _log(d)
     assert "mdb_txn" not in log and "MDB_MAP_RESIZED" not in log, log[-3000:]
     assert "keeps its size of 67108864 bytes" in log, log[-3000:]
+
+
+def test_reload_applies_log_level(env):
+    """log.level changes on reload (it is not ignored): at "warn" the new workers no longer log
+    their info-level start line; back at "info" they do again, and the supervisor says so."""
+    o = env.origin()
+    d = env.daemon(o, workers=1)
+    cw.wait_for(lambda: len(d.workers()) == 1, 5, what="1 worker")
+    ctl = {"control": {"socket": d.control}}
+
+    def swap(level):
+        before = set(d.workers())
+        text = cw.config_text(d.tmpdir, port=d.port, origin_port=o.port, workers=1,
+                              overrides=ctl, log_level=level)
+        with open(d.conf, "w") as f:
+            f.write(text)
+        rc, out, err = d.cwctl("reload")
+        assert rc == 0, (rc, out, err)
+        cw.wait_for(lambda: d.workers() and not (set(d.workers()) & before), 10,
+                    what=f"the workers of log.level {level}")
+        time.sleep(0.3)
+        return d.workers()[0]
+
+    quiet = swap("warn")
+    assert f"[{quiet}]: worker 0: serving" not in _log(d), _log(d)[-2000:]
+    loud = swap("info")
+    cw.wait_for(lambda: f"[{loud}]: worker 0: serving" in _log(d), 5,
+                what="the info-level worker start line again")
+    assert "reload: log.level is now info" in _log(d)
