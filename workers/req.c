@@ -31,12 +31,14 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/cc.h"
 #include "core/config.h"
+#include "core/ctlmsg.h"
 #include "core/log.h"
 #include "core/route.h"
 #include "shm/seg.h"
@@ -286,7 +288,11 @@ static void req_purge_task(struct cw_upstream_task *t, bool cancelled)
 {
     struct worker_req *r = (struct worker_req *)((char *)t - offsetof(struct worker_req, task));
 
-    req_purge_apply(r, cancelled);
+    /* A tag or prefix purge with more to do goes to the back of the queue, so the fetches
+     * and tasks queued meanwhile run between its steps; a full queue: the steps go on here. */
+    while (req_purge_apply(r, cancelled)) {
+        if (cw_upstream_defer(r->w->fetch, &r->task) == 0) return;
+    }
     req_resume(r, REQ_PURGED);
 }
 
@@ -574,9 +580,28 @@ static enum req_step req_step_stream(struct worker_req *r)
 
 /* PURGE <url>: drops the URL's entry and its Vary variants (or marks them stale with
  * "Soft-Purge: 1", so stale-while-revalidate and stale-if-error still shield the origin);
- * with a Surrogate-Key field, the entries tagged so instead.
+ * with a Surrogate-Key field, the entries tagged so instead; with "Purge-Prefix: 1", every
+ * entry whose URL starts with this one.
  * Only from purge.allow. A purge is not a hit, but its writes still go to the fetch thread:
  * on the MHD thread they would stall every hit of this worker behind another process's. */
+/* The prefix of a "Purge-Prefix: 1" purge: http://host/target as given, and the key-string
+ * prefix L1 keys start with (core/key.h). 0, -ENOMEM, or -EINVAL for one that does not split. */
+static int req_purge_prefix_prepare(struct worker_req *r)
+{
+    struct cw_str host, target;
+    size_t n = 7 + r->q.host.len + strlen(r->uri) + 1;
+    int rc;
+
+    r->purge_prefix_url = malloc(n);
+    r->purge_prefix = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->purge_prefix_url == NULL || r->purge_prefix == NULL) return -ENOMEM;
+    snprintf(r->purge_prefix_url, n, "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
+    if (cw_ctlmsg_split_url(cw_str_cstr(r->purge_prefix_url), &host, &target) < 0) return -EINVAL;
+    rc = cw_key_build(NULL, CW_STR_LIT("http"), host, target, r->purge_prefix, CW_LIMIT_KEY_BYTES,
+                      &r->purge_prefix_len);
+    return rc < 0 ? -EINVAL : 0;
+}
+
 static enum req_step req_step_purge(struct worker_req *r)
 {
     const char *soft = req_header(r, "Soft-Purge");
@@ -591,6 +616,14 @@ static enum req_step req_step_purge(struct worker_req *r)
     const char *tags = req_header(r, "Surrogate-Key");
     if (tags != NULL && (r->purge_tags = strdup(tags)) == NULL)
         return req_synth(r, 503, "out of memory\n", "enomem");
+    /* With "Purge-Prefix: 1", every entry whose URL starts with this one (as cwctl purge
+     * --prefix: the key string's prefix, built as keys are). */
+    const char *prefix = req_header(r, "Purge-Prefix");
+    if (tags == NULL && prefix != NULL && strcmp(prefix, "1") == 0) {
+        rc = req_purge_prefix_prepare(r);
+        if (rc == -ENOMEM) return req_synth(r, 503, "out of memory\n", "enomem");
+        if (rc < 0) return req_synth(r, 400, "bad purge prefix\n", "bad-key");
+    }
     rc = req_to_fetch_thread(r, req_purge_task);
     if (rc < 0) {
         r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
@@ -654,6 +687,8 @@ void req_free(struct worker_req *r)
     free(r->snap.p);
     free(r->method_own);
     free(r->purge_tags);
+    free(r->purge_prefix);
+    free(r->purge_prefix_url);
     if (r->q.has_lease) req_defer_release(w, &r->q);
     req_l2_lease_drop(r);
     free(r->q.key_buf);

@@ -226,7 +226,16 @@ struct worker_req {
     struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
     bool purge_soft;
     char *purge_tags; /* PURGE with Surrogate-Key: the tags to purge, not the URL (owned) */
-    int purge_rc;     /* 0, or -ECANCELED when the worker stopped first */
+    /* PURGE with "Purge-Prefix: 1": the key-string prefix of every entry to purge, not the
+     * URL's (owned), and the URL prefix as given, for the fleet (owned). */
+    char *purge_prefix;
+    size_t purge_prefix_len;
+    char *purge_prefix_url;
+    /* A tag or prefix purge runs in steps on the fetch thread: where it is. */
+    struct cw_store_purge_pos purge_pos;
+    size_t purge_tag_off; /* the tag being purged: its offset in purge_tags */
+    bool purge_started;
+    int purge_rc; /* 0, or -ECANCELED when the worker stopped first */
     size_t purge_count;
 
     /* The answer chosen: built (REQ_DELIVER) or synthetic (REQ_SYNTH). */
@@ -426,8 +435,12 @@ bool req_pipe_finish(struct worker_req *r, int rc, enum req_step step);
 /* req_purge.c */
 /* True when the client's address is in purge.allow. */
 bool req_purge_allowed(struct worker_req *r);
-/* On the fetch thread: the purge's writes (r->purge_count, r->purge_rc). */
-void req_purge_apply(struct worker_req *r, bool cancelled);
+/* On the fetch thread: the purge's writes (r->purge_count, r->purge_rc). A URL purge is
+ * done in one call; a tag or prefix purge does REQ_PURGE_BATCHES write txns a call and
+ * returns true while there is more, so that the caller lets the loop's other work run
+ * between steps (a tag of 100,000 entries must not hold the fetch thread for seconds). */
+#define REQ_PURGE_BATCHES 8
+bool req_purge_apply(struct worker_req *r, bool cancelled);
 /* Builds the answer to a done purge in r->resp: 0, or -ENOMEM. */
 CW_MUST_CHECK int req_purge_response(struct worker_req *r);
 

@@ -292,6 +292,11 @@ void req_l2_purged(struct worker_req *r)
     int n, rc;
 
     if (w->l2 == NULL) return;
+    if (r->purge_prefix_url != NULL) { /* a ban in L2, the log and the channel */
+        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_PREFIX, r->purge_soft,
+                         cw_str_cstr(r->purge_prefix_url));
+        return;
+    }
     if (r->purge_tags != NULL) {
         for (const char *p = r->purge_tags; *p != '\0';) {
             size_t len = 0;

@@ -1,5 +1,6 @@
-/* workers/req_purge.c - PURGE <url>: who may, the writes (run on the fetch thread, so a hit
- * never waits behind them), and the answer. Leaves of the request state machine
+/* workers/req_purge.c - PURGE <url> (or its tags, or its prefix): who may, the writes (run on
+ * the fetch thread, so a hit never waits behind them; tags and prefixes in steps), and the
+ * answer. Leaves of the request state machine
  * (workers/req.c), which suspends the request between the two halves. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,48 +36,82 @@ bool req_purge_allowed(struct worker_req *r)
     return false;
 }
 
-/* Every entry tagged with one of the Surrogate-Key tags (space-separated, RFC 9111 has
- * none: the Fastly and Varnish convention). */
-static void req_purge_tags(struct worker_req *r, int64_t now)
+/* The next Surrogate-Key tag (space-separated, RFC 9111 has none: the Fastly and Varnish
+ * convention) at or after r->purge_tag_off: its offset and length, or length 0 at the end. */
+static size_t req_purge_tag_next(const struct worker_req *r, size_t *off)
 {
-    const char *p = r->purge_tags;
+    const char *p = r->purge_tags + r->purge_tag_off;
+    size_t n = 0;
 
-    while (*p != '\0') {
-        size_t n = 0;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        while (p[n] != '\0' && p[n] != ' ' && p[n] != '\t')
-            n++;
-        if (n == 0) break;
-        size_t count = 0;
-        if (cw_store_purge_tag(r->w->store, cw_str_make(p, n), r->purge_soft, now, &count) < 0)
-            cw_warn("worker %d: purge: tag %.*s not all purged", r->w->index, (int)n, p);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    while (p[n] != '\0' && p[n] != ' ' && p[n] != '\t')
+        n++;
+    *off = (size_t)(p - r->purge_tags);
+    return n;
+}
+
+/* One step of a tag or prefix purge: true while there is more. */
+static bool req_purge_step(struct worker_req *r, int64_t now)
+{
+    struct cw_worker *w = r->w;
+    size_t count = 0, off, n;
+    int rc;
+
+    if (r->purge_prefix != NULL) {
+        rc = cw_store_purge_prefix_step(w->store, cw_str_make(r->purge_prefix, r->purge_prefix_len),
+                                        r->purge_soft, now, REQ_PURGE_BATCHES, &r->purge_pos,
+                                        &count);
         r->purge_count += count;
-        p += n;
+        if (rc < 0) {
+            cw_warn("worker %d: purge: prefix %s not all purged", w->index, r->purge_prefix_url);
+            r->purge_rc = rc;
+            return false;
+        }
+        return !r->purge_pos.done;
     }
+    n = req_purge_tag_next(r, &off);
+    if (n == 0) return false;
+    rc = cw_store_purge_tag_step(w->store, cw_str_make(r->purge_tags + off, n), r->purge_soft, now,
+                                 REQ_PURGE_BATCHES, &r->purge_pos, &count);
+    r->purge_count += count;
+    if (rc < 0)
+        cw_warn("worker %d: purge: tag %.*s not all purged", w->index, (int)n, r->purge_tags + off);
+    if (rc < 0 || r->purge_pos.done) { /* on to the next tag */
+        r->purge_tag_off = off + n;
+        memset(&r->purge_pos, 0, sizeof(r->purge_pos));
+        n = req_purge_tag_next(r, &off);
+    }
+    return n > 0;
 }
 
 /* Variants are keyed by the primary key plus header lines, so they go by prefix. */
-void req_purge_apply(struct worker_req *r, bool cancelled)
+bool req_purge_apply(struct worker_req *r, bool cancelled)
 {
     struct cw_worker *w = r->w;
     int64_t now = cw_clock_wall_ms();
     char vary[CW_LIMIT_VARY_RECORD_BYTES];
     size_t vary_len, n = 0;
 
-    r->purge_rc = cancelled ? -ECANCELED : 0;
-    r->purge_count = 0;
-    if (cancelled) return;
-    if (r->purge_tags != NULL) {
-        req_purge_tags(r, now);
-        req_l2_purged(r);
-        return;
+    if (!r->purge_started) {
+        r->purge_started = true;
+        r->purge_rc = 0;
+        r->purge_count = 0;
+        r->purge_tag_off = 0;
+        memset(&r->purge_pos, 0, sizeof(r->purge_pos));
+        /* Other nodes and L2 first: the purge is asked now, whatever this node takes. */
+        if (!cancelled && (r->purge_tags != NULL || r->purge_prefix != NULL)) req_l2_purged(r);
     }
+    if (cancelled) {
+        r->purge_rc = -ECANCELED;
+        return false;
+    }
+    if (r->purge_tags != NULL || r->purge_prefix != NULL) return req_purge_step(r, now);
     if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
     req_l2_purged(r); /* before key_buf gets the newline below */
     if (r->q.primary_len >= CW_LIMIT_KEY_BYTES ||
         cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0)
-        return;
+        return false;
     r->q.key_buf[r->q.primary_len] = '\n';
     if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
                               r->purge_soft, now, &n) < 0)
@@ -84,6 +119,7 @@ void req_purge_apply(struct worker_req *r, bool cancelled)
     r->purge_count += n;
     if (!r->purge_soft && cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
         cw_warn("worker %d: purge: vary record of %s not removed", w->index, r->uri);
+    return false;
 }
 
 /* 200 when something was purged, 404 when nothing was cached. */
@@ -96,6 +132,9 @@ int req_purge_response(struct worker_req *r)
     if (r->purge_tags != NULL)
         cw_notice("worker %d: purge%s of tags %s: %zu entries", r->w->index,
                   r->purge_soft ? " (soft)" : "", r->purge_tags, r->purge_count);
+    else if (r->purge_prefix != NULL)
+        cw_notice("worker %d: purge%s of prefix %s: %zu entries", r->w->index,
+                  r->purge_soft ? " (soft)" : "", r->purge_prefix_url, r->purge_count);
     else
         cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index,
                   r->purge_soft ? " (soft)" : "", r->q.host.p, r->uri, r->purge_count);

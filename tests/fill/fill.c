@@ -2,12 +2,13 @@
  * the tests that need a large cache fast (tests/integration/test_purge.py's 100,000-entry
  * prefix purge: filling it through the proxy would take minutes of origin fetches).
  *
- *     cw-test-fill CONFIG_FILE HOST PATH_PREFIX N
+ *     cw-test-fill CONFIG_FILE HOST PATH_PREFIX N [TAG]
  *
  * Opens the config's cache as the daemon's processes do (the daemon may be running) and, for
  * i in 0..N-1, stores under the key the route for HOST PATH_PREFIX<i> builds an entry a
  * client GET of that URL then hits: 200, fresh for an hour, a small text body, and the
- * request part (host, target). One write txn per entry, as a fill does. Prints "filled N
+ * request part (host, target), and with TAG a "Surrogate-Key: TAG" field (indexed for tag
+ * purges as a fill's is). One write txn per entry, as a fill does. Prints "filled N
  * MS" and exits 0, or 1 with the cause on stderr. */
 #include <errno.h>
 #include <stdio.h>
@@ -31,15 +32,21 @@ int main(int argc, char **argv)
     static char key[CW_LIMIT_KEY_BYTES], target[CW_LIMIT_URL_BYTES], buf[4096];
     struct cw_err err = {{0}};
     struct cw_store *st = NULL;
-    struct cw_entry_header hdrs[] = {{CW_STR_LIT("Content-Type"), CW_STR_LIT("text/plain")}};
+    struct cw_entry_header hdrs[] = {{CW_STR_LIT("Content-Type"), CW_STR_LIT("text/plain")},
+                                     {CW_STR_LIT("Surrogate-Key"), CW_STR_LIT("")}};
+    size_t nhdrs = 1;
     struct cw_str body = CW_STR_LIT("filled by cw-test-fill\n");
     int64_t t0 = cw_clock_mono_ms(), now = cw_clock_wall_ms();
     long n;
     int rc;
 
-    if (argc != 5 || (n = strtol(argv[4], NULL, 10)) <= 0) {
-        fprintf(stderr, "usage: cw-test-fill CONFIG_FILE HOST PATH_PREFIX N\n");
+    if ((argc != 5 && argc != 6) || (n = strtol(argv[4], NULL, 10)) <= 0) {
+        fprintf(stderr, "usage: cw-test-fill CONFIG_FILE HOST PATH_PREFIX N [TAG]\n");
         return 1;
+    }
+    if (argc == 6) {
+        hdrs[1].value = cw_str_cstr(argv[5]);
+        nhdrs = 2;
     }
     struct cw_str host = cw_str_cstr(argv[2]);
     int route;
@@ -72,11 +79,11 @@ int main(int argc, char **argv)
                           sizeof(key), &klen);
         if (rc == 0) {
             cw_key_hash(cw_store_secret(st), key, klen, &k);
-            rc = cw_entry_size(cw_str_make(key, klen), &req, hdrs, 1, body.len, &size);
+            rc = cw_entry_size(cw_str_make(key, klen), &req, hdrs, nhdrs, body.len, &size);
         }
         if (rc == 0 && size > sizeof(buf)) rc = -ENOSPC;
         if (rc == 0)
-            rc = cw_entry_encode(&h, cw_str_make(key, klen), &req, hdrs, 1, body, buf, size);
+            rc = cw_entry_encode(&h, cw_str_make(key, klen), &req, hdrs, nhdrs, body, buf, size);
         if (rc == 0) rc = cw_store_put_encoded(st, &k, buf, size);
         if (rc < 0) {
             fprintf(stderr, "cw-test-fill: entry %ld (%s): %s\n", i, target, strerror(-rc));

@@ -279,6 +279,56 @@ def test_purge_prefix_while_another_runs_waits_its_turn(env):
     expect(d.get("/qb/7"), 200, "MISS", "an entry of the second purge")
 
 
+def test_purge_http_prefix_and_large_tag_in_steps(env):
+    """PURGE with "Purge-Prefix: 1" purges every entry whose URL starts with the target (as
+    cwctl purge --prefix), and nothing else; a PURGE by a tag of 60,000 entries runs in steps
+    on the worker's fetch thread, so a miss asked meanwhile of the same (single) worker is
+    answered long before the purge ends instead of waiting behind it."""
+    import subprocess
+    import threading
+    import time
+
+    o = env.origin()
+    d = env.daemon(o, workers=1, overrides={
+        "cache": {"path": env.dir + "/l1.mdb", "size": "512M", "max_object": "8M"}})
+    fill = [cw.binary("cw-test-fill"), d.conf, f"{cw.LOOPBACK}:{d.port}"]
+    subprocess.run(fill + ["/pp/a/", "3000"], check=True, capture_output=True, timeout=60)
+    subprocess.run(fill + ["/pp/b/", "2000"], check=True, capture_output=True, timeout=60)
+    r = d.request("/pp/a/", method="PURGE", headers={"Purge-Prefix": "1"})
+    assert r.status == 200 and json.loads(r.body)["purged"] == 3000, r
+    expect(d.get("/pp/a/17"), 200, "MISS", "an entry under the purged prefix")
+    expect(d.get("/pp/b/17"), 200, "HIT", "an entry under another prefix")
+
+    n = 60_000
+    subprocess.run(fill + ["/tagged/", str(n), "bulk"], check=True, capture_output=True,
+                   timeout=120)
+    done = {}
+
+    def purge():
+        t0 = time.monotonic()
+        done["r"] = d.request("/", method="PURGE", headers={"Surrogate-Key": "bulk"},
+                              timeout=60)
+        done["took"] = time.monotonic() - t0
+
+    th = threading.Thread(target=purge)
+    th.start()
+    time.sleep(0.05)  # the purge's first steps are under way
+    t0 = time.monotonic()
+    miss = d.get(f"/during?cc={q('max-age=60')}", timeout=60)
+    miss_took = time.monotonic() - t0
+    purge_running = th.is_alive()
+    th.join(60)
+    r = done["r"]
+    assert r.status == 200 and json.loads(r.body)["purged"] == n, r
+    expect(miss, 200, "MISS", "the miss asked during the purge")
+    env.note(f"tag purge of {n} over HTTP: {done['took'] * 1000:.0f} ms; a miss on the same "
+             f"worker meanwhile: {miss_took * 1000:.1f} ms (purge still running after it: "
+             f"{purge_running})")
+    assert purge_running, "the purge ended before the miss: nothing was measured"
+    assert miss_took < done["took"] / 2, (miss_took, done["took"])
+    expect(d.get("/tagged/12345"), 200, "MISS", "a purged tagged entry")
+
+
 def test_purge_by_surrogate_key_tags(env):
     o = env.origin()
     d = env.daemon(o, workers=2)
