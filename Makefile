@@ -237,14 +237,14 @@ flake-check:
 	@RUNS=$(or $(RUNS),5) SAN=$(SAN) scripts/flake-check.sh
 
 # ---- install, uninstall, deb, check-package ----------------------------------------------------
-# `make install [PREFIX=/usr/local] [DESTDIR=]` copies the release binaries (cwctl only when
-# cmd/cwctl.c exists), the systemd unit (its /usr/sbin and /usr/bin paths rewritten to SBINDIR
+# `make install [PREFIX=/usr/local] [DESTDIR=]` copies the release binaries, the systemd unit (its /usr/sbin and /usr/bin paths rewritten to SBINDIR
 # and BINDIR), the sysusers.d, tmpfiles.d and logrotate snippets, the man pages, the Grafana
 # dashboard and the alerting rules, and the example config into /etc/cachewarp/ unless a
 # config is already there. `make uninstall` removes them again, but never the config, the cache
 # or the logs. `make deb` builds build/pkg/cachewarp_<version>-1_<arch>.deb (scripts/deb.sh)
 # and `make check-package` checks it (scripts/check-package.sh: lintian, systemd-analyze,
-# the man pages, promtool, an unpack into a scratch root).
+# the man pages, promtool, make install and uninstall into a scratch root, an unpack of the
+# package into another).
 PREFIX      ?= /usr/local
 SBINDIR     ?= $(PREFIX)/sbin
 BINDIR      ?= $(PREFIX)/bin
@@ -271,11 +271,9 @@ install: $(BINS)
 	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 	    $(DESTDIR)$(DATADIR)/grafana $(DESTDIR)$(DATADIR)/prometheus
 	$(INSTALL) -m 0755 $(BUILD)/bin/cachewarpd $(DESTDIR)$(SBINDIR)/cachewarpd
-	if [ -x $(BUILD)/bin/cwctl ]; then \
-	    $(INSTALL) -d $(DESTDIR)$(BINDIR) && \
-	    $(INSTALL) -m 0755 $(BUILD)/bin/cwctl $(DESTDIR)$(BINDIR)/cwctl && \
-	    $(INSTALL) -m 0644 man/cwctl.8 $(DESTDIR)$(MANDIR)/man8/; \
-	else echo "install: no $(BUILD)/bin/cwctl (cmd/cwctl.c not in this tree): skipped" >&2; fi
+	$(INSTALL) -d $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 0755 $(BUILD)/bin/cwctl $(DESTDIR)$(BINDIR)/cwctl
+	$(INSTALL) -m 0644 man/cwctl.8 $(DESTDIR)$(MANDIR)/man8/
 	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/usr/bin/cwctl|$(BINDIR)/cwctl|g' \
 	    -e 's|/etc/cachewarp/|$(SYSCONFDIR)/cachewarp/|g' \
 	    systemd/cachewarp.service >$(DESTDIR)$(UNITDIR)/cachewarp.service.tmp

@@ -25,6 +25,13 @@ for d in /run/cachewarp /var/cache/cachewarp /var/log/cachewarp; do
     [ "$(stat -c %U "$d" 2>/dev/null)" = cachewarp ] || die "$d missing or not owned by cachewarp"
 done
 say "user, config mode root:cachewarp 640, unit enabled, directories owned by cachewarp"
+# The logrotate snippet parses, now that its user exists (debug mode: nothing moves).
+if command -v logrotate >/dev/null; then
+    out=$(logrotate -d -s /tmp/logrotate.state /etc/logrotate.d/cachewarp 2>&1) ||
+        { echo "$out"; die "logrotate -d /etc/logrotate.d/cachewarp"; }
+    ! echo "$out" | grep -q '^error' || { echo "$out"; die "logrotate: errors in the snippet"; }
+    say "logrotate -d accepts /etc/logrotate.d/cachewarp"
+fi
 if [ -x /usr/bin/cwctl ] && command -v systemd-analyze >/dev/null; then
     if command -v man >/dev/null; then
         systemd-analyze verify /lib/systemd/system/cachewarp.service || die "systemd-analyze verify"

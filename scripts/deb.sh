@@ -25,7 +25,7 @@ ldflags="$(dpkg-buildflags --get LDFLAGS)"
 
 echo "deb: building into $build with dpkg-buildflags" >&2
 CFLAGS=$cflags LDFLAGS=$ldflags nice -n 10 make --no-print-directory -j2 BUILD="$build" SAN= \
-    "$build/bin/cachewarpd" $( [ -f cmd/cwctl.c ] && echo "$build/bin/cwctl" ) >&2
+    "$build/bin/cachewarpd" "$build/bin/cwctl" >&2
 
 upstream=$("$build/bin/cachewarpd" --version | awk '{print $2}')
 [ -n "$upstream" ] || { echo "deb: cannot read the version from cachewarpd --version" >&2; exit 1; }

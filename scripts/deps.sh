@@ -18,9 +18,10 @@ if [ "${FUZZ_DEPS:-0}" = 1 ]; then
     pkgs=(clang libclang-rt-14-dev)
 fi
 # dpkg-dev gives dpkg-shlibdeps; mandoc lints the mdoc man pages; lintian checks the .deb.
-# systemd gives systemd-analyze (verify, security) even where it is not PID 1.
+# systemd gives systemd-analyze (verify, security) even where it is not PID 1; logrotate -d
+# checks the logrotate snippet.
 if [ "${PKG_DEPS:-0}" = 1 ]; then
-    pkgs=(dpkg-dev fakeroot mandoc lintian systemd)
+    pkgs=(dpkg-dev fakeroot mandoc lintian systemd logrotate)
 fi
 
 missing=()
