@@ -501,36 +501,32 @@ int store_renew(struct cw_store_reader *r)
     return 0;
 }
 
-int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key)
+/* Begins a txn of flags (0 or MDB_RDONLY) for op (and key, in the log); store_int.h. */
+static int store_txn_begin(struct cw_store *st, MDB_txn **txn, unsigned flags, const char *op,
+                           const struct cw_key *key)
 {
     int rc;
 
     if (atomic_load_explicit(&st->resized, memory_order_relaxed)) return -ESTALE;
-    rc = mdb_txn_begin(st->env, NULL, 0, txn);
+    rc = mdb_txn_begin(st->env, NULL, flags, txn);
     if (rc == MDB_MAP_RESIZED) return store_resized(st);
     if (rc != MDB_SUCCESS) {
         char what[64];
-        snprintf(what, sizeof(what), "%s mdb_txn_begin", op);
+        snprintf(what, sizeof(what), "%s mdb_txn_begin%s", op, flags ? "(read)" : "");
         store_log_mdb(what, key, rc);
         return store_errno(rc);
     }
     return 0;
 }
 
+int store_txn_write(struct cw_store *st, MDB_txn **txn, const char *op, const struct cw_key *key)
+{
+    return store_txn_begin(st, txn, 0, op, key);
+}
+
 int store_txn_read(struct cw_store *st, MDB_txn **txn, const char *op)
 {
-    int rc;
-
-    if (atomic_load_explicit(&st->resized, memory_order_relaxed)) return -ESTALE;
-    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn);
-    if (rc == MDB_MAP_RESIZED) return store_resized(st);
-    if (rc != MDB_SUCCESS) {
-        char what[64];
-        snprintf(what, sizeof(what), "%s mdb_txn_begin(read)", op);
-        store_log_mdb(what, NULL, rc);
-        return store_errno(rc);
-    }
-    return 0;
+    return store_txn_begin(st, txn, MDB_RDONLY, op, NULL);
 }
 
 int store_commit(MDB_txn *txn, const char *op, const struct cw_key *key)

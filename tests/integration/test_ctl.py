@@ -178,34 +178,32 @@ def test_ctl_permission_denied(env):
     assert grp.getgrgid(st.st_gid).gr_name == "nogroup" and stat.S_IMODE(st.st_mode) == 0o660
 
 
+def _conf_on_socket(env, o, name, sock, l1):
+    """A config of its own (name, cache file l1) whose control socket is sock."""
+    return env.config(origin_port=o.port, name=name,
+                      overrides={"control": {"socket": sock},
+                                 "cache": {"path": os.path.join(env.dir, l1), "size": "16M"}})
+
+
 def test_ctl_socket_safety(env):
     o = env.origin()
     d = env.daemon(o, workers=1)
     # A second daemon on the same socket is refused, and the first keeps its socket.
-    conf2 = env.config(origin_port=o.port,
-                       overrides={"control": {"socket": d.control},
-                                  "cache": {"path": os.path.join(env.dir, "l1b.mdb"),
-                                            "size": "16M"}})
+    conf2 = _conf_on_socket(env, o, "cachewarpd2.conf", d.control, "l1b.mdb")
     rc, out, err = cw.run_daemon_cmd(["-c", conf2])
     assert rc == 1 and "another daemon is listening" in out + err, (rc, out, err)
     assert d.cwctl("status")[0] == 0
     # A symlink at the path is refused.
     link = os.path.join(env.dir, "link.sock")
     os.symlink("/etc/passwd", link)
-    conf3 = env.config(origin_port=o.port, name="c3.conf",
-                       overrides={"control": {"socket": link},
-                                  "cache": {"path": os.path.join(env.dir, "l1c.mdb"),
-                                            "size": "16M"}})
+    conf3 = _conf_on_socket(env, o, "c3.conf", link, "l1c.mdb")
     rc, out, err = cw.run_daemon_cmd(["-c", conf3])
     assert rc == 1 and "is a symlink" in out + err, (rc, out, err)
     # A world-writable directory without the sticky bit is refused; with it, accepted.
     wdir = os.path.join(env.dir, "open")
     os.mkdir(wdir)
     os.chmod(wdir, 0o777)
-    conf4 = env.config(origin_port=o.port, name="c4.conf",
-                       overrides={"control": {"socket": os.path.join(wdir, "c.sock")},
-                                  "cache": {"path": os.path.join(env.dir, "l1d.mdb"),
-                                            "size": "16M"}})
+    conf4 = _conf_on_socket(env, o, "c4.conf", os.path.join(wdir, "c.sock"), "l1d.mdb")
     rc, out, err = cw.run_daemon_cmd(["-c", conf4])
     assert rc == 1, (rc, out, err)
     assert ("world-writable directory" in out + err or
@@ -222,10 +220,7 @@ def test_ctl_socket_safety(env):
     plain = os.path.join(env.dir, "plain.sock")
     with open(plain, "w") as f:
         f.write("keep me\n")
-    conf5 = env.config(origin_port=o.port, name="c5.conf",
-                       overrides={"control": {"socket": plain},
-                                  "cache": {"path": os.path.join(env.dir, "l1f.mdb"),
-                                            "size": "16M"}})
+    conf5 = _conf_on_socket(env, o, "c5.conf", plain, "l1f.mdb")
     rc, out, err = cw.run_daemon_cmd(["-c", conf5])
     assert rc == 1 and "is not a socket" in out + err, (rc, out, err)
     assert open(plain).read() == "keep me\n"

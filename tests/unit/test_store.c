@@ -382,39 +382,40 @@ END_TEST
 /* A file used with a larger cache.size keeps its size (LMDB never shrinks one): the map
  * covers the whole file, so no process meets data past its map, and the smaller size
  * bounds what the puts' eviction keeps. */
-START_TEST(test_store_smaller_size_keeps_map_bounds_eviction)
+/* Puts entries from..to-1 of 100 KiB under http://h/<i>, fresh for ever. */
+static void put_range(struct cw_store *st, int from, int to)
 {
     static char body[100 * 1024];
-    struct cw_store *st = NULL;
     struct cw_entry_hdr h = hdr_ok();
     char full[64];
     struct cw_key k;
-    uint64_t entries, used;
 
     memset(body, 'b', sizeof(body));
     h.fresh_until_ms = INT64_MAX;
-    ck_assert_int_eq(cw_store_open(db_path, 8u << 20, &st), 0);
-    ck_assert_uint_eq(cw_store_map_bytes(st), 8u << 20);
-    for (int i = 0; i < 40; i++) {
+    for (int i = from; i < to; i++) {
         snprintf(full, sizeof(full), "http://h/%d", i);
         key_of(st, full, &k);
         ck_assert_int_eq(
             cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body))),
             0);
     }
+}
+
+START_TEST(test_store_smaller_size_keeps_map_bounds_eviction)
+{
+    struct cw_store *st = NULL;
+    uint64_t entries, used;
+
+    ck_assert_int_eq(cw_store_open(db_path, 8u << 20, &st), 0);
+    ck_assert_uint_eq(cw_store_map_bytes(st), 8u << 20);
+    put_range(st, 0, 40);
     ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
     ck_assert_uint_gt(used, 2u << 20);
     cw_store_close(st);
 
     ck_assert_int_eq(cw_store_open(db_path, 1u << 20, &st), 0);
     ck_assert_uint_ge(cw_store_map_bytes(st), 8u << 20);
-    for (int i = 40; i < 60; i++) {
-        snprintf(full, sizeof(full), "http://h/%d", i);
-        key_of(st, full, &k);
-        ck_assert_int_eq(
-            cw_store_put(st, &k, &h, cw_str_cstr(full), NULL, 0, cw_str_make(body, sizeof(body))),
-            0);
-    }
+    put_range(st, 40, 60);
     ck_assert_int_eq(cw_store_stat(st, &entries, &used), 0);
     ck_assert_uint_le(used, 1u << 20);
     cw_store_close(st);
