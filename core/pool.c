@@ -141,6 +141,14 @@ uint64_t cw_pool_breaker_next(uint64_t w, bool ok, bool probe, int64_t now_ms,
     return pool_breaker_word(CW_POOL_BREAKER_CLOSED, count, t);
 }
 
+uint64_t cw_pool_breaker_release(uint64_t w, int64_t now_ms)
+{
+    if (cw_pool_breaker_state(w) != CW_POOL_BREAKER_HALF_OPEN) return w;
+    /* Already given up (probe_ms passed): the word is as good as released. */
+    if (cw_pool_breaker_time(w) <= now_ms) return w;
+    return pool_breaker_word(CW_POOL_BREAKER_HALF_OPEN, 0, now_ms);
+}
+
 const char *cw_pool_breaker_name(enum cw_pool_breaker_state s)
 {
     switch (s) {
@@ -152,4 +160,30 @@ const char *cw_pool_breaker_name(enum cw_pool_breaker_state s)
         return "open";
     }
     return "?";
+}
+
+void cw_pool_budget_init(struct cw_pool_budget *b, unsigned pct, unsigned burst)
+{
+    b->pct = pct > 100 ? 100 : pct;
+    b->burst = burst;
+    b->credits = (int64_t)burst * 100;
+}
+
+void cw_pool_budget_earn(struct cw_pool_budget *b)
+{
+    b->credits += b->pct;
+    if (b->credits > (int64_t)b->burst * 100) b->credits = (int64_t)b->burst * 100;
+}
+
+bool cw_pool_budget_take(struct cw_pool_budget *b)
+{
+    if (b->credits < 100) return false;
+    b->credits -= 100;
+    return true;
+}
+
+void cw_pool_budget_refund(struct cw_pool_budget *b)
+{
+    b->credits += 100;
+    if (b->credits > (int64_t)b->burst * 100) b->credits = (int64_t)b->burst * 100;
 }

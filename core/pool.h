@@ -111,7 +111,35 @@ enum cw_pool_admit cw_pool_breaker_admit(uint64_t w, int64_t now_ms,
  * probe's failure reopens it. Other late outcomes change nothing. */
 uint64_t cw_pool_breaker_next(uint64_t w, bool ok, bool probe, int64_t now_ms,
                               const struct cw_pool_breaker *b);
+/* The word after the probe ended with no outcome to report (its client went away, the
+ * origin's queue was full, it could not start): HALF_OPEN given up at now_ms, so the next
+ * request goes as the probe at once instead of every request being refused until probe_ms.
+ * Any other state is left as it is (a probe given up since, or already reported). */
+uint64_t cw_pool_breaker_release(uint64_t w, int64_t now_ms);
 /* "closed", "half-open", "open". */
 const char *cw_pool_breaker_name(enum cw_pool_breaker_state s);
+
+/* ---- The retry budget: per origin, per process ------------------------------------------ */
+
+/* Retries a budget allows at once, before its rate applies. */
+#define CW_POOL_RETRY_BURST 10
+
+/* A token bucket in hundredths of a retry: each request sent earns pct (the budget, a % of
+ * requests), each retry spends 100, and the bucket holds at most burst retries. So over n
+ * requests at most burst + n * pct / 100 retries go, however the failures fall. */
+struct cw_pool_budget {
+    unsigned pct;    /* 0 to 100 */
+    unsigned burst;  /* retries */
+    int64_t credits; /* hundredths of a retry; starts full */
+};
+
+/* A full bucket. pct above 100 is taken as 100. */
+void cw_pool_budget_init(struct cw_pool_budget *b, unsigned pct, unsigned burst);
+/* One request sent: its share of a retry, up to the burst. */
+void cw_pool_budget_earn(struct cw_pool_budget *b);
+/* True when one retry may go (its cost is then spent); false when the bucket is short. */
+bool cw_pool_budget_take(struct cw_pool_budget *b);
+/* Gives back a retry taken but not sent (no other server could take it). */
+void cw_pool_budget_refund(struct cw_pool_budget *b);
 
 #endif /* CW_POOL_H */

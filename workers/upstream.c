@@ -865,6 +865,7 @@ static int upstream_choose_server(struct upstream_run *run)
     if (s < 0) {
         if (run->retried) return -EHOSTUNREACH;
         if (run->probe) upstream_origin_report(run->origin, false, true);
+        run->probe = false; /* reported */
         upstream_origin_count_fail_fast(run->origin);
         snprintf(x->errbuf, sizeof(x->errbuf), "every server of the origin is down");
         return -EHOSTUNREACH;
@@ -946,6 +947,7 @@ static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *
         run->chunked = false;
         x->errbuf[0] = '\0';
         int brc = upstream_begin(up, run);
+        upstream_origin_retry_sent(o, brc == 0);
         if (brc == 0) {
             cw_info("upstream: %s %s: retried on server %d: %s", x->req->method, x->req->url,
                     run->server, first);
@@ -954,10 +956,11 @@ static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *
         /* No other server, or it could not start: the request fails with its first error. */
         snprintf(x->errbuf, sizeof(x->errbuf), "%s", first);
     }
-    if (!no_news) upstream_origin_report(o, !server_failed, run->probe);
+    if (no_news) return false; /* a probe among them is released by upstream_finish() */
+    upstream_origin_report(o, !server_failed, run->probe);
     /* The probe failed: the breaker is open again, and this request is told so too. */
-    if (!no_news && run->probe && server_failed)
-        x->retry_after_ms = upstream_origin_breaker_wait_ms(o);
+    if (run->probe && server_failed) x->retry_after_ms = upstream_origin_breaker_wait_ms(o);
+    run->probe = false; /* reported */
     return false;
 }
 
@@ -980,6 +983,13 @@ static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
     }
     up->active--;
     pthread_mutex_unlock(&up->lock);
+    /* A probe that ends unreported (cancelled, its queue full or its wait over, not started,
+     * cut after its head) must not hold the half-open breaker until probe_ms: the next
+     * request goes as the probe instead. */
+    if (run != NULL && run->probe) {
+        upstream_origin_release_probe(run->origin);
+        run->probe = false;
+    }
     x->internal = run;
     x->ops->on_done(x, rc); /* x is the submitter's again from here (collect took run's lines) */
     if (run != NULL) {

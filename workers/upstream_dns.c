@@ -370,7 +370,7 @@ out:
 /* The round's result: the table when it changed, or the last one kept on a failure. */
 static void upstream_dns_round_end(struct upstream_dns_origin *o)
 {
-    int64_t now = cw_clock_mono_ms(), wait_ms;
+    int64_t now = cw_clock_mono_ms();
     struct cw_seg_dns_server t[DNS_N];
     uint32_t added, removed;
     char a[INET6_ADDRSTRLEN + 8];
@@ -421,10 +421,17 @@ static void upstream_dns_round_end(struct upstream_dns_origin *o)
         memcpy(o->table, t, sizeof(t));
     }
     /* Again when the shortest TTL ends, within the origin's bounds. */
-    wait_ms = o->ttl_s < 0 ? o->max_ms : o->ttl_s * 1000;
-    if (wait_ms < o->min_ms) wait_ms = o->min_ms;
-    if (wait_ms > o->max_ms) wait_ms = o->max_ms;
-    o->due_ms = now + wait_ms;
+    o->due_ms = now + cw_upstream_dns_wait_ms(o->ttl_s, o->min_ms, o->max_ms);
+}
+
+int64_t cw_upstream_dns_wait_ms(int64_t ttl_s, int64_t min_ms, int64_t max_ms)
+{
+    /* A TTL past what any bound allows is max_ms; the product cannot overflow below it. */
+    int64_t wait_ms = ttl_s < 0 || ttl_s > max_ms / 1000 + 1 ? max_ms : ttl_s * 1000;
+
+    if (wait_ms < min_ms) wait_ms = min_ms;
+    if (wait_ms > max_ms) wait_ms = max_ms;
+    return wait_ms;
 }
 
 static void upstream_dns_round_release(struct upstream_dns_origin *o)

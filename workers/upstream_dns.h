@@ -57,4 +57,8 @@ CW_MUST_CHECK int cw_upstream_dns_srv_ttl(const unsigned char *abuf, size_t alen
 bool cw_upstream_dns_assign(struct cw_seg_dns_server *table, const struct cw_seg_dns_server *found,
                             size_t n, uint32_t *added, uint32_t *removed);
 
+/* How long after a lookup that answered the next one goes: the answer's shortest TTL (ttl_s;
+ * negative when it gave none: max_ms), clamped into [min_ms, max_ms]. */
+int64_t cw_upstream_dns_wait_ms(int64_t ttl_s, int64_t min_ms, int64_t max_ms);
+
 #endif /* CW_UPSTREAM_DNS_H */

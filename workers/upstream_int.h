@@ -38,6 +38,9 @@ CW_MUST_CHECK int upstream_origin_admit(struct upstream_origin *o, bool *probe, 
                                         size_t why_len);
 /* A request's final outcome (after any retry), for the breaker. */
 void upstream_origin_report(struct upstream_origin *o, bool ok, bool probe);
+/* The half-open probe ended with no outcome to report (cancelled, refused by a full queue,
+ * not started): the next request may go as the probe at once. */
+void upstream_origin_release_probe(struct upstream_origin *o);
 /* The server for an attempt, not exclude (-1: none) when another is up: its index (counted as
  * running until upstream_origin_release()), or -1 when every server is down. */
 int upstream_origin_pick(struct upstream_origin *o, int exclude);
@@ -50,8 +53,12 @@ CW_MUST_CHECK int upstream_origin_url(const struct upstream_origin *o, int serve
                                       char **out);
 /* An attempt's outcome on server, for its passive health. */
 void upstream_origin_report_server(struct upstream_origin *o, int server, bool ok);
-/* True when the retry budget allows one more retry (then counted). */
+/* True when retries are on and this process's budget allows one more (its cost is then
+ * spent); then upstream_origin_retry_sent() says whether it went. */
 bool upstream_origin_take_retry(struct upstream_origin *o);
+/* The retry taken went to another server (counted in cachewarp_origin_retries_total), or
+ * did not (no other server up, it could not start: its cost is given back). */
+void upstream_origin_retry_sent(struct upstream_origin *o, bool sent);
 void upstream_origin_count_fail_fast(struct upstream_origin *o);
 /* True when every server that is up is at its own connection cap (servers[] max_conns=N):
  * a transfer then waits in the origin's queue. False when one has room, or none is up. */

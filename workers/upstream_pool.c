@@ -33,8 +33,6 @@
 #include "workers/upstream_dns.h"
 #include "workers/upstream_int.h"
 
-#define POOL_RETRY_BURST 10.0 /* retries allowed at once before the budget's rate applies */
-
 struct upstream_server {
     char *base; /* "scheme://host:port" */
     size_t base_len;
@@ -61,8 +59,7 @@ struct upstream_origin {
     struct cw_pool_health health;
     struct cw_pool_breaker breaker;
     bool retry;
-    double retry_pct;
-    double retry_tokens;
+    struct cw_pool_budget budget; /* this process's retries */
     bool tls_verify;
     char *ca_file;
     long resolve_s;
@@ -237,8 +234,7 @@ static int pool_origin_init(struct upstream_origin *o, const struct cw_config_or
          * process is taken for dead and another probe may go. */
         (c->timeout_ms > 0 ? c->timeout_ms : 10000) + c->connect_timeout_ms + 1000};
     o->retry = c->retry;
-    o->retry_pct = c->retry_budget_pct / 100.0;
-    o->retry_tokens = POOL_RETRY_BURST;
+    cw_pool_budget_init(&o->budget, (unsigned)c->retry_budget_pct, CW_POOL_RETRY_BURST);
     o->tls_verify = c->tls_verify;
     if (c->ca_file != NULL && (o->ca_file = strdup(c->ca_file)) == NULL) return -ENOMEM;
     o->resolve_s = c->resolve_ms > 0 ? (long)((c->resolve_ms + 999) / 1000) : 60;
@@ -328,16 +324,18 @@ int upstream_origin_admit(struct upstream_origin *o, bool *probe, char *why, siz
     uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed), next;
 
     *probe = false;
-    o->retry_tokens += o->retry_pct;
-    if (o->retry_tokens > POOL_RETRY_BURST) o->retry_tokens = POOL_RETRY_BURST;
     for (;;) {
         enum cw_pool_admit a = cw_pool_breaker_admit(w, now, &o->breaker, &next);
-        if (a == CW_POOL_ADMIT_GO) return 0;
+        if (a == CW_POOL_ADMIT_GO) {
+            cw_pool_budget_earn(&o->budget); /* a request that goes earns its share */
+            return 0;
+        }
         if (a == CW_POOL_ADMIT_REFUSE) break;
         /* One process wins the probe; the others see the new word and are refused. */
         if (atomic_compare_exchange_weak_explicit(&o->shm->breaker, &w, next, memory_order_relaxed,
                                                   memory_order_relaxed)) {
             pool_log_breaker(o, w, next, now);
+            cw_pool_budget_earn(&o->budget);
             *probe = true;
             return 0;
         }
@@ -358,6 +356,18 @@ void upstream_origin_report(struct upstream_origin *o, bool ok, bool probe)
     } while (!atomic_compare_exchange_weak_explicit(&o->shm->breaker, &w, next,
                                                     memory_order_relaxed, memory_order_relaxed));
     pool_log_breaker(o, w, next, now);
+}
+
+void upstream_origin_release_probe(struct upstream_origin *o)
+{
+    int64_t now = cw_clock_mono_ms();
+    uint64_t w = atomic_load_explicit(&o->shm->breaker, memory_order_relaxed), next;
+
+    do {
+        next = cw_pool_breaker_release(w, now);
+        if (next == w) return;
+    } while (!atomic_compare_exchange_weak_explicit(&o->shm->breaker, &w, next,
+                                                    memory_order_relaxed, memory_order_relaxed));
 }
 
 int upstream_origin_pick(struct upstream_origin *o, int exclude)
@@ -470,10 +480,16 @@ void upstream_origin_report_server(struct upstream_origin *o, int server, bool o
 
 bool upstream_origin_take_retry(struct upstream_origin *o)
 {
-    if (!o->retry || o->retry_tokens < 1.0) return false;
-    o->retry_tokens -= 1.0;
-    atomic_fetch_add_explicit(&o->shm->retries, 1, memory_order_relaxed);
-    return true;
+    return o->retry && cw_pool_budget_take(&o->budget);
+}
+
+void upstream_origin_retry_sent(struct upstream_origin *o, bool sent)
+{
+    if (sent) {
+        atomic_fetch_add_explicit(&o->shm->retries, 1, memory_order_relaxed);
+    } else {
+        cw_pool_budget_refund(&o->budget);
+    }
 }
 
 void upstream_origin_count_fail_fast(struct upstream_origin *o)

@@ -2,7 +2,9 @@
  * skip down servers and prefer primaries to backups, a retry avoids the failed server; passive
  * health marks down at max_fails with a doubling, capped down time; active checks flip at
  * rise/fall; the origin breaker opens on failures in a row within its window, lets one probe
- * through after its cooldown, and closes on the probe's success. */
+ * through after its cooldown, and closes on the probe's success; a probe released without an
+ * outcome lets the next request go as the probe at once; the retry budget allows its burst,
+ * then its share of the requests sent, and gives back a retry that was not sent. */
 #include "core/pool.h"
 
 #include <check.h>
@@ -171,6 +173,86 @@ START_TEST(test_pool_breaker_states)
 }
 END_TEST
 
+START_TEST(test_pool_breaker_probe_released)
+{
+    struct cw_pool_breaker b = {
+        .failures = 1, .window_ms = 1000, .cooldown_ms = 500, .probe_ms = 12000};
+    uint64_t w = cw_pool_breaker_next(0, false, false, 0, &b), next;
+
+    ck_assert_int_eq(cw_pool_breaker_admit(w, 500, &b, &next), CW_POOL_ADMIT_PROBE);
+    w = next;
+    ck_assert_int_eq(cw_pool_breaker_admit(w, 600, &b, &next), CW_POOL_ADMIT_REFUSE);
+    /* The probe's client went away at 700: without the release, every request would be
+     * refused until 12500. */
+    w = cw_pool_breaker_release(w, 700);
+    ck_assert_int_eq(cw_pool_breaker_state(w), CW_POOL_BREAKER_HALF_OPEN);
+    ck_assert_int_eq(cw_pool_breaker_admit(w, 700, &b, &next), CW_POOL_ADMIT_PROBE);
+    w = next;
+    ck_assert_int_eq(cw_pool_breaker_admit(w, 701, &b, &next), CW_POOL_ADMIT_REFUSE);
+    /* The new probe's success closes it. */
+    ck_assert_uint_eq(cw_pool_breaker_next(w, true, true, 800, &b), 0);
+    /* Released in any other state: nothing changes. */
+    ck_assert_uint_eq(cw_pool_breaker_release(0, 900), 0);
+    w = cw_pool_breaker_next(0, false, false, 900, &b);
+    ck_assert_int_eq(cw_pool_breaker_state(w), CW_POOL_BREAKER_OPEN);
+    ck_assert_uint_eq(cw_pool_breaker_release(w, 950), w);
+}
+END_TEST
+
+START_TEST(test_pool_retry_budget)
+{
+    struct cw_pool_budget b;
+    int got = 0;
+
+    /* 20 %, burst 10: the burst at once, then none until requests earn more. */
+    cw_pool_budget_init(&b, 20, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert(cw_pool_budget_take(&b));
+    ck_assert(!cw_pool_budget_take(&b));
+    /* Five requests earn one retry, not before. */
+    for (int i = 0; i < 4; i++)
+        cw_pool_budget_earn(&b);
+    ck_assert(!cw_pool_budget_take(&b));
+    cw_pool_budget_earn(&b);
+    ck_assert(cw_pool_budget_take(&b));
+    ck_assert(!cw_pool_budget_take(&b));
+    /* Every request fails and wants its retry: over 1000 requests, 200 go. */
+    for (int i = 0; i < 1000; i++) {
+        cw_pool_budget_earn(&b);
+        if (cw_pool_budget_take(&b)) got++;
+    }
+    ck_assert_int_eq(got, 200);
+    /* Quiet requests fill the bucket up to the burst, never past it. */
+    for (int i = 0; i < 1000; i++)
+        cw_pool_budget_earn(&b);
+    got = 0;
+    while (cw_pool_budget_take(&b))
+        got++;
+    ck_assert_int_eq(got, 10);
+    /* A retry taken but not sent is given back (up to the burst). */
+    cw_pool_budget_refund(&b);
+    ck_assert(cw_pool_budget_take(&b));
+    ck_assert(!cw_pool_budget_take(&b));
+    cw_pool_budget_init(&b, 100, 10);
+    cw_pool_budget_refund(&b);
+    for (got = 0; cw_pool_budget_take(&b); got++)
+        ;
+    ck_assert_int_eq(got, 10);
+    /* 0 %: the burst only; over 100 %: one retry per request at most. */
+    cw_pool_budget_init(&b, 0, 2);
+    for (int i = 0; i < 100; i++)
+        cw_pool_budget_earn(&b);
+    ck_assert(cw_pool_budget_take(&b) && cw_pool_budget_take(&b) && !cw_pool_budget_take(&b));
+    cw_pool_budget_init(&b, 500, 0);
+    cw_pool_budget_earn(&b);
+    ck_assert(!cw_pool_budget_take(&b)); /* burst 0: nothing is ever held */
+    cw_pool_budget_init(&b, 500, 1);
+    ck_assert(cw_pool_budget_take(&b));
+    cw_pool_budget_earn(&b);
+    ck_assert(cw_pool_budget_take(&b) && !cw_pool_budget_take(&b));
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -183,6 +265,8 @@ Suite *pool_suite(void)
     tcase_add_test(tc, test_pool_passive_health_backoff);
     tcase_add_test(tc, test_pool_active_rise_fall);
     tcase_add_test(tc, test_pool_breaker_states);
+    tcase_add_test(tc, test_pool_breaker_probe_released);
+    tcase_add_test(tc, test_pool_retry_budget);
     suite_add_tcase(s, tc);
     return s;
 }

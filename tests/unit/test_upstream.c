@@ -1,11 +1,12 @@
 /* tests/unit/test_upstream.c - the upstream module: the request builders (forwarding rules,
  * URL), and the loop against a small HTTP/1.1 origin run in a thread on an ephemeral loopback
  * port: head, data and done order, pause and resume from another thread, a paused and
- * resumed streamed upload, the per-origin connection cap with keep-alive reuse, and the
- * collect helper's cap at N and N+1.
+ * resumed streamed upload, the per-origin connection cap with keep-alive reuse, a cancelled
+ * half-open probe that lets the next request probe, and the collect helper's cap at N and N+1.
  *
  * The origin sleeps in /slow (it plays a slow server); the tests themselves wait on condition
- * variables with a deadline, never on a timer. */
+ * variables with a deadline, never on a timer (one sleeps 5 ms to be past a 1 ms cooldown,
+ * a lower bound only). */
 #include "workers/upstream.h"
 
 #include <arpa/inet.h>
@@ -717,6 +718,46 @@ START_TEST(test_upstream_queue_full_fails_fast)
 }
 END_TEST
 
+/* Origin 0's breaker opens on one timeout (cooldown 1 ms). The half-open probe is cancelled
+ * by its consumer before any answer: the next request must go as the probe at once (and its
+ * success close the breaker), not be refused until the lost probe's probe_ms (11 s here). */
+START_TEST(test_upstream_cancelled_probe_released)
+{
+    static struct t_env e;
+    static struct t_xfer t[4];
+    struct timespec ms5 = {0, 5000000L};
+
+    t_env_start(&e, 2, 1);
+    cw_upstream_stop(e.up);
+    e.co[0].breaker_failures = 1;
+    e.co[0].breaker_window_ms = 60000;
+    e.co[0].breaker_cooldown_ms = 1;
+    ck_assert_int_eq(cw_upstream_start(&e.cfg, 64, NULL, false, &e.up), 0);
+    t_xfer_init(&t[0], &e, 0, "GET", "/slow?ms=1000", &t_ops);
+    t[0].req.timeout_ms = 50; /* no head within 50 ms: a failure, and the breaker opens */
+    ck_assert_int_eq(cw_upstream_submit(e.up, &t[0].x), 0);
+    T_WAIT(&t[0], t[0].dones == 1);
+    ck_assert_int_eq(t[0].rc, -ETIMEDOUT);
+    nanosleep(&ms5, NULL); /* past the cooldown: the next request is the probe */
+    t_xfer_init(&t[1], &e, 0, "GET", "/slow?ms=5000", &t_ops);
+    ck_assert_int_eq(cw_upstream_submit(e.up, &t[1].x), 0);
+    cw_upstream_abort(&t[1].x);
+    T_WAIT(&t[1], t[1].dones == 1);
+    ck_assert_int_eq(t[1].rc, -ECANCELED);
+    /* The lost probe was released: this one goes as the probe, and closes the breaker. */
+    t_xfer_init(&t[2], &e, 0, "GET", "/slow?ms=1", &t_ops);
+    ck_assert_int_eq(cw_upstream_submit(e.up, &t[2].x), 0);
+    T_WAIT(&t[2], t[2].dones == 1);
+    ck_assert_int_eq(t[2].rc, 0);
+    ck_assert_int_eq(t[2].x.status, 200);
+    t_xfer_init(&t[3], &e, 0, "GET", "/slow?ms=1", &t_ops);
+    ck_assert_int_eq(cw_upstream_submit(e.up, &t[3].x), 0);
+    T_WAIT(&t[3], t[3].dones == 1);
+    ck_assert_int_eq(t[3].rc, 0);
+    cw_upstream_stop(e.up);
+}
+END_TEST
+
 struct t_collect {
     struct cw_upstream_collect c;
     pthread_mutex_t lock;
@@ -811,6 +852,7 @@ Suite *upstream_suite(void)
     tcase_add_test(tc, test_upstream_upload_pause_resume);
     tcase_add_test(tc, test_upstream_per_origin_cap);
     tcase_add_test(tc, test_upstream_queue_full_fails_fast);
+    tcase_add_test(tc, test_upstream_cancelled_probe_released);
     tcase_add_test(tc, test_upstream_collect_cap);
     tcase_add_test(tc, test_upstream_submit_refusals);
     suite_add_tcase(s, tc);

@@ -1,8 +1,9 @@
 /* tests/unit/test_upstream_dns.c - workers/upstream_dns's pure parts: the SRV TTL read from a
  * reply's answer section (the smallest, additional records ignored, malformed replies
  * refused), and the slot assignment that keeps a server in its slot while DNS keeps it, empties
- * the slot of one that went and gives a new one a slot that was already empty; and the shm
- * table's seqlock (shm/seg.h). */
+ * the slot of one that went and gives a new one a slot that was already empty; the lookup
+ * schedule (the TTL clamped into [resolve_min, resolve_max]); and the shm table's seqlock
+ * (shm/seg.h). */
 #include "workers/upstream_dns.h"
 
 #include <check.h>
@@ -143,6 +144,20 @@ START_TEST(test_upstream_dns_assign_full_table)
 }
 END_TEST
 
+START_TEST(test_upstream_dns_wait_follows_ttl)
+{
+    /* resolve_min 1 s, resolve_max 60 s: a 1 s TTL is looked up again after 1 s, not 60. */
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(1, 1000, 60000), 1000);
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(7, 1000, 60000), 7000);
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(0, 1000, 60000), 1000);     /* min */
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(3600, 1000, 60000), 60000); /* max */
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(-1, 1000, 60000), 60000);   /* no TTL given */
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(INT32_MAX, 1000, 60000), 60000);
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(INT64_MAX, 1000, 60000), 60000);
+    ck_assert_int_eq(cw_upstream_dns_wait_ms(5, 5000, 5000), 5000);
+}
+END_TEST
+
 START_TEST(test_upstream_dns_seg_table_seqlock)
 {
     static struct cw_seg_dns d;
@@ -178,6 +193,7 @@ Suite *upstream_dns_suite(void)
     tcase_add_test(tc, test_upstream_dns_srv_ttl_refuses_bad_replies);
     tcase_add_test(tc, test_upstream_dns_assign_keeps_slots);
     tcase_add_test(tc, test_upstream_dns_assign_full_table);
+    tcase_add_test(tc, test_upstream_dns_wait_follows_ttl);
     tcase_add_test(tc, test_upstream_dns_seg_table_seqlock);
     suite_add_tcase(s, tc);
     return s;
