@@ -56,7 +56,7 @@
 #define CW_LIMIT_REDIS_ADDRS        16            /* redis.sentinels, redis.nodes entries */
 #define CW_LIMIT_REDIS_DB           1023          /* redis.db; Redis's `databases` default is 16 */
 #define CW_LIMIT_REDIS_PREFIX_BYTES 64            /* redis.prefix */
-#define CW_LIMIT_CONFIG_BYTES       (1024 * 1024) /* config file size; the example is 5 KiB */
+#define CW_LIMIT_CONFIG_BYTES       (1024 * 1024) /* config file size; the example is 16 KiB */
 
 /* Request bodies buffered for pass-through (PUT/POST): larger ones get 413. */
 #define CW_LIMIT_REQUEST_BODY_BYTES (16u << 20)

@@ -27,7 +27,7 @@ static bool is_zero(const struct cw_config *c)
  * own tests cover that). */
 static int parse_example(struct cw_config *c, struct cw_err *e)
 {
-    static char buf[16384];
+    static char buf[65536];
     FILE *f = fopen("etc/cachewarp.conf", "r");
     size_t len;
 
@@ -1349,13 +1349,14 @@ END_TEST
 START_TEST(test_config_truncated_example)
 {
     FILE *f = fopen("etc/cachewarp.conf", "r");
-    static char buf[16384];
+    static char buf[65536];
     size_t len;
     struct cw_config c;
     struct cw_err e;
 
     ck_assert_ptr_nonnull(f);
     len = fread(buf, 1, sizeof(buf), f);
+    ck_assert(len < sizeof(buf) && !ferror(f)); /* the whole example, not a prefix of it */
     fclose(f);
     for (size_t n = 0; n <= len; n += 7) {
         int rc = cw_config_parse(buf, n, "t.conf", &c, &e);
