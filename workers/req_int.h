@@ -211,6 +211,7 @@ struct worker_req {
     struct worker_req *fleet_next; /* in w->fleet_head while waiting for another node's fill */
     struct worker_req *fleet_prev;
     int64_t fleet_asked_ms; /* monotonic: when the lease was asked */
+    int64_t l2_asked_ms;    /* monotonic: the L2 GET's start, that of the Redis budget */
     int64_t fleet_until_ms; /* monotonic: the wait ends here unnotified */
     char fleet_key[33];     /* the L2 key waited for */
 
