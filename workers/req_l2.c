@@ -291,8 +291,10 @@ static void l2_on_del(void *arg, int rc, struct cw_str value)
 }
 
 /* The URL goes out as cwctl takes it ("http://host/target"); the other nodes key it with
- * their routes, as this node did. A tag list goes out as one message per tag. */
-void req_l2_purged(struct worker_req *r)
+ * their routes, as this node did. A tag list goes out as one message per tag. The variants
+ * of a URL (Vary, key_headers, cookies = "key") have L2 names this node cannot list: a ban
+ * of their prefix "<URL's key>\n" covers them, as cwctl purge's does. */
+void req_l2_purged(struct worker_req *r, size_t variants_len)
 {
     struct cw_worker *w = r->w;
     char url[CW_LIMIT_KEY_BYTES];
@@ -324,6 +326,9 @@ void req_l2_purged(struct worker_req *r)
                                l2_on_del, NULL);
         if (rc < 0) cw_warn_rl("worker %d: purge: L2 purge: %s", w->index, strerror(-rc));
     }
+    if (variants_len > 0)
+        cw_fleet_ban(w->l2, &w->l2_purges, cw_str_make(r->q.key_buf, variants_len), r->purge_soft,
+                     cw_clock_wall_ms());
     n = snprintf(url, sizeof(url), "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
     if (n > 0 && (size_t)n < sizeof(url))
         cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_URL, r->purge_soft,

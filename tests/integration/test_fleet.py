@@ -597,6 +597,63 @@ def test_fleet_purge_in_cluster_mode(env):
         assert "Redis answered" not in log and "groups refused" not in log, log[-3000:]
 
 
+def l2_entries_of(redis, path):
+    """The L2 entry keys whose value holds path."""
+    out = []
+    for k in l2_keys(redis):
+        v = resp(redis.port, "GET", k)
+        if v is not None and path in v:
+            out.append(k)
+    return out
+
+
+def test_fleet_http_purge_bans_variants(env):
+    """An HTTP PURGE of a URL whose route keys on a request header (key_headers) on node A
+    bans its variants in L2: node B (its L1 cold for them) and node A (after its own purge)
+    fetch them from the origin, never the old variant from L2."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    route = {"key_headers": ["X-Tenant"]}
+    a = node(env, o, r, "node-a", route=route)
+    b = node(env, o, r, "node-b", route=route)
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+    path = "/kh?cc=max-age%3D600"
+
+    def tget(d, tenant):
+        return d.get(path, headers={**SITE, "X-Tenant": tenant})
+
+    for t in ("t1", "t2", "t3"):
+        ra = tget(a, t)
+        assert ra.status == 200 and ra.header("x-cache") == "MISS", ra
+    cw.wait_for(lambda: len(l2_entries_of(r, "/kh?")) == 3, 5 * TF, what="3 variants in L2")
+    # The variants are L2 hits on B before the purge.
+    rb = tget(b, "t1")
+    assert rb.header("x-cache") == "HIT" and "detail=l2" in rb.header("cache-status", ""), rb
+    assert o.count(path) == 3
+
+    t0 = time.monotonic()
+    rp = a.request(path, method="PURGE", headers=SITE)
+    assert rp.status == 200, rp
+    # B applied the purge (its L1 copy of t1 is gone): A's L2 ban went before the message.
+    deadline = time.monotonic() + 5 * TF
+    while True:
+        rb = tget(b, "t1")
+        if rb.header("x-cache") != "HIT" or "detail=l2" in rb.header("cache-status", ""):
+            break
+        assert time.monotonic() < deadline, f"node B still answers t1 from L1: {rb}"
+        time.sleep(0.001)
+    ms = (time.monotonic() - t0) * 1000
+    for d, t, rx in (("B", "t1", rb), ("B", "t2", tget(b, "t2")), ("A", "t3", tget(a, "t3"))):
+        assert rx.status == 200, rx
+        assert "detail=l2" not in rx.header("cache-status", ""), \
+            f"node {d} {t}: an old variant came back from L2 after the purge: {rx}"
+        assert rx.header("x-cache") == "MISS", f"node {d} {t}: {rx}"
+    assert o.count(path) == 6, f"origin saw {o.count(path)} requests, want 6"
+    assert rp.body == b'{"purged":3,"soft":false}\n', f"node A purged the 3 variants: {rp}"
+    env.note(f"HTTP PURGE of a keyed URL: B fetched its variants anew {ms:.1f} ms after")
+
+
 def state_lines(d):
     """The lines of d's log that say the L2 state changed (breaker, worker readiness)."""
     with open(d.log_path, "rb") as f:
