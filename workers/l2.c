@@ -19,12 +19,25 @@
 #define L2_GROUP_CHARS 2 /* hash tag: the key's first 2 hex chars, 256 groups */
 
 /* KEYS[1] the entry, KEYS[2..] tag sets; ARGV value, ttl ms, member. A tag set lives as long
- * as its longest-lived member: its TTL is only ever raised (a new set has none, -1). */
+ * as its longest-lived member: its TTL is only ever raised (a new set has none, -1). Members
+ * are never removed when their entry expires, so a set past L2_TAG_TRIM_OVER members is
+ * trimmed by each write into it: L2_TAG_TRIM_SAMPLE random members whose entry is gone are
+ * removed. Each write adds at most one member and removes about L2_TAG_TRIM_SAMPLE times the
+ * share of dead ones, so a set settles at its live entries plus about 1/L2_TAG_TRIM_SAMPLE
+ * dead ones, for L2_TAG_TRIM_SAMPLE EXISTS per write. The members' entries share the set's
+ * hash tag (the entry's name less the member is the group's prefix), so they are on its
+ * cluster slot, as in the tag purge script. */
+#define L2_TAG_TRIM_OVER   "64"
+#define L2_TAG_TRIM_SAMPLE "8"
 static const char l2_set_script[] =
     "redis.call('SET',KEYS[1],ARGV[1],'PX',ARGV[2]) "
+    "local g=string.sub(KEYS[1],1,#KEYS[1]-#ARGV[3]) "
     "for i=2,#KEYS do redis.call('SADD',KEYS[i],ARGV[3]) "
     "local t=redis.call('PTTL',KEYS[i]) "
-    "if t==-1 or t<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[i],ARGV[2]) end end "
+    "if t==-1 or t<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[i],ARGV[2]) end "
+    "if redis.call('SCARD',KEYS[i])>" L2_TAG_TRIM_OVER " then "
+    "for _,m in ipairs(redis.call('SRANDMEMBER',KEYS[i]," L2_TAG_TRIM_SAMPLE ")) do "
+    "if redis.call('EXISTS',g..m)==0 then redis.call('SREM',KEYS[i],m) end end end end "
     "return 1";
 /* Compare-and-delete: only the holder's token releases a lease. */
 static const char l2_release_script[] =

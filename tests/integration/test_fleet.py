@@ -28,13 +28,13 @@ def get(d, path, **kw):
     return d.get(path, headers=SITE, **kw)
 
 
-def node(env, origin, redis, name, workers=2, l1=None, route=None):
+def node(env, origin, redis, name, workers=2, l1=None, route=None, max_object="1M"):
     """A cachewarpd with its own L1 (named l1, or after the node) on redis (standalone), stats
     on an ephemeral port; route: options of its route."""
     kw = {"route": route} if route else {}
     return env.daemon(origin, workers=workers, name=name, stats=True, **kw, overrides={
         "cache": {"path": os.path.join(env.dir, f"{l1 or name}.mdb"), "size": "64M",
-                  "max_object": "1M"},
+                  "max_object": max_object},
         "redis": {"enabled": True, "port": redis.port, "timeout": f"{REDIS_TIMEOUT_MS}ms",
                   "connect_timeout": "100ms"},
     })
@@ -133,12 +133,13 @@ def test_fleet_bad_l2_value_is_never_served(env):
          "string.sub(redis.call('GET', KEYS[1]), 1, 200))", 1, k_trunc)
     resp(r.port, "EVAL", "return redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]))", 2,
          k_theirs, k_mine)
-    # Over the client's size limit (cache.max_object, 1M here, plus the header blocks): the
-    # client refuses it before it is decoded.
+    # Over B's client's size limit (its cache.max_object, 4K, plus 132K for the header
+    # blocks): the client refuses it before it is decoded. Small enough to arrive well within
+    # redis.timeout on a loaded machine.
     resp(r.port, "EVAL", "return redis.call('SET', KEYS[1], "
-         "redis.call('GET', KEYS[1]) .. string.rep('x', 3 * 1024 * 1024))", 1, k_huge)
+         "redis.call('GET', KEYS[1]) .. string.rep('x', 200 * 1024))", 1, k_huge)
 
-    b = node(env, o, r, "node-b")
+    b = node(env, o, r, "node-b", max_object="4K")
     wait_ready(b, r, "/warm-b")
     for p in ("/garbage", "/truncated", "/mine", "/huge"):
         rb = get(b, p)
@@ -149,6 +150,8 @@ def test_fleet_bad_l2_value_is_never_served(env):
         assert b"theirs" not in rb.body, f"{p}: another key's body was served"
     b.wait_metric("cachewarp_l2_bad_values_total", lambda v: v >= 4)
     assert b.metric("cachewarp_l2_hits_total") == 0
+    with open(b.log_path, "rb") as f:
+        assert b"-byte limit: a miss" in f.read(), "the huge value was not refused by its size"
 
 
 def l2_status(d):
@@ -776,3 +779,30 @@ def test_fleet_slow_redis_costs_at_most_one_timeout(env):
     limit_open = max_base + 0.1 * TF
     assert slowest_open < limit_open, \
         f"breaker open: a request took {slowest_open * 1000:.0f} ms (limit {limit_open * 1000:.0f})"
+
+
+def test_fleet_tag_sets_are_trimmed(env):
+    """A tag's set in Redis does not keep members whose entry is gone: with 500 dead members
+    planted in the set of an entry's group, the writes of that entry remove them (a few per
+    write) until the set is back under the size where trimming starts (64)."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a", workers=1)
+    wait_ready(a, r, "/warm-a", workers=1)
+    path = "/tagged?sk=trim"
+    assert get(a, path).status == 200
+    k = wait_key(r, "/tagged?")
+    tset = k[:k.index("}") + 1] + "t:trim"
+    assert resp(r.port, "SCARD", tset) == 1
+    assert resp(r.port, "SADD", tset, *[f"{i:032x}" for i in range(500)]) == 500
+    writes = 0
+    while resp(r.port, "SCARD", tset) > 65 and writes < 200:
+        n = a.metric("cachewarp_l2_writes_total", outcome="stored")
+        assert a.request(path, method="PURGE", headers=SITE).status in (200, 404)
+        assert get(a, path).status == 200
+        a.wait_metric("cachewarp_l2_writes_total", lambda v: v > n, outcome="stored")
+        writes += 1
+    size = resp(r.port, "SCARD", tset)
+    env.note(f"a tag set with 500 dead members planted: {size} members after {writes} writes")
+    assert size <= 65, f"the tag set still has {size} members after {writes} writes"
+    assert resp(r.port, "SISMEMBER", tset, k[k.index("}") + 1:]) == 1, "the live member went"
