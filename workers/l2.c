@@ -19,12 +19,25 @@
 #define L2_GROUP_CHARS 2 /* hash tag: the key's first 2 hex chars, 256 groups */
 
 /* KEYS[1] the entry, KEYS[2..] tag sets; ARGV value, ttl ms, member. A tag set lives as long
- * as its longest-lived member: its TTL is only ever raised (a new set has none, -1). */
+ * as its longest-lived member: its TTL is only ever raised (a new set has none, -1). Members
+ * are never removed when their entry expires, so a set past L2_TAG_TRIM_OVER members is
+ * trimmed by each write into it: L2_TAG_TRIM_SAMPLE random members whose entry is gone are
+ * removed. Each write adds at most one member and removes about L2_TAG_TRIM_SAMPLE times the
+ * share of dead ones, so a set settles at its live entries plus about 1/L2_TAG_TRIM_SAMPLE
+ * dead ones, for L2_TAG_TRIM_SAMPLE EXISTS per write. The members' entries share the set's
+ * hash tag (the entry's name less the member is the group's prefix), so they are on its
+ * cluster slot, as in the tag purge script. */
+#define L2_TAG_TRIM_OVER   "64"
+#define L2_TAG_TRIM_SAMPLE "8"
 static const char l2_set_script[] =
     "redis.call('SET',KEYS[1],ARGV[1],'PX',ARGV[2]) "
+    "local g=string.sub(KEYS[1],1,#KEYS[1]-#ARGV[3]) "
     "for i=2,#KEYS do redis.call('SADD',KEYS[i],ARGV[3]) "
     "local t=redis.call('PTTL',KEYS[i]) "
-    "if t==-1 or t<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[i],ARGV[2]) end end "
+    "if t==-1 or t<tonumber(ARGV[2]) then redis.call('PEXPIRE',KEYS[i],ARGV[2]) end "
+    "if redis.call('SCARD',KEYS[i])>" L2_TAG_TRIM_OVER " then "
+    "for _,m in ipairs(redis.call('SRANDMEMBER',KEYS[i]," L2_TAG_TRIM_SAMPLE ")) do "
+    "if redis.call('EXISTS',g..m)==0 then redis.call('SREM',KEYS[i],m) end end end end "
     "return 1";
 /* Compare-and-delete: only the holder's token releases a lease. */
 static const char l2_release_script[] =
@@ -325,8 +338,22 @@ void l2_breaker_record(struct cw_l2 *l2, bool ok, bool probe)
 
     if (!changed) return;
     if (l2->breaker.state == CW_BREAKER_CLOSED) {
+        l2->breaker_closed_ms = now;
         cw_notice("l2: breaker closed: Redis answers, L2 in use again");
     } else if (!probe) {
+        /* Open again soon after a probe closed it: Redis answers the PING but fails the
+         * commands (an error on every script or write, say). The wait goes on doubling
+         * rather than starting over, so a Redis in that state costs one round of failures
+         * and two log lines per CW_L2_BACKOFF_MAX_MS, not per few requests. */
+        if (l2->breaker_closed_ms > 0 && now - l2->breaker_closed_ms < 2 * CW_L2_BACKOFF_MAX_MS) {
+            l2->breaker_wait_ms = l2->breaker_wait_ms * 2 < CW_L2_BACKOFF_MAX_MS
+                                      ? l2->breaker_wait_ms * 2
+                                      : CW_L2_BACKOFF_MAX_MS;
+        } else {
+            l2->breaker_wait_ms = CW_L2_BACKOFF_MIN_MS;
+        }
+        l2->breaker.wait_ms = l2->breaker_wait_ms;
+        l2->breaker.retry_at_ms = now + l2->breaker_wait_ms;
         l2->stats.breaker_opens++;
         cw_warn("l2: breaker open after %u failures in a row: serving without L2, probing "
                 "Redis in the background",
@@ -336,16 +363,27 @@ void l2_breaker_record(struct cw_l2 *l2, bool ok, bool probe)
 
 /* ---- commands ---- */
 
+/* Into the pending list, which stays in deadline order: almost every command has the same
+ * timeout, so it goes last; one with a shorter deadline (cw_l2_lease_take_until()) walks
+ * back past the few later ones. */
 static void l2_link(struct cw_l2 *l2, struct l2_op *op)
 {
-    op->prev = l2->tail;
-    op->next = NULL;
-    if (l2->tail != NULL) {
-        l2->tail->next = op;
+    struct l2_op *after = l2->tail;
+
+    while (after != NULL && after->deadline_ms > op->deadline_ms)
+        after = after->prev;
+    op->prev = after;
+    op->next = after != NULL ? after->next : l2->head;
+    if (op->next != NULL) {
+        op->next->prev = op;
+    } else {
+        l2->tail = op;
+    }
+    if (after != NULL) {
+        after->next = op;
     } else {
         l2->head = op;
     }
-    l2->tail = op;
     l2->npending++;
 }
 
@@ -437,6 +475,13 @@ static int l2_submit(struct cw_l2 *l2, enum l2_op_kind kind, unsigned slot, int 
 int l2_submit_to(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, unsigned slot,
                  int argc, const char **argv, const size_t *lens, cw_l2_done_fn fn, void *arg)
 {
+    return l2_submit_until(l2, kind, to, slot, 0, argc, argv, lens, fn, arg);
+}
+
+int l2_submit_until(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, unsigned slot,
+                    int64_t deadline_ms, int argc, const char **argv, const size_t *lens,
+                    cw_l2_done_fn fn, void *arg)
+{
     bool internal = kind == L2_OP_PROBE || kind == L2_OP_REFRESH;
     struct l2_conn *conn;
     struct l2_op *op;
@@ -471,6 +516,7 @@ int l2_submit_to(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, uns
     op->slot = slot;
     op->deadline_ms = l2_now_ms() + l2->timeout_ms;
     if (kind == L2_OP_REFRESH) op->deadline_ms += l2->connect_timeout_ms;
+    if (deadline_ms > 0 && deadline_ms < op->deadline_ms) op->deadline_ms = deadline_ms;
     if (l2_send(op, conn, false) < 0) {
         redisFreeCommand(op->cmd);
         free(op);
@@ -568,6 +614,12 @@ int cw_l2_del(struct cw_l2 *l2, struct cw_str key, cw_l2_done_fn fn, void *arg)
 int cw_l2_lease_take(struct cw_l2 *l2, struct cw_str key, struct cw_str token, int64_t ttl_ms,
                      cw_l2_done_fn fn, void *arg)
 {
+    return cw_l2_lease_take_until(l2, key, token, ttl_ms, 0, fn, arg);
+}
+
+int cw_l2_lease_take_until(struct cw_l2 *l2, struct cw_str key, struct cw_str token, int64_t ttl_ms,
+                           int64_t deadline_ms, cw_l2_done_fn fn, void *arg)
+{
     char k[CW_LIMIT_L2_KEY_BYTES], ttl[24];
     const char *argv[6] = {"SET", k, token.p, "NX", "PX", ttl};
     size_t lens[6] = {3, 0, token.len, 2, 2, 0};
@@ -575,10 +627,12 @@ int cw_l2_lease_take(struct cw_l2 *l2, struct cw_str key, struct cw_str token, i
 
     if (n < 0) return n;
     if (ttl_ms < 1 || token.len == 0) return -EINVAL;
+    if (deadline_ms > 0 && deadline_ms <= l2_now_ms()) return -ETIMEDOUT;
     snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
     lens[1] = (size_t)n;
     lens[5] = strlen(ttl);
-    return l2_submit(l2, L2_OP_LEASE_TAKE, cw_hashslot_of(k, lens[1]), 6, argv, lens, fn, arg);
+    return l2_submit_until(l2, L2_OP_LEASE_TAKE, NULL, cw_hashslot_of(k, lens[1]), deadline_ms, 6,
+                           argv, lens, fn, arg);
 }
 
 int cw_l2_lease_release(struct cw_l2 *l2, struct cw_str key, struct cw_str token, cw_l2_done_fn fn,
@@ -651,12 +705,26 @@ bool cw_l2_fill_is_subscribed(const struct cw_l2 *l2)
     return l2->fill_fn != NULL && l2->sub.state == L2_CONN_READY;
 }
 
-/* The breaker's probe: one PING on the connection commands would use. */
+/* The breaker's probe: on the connection commands would use, a script that reads a key
+ * (standalone, Sentinel), so that a Redis that answers PING but refuses the commands (a
+ * script error, renamed or disabled commands, OOM) keeps the breaker open; a PING in a
+ * cluster, where it goes to any master that is up. */
 static void l2_probe(struct cw_l2 *l2)
 {
-    const char *argv[1] = {"PING"};
-    size_t lens[1] = {4};
+    static const char script[] = "return redis.call('EXISTS',KEYS[1])";
+    char k[CW_LIMIT_L2_KEY_BYTES];
+    const char *argv[4] = {"EVAL", script, "1", k};
+    size_t lens[4] = {4, sizeof(script) - 1, 1, 0};
+    int argc = 4, n;
     unsigned slot = 0;
+
+    n = snprintf(k, sizeof(k), "%s{probe}", l2->prefix);
+    lens[3] = n > 0 && (size_t)n < sizeof(k) ? (size_t)n : 0;
+    if (l2->mode == CW_CONFIG_REDIS_CLUSTER || lens[3] == 0) {
+        argv[0] = "PING";
+        lens[0] = 4;
+        argc = 1;
+    }
 
     if (l2->mode == CW_CONFIG_REDIS_CLUSTER) {
         for (size_t i = 0; l2->slots != NULL && i < CW_HASHSLOT_COUNT; i++) {
@@ -666,7 +734,7 @@ static void l2_probe(struct cw_l2 *l2)
             }
         }
     }
-    if (l2_submit(l2, L2_OP_PROBE, slot, 1, argv, lens, NULL, NULL) < 0) {
+    if (l2_submit(l2, L2_OP_PROBE, slot, argc, argv, lens, NULL, NULL) < 0) {
         l2_breaker_record(l2, false, true);
     }
 }

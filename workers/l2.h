@@ -9,11 +9,13 @@
  * cw_l2_process(); nothing here blocks, except the name lookup of redis.host when it is
  * not an address (use addresses or /etc/hosts names).
  *
- * Every command has a deadline (redis.timeout): a command that has no reply by then
- * completes with -ETIMEDOUT, and a connection that stays silent is dropped and remade in
- * the background with backoff. After CW_L2_BREAKER_FAILURES failures in a row the breaker
- * opens: commands are refused at once (-EAGAIN) and a PING probes Redis with backoff until
- * it answers. State changes are logged once; counters are in struct cw_l2_stats.
+ * Every command has a deadline (redis.timeout, or less for a lease take given one): a
+ * command that has no reply by then completes with -ETIMEDOUT, and a connection that stays
+ * silent is dropped and remade in the background with backoff. After
+ * CW_L2_BREAKER_FAILURES failures in a row the breaker opens: commands are refused at once
+ * (-EAGAIN) and a probe (a one-key script; a PING in a cluster) asks Redis with backoff
+ * until it answers; a breaker that opens again soon after a probe closed it keeps doubling
+ * its wait. State changes are logged once; counters are in struct cw_l2_stats.
  *
  * Keys: the caller's key (a hex hash, no braces) becomes <prefix>{<first 2 chars>}<key>;
  * its lease <prefix>{..}l:<key>; a tag's set <prefix>{..}t:<tag>; fill notifications go on
@@ -124,6 +126,12 @@ CW_MUST_CHECK int cw_l2_del(struct cw_l2 *l2, struct cw_str key, cw_l2_done_fn f
  * -EEXIST when another holds it. */
 CW_MUST_CHECK int cw_l2_lease_take(struct cw_l2 *l2, struct cw_str key, struct cw_str token,
                                    int64_t ttl_ms, cw_l2_done_fn fn, void *arg);
+/* cw_l2_lease_take() within what is left of a budget: its reply is awaited until
+ * deadline_ms (monotonic, cw_clock_mono_ms()) or redis.timeout from now, whichever comes
+ * first (0: redis.timeout). -ETIMEDOUT, without calling fn, when deadline_ms has passed. */
+CW_MUST_CHECK int cw_l2_lease_take_until(struct cw_l2 *l2, struct cw_str key, struct cw_str token,
+                                         int64_t ttl_ms, int64_t deadline_ms, cw_l2_done_fn fn,
+                                         void *arg);
 /* Releases the lease of key if it still holds token (compare-and-delete script): 0, or
  * -ENOENT when it expired or another holds it now. */
 CW_MUST_CHECK int cw_l2_lease_release(struct cw_l2 *l2, struct cw_str key, struct cw_str token,

@@ -137,6 +137,8 @@ struct cw_l2 {
     struct l2_op *head, *tail; /* pending, by deadline */
     unsigned npending;
     struct cw_breaker breaker;
+    int64_t breaker_closed_ms; /* when it last closed (0: never) */
+    int64_t breaker_wait_ms;   /* its wait before a probe, kept across a quick reopen */
     struct cw_l2_stats stats;
 
     /* Fill notifications (cw_l2_subscribe_fill()): on the sub connection too. */
@@ -155,6 +157,11 @@ int l2_send(struct l2_op *op, struct l2_conn *conn, bool asking);
  * NULL; internal ops (PROBE, REFRESH) bypass the breaker. 0, or -errno as cw_l2_get(). */
 int l2_submit_to(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, unsigned slot,
                  int argc, const char **argv, const size_t *lens, cw_l2_done_fn fn, void *arg);
+/* l2_submit_to() with a deadline (monotonic ms) earlier than redis.timeout from now; 0 or a
+ * later one: redis.timeout's. */
+int l2_submit_until(struct cw_l2 *l2, enum l2_op_kind kind, struct l2_conn *to, unsigned slot,
+                    int64_t deadline_ms, int argc, const char **argv, const size_t *lens,
+                    cw_l2_done_fn fn, void *arg);
 /* Frees op when it is done and no reply is awaited. */
 void l2_op_release(struct l2_op *op);
 /* Records an outcome in the breaker and logs a change of state. */

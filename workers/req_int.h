@@ -211,6 +211,7 @@ struct worker_req {
     struct worker_req *fleet_next; /* in w->fleet_head while waiting for another node's fill */
     struct worker_req *fleet_prev;
     int64_t fleet_asked_ms; /* monotonic: when the lease was asked */
+    int64_t l2_asked_ms;    /* monotonic: the L2 GET's start, that of the Redis budget */
     int64_t fleet_until_ms; /* monotonic: the wait ends here unnotified */
     char fleet_key[33];     /* the L2 key waited for */
 
@@ -361,9 +362,10 @@ void req_l2_fill_hook(struct cw_worker *w, struct cw_fill *f);
  * -ENOBUFS (not usable now: counted as skipped). */
 CW_MUST_CHECK int req_l2_lookup(struct worker_req *r, cw_l2_done_fn fn);
 /* Fetch thread, after r's PURGE was applied to L1: publishes it to the fleet
- * (workers/fleet.h), and for a URL deletes its entry (the primary key's; not Vary variants)
- * in L2. Nothing without L2; failures are logged, never the purge's. */
-void req_l2_purged(struct worker_req *r);
+ * (workers/fleet.h), and for a URL deletes its entry (the primary key's) in L2 and, when
+ * variants_len > 0, bans the variants' prefix r->q.key_buf[0..variants_len) (the URL's key
+ * and a newline) in L2. Nothing without L2; failures are logged, never the purge's. */
+void req_l2_purged(struct worker_req *r, size_t variants_len);
 /* Fetch thread, in the lookup's fn: counts the outcome and commits a found value to L1
  * (cw_fill_commit_encoded(): decoded, the full key checked, the lease released with the
  * put, waiters woken): 0. -ENOENT (absent), the lookup's -errno, or a refusal (-EBADMSG,

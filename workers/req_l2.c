@@ -181,6 +181,8 @@ int req_l2_lookup(struct worker_req *r, cw_l2_done_fn fn)
         return -ENOTCONN;
     }
     l2_key_hex(&r->q, hex);
+    /* One budget of redis.timeout for the request's GET and the lease take after it. */
+    r->l2_asked_ms = cw_clock_mono_ms();
     rc = cw_l2_get(w->l2, cw_str_make(hex, 32), fn, r);
     if (rc < 0) cw_seg_add(w->seg, w->slot, CW_METRICS_L2_SKIPPED, 1);
     return rc;
@@ -192,6 +194,11 @@ int req_l2_accept(struct worker_req *r, int rc, struct cw_str value)
     struct cw_entry_view v;
 
     if (rc == -ENOENT) cw_seg_add(w->seg, w->slot, CW_METRICS_L2_MISS, 1);
+    if (rc == -EFBIG) {
+        /* Over the client's size limit: refused before it was decoded (logged there). */
+        cw_seg_add(w->seg, w->slot, CW_METRICS_L2_BAD, 1);
+        return rc;
+    }
     if (rc < 0) return rc; /* errors and timeouts: counted from the client's stats */
     /* Bytes from Redis: decoded (and checked field by field) before anything reads them. */
     rc = cw_entry_decode(value.p, value.len, &v);
@@ -284,8 +291,10 @@ static void l2_on_del(void *arg, int rc, struct cw_str value)
 }
 
 /* The URL goes out as cwctl takes it ("http://host/target"); the other nodes key it with
- * their routes, as this node did. A tag list goes out as one message per tag. */
-void req_l2_purged(struct worker_req *r)
+ * their routes, as this node did. A tag list goes out as one message per tag. The variants
+ * of a URL (Vary, key_headers, cookies = "key") have L2 names this node cannot list: a ban
+ * of their prefix "<URL's key>\n" covers them, as cwctl purge's does. */
+void req_l2_purged(struct worker_req *r, size_t variants_len)
 {
     struct cw_worker *w = r->w;
     char url[CW_LIMIT_KEY_BYTES];
@@ -322,6 +331,9 @@ void req_l2_purged(struct worker_req *r)
                                l2_on_del, NULL);
         if (rc < 0) cw_warn_rl("worker %d: purge: L2 purge: %s", w->index, strerror(-rc));
     }
+    if (variants_len > 0)
+        cw_fleet_ban(w->l2, &w->l2_purges, cw_str_make(r->q.key_buf, variants_len), r->purge_soft,
+                     cw_clock_wall_ms());
     n = snprintf(url, sizeof(url), "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
     if (n > 0 && (size_t)n < sizeof(url))
         cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_URL, r->purge_soft,
@@ -566,8 +578,11 @@ int req_l2_lease(struct worker_req *r, cw_l2_done_fn fn)
     f->token_len = n > 0 && (size_t)n < sizeof(f->token) ? (size_t)n : 0;
     /* PX = lock_timeout: the most any node waits for this fill, so a holder that died costs
      * the fleet at most that; a fetch that outlives it goes on, and others may fetch too. */
-    rc = cw_l2_lease_take(w->l2, cw_str_make(f->key, 32), cw_str_make(f->token, f->token_len),
-                          r->rt->lock_timeout_ms, l2_fleet_on_take, r);
+    /* Within what is left of the request's Redis budget, started by its GET: a GET that
+     * answered late and a take that waits cost together at most one redis.timeout. */
+    rc = cw_l2_lease_take_until(w->l2, cw_str_make(f->key, 32), cw_str_make(f->token, f->token_len),
+                                r->rt->lock_timeout_ms, r->l2_asked_ms + w->cfg->redis_timeout_ms,
+                                l2_fleet_on_take, r);
     if (rc < 0) {
         free(f);
         cw_seg_add(w->seg, w->slot, CW_METRICS_L2_LEASE_FAILED, 1);

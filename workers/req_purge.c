@@ -85,13 +85,18 @@ static bool req_purge_step(struct worker_req *r, int64_t now)
     return n > 0;
 }
 
-/* Variants are keyed by the primary key plus header lines, so they go by prefix. */
+/* Variants are keyed by the URL's key plus header lines, so they go by prefix, as cwctl
+ * purge finds them: the lines of a Vary record, and those of the route itself (key_headers,
+ * the Cookie with cookies = "key"), which the request's primary key carries with the
+ * PURGE's own values: every value's entry goes, not only the one the PURGE named. */
 bool req_purge_apply(struct worker_req *r, bool cancelled)
 {
     struct cw_worker *w = r->w;
     int64_t now = cw_clock_wall_ms();
     char vary[CW_LIMIT_VARY_RECORD_BYTES];
-    size_t vary_len, n = 0;
+    size_t vary_len, url_len, n = 0;
+    const char *nl;
+    bool has_vary;
 
     if (!r->purge_started) {
         r->purge_started = true;
@@ -100,7 +105,7 @@ bool req_purge_apply(struct worker_req *r, bool cancelled)
         r->purge_tag_off = 0;
         memset(&r->purge_pos, 0, sizeof(r->purge_pos));
         /* Other nodes and L2 first: the purge is asked now, whatever this node takes. */
-        if (!cancelled && (r->purge_tags != NULL || r->purge_prefix != NULL)) req_l2_purged(r);
+        if (!cancelled && (r->purge_tags != NULL || r->purge_prefix != NULL)) req_l2_purged(r, 0);
     }
     if (cancelled) {
         r->purge_rc = -ECANCELED;
@@ -108,16 +113,23 @@ bool req_purge_apply(struct worker_req *r, bool cancelled)
     }
     if (r->purge_tags != NULL || r->purge_prefix != NULL) return req_purge_step(r, now);
     if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
-    req_l2_purged(r); /* before key_buf gets the newline below */
-    if (r->q.primary_len >= CW_LIMIT_KEY_BYTES ||
-        cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) != 0)
+    has_vary = cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) == 0;
+    /* The URL's own key ends where the route's header lines start. */
+    nl = memchr(r->q.key_buf, '\n', r->q.primary_len);
+    url_len = nl != NULL ? (size_t)(nl - r->q.key_buf) : r->q.primary_len;
+    if ((!has_vary && nl == NULL) || url_len >= CW_LIMIT_KEY_BYTES) {
+        req_l2_purged(r, 0);
         return false;
-    r->q.key_buf[r->q.primary_len] = '\n';
-    if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, r->q.primary_len + 1),
-                              r->purge_soft, now, &n) < 0)
+    }
+    r->q.key_buf[url_len] = '\n';
+    /* In L2 too: variants this node has no record of may be there, stored by other nodes. */
+    req_l2_purged(r, url_len + 1);
+    if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, url_len + 1), r->purge_soft, now,
+                              &n) < 0)
         cw_warn("worker %d: purge: variants of %s not all purged", w->index, r->uri);
     r->purge_count += n;
-    if (!r->purge_soft && cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
+    if (has_vary && !r->purge_soft &&
+        cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
         cw_warn("worker %d: purge: vary record of %s not removed", w->index, r->uri);
     return false;
 }

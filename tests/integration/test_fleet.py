@@ -28,12 +28,13 @@ def get(d, path, **kw):
     return d.get(path, headers=SITE, **kw)
 
 
-def node(env, origin, redis, name, workers=2, l1=None):
+def node(env, origin, redis, name, workers=2, l1=None, route=None, max_object="1M"):
     """A cachewarpd with its own L1 (named l1, or after the node) on redis (standalone), stats
-    on an ephemeral port."""
-    return env.daemon(origin, workers=workers, name=name, stats=True, overrides={
+    on an ephemeral port; route: options of its route."""
+    kw = {"route": route} if route else {}
+    return env.daemon(origin, workers=workers, name=name, stats=True, **kw, overrides={
         "cache": {"path": os.path.join(env.dir, f"{l1 or name}.mdb"), "size": "64M",
-                  "max_object": "1M"},
+                  "max_object": max_object},
         "redis": {"enabled": True, "port": redis.port, "timeout": f"{REDIS_TIMEOUT_MS}ms",
                   "connect_timeout": "100ms"},
     })
@@ -119,8 +120,9 @@ def test_fleet_bad_l2_value_is_never_served(env):
     r = Redis(env, "redis")
     a = node(env, o, r, "node-a")
     wait_ready(a, r, "/warm-a")
-    for p in ("/garbage", "/truncated", "/mine", "/theirs"):
+    for p in ("/garbage", "/truncated", "/mine", "/theirs", "/huge"):
         assert get(a, p).status == 200
+    k_huge = wait_key(r, "/huge")
     k_garbage = wait_key(r, "/garbage")
     k_trunc = wait_key(r, "/truncated")
     k_mine = wait_key(r, "/mine")
@@ -131,18 +133,25 @@ def test_fleet_bad_l2_value_is_never_served(env):
          "string.sub(redis.call('GET', KEYS[1]), 1, 200))", 1, k_trunc)
     resp(r.port, "EVAL", "return redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]))", 2,
          k_theirs, k_mine)
+    # Over B's client's size limit (its cache.max_object, 4K, plus 132K for the header
+    # blocks): the client refuses it before it is decoded. Small enough to arrive well within
+    # redis.timeout on a loaded machine.
+    resp(r.port, "EVAL", "return redis.call('SET', KEYS[1], "
+         "redis.call('GET', KEYS[1]) .. string.rep('x', 200 * 1024))", 1, k_huge)
 
-    b = node(env, o, r, "node-b")
+    b = node(env, o, r, "node-b", max_object="4K")
     wait_ready(b, r, "/warm-b")
-    for p in ("/garbage", "/truncated", "/mine"):
+    for p in ("/garbage", "/truncated", "/mine", "/huge"):
         rb = get(b, p)
         assert rb.status == 200, rb
         assert rb.header("x-cache") == "MISS", f"{p}: a bad L2 value was served: {rb}"
         assert "detail=l2" not in rb.header("cache-status", ""), rb
         assert o.count(p) == 2, f"{p}: origin saw {o.count(p)}, want 2 (A's fill, B's miss)"
         assert b"theirs" not in rb.body, f"{p}: another key's body was served"
-    b.wait_metric("cachewarp_l2_bad_values_total", lambda v: v >= 3)
+    b.wait_metric("cachewarp_l2_bad_values_total", lambda v: v >= 4)
     assert b.metric("cachewarp_l2_hits_total") == 0
+    with open(b.log_path, "rb") as f:
+        assert b"-byte limit: a miss" in f.read(), "the huge value was not refused by its size"
 
 
 def l2_status(d):
@@ -589,3 +598,211 @@ def test_fleet_purge_in_cluster_mode(env):
         with open(d.log_path, "rb") as f:
             log = f.read().decode("utf-8", "replace")
         assert "Redis answered" not in log and "groups refused" not in log, log[-3000:]
+
+
+def l2_entries_of(redis, path):
+    """The L2 entry keys whose value holds path."""
+    out = []
+    for k in l2_keys(redis):
+        v = resp(redis.port, "GET", k)
+        if v is not None and path in v:
+            out.append(k)
+    return out
+
+
+def test_fleet_http_purge_bans_variants(env):
+    """An HTTP PURGE of a URL whose route keys on a request header (key_headers) on node A
+    bans its variants in L2: node B (its L1 cold for them) and node A (after its own purge)
+    fetch them from the origin, never the old variant from L2."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    route = {"key_headers": ["X-Tenant"]}
+    a = node(env, o, r, "node-a", route=route)
+    b = node(env, o, r, "node-b", route=route)
+    wait_ready(a, r, "/warm-a")
+    wait_ready(b, r, "/warm-b")
+    path = "/kh?cc=max-age%3D600"
+
+    def tget(d, tenant):
+        return d.get(path, headers={**SITE, "X-Tenant": tenant})
+
+    for t in ("t1", "t2", "t3"):
+        ra = tget(a, t)
+        assert ra.status == 200 and ra.header("x-cache") == "MISS", ra
+    cw.wait_for(lambda: len(l2_entries_of(r, "/kh?")) == 3, 5 * TF, what="3 variants in L2")
+    # The variants are L2 hits on B before the purge.
+    rb = tget(b, "t1")
+    assert rb.header("x-cache") == "HIT" and "detail=l2" in rb.header("cache-status", ""), rb
+    assert o.count(path) == 3
+
+    t0 = time.monotonic()
+    rp = a.request(path, method="PURGE", headers=SITE)
+    assert rp.status == 200, rp
+    # B applied the purge (its L1 copy of t1 is gone): A's L2 ban went before the message.
+    deadline = time.monotonic() + 5 * TF
+    while True:
+        rb = tget(b, "t1")
+        if rb.header("x-cache") != "HIT" or "detail=l2" in rb.header("cache-status", ""):
+            break
+        assert time.monotonic() < deadline, f"node B still answers t1 from L1: {rb}"
+        time.sleep(0.001)
+    ms = (time.monotonic() - t0) * 1000
+    for d, t, rx in (("B", "t1", rb), ("B", "t2", tget(b, "t2")), ("A", "t3", tget(a, "t3"))):
+        assert rx.status == 200, rx
+        assert "detail=l2" not in rx.header("cache-status", ""), \
+            f"node {d} {t}: an old variant came back from L2 after the purge: {rx}"
+        assert rx.header("x-cache") == "MISS", f"node {d} {t}: {rx}"
+    assert o.count(path) == 6, f"origin saw {o.count(path)} requests, want 6"
+    assert rp.body == b'{"purged":3,"soft":false}\n', f"node A purged the 3 variants: {rp}"
+    env.note(f"HTTP PURGE of a keyed URL: B fetched its variants anew {ms:.1f} ms after")
+
+
+def state_lines(d):
+    """The lines of d's log that say the L2 state changed (breaker, worker readiness)."""
+    with open(d.log_path, "rb") as f:
+        log = f.read().decode("utf-8", "replace")
+    marks = ("l2: breaker open", "l2: breaker closed", "L2 (Redis) unavailable",
+             "L2 (Redis) in use")
+    return [ln for ln in log.splitlines() if any(m in ln for m in marks)]
+
+
+def run_load(d, tag, threads=2):
+    """Starts threads of GETs of new keys (every one an L1 miss that asks L2) on d; returns
+    (stop event, results list of (t start, elapsed s, status), lock, threads)."""
+    stop = threading.Event()
+    lock = threading.Lock()
+    results = []
+
+    def load(k):
+        i = 0
+        while not stop.is_set():
+            path = f"/{tag}-{k}-{i}"
+            i += 1
+            t0 = time.monotonic()
+            try:
+                st = get(d, path, timeout=5).status
+            except Exception as e:  # noqa: BLE001 - counted as a failure
+                st = repr(e)
+            with lock:
+                results.append((t0, time.monotonic() - t0, st))
+
+    ts = [threading.Thread(target=load, args=(k,), daemon=True) for k in range(threads)]
+    for t in ts:
+        t.start()
+    return stop, results, lock, ts
+
+
+def test_fleet_redis_answering_errors(env):
+    """A Redis whose data commands all answer an error (renamed away) while PING works: no
+    failed request, the errors counted, the breaker opens, and the log says each change of
+    state once, not once per request (a breaker that opens again soon after closing keeps
+    doubling its wait)."""
+    o = env.origin()
+    r = Redis(env, "redis", conf="".join(f'rename-command {c} ""\n'
+                                         for c in ("GET", "SET", "EVAL", "EVALSHA")))
+    a = node(env, o, r, "node-a")
+    cw.wait_for(lambda: sum("L2 (Redis) in use" in ln for ln in state_lines(a)) >= 2,
+                10 * TF, what="every worker connected to Redis")
+    before = len(state_lines(a))
+    stop, results, lock, ts = run_load(a, "err")
+    opened = [0]
+
+    def watch():
+        opened[0] = max(opened[0], a.metric("cachewarp_l2_breaker_state"))
+        return False
+
+    t_end = time.monotonic() + 3.0 * TF
+    while time.monotonic() < t_end:
+        watch()
+        time.sleep(0.05)
+    stop.set()
+    for t in ts:
+        t.join(10)
+    failed = [x for x in results if x[2] != 200]
+    lines = state_lines(a)[before:]
+    errors = a.metric("cachewarp_l2_errors_total")
+    env.note(f"{len(results)} requests on a Redis answering errors, {len(failed)} failed, "
+             f"{errors:.0f} L2 errors, {len(lines)} state-change log lines")
+    assert not failed, f"failed requests: {failed[:5]}"
+    assert errors >= 5, errors
+    assert opened[0] >= 1, "the breaker never opened"
+    assert any("l2: breaker open" in ln for ln in lines), lines
+    # Per worker: a few rounds while the wait doubles to its ceiling, then one per 2 s.
+    assert len(lines) <= 48, "\n".join(lines[-20:])
+    assert len(lines) * 5 < len(results), (len(lines), len(results))
+
+
+def test_fleet_slow_redis_costs_at_most_one_timeout(env):
+    """DEBUG SLEEP 1 on the node's Redis, three times, under steady load of L1 misses: no
+    failed request, none slower than the slowest before plus one redis.timeout (the GET and
+    the lease take share one budget) and the loaded machine's margin; then, with the breaker
+    open, requests skip Redis and add nothing."""
+    o = env.origin()
+    r = Redis(env, "redis", args=["--enable-debug-command", "yes"])
+    a = node(env, o, r, "node-a", workers=1)
+    wait_ready(a, r, "/warm-a", workers=1)
+    stop, results, lock, ts = run_load(a, "slow", threads=3)
+    time.sleep(1.0 * TF)
+    with lock:
+        n_base = len(results)
+        base = sorted(e for _, e, _ in results)
+    slept_at = time.monotonic()
+    for _ in range(3):
+        assert resp(r.port, "DEBUG", "SLEEP", "1", timeout=10) == "OK"
+        time.sleep(0.3)
+    # The breaker open: a long sleep, measured once the gauge says so.
+    sleeper = threading.Thread(target=lambda: resp(r.port, "DEBUG", "SLEEP", "3", timeout=15),
+                               daemon=True)
+    sleeper.start()
+    a.wait_metric("cachewarp_l2_breaker_state", lambda v: v >= 1, timeout=2.5)
+    open_at = time.monotonic()
+    time.sleep(1.0)
+    open_until = time.monotonic()
+    stop.set()
+    for t in ts:
+        t.join(10)
+    sleeper.join(15)
+    failed = [x for x in results if x[2] != 200]
+    during = [e for t0, e, _ in results[n_base:] if t0 < open_at]
+    with_open = [e for t0, e, _ in results if open_at <= t0 and t0 + e <= open_until]
+    max_base = base[-1]
+    slowest = max(during)
+    slowest_open = max(with_open) if with_open else 0
+    env.note(f"{len(results)} requests, {len(failed)} failed; slowest before {max_base * 1000:.1f}"
+             f" ms, during DEBUG SLEEP {slowest * 1000:.1f} ms ({len(during)} requests), with "
+             f"the breaker open {slowest_open * 1000:.1f} ms ({len(with_open)} requests)")
+    assert not failed, f"failed requests with Redis asleep: {failed[:5]}"
+    assert slept_at < open_at
+    limit = max_base + (REDIS_TIMEOUT_MS + 100) / 1000 * TF
+    assert slowest < limit, f"a request took {slowest * 1000:.0f} ms (limit {limit * 1000:.0f})"
+    assert with_open, "no request completed while the breaker was open"
+    limit_open = max_base + 0.1 * TF
+    assert slowest_open < limit_open, \
+        f"breaker open: a request took {slowest_open * 1000:.0f} ms (limit {limit_open * 1000:.0f})"
+
+
+def test_fleet_tag_sets_are_trimmed(env):
+    """A tag's set in Redis does not keep members whose entry is gone: with 500 dead members
+    planted in the set of an entry's group, the writes of that entry remove them (a few per
+    write) until the set is back under the size where trimming starts (64)."""
+    o = env.origin()
+    r = Redis(env, "redis")
+    a = node(env, o, r, "node-a", workers=1)
+    wait_ready(a, r, "/warm-a", workers=1)
+    path = "/tagged?sk=trim"
+    assert get(a, path).status == 200
+    k = wait_key(r, "/tagged?")
+    tset = k[:k.index("}") + 1] + "t:trim"
+    assert resp(r.port, "SCARD", tset) == 1
+    assert resp(r.port, "SADD", tset, *[f"{i:032x}" for i in range(500)]) == 500
+    writes = 0
+    while resp(r.port, "SCARD", tset) > 65 and writes < 200:
+        n = a.metric("cachewarp_l2_writes_total", outcome="stored")
+        assert a.request(path, method="PURGE", headers=SITE).status in (200, 404)
+        assert get(a, path).status == 200
+        a.wait_metric("cachewarp_l2_writes_total", lambda v: v > n, outcome="stored")
+        writes += 1
+    size = resp(r.port, "SCARD", tset)
+    env.note(f"a tag set with 500 dead members planted: {size} members after {writes} writes")
+    assert size <= 65, f"the tag set still has {size} members after {writes} writes"
+    assert resp(r.port, "SISMEMBER", tset, k[k.index("}") + 1:]) == 1, "the live member went"
