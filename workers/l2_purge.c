@@ -83,7 +83,7 @@ static const char l2_log_script[] =
     "local m=e[2][2] or '' table.insert(out,e[1]..' '..#m..' '..m) end "
     "return table.concat(out)";
 
-/* The fleet-wide secret of L2 entry names: "cachewarp-l2-v1" and a NUL, as workers/req_l2.c's. */
+/* The fleet-wide secret of L2 entry names: "cachewarp-l2-v1" and a NUL. */
 static const uint8_t l2_name_secret[16] = "cachewarp-l2-v1";
 
 void cw_l2_entry_name(struct cw_str full_key, char out[33])

@@ -46,16 +46,11 @@ static void l2_fleet_unlink(struct worker_req *r);
 static int l2_fleet_timeout_ms(struct cw_worker *w, int t);
 static int l2_fleet_open(struct cw_worker *w);
 
-/* The fleet-wide secret of L2 key hashes (see above): "cachewarp-l2-v1" and a NUL. */
-static const uint8_t l2_key_secret[16] = "cachewarp-l2-v1";
-
-/* The L2 name of the entry whose full key is q's: 32 hex digits and a NUL. */
+/* The L2 name of the entry whose full key is q's: 32 hex digits and a NUL
+ * (cw_l2_entry_name(): one fleet-wide secret, so every node names an entry alike). */
 static void l2_key_hex(const struct cw_fill_req *q, char out[33])
 {
-    struct cw_key k;
-
-    cw_key_hash(l2_key_secret, q->key_buf, q->key_len, &k);
-    cw_key_hex(&k, out);
+    cw_l2_entry_name(cw_str_make(q->key_buf, q->key_len), out);
 }
 
 static size_t l2_poll_fds(void *cls, struct pollfd *fds, size_t max)
@@ -226,28 +221,6 @@ static void l2_on_set(void *arg, int rc, struct cw_str value)
     cw_seg_add(w->seg, w->slot, rc == 0 ? CW_METRICS_L2_WRITE : CW_METRICS_L2_WRITE_FAIL, 1);
 }
 
-/* The Surrogate-Key tags of v, as core/entry keeps them: at most CW_LIMIT_TAGS. */
-static size_t l2_tags(const struct cw_entry_view *v, struct cw_str *tags)
-{
-    struct cw_str name, value;
-    size_t n = 0, off = 0;
-
-    while (n < CW_LIMIT_TAGS && cw_entry_header_next(v, &off, &name, &value)) {
-        if (!cw_str_eq_ci(name, CW_STR_LIT("Surrogate-Key"))) continue;
-        for (size_t i = 0; i < value.len && n < CW_LIMIT_TAGS;) {
-            size_t start;
-            while (i < value.len && (value.p[i] == ' ' || value.p[i] == '\t'))
-                i++;
-            start = i;
-            while (i < value.len && value.p[i] != ' ' && value.p[i] != '\t')
-                i++;
-            if (i > start && i - start <= CW_LIMIT_TAG_BYTES)
-                tags[n++] = cw_str_make(value.p + start, i - start);
-        }
-    }
-    return n;
-}
-
 /* cw_fill_stored_fn of the fetch thread's fill: the bytes just put go to L2 as they are, for
  * the entry's whole useful life (fresh, then the stale windows), with its tags. Fire and
  * forget: the client's answer never waits for it. */
@@ -272,7 +245,7 @@ static void l2_on_stored(void *cls, const struct cw_fill_req *q, const void *p, 
     if (ttl_ms < 1) return;
     l2_key_hex(q, hex);
     rc = cw_l2_set(w->l2, cw_str_make(hex, 32), cw_str_make((const char *)p, len), ttl_ms, tags,
-                   l2_tags(&v, tags), l2_on_set, w);
+                   cw_l2_entry_tags(&v, tags), l2_on_set, w);
     if (rc < 0) cw_seg_add(w->seg, w->slot, CW_METRICS_L2_WRITE_FAIL, 1);
 }
 
