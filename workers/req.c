@@ -592,13 +592,13 @@ static int req_purge_prefix_prepare(struct worker_req *r)
     size_t n = 7 + r->q.host.len + strlen(r->uri) + 1;
     int rc;
 
-    r->purge_prefix_url = malloc(n);
-    r->purge_prefix = malloc(CW_LIMIT_KEY_BYTES);
-    if (r->purge_prefix_url == NULL || r->purge_prefix == NULL) return -ENOMEM;
-    snprintf(r->purge_prefix_url, n, "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
-    if (cw_ctlmsg_split_url(cw_str_cstr(r->purge_prefix_url), &host, &target) < 0) return -EINVAL;
-    rc = cw_key_build(NULL, CW_STR_LIT("http"), host, target, r->purge_prefix, CW_LIMIT_KEY_BYTES,
-                      &r->purge_prefix_len);
+    r->purge->prefix_url = malloc(n);
+    r->purge->prefix = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->purge->prefix_url == NULL || r->purge->prefix == NULL) return -ENOMEM;
+    snprintf(r->purge->prefix_url, n, "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
+    if (cw_ctlmsg_split_url(cw_str_cstr(r->purge->prefix_url), &host, &target) < 0) return -EINVAL;
+    rc = cw_key_build(NULL, CW_STR_LIT("http"), host, target, r->purge->prefix, CW_LIMIT_KEY_BYTES,
+                      &r->purge->prefix_len);
     return rc < 0 ? -EINVAL : 0;
 }
 
@@ -611,10 +611,12 @@ static enum req_step req_step_purge(struct worker_req *r)
         return req_synth(r, 403, "purge not allowed from this address\n", "purge-denied");
     if (cw_fill_key_primary(&r->w->fill_mhd, &r->q) < 0)
         return req_synth(r, 400, "bad request target or host\n", "bad-key");
-    r->purge_soft = soft != NULL && strcmp(soft, "1") == 0;
+    r->purge = calloc(1, sizeof(*r->purge));
+    if (r->purge == NULL) return req_synth(r, 503, "out of memory\n", "enomem");
+    r->purge->soft = soft != NULL && strcmp(soft, "1") == 0;
     /* With Surrogate-Key, the entries so tagged go instead of the URL's. */
     const char *tags = req_header(r, "Surrogate-Key");
-    if (tags != NULL && (r->purge_tags = strdup(tags)) == NULL)
+    if (tags != NULL && (r->purge->tags = strdup(tags)) == NULL)
         return req_synth(r, 503, "out of memory\n", "enomem");
     /* With "Purge-Prefix: 1", every entry whose URL starts with this one (as cwctl purge
      * --prefix: the key string's prefix, built as keys are). */
@@ -626,7 +628,7 @@ static enum req_step req_step_purge(struct worker_req *r)
     }
     rc = req_to_fetch_thread(r, req_purge_task);
     if (rc < 0) {
-        r->purge_rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
+        r->purge->rc = rc == -EAGAIN ? -EAGAIN : -ECANCELED;
         req_resume(r, REQ_PURGED);
     }
     return REQ_SUSPENDED;
@@ -634,8 +636,8 @@ static enum req_step req_step_purge(struct worker_req *r)
 
 static enum req_step req_step_purged(struct worker_req *r)
 {
-    if (r->purge_rc == -EAGAIN) return req_synth(r, 503, "too many writes waiting\n", "busy");
-    if (r->purge_rc < 0) return req_synth_close(r, 503, "shutting down\n", "shutdown");
+    if (r->purge->rc == -EAGAIN) return req_synth(r, 503, "too many writes waiting\n", "busy");
+    if (r->purge->rc < 0) return req_synth_close(r, 503, "shutting down\n", "shutdown");
     if (req_purge_response(r) < 0) {
         r->ret = MHD_NO;
         return REQ_DONE;
@@ -686,9 +688,12 @@ void req_free(struct worker_req *r)
     free(r->hdr_lines);
     free(r->snap.p);
     free(r->method_own);
-    free(r->purge_tags);
-    free(r->purge_prefix);
-    free(r->purge_prefix_url);
+    if (r->purge != NULL) {
+        free(r->purge->tags);
+        free(r->purge->prefix);
+        free(r->purge->prefix_url);
+        free(r->purge);
+    }
     if (r->q.has_lease) req_defer_release(w, &r->q);
     req_l2_lease_drop(r);
     free(r->q.key_buf);

@@ -139,6 +139,23 @@ enum worker_serve {
     WSERVE_FILLED,     /* what this request's own fetch just stored (a MISS) */
 };
 
+/* A PURGE's state, allocated only for one (a hit carries none of it). */
+struct req_purge {
+    bool soft;
+    bool started;
+    char *tags; /* with Surrogate-Key: the tags to purge, not the URL (owned) */
+    /* With "Purge-Prefix: 1": the key-string prefix of every entry to purge, not the URL's
+     * (owned), and the URL prefix as given, for the fleet (owned). */
+    char *prefix;
+    size_t prefix_len;
+    char *prefix_url;
+    /* A tag or prefix purge runs in steps on the fetch thread: where it is. */
+    struct cw_store_purge_pos pos;
+    size_t tag_off; /* the tag being purged: its offset in tags */
+    int rc;         /* 0, or -ECANCELED when the worker stopped first */
+    size_t count;
+};
+
 struct worker_req {
     struct cw_worker *w;
     struct MHD_Connection *conn;
@@ -225,19 +242,7 @@ struct worker_req {
     struct cw_upstream_task task;
     int lease_rc;                       /* the take's result, for REQ_LEASED */
     struct cw_store_lease lease_holder; /* who holds it, when lease_rc is -EBUSY */
-    bool purge_soft;
-    char *purge_tags; /* PURGE with Surrogate-Key: the tags to purge, not the URL (owned) */
-    /* PURGE with "Purge-Prefix: 1": the key-string prefix of every entry to purge, not the
-     * URL's (owned), and the URL prefix as given, for the fleet (owned). */
-    char *purge_prefix;
-    size_t purge_prefix_len;
-    char *purge_prefix_url;
-    /* A tag or prefix purge runs in steps on the fetch thread: where it is. */
-    struct cw_store_purge_pos purge_pos;
-    size_t purge_tag_off; /* the tag being purged: its offset in purge_tags */
-    bool purge_started;
-    int purge_rc; /* 0, or -ECANCELED when the worker stopped first */
-    size_t purge_count;
+    struct req_purge *purge; /* a PURGE's state (req_purge.c); NULL for every other request */
 
     /* The answer chosen: built (REQ_DELIVER) or synthetic (REQ_SYNTH). */
     struct MHD_Response *resp; /* owned until queued */
@@ -437,7 +442,7 @@ bool req_pipe_finish(struct worker_req *r, int rc, enum req_step step);
 /* req_purge.c */
 /* True when the client's address is in purge.allow. */
 bool req_purge_allowed(struct worker_req *r);
-/* On the fetch thread: the purge's writes (r->purge_count, r->purge_rc). A URL purge is
+/* On the fetch thread: the purge's writes (r->purge->count, r->purge->rc). A URL purge is
  * done in one call; a tag or prefix purge does REQ_PURGE_BATCHES write txns a call and
  * returns true while there is more, so that the caller lets the loop's other work run
  * between steps (a tag of 100,000 entries must not hold the fetch thread for seconds). */

@@ -274,20 +274,20 @@ void req_l2_purged(struct worker_req *r, size_t variants_len)
     int n, rc;
 
     if (w->l2 == NULL) return;
-    if (r->purge_prefix_url != NULL) { /* a ban in L2, the log and the channel */
-        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_PREFIX, r->purge_soft,
-                         cw_str_cstr(r->purge_prefix_url));
+    if (r->purge->prefix_url != NULL) { /* a ban in L2, the log and the channel */
+        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_PREFIX, r->purge->soft,
+                         cw_str_cstr(r->purge->prefix_url));
         return;
     }
-    if (r->purge_tags != NULL) {
-        for (const char *p = r->purge_tags; *p != '\0';) {
+    if (r->purge->tags != NULL) {
+        for (const char *p = r->purge->tags; *p != '\0';) {
             size_t len = 0;
             while (*p == ' ' || *p == '\t')
                 p++;
             while (p[len] != '\0' && p[len] != ' ' && p[len] != '\t')
                 len++;
             if (len == 0) break;
-            cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_TAG, r->purge_soft,
+            cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_TAG, r->purge->soft,
                              cw_str_make(p, len));
             p += len;
         }
@@ -300,16 +300,16 @@ void req_l2_purged(struct worker_req *r, size_t variants_len)
         char hex[33];
         q.key_len = q.primary_len; /* the entry without Vary: its full key is the primary key */
         l2_key_hex(&q, hex);
-        rc = cw_l2_purge_entry(w->l2, cw_str_make(hex, 32), r->purge_soft, cw_clock_wall_ms(),
+        rc = cw_l2_purge_entry(w->l2, cw_str_make(hex, 32), r->purge->soft, cw_clock_wall_ms(),
                                l2_on_del, NULL);
         if (rc < 0) cw_warn_rl("worker %d: purge: L2 purge: %s", w->index, strerror(-rc));
     }
     if (variants_len > 0)
-        cw_fleet_ban(w->l2, &w->l2_purges, cw_str_make(r->q.key_buf, variants_len), r->purge_soft,
+        cw_fleet_ban(w->l2, &w->l2_purges, cw_str_make(r->q.key_buf, variants_len), r->purge->soft,
                      cw_clock_wall_ms());
     n = snprintf(url, sizeof(url), "http://%.*s%s", (int)r->q.host.len, r->q.host.p, r->uri);
     if (n > 0 && (size_t)n < sizeof(url))
-        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_URL, r->purge_soft,
+        cw_fleet_publish(w->l2, &w->l2_purges, CW_CHAN_PURGE_URL, r->purge->soft,
                          cw_str_make(url, (size_t)n));
 }
 

@@ -37,17 +37,17 @@ bool req_purge_allowed(struct worker_req *r)
 }
 
 /* The next Surrogate-Key tag (space-separated, RFC 9111 has none: the Fastly and Varnish
- * convention) at or after r->purge_tag_off: its offset and length, or length 0 at the end. */
+ * convention) at or after r->purge->tag_off: its offset and length, or length 0 at the end. */
 static size_t req_purge_tag_next(const struct worker_req *r, size_t *off)
 {
-    const char *p = r->purge_tags + r->purge_tag_off;
+    const char *p = r->purge->tags + r->purge->tag_off;
     size_t n = 0;
 
     while (*p == ' ' || *p == '\t')
         p++;
     while (p[n] != '\0' && p[n] != ' ' && p[n] != '\t')
         n++;
-    *off = (size_t)(p - r->purge_tags);
+    *off = (size_t)(p - r->purge->tags);
     return n;
 }
 
@@ -58,28 +58,29 @@ static bool req_purge_step(struct worker_req *r, int64_t now)
     size_t count = 0, off, n;
     int rc;
 
-    if (r->purge_prefix != NULL) {
-        rc = cw_store_purge_prefix_step(w->store, cw_str_make(r->purge_prefix, r->purge_prefix_len),
-                                        r->purge_soft, now, REQ_PURGE_BATCHES, &r->purge_pos,
-                                        &count);
-        r->purge_count += count;
+    if (r->purge->prefix != NULL) {
+        rc = cw_store_purge_prefix_step(
+            w->store, cw_str_make(r->purge->prefix, r->purge->prefix_len), r->purge->soft, now,
+            REQ_PURGE_BATCHES, &r->purge->pos, &count);
+        r->purge->count += count;
         if (rc < 0) {
-            cw_warn("worker %d: purge: prefix %s not all purged", w->index, r->purge_prefix_url);
-            r->purge_rc = rc;
+            cw_warn("worker %d: purge: prefix %s not all purged", w->index, r->purge->prefix_url);
+            r->purge->rc = rc;
             return false;
         }
-        return !r->purge_pos.done;
+        return !r->purge->pos.done;
     }
     n = req_purge_tag_next(r, &off);
     if (n == 0) return false;
-    rc = cw_store_purge_tag_step(w->store, cw_str_make(r->purge_tags + off, n), r->purge_soft, now,
-                                 REQ_PURGE_BATCHES, &r->purge_pos, &count);
-    r->purge_count += count;
+    rc = cw_store_purge_tag_step(w->store, cw_str_make(r->purge->tags + off, n), r->purge->soft,
+                                 now, REQ_PURGE_BATCHES, &r->purge->pos, &count);
+    r->purge->count += count;
     if (rc < 0)
-        cw_warn("worker %d: purge: tag %.*s not all purged", w->index, (int)n, r->purge_tags + off);
-    if (rc < 0 || r->purge_pos.done) { /* on to the next tag */
-        r->purge_tag_off = off + n;
-        memset(&r->purge_pos, 0, sizeof(r->purge_pos));
+        cw_warn("worker %d: purge: tag %.*s not all purged", w->index, (int)n,
+                r->purge->tags + off);
+    if (rc < 0 || r->purge->pos.done) { /* on to the next tag */
+        r->purge->tag_off = off + n;
+        memset(&r->purge->pos, 0, sizeof(r->purge->pos));
         n = req_purge_tag_next(r, &off);
     }
     return n > 0;
@@ -98,21 +99,21 @@ bool req_purge_apply(struct worker_req *r, bool cancelled)
     const char *nl;
     bool has_vary;
 
-    if (!r->purge_started) {
-        r->purge_started = true;
-        r->purge_rc = 0;
-        r->purge_count = 0;
-        r->purge_tag_off = 0;
-        memset(&r->purge_pos, 0, sizeof(r->purge_pos));
+    if (!r->purge->started) {
+        r->purge->started = true;
+        r->purge->rc = 0;
+        r->purge->count = 0;
+        r->purge->tag_off = 0;
+        memset(&r->purge->pos, 0, sizeof(r->purge->pos));
         /* Other nodes and L2 first: the purge is asked now, whatever this node takes. */
-        if (!cancelled && (r->purge_tags != NULL || r->purge_prefix != NULL)) req_l2_purged(r, 0);
+        if (!cancelled && (r->purge->tags != NULL || r->purge->prefix != NULL)) req_l2_purged(r, 0);
     }
     if (cancelled) {
-        r->purge_rc = -ECANCELED;
+        r->purge->rc = -ECANCELED;
         return false;
     }
-    if (r->purge_tags != NULL || r->purge_prefix != NULL) return req_purge_step(r, now);
-    if (cw_store_purge_key(w->store, &r->q.primary, r->purge_soft, now) == 0) r->purge_count++;
+    if (r->purge->tags != NULL || r->purge->prefix != NULL) return req_purge_step(r, now);
+    if (cw_store_purge_key(w->store, &r->q.primary, r->purge->soft, now) == 0) r->purge->count++;
     has_vary = cw_store_vary_get(w->fill.reader, &r->q.primary, vary, sizeof(vary), &vary_len) == 0;
     /* The URL's own key ends where the route's header lines start. */
     nl = memchr(r->q.key_buf, '\n', r->q.primary_len);
@@ -124,11 +125,11 @@ bool req_purge_apply(struct worker_req *r, bool cancelled)
     r->q.key_buf[url_len] = '\n';
     /* In L2 too: variants this node has no record of may be there, stored by other nodes. */
     req_l2_purged(r, url_len + 1);
-    if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, url_len + 1), r->purge_soft, now,
+    if (cw_store_purge_prefix(w->store, cw_str_make(r->q.key_buf, url_len + 1), r->purge->soft, now,
                               &n) < 0)
         cw_warn("worker %d: purge: variants of %s not all purged", w->index, r->uri);
-    r->purge_count += n;
-    if (has_vary && !r->purge_soft &&
+    r->purge->count += n;
+    if (has_vary && !r->purge->soft &&
         cw_store_vary_put(w->store, &r->q.primary, cw_str_make(NULL, 0)) < 0)
         cw_warn("worker %d: purge: vary record of %s not removed", w->index, r->uri);
     return false;
@@ -141,17 +142,17 @@ int req_purge_response(struct worker_req *r)
     struct MHD_Response *resp;
     int len;
 
-    if (r->purge_tags != NULL)
+    if (r->purge->tags != NULL)
         cw_notice("worker %d: purge%s of tags %s: %zu entries", r->w->index,
-                  r->purge_soft ? " (soft)" : "", r->purge_tags, r->purge_count);
-    else if (r->purge_prefix != NULL)
+                  r->purge->soft ? " (soft)" : "", r->purge->tags, r->purge->count);
+    else if (r->purge->prefix != NULL)
         cw_notice("worker %d: purge%s of prefix %s: %zu entries", r->w->index,
-                  r->purge_soft ? " (soft)" : "", r->purge_prefix_url, r->purge_count);
+                  r->purge->soft ? " (soft)" : "", r->purge->prefix_url, r->purge->count);
     else
         cw_notice("worker %d: purge%s %s%s: %zu entries", r->w->index,
-                  r->purge_soft ? " (soft)" : "", r->q.host.p, r->uri, r->purge_count);
-    len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", r->purge_count,
-                   r->purge_soft ? "true" : "false");
+                  r->purge->soft ? " (soft)" : "", r->q.host.p, r->uri, r->purge->count);
+    len = snprintf(body, sizeof(body), "{\"purged\":%zu,\"soft\":%s}\n", r->purge->count,
+                   r->purge->soft ? "true" : "false");
     resp = MHD_create_response_from_buffer((size_t)len, body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) return -ENOMEM;
     req_resp_header(r, resp, "Content-Type", "application/json");
@@ -159,6 +160,6 @@ int req_purge_response(struct worker_req *r)
     req_count(r, CW_METRICS_RESULT_PASS);
     r->bytes = (uint64_t)len;
     r->resp = resp;
-    r->resp_status = r->purge_count > 0 ? 200 : 404;
+    r->resp_status = r->purge->count > 0 ? 200 : 404;
     return 0;
 }
