@@ -329,6 +329,61 @@ def test_purge_http_prefix_and_large_tag_in_steps(env):
     expect(d.get("/tagged/12345"), 200, "MISS", "a purged tagged entry")
 
 
+def test_purge_prefix_hostile_raw(env):
+    """Purge-Prefix from raw sockets: from an address outside purge.allow it is 403 and
+    purges nothing; an asterisk-form or absolute-form target with another host, or a
+    Purge-Prefix value other than "1" (repeated, listed) never widens a purge to a prefix;
+    the origin receives no PURGE in any case (the method is never forwarded)."""
+    import socket
+    import subprocess
+
+    o = env.origin()
+    d = env.daemon(o, workers=1)
+    subprocess.run([cw.binary("cw-test-fill"), d.conf, f"{cw.LOOPBACK}:{d.port}", "/hp/", "50"],
+                   check=True, capture_output=True, timeout=60)
+    host = f"{cw.LOOPBACK}:{d.port}"
+
+    def raw(target, extra, source=None):
+        data = (f"PURGE {target} HTTP/1.1\r\nHost: {host}\r\n{extra}"
+                "Connection: close\r\n\r\n").encode()
+        s = socket.socket()
+        s.settimeout(5)
+        if source:
+            s.bind((source, 0))
+        s.connect((cw.LOOPBACK, d.port))
+        s.sendall(data)
+        buf = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            buf += b
+        s.close()
+        return buf
+
+    def still_cached():
+        return all(xc(d.get(f"/hp/{i}")) == "HIT" for i in (0, 17, 49))
+
+    out = raw("/hp/", "Purge-Prefix: 1\r\n", source="127.0.0.2")
+    assert out.startswith(b"HTTP/1.1 403"), out[:200]
+    assert still_cached()
+    for target, extra in (("*", "Purge-Prefix: 1\r\n"),
+                          ("http://other.example/hp/", "Purge-Prefix: 1\r\n"),
+                          ("/hp/", "Purge-Prefix: 1\r\nPurge-Prefix: 1\r\n"),
+                          ("/hp/", "Purge-Prefix: 1, 1\r\n"),
+                          ("/hp/", "Purge-Prefix: yes\r\n"),
+                          ("/hp/", "Purge-Prefix : 1\r\n")):
+        out = raw(target, extra)
+        status = out.split(b" ", 2)[1] if out.startswith(b"HTTP/1.1 ") else out[:40]
+        assert status in (b"400", b"404", b"421"), (target, extra, out[:300])
+        assert still_cached(), (target, extra, out[:300])
+    assert o.method_count("PURGE") == 0
+    out = raw("/hp/", "Purge-Prefix: 1\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and b'"purged":50' in out, out[:300]
+    assert all(xc(d.get(f"/hp/{i}")) == "MISS" for i in (0, 17, 49))
+    assert o.method_count("PURGE") == 0
+
+
 def test_purge_by_surrogate_key_tags(env):
     o = env.origin()
     d = env.daemon(o, workers=2)
