@@ -427,6 +427,10 @@ static void metrics_l1(struct metrics_out *o, const struct cw_metrics_snapshot *
     metrics_plain(o, "cachewarp_l1_bad_entries_total", "counter",
                   "Stored entries that failed validation on read (deleted, served as a miss).",
                   c[CW_METRICS_STORE_BAD_ENTRY]);
+    metrics_plain(o, "cachewarp_ready_hits_total", "counter",
+                  "Hits answered with the response kept ready from an earlier hit on the same "
+                  "entry in the same second, instead of a response built anew.",
+                  c[CW_METRICS_HIT_READY]);
 }
 
 static void metrics_background(struct metrics_out *o, const struct cw_metrics_snapshot *s)

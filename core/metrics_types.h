@@ -105,6 +105,7 @@ enum cw_metrics_counter {
     CW_METRICS_L2_REDIRECT,         /* cluster MOVED and ASK followed */
     CW_METRICS_L2_SLOT_REFRESH,     /* cluster slot maps loaded (CLUSTER SLOTS) */
     CW_METRICS_L2_MASTER_SWITCH,    /* sentinel: the master's address changed */
+    CW_METRICS_HIT_READY,           /* hits answered with a ready answer (workers/req_ready.h) */
     CW_METRICS_COUNTER_COUNT
 };
 

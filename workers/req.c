@@ -680,7 +680,7 @@ void req_free(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
 
-    if (r->resp != NULL) MHD_destroy_response(r->resp); /* built, never queued */
+    if (r->resp != NULL && !r->resp_kept) MHD_destroy_response(r->resp); /* never queued */
     req_pipe_free(r);
     cw_upstream_collect_reset(&r->job);
     free(r->body_in.p);

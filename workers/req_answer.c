@@ -80,20 +80,30 @@ enum MHD_Result req_queue(struct worker_req *r, unsigned status, struct MHD_Resp
 {
     enum MHD_Result ret;
 
-    req_resp_header(r, resp, "Via", req_via.p);
-    /* While draining, keep-alive clients are told to go, so the grace period can end. */
-    if (r->close || atomic_load_explicit(&r->w->draining, memory_order_relaxed))
-        req_resp_header(r, resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (r->refused_header[0] != '\0') {
-        MHD_destroy_response(resp);
-        return req_queue_refused(r);
+    /* A ready answer (req_ready.h) is complete: Via is in it, and it is kept only for an
+     * answer that does not close (a drain that starts between the lookup and here lets
+     * this one answer keep its connection; the drain closes it when idle). */
+    if (!r->resp_kept) {
+        req_resp_header(r, resp, "Via", req_via.p);
+        /* While draining, keep-alive clients are told to go, so the grace period can end. */
+        if (r->close || atomic_load_explicit(&r->w->draining, memory_order_relaxed))
+            req_resp_header(r, resp, MHD_HTTP_HEADER_CONNECTION, "close");
+        if (r->refused_header[0] != '\0') {
+            MHD_destroy_response(resp);
+            return req_queue_refused(r);
+        }
     }
     r->queued = true;
     r->status = status;
     if (r->is_head) r->bytes = 0;
     ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
+    if (!r->resp_kept) MHD_destroy_response(resp);
     return ret;
+}
+
+void req_resp_via(struct worker_req *r, struct MHD_Response *resp)
+{
+    req_resp_header(r, resp, "Via", req_via.p);
 }
 
 /* The answer that replaces one whose header libmicrohttpd refused: a 500 with only literal

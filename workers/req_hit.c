@@ -52,15 +52,25 @@ static void hit_copy_validator(const struct cw_entry_view *v, const char *name, 
     out[value.len] = '\0';
 }
 
+/* The Age field's seconds and Cache-Status ttl= for an answer from v at now. */
+static void hit_age_ttl(const struct cw_entry_view *v, int64_t now, long long *age_s,
+                        long long *ttl_s)
+{
+    *age_s =
+        (long long)(cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now) /
+                    1000);
+    *ttl_s = (long long)((v->h.fresh_until_ms - now) / 1000);
+}
+
 /* Adds X-Cache, Cache-Status and Age for the kind of answer. */
 static void hit_add_status(struct worker_req *r, struct MHD_Response *resp, enum hit_kind kind,
                            const struct cw_entry_view *v, int64_t now)
 {
-    int64_t age = cw_fresh_age_ms(v->h.corrected_initial_age_ms, v->h.response_time_ms, now);
-    long long ttl = (long long)((v->h.fresh_until_ms - now) / 1000);
+    long long age, ttl;
     char cs[192], num[32];
 
-    snprintf(num, sizeof(num), "%lld", (long long)(age / 1000));
+    hit_age_ttl(v, now, &age, &ttl);
+    snprintf(num, sizeof(num), "%lld", age);
     req_resp_header(r, resp, "Age", num);
     switch (kind) {
     case HIT_FRESH:
@@ -160,8 +170,29 @@ static const enum cw_metrics_result hit_kind_result[] = {
 };
 static_assert(CW_ARRAY_LEN(hit_kind_result) == HIT_FILLED + 1, "a result for every hit kind");
 
+/* Whether the answer may be kept ready for the next hits (req_ready.h), and its id: a fresh
+ * hit's full answer that does not close its connection. */
+static bool hit_ready_id(const struct worker_req *r, const struct cw_entry_view *v,
+                         enum hit_kind kind, unsigned status, int64_t now, struct req_ready_id *id)
+{
+    long long age, ttl;
+
+    if (r->w->ready == NULL || kind != HIT_FRESH || status != v->h.status || status == 206 ||
+        status == 304 || status == 412 || status == 416 || r->close ||
+        atomic_load_explicit(&r->w->draining, memory_order_relaxed) ||
+        !req_ready_fits(r->w->ready, v))
+        return false;
+    hit_age_ttl(v, now, &age, &ttl);
+    *id = (struct req_ready_id){.age_s = age,
+                                .ttl_s = ttl,
+                                .status = status,
+                                .kind = (uint32_t)kind | (r->coalesced ? 0x100u : 0) |
+                                        (r->l2_hit ? 0x200u : 0)};
+    return true;
+}
+
 /* Builds the answer from a stored entry in r->resp (queued by REQ_DELIVER, outside the read
- * txn). 0, or -errno. */
+ * txn), or takes the one kept ready for it. 0, or -errno. */
 static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum hit_kind kind,
                      int64_t now)
 {
@@ -169,16 +200,26 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
     struct cw_str name, value;
     uint64_t first = 0, last = 0;
     unsigned status = hit_client_status(r, v, &first, &last);
-    const char *body = v->body.p;
+    const char *body = v->body.p, *copy = NULL;
     size_t body_len = v->body.len, off = 0;
+    struct req_ready_id id;
+    bool ready = hit_ready_id(r, v, kind, status, now, &id);
     char cr[96];
 
+    if (ready && (resp = req_ready_get(r->w->ready, &r->q.key, &id, v)) != NULL) {
+        r->resp_kept = true;
+        cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_HIT_READY, 1);
+        goto counted;
+    }
     if (status == 304 || status == 412 || status == 416) body_len = 0;
     if (status == 206) {
         body += first;
         body_len = (size_t)(last - first + 1);
     }
-    resp = MHD_create_response_from_buffer(body_len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (ready)
+        resp = req_ready_build(v, &copy);
+    else
+        resp = MHD_create_response_from_buffer(body_len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL) return -ENOMEM;
     while (cw_entry_header_next(v, &off, &name, &value)) {
         if (cw_fill_is_internal_header(name)) continue;
@@ -196,6 +237,14 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
         req_resp_header(r, resp, "Content-Range", cr);
     }
     hit_add_status(r, resp, kind, v, now);
+    if (ready) {
+        req_resp_via(r, resp);
+        if (r->refused_header[0] == '\0') {
+            req_ready_put(r->w->ready, &r->q.key, &id, v, resp, copy);
+            r->resp_kept = true;
+        }
+    }
+counted:
     cw_seg_hit(r->w->seg, &r->q.key);
     /* The outcome for the counters and the access log (REVALIDATED and STALE_ERROR are also
      * passed to req_count() by the caller). */

@@ -31,6 +31,7 @@
 #include "shm/store.h"     /* struct cw_store_lease */
 #include "workers/fill.h"
 #include "workers/l2.h" /* cw_l2_done_fn, struct cw_l2_stats */
+#include "workers/req_ready.h"
 #include "workers/upstream.h"
 
 struct cw_accesslog;
@@ -87,6 +88,7 @@ struct cw_worker {
     _Atomic bool stopping;               /* past the grace: new requests get 503, nothing fetched */
     char listen_port[8];                 /* for X-Forwarded-Port and Forwarded */
     struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
+    struct req_ready *ready;             /* MHD thread only; NULL: every answer built */
     /* L2 (req_l2.c): fetch thread only, then the main thread once the loop stopped. */
     struct cw_l2 *l2; /* NULL: redis off, or not opened */
     struct cw_upstream_task l2_task;
@@ -245,8 +247,9 @@ struct worker_req {
     struct req_purge *purge; /* a PURGE's state (req_purge.c); NULL for every other request */
 
     /* The answer chosen: built (REQ_DELIVER) or synthetic (REQ_SYNTH). */
-    struct MHD_Response *resp; /* owned until queued */
+    struct MHD_Response *resp; /* owned until queued, unless resp_kept */
     unsigned resp_status;
+    bool resp_kept; /* resp is a ready answer (req_ready.h): complete, queued, never destroyed */
     bool hit_stale; /* the entry served is stale (REQ_STALE) */
     struct {
         unsigned status;
@@ -488,8 +491,11 @@ void req_resp_refused(struct worker_req *r, struct cw_str name);
 void req_count(struct worker_req *r, enum cw_metrics_result res);
 /* Adds Via (and Connection: close when closing), queues resp with status and releases it.
  * When a header of resp was refused (req_resp_header()), resp is dropped and a 500 goes
- * out instead, counted as an error and logged (rate-limited) with the header's name. */
+ * out instead, counted as an error and logged (rate-limited) with the header's name. A
+ * ready answer (r->resp_kept) is queued as it is and stays its set's. */
 enum MHD_Result req_queue(struct worker_req *r, unsigned status, struct MHD_Response *resp);
+/* Adds the Via field req_queue() adds, to an answer that will be kept ready. */
+void req_resp_via(struct worker_req *r, struct MHD_Response *resp);
 /* Queues a short plain-text error answer. */
 enum MHD_Result req_answer_error(struct worker_req *r, unsigned status, const char *body,
                                  const char *detail);

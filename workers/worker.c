@@ -231,6 +231,7 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     w->fill_mhd = (struct cw_fill){
         .cfg = w->cfg, .store = w->store, .reader = w->reader, .seg = w->seg, .slot = w->slot};
     req_l2_fill_hook(w, &w->fill);
+    w->ready = req_ready_new(); /* NULL (no memory) only costs speed */
     rc = cw_upstream_start(w->cfg, CW_LIMIT_PENDING_FETCHES, w->seg, false, &w->fetch);
     if (rc < 0) return rc;
     /* The L2 client opens on the fetch thread, its first task: before any request's. */
@@ -340,6 +341,7 @@ out_close:
     req_l2_stop(&w);
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
+    req_ready_free(w.ready);
     cw_upstream_stop(w.fetch);
     cw_worker_beat_stop(&beat);
     req_wait_destroy(&w);
