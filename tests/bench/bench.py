@@ -20,12 +20,14 @@ chart.svg, and prints the tables. Exits 1, naming the server and its log, when a
 fails to start or dies, and exits 1 after writing the results when any run had errors.
 
 Environment: BUILD (build/rel), BENCH_OUT ($BUILD/bench), BENCH_REPS (3), BENCH_OPEN_S (5,
-seconds of each open-loop run), BENCH_CLOSED_S (3), BENCH_RATES ("2000 5000": offered rates
+seconds of each open-loop run), BENCH_CLOSED_S (3), BENCH_RATES ("2000 8000": offered rates
 for the hot 1 KiB hit; the 64 and 100 KiB hits run at the first), BENCH_MISS_RATE (1000),
 BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS (default "cw
 nginx varnish static", plus cw-base with BENCH_CW_BASE, plus cw-w1 cw-w4 cw-small with
 BENCH_HEAVY=1), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
-default unpinned), BENCH_KEEP=1 (keep the temp dir).
+default unpinned), BENCH_FIFO (10 as root, else 0: the SCHED_FIFO priority of the generator in
+its open-loop and burst runs, so that it sends on time however busy the servers keep the
+CPUs; 0: the default policy), BENCH_KEEP=1 (keep the temp dir).
 
 The L2 hit (scenario l2hit_open_RATE, at BENCH_MISS_RATE, as every answer is an L1 miss; on
 CacheWarp only: the others have no L2 and show n/a): a redis-server and two more cachewarpd of this build on
@@ -273,7 +275,8 @@ class Bench:
         self.reps = env_int("BENCH_REPS", 3)
         self.open_s = float(os.environ.get("BENCH_OPEN_S", "5"))
         self.closed_s = float(os.environ.get("BENCH_CLOSED_S", "3"))
-        self.rates = [int(x) for x in os.environ.get("BENCH_RATES", "2000 5000").split()]
+        self.rates = [int(x) for x in os.environ.get("BENCH_RATES", "2000 8000").split()]
+        self.fifo = int(os.environ.get("BENCH_FIFO", "10" if os.geteuid() == 0 else "0"))
         self.miss_rate = env_int("BENCH_MISS_RATE", 1000)
         st = os.environ.get("BENCH_STAMPEDE", "200 5 50").split()
         self.st_clients, self.st_rounds, self.st_delay = int(st[0]), int(st[1]), int(st[2])
@@ -547,6 +550,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             ["-R", str(self.miss_rate)] + o + [miss], heavy=True)
         add("miss_closed", "miss (unique keys, origin at once), closed loop (64 conns)", "miss",
             c + [miss])
+        # The stampede's floor: as many clients at once on the hot key, every answer a hit.
+        add("burst_hit", f"burst: {self.st_clients} clients at once on the hot 1 KiB key "
+            f"(the stampede without an origin), {self.st_rounds} rounds", "burst",
+            ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K, HOT1K])
         add("stampede", f"stampede: {self.st_clients} clients on one cold key, "
             f"origin {self.st_delay} ms, {self.st_rounds} rounds", "stampede",
             ["-b", str(self.st_clients), "-r", str(self.st_rounds), "-w", HOT1K,
@@ -593,7 +600,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
 
     def run_one(self, rep, sid, kind, args, s):
         # The floor has no miss path: its miss and stampede runs go to the origin itself.
-        direct = s == "static" and kind not in ("hit", "keys")
+        direct = s == "static" and kind not in ("hit", "keys", "burst")
         target = "origin" if direct else s
         extra = None  # a process whose CPU counts too (the L2 hit's redis-server)
         if kind == "l2hit":
@@ -602,7 +609,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         port = self.oport if direct else self.port[target]
         proc = self.procs[target]
         salt = f"{s}r{rep}"
-        argv = taskset(self.client_cpus) + [self.gen, "-p", str(port), "-s", salt] + args
+        rt = []
+        if self.fifo and ("-b" in args or ("-R" in args and args[args.index("-R") + 1] != "0")):
+            rt = ["-P", str(self.fifo)]  # open loop and bursts: sent on time
+        argv = taskset(self.client_cpus) + [self.gen, "-p", str(port), "-s", salt] + rt + args
         o0 = origin_total(self.oport)
         l2h0 = metric(self.l2_stats, "cachewarp_l2_hits_total") if extra else 0
         c0 = proc.cpu()
@@ -648,7 +658,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             self.failed.append(f"{self.names[s]} {sid} rep {rep}: {g['errors']} errors, "
                                f"{g['non2xx']} non-2xx")
             log(f"WARNING {self.failed[-1]}")
-        if kind == "hit" and s != "static" and g["hits"] < n:
+        if kind in ("hit", "burst") and s != "static" and g["hits"] < n:
             self.failed.append(f"{self.names[s]} {sid} rep {rep}: {n - g['hits']} of {n} answers "
                                "were not X-Cache HIT")
             log(f"WARNING {self.failed[-1]}")
@@ -729,7 +739,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
                 "server_cpu_us_per_req", "gen_cpu_us_per_req", "origin_requests",
                 "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx", "hit_ratio",
-                "l2_hit_ratio", "redis_cpu_us_per_req"]
+                "l2_hit_ratio", "redis_cpu_us_per_req", "burst_send_ms", "burst_first_ms"]
         out = {}
         for sc in self.scenarios():
             sid = sc["id"]
@@ -815,7 +825,13 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 continue
             if sc["kind"] == "stampede":
                 figs = [("origin requests / round", "origin_requests", lambda v: f"{v / self.st_rounds:.1f}"),
-                        ("p50 / p99 / max ms", None, None)]
+                        ("p50 / p99 / max ms", None, None),
+                        ("server CPU µs/req", "server_cpu_us_per_req", f1),
+                        ("generator: sends done / first answer, ms", "burst", None)]
+            elif sc["kind"] == "burst":
+                figs = [("p50 / p99 / max ms", None, None),
+                        ("server CPU µs/req", "server_cpu_us_per_req", f1),
+                        ("generator: sends done / first answer, ms", "burst", None)]
             elif "closed" in sid:
                 figs = [("req/s", "rps", f0), ("server CPU µs/req", "server_cpu_us_per_req", f1),
                         ("p50 / p99 ms", "p50p99", None)]
@@ -841,7 +857,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                         cells.append("n/a")  # no L2: only CacheWarp runs it
                     elif row is None:
                         cells.append("-")
-                    elif k is None and sc["kind"] == "stampede":
+                    elif k == "burst":
+                        cells.append(" / ".join(cell(row, x, f1) for x in
+                                                ("burst_send_ms", "burst_first_ms")))
+                    elif k is None and sc["kind"] in ("stampede", "burst"):
                         cells.append(" / ".join(cell(row, x, f1) for x in
                                                 ("p50_ms", "p99_ms", "max_ms")))
                     elif k is None:
@@ -871,11 +890,11 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 if cw is None or not any(r in rows for r in refs):
                     continue
                 figs = [("server CPU µs/req", "server_cpu_us_per_req"), ("p99", "p99_ms")]
-                if sc["kind"] != "stampede":
+                if sc["kind"] not in ("stampede", "burst"):
                     figs.insert(0, ("p50", "p50_ms"))
                 if "closed" in sid:
                     figs.insert(0, ("req/s", "rps"))
-                elif sc["kind"] != "stampede":
+                elif sc["kind"] not in ("stampede", "burst"):
                     figs.append(("p99.9", "p999_ms"))
                 for name, k in figs:
                     L.append(f"| {sc['label']} | {name} | " +
@@ -1018,12 +1037,15 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                          "persistence)",
             },
             "client_desc": f"{pin_c}; open loop: 1 thread, 32 keep-alive connections; closed "
-                           "loop: 2 threads, 64 connections; stampede: 1 thread, "
-                           f"{self.st_clients} connections",
+                           "loop: 2 threads, 64 connections; stampede and burst: 1 thread, "
+                           f"{self.st_clients} connections; "
+                           + (f"SCHED_FIFO priority {self.fifo} in open loop and bursts"
+                              if self.fifo else "the default scheduling policy throughout"),
             "settings": {"open_s": self.open_s, "closed_s": self.closed_s, "rates": self.rates,
                          "miss_rate": self.miss_rate, "stampede": [self.st_clients,
                                                                     self.st_rounds,
-                                                                    self.st_delay]},
+                                                                    self.st_delay],
+                         "fifo": self.fifo},
         }
 
     def main(self):

@@ -45,6 +45,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +113,7 @@ struct ol_opts {
     const char *host; /* -H: the Host field; NULL: ADDR:PORT */
     int burst;
     int rounds;
+    int fifo; /* -P: SCHED_FIFO priority of the generator's threads; 0 = the default policy */
     const char *warm_path;
     const char *path;
 };
@@ -128,6 +130,11 @@ struct ol_stats {
     int64_t max_gen_lag_ns;
     uint64_t gen_late; /* sends the generator made over 1 ms late with a connection idle */
     int64_t last_done_ns;
+    /* Burst mode, summed over the rounds: the time to send a round's requests, and its
+     * first answer's latency (both from the round's start). */
+    int64_t burst_send_ns;
+    int64_t burst_first_ns;
+    int burst_rounds;
 };
 
 struct ol_thread {
@@ -198,7 +205,9 @@ static void ol_usage(FILE *f)
                "  -Z S      with -K: Zipf keys, P(k) ~ 1/(k+1)^S (0.99: web-cache skew)\n"
                "  -Q        with -K: keys in order (a warm-up pass over the key set)\n"
                "  -H HOST   the Host field (default ADDR:PORT)\n"
-               "  -b N      burst mode: N connections send the same request at once\n");
+               "  -b N      burst mode: N connections send the same request at once\n"
+               "  -P PRIO   run at SCHED_FIFO priority PRIO (1-99; needs CAP_SYS_NICE), so that\n"
+               "            the generator sends on time however busy the servers keep the CPUs\n");
 }
 
 static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
@@ -212,7 +221,7 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
                           .salt = "",
                           .rounds = 5,
                           .warm_path = "/"};
-    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:H:b:r:w:h")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:H:b:r:w:P:h")) != -1) {
         switch (ch) {
         case 'a':
             o->addr = optarg;
@@ -256,6 +265,9 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
         case 'w':
             o->warm_path = optarg;
             break;
+        case 'P':
+            o->fifo = atoi(optarg);
+            break;
         case 'h':
             ol_usage(stdout);
             exit(0);
@@ -274,7 +286,7 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
     if (o->threads < 1 || o->threads > OL_MAX_THREADS || o->threads > o->conns) return -EINVAL;
     if (!(o->seconds > 0) || o->seconds > 3600 || o->rate < 0 || o->keys < 0) return -EINVAL;
     if (o->rate * o->seconds > OL_MAX_REQS_PER_RUN) return -EINVAL;
-    if (o->rounds < 1) return -EINVAL;
+    if (o->rounds < 1 || o->fifo < 0 || o->fifo > 99) return -EINVAL;
     if ((o->zipf != 0 || o->is_seq) && o->keys <= 0) return -EINVAL;
     if (o->zipf < 0 || o->zipf > 10 || (o->zipf != 0 && o->is_seq)) return -EINVAL;
     if (o->keys > 100000000) return -EINVAL;
@@ -836,14 +848,23 @@ static int ol_run_burst(struct ol_thread *t)
         int64_t start = ol_now_ns();
         t->nidle = 0;
         t->next = (uint64_t)r;
+        size_t n0 = t->st.n;
         for (int i = 0; i < t->nconns; i++) {
             struct ol_conn *c = &t->conns[i];
             t->next = (uint64_t)r;
             if (ol_send(t, c, start) < 0) t->st.errors++;
         }
+        t->st.burst_send_ns += ol_now_ns() - start;
         int left = ol_wait_idle(t, start + OL_BURST_ROUND_NS);
         t->st.errors += (uint64_t)left;
         if (left > 0) break;
+        int64_t first = INT64_MAX;
+        for (size_t i = n0; i < t->st.n; i++)
+            if (t->st.lat_ns[i] < first) first = t->st.lat_ns[i];
+        if (t->st.n > n0) {
+            t->st.burst_first_ns += first;
+            t->st.burst_rounds++;
+        }
         struct timespec ts = {0, OL_BURST_PAUSE_NS};
         nanosleep(&ts, NULL);
     }
@@ -893,6 +914,15 @@ int main(int argc, char **argv)
     int64_t t0 = 0;
     /* Sleeps end within 1 us of the due time, not the default 50 us timer slack. */
     if (prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == -1) perror("cw-openloop: timer slack");
+    if (o.fifo > 0) {
+        /* Before the threads start: they inherit it. Refused: say so and stop, so that a
+         * run never reports figures measured without what was asked. */
+        struct sched_param sp = {.sched_priority = o.fifo};
+        if (sched_setscheduler(0, SCHED_FIFO, &sp) == -1) {
+            perror("cw-openloop: SCHED_FIFO");
+            return 1;
+        }
+    }
     getrusage(RUSAGE_SELF, &ru0);
 
     if (o.burst > 0) {
@@ -965,6 +995,12 @@ int main(int argc, char **argv)
     ol_json_num("max_send_lag_ms", (double)all.max_lag_ns / 1e6);
     ol_json_num("max_gen_lag_ms", (double)all.max_gen_lag_ns / 1e6);
     printf(",\"gen_late_1ms\":%" PRIu64, all.gen_late);
+    if (o.burst > 0) {
+        /* Per round, averaged: how long the sends took, and when the first answer ended. */
+        int nr = th[0].st.burst_rounds;
+        ol_json_num("burst_send_ms", nr ? (double)th[0].st.burst_send_ns / nr / 1e6 : NAN);
+        ol_json_num("burst_first_ms", nr ? (double)th[0].st.burst_first_ns / nr / 1e6 : NAN);
+    }
     ol_json_num("gen_cpu_s", cpu_s);
     ol_json_num("gen_cpu_us_per_req", all.n ? cpu_s * 1e6 / (double)all.n : NAN);
     printf("}\n");
