@@ -1,8 +1,8 @@
 /* workers/upstream_int.h - what the upstream module's files share: the loop's structs and the
- * functions one file calls in another. upstream.c runs the loop; upstream_pool.c keeps the server
- * pools; upstream_collect.c collects a response whole. Not a public API: the rest of the program
- * uses workers/upstream.h. Loop thread only, like the callbacks, except the fields of struct
- * cw_upstream marked as under its lock. */
+ * functions one file calls in another. upstream.c runs the loop; upstream_recv.c reads a response;
+ * upstream_pool.c keeps the server pools; upstream_collect.c collects a response whole. Not a
+ * public API: the rest of the program uses workers/upstream.h. Loop thread only, like the
+ * callbacks, except the fields of struct cw_upstream marked as under its lock. */
 #ifndef CW_UPSTREAM_INT_H
 #define CW_UPSTREAM_INT_H
 
@@ -97,10 +97,20 @@ struct upstream_run {
     int64_t deadline_ms;    /* monotonic: no byte by then ends it with -ETIMEDOUT (0: none) */
 };
 
+/* ---- Reading a response (upstream_recv.c) ------------------------------------------------ */
+
 /* From on_done: moves the transfer's response header lines (cw_upstream_fields layout) into
  * *out and their count into *count; the caller owns them (free()). Leaves both unchanged for a
  * transfer that never started. */
 void upstream_take_headers(struct cw_upstream_xfer *x, struct cw_upstream_buf *out, size_t *count);
+/* Bytes moved: the silence allowed to run counts again from now. */
+void upstream_touch(struct upstream_run *run);
+/* libcurl's header callback for run (cls): keeps the head's lines, then on_head. */
+size_t upstream_on_header(char *p, size_t size, size_t nitems, void *cls);
+/* libcurl's write callback for run (cls): the body to on_data, paused on request. */
+size_t upstream_on_body(char *p, size_t size, size_t nmemb, void *cls);
+/* libcurl's read callback for run (cls): the request body from on_read. */
+size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls);
 
 /* ---- Server pools (upstream_pool.c) ------------------------------------------------------ */
 
