@@ -31,10 +31,7 @@
 #include "workers/clock.h"
 #include "workers/upstream_int.h"
 
-#define UPSTREAM_POLL_MS 1000
-
 static int upstream_choose_server(struct upstream_run *run);
-static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
 static void *upstream_thread_main(void *arg);
 
 /* The length of "scheme://authority" at the start of url. */
@@ -44,41 +41,6 @@ static size_t upstream_base_len(const char *url)
 
     auth = auth ? auth + 3 : url;
     return (size_t)(auth - url) + strcspn(auth, "/?");
-}
-
-/* Copies origin c's connection, queue, timeout and TLS settings into pool: 0 or -ENOMEM
- * (what was copied is freed by upstream_pools_free()). */
-static int upstream_pool_init(struct upstream_pool *pool, const struct cw_config_origin *c)
-{
-    pool->max = c->max_conns > 0 ? c->max_conns : 1;
-    pool->wait_tail = &pool->wait_head;
-    pool->queue_max = c->queue;
-    pool->queue_timeout_ms = c->queue_timeout_ms;
-    pool->first_byte_ms = c->first_byte_timeout_ms;
-    pool->total_ms = c->total_timeout_ms;
-    pool->idle_s = c->idle_timeout_ms > 0 ? (long)((c->idle_timeout_ms + 999) / 1000) : 60;
-    if ((pool->name = strdup(c->name ? c->name : "origin")) == NULL) return -ENOMEM;
-    if (c->tls_cert != NULL && (pool->tls_cert = strdup(c->tls_cert)) == NULL) return -ENOMEM;
-    if (c->tls_key != NULL && (pool->tls_key = strdup(c->tls_key)) == NULL) return -ENOMEM;
-    if (c->sni != NULL && (pool->sni = strdup(c->sni)) == NULL) return -ENOMEM;
-    if (c->host != NULL) {
-        size_t n = strlen(c->host) + sizeof("Host: ");
-        if ((pool->host_line = malloc(n)) == NULL) return -ENOMEM;
-        snprintf(pool->host_line, n, "Host: %s", c->host);
-    }
-    return 0;
-}
-
-static void upstream_pools_free(struct upstream_pool *v, size_t n)
-{
-    for (size_t i = 0; v != NULL && i < n; i++) {
-        free(v[i].name);
-        free(v[i].tls_cert);
-        free(v[i].tls_key);
-        free(v[i].sni);
-        free(v[i].host_line);
-    }
-    free(v);
 }
 
 int cw_upstream_start(const struct cw_config *cfg, size_t max_pending, struct cw_seg *seg,
@@ -243,7 +205,7 @@ int cw_upstream_defer(struct cw_upstream *up, struct cw_upstream_task *t)
 
 /* Runs the queued tasks, oldest first (bounded by the queue's cap). Off the lock: a task
  * may block, and may submit transfers or tasks itself. */
-static void upstream_run_tasks(struct cw_upstream *up, bool cancelled)
+void upstream_run_tasks(struct cw_upstream *up, bool cancelled)
 {
     struct cw_upstream_task *t;
 
@@ -399,7 +361,7 @@ static void upstream_setopts(struct cw_upstream *up, struct upstream_run *run, C
  * handle (curl#11101, fixed in 8.1.0) that a hostile origin's obs-fold line after a reuse
  * turns into a use-after-free. Connections live in the multi handle's cache, not in the
  * easy handle, so keep-alive does not depend on reuse. */
-static int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
+int upstream_begin(struct cw_upstream *up, struct upstream_run *run)
 {
     struct cw_upstream_xfer *x = run->x;
     const struct cw_upstream_req *req = x->req;
@@ -648,8 +610,8 @@ static bool upstream_after_attempt(struct cw_upstream *up, struct upstream_run *
 
 /* Ends x: it leaves the resume list and the count, then on_done runs and the loop forgets x.
  * run (NULL for a transfer never taken) is freed after on_done, which may read it (collect). */
-static void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x,
-                            struct upstream_run *run, int rc, const char *why)
+void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x, struct upstream_run *run,
+                     int rc, const char *why)
 {
     if (rc != 0 && x->errbuf[0] == '\0' && why != NULL)
         snprintf(x->errbuf, sizeof(x->errbuf), "%s", why);
@@ -710,7 +672,7 @@ static void upstream_tls_state(struct upstream_run *run, int rc)
 
 /* Ends a transfer that ran: out of the multi handle and its pool, then finished; the pool's
  * next waiting transfer starts on the connection it left. */
-static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code)
+void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code)
 {
     struct cw_upstream_xfer *x = run->x;
     struct upstream_pool *pool = run->pool;
@@ -734,131 +696,6 @@ static void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLc
     pool->running--;
     upstream_finish(up, x, run, rc, NULL);
     upstream_pool_kick(up, pool);
-}
-
-/* Whether run must wait: its pool is at its cap, others wait before it, or every server
- * that is up is at its own cap (an active check, pinned to its server, is not held back by
- * that). */
-static bool upstream_must_wait(const struct upstream_pool *pool, struct upstream_run *run)
-{
-    if (pool->running >= pool->max) return true;
-    return run->x->req->server_pin == 0 && upstream_origin_is_full(run->origin);
-}
-
-/* Starts run now when its pool has room, else queues it there; with the queue full, it ends
- * at once (a fast 503 for the client, as nginx's queue or HAProxy's maxqueue do). */
-static void upstream_start_run(struct cw_upstream *up, struct upstream_run *run)
-{
-    struct upstream_pool *pool = run->pool;
-    int rc;
-
-    if (pool->wait_head != NULL || upstream_must_wait(pool, run)) {
-        /* An active check always waits: a busy pool is no sign its server is down. */
-        if (pool->waiting >= pool->queue_max && run->x->req->server_pin == 0) {
-            if (!pool->queue_full_logged)
-                cw_warn("upstream: origin %s: every connection busy and %d requests waiting: "
-                        "new ones fail fast (503) until one waits again",
-                        pool->name, pool->waiting);
-            pool->queue_full_logged = true;
-            run->x->logged = true;
-            snprintf(run->x->errbuf, sizeof(run->x->errbuf),
-                     "origin %s: every connection busy and its queue (%d) full", pool->name,
-                     pool->queue_max);
-            upstream_finish(up, run->x, run, -EAGAIN, NULL);
-            return;
-        }
-        if (pool->queue_full_logged) {
-            pool->queue_full_logged = false;
-            cw_notice("upstream: origin %s: its queue has room again", pool->name);
-        }
-        bool own = pool->queue_timeout_ms > 0 && run->x->req->server_pin == 0;
-        int64_t wait = own ? pool->queue_timeout_ms : run->first_byte_ms;
-        run->wait_rc = own ? -EAGAIN : -ETIMEDOUT;
-        run->wait_deadline_ms = wait > 0 ? run->taken_ms + wait : 0;
-        run->next = NULL;
-        *pool->wait_tail = run;
-        pool->wait_tail = &run->next;
-        pool->waiting++;
-        upstream_pool_kick(up, pool);
-        return;
-    }
-    pool->running++;
-    rc = upstream_begin(up, run);
-    if (rc < 0) {
-        pool->running--;
-        upstream_finish(up, run->x, run, rc, NULL);
-    }
-}
-
-/* Starts the pool's waiting transfers while it has room (bounded by the queue). */
-static void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool)
-{
-    while (pool->wait_head != NULL && !upstream_must_wait(pool, pool->wait_head)) {
-        struct upstream_run *run = pool->wait_head;
-        pool->wait_head = run->next;
-        if (pool->wait_head == NULL) pool->wait_tail = &pool->wait_head;
-        pool->waiting--;
-        pool->running++;
-        int rc = upstream_begin(up, run);
-        if (rc < 0) {
-            pool->running--;
-            upstream_finish(up, run->x, run, rc, NULL);
-        }
-    }
-}
-
-/* Takes the submitted transfers (and runs the tasks first). True when stopping: they are then
- * finished as cancelled. Bounded by max_pending. */
-static bool upstream_take_queued(struct cw_upstream *up)
-{
-    struct cw_upstream_xfer *x;
-    bool stopping;
-
-    pthread_mutex_lock(&up->lock);
-    x = up->q_head;
-    up->q_head = NULL;
-    up->q_tail = &up->q_head;
-    stopping = up->stopping;
-    pthread_mutex_unlock(&up->lock);
-    upstream_run_tasks(up, stopping);
-    while (x != NULL) {
-        struct cw_upstream_xfer *next = x->next;
-        struct upstream_run *run = stopping ? NULL : calloc(1, sizeof(*run));
-        if (run == NULL) {
-            upstream_finish(up, x, NULL, stopping ? -ECANCELED : -ENOMEM,
-                            stopping ? "shutting down" : "out of memory");
-        } else {
-            run->x = x;
-            run->pool = &up->pools[x->req->origin];
-            run->origin = upstream_origin_at(up->origins, (size_t)x->req->origin);
-            run->server = -1;
-            run->taken_ms = cw_clock_mono_ms();
-            run->content_length = -1;
-            /* A routed transfer takes its origin's first-byte and total timeouts; an active
-             * check keeps its own. */
-            run->first_byte_ms = x->req->timeout_ms;
-            if (x->req->server_pin == 0 && run->pool->first_byte_ms > 0)
-                run->first_byte_ms = run->pool->first_byte_ms;
-            if (x->req->server_pin == 0 && run->pool->total_ms > 0)
-                run->total_deadline_ms = run->taken_ms + run->pool->total_ms;
-            x->internal = run;
-            pthread_mutex_lock(&up->lock);
-            run->aborted = x->abort_requested;
-            pthread_mutex_unlock(&up->lock);
-            /* An open breaker refuses at once: no wait on a dead origin. */
-            int rc = x->req->server_pin > 0 ? 0
-                                            : upstream_origin_admit(run->origin, &run->probe,
-                                                                    x->errbuf, sizeof(x->errbuf));
-            if (rc < 0) {
-                x->retry_after_ms = upstream_origin_breaker_wait_ms(run->origin);
-                upstream_finish(up, x, run, rc, NULL);
-            } else {
-                upstream_start_run(up, run);
-            }
-        }
-        x = next;
-    }
-    return stopping;
 }
 
 /* Unpauses the transfers cw_upstream_resume() queued, and ends those cw_upstream_abort()
@@ -896,73 +733,6 @@ static void upstream_run_resumes(struct cw_upstream *up)
         }
         x = next;
     }
-}
-
-/* Ends the transfers that waited for a connection past their bound, oldest first (FIFO: the
- * one at the head is the first due, so the scan stops at the first not due); the next wait
- * deadline, INT64_MAX when none. */
-static int64_t upstream_expire_waiting(struct cw_upstream *up, struct upstream_pool *pool,
-                                       int64_t now)
-{
-    while (pool->wait_head != NULL) {
-        struct upstream_run *run = pool->wait_head;
-        if (run->wait_deadline_ms == 0 || now < run->wait_deadline_ms)
-            return run->wait_deadline_ms ? run->wait_deadline_ms : INT64_MAX;
-        pool->wait_head = run->next;
-        if (pool->wait_head == NULL) pool->wait_tail = &pool->wait_head;
-        pool->waiting--;
-        snprintf(run->x->errbuf, sizeof(run->x->errbuf),
-                 "origin %s: no connection free within %lld ms%s", pool->name,
-                 (long long)(run->wait_deadline_ms - run->taken_ms),
-                 run->wait_rc == -EAGAIN ? " (queue_timeout)" : "");
-        upstream_finish(up, run->x, run, run->wait_rc, NULL);
-    }
-    return INT64_MAX;
-}
-
-/* Ends the running transfers whose origin has been silent past their timeout, or past their
- * total, and those that waited for a connection too long; the time until the next deadline,
- * for the poll (at most UPSTREAM_POLL_MS). */
-static int upstream_expire(struct cw_upstream *up)
-{
-    int64_t now = cw_clock_mono_ms(), next = now + UPSTREAM_POLL_MS;
-    struct upstream_run *run = up->running;
-    int64_t check = upstream_origins_check(up, up->origins, up->pool_count, now);
-
-    if (check < next) next = check;
-
-    while (run != NULL) {
-        struct upstream_run *after = run->next;
-        if (run->total_deadline_ms > 0 && now >= run->total_deadline_ms) {
-            run->fail_rc = -ETIMEDOUT;
-            snprintf(run->x->errbuf, sizeof(run->x->errbuf),
-                     "origin timed out: transfer not done within %lld ms (total_timeout)",
-                     (long long)run->pool->total_ms);
-            upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
-        } else if (run->deadline_ms > 0 && !run->paused && !run->hold && now >= run->deadline_ms) {
-            run->fail_rc = -ETIMEDOUT;
-            if (run->head_done)
-                snprintf(run->x->errbuf, sizeof(run->x->errbuf),
-                         "origin timed out: no byte for %lld ms",
-                         (long long)run->x->req->timeout_ms);
-            else
-                snprintf(run->x->errbuf, sizeof(run->x->errbuf),
-                         "origin timed out: no response head within %lld ms",
-                         (long long)run->first_byte_ms);
-            upstream_end(up, run, CURLE_OPERATION_TIMEDOUT);
-        } else {
-            if (run->deadline_ms > 0 && !run->paused && !run->hold && run->deadline_ms < next)
-                next = run->deadline_ms;
-            if (run->total_deadline_ms > 0 && run->total_deadline_ms < next)
-                next = run->total_deadline_ms;
-        }
-        run = after;
-    }
-    for (size_t i = 0; i < up->pool_count; i++) {
-        int64_t w = upstream_expire_waiting(up, &up->pools[i], now);
-        if (w < next) next = w;
-    }
-    return (int)(next - now);
 }
 
 static void upstream_reap_done(struct cw_upstream *up)

@@ -1,8 +1,9 @@
 /* workers/upstream_int.h - what the upstream module's files share: the loop's structs and the
  * functions one file calls in another. upstream.c runs the loop; upstream_recv.c reads a response;
- * upstream_pool.c keeps the server pools; upstream_collect.c collects a response whole. Not a
- * public API: the rest of the program uses workers/upstream.h. Loop thread only, like the
- * callbacks, except the fields of struct cw_upstream marked as under its lock. */
+ * upstream_queue.c admits transfers and queues them per origin; upstream_pool.c keeps the server
+ * pools; upstream_collect.c collects a response whole. Not a public API: the rest of the program
+ * uses workers/upstream.h. Loop thread only, like the callbacks, except the fields of struct
+ * cw_upstream marked as under its lock. */
 #ifndef CW_UPSTREAM_INT_H
 #define CW_UPSTREAM_INT_H
 
@@ -97,6 +98,18 @@ struct upstream_run {
     int64_t deadline_ms;    /* monotonic: no byte by then ends it with -ETIMEDOUT (0: none) */
 };
 
+/* ---- The loop (upstream.c) --------------------------------------------------------------- */
+
+/* Runs the deferred tasks, oldest first (cancelled: the loop is stopping). */
+void upstream_run_tasks(struct cw_upstream *up, bool cancelled);
+/* Starts run on a server it chooses: 0, or -errno with x->errbuf set. */
+CW_MUST_CHECK int upstream_begin(struct cw_upstream *up, struct upstream_run *run);
+/* Ends x: on_done runs, then run (NULL for a transfer never taken) is freed. */
+void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x, struct upstream_run *run,
+                     int rc, const char *why);
+/* Ends a transfer that ran: retried on another server, or finished; kicks its pool. */
+void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code);
+
 /* ---- Reading a response (upstream_recv.c) ------------------------------------------------ */
 
 /* From on_done: moves the transfer's response header lines (cw_upstream_fields layout) into
@@ -111,6 +124,19 @@ size_t upstream_on_header(char *p, size_t size, size_t nitems, void *cls);
 size_t upstream_on_body(char *p, size_t size, size_t nmemb, void *cls);
 /* libcurl's read callback for run (cls): the request body from on_read. */
 size_t upstream_on_read(char *buf, size_t size, size_t nitems, void *cls);
+
+/* ---- Admission and the per-origin queue (upstream_queue.c) ------------------------------- */
+
+/* Copies origin c's settings into pool: 0 or -ENOMEM (upstream_pools_free() frees). */
+CW_MUST_CHECK int upstream_pool_init(struct upstream_pool *pool, const struct cw_config_origin *c);
+/* Frees the n pools of v and what they copied from the config; takes NULL. */
+void upstream_pools_free(struct upstream_pool *v, size_t n);
+/* Starts the pool's waiting transfers while it has room. */
+void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
+/* Takes and admits the submitted transfers: true when stopping (then cancelled). */
+bool upstream_take_queued(struct cw_upstream *up);
+/* Ends the transfers past a deadline: the ms until the next one, for the poll. */
+int upstream_expire(struct cw_upstream *up);
 
 /* ---- Server pools (upstream_pool.c) ------------------------------------------------------ */
 
