@@ -1,9 +1,9 @@
 /* workers/upstream_int.h - what the upstream module's files share: the loop's structs and the
  * functions one file calls in another. upstream.c runs the loop; upstream_recv.c reads a response;
- * upstream_queue.c admits transfers and queues them per origin; upstream_pool.c keeps the server
- * pools; upstream_collect.c collects a response whole. Not a public API: the rest of the program
- * uses workers/upstream.h. Loop thread only, like the callbacks, except the fields of struct
- * cw_upstream marked as under its lock. */
+ * upstream_queue.c admits transfers and queues them per origin; upstream_xfer.c starts and ends a
+ * transfer's attempts; upstream_pool.c keeps the server pools; upstream_collect.c collects a
+ * response whole. Not a public API: the rest of the program uses workers/upstream.h. Loop thread
+ * only, like the callbacks, except the fields of struct cw_upstream marked as under its lock. */
 #ifndef CW_UPSTREAM_INT_H
 #define CW_UPSTREAM_INT_H
 
@@ -102,13 +102,6 @@ struct upstream_run {
 
 /* Runs the deferred tasks, oldest first (cancelled: the loop is stopping). */
 void upstream_run_tasks(struct cw_upstream *up, bool cancelled);
-/* Starts run on a server it chooses: 0, or -errno with x->errbuf set. */
-CW_MUST_CHECK int upstream_begin(struct cw_upstream *up, struct upstream_run *run);
-/* Ends x: on_done runs, then run (NULL for a transfer never taken) is freed. */
-void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x, struct upstream_run *run,
-                     int rc, const char *why);
-/* Ends a transfer that ran: retried on another server, or finished; kicks its pool. */
-void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code);
 
 /* ---- Reading a response (upstream_recv.c) ------------------------------------------------ */
 
@@ -137,6 +130,16 @@ void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool);
 bool upstream_take_queued(struct cw_upstream *up);
 /* Ends the transfers past a deadline: the ms until the next one, for the poll. */
 int upstream_expire(struct cw_upstream *up);
+
+/* ---- A transfer's attempts (upstream_xfer.c) --------------------------------------------- */
+
+/* Starts run on a server it chooses: 0, or -errno with x->errbuf set. */
+CW_MUST_CHECK int upstream_begin(struct cw_upstream *up, struct upstream_run *run);
+/* Ends x: on_done runs, then run (NULL for a transfer never taken) is freed. */
+void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x, struct upstream_run *run,
+                     int rc, const char *why);
+/* Ends a transfer that ran: retried on another server, or finished; kicks its pool. */
+void upstream_end(struct cw_upstream *up, struct upstream_run *run, CURLcode code);
 
 /* ---- Server pools (upstream_pool.c) ------------------------------------------------------ */
 
