@@ -288,15 +288,6 @@ static int upstream_map_code(CURLcode code)
     }
 }
 
-/* The length of "scheme://authority" at the start of url. */
-static size_t upstream_base_len(const char *url)
-{
-    const char *auth = strstr(url, "://");
-
-    auth = auth ? auth + 3 : url;
-    return (size_t)(auth - url) + strcspn(auth, "/?");
-}
-
 /* Chooses run's server (the pinned one, else the pool's choice, away from the server of a
  * failed first attempt) and its URL: 0, or -EHOSTUNREACH when every server is down, -ENOMEM;
  * x->errbuf says why. A probe that finds no server up counts as failed. */
@@ -452,6 +443,15 @@ void upstream_finish(struct cw_upstream *up, struct cw_upstream_xfer *x, struct 
         curl_slist_free_all(run->connect_to);
         free(run);
     }
+}
+
+/* The length of "scheme://authority" at the start of url. */
+static size_t upstream_base_len(const char *url)
+{
+    const char *auth = strstr(url, "://");
+
+    auth = auth ? auth + 3 : url;
+    return (size_t)(auth - url) + strcspn(auth, "/?");
 }
 
 /* Logs a server's TLS trouble once per change, in this process: the first handshake that
