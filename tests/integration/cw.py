@@ -55,6 +55,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def make_ca(dirpath, name):
+    """A self-signed test CA made with openssl in dirpath: (crt, key) paths."""
+    key, crt = os.path.join(dirpath, f"{name}.key"), os.path.join(dirpath, f"{name}.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={name}", "-keyout", key, "-out", crt],
+                   check=True, capture_output=True)
+    return crt, key
+
+
+def make_leaf(dirpath, name, ca, ext, cn=None):
+    """A certificate for cn (default name) signed by ca (crt, key), with the extension lines
+    ext, in dirpath: (crt, key) paths."""
+    key, csr, crt = (os.path.join(dirpath, f"{name}.{x}") for x in ("key", "csr", "crt"))
+    extf = os.path.join(dirpath, f"{name}.ext")
+    with open(extf, "w") as f:
+        f.write(ext)
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    f"/CN={cn or name}", "-keyout", key, "-out", csr],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+                    "-CAcreateserial", "-days", "2", "-extfile", extf, "-out", crt],
+                   check=True, capture_output=True)
+    return crt, key
+
+
 def wait_for(pred, timeout, interval=0.02, what="condition"):
     """Polls pred() until it returns a true value (returned) or raises AssertionError."""
     deadline = time.monotonic() + timeout

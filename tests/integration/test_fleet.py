@@ -28,16 +28,35 @@ def get(d, path, **kw):
     return d.get(path, headers=SITE, **kw)
 
 
-def node(env, origin, redis, name, workers=2, l1=None, route=None, max_object="1M"):
-    """A cachewarpd with its own L1 (named l1, or after the node) on redis (standalone), stats
-    on an ephemeral port; route: options of its route."""
+def node(env, origin, redis, name, workers=2, l1=None, route=None, max_object="1M",
+         cluster=None):
+    """A cachewarpd with its own L1 (named l1, or after the node) on redis (standalone), or on
+    the cluster of the given seed nodes; stats on an ephemeral port; route: options of its
+    route."""
+    rc = {"enabled": True, "timeout": f"{REDIS_TIMEOUT_MS}ms", "connect_timeout": "100ms"}
+    if cluster:
+        rc.update({"mode": "cluster", "nodes": [f"{cw.LOOPBACK}:{x.port}" for x in cluster]})
+    else:
+        rc["port"] = redis.port
     kw = {"route": route} if route else {}
     return env.daemon(origin, workers=workers, name=name, stats=True, **kw, overrides={
         "cache": {"path": os.path.join(env.dir, f"{l1 or name}.mdb"), "size": "64M",
                   "max_object": max_object},
-        "redis": {"enabled": True, "port": redis.port, "timeout": f"{REDIS_TIMEOUT_MS}ms",
-                  "connect_timeout": "100ms"},
+        "redis": rc,
     })
+
+
+def wait_l2_workers(d, workers=2, subscribed=False):
+    """Waits until every worker of node d says it uses L2 (and, subscribed, has its fill
+    subscription confirmed)."""
+    def ready():
+        with open(d.log_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        ok = all(f"worker {i}: L2 (Redis) in use" in log for i in range(workers))
+        return ok and (not subscribed or log.count("(subscribe)") >= workers)
+
+    cw.wait_for(ready, 10 * TF, what="every worker connected to Redis" +
+                (" and subscribed" if subscribed else ""))
 
 
 def l2_keys(redis):
@@ -71,12 +90,7 @@ def wait_key(redis, path, timeout=5.0):
 
 def wait_ready(d, redis, path, workers=2):
     """Waits until every worker of node d says it uses L2, and a fill of path reaches Redis."""
-    def connected():
-        with open(d.log_path, "rb") as f:
-            log = f.read().decode("utf-8", "replace")
-        return all(f"worker {i}: L2 (Redis) in use" in log for i in range(workers))
-
-    cw.wait_for(connected, 10 * TF, what="every worker connected to Redis")
+    wait_l2_workers(d, workers)
     r = get(d, path)
     assert r.status == 200, r
     return wait_key(redis, path)

@@ -13,39 +13,23 @@ import socket
 import time
 
 import cw
-from test_fleet import wait_key
+from test_fleet import node as fleet_node
+from test_fleet import wait_key, wait_l2_workers
 from test_l2 import Redis, _cluster, resp
 
 TF = cw.TIME_FACTOR
-REDIS_TIMEOUT_MS = 50
 SITE = "www.example.test"  # behind a load balancer every node sees the site's own Host
 
 
 def node(env, origin, redis, name, lock_timeout="5s", workers=2, cluster=None):
-    """A cachewarpd with its own L1 on redis (standalone), or on the cluster of the given
-    seed nodes, stats on an ephemeral port."""
-    rc = {"enabled": True, "timeout": f"{REDIS_TIMEOUT_MS}ms", "connect_timeout": "100ms"}
-    if cluster:
-        rc.update({"mode": "cluster", "nodes": [f"{cw.LOOPBACK}:{x.port}" for x in cluster]})
-    else:
-        rc["port"] = redis.port
-    return env.daemon(origin, workers=workers, name=name, stats=True,
-                      route={"lock_timeout": lock_timeout}, overrides={
-                          "cache": {"path": os.path.join(env.dir, f"{name}.mdb"), "size": "64M",
-                                    "max_object": "1M"},
-                          "redis": rc,
-                      })
+    """test_fleet's node, its route's lock_timeout set."""
+    return fleet_node(env, origin, redis, name, workers=workers,
+                      route={"lock_timeout": lock_timeout}, cluster=cluster)
 
 
 def wait_ready(d, workers=2):
     """Waits until every worker of d uses L2 and has its fill subscription confirmed."""
-    def ready():
-        with open(d.log_path, "rb") as f:
-            log = f.read().decode("utf-8", "replace")
-        return (all(f"worker {i}: L2 (Redis) in use" in log for i in range(workers)) and
-                log.count("(subscribe)") >= workers)
-
-    cw.wait_for(ready, 10 * TF, what="every worker connected and subscribed to Redis")
+    wait_l2_workers(d, workers, subscribed=True)
 
 
 def raw_get(path, extra=""):

@@ -12,7 +12,6 @@ import os
 import re
 import socketserver
 import ssl
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -276,19 +275,10 @@ def test_pool_non_idempotent_not_retried(env):
 
 
 def _make_certs(dirpath):
-    ca_key, ca_crt = os.path.join(dirpath, "ca.key"), os.path.join(dirpath, "ca.crt")
-    key, csr, crt = (os.path.join(dirpath, n) for n in ("srv.key", "srv.csr", "srv.crt"))
-    ext = os.path.join(dirpath, "ext.cnf")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-subj", "/CN=cw-test-ca", "-keyout", ca_key, "-out", ca_crt)
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", key, "-out", csr)
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
-        "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", crt)
-    return ca_crt, crt, key
+    ca = cw.make_ca(dirpath, "cw-test-ca")
+    crt, key = cw.make_leaf(dirpath, "srv", ca, "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+                            cn="127.0.0.1")
+    return ca[0], crt, key
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):

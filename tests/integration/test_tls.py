@@ -17,7 +17,6 @@ import os
 import re
 import socketserver
 import ssl
-import subprocess
 import threading
 import time
 import urllib.parse
@@ -25,36 +24,12 @@ import urllib.parse
 import cw
 
 
-def _run(*a):
-    subprocess.run(a, check=True, capture_output=True)
-
-
-def _ca(dirpath, name):
-    key, crt = os.path.join(dirpath, f"{name}.key"), os.path.join(dirpath, f"{name}.crt")
-    _run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={name}", "-keyout", key, "-out", crt)
-    return crt, key
-
-
-def _leaf(dirpath, name, ca, ext):
-    """A certificate for name signed by ca (crt, key), with the extension lines ext."""
-    key, csr, crt = (os.path.join(dirpath, f"{name}.{x}") for x in ("key", "csr", "crt"))
-    extf = os.path.join(dirpath, f"{name}.ext")
-    with open(extf, "w") as f:
-        f.write(ext)
-    _run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-         "-keyout", key, "-out", csr)
-    _run("openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
-         "-CAcreateserial", "-days", "2", "-extfile", extf, "-out", crt)
-    return crt, key
-
-
 def _certs(dirpath):
-    ca = _ca(dirpath, "test-ca")
-    other = _ca(dirpath, "other-ca")
-    srv = _leaf(dirpath, "origin", ca,
-                "subjectAltName=IP:127.0.0.1,DNS:origin.test\nextendedKeyUsage=serverAuth\n")
-    cli = _leaf(dirpath, "cachewarp-client", ca, "extendedKeyUsage=clientAuth\n")
+    ca = cw.make_ca(dirpath, "test-ca")
+    other = cw.make_ca(dirpath, "other-ca")
+    srv = cw.make_leaf(dirpath, "origin", ca,
+                       "subjectAltName=IP:127.0.0.1,DNS:origin.test\nextendedKeyUsage=serverAuth\n")
+    cli = cw.make_leaf(dirpath, "cachewarp-client", ca, "extendedKeyUsage=clientAuth\n")
     return {"ca": ca[0], "other": other[0], "srv": srv, "cli": cli}
 
 
