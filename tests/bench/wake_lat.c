@@ -7,7 +7,7 @@
  * fill it (cw_seg_fill_done) every ~2 ms at a random phase. Each waiter stamps when it saw
  * the new generation; the latency is that stamp minus the parent's stamp just before the
  * fill (CLOCK_MONOTONIC is the same clock in every process). futex: the waiter sleeps on
- * its slot's wake word (the mechanism in workers/worker_wait.c); poll: it compares the
+ * its slot's wake word (the mechanism in workers/req_wait.c); poll: it compares the
  * generation every 1 ms (what the waiter thread did before). Prints p50/p99/max. */
 #include <errno.h>
 #include <stdio.h>
