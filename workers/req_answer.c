@@ -236,6 +236,7 @@ static void req_answer_head(struct worker_req *r, struct MHD_Response *resp,
     req_resp_header(r, resp, "Cache-Status", cs);
     req_count(r, r->result);
     r->resp = resp;
+    r->resp_kept = false; /* built here: this request's own */
     r->resp_status = (unsigned)job->status;
 }
 

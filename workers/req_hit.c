@@ -206,6 +206,7 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
     bool ready = hit_ready_id(r, v, kind, status, now, &id);
     char cr[96];
 
+    r->resp_kept = false;
     if (ready && (resp = req_ready_get(r->w->ready, &r->q.key, &id, v)) != NULL) {
         r->resp_kept = true;
         cw_seg_add(r->w->seg, r->w->slot, CW_METRICS_HIT_READY, 1);

@@ -160,6 +160,7 @@ int req_purge_response(struct worker_req *r)
     req_count(r, CW_METRICS_RESULT_PASS);
     r->bytes = (uint64_t)len;
     r->resp = resp;
+    r->resp_kept = false; /* built here: this request's own */
     r->resp_status = r->purge->count > 0 ? 200 : 404;
     return 0;
 }
