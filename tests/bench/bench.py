@@ -25,8 +25,9 @@ for the hot 1 KiB hit; the 64 and 100 KiB hits run at the first), BENCH_MISS_RAT
 BENCH_STAMPEDE ("200 5 50": clients, rounds, origin delay ms), BENCH_SERVERS (default "cw
 nginx varnish static", plus cw-base with BENCH_CW_BASE, plus cw-w1 cw-w4 cw-small with
 BENCH_HEAVY=1), BENCH_SERVER_CPUS / BENCH_CLIENT_CPUS (taskset lists, e.g. "1" and "0";
-default unpinned), BENCH_FIFO (0: the SCHED_FIFO priority of the generator in its open-loop and
-burst runs; 0 keeps the default policy, which gave every server the shorter tail), BENCH_KEEP=1 (keep the temp dir).
+default unpinned), BENCH_FIFO (0: the SCHED_FIFO priority of the generator in its open-loop
+and burst runs; 0 keeps the default policy, which gave the shorter tails), BENCH_KEEP=1 (keep
+the temp dir).
 
 The L2 hit (scenario l2hit_open_RATE, at BENCH_MISS_RATE, as every answer is an L1 miss; on
 CacheWarp only: the others have no L2 and show n/a): a redis-server and two more cachewarpd of this build on
