@@ -19,6 +19,8 @@
 
 static const struct cw_str req_via = CW_STR_LIT("1.1 cachewarp");
 
+#define REQ_STREAM_BLOCK (64 * 1024) /* a streamed answer's buffer, at most */
+
 static enum MHD_Result req_queue_refused(struct worker_req *r);
 
 int req_resp_add(struct MHD_Response *resp, struct cw_str name, struct cw_str value)
@@ -260,11 +262,16 @@ int req_answer_origin(struct worker_req *r)
 int req_answer_stream(struct worker_req *r)
 {
     uint64_t len = r->stream_len >= 0 ? (uint64_t)r->stream_len : MHD_SIZE_UNKNOWN;
+    /* libmicrohttpd allocates and zeroes a buffer of the block size for each response: a
+     * body known to be short gets one its size (at least a page), not 64 KiB. */
+    size_t block = len != MHD_SIZE_UNKNOWN && len < REQ_STREAM_BLOCK
+                       ? (len < 4096 ? 4096 : (size_t)len)
+                       : REQ_STREAM_BLOCK;
     struct MHD_Response *resp;
 
     /* The origin's length when it sent one (a body cut short then closes the connection);
      * else chunked to the client. Nothing frees r with the response: r outlives it. */
-    resp = MHD_create_response_from_callback(len, 64 * 1024, req_pipe_read, r, NULL);
+    resp = MHD_create_response_from_callback(len, block, req_pipe_read, r, NULL);
     if (resp == NULL) return -ENOMEM;
     r->bytes = 0; /* counted as they are sent */
     req_answer_head(r, resp, &r->intent);
