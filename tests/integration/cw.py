@@ -55,6 +55,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def answer_plain(handler, body):
+    """From an http.server handler's do_GET: 200 with body, its length, Cache-Control:
+    no-store."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 def make_ca(dirpath, name):
     """A self-signed test CA made with openssl in dirpath: (crt, key) paths."""
     key, crt = os.path.join(dirpath, f"{name}.key"), os.path.join(dirpath, f"{name}.crt")

@@ -59,6 +59,29 @@ def lease_keys(redis):
     return [k for k in (resp(redis.port, "KEYS", "cw:*") or []) if "}l:" in k]
 
 
+def hold_lease(a, r, path):
+    """Node A's request for path whose origin answer takes 6 s (X-Origin-Args is not part of
+    the key): A takes the Redis lease and does not fill. Its socket, once the lease is in
+    Redis (the caller closes it)."""
+    s = socket.create_connection((cw.LOOPBACK, a.port), timeout=30)
+    s.sendall(raw_get(path, "X-Origin-Args: delay_ms=6000\r\n"))
+    try:
+        cw.wait_for(lambda: lease_keys(r), 5 * TF, what="node A's Redis lease")
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def wait_on_lease(b, path):
+    """10 requests for path sent to node B, once B has found the lease held: the batch."""
+    socks = cw.connect_many(b.port, 10)
+    time.sleep(0.1)
+    batch = cw.send_all(socks, [raw_get(path)] * 10)
+    b.wait_metric("cachewarp_l2_leases_total", lambda v: v >= 1, outcome="busy")
+    return batch
+
+
 def test_fleet_stampede_is_one_origin_request(env):
     o = env.origin()
     r = Redis(env, "redis")
@@ -121,12 +144,9 @@ def test_fleet_hung_lease_holder_costs_one_lock_timeout(env):
     wait_ready(b)
 
     path = "/hung?cc=max-age%3D60"
-    # Node A's origin request hangs (X-Origin-Args is not part of the key): A takes the Redis
-    # lease and never fills.
-    s = socket.create_connection((cw.LOOPBACK, a.port), timeout=30)
-    s.sendall(raw_get(path, "X-Origin-Args: delay_ms=6000\r\n"))
+    # Node A's origin request hangs: A takes the Redis lease and never fills.
+    s = hold_lease(a, r, path)
     try:
-        cw.wait_for(lambda: lease_keys(r), 5 * TF, what="node A's Redis lease")
         out = stampede([(b, raw_get(path), 10)])
     finally:
         s.close()
@@ -155,14 +175,9 @@ def test_fleet_killed_lease_holder_costs_one_lock_timeout(env):
     wait_ready(b)
 
     path = "/killed?cc=max-age%3D60"
-    s = socket.create_connection((cw.LOOPBACK, a.port), timeout=30)
-    s.sendall(raw_get(path, "X-Origin-Args: delay_ms=6000\r\n"))
+    s = hold_lease(a, r, path)
     try:
-        cw.wait_for(lambda: lease_keys(r), 5 * TF, what="node A's Redis lease")
-        socks = cw.connect_many(b.port, 10)
-        time.sleep(0.1)
-        batch = cw.send_all(socks, [raw_get(path)] * 10)
-        b.wait_metric("cachewarp_l2_leases_total", lambda v: v >= 1, outcome="busy")
+        batch = wait_on_lease(b, path)
         # Node A's worker dies holding the lease: nobody releases it or notifies.
         for pid in a.workers():
             os.kill(pid, signal.SIGKILL)
@@ -225,14 +240,9 @@ def test_fleet_waiters_go_to_origin_when_redis_dies(env):
     wait_ready(b)
 
     path = "/redis-dies?cc=max-age%3D60"
-    s = socket.create_connection((cw.LOOPBACK, a.port), timeout=30)
-    s.sendall(raw_get(path, "X-Origin-Args: delay_ms=6000\r\n"))
+    s = hold_lease(a, r, path)
     try:
-        cw.wait_for(lambda: lease_keys(r), 5 * TF, what="node A's Redis lease")
-        socks = cw.connect_many(b.port, 10)
-        time.sleep(0.1)
-        batch = cw.send_all(socks, [raw_get(path)] * 10)
-        b.wait_metric("cachewarp_l2_leases_total", lambda v: v >= 1, outcome="busy")
+        batch = wait_on_lease(b, path)
         time.sleep(0.2)
         r.kill9()
         killed = time.monotonic()

@@ -285,12 +285,7 @@ class _Hello(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self):
-        body = b"hello over tls\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        cw.answer_plain(self, b"hello over tls\n")
 
     def log_message(self, *a):
         pass

@@ -65,12 +65,7 @@ class _TlsOrigin:
                     origin.seen.append({"host": self.headers.get("Host"),
                                         "reused": self.request.session_reused,
                                         "cn": cn, "path": self.path})
-                body = b"hello over tls\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+                cw.answer_plain(self, b"hello over tls\n")
 
             def log_message(self, *a):
                 pass
@@ -289,12 +284,7 @@ def test_idle_timeout_closes_pooled_connections(env):
             conns.append(self.client_address)
 
         def do_GET(self):
-            body = b"ok\n"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+            cw.answer_plain(self, b"ok\n")
 
         def log_message(self, *a):
             pass
