@@ -201,6 +201,21 @@ static void metrics_plain(struct metrics_out *o, const char *name, const char *t
 }
 
 /* Microseconds as decimal seconds, exactly: 1500 -> "0.0015", 2000000 -> "2". */
+/* One series of a family labelled by one key: its label value and its count. */
+struct metrics_count {
+    const char *value;
+    uint64_t n;
+};
+
+/* A counter family whose series differ by one label (key="value"), n of them, in order. */
+static void metrics_by(struct metrics_out *o, const char *name, const char *help, const char *key,
+                       const struct metrics_count *series, size_t n)
+{
+    metrics_family(o, name, "counter", help);
+    for (size_t i = 0; i < n; i++)
+        metrics_printf(o, "%s{%s=\"%s\"} %" PRIu64 "\n", name, key, series[i].value, series[i].n);
+}
+
 static void metrics_seconds(char *buf, size_t size, uint64_t us)
 {
     int n = snprintf(buf, size, "%" PRIu64 ".%06" PRIu64, us / 1000000, us % 1000000);
@@ -406,24 +421,23 @@ static void metrics_l1(struct metrics_out *o, const struct cw_metrics_snapshot *
     }
     metrics_plain(o, "cachewarp_l1_size_bytes", "gauge", "Configured size of the L1 map.",
                   s->l1_size_bytes);
-    metrics_family(o, "cachewarp_l1_evictions_total", "counter",
-                   "Entries evicted from L1, by reason (expired: past every stale window; "
-                   "clock: not hit since the last sweep while over the watermark).");
-    metrics_printf(o, "cachewarp_l1_evictions_total{reason=\"expired\"} %" PRIu64 "\n",
-                   c[CW_METRICS_EVICT_EXPIRED]);
-    metrics_printf(o, "cachewarp_l1_evictions_total{reason=\"clock\"} %" PRIu64 "\n",
-                   c[CW_METRICS_EVICT_CLOCK]);
+    metrics_by(o, "cachewarp_l1_evictions_total",
+               "Entries evicted from L1, by reason (expired: past every stale window; "
+               "clock: not hit since the last sweep while over the watermark).",
+               "reason",
+               (const struct metrics_count[]){{"expired", c[CW_METRICS_EVICT_EXPIRED]},
+                                              {"clock", c[CW_METRICS_EVICT_CLOCK]}},
+               2);
     metrics_plain(o, "cachewarp_l1_eviction_visited_total", "counter",
                   "Entries the eviction sweep has passed (its progress).",
                   c[CW_METRICS_EVICT_VISITED]);
     metrics_plain(o, "cachewarp_l1_second_chances_total", "counter",
                   "Hit bits the eviction sweep cleared, sparing a recently hit entry.",
                   c[CW_METRICS_EVICT_SECOND_CHANCE]);
-    metrics_family(o, "cachewarp_l1_writes_total", "counter", "Entries written to L1, by outcome.");
-    metrics_printf(o, "cachewarp_l1_writes_total{outcome=\"stored\"} %" PRIu64 "\n",
-                   c[CW_METRICS_STORE_PUT]);
-    metrics_printf(o, "cachewarp_l1_writes_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_METRICS_STORE_PUT_FAIL]);
+    metrics_by(o, "cachewarp_l1_writes_total", "Entries written to L1, by outcome.", "outcome",
+               (const struct metrics_count[]){{"stored", c[CW_METRICS_STORE_PUT]},
+                                              {"failed", c[CW_METRICS_STORE_PUT_FAIL]}},
+               2);
     metrics_plain(o, "cachewarp_l1_bad_entries_total", "counter",
                   "Stored entries that failed validation on read (deleted, served as a miss).",
                   c[CW_METRICS_STORE_BAD_ENTRY]);
@@ -437,14 +451,13 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
 {
     const uint64_t *c = s->n.c;
 
-    metrics_family(o, "cachewarp_refreshes_total", "counter",
-                   "Background refreshes (stale-while-revalidate, refresh-ahead), by outcome.");
-    metrics_printf(o, "cachewarp_refreshes_total{outcome=\"stored\"} %" PRIu64 "\n",
-                   c[CW_METRICS_REFRESH_OK]);
-    metrics_printf(o, "cachewarp_refreshes_total{outcome=\"not_modified\"} %" PRIu64 "\n",
-                   c[CW_METRICS_REFRESH_NOT_MODIFIED]);
-    metrics_printf(o, "cachewarp_refreshes_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_METRICS_REFRESH_FAIL]);
+    metrics_by(o, "cachewarp_refreshes_total",
+               "Background refreshes (stale-while-revalidate, refresh-ahead), by outcome.",
+               "outcome",
+               (const struct metrics_count[]){{"stored", c[CW_METRICS_REFRESH_OK]},
+                                              {"not_modified", c[CW_METRICS_REFRESH_NOT_MODIFIED]},
+                                              {"failed", c[CW_METRICS_REFRESH_FAIL]}},
+               3);
     metrics_plain(o, "cachewarp_l2_hits_total", "counter",
                   "Requests answered from an entry read from L2 (Redis) after an L1 miss.",
                   c[CW_METRICS_L2_HIT]);
@@ -464,23 +477,20 @@ static void metrics_background(struct metrics_out *o, const struct cw_metrics_sn
     metrics_plain(o, "cachewarp_l2_skipped_total", "counter",
                   "L1 misses that did not ask L2: its breaker was open or no connection was ready.",
                   c[CW_METRICS_L2_SKIPPED]);
-    metrics_family(o, "cachewarp_l2_writes_total", "counter", "Entries written to L2, by outcome.");
-    metrics_printf(o, "cachewarp_l2_writes_total{outcome=\"stored\"} %" PRIu64 "\n",
-                   c[CW_METRICS_L2_WRITE]);
-    metrics_printf(o, "cachewarp_l2_writes_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_METRICS_L2_WRITE_FAIL]);
+    metrics_by(o, "cachewarp_l2_writes_total", "Entries written to L2, by outcome.", "outcome",
+               (const struct metrics_count[]){{"stored", c[CW_METRICS_L2_WRITE]},
+                                              {"failed", c[CW_METRICS_L2_WRITE_FAIL]}},
+               2);
     metrics_plain(o, "cachewarp_l2_coalesced_total", "counter",
                   "Requests answered from L2 after waiting for another node's fill (fleet-wide "
                   "coalescing); also counted in cachewarp_l2_hits_total.",
                   c[CW_METRICS_L2_COALESCED]);
-    metrics_family(o, "cachewarp_l2_leases_total", "counter",
-                   "Redis lease attempts before an origin fetch, by outcome.");
-    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"taken\"} %" PRIu64 "\n",
-                   c[CW_METRICS_L2_LEASE_TAKEN]);
-    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"busy\"} %" PRIu64 "\n",
-                   c[CW_METRICS_L2_LEASE_BUSY]);
-    metrics_printf(o, "cachewarp_l2_leases_total{outcome=\"failed\"} %" PRIu64 "\n",
-                   c[CW_METRICS_L2_LEASE_FAILED]);
+    metrics_by(o, "cachewarp_l2_leases_total",
+               "Redis lease attempts before an origin fetch, by outcome.", "outcome",
+               (const struct metrics_count[]){{"taken", c[CW_METRICS_L2_LEASE_TAKEN]},
+                                              {"busy", c[CW_METRICS_L2_LEASE_BUSY]},
+                                              {"failed", c[CW_METRICS_L2_LEASE_FAILED]}},
+               3);
     metrics_plain(o, "cachewarp_l2_lease_wait_timeouts_total", "counter",
                   "Waits for another node's fill that reached lock_timeout without a notification.",
                   c[CW_METRICS_L2_WAIT_TIMEOUT]);
