@@ -739,7 +739,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
         keys = ["rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
                 "server_cpu_us_per_req", "gen_cpu_us_per_req", "origin_requests",
                 "max_send_lag_ms", "max_gen_lag_ms", "errors", "non2xx", "hit_ratio",
-                "l2_hit_ratio", "redis_cpu_us_per_req", "burst_send_ms", "burst_first_ms", "sent_p99_ms", "sent_p999_ms"]
+                "l2_hit_ratio", "redis_cpu_us_per_req", "burst_send_ms", "burst_first_ms", "sent_p99_ms", "sent_p999_ms",
+                "read_p99_ms", "read_p999_ms"]
         out = {}
         for sc in self.scenarios():
             sid = sc["id"]
@@ -830,6 +831,7 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                         ("generator: sends done / first answer, ms", "burst", None)]
             elif sc["kind"] == "burst":
                 figs = [("p50 / p99 / max ms", None, None),
+                        ("p99 ms to the generator's read", "read_p99_ms", f1),
                         ("server CPU µs/req", "server_cpu_us_per_req", f1),
                         ("generator: sends done / first answer, ms", "burst", None)]
             elif "closed" in sid:
@@ -840,9 +842,10 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
             else:
                 figs = [("p50 / p99 / p99.9 ms", None, None),
                         ("p99 / p99.9 ms from the send", "sent", None),
+                        ("p99 / p99.9 ms to the generator's read", "read", None),
                         ("server CPU µs/req", "server_cpu_us_per_req", f1)]
                 if sc["kind"] == "l2hit":
-                    figs[2] = ("server CPU µs/req, node + Redis", "server_cpu_us_per_req", f1)
+                    figs[3] = ("server CPU µs/req, node + Redis", "server_cpu_us_per_req", f1)
                     figs += [("of which Redis µs/req", "redis_cpu_us_per_req", f1),
                              ("L2 hits / request", "l2_hit_ratio", fpct),
                              ("origin requests / request", "origin_requests", None)]
@@ -861,6 +864,9 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                     elif k == "sent":
                         cells.append(" / ".join(cell(row, x, f2) for x in
                                                 ("sent_p99_ms", "sent_p999_ms")))
+                    elif k == "read":
+                        cells.append(" / ".join(cell(row, x, f2) for x in
+                                                ("read_p99_ms", "read_p999_ms")))
                     elif k == "burst":
                         cells.append(" / ".join(cell(row, x, f1) for x in
                                                 ("burst_send_ms", "burst_first_ms")))

@@ -13,6 +13,9 @@
  * CLIENTS connections, GETs WARM_PATH on each (so each is accepted and kept alive), then
  * for each of ROUNDS rounds writes the same request on every connection at once and waits
  * for all answers; latency runs from the start of the round (the cold-key stampede).
+ * Every latency ends at the kernel's receive time of the answer's last bytes
+ * (SO_TIMESTAMPNS), not when this program read them: on a machine it shares with the server,
+ * the wait for a CPU to read is the generator's, not the server's.
  *
  * PATH may hold "{n}", replaced per request by: a uniform random key in [0, KEYS) with
  * -K KEYS; with -K KEYS -Z S, a Zipf-distributed key (key k, 0-based, drawn with probability
@@ -28,7 +31,9 @@
  * Every latency is kept (in ns) and sorted at the end, so percentiles are exact. One JSON
  * line goes to stdout: requests answered, errors (connection failures, answers never
  * complete, unfinished at the drain deadline), non-2xx, hits (answers whose X-Cache starts
- * with HIT), achieved rate, p50/p90/p99/p99.9/max in ms, the largest lag between a due time
+ * with HIT), achieved rate, p50/p90/p99/p99.9/max in ms, p99/p99.9 from the send
+ * (sent_p99_ms, sent_p999_ms) and to the generator's read (read_p99_ms, read_p999_ms),
+ * the largest lag between a due time
  * and its send (max_send_lag_ms: waiting for a free connection included) and the largest
  * part of such a lag while a connection sat idle (max_gen_lag_ms: the generator itself fell
  * behind; gen_late_1ms counts the sends over 1 ms late so), and the generator's own CPU
@@ -86,6 +91,7 @@ struct ol_conn {
     bool is_closing; /* the answer said Connection: close */
     int64_t due_ns;  /* latency runs from here */
     int64_t sent_ns; /* when the request was written: the server's part runs from here */
+    int64_t rx_ns;   /* the kernel's receive time of the answer's last bytes read, or 0 */
     int64_t idle_since_ns;
     char req[OL_REQ_BYTES];
     size_t req_len;
@@ -121,7 +127,8 @@ struct ol_opts {
 
 struct ol_stats {
     int64_t *lat_ns;
-    int64_t *svc_ns; /* the same answers' latencies from the send, not the due time */
+    int64_t *svc_ns;  /* the same answers' latencies from the send, not the due time */
+    int64_t *read_ns; /* from the due time to when the generator read the last bytes */
     size_t n;
     size_t cap;
     uint64_t errors;
@@ -176,7 +183,7 @@ static bool ol_parse_head(struct ol_conn *c);
 static int ol_feed(struct ol_thread *t, struct ol_conn *c, const char *p, size_t n);
 static void ol_done(struct ol_thread *t, struct ol_conn *c, bool is_ok);
 static void ol_fail(struct ol_thread *t, struct ol_conn *c);
-static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns);
+static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns, int64_t read_ns);
 static void ol_on_readable(struct ol_thread *t, struct ol_conn *c);
 static int64_t ol_due(const struct ol_thread *t, uint64_t i);
 static void ol_pump_open(struct ol_thread *t);
@@ -309,6 +316,7 @@ static int ol_connect(struct ol_thread *t, struct ol_conn *c)
         return rc;
     }
     if (setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == -1) return -errno;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) == -1) return -errno;
     int fl = fcntl(c->fd, F_GETFL);
     if (fl == -1 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) == -1) return -errno;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)(c - t->conns)};
@@ -452,6 +460,7 @@ static int ol_send(struct ol_thread *t, struct ol_conn *c, int64_t due_ns)
     c->is_hit = false;
     t->inflight++;
     c->sent_ns = ol_now_ns();
+    c->rx_ns = 0;
     rc = ol_flush(t, c);
     if (rc < 0) ol_fail(t, c);
     return 0;
@@ -597,7 +606,7 @@ static int ol_feed(struct ol_thread *t, struct ol_conn *c, const char *p, size_t
     return 0;
 }
 
-static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns)
+static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns, int64_t read_ns)
 {
     if (st->n == st->cap) {
         size_t cap = st->cap ? st->cap * 2 : 65536;
@@ -607,9 +616,13 @@ static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns)
         v = realloc(st->svc_ns, cap * sizeof(*v));
         if (v == NULL) return -ENOMEM;
         st->svc_ns = v;
+        v = realloc(st->read_ns, cap * sizeof(*v));
+        if (v == NULL) return -ENOMEM;
+        st->read_ns = v;
         st->cap = cap;
     }
     st->svc_ns[st->n] = svc_ns;
+    st->read_ns[st->n] = read_ns;
     st->lat_ns[st->n++] = ns;
     return 0;
 }
@@ -623,7 +636,10 @@ static void ol_done(struct ol_thread *t, struct ol_conn *c, bool is_ok)
     c->is_busy = false;
     c->idle_since_ns = now;
     if (is_ok) {
-        if (ol_record(&t->st, now - c->due_ns, now - c->sent_ns) < 0) {
+        /* The answer ended when its last bytes reached the socket, not when this thread got
+         * the CPU to read them: a client on another machine has no such wait. */
+        int64_t end = c->rx_ns > 0 && c->rx_ns <= now ? c->rx_ns : now;
+        if (ol_record(&t->st, end - c->due_ns, end - c->sent_ns, now - c->due_ns) < 0) {
             t->st.errors++;
         } else {
             t->st.last_done_ns = now;
@@ -643,12 +659,39 @@ static void ol_fail(struct ol_thread *t, struct ol_conn *c)
     ol_done(t, c, false);
 }
 
+/* The kernel's receive time (SO_TIMESTAMPNS, CLOCK_REALTIME) of what msg read, on the
+ * CLOCK_MONOTONIC scale of the due times, or 0 when the kernel gave none. The offset between
+ * the two clocks is read now, microseconds after the receive, so a clock step or slew during
+ * the run does not move it. */
+static int64_t ol_rx_mono_ns(struct msghdr *msg)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm != NULL; cm = CMSG_NXTHDR(msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS) continue;
+        struct timespec rx, rt;
+        memcpy(&rx, CMSG_DATA(cm), sizeof(rx));
+        int64_t mono = ol_now_ns();
+        clock_gettime(CLOCK_REALTIME, &rt);
+        int64_t rx_ns = (int64_t)rx.tv_sec * 1000000000 + rx.tv_nsec;
+        int64_t rt_ns = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec;
+        return rx_ns > 0 ? mono - (rt_ns - rx_ns) : 0;
+    }
+    return 0;
+}
+
 static void ol_on_readable(struct ol_thread *t, struct ol_conn *c)
 {
     static __thread char buf[OL_READ_BYTES];
+    static __thread char ctl[CMSG_SPACE(sizeof(struct timespec))];
 
     for (;;) {
-        ssize_t r = read(c->fd, buf, sizeof(buf));
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
+        struct msghdr msg = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+        ssize_t r = recvmsg(c->fd, &msg, 0);
+        if (r > 0 && c->is_busy) {
+            int64_t rx = ol_rx_mono_ns(&msg);
+            if (rx > 0) c->rx_ns = rx;
+        }
         if (r == -1) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) return;
@@ -963,11 +1006,13 @@ int main(int argc, char **argv)
         total += th[i].st.n;
     all.lat_ns = malloc((total ? total : 1) * sizeof(int64_t));
     all.svc_ns = malloc((total ? total : 1) * sizeof(int64_t));
-    if (all.lat_ns == NULL || all.svc_ns == NULL) return 1;
+    all.read_ns = malloc((total ? total : 1) * sizeof(int64_t));
+    if (all.lat_ns == NULL || all.svc_ns == NULL || all.read_ns == NULL) return 1;
     for (int i = 0; i < o.threads; i++) {
         struct ol_stats *s = &th[i].st;
         memcpy(all.lat_ns + all.n, s->lat_ns, s->n * sizeof(int64_t));
         memcpy(all.svc_ns + all.n, s->svc_ns, s->n * sizeof(int64_t));
+        memcpy(all.read_ns + all.n, s->read_ns, s->n * sizeof(int64_t));
         all.n += s->n;
         all.errors += s->errors;
         all.non2xx += s->non2xx;
@@ -980,6 +1025,7 @@ int main(int argc, char **argv)
     }
     qsort(all.lat_ns, all.n, sizeof(int64_t), ol_cmp_i64);
     qsort(all.svc_ns, all.n, sizeof(int64_t), ol_cmp_i64);
+    qsort(all.read_ns, all.n, sizeof(int64_t), ol_cmp_i64);
     double sum = 0;
     for (size_t i = 0; i < all.n; i++)
         sum += (double)all.lat_ns[i];
@@ -1006,6 +1052,10 @@ int main(int argc, char **argv)
      * (a stall of the server still counts: the other requests go out meanwhile). */
     ol_json_num("sent_p99_ms", ol_pct_ms(all.svc_ns, all.n, 99));
     ol_json_num("sent_p999_ms", ol_pct_ms(all.svc_ns, all.n, 99.9));
+    /* To when the generator read the answer instead of when it arrived: with the time the
+     * generator waited for a CPU to read it. */
+    ol_json_num("read_p99_ms", ol_pct_ms(all.read_ns, all.n, 99));
+    ol_json_num("read_p999_ms", ol_pct_ms(all.read_ns, all.n, 99.9));
     ol_json_num("max_send_lag_ms", (double)all.max_lag_ns / 1e6);
     ol_json_num("max_gen_lag_ms", (double)all.max_gen_lag_ns / 1e6);
     printf(",\"gen_late_1ms\":%" PRIu64, all.gen_late);
