@@ -184,7 +184,8 @@ class Harness:
         assert d.is_running(), f"after {what}: the supervisor exited"
         now = sorted(d.workers())
         if now != self.workers:
-            was, self.workers = self.workers, sorted(cw.wait_for(
+            was = self.workers
+            self.workers = sorted(cw.wait_for(
                 lambda: d.workers() if len(d.workers()) == len(was) else None, 5,
                 what="the workers to be back"))
             raise AssertionError(f"after {what}: workers changed {was} -> {now} (a worker "

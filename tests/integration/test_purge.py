@@ -249,9 +249,13 @@ def test_purge_prefix_100k_keeps_hits_fast(env):
 
 def test_purge_prefix_while_another_runs_waits_its_turn(env):
     """A second prefix purge asked while a long one runs is queued, not refused: both cwctl
-    calls succeed, each reports exactly its own entries, and the log says the second waited."""
+    calls succeed, each reports exactly its own entries, and the log says the second waited.
+    So that the first still runs when the second is asked (60,000 entries go in under 100 ms
+    on a quiet machine), a helper process (cw-test-lockhold) holds L1's write lock, stopped,
+    until both are asked: the first purge's first step waits on it."""
+    import os
+    import signal
     import subprocess
-    import time
 
     o = env.origin()
     d = env.daemon(o, workers=2, overrides={
@@ -262,17 +266,31 @@ def test_purge_prefix_while_another_runs_waits_its_turn(env):
                         str(n)], check=True, capture_output=True, timeout=90)
     base = f"http://{cw.LOOPBACK}:{d.port}"
     argv = [cw.binary("cwctl"), "-s", d.control, "--json", "purge", "--prefix"]
-    first = subprocess.Popen(argv + [base + "/qa/"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-    cw.wait_for(lambda: "purge prefix asked" in cw.tail(d.log_path, 50) or first.poll() is not None,
-                10, what="the first purge under way")
-    time.sleep(0.05)
-    second = subprocess.run(argv + [base + "/qb/"], capture_output=True, timeout=120)
+    holder = subprocess.Popen([cw.binary("cw-test-lockhold"), os.path.join(env.dir, "l1.mdb")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = holder.stdout.readline().decode()
+        assert line.startswith("held"), f"lock holder: {line!r} {holder.stderr.read()!r}"
+        cw.wait_for(lambda: (cw.proc_stat(holder.pid) or ("?",))[0] == "T", 5,
+                    what="the lock holder stopped")
+        first = subprocess.Popen(argv + [base + "/qa/"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        cw.wait_for(lambda: "purge prefix asked" in cw.tail(d.log_path, 50), 10,
+                    what="the first purge asked")
+        second = subprocess.Popen(argv + [base + "/qb/"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        cw.wait_for(lambda: cw.tail(d.log_path, 50).count("purge prefix asked") >= 2, 10,
+                    what="the second purge asked")
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+        holder.wait(timeout=10)
     out1, err1 = first.communicate(timeout=120)
+    out2, err2 = second.communicate(timeout=120)
     assert first.returncode == 0, (out1, err1)
-    assert second.returncode == 0, (second.stdout, second.stderr)
+    assert second.returncode == 0, (out2, err2)
     assert json.loads(out1)["purged"] == sizes["/qa/"], out1
-    assert json.loads(second.stdout)["purged"] == sizes["/qb/"], second.stdout
+    assert json.loads(out2)["purged"] == sizes["/qb/"], out2
     log = cw.tail(d.log_path, 400)
     assert "waits for 1 before it" in log, log[-2000:]
     expect(d.get("/qa/7"), 200, "MISS", "an entry of the first purge")
