@@ -166,12 +166,19 @@ static void req_on_done(struct cw_upstream_xfer *x, int rc)
         if (!req_pipe_uploading(r)) req_pipe_free(r); /* else the body's end takes the answer */
     }
     if (r->streaming) {
-        if (!r->stream_started) req_stream_start(r); /* an empty or one-piece body */
+        bool one_piece = !r->stream_started; /* an empty or one-piece body */
         (void)req_step_store(r);
         struct cw_str tail = cw_str_make(NULL, 0);
         if (rc == 0 && r->tail_held > 0 && r->job.body.len >= r->tail_held)
             tail = cw_str_make(r->job.body.p + r->job.body.len - r->tail_held, r->tail_held);
-        if (req_pipe_end(r, rc, tail)) req_free(r);
+        if (req_pipe_end(r, rc, tail)) {
+            req_free(r);
+        } else if (one_piece) {
+            /* Started only now, with the whole body in the pipe: the answer goes out in one
+             * write (req_answer_stream()). r is suspended until this resume, so nothing
+             * could complete it since the end. */
+            req_stream_start(r);
+        }
     } else if (r->pipe != NULL) {
         /* The body streamed up, the answer waits whole. */
         if (req_pipe_finish(r, rc, req_step_store(r))) req_free(r);

@@ -268,7 +268,21 @@ int req_answer_stream(struct worker_req *r)
                        ? (len < 4096 ? 4096 : (size_t)len)
                        : REQ_STREAM_BLOCK;
     struct MHD_Response *resp;
+    char *whole = NULL;
 
+    /* A short body that is all there already (it came with the head) goes out from a buffer:
+     * libmicrohttpd then writes the head and the body at once, not in two sends. */
+    if (len != MHD_SIZE_UNKNOWN && len < REQ_STREAM_BLOCK) whole = req_pipe_take_whole(r, len);
+    if (whole != NULL) {
+        resp = MHD_create_response_from_buffer_with_free_callback((size_t)len, whole, free);
+        if (resp == NULL) {
+            free(whole);
+            return -ENOMEM;
+        }
+        r->bytes = len;
+        req_answer_head(r, resp, &r->intent);
+        return 0;
+    }
     /* The origin's length when it sent one (a body cut short then closes the connection);
      * else chunked to the client. Nothing frees r with the response: r outlives it. */
     resp = MHD_create_response_from_callback(len, block, req_pipe_read, r, NULL);

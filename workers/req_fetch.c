@@ -297,7 +297,7 @@ int req_fetch_lease(struct worker_req *r)
     struct cw_worker *w = r->w;
     uint64_t token = 0;
     int64_t now = cw_clock_mono_ms();
-    int rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, (int32_t)getpid(), now,
+    int rc = cw_store_lease_take(w->store, &r->q.key, CW_STORE_LEASE_FETCH, w->pid, now,
                                  now + r->rt->lock_timeout_ms, &token, &r->lease_holder);
 
     if (rc == 0) {

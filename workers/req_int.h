@@ -73,6 +73,7 @@ struct cw_worker {
     struct cw_seg *seg;
     int slot;
     int index;
+    int32_t pid;    /* this process's, for the leases it takes */
     int refresh_fd; /* eventfd that wakes the refresher, -1 when none */
     struct cw_store *store;
     struct cw_store_reader *reader;       /* MHD thread only; nowrite */
@@ -416,6 +417,10 @@ int req_pipe_push(struct worker_req *r, const char *data, size_t n);
  * its last bytes, held back until now (may be empty). True when r completed meanwhile: the
  * caller frees it (req_free()); else r may be freed as soon as this returns. */
 bool req_pipe_end(struct worker_req *r, int rc, struct cw_str tail);
+/* MHD thread: the whole body of len bytes in a new buffer (the caller frees it), taken out of
+ * the pipe, when the transfer already ended well with all of it there and none was read;
+ * else NULL (nothing taken: the content reader sends it). */
+char *req_pipe_take_whole(struct worker_req *r, uint64_t len);
 /* The MHD content reader of a streamed answer (cls is r). */
 ssize_t req_pipe_read(void *cls, uint64_t pos, char *buf, size_t max);
 /* MHD thread, at completion (whole: the client got the whole answer): true when r may be

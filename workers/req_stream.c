@@ -149,6 +149,23 @@ bool req_pipe_end(struct worker_req *r, int rc, struct cw_str tail)
     return gone;
 }
 
+char *req_pipe_take_whole(struct worker_req *r, uint64_t len)
+{
+    struct req_pipe *p = r->pipe;
+    char *out = NULL;
+
+    if (p == NULL) return NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->eof && p->rc == 0 && p->tail_off == 0 && p->down.len + p->tail_len == len &&
+        (out = malloc(len ? len : 1)) != NULL) {
+        size_t n = ring_get(&p->down, out, p->down.len);
+        memcpy(out + n, p->tail, p->tail_len);
+        p->tail_off = p->tail_len;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return out;
+}
+
 ssize_t req_pipe_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct worker_req *r = cls;

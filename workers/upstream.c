@@ -106,6 +106,21 @@ out_free_up:
     return rc;
 }
 
+/* The loop this thread runs, or NULL: set by the loop's own thread. */
+static __thread struct cw_upstream *upstream_self;
+
+/* Wakes the loop, unless this is its own thread (a task, or a callback of a transfer): that
+ * one looks at its queues again before it sleeps, so a miss does not cost the loop a write to
+ * its own wake-up socket, a poll and two reads to drain it. */
+static void upstream_wake(struct cw_upstream *up)
+{
+    if (upstream_self == up) {
+        up->again = true;
+        return;
+    }
+    curl_multi_wakeup(up->multi);
+}
+
 int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
 {
     int rc = 0;
@@ -134,7 +149,7 @@ int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
         up->active++;
     }
     pthread_mutex_unlock(&up->lock);
-    if (rc == 0) curl_multi_wakeup(up->multi);
+    if (rc == 0) upstream_wake(up);
     return rc;
 }
 
@@ -155,7 +170,7 @@ void cw_upstream_abort(struct cw_upstream_xfer *x)
         wake = true;
     }
     pthread_mutex_unlock(&up->lock);
-    if (wake) curl_multi_wakeup(up->multi);
+    if (wake) upstream_wake(up);
 }
 
 void cw_upstream_resume(struct cw_upstream_xfer *x)
@@ -172,7 +187,7 @@ void cw_upstream_resume(struct cw_upstream_xfer *x)
         wake = true;
     }
     pthread_mutex_unlock(&up->lock);
-    if (wake) curl_multi_wakeup(up->multi);
+    if (wake) upstream_wake(up);
 }
 
 int cw_upstream_defer(struct cw_upstream *up, struct cw_upstream_task *t)
@@ -191,7 +206,7 @@ int cw_upstream_defer(struct cw_upstream *up, struct cw_upstream_task *t)
         up->task_count++;
     }
     pthread_mutex_unlock(&up->lock);
-    if (rc == 0) curl_multi_wakeup(up->multi);
+    if (rc == 0) upstream_wake(up);
     return rc;
 }
 
@@ -303,19 +318,36 @@ static void upstream_poll(struct cw_upstream *up, int wait_ms)
     p->process(up->poller_cls, pfd, n);
 }
 
+/* Whether transfers, tasks or resumes wait to be taken. */
+static bool upstream_has_queued(struct cw_upstream *up)
+{
+    bool any;
+
+    pthread_mutex_lock(&up->lock);
+    any = up->q_head != NULL || up->tasks != NULL || up->resumes != NULL;
+    pthread_mutex_unlock(&up->lock);
+    return any;
+}
+
 static void *upstream_thread_main(void *arg)
 {
     struct cw_upstream *up = arg;
     int running = 0;
 
     pthread_setname_np(pthread_self(), "cw-fetch"); /* for top -H, gdb and the tests */
+    upstream_self = up;
     for (;;) {
         if (upstream_take_queued(up)) break;
         upstream_run_resumes(up);
         CURLMcode mc = curl_multi_perform(up->multi, &running);
         if (mc != CURLM_OK) cw_err("upstream: curl_multi_perform: %s", curl_multi_strerror(mc));
         upstream_reap_done(up);
-        upstream_poll(up, upstream_expire(up));
+        int wait_ms = upstream_expire(up);
+        /* Work this thread queued for itself and did not take yet (a task queued by a task,
+         * a resume from a transfer's callback): look at the sockets, but do not sleep. */
+        if (up->again && upstream_has_queued(up)) wait_ms = 0;
+        up->again = false;
+        upstream_poll(up, wait_ms);
     }
     /* Stopping: cancel what waits for a connection, then what still runs. */
     for (size_t i = 0; i < up->pool_count; i++) {

@@ -129,20 +129,24 @@ void upstream_pool_kick(struct cw_upstream *up, struct upstream_pool *pool)
     }
 }
 
-/* Takes the submitted transfers (and runs the tasks first). True when stopping: they are then
- * finished as cancelled. Bounded by max_pending. */
+/* Runs the tasks, then takes the submitted transfers, those the tasks submitted included (a
+ * miss's lease task submits its fetch: it starts in the same pass). True when stopping: they
+ * are then finished as cancelled. Bounded by max_pending. */
 bool upstream_take_queued(struct cw_upstream *up)
 {
     struct cw_upstream_xfer *x;
     bool stopping;
 
     pthread_mutex_lock(&up->lock);
+    stopping = up->stopping;
+    pthread_mutex_unlock(&up->lock);
+    upstream_run_tasks(up, stopping);
+    pthread_mutex_lock(&up->lock);
     x = up->q_head;
     up->q_head = NULL;
     up->q_tail = &up->q_head;
     stopping = up->stopping;
     pthread_mutex_unlock(&up->lock);
-    upstream_run_tasks(up, stopping);
     while (x != NULL) {
         struct cw_upstream_xfer *next = x->next;
         struct upstream_run *run = stopping ? NULL : calloc(1, sizeof(*run));

@@ -318,6 +318,7 @@ int cw_worker_run(const struct cw_child_ctx *ctx)
                           .seg = ctx->seg,
                           .slot = ctx->slot,
                           .index = ctx->index,
+                          .pid = (int32_t)getpid(),
                           .refresh_fd = ctx->wake_fd};
     struct cw_worker_beat beat; /* outlives the fetch loop, which may hold its task */
     int status = 0;
