@@ -393,9 +393,30 @@ static enum req_step req_step_stale(struct worker_req *r)
     return REQ_DELIVER;
 }
 
+/* Whether another request's live fetch (or running refresh) of r's key stands, read in a
+ * read txn: r then waits for its fill at once, as the fetch thread's take would have found.
+ * The take still decides every other case (no record, one past its deadline, a wanted
+ * refresh, hit-for-miss); an owner that died meanwhile is found by the waiter thread's
+ * liveness check, which resumes r to take the lease over. */
+static bool req_miss_lease_held(struct worker_req *r)
+{
+    struct cw_store_lease l;
+    int64_t now = cw_clock_mono_ms();
+
+    if (now >= r->wait_until_ms || cw_store_lease_get(r->w->reader, &r->q.key, &l) != 0)
+        return false;
+    if (l.pid == 0 || l.deadline_ms <= now ||
+        (l.kind != CW_STORE_LEASE_FETCH && l.kind != CW_STORE_LEASE_REFRESH))
+        return false;
+    r->lease_rc = -EBUSY;
+    r->lease_holder = l;
+    return true;
+}
+
 /* RFC 9111 §4: a miss that takes the key's fetch lease fetches; one that finds another
  * process fetching waits for its fill (or fetches alone past the budget). The lease is a
- * write txn, so the fetch thread takes it. */
+ * write txn, so the fetch thread takes it; a lease seen held in a read txn sends r to wait
+ * without that round trip (the 199 other clients of a 200-client stampede). */
 static enum req_step req_step_miss(struct worker_req *r)
 {
     int rc;
@@ -404,6 +425,7 @@ static enum req_step req_step_miss(struct worker_req *r)
         return req_synth(r, 504, "not in cache (only-if-cached)\n", "only-if-cached");
     r->result = CW_METRICS_RESULT_MISS;
     if (r->wait_until_ms == 0) r->wait_until_ms = cw_clock_mono_ms() + r->rt->lock_timeout_ms;
+    if (req_miss_lease_held(r)) return REQ_WAIT;
     if (req_fetch_prepare(r, &req_upstream_ops) < 0)
         return req_synth(r, 503, "out of memory\n", "enomem");
     rc = req_to_fetch_thread(r, req_lease_task);
