@@ -159,7 +159,7 @@ char *req_pipe_take_whole(struct worker_req *r, uint64_t len)
     if (p->eof && p->rc == 0 && p->tail_off == 0 && p->down.len + p->tail_len == len &&
         (out = malloc(len ? len : 1)) != NULL) {
         size_t n = ring_get(&p->down, out, p->down.len);
-        memcpy(out + n, p->tail, p->tail_len);
+        if (p->tail_len > 0) memcpy(out + n, p->tail, p->tail_len);
         p->tail_off = p->tail_len;
     }
     pthread_mutex_unlock(&p->lock);
