@@ -64,7 +64,7 @@ static int64_t wait_collect(struct cw_worker *w, int64_t now, bool check_owners,
                             struct worker_req **due)
 {
     struct worker_waitq *q = &w->waitq;
-    int32_t self = (int32_t)getpid(), last_pid = 0;
+    int32_t self = w->pid, last_pid = 0;
     bool last_dead = false;
     struct worker_req **pp = &q->head;
     int64_t until = INT64_MAX;

@@ -110,15 +110,11 @@ out_free_up:
 static __thread struct cw_upstream *upstream_self;
 
 /* Wakes the loop, unless this is its own thread (a task, or a callback of a transfer): that
- * one looks at its queues again before it sleeps, so a miss does not cost the loop a write to
- * its own wake-up socket, a poll and two reads to drain it. */
+ * one looks at its queues again before it sleeps (upstream_has_queued()), so a miss does not
+ * cost the loop a write to its own wake-up socket, a poll and two reads to drain it. */
 static void upstream_wake(struct cw_upstream *up)
 {
-    if (upstream_self == up) {
-        up->again = true;
-        return;
-    }
-    curl_multi_wakeup(up->multi);
+    if (upstream_self != up) curl_multi_wakeup(up->multi);
 }
 
 int cw_upstream_submit(struct cw_upstream *up, struct cw_upstream_xfer *x)
@@ -343,10 +339,10 @@ static void *upstream_thread_main(void *arg)
         if (mc != CURLM_OK) cw_err("upstream: curl_multi_perform: %s", curl_multi_strerror(mc));
         upstream_reap_done(up);
         int wait_ms = upstream_expire(up);
-        /* Work this thread queued for itself and did not take yet (a task queued by a task,
-         * a resume from a transfer's callback): look at the sockets, but do not sleep. */
-        if (up->again && upstream_has_queued(up)) wait_ms = 0;
-        up->again = false;
+        /* Work queued and not taken yet (by this thread, which did not wake itself: a task
+         * queued by a task, a resume from a transfer's callback): look at the sockets, but
+         * do not sleep. */
+        if (upstream_has_queued(up)) wait_ms = 0;
         upstream_poll(up, wait_ms);
     }
     /* Stopping: cancel what waits for a connection, then what still runs. */

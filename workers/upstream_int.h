@@ -62,7 +62,6 @@ struct cw_upstream {
     size_t pool_count;
     struct upstream_origin *origins; /* per pool: servers, health, breaker (loop only) */
     /* Loop only. */
-    bool again;                              /* the loop queued work for itself: do not sleep */
     struct upstream_run *running;            /* transfers in the multi handle */
     const struct cw_upstream_poller *poller; /* other sockets to wait on; NULL when none */
     void *poller_cls;
