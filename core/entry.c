@@ -42,19 +42,21 @@ static bool entry_is_token(struct cw_str s)
 static bool entry_is_field_value(struct cw_str s)
 {
     for (size_t i = 0; i < s.len; i++) {
-        char c = s.p[i];
-        if (c == '\0' || c == '\r' || c == '\n') return false;
+        unsigned char c = (unsigned char)s.p[i];
+        if (c <= '\r' && (c == '\0' || c == '\r' || c == '\n')) return false;
     }
     return true;
 }
 
-/* Host and target go into a request line and a Host line: no NUL, CR, LF or SP either. */
+/* Host and target go into a request line and a Host line: no NUL, CR, LF or SP either. One
+ * pass, one compare per byte in the common case: every hit decodes both. */
 static bool entry_is_req_word(struct cw_str s)
 {
     for (size_t i = 0; i < s.len; i++) {
-        if (s.p[i] == ' ') return false;
+        unsigned char c = (unsigned char)s.p[i];
+        if (c <= ' ' && (c == ' ' || c == '\0' || c == '\r' || c == '\n')) return false;
     }
-    return entry_is_field_value(s);
+    return true;
 }
 
 static int entry_req_field_check(const struct cw_entry_header *f)

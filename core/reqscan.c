@@ -1,8 +1,11 @@
 /* core/reqscan.c - a streaming reader of HTTP/1.1 request framing (RFC 9112).
  *
- * One state per grammar position; each byte of a head, chunk line or trailer goes through
- * reqscan_step(), and body bytes (Content-Length or chunk-data) are skipped in bulk. The
- * states, in the order a request visits them:
+ * One state per grammar position; each byte that decides something (a delimiter, a limit, a
+ * framing field's value, a chunk line) goes through reqscan_step(). Runs of bytes that only
+ * need a class check (method, target, an "HTTP/1.x" CRLF, field names, ordinary and Host
+ * values) are taken by *_run() loops that stop where reqscan_step() would decide, and body
+ * bytes (Content-Length or chunk-data) are skipped in bulk. The states, in the order a
+ * request visits them:
  *
  *   START --CRLF (<= 4)--> START
  *     | tchar
@@ -84,8 +87,11 @@ static int reqscan_hex(unsigned char c);
 static void reqscan_tok_add(struct cw_reqscan *s, unsigned char c);
 static bool reqscan_tok_is(const struct cw_reqscan *s, const char *lit);
 static size_t reqscan_skip(struct cw_reqscan *s, size_t avail);
-static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
+static size_t reqscan_room(const struct cw_reqscan *s, size_t avail);
 static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t avail);
+static size_t reqscan_method_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
+static size_t reqscan_version_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
+static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static size_t reqscan_target_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static size_t reqscan_name_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static int reqscan_step(struct cw_reqscan *s, unsigned char c);
@@ -123,20 +129,32 @@ int cw_reqscan_feed(struct cw_reqscan *s, const char *p, size_t len)
 
     if (s->status != 0) return -EBADMSG;
     while (i < len) {
-        if (s->state == RS_BODY || s->state == RS_CHUNK_DATA) {
+        /* A run takes the bytes reqscan_step() would accept without a decision; the byte
+         * that ends it (and every byte of the other states) goes through reqscan_step(). */
+        switch (s->state) {
+        case RS_BODY:
+        case RS_CHUNK_DATA:
             i += reqscan_skip(s, len - i);
             continue;
-        }
-        if (s->state == RS_VALUE && s->kind == REQSCAN_OTHER && s->count > 0) {
-            i += reqscan_value_run(s, u + i, len - i);
-            if (i == len) break;
-        } else if (s->state == RS_TARGET) {
+        case RS_METHOD:
+            i += reqscan_method_run(s, u + i, len - i);
+            break;
+        case RS_TARGET:
             i += reqscan_target_run(s, u + i, len - i);
-            if (i == len) break;
-        } else if (s->state == RS_NAME) {
+            break;
+        case RS_VERSION:
+            i += reqscan_version_run(s, u + i, len - i);
+            break;
+        case RS_NAME:
             i += reqscan_name_run(s, u + i, len - i);
-            if (i == len) break;
+            break;
+        case RS_VALUE:
+            i += reqscan_value_run(s, u + i, len - i);
+            break;
+        default:
+            break;
         }
+        if (i == len) break;
         if (reqscan_step(s, u[i]) != 0) return -EBADMSG;
         s->pos++;
         i++;
@@ -237,30 +255,18 @@ static size_t reqscan_skip(struct cw_reqscan *s, size_t avail)
     return n;
 }
 
-/* Fast path for most head bytes: a run of plain bytes inside an ordinary field value, each
- * of which reqscan_step() would accept without changing state. Stops before the first byte
- * that needs a decision (CR, a control byte, a limit reached), which reqscan_step() then
- * reads, so the verdict and s->pos are the same as byte by byte. Returns bytes taken. */
-static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+/* How many of avail bytes fit before the head's (or trailer section's) limit: a run never
+ * takes the byte at which reqscan_step() would fail that limit. */
+static size_t reqscan_room(const struct cw_reqscan *s, size_t avail)
 {
-    size_t max = CW_LIMIT_HEADER_VALUE_BYTES - s->count;
     size_t room;
-    size_t n = 0;
 
     if (s->flags & REQSCAN_TRAILER) {
         room = CW_LIMIT_REQUEST_HEAD_BYTES - s->trailer_bytes;
     } else {
         room = CW_LIMIT_REQUEST_HEAD_BYTES - (size_t)(s->pos - s->req_start);
     }
-    if (room < max) max = room;
-    if (avail < max) max = avail;
-    while (n < max && reqscan_is_field_byte(u[n])) {
-        n++;
-    }
-    s->count += (uint32_t)n;
-    s->pos += n;
-    if (s->flags & REQSCAN_TRAILER) s->trailer_bytes += (uint32_t)n;
-    return n;
+    return avail < room ? avail : room;
 }
 
 /* How many of avail bytes a run may take before a limit (the field's own, limit - count, or
@@ -268,15 +274,79 @@ static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, si
 static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t avail)
 {
     size_t max = limit > s->count ? limit - s->count : 0;
-    size_t room;
+    size_t room = reqscan_room(s, avail);
 
-    if (s->flags & REQSCAN_TRAILER) {
-        room = CW_LIMIT_REQUEST_HEAD_BYTES - s->trailer_bytes;
-    } else {
-        room = CW_LIMIT_REQUEST_HEAD_BYTES - (size_t)(s->pos - s->req_start);
+    return room < max ? room : max;
+}
+
+/* Fast path for the method: a run of tchar, as reqscan_method() would take it. */
+static size_t reqscan_method_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    size_t max = reqscan_head_room(s, CW_LIMIT_METHOD_BYTES, avail);
+    size_t n = 0;
+
+    while (n < max && cw_is_tchar(u[n])) {
+        n++;
     }
-    if (room < max) max = room;
-    return avail < max ? avail : max;
+    s->count += (uint32_t)n;
+    s->pos += n;
+    return n;
+}
+
+/* Fast path for the version: "HTTP/1.1" or "HTTP/1.0" and its CRLF, whole in this call, end
+ * the request line as reqscan_version() would byte by byte. Anything else (another version,
+ * a line cut by the call, the head's limit in reach) takes nothing: it is read byte by byte. */
+static size_t reqscan_version_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    static const char line[] = "HTTP/1.1\r\n";
+    const size_t n = sizeof(line) - 1;
+
+    if (s->count != 0 || reqscan_room(s, avail) < n) return 0;
+    if (memcmp(u, line, 7) != 0 || (u[7] != '0' && u[7] != '1') || u[8] != '\r' || u[9] != '\n')
+        return 0;
+    s->version[0] = 1;
+    s->version[1] = (uint8_t)(u[7] - '0');
+    s->count = 8;
+    s->state = RS_LINE;
+    s->pos += n;
+    return n;
+}
+
+/* Fast path for a field value: the OWS before it, then a run of the bytes reqscan_value()
+ * takes without a decision: any field byte in an ordinary field, host bytes in Host. Stops
+ * before the first byte that needs one (CR, a control byte, a limit reached, any byte of
+ * Content-Length or Transfer-Encoding), which reqscan_step() then reads, so the verdict and
+ * s->pos are the same as byte by byte. Returns bytes taken. */
+static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    size_t room = reqscan_room(s, avail);
+    size_t max = CW_LIMIT_HEADER_VALUE_BYTES - s->count;
+    size_t n = 0;
+    size_t k;
+
+    if (s->count == 0) {
+        while (n < room && cw_is_ows(u[n])) {
+            n++;
+        }
+    }
+    k = n;
+    if (room - k < max) max = room - k;
+    if (s->kind == REQSCAN_OTHER) {
+        while (n - k < max && reqscan_is_field_byte(u[n])) {
+            n++;
+        }
+    } else if (s->kind == REQSCAN_HOST && s->sub == REQSCAN_SUB_IN) {
+        if ((size_t)(CW_LIMIT_HOST_BYTES - s->sub_len) < max)
+            max = CW_LIMIT_HOST_BYTES - s->sub_len;
+        while (n - k < max && reqscan_is_host_byte(u[n])) {
+            n++;
+        }
+        s->sub_len += (uint16_t)(n - k);
+    }
+    s->count += (uint32_t)(n - k);
+    s->pos += n;
+    if (s->flags & REQSCAN_TRAILER) s->trailer_bytes += (uint32_t)n;
+    return n;
 }
 
 /* Fast path for the request target: a run of visible ASCII, as reqscan_target() would take
