@@ -81,6 +81,8 @@ enum reqscan_sub {
 };
 
 static int reqscan_fail(struct cw_reqscan *s, int status, const char *reason);
+static bool reqscan_is(unsigned char c, unsigned bits);
+static bool reqscan_is_tchar(unsigned char c);
 static bool reqscan_is_field_byte(unsigned char c);
 static bool reqscan_is_host_byte(unsigned char c);
 static int reqscan_hex(unsigned char c);
@@ -175,42 +177,62 @@ static int reqscan_fail(struct cw_reqscan *s, int status, const char *reason)
     return -EBADMSG;
 }
 
-/* RFC 9110 §5.5: a field value holds VCHAR, obs-text, SP and HTAB; every other control
- * byte (NUL, bare CR, LF, DEL...) is invalid. Chunk extensions use the same set. */
-static bool reqscan_is_field_byte(unsigned char c)
+/* The byte classes the scanner checks, one bit each in reqscan_class[]:
+ * - RC_TCHAR: RFC 9110 §5.6.2 tchar: "!#$%&'*+-.^_`|~", DIGIT, ALPHA (methods, field names,
+ *   transfer-codings);
+ * - RC_FIELD: RFC 9110 §5.5 field-value bytes: VCHAR, obs-text (0x80-0xff), SP and HTAB; every
+ *   other control byte (NUL, bare CR, LF, DEL...) is invalid. Chunk extensions use it too;
+ * - RC_HOST: RFC 3986 §3.2.2-3.2.3 uri-host [ ":" port ]: unreserved, sub-delims, ':', '[',
+ *   ']' and the '%' of pct-encoded and IPv6 zone ids;
+ * - RC_VCHAR: visible ASCII, 0x21-0x7e (the request target).
+ * One load and one test a byte keeps the runs tight; test_reqscan_every_byte checks each
+ * class against its RFC list for all 256 bytes. */
+enum reqscan_class_bit {
+    RC_TCHAR = 1u << 0,
+    RC_FIELD = 1u << 1,
+    RC_HOST = 1u << 2,
+    RC_VCHAR = 1u << 3,
+};
+
+/* clang-format off */
+static const uint8_t reqscan_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 15, 10, 11, 15, 15, 15, 15, 14, 14, 15, 15, 14, 15, 15, 10,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 14, 10, 14, 10, 10,
+    10, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 10, 14, 11, 15,
+    11, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 10, 11, 10, 15, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+/* clang-format on */
+
+static bool reqscan_is(unsigned char c, unsigned bits)
 {
-    return (c >= 0x20 && c != 0x7f) || c == '\t';
+    return (reqscan_class[c] & bits) != 0;
 }
 
-/* RFC 3986 §3.2.2-3.2.3: uri-host [ ":" port ]: unreserved, sub-delims, ':', '[', ']' and
- * the '%' of pct-encoded and IPv6 zone ids. */
+static bool reqscan_is_tchar(unsigned char c)
+{
+    return reqscan_is(c, RC_TCHAR);
+}
+
+static bool reqscan_is_field_byte(unsigned char c)
+{
+    return reqscan_is(c, RC_FIELD);
+}
+
 static bool reqscan_is_host_byte(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-    case '-':
-    case '.':
-    case '_':
-    case '~':
-    case '!':
-    case '$':
-    case '&':
-    case '\'':
-    case '(':
-    case ')':
-    case '*':
-    case '+':
-    case ',':
-    case ';':
-    case '=':
-    case ':':
-    case '[':
-    case ']':
-    case '%':
-        return true;
-    default:
-        return false;
-    }
+    return reqscan_is(c, RC_HOST);
 }
 
 static int reqscan_hex(unsigned char c)
@@ -285,7 +307,7 @@ static size_t reqscan_method_run(struct cw_reqscan *s, const unsigned char *u, s
     size_t max = reqscan_head_room(s, CW_LIMIT_METHOD_BYTES, avail);
     size_t n = 0;
 
-    while (n < max && cw_is_tchar(u[n])) {
+    while (n < max && reqscan_is_tchar(u[n])) {
         n++;
     }
     s->count += (uint32_t)n;
@@ -356,7 +378,7 @@ static size_t reqscan_target_run(struct cw_reqscan *s, const unsigned char *u, s
     size_t max = reqscan_head_room(s, CW_LIMIT_URL_BYTES, avail);
     size_t n = 0;
 
-    while (n < max && u[n] >= 0x21 && u[n] <= 0x7e) {
+    while (n < max && reqscan_is(u[n], RC_VCHAR)) {
         n++;
     }
     s->count += (uint32_t)n;
@@ -370,9 +392,12 @@ static size_t reqscan_name_run(struct cw_reqscan *s, const unsigned char *u, siz
     size_t max = reqscan_head_room(s, CW_LIMIT_HEADER_NAME_BYTES, avail);
     size_t n = 0;
 
-    while (n < max && cw_is_tchar(u[n])) {
-        reqscan_tok_add(s, u[n]);
+    while (n < max && reqscan_is_tchar(u[n])) {
         n++;
+    }
+    /* tok keeps the first bytes only: stop once its length has saturated. */
+    for (size_t i = 0; i < n && s->tok_len <= sizeof(s->tok); i++) {
+        reqscan_tok_add(s, u[i]);
     }
     s->count += (uint32_t)n;
     s->pos += n;
@@ -445,7 +470,7 @@ static int reqscan_start(struct cw_reqscan *s, unsigned char c)
 /* RFC 9112 §3: method = token, then exactly one SP. */
 static int reqscan_method(struct cw_reqscan *s, unsigned char c)
 {
-    if (cw_is_tchar(c)) {
+    if (reqscan_is_tchar(c)) {
         if (++s->count > CW_LIMIT_METHOD_BYTES) return reqscan_fail(s, 400, "method too long");
         return 0;
     }
@@ -522,7 +547,7 @@ static int reqscan_line(struct cw_reqscan *s, unsigned char c)
     if (c == '\n') return reqscan_fail(s, 400, "bare LF");
     /* RFC 9112 §5.2 (obs-fold) and §2.2 (whitespace before the first field line). */
     if (cw_is_ows(c)) return reqscan_fail(s, 400, "field line starts with whitespace (obs-fold)");
-    if (!cw_is_tchar(c)) {
+    if (!reqscan_is_tchar(c)) {
         return reqscan_fail(s, 400, c == ':' ? "empty field name" : "invalid byte in field name");
     }
     if (++s->fields > CW_LIMIT_REQUEST_FIELDS) return reqscan_fail(s, 431, "too many field lines");
@@ -536,7 +561,7 @@ static int reqscan_line(struct cw_reqscan *s, unsigned char c)
  * 400, since proxies disagree on whether "Transfer-Encoding :" names Transfer-Encoding. */
 static int reqscan_name(struct cw_reqscan *s, unsigned char c)
 {
-    if (cw_is_tchar(c)) {
+    if (reqscan_is_tchar(c)) {
         if (++s->count > CW_LIMIT_HEADER_NAME_BYTES) {
             return reqscan_fail(s, 431, "field name too long");
         }
@@ -666,13 +691,13 @@ static int reqscan_te_byte(struct cw_reqscan *s, unsigned char c)
     switch (s->sub) {
     case REQSCAN_SUB_SEP:
         if (c == ',' || cw_is_ows(c)) return 0;
-        if (!cw_is_tchar(c)) return reqscan_fail(s, 400, "invalid byte in Transfer-Encoding");
+        if (!reqscan_is_tchar(c)) return reqscan_fail(s, 400, "invalid byte in Transfer-Encoding");
         s->tok_len = 0;
         reqscan_tok_add(s, c);
         s->sub = REQSCAN_SUB_CODING;
         return 0;
     case REQSCAN_SUB_CODING:
-        if (cw_is_tchar(c)) {
+        if (reqscan_is_tchar(c)) {
             reqscan_tok_add(s, c);
             return 0;
         }
