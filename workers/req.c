@@ -46,6 +46,13 @@
 #include "workers/clock.h"
 #include "workers/req_int.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(p, n)   ((void)(p), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#endif
+
 static enum req_step req_synth(struct worker_req *r, unsigned status, const char *body,
                                const char *detail)
 {
@@ -705,7 +712,8 @@ static const req_step_fn req_steps[] = {
 };
 static_assert(CW_ARRAY_LEN(req_steps) == REQ_SYNTH + 1, "a function for every step");
 
-void req_free(struct worker_req *r)
+/* Frees what r owns, not r itself. */
+static void req_release(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
 
@@ -733,8 +741,41 @@ void req_free(struct worker_req *r)
     free(r->conn_joined);
     if (r->uri != r->raw_uri) free(r->uri);
     free(r->raw_uri);
+}
+
+void req_free(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    req_release(r);
     free(r);
     atomic_fetch_sub(&w->inflight, 1);
+}
+
+void req_free_mhd(struct worker_req *r)
+{
+    struct cw_worker *w = r->w;
+
+    req_release(r);
+    if (w->spare == NULL) {
+        /* Parked: under ASan any use of it until req_alloc_mhd() is reported, as after free(). */
+        w->spare = r;
+        ASAN_POISON_MEMORY_REGION(r, sizeof(*r));
+    } else {
+        free(r);
+    }
+    atomic_fetch_sub(&w->inflight, 1);
+}
+
+struct worker_req *req_alloc_mhd(struct cw_worker *w)
+{
+    struct worker_req *r = w->spare;
+
+    if (r == NULL) return calloc(1, sizeof(*r));
+    w->spare = NULL;
+    ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
+    memset(r, 0, sizeof(*r));
+    return r;
 }
 
 enum MHD_Result req_run(struct worker_req *r)

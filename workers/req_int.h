@@ -90,6 +90,7 @@ struct cw_worker {
     char listen_port[8];                 /* for X-Forwarded-Port and Forwarded */
     struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
     struct req_ready *ready;             /* MHD thread only; NULL: every answer built */
+    struct worker_req *spare; /* MHD thread only: a finished request's memory, kept for the next */
     /* L2 (req_l2.c): fetch thread only, then the main thread once the loop stopped. */
     struct cw_l2 *l2; /* NULL: redis off, or not opened */
     struct cw_upstream_task l2_task;
@@ -285,6 +286,11 @@ struct worker_req {
 /* req.c */
 /* Frees r and what it owns (the lease is released on the fetch thread). */
 void req_free(struct worker_req *r);
+/* MHD thread only: req_free(), except that r's own memory may be kept in w->spare for the
+ * next request (worker_on_uri()), which spares a keep-alive hit a calloc() and a free(). */
+void req_free_mhd(struct worker_req *r);
+/* MHD thread only: a zeroed request, from w->spare or calloc(); NULL without memory. */
+struct worker_req *req_alloc_mhd(struct cw_worker *w);
 /* Runs r's steps from r->step until one queues an answer or hands r to another thread: what
  * the libmicrohttpd handler returns. */
 enum MHD_Result req_run(struct worker_req *r);

@@ -127,7 +127,7 @@ static void *worker_on_uri(void *cls, const char *uri, struct MHD_Connection *co
     void *probe = cw_worker_beat_on_uri(conn);
 
     if (probe != NULL) return probe; /* the heartbeat's own request: no state, not counted */
-    r = calloc(1, sizeof(*r));
+    r = req_alloc_mhd(w);
     if (r == NULL) return NULL;
     r->raw_uri_len = strlen(uri);
     r->raw_uri = malloc(r->raw_uri_len + 1);
@@ -202,7 +202,7 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     if (cw_worker_beat_is_probe(r)) return;
     if (r->queued) worker_record(w, r, conn);
     /* A streamed answer's transfer may still run (the client left): its end frees r. */
-    if (req_pipe_release(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)) req_free(r);
+    if (req_pipe_release(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)) req_free_mhd(r);
 }
 
 static int worker_open(struct cw_worker *w, int listen_fd)
@@ -343,6 +343,7 @@ out_close:
     worker_settle(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
     req_ready_free(w.ready);
+    free(w.spare); /* the MHD thread is gone */
     cw_upstream_stop(w.fetch);
     cw_worker_beat_stop(&beat);
     req_wait_destroy(&w);
