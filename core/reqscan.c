@@ -4,8 +4,10 @@
  * framing field's value, a chunk line) goes through reqscan_step(). Runs of bytes that only
  * need a class check (method, target, an "HTTP/1.x" CRLF, field names, ordinary and Host
  * values) are taken by *_run() loops that stop where reqscan_step() would decide, and body
- * bytes (Content-Length or chunk-data) are skipped in bulk. The states, in the order a
- * request visits them:
+ * bytes (Content-Length or chunk-data) are skipped in bulk. Before all that, a whole head of
+ * the common shape (no body, nothing unusual) found in one call is read in a single pass by
+ * reqscan_fast_head(); it only ever accepts, and anything else it leaves to the states. The
+ * states, in the order a request visits them:
  *
  *   START --CRLF (<= 4)--> START
  *     | tchar
@@ -91,6 +93,8 @@ static bool reqscan_tok_is(const struct cw_reqscan *s, const char *lit);
 static size_t reqscan_skip(struct cw_reqscan *s, size_t avail);
 static size_t reqscan_room(const struct cw_reqscan *s, size_t avail);
 static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t avail);
+static bool reqscan_name_is(const unsigned char *p, size_t n, const char *lit);
+static size_t reqscan_fast_head(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static size_t reqscan_method_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static size_t reqscan_version_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
 static size_t reqscan_value_run(struct cw_reqscan *s, const unsigned char *u, size_t avail);
@@ -128,12 +132,20 @@ int cw_reqscan_feed(struct cw_reqscan *s, const char *p, size_t len)
 {
     const unsigned char *u = (const unsigned char *)p;
     size_t i = 0;
+    size_t n;
 
     if (s->status != 0) return -EBADMSG;
     while (i < len) {
         /* A run takes the bytes reqscan_step() would accept without a decision; the byte
          * that ends it (and every byte of the other states) goes through reqscan_step(). */
         switch (s->state) {
+        case RS_START:
+            n = reqscan_fast_head(s, u + i, len - i);
+            if (n > 0) {
+                i += n;
+                continue;
+            }
+            break;
         case RS_BODY:
         case RS_CHUNK_DATA:
             i += reqscan_skip(s, len - i);
@@ -299,6 +311,93 @@ static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t
     size_t room = reqscan_room(s, avail);
 
     return room < max ? room : max;
+}
+
+/* Whether the n bytes at p are the field name lit (lowercase), case-insensitively. */
+static bool reqscan_name_is(const unsigned char *p, size_t n, const char *lit)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if ((unsigned char)(c | (c >= 'A' && c <= 'Z') << 5) != (unsigned char)lit[i]) return false;
+    }
+    return lit[n] == '\0';
+}
+
+/* The head's fast path: a whole head of the common shape, in the bytes of this call, read in
+ * one pass with no state kept between bytes. The shape: method SP target SP "HTTP/1.1" or
+ * "HTTP/1.0" CRLF, field lines "name:" OWS value CRLF in which no name is Content-Length or
+ * Transfer-Encoding (so no body follows), at most one Host whose value is host bytes between
+ * OWS, every limit kept, then CRLF; an HTTP/1.1 head has its Host. Anything else (a body, a
+ * broken rule, a head cut by the call) takes nothing, and reqscan_step() reads the same
+ * bytes from the start: every verdict, and every error's s->pos, comes from the state
+ * machine. Returns the head's length, with s as reqscan_step() leaves it after that head. */
+static size_t reqscan_fast_head(struct cw_reqscan *s, const unsigned char *u, size_t avail)
+{
+    size_t max = avail < CW_LIMIT_REQUEST_HEAD_BYTES ? avail : CW_LIMIT_REQUEST_HEAD_BYTES;
+    size_t i = 0;
+    size_t k;
+    unsigned fields = 0;
+    bool host = false;
+    uint8_t minor;
+
+    while (i < max && reqscan_is_tchar(u[i]))
+        i++;
+    if (i == 0 || i > CW_LIMIT_METHOD_BYTES || i >= max || u[i] != ' ') return 0;
+    k = ++i;
+    while (i < max && reqscan_is(u[i], RC_VCHAR))
+        i++;
+    if (i == k || i - k > CW_LIMIT_URL_BYTES || i >= max || u[i] != ' ') return 0;
+    i++;
+    if (max - i < 10 || memcmp(u + i, "HTTP/1.", 7) != 0 || (u[i + 7] != '0' && u[i + 7] != '1') ||
+        u[i + 8] != '\r' || u[i + 9] != '\n')
+        return 0;
+    minor = (uint8_t)(u[i + 7] - '0');
+    i += 10;
+    for (;;) {
+        size_t name;
+        bool is_host;
+
+        if (i >= max) return 0;
+        if (u[i] == '\r') break;
+        k = i;
+        while (i < max && reqscan_is_tchar(u[i]))
+            i++;
+        name = i - k;
+        if (name == 0 || name > CW_LIMIT_HEADER_NAME_BYTES || i >= max || u[i] != ':') return 0;
+        if (++fields > CW_LIMIT_REQUEST_FIELDS) return 0;
+        if (reqscan_name_is(u + k, name, "content-length") ||
+            reqscan_name_is(u + k, name, "transfer-encoding"))
+            return 0;
+        is_host = reqscan_name_is(u + k, name, "host");
+        i++;
+        while (i < max && cw_is_ows(u[i]))
+            i++;
+        k = i;
+        if (is_host) {
+            if (host) return 0;
+            host = true;
+            while (i < max && reqscan_is_host_byte(u[i]))
+                i++;
+            if (i == k || i - k > CW_LIMIT_HOST_BYTES) return 0;
+            while (i < max && cw_is_ows(u[i]))
+                i++;
+        } else {
+            while (i < max && reqscan_is_field_byte(u[i]))
+                i++;
+        }
+        if (i - k > CW_LIMIT_HEADER_VALUE_BYTES || max - i < 2 || u[i] != '\r' || u[i + 1] != '\n')
+            return 0;
+        i += 2;
+    }
+    if (max - i < 2 || u[i + 1] != '\n' || (minor == 1 && !host)) return 0;
+    i += 2;
+    s->version[0] = 1;
+    s->version[1] = minor;
+    s->fields = (uint16_t)fields;
+    s->requests++;
+    s->pos += i;
+    reqscan_request_done(s, s->pos);
+    return i;
 }
 
 /* Fast path for the method: a run of tchar, as reqscan_method() would take it. */

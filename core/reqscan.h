@@ -11,8 +11,8 @@
  *
  * Pure; owns nothing, allocates nothing, keeps no pointer to the bytes fed. The struct is
  * fixed-size: one per connection, used by one thread at a time. Work is O(len) per call;
- * body bytes are skipped in bulk, head bytes are checked in runs by class, and only the
- * bytes that decide go through one switch each. */
+ * body bytes are skipped in bulk, a whole plain head in one pass, other head bytes in runs by
+ * class, and only the bytes that decide go through one switch each. */
 #ifndef CW_REQSCAN_H
 #define CW_REQSCAN_H
 
