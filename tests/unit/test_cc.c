@@ -574,6 +574,38 @@ START_TEST(test_cc_targeted_not_nul_terminated)
 }
 END_TEST
 
+/* cw_str_eq_ci (core/common.c), which the field-name rules here all rest on: ASCII letters
+ * match in either case at every position (within and across its 8-byte words); no other
+ * byte pair 0x20 apart does. */
+START_TEST(test_str_eq_ci)
+{
+    const char *word = "X-Forwarded-Proto-Lengthy";
+    size_t n = strlen(word);
+    char buf[64];
+
+    ck_assert(cw_str_eq_ci(CW_STR_LIT(""), CW_STR_LIT("")));
+    ck_assert(!cw_str_eq_ci(CW_STR_LIT("Host"), CW_STR_LIT("Hos")));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf, word, n);
+        buf[i] = (char)(buf[i] ^ 0x20);
+        bool letter = (word[i] | 0x20) >= 'a' && (word[i] | 0x20) <= 'z';
+        ck_assert_msg(cw_str_eq_ci(cw_str_make(buf, n), cw_str_make(word, n)) == letter,
+                      "position %zu", i);
+        buf[i] = '#';
+        ck_assert_msg(!cw_str_eq_ci(cw_str_make(buf, n), cw_str_make(word, n)), "position %zu", i);
+    }
+    for (int c = 0; c < 256; c++) {
+        char a[9] = "abcdefgh", b[9] = "abcdefgh";
+        bool letter = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+        a[8 - 1] = (char)c;
+        b[8 - 1] = (char)(c ^ 0x20);
+        ck_assert_msg(cw_str_eq_ci(cw_str_make(a, 8), cw_str_make(b, 8)) == letter, "byte 0x%02x",
+                      c);
+        ck_assert(cw_str_eq_ci(cw_str_make(a, 8), cw_str_make(a, 8)));
+    }
+}
+END_TEST
+
 Suite *cc_suite(void)
 {
     Suite *s = suite_create("cc");
@@ -609,6 +641,7 @@ Suite *cc_suite(void)
     tcase_add_test(tc, test_cc_targeted_wrong_types_read_as_malformed);
     tcase_add_test(tc, test_cc_targeted_last_member_wins);
     tcase_add_test(tc, test_cc_targeted_not_nul_terminated);
+    tcase_add_test(tc, test_str_eq_ci);
     suite_add_tcase(s, tc);
     return s;
 }
