@@ -401,10 +401,11 @@ static enum req_step req_step_stale(struct worker_req *r)
 }
 
 /* Whether another request's live fetch (or running refresh) of r's key stands, read in a
- * read txn: r then waits for its fill at once, as the fetch thread's take would have found.
- * The take still decides every other case (no record, one past its deadline, a wanted
- * refresh, hit-for-miss); an owner that died meanwhile is found by the waiter thread's
- * liveness check, which resumes r to take the lease over. */
+ * read txn by the take's own rule (cw_store_lease_blocks()): r then waits for its fill at
+ * once, as the fetch thread's take would have found. Every other record (none, one past its
+ * deadline or with a dead owner, a wanted refresh, hit-for-miss) goes to the take, which
+ * decides; an owner that dies later is found by the waiter thread's liveness check, which
+ * resumes r to take the lease over. */
 static bool req_miss_lease_held(struct worker_req *r)
 {
     struct cw_store_lease l;
@@ -412,9 +413,9 @@ static bool req_miss_lease_held(struct worker_req *r)
 
     if (now >= r->wait_until_ms || cw_store_lease_get(r->w->reader, &r->q.key, &l) != 0)
         return false;
-    if (l.pid == 0 || l.deadline_ms <= now ||
-        (l.kind != CW_STORE_LEASE_FETCH && l.kind != CW_STORE_LEASE_REFRESH))
-        return false;
+    /* Only a lease the take would refuse (the take's own rule), and only one a fill follows:
+     * a fetch or a running refresh. A hit-for-miss record is the take's to act on. */
+    if (l.kind == CW_STORE_LEASE_PASS || !cw_store_lease_blocks(&l, now)) return false;
     r->lease_rc = -EBUSY;
     r->lease_holder = l;
     return true;

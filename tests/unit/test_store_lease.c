@@ -283,6 +283,50 @@ START_TEST(test_store_lease_dead_owner_takeover)
 }
 END_TEST
 
+/* cw_store_lease_blocks() is the take's rule: for each record a take by a live process meets,
+ * the take is refused exactly when the predicate says the record blocks. */
+START_TEST(test_store_lease_blocks_is_the_take_rule)
+{
+    static const struct {
+        enum cw_store_lease_kind kind;
+        int who; /* 0: nobody (wanted refresh), 1: this process, 2: a dead pid */
+        int64_t deadline_ms;
+        bool blocks;
+    } cases[] = {
+        {CW_STORE_LEASE_FETCH, 1, 5000, true},    {CW_STORE_LEASE_FETCH, 1, 1000, false},
+        {CW_STORE_LEASE_FETCH, 2, 5000, false},   {CW_STORE_LEASE_REFRESH, 1, 5000, true},
+        {CW_STORE_LEASE_REFRESH, 0, 5000, false}, {CW_STORE_LEASE_REFRESH, 2, 5000, false},
+        {CW_STORE_LEASE_PASS, 1, 5000, true},     {CW_STORE_LEASE_PASS, 1, 999, false},
+    };
+    struct cw_store *st = NULL;
+    struct cw_store_reader *r = NULL;
+    pid_t gone = dead_pid();
+
+    ck_assert_int_eq(cw_store_open(db_path, TEST_MAP_BYTES, &st), 0);
+    ck_assert_int_eq(cw_store_reader_open(st, &r), 0);
+    for (size_t i = 0; i < CW_ARRAY_LEN(cases); i++) {
+        int32_t pid = cases[i].who == 0 ? 0 : cases[i].who == 1 ? (int32_t)getpid() : (int32_t)gone;
+        struct cw_store_lease l;
+        struct cw_key k;
+        char url[32];
+        int rc;
+
+        snprintf(url, sizeof(url), "http://h/blocks%zu", i);
+        key_of(st, url, &k);
+        ck_assert_int_eq(
+            cw_store_lease_take(st, &k, cases[i].kind, pid, 500, cases[i].deadline_ms, NULL, NULL),
+            0);
+        ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
+        ck_assert_msg(cw_store_lease_blocks(&l, 1000) == cases[i].blocks, "case %zu", i);
+        rc = cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1000, 9000, NULL,
+                                 NULL);
+        ck_assert_msg(rc == (cases[i].blocks ? -EBUSY : 0), "case %zu: take %d", i, rc);
+    }
+    cw_store_reader_close(r);
+    cw_store_close(st);
+}
+END_TEST
+
 /* put_release stores the entry and drops the lease in one txn, but only the lease its token
  * took: one taken over since (another token, the same pid) is left alone, and the entry is
  * stored anyway. */
@@ -509,6 +553,7 @@ Suite *store_lease_suite(void)
     tcase_add_test(tc, test_store_lease_refresh_wanted);
     tcase_add_test(tc, test_store_lease_release_exact);
     tcase_add_test(tc, test_store_lease_dead_owner_takeover);
+    tcase_add_test(tc, test_store_lease_blocks_is_the_take_rule);
     tcase_add_test(tc, test_store_lease_put_release);
     tcase_add_test(tc, test_store_lease_scan_bounded);
     tcase_add_test(tc, test_store_lease_malformed_record);
