@@ -84,6 +84,7 @@ enum reqscan_sub {
 
 static int reqscan_fail(struct cw_reqscan *s, int status, const char *reason);
 static bool reqscan_is(unsigned char c, unsigned bits);
+static unsigned char reqscan_lower(unsigned char c);
 static bool reqscan_is_tchar(unsigned char c);
 static bool reqscan_is_field_byte(unsigned char c);
 static bool reqscan_is_host_byte(unsigned char c);
@@ -232,6 +233,12 @@ static bool reqscan_is(unsigned char c, unsigned bits)
     return (reqscan_class[c] & bits) != 0;
 }
 
+/* ASCII lowercase: what names and transfer-codings are compared in. */
+static unsigned char reqscan_lower(unsigned char c)
+{
+    return (unsigned char)(c | (c >= 'A' && c <= 'Z') << 5);
+}
+
 static bool reqscan_is_tchar(unsigned char c)
 {
     return reqscan_is(c, RC_TCHAR);
@@ -259,7 +266,7 @@ static int reqscan_hex(unsigned char c)
  * that, so a longer token never equals a name we look for. */
 static void reqscan_tok_add(struct cw_reqscan *s, unsigned char c)
 {
-    if (s->tok_len < sizeof(s->tok)) s->tok[s->tok_len] = (char)(c | (c >= 'A' && c <= 'Z') << 5);
+    if (s->tok_len < sizeof(s->tok)) s->tok[s->tok_len] = (char)reqscan_lower(c);
     if (s->tok_len <= sizeof(s->tok)) s->tok_len++;
 }
 
@@ -317,8 +324,7 @@ static size_t reqscan_head_room(const struct cw_reqscan *s, size_t limit, size_t
 static bool reqscan_name_is(const unsigned char *p, size_t n, const char *lit)
 {
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if ((unsigned char)(c | (c >= 'A' && c <= 'Z') << 5) != (unsigned char)lit[i]) return false;
+        if (reqscan_lower(p[i]) != (unsigned char)lit[i]) return false;
     }
     return lit[n] == '\0';
 }
