@@ -156,7 +156,7 @@ CW_MUST_CHECK int cw_store_lease_take(struct cw_store *st, const struct cw_key *
  * is ahead, its owner lives, and it is not a wanted refresh (pid 0), which a taker claims.
  * The take itself decides by this rule; a reader of cw_store_lease_get() may ask it to know,
  * without a write txn, that a take would be refused. */
-bool cw_store_lease_blocks(const struct cw_store_lease *l, int64_t now_ms);
+bool cw_store_lease_is_blocking(const struct cw_store_lease *l, int64_t now_ms);
 /* Reads the lease record of key without a write txn: 0 and *out, -ENOENT, or -errno. */
 CW_MUST_CHECK int cw_store_lease_get(struct cw_store_reader *r, const struct cw_key *key,
                                      struct cw_store_lease *out);

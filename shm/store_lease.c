@@ -59,7 +59,7 @@ static bool store_lease_is_live(const struct cw_store_lease *l, int64_t now_ms)
     return !(kill((pid_t)l->pid, 0) == -1 && errno == ESRCH);
 }
 
-bool cw_store_lease_blocks(const struct cw_store_lease *l, int64_t now_ms)
+bool cw_store_lease_is_blocking(const struct cw_store_lease *l, int64_t now_ms)
 {
     return l->pid != 0 && store_lease_is_live(l, now_ms);
 }
@@ -79,7 +79,7 @@ static int store_lease_take_txn(struct cw_store *st, MDB_txn *txn, const struct 
     /* A refresh that is only wanted (pid 0) is claimed by the first process that will do the
      * work: the refresher, or a foreground fetch. */
     if (rc == MDB_SUCCESS && store_lease_decode(&v, &cur) &&
-        (want->pid != 0 ? cw_store_lease_blocks(&cur, now_ms)
+        (want->pid != 0 ? cw_store_lease_is_blocking(&cur, now_ms)
                         : store_lease_is_live(&cur, now_ms))) {
         if (holder != NULL) *holder = cur;
         return -EBUSY;

@@ -401,7 +401,7 @@ static enum req_step req_step_stale(struct worker_req *r)
 }
 
 /* Whether another request's live fetch (or running refresh) of r's key stands, read in a
- * read txn by the take's own rule (cw_store_lease_blocks()): r then waits for its fill at
+ * read txn by the take's own rule (cw_store_lease_is_blocking()): r then waits for its fill at
  * once, as the fetch thread's take would have found. Every other record (none, one past its
  * deadline or with a dead owner, a wanted refresh, hit-for-miss) goes to the take, which
  * decides; an owner that dies later is found by the waiter thread's liveness check, which
@@ -415,7 +415,7 @@ static bool req_miss_lease_held(struct worker_req *r)
         return false;
     /* Only a lease the take would refuse (the take's own rule), and only one a fill follows:
      * a fetch or a running refresh. A hit-for-miss record is the take's to act on. */
-    if (l.kind == CW_STORE_LEASE_PASS || !cw_store_lease_blocks(&l, now)) return false;
+    if (l.kind == CW_STORE_LEASE_PASS || !cw_store_lease_is_blocking(&l, now)) return false;
     r->lease_rc = -EBUSY;
     r->lease_holder = l;
     return true;

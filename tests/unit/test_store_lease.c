@@ -283,9 +283,9 @@ START_TEST(test_store_lease_dead_owner_takeover)
 }
 END_TEST
 
-/* cw_store_lease_blocks() is the take's rule: for each record a take by a live process meets,
+/* cw_store_lease_is_blocking() is the take's rule: for each record a take by a live process meets,
  * the take is refused exactly when the predicate says the record blocks. */
-START_TEST(test_store_lease_blocks_is_the_take_rule)
+START_TEST(test_store_lease_is_blocking_is_the_take_rule)
 {
     static const struct {
         enum cw_store_lease_kind kind;
@@ -317,7 +317,7 @@ START_TEST(test_store_lease_blocks_is_the_take_rule)
             cw_store_lease_take(st, &k, cases[i].kind, pid, 500, cases[i].deadline_ms, NULL, NULL),
             0);
         ck_assert_int_eq(cw_store_lease_get(r, &k, &l), 0);
-        ck_assert_msg(cw_store_lease_blocks(&l, 1000) == cases[i].blocks, "case %zu", i);
+        ck_assert_msg(cw_store_lease_is_blocking(&l, 1000) == cases[i].blocks, "case %zu", i);
         rc = cw_store_lease_take(st, &k, CW_STORE_LEASE_FETCH, (int32_t)getpid(), 1000, 9000, NULL,
                                  NULL);
         ck_assert_msg(rc == (cases[i].blocks ? -EBUSY : 0), "case %zu: take %d", i, rc);
@@ -553,7 +553,7 @@ Suite *store_lease_suite(void)
     tcase_add_test(tc, test_store_lease_refresh_wanted);
     tcase_add_test(tc, test_store_lease_release_exact);
     tcase_add_test(tc, test_store_lease_dead_owner_takeover);
-    tcase_add_test(tc, test_store_lease_blocks_is_the_take_rule);
+    tcase_add_test(tc, test_store_lease_is_blocking_is_the_take_rule);
     tcase_add_test(tc, test_store_lease_put_release);
     tcase_add_test(tc, test_store_lease_scan_bounded);
     tcase_add_test(tc, test_store_lease_malformed_record);
