@@ -10,6 +10,7 @@ for https), one cachewarpd in front.
 import http.server
 import os
 import re
+import socket
 import socketserver
 import ssl
 import threading
@@ -232,6 +233,11 @@ def test_pool_retry_budget_and_retry_off(env):
     b = env.origin("b")
     b_url = b.url
     b.stop()
+    # Keep b's port bound (not listening: connects are refused) so that no daemon started
+    # below is handed it as its own listening port and ends up proxying to itself.
+    dead = socket.socket()
+    dead.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    dead.bind(("127.0.0.1", urllib.parse.urlsplit(b_url).port))
     burst, pct, n = 10, 20, 200
     d = env.daemon(a, workers=1, stats=True, name="budget", origin_cfg=pool_cfg(
         [a.url, b_url], retry_budget=pct, max_fails=1000,
@@ -258,6 +264,7 @@ def test_pool_retry_budget_and_retry_off(env):
     assert off.metric("cachewarp_origin_retries_total", origin="api") == 0
     assert a.count_prefix("/n") == st.count(200), (a.count_prefix("/n"), st)
     assert st.count(200) == 10 and st.count(502) == 10, st
+    dead.close()
 
 
 def test_pool_non_idempotent_not_retried(env):
