@@ -359,7 +359,7 @@ static enum req_step req_step_recv(struct worker_req *r)
     r->q.header_cls = r;
     r->q.uri = cw_str_make(r->uri, r->uri_len);
     r->q.host = cw_str_cstr(r->host);
-    r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
+    if (r->q.key_buf == NULL) r->q.key_buf = malloc(CW_LIMIT_KEY_BYTES);
     if (r->q.key_buf == NULL) return req_synth(r, 503, "out of memory\n", "enomem");
     if (strcmp(r->method, "PURGE") == 0) return REQ_PURGE;
     r->is_head = strcmp(r->method, "HEAD") == 0;
@@ -757,12 +757,17 @@ void req_free_mhd(struct worker_req *r)
 {
     struct cw_worker *w = r->w;
 
-    req_release(r);
     if (w->spare == NULL) {
+        /* Its key buffer is kept with it: every request needs one (CW_LIMIT_KEY_BYTES). The
+         * bytes a request leaves there are never read: a key is read only to its length. */
+        w->spare_key_buf = r->q.key_buf;
+        r->q.key_buf = NULL;
+        req_release(r);
         /* Parked: under ASan any use of it until req_alloc_mhd() is reported, as after free(). */
         w->spare = r;
         ASAN_POISON_MEMORY_REGION(r, sizeof(*r));
     } else {
+        req_release(r);
         free(r);
     }
     atomic_fetch_sub(&w->inflight, 1);
@@ -776,6 +781,8 @@ struct worker_req *req_alloc_mhd(struct cw_worker *w)
     w->spare = NULL;
     ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
     memset(r, 0, sizeof(*r));
+    r->q.key_buf = w->spare_key_buf;
+    w->spare_key_buf = NULL;
     return r;
 }
 

@@ -91,6 +91,7 @@ struct cw_worker {
     struct worker_ask asks[WORKER_ASKS]; /* MHD thread only */
     struct req_ready *ready;             /* MHD thread only; NULL: every answer built */
     struct worker_req *spare; /* MHD thread only: a finished request's memory, kept for the next */
+    char *spare_key_buf;      /* MHD thread only: spare's key buffer (CW_LIMIT_KEY_BYTES) */
     /* L2 (req_l2.c): fetch thread only, then the main thread once the loop stopped. */
     struct cw_l2 *l2; /* NULL: redis off, or not opened */
     struct cw_upstream_task l2_task;
@@ -286,10 +287,12 @@ struct worker_req {
 /* req.c */
 /* Frees r and what it owns (the lease is released on the fetch thread). */
 void req_free(struct worker_req *r);
-/* MHD thread only: req_free(), except that r's own memory may be kept in w->spare for the
- * next request (worker_on_uri()), which spares a keep-alive hit a calloc() and a free(). */
+/* MHD thread only: req_free(), except that r's own memory and its key buffer may be kept in
+ * w->spare for the next request (worker_on_uri()), which spares a keep-alive hit a calloc(),
+ * a malloc() of CW_LIMIT_KEY_BYTES and their free()s. */
 void req_free_mhd(struct worker_req *r);
-/* MHD thread only: a zeroed request, from w->spare or calloc(); NULL without memory. */
+/* MHD thread only: a zeroed request, from w->spare (with the key buffer kept with it) or
+ * calloc(); NULL without memory. */
 struct worker_req *req_alloc_mhd(struct cw_worker *w);
 /* Runs r's steps from r->step until one queues an answer or hands r to another thread: what
  * the libmicrohttpd handler returns. */

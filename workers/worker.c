@@ -344,6 +344,7 @@ out_close:
     if (w.mhd) MHD_stop_daemon(w.mhd);
     req_ready_free(w.ready);
     free(w.spare); /* the MHD thread is gone */
+    free(w.spare_key_buf);
     cw_upstream_stop(w.fetch);
     cw_worker_beat_stop(&beat);
     req_wait_destroy(&w);

@@ -7,6 +7,8 @@ headers never reach the origin; `cachewarpd -t -c FILE` exits 0 or 1 with
 "FILE:LINE: setting: reason"; `--version` prints "cachewarpd <version>".
 """
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -77,6 +79,40 @@ def test_miss_then_hit(env):
     assert "cachewarp" in r2.header("via", "").lower(), f"no Via: 1.1 cachewarp on HIT: {r2}"
     assert r2.body == r1.body, f"HIT body differs: {r1.body!r} vs {r2.body!r}"
     assert o.count(path) == 1, f"origin saw {o.count(path)} requests for {path}, want 1"
+
+
+def test_keepalive_requests_keep_their_own_keys(env):
+    """One worker, one keep-alive connection: each request is built in the memory (and key
+    buffer) the one before it left (workers/req.c), and is keyed on its own URL and keyed
+    field only. A short key after a long one that begins the same way, and a short keyed
+    value after a long one, are each their own entry, a MISS then a HIT with their own body."""
+    o = env.origin()
+    d = env.daemon(o, workers=1, route={"key_headers": ["X-Tenant"]})
+    long_path = "/ka-key?cc=max-age%3D60&pad=" + "p" * 3000
+    short_path = "/ka-key?cc=max-age%3D60"
+    asks = [(long_path, "tenant-with-a-long-name"), (short_path, "tenant-with-a-long-name"),
+            (short_path, "tenant"), (short_path, "t")]
+    c = http.client.HTTPConnection(cw.LOOPBACK, d.port, timeout=10)
+    first = {}
+    try:
+        for rnd in range(3):
+            for path, tenant in asks:
+                c.request("GET", path, headers={"X-Tenant": tenant})
+                r = c.getresponse()
+                body = r.read()
+                assert r.status == 200, (path[:40], tenant, r.status, body[:200])
+                want = "MISS" if rnd == 0 else "HIT"
+                assert r.getheader("X-Cache") == want, (rnd, path[:40], tenant, r.getheaders())
+                got = json.loads(body)
+                assert got["path"] == "/ka-key", got
+                if rnd == 0:
+                    first[(path, tenant)] = got["n"]
+                assert got["n"] == first[(path, tenant)], (rnd, path[:40], tenant, got, first)
+    finally:
+        c.close()
+    # Four entries, each filled once: the two URLs, and the short one under three values.
+    assert sorted(first.values()) == [1, 1, 2, 3], first
+    assert o.count(long_path) == 1 and o.count(short_path) == 3
 
 
 # b. --------------------------------------------------------------------------------------
