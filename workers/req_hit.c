@@ -180,7 +180,7 @@ static bool hit_ready_id(const struct worker_req *r, const struct cw_entry_view 
     if (r->w->ready == NULL || kind != HIT_FRESH || status != v->h.status || status == 206 ||
         status == 304 || status == 412 || status == 416 || r->close ||
         atomic_load_explicit(&r->w->draining, memory_order_relaxed) ||
-        !req_ready_fits(r->w->ready, v))
+        !req_ready_fits(r->w->ready, &r->q.key, v))
         return false;
     hit_age_ttl(v, now, &age, &ttl);
     *id = (struct req_ready_id){.age_s = age,

@@ -5,9 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define READY_SLOTS     64u          /* a power of two: indexed by the key's hash */
+/* Set-associative on the key's hash: a key has READY_WAYS places in its set, so that a set of
+ * keys several times larger than a few dozen (10,000 keys of 1 KiB: about 13 MiB of copies)
+ * stays ready however its hashes fall, and a new answer displaces the set's least recently
+ * used one. */
+#define READY_SETS      4096u        /* a power of two: indexed by the key's hash */
+#define READY_WAYS      4u           /* places in a set */
 #define READY_MAX_BYTES (256u << 10) /* header block and body of one kept answer */
-#define READY_BUDGET    (16u << 20)  /* of all of one worker's kept answers */
+#define READY_BUDGET    (16u << 20)  /* of all of one worker's kept answers (ready_bytes()) */
+#define READY_OVERHEAD  512u         /* about what libmicrohttpd's response holds besides */
 
 struct ready_slot {
     struct MHD_Response *resp; /* the set's reference; NULL: empty */
@@ -18,26 +24,58 @@ struct ready_slot {
     int64_t response_time_ms;
     size_t body_len;
     size_t headers_len;
+    uint64_t used; /* the set's clock at its last use: the least recently used is displaced */
 };
 
 struct req_ready {
-    struct ready_slot slot[READY_SLOTS];
-    size_t bytes; /* of the kept answers' copies */
+    struct ready_slot slot[READY_SETS * READY_WAYS];
+    size_t bytes;   /* of the kept answers, as ready_bytes() counts them */
+    uint64_t clock; /* counts uses */
 };
 
-static struct ready_slot *ready_slot(struct req_ready *c, const struct cw_key *key)
+static struct ready_slot *ready_set(struct req_ready *c, const struct cw_key *key)
 {
     uint32_t b;
 
     memcpy(&b, key->h + 4, sizeof(b));
-    return &c->slot[b & (READY_SLOTS - 1)];
+    return &c->slot[(b & (READY_SETS - 1)) * READY_WAYS];
+}
+
+/* The place of key's answer in its set, or NULL. */
+static struct ready_slot *ready_find(struct req_ready *c, const struct cw_key *key)
+{
+    struct ready_slot *set = ready_set(c, key);
+
+    for (size_t i = 0; i < READY_WAYS; i++)
+        if (set[i].resp != NULL && memcmp(&set[i].key, key, sizeof(*key)) == 0) return &set[i];
+    return NULL;
+}
+
+/* Where an answer for key goes: the place of its last one, else an empty place, else the
+ * set's least recently used. */
+static struct ready_slot *ready_place(struct req_ready *c, const struct cw_key *key)
+{
+    struct ready_slot *set = ready_set(c, key), *s = ready_find(c, key);
+
+    if (s != NULL) return s;
+    s = &set[0];
+    for (size_t i = 0; i < READY_WAYS && s->resp != NULL; i++)
+        if (set[i].resp == NULL || set[i].used < s->used) s = &set[i];
+    return s;
+}
+
+/* The memory a kept answer holds: our copy of the body and the header block, and in
+ * libmicrohttpd's response each field again (a list node, name and value) and the response. */
+static size_t ready_bytes(size_t body_len, size_t headers_len)
+{
+    return body_len + 2 * headers_len + READY_OVERHEAD;
 }
 
 static void ready_drop(struct req_ready *c, struct ready_slot *s)
 {
     if (s->resp == NULL) return;
     MHD_destroy_response(s->resp); /* frees the copy once no connection sends it */
-    c->bytes -= s->body_len + s->headers_len;
+    c->bytes -= ready_bytes(s->body_len, s->headers_len);
     s->resp = NULL;
 }
 
@@ -49,7 +87,7 @@ struct req_ready *req_ready_new(void)
 void req_ready_free(struct req_ready *c)
 {
     if (c == NULL) return;
-    for (size_t i = 0; i < READY_SLOTS; i++)
+    for (size_t i = 0; i < READY_SETS * READY_WAYS; i++)
         ready_drop(c, &c->slot[i]);
     free(c);
 }
@@ -57,9 +95,9 @@ void req_ready_free(struct req_ready *c)
 struct MHD_Response *req_ready_get(struct req_ready *c, const struct cw_key *key,
                                    const struct req_ready_id *id, const struct cw_entry_view *v)
 {
-    struct ready_slot *s = ready_slot(c, key);
+    struct ready_slot *s = ready_find(c, key);
 
-    if (s->resp == NULL || memcmp(&s->key, key, sizeof(*key)) != 0) return NULL;
+    if (s == NULL) return NULL;
     if (s->id.age_s != id->age_s || s->id.ttl_s != id->ttl_s || s->id.status != id->status ||
         s->id.kind != id->kind)
         return NULL;
@@ -70,14 +108,20 @@ struct MHD_Response *req_ready_get(struct req_ready *c, const struct cw_key *key
     if (memcmp(s->body + s->body_len, v->headers, v->headers_len) != 0 ||
         memcmp(s->body, v->body.p, v->body.len) != 0)
         return NULL;
+    s->used = ++c->clock;
     return s->resp;
 }
 
-bool req_ready_fits(const struct req_ready *c, const struct cw_entry_view *v)
+bool req_ready_fits(struct req_ready *c, const struct cw_key *key, const struct cw_entry_view *v)
 {
-    size_t n = v->body.len + v->headers_len;
+    const struct ready_slot *s;
 
-    return v->body.len <= READY_MAX_BYTES && n <= READY_MAX_BYTES && c->bytes <= READY_BUDGET - n;
+    if (v->body.len > READY_MAX_BYTES || v->headers_len > READY_MAX_BYTES - v->body.len)
+        return false;
+    /* What the put displaces is freed first. */
+    s = ready_place(c, key);
+    return c->bytes - (s->resp != NULL ? ready_bytes(s->body_len, s->headers_len) : 0) <=
+           READY_BUDGET - ready_bytes(v->body.len, v->headers_len);
 }
 
 struct MHD_Response *req_ready_build(const struct cw_entry_view *v, const char **copy)
@@ -101,7 +145,7 @@ struct MHD_Response *req_ready_build(const struct cw_entry_view *v, const char *
 void req_ready_put(struct req_ready *c, const struct cw_key *key, const struct req_ready_id *id,
                    const struct cw_entry_view *v, struct MHD_Response *resp, const char *copy)
 {
-    struct ready_slot *s = ready_slot(c, key);
+    struct ready_slot *s = ready_place(c, key);
 
     ready_drop(c, s);
     s->resp = resp;
@@ -112,5 +156,6 @@ void req_ready_put(struct req_ready *c, const struct cw_key *key, const struct r
     s->response_time_ms = v->h.response_time_ms;
     s->body_len = v->body.len;
     s->headers_len = v->headers_len;
-    c->bytes += s->body_len + s->headers_len;
+    s->used = ++c->clock;
+    c->bytes += ready_bytes(s->body_len, s->headers_len);
 }

@@ -6,8 +6,9 @@
  * the same stored entry (its times and lengths, then its header block and body compared byte
  * for byte), the same kind of answer, and the same Age and Cache-Status ttl seconds (so a hot
  * entry's answer is rebuilt at most about once a second). Only full answers (no precondition,
- * no range) that go out without Connection: close are kept. Direct-mapped on the key's hash,
- * bounded in count and bytes. MHD thread only: no lock. */
+ * no range) that go out without Connection: close are kept. Set-associative on the key's
+ * hash, the least recently used answer of a full set displaced; bounded in count and bytes.
+ * MHD thread only: no lock. */
 #ifndef CW_REQ_READY_H
 #define CW_REQ_READY_H
 
@@ -36,15 +37,16 @@ void req_ready_free(struct req_ready *c);
  * same id, or NULL. The response stays the set's: queue it, never destroy it. */
 struct MHD_Response *req_ready_get(struct req_ready *c, const struct cw_key *key,
                                    const struct req_ready_id *id, const struct cw_entry_view *v);
-/* Whether an answer from v may be kept (its size within the bounds). */
-bool req_ready_fits(const struct req_ready *c, const struct cw_entry_view *v);
+/* Whether an answer from v may be kept as key's (its size within the bounds, counting the
+ * bytes of the answer it would displace as freed). */
+bool req_ready_fits(struct req_ready *c, const struct cw_key *key, const struct cw_entry_view *v);
 /* A response whose body is a copy of v's, kept with a copy of v's header block in one block
  * (*copy) that the response frees: to be completed with headers, then given to
  * req_ready_put() or destroyed. NULL: no memory. */
 struct MHD_Response *req_ready_build(const struct cw_entry_view *v, const char **copy);
 /* Keeps resp and its copy (from req_ready_build(), complete) as key's answer for id, in place
- * of the one there. Takes over the caller's reference: the caller queues resp, and never
- * destroys it. */
+ * of key's last one, or of the least recently used one of a full set. Takes over the caller's
+ * reference: the caller queues resp, and never destroys it. */
 void req_ready_put(struct req_ready *c, const struct cw_key *key, const struct req_ready_id *id,
                    const struct cw_entry_view *v, struct MHD_Response *resp, const char *copy);
 
