@@ -179,8 +179,7 @@ static bool hit_ready_id(const struct worker_req *r, const struct cw_entry_view 
 
     if (r->w->ready == NULL || kind != HIT_FRESH || status != v->h.status || status == 206 ||
         status == 304 || status == 412 || status == 416 || r->close ||
-        atomic_load_explicit(&r->w->draining, memory_order_relaxed) ||
-        !req_ready_fits(r->w->ready, &r->q.key, v))
+        atomic_load_explicit(&r->w->draining, memory_order_relaxed))
         return false;
     hit_age_ttl(v, now, &age, &ttl);
     *id = (struct req_ready_id){.age_s = age,
@@ -217,6 +216,11 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
         body += first;
         body_len = (size_t)(last - first + 1);
     }
+    /* Kept only for a key that is hit more than once within a second of Age, and within the
+     * bounds. */
+    if (ready && !(req_ready_admit(r->w->ready, &r->q.key, &id, v) &&
+                   req_ready_fits(r->w->ready, &r->q.key, v)))
+        ready = false;
     if (ready)
         resp = req_ready_build(v, &copy);
     else

@@ -17,23 +17,37 @@
 #define READY_OVERHEAD  512u         /* about what libmicrohttpd's response holds besides */
 
 struct ready_slot {
-    struct MHD_Response *resp; /* the set's reference; NULL: empty */
+    struct MHD_Response *resp; /* the set's reference (READY_KEPT); else NULL */
     const char *body;          /* the response's body, then the entry's header block */
     struct req_ready_id id;
     int64_t stored_at_ms;
     int64_t response_time_ms;
     size_t body_len;
     size_t headers_len;
-    uint64_t used; /* the set's clock at its last use: the least recently used is displaced */
+    uint32_t reused; /* hits the kept answer served besides the one that built it */
+};
+
+enum ready_state {
+    READY_EMPTY = 0,
+    READY_SIGHTED, /* no answer (resp NULL): the id and entry of the key's last build */
+    READY_KEPT,    /* an answer */
+};
+
+/* What a lookup and the choice of a place read of each place besides its key. */
+struct ready_meta {
+    uint32_t used;  /* the set's clock at its last use: the least recently used is displaced */
+    uint32_t state; /* enum ready_state */
 };
 
 struct req_ready {
-    /* The places' keys apart, a set's four in one cache line: a lookup reads that line, and
-     * a place's own line only for the key it finds. */
+    /* The places' keys and states apart, a set's four in one cache line each: a lookup, and
+     * the choice of a place, read those two lines, and a place's own lines only for the key
+     * found or the place chosen. */
     _Alignas(64) struct cw_key key[READY_SETS * READY_WAYS];
+    _Alignas(64) struct ready_meta meta[READY_SETS * READY_WAYS];
     struct ready_slot slot[READY_SETS * READY_WAYS];
     size_t bytes;   /* of the kept answers, as ready_bytes() counts them */
-    uint64_t clock; /* counts uses */
+    uint32_t clock; /* counts uses (wraps: places are compared by the distance of theirs) */
 };
 
 /* The index of the first place of key's set. */
@@ -45,28 +59,69 @@ static size_t ready_set(const struct cw_key *key)
     return (b & (READY_SETS - 1)) * READY_WAYS;
 }
 
-/* The place of key's answer in its set, or NULL. */
+static size_t ready_index(const struct req_ready *c, const struct ready_slot *s)
+{
+    return (size_t)(s - c->slot);
+}
+
+static enum ready_state ready_state_of(const struct req_ready *c, const struct ready_slot *s)
+{
+    return (enum ready_state)c->meta[ready_index(c, s)].state;
+}
+
+static void ready_touch(struct req_ready *c, const struct ready_slot *s, enum ready_state st)
+{
+    c->meta[ready_index(c, s)] = (struct ready_meta){.used = ++c->clock, .state = st};
+}
+
+/* The place that holds key's answer or sighting, or NULL. */
 static struct ready_slot *ready_find(struct req_ready *c, const struct cw_key *key)
 {
     size_t set = ready_set(key);
 
     for (size_t i = set; i < set + READY_WAYS; i++)
-        if (memcmp(&c->key[i], key, sizeof(*key)) == 0 && c->slot[i].resp != NULL)
+        if (memcmp(&c->key[i], key, sizeof(*key)) == 0 && c->meta[i].state != READY_EMPTY)
             return &c->slot[i];
     return NULL;
 }
 
-/* Where an answer for key goes: the place of its last one, else an empty place, else the
- * set's least recently used. */
+/* Where an answer or a sighting for key goes: the place of its last one, else an empty
+ * place, else the set's least recently used. */
 static struct ready_slot *ready_place(struct req_ready *c, const struct cw_key *key)
 {
-    struct ready_slot *set = &c->slot[ready_set(key)], *s = ready_find(c, key);
+    struct ready_slot *s = ready_find(c, key);
+    size_t set = ready_set(key), v = set;
 
     if (s != NULL) return s;
-    s = &set[0];
-    for (size_t i = 0; i < READY_WAYS && s->resp != NULL; i++)
-        if (set[i].resp == NULL || set[i].used < s->used) s = &set[i];
-    return s;
+    for (size_t i = set; i < set + READY_WAYS && c->meta[v].state != READY_EMPTY; i++)
+        if (c->meta[i].state == READY_EMPTY || (int32_t)(c->meta[i].used - c->meta[v].used) < 0)
+            v = i;
+    return &c->slot[v];
+}
+
+/* Whether s was built from an entry with exactly v's times and lengths, for id. */
+static bool ready_is_same(const struct ready_slot *s, const struct req_ready_id *id,
+                          const struct cw_entry_view *v)
+{
+    return s->id.age_s == id->age_s && s->id.ttl_s == id->ttl_s && s->id.status == id->status &&
+           s->id.kind == id->kind && s->stored_at_ms == v->h.stored_at_ms &&
+           s->response_time_ms == v->h.response_time_ms && s->body_len == v->body.len &&
+           s->headers_len == v->headers_len;
+}
+
+/* Records what s (emptied, or key's own) would be built from: the answer's id and entry. */
+static void ready_record(struct req_ready *c, struct ready_slot *s, const struct cw_key *key,
+                         const struct req_ready_id *id, const struct cw_entry_view *v,
+                         enum ready_state st)
+{
+    c->key[ready_index(c, s)] = *key;
+    s->id = *id;
+    s->stored_at_ms = v->h.stored_at_ms;
+    s->response_time_ms = v->h.response_time_ms;
+    s->body_len = v->body.len;
+    s->headers_len = v->headers_len;
+    s->reused = 0;
+    ready_touch(c, s, st);
 }
 
 /* The memory a kept answer holds: our copy of the body and the header block, and in
@@ -78,6 +133,7 @@ static size_t ready_bytes(size_t body_len, size_t headers_len)
 
 static void ready_drop(struct req_ready *c, struct ready_slot *s)
 {
+    c->meta[ready_index(c, s)].state = READY_EMPTY;
     if (s->resp == NULL) return;
     MHD_destroy_response(s->resp); /* frees the copy once no connection sends it */
     c->bytes -= ready_bytes(s->body_len, s->headers_len);
@@ -106,19 +162,32 @@ struct MHD_Response *req_ready_get(struct req_ready *c, const struct cw_key *key
 {
     struct ready_slot *s = ready_find(c, key);
 
-    if (s == NULL) return NULL;
-    if (s->id.age_s != id->age_s || s->id.ttl_s != id->ttl_s || s->id.status != id->status ||
-        s->id.kind != id->kind)
-        return NULL;
     /* The same entry: cheap fields first, then every byte the answer was built from. */
-    if (s->stored_at_ms != v->h.stored_at_ms || s->response_time_ms != v->h.response_time_ms ||
-        s->body_len != v->body.len || s->headers_len != v->headers_len)
-        return NULL;
+    if (s == NULL || ready_state_of(c, s) != READY_KEPT || !ready_is_same(s, id, v)) return NULL;
     if (memcmp(s->body + s->body_len, v->headers, v->headers_len) != 0 ||
         memcmp(s->body, v->body.p, v->body.len) != 0)
         return NULL;
-    s->used = ++c->clock;
+    ready_touch(c, s, READY_KEPT);
+    s->reused++;
     return s->resp;
+}
+
+bool req_ready_admit(struct req_ready *c, const struct cw_key *key, const struct req_ready_id *id,
+                     const struct cw_entry_view *v)
+{
+    struct ready_slot *s = ready_find(c, key);
+
+    /* A key whose last answer served other hits: its next one will too. */
+    if (s != NULL && ready_state_of(c, s) == READY_KEPT && s->reused > 0) return true;
+    /* A key built twice for the same answer (the same entry, Age and ttl): the second hit
+     * within one second of Age, so more are likely to come. */
+    if (s != NULL && ready_state_of(c, s) == READY_SIGHTED && ready_is_same(s, id, v)) return true;
+    /* Else only sighted: an answer that served no other hit is dropped, and a key hit once
+     * in a second or less often costs no copy kept. */
+    if (s == NULL) s = ready_place(c, key);
+    ready_drop(c, s);
+    ready_record(c, s, key, id, v, READY_SIGHTED);
+    return false;
 }
 
 bool req_ready_fits(struct req_ready *c, const struct cw_key *key, const struct cw_entry_view *v)
@@ -129,7 +198,8 @@ bool req_ready_fits(struct req_ready *c, const struct cw_key *key, const struct 
         return false;
     /* What the put displaces is freed first. */
     s = ready_place(c, key);
-    return c->bytes - (s->resp != NULL ? ready_bytes(s->body_len, s->headers_len) : 0) <=
+    return c->bytes - (ready_state_of(c, s) == READY_KEPT ? ready_bytes(s->body_len, s->headers_len)
+                                                          : 0) <=
            READY_BUDGET - ready_bytes(v->body.len, v->headers_len);
 }
 
@@ -159,12 +229,6 @@ void req_ready_put(struct req_ready *c, const struct cw_key *key, const struct r
     ready_drop(c, s);
     s->resp = resp;
     s->body = copy;
-    c->key[s - c->slot] = *key;
-    s->id = *id;
-    s->stored_at_ms = v->h.stored_at_ms;
-    s->response_time_ms = v->h.response_time_ms;
-    s->body_len = v->body.len;
-    s->headers_len = v->headers_len;
-    s->used = ++c->clock;
+    ready_record(c, s, key, id, v, READY_KEPT);
     c->bytes += ready_bytes(s->body_len, s->headers_len);
 }

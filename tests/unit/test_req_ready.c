@@ -1,7 +1,8 @@
 /* tests/unit/test_req_ready.c - workers/req_ready: a worker's ready answers. A kept answer is
  * given back only for its key, its id and the very bytes it was built from; the keys that share
- * a set stay ready together, a full set displaces its least recently used answer, and the
- * byte budget counts the answer a put would displace as freed. */
+ * a set stay ready together, a full set displaces its least recently used answer, the byte
+ * budget counts the answer a put would displace as freed, and an answer is kept only for a key
+ * hit more than once for it. */
 #include "workers/req_ready.h"
 
 #include <check.h>
@@ -176,6 +177,44 @@ START_TEST(test_ready_budget_counts_what_a_put_displaces)
 }
 END_TEST
 
+START_TEST(test_ready_kept_only_for_a_key_hit_again)
+{
+    struct req_ready *c = req_ready_new();
+    struct cw_key k = key_in_set(9, 1);
+    struct req_ready_id id = id_at_age(0);
+    struct cw_entry_view v = view_of(body, BODY_LEN, 1000), w = view_of(body, BODY_LEN, 1001);
+    struct MHD_Response *resp;
+
+    /* A first build is only sighted; a second for the same answer is kept. */
+    ck_assert(!req_ready_admit(c, &k, &id, &v));
+    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
+    ck_assert(req_ready_admit(c, &k, &id, &v));
+    resp = keep(c, &k, &id, &v);
+    ck_assert_ptr_eq(req_ready_get(c, &k, &id, &v), resp);
+    /* Age moved: an answer that served another hit is rebuilt and kept at once. */
+    id = id_at_age(1);
+    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
+    ck_assert(req_ready_admit(c, &k, &id, &v));
+    keep(c, &k, &id, &v);
+    /* Age moved again before any other hit used it: not kept, only sighted. */
+    id = id_at_age(2);
+    ck_assert(!req_ready_admit(c, &k, &id, &v));
+    id = id_at_age(1);
+    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
+    id = id_at_age(2);
+    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
+    /* A sighting counts only for the same answer: not another Age, not another entry. */
+    id = id_at_age(3);
+    ck_assert(!req_ready_admit(c, &k, &id, &v));
+    ck_assert(!req_ready_admit(c, &k, &id, &w));
+    ck_assert(req_ready_admit(c, &k, &id, &w));
+    /* Another key of the set is its own. */
+    k = key_in_set(9, 2);
+    ck_assert(!req_ready_admit(c, &k, &id, &w));
+    req_ready_free(c);
+}
+END_TEST
+
 Suite *req_ready_suite(void)
 {
     Suite *s = suite_create("req_ready");
@@ -185,6 +224,7 @@ Suite *req_ready_suite(void)
     tcase_add_test(tc, test_ready_given_back_only_for_the_same_bytes_and_id);
     tcase_add_test(tc, test_ready_keys_of_one_set_stay_ready_together);
     tcase_add_test(tc, test_ready_budget_counts_what_a_put_displaces);
+    tcase_add_test(tc, test_ready_kept_only_for_a_key_hit_again);
     suite_add_tcase(s, tc);
     return s;
 }
