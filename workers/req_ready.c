@@ -6,15 +6,20 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Set-associative on the key's hash: a key has READY_WAYS places in its set, so that a set of
- * keys several times larger than a few dozen (10,000 keys of 1 KiB: about 13 MiB of copies)
- * stays ready however its hashes fall, and a new answer displaces the set's least recently
- * used one. */
-#define READY_SETS      4096u        /* a power of two: indexed by the key's hash */
+/* Set-associative on the key's hash: a key has READY_WAYS places in its set, so that the hot
+ * keys stay ready however their hashes fall, and a new answer or sighting displaces the set's
+ * least recently used one. A place holds an answer only for a key hit READY_SEEN times for
+ * the same answer (the same entry, Age and ttl: in one second); below that, only a sighting
+ * in the place's state (its key and state lines), so that a key set hit a few times a second
+ * each, such as 10,000 uniform keys, builds its answers without copies kept for it: reading
+ * a kept copy of a cold answer (its header list, its body compared) costs more cache misses
+ * than a build. */
+#define READY_SETS      1024u        /* a power of two: indexed by the key's hash */
 #define READY_WAYS      4u           /* places in a set */
 #define READY_MAX_BYTES (256u << 10) /* header block and body of one kept answer */
 #define READY_BUDGET    (16u << 20)  /* of all of one worker's kept answers (ready_bytes()) */
 #define READY_OVERHEAD  512u         /* about what libmicrohttpd's response holds besides */
+#define READY_SEEN      8u           /* builds of one answer before it is kept */
 
 struct ready_slot {
     struct MHD_Response *resp; /* the set's reference (READY_KEPT); else NULL */
@@ -29,14 +34,17 @@ struct ready_slot {
 
 enum ready_state {
     READY_EMPTY = 0,
-    READY_SIGHTED, /* no answer (resp NULL): the id and entry of the key's last build */
+    READY_SIGHTED, /* no answer (resp NULL): sig and seen count the key's builds */
     READY_KEPT,    /* an answer */
 };
 
-/* What a lookup and the choice of a place read of each place besides its key. */
+/* What a lookup, a sighting and the choice of a place read of each place besides its key. */
 struct ready_meta {
     uint32_t used;  /* the set's clock at its last use: the least recently used is displaced */
-    uint32_t state; /* enum ready_state */
+    uint32_t sig;   /* READY_SIGHTED: ready_sig() of the answer last built */
+    uint16_t state; /* enum ready_state */
+    uint16_t seen;  /* READY_SIGHTED: builds of that answer */
+    uint32_t pad;
 };
 
 struct req_ready {
@@ -71,7 +79,31 @@ static enum ready_state ready_state_of(const struct req_ready *c, const struct r
 
 static void ready_touch(struct req_ready *c, const struct ready_slot *s, enum ready_state st)
 {
-    c->meta[ready_index(c, s)] = (struct ready_meta){.used = ++c->clock, .state = st};
+    struct ready_meta *m = &c->meta[ready_index(c, s)];
+
+    m->used = ++c->clock;
+    m->state = (uint16_t)st;
+}
+
+/* A 32-bit digest of what an answer is built from besides the entry's bytes: two builds of
+ * one answer have the same. (A sighting only counts builds: a kept answer is compared in
+ * full.) */
+static uint32_t ready_sig(const struct req_ready_id *id, const struct cw_entry_view *v)
+{
+    uint64_t f[] = {(uint64_t)id->age_s,
+                    (uint64_t)id->ttl_s,
+                    (uint64_t)id->status << 32 | id->kind,
+                    (uint64_t)v->h.stored_at_ms,
+                    (uint64_t)v->h.response_time_ms,
+                    (uint64_t)v->body.len << 32 ^ v->headers_len};
+    uint64_t h = 0x9e3779b97f4a7c15u;
+
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        h ^= f[i];
+        h *= 0xff51afd7ed558ccdu;
+        h ^= h >> 32;
+    }
+    return (uint32_t)h;
 }
 
 /* The place that holds key's answer or sighting, or NULL. */
@@ -109,10 +141,9 @@ static bool ready_is_same(const struct ready_slot *s, const struct req_ready_id 
            s->headers_len == v->headers_len;
 }
 
-/* Records what s (emptied, or key's own) would be built from: the answer's id and entry. */
+/* Records what the kept answer in s (emptied, or key's own) was built from. */
 static void ready_record(struct req_ready *c, struct ready_slot *s, const struct cw_key *key,
-                         const struct req_ready_id *id, const struct cw_entry_view *v,
-                         enum ready_state st)
+                         const struct req_ready_id *id, const struct cw_entry_view *v)
 {
     c->key[ready_index(c, s)] = *key;
     s->id = *id;
@@ -121,7 +152,7 @@ static void ready_record(struct req_ready *c, struct ready_slot *s, const struct
     s->body_len = v->body.len;
     s->headers_len = v->headers_len;
     s->reused = 0;
-    ready_touch(c, s, st);
+    ready_touch(c, s, READY_KEPT);
 }
 
 /* The memory a kept answer holds: our copy of the body and the header block, and in
@@ -176,17 +207,25 @@ bool req_ready_admit(struct req_ready *c, const struct cw_key *key, const struct
                      const struct cw_entry_view *v)
 {
     struct ready_slot *s = ready_find(c, key);
+    uint32_t sig = ready_sig(id, v);
+    struct ready_meta *m;
 
-    /* A key whose last answer served other hits: its next one will too. */
-    if (s != NULL && ready_state_of(c, s) == READY_KEPT && s->reused > 0) return true;
-    /* A key built twice for the same answer (the same entry, Age and ttl): the second hit
-     * within one second of Age, so more are likely to come. */
-    if (s != NULL && ready_state_of(c, s) == READY_SIGHTED && ready_is_same(s, id, v)) return true;
-    /* Else only sighted: an answer that served no other hit is dropped, and a key hit once
-     * in a second or less often costs no copy kept. */
+    /* A key whose last kept answer served as many hits: its next one will too. */
+    if (s != NULL && ready_state_of(c, s) == READY_KEPT && s->reused + 1 >= READY_SEEN) return true;
+    /* A key built READY_SEEN times for one answer (in one second of Age). */
+    if (s != NULL && ready_state_of(c, s) == READY_SIGHTED &&
+        c->meta[ready_index(c, s)].sig == sig) {
+        m = &c->meta[ready_index(c, s)];
+        if (++m->seen >= READY_SEEN) return true;
+        m->used = ++c->clock;
+        return false;
+    }
+    /* Else a first sighting of this answer: a kept answer that served fewer hits is dropped. */
     if (s == NULL) s = ready_place(c, key);
     ready_drop(c, s);
-    ready_record(c, s, key, id, v, READY_SIGHTED);
+    c->key[ready_index(c, s)] = *key;
+    m = &c->meta[ready_index(c, s)];
+    *m = (struct ready_meta){.used = ++c->clock, .sig = sig, .state = READY_SIGHTED, .seen = 1};
     return false;
 }
 
@@ -229,6 +268,6 @@ void req_ready_put(struct req_ready *c, const struct cw_key *key, const struct r
     ready_drop(c, s);
     s->resp = resp;
     s->body = copy;
-    ready_record(c, s, key, id, v, READY_KEPT);
+    ready_record(c, s, key, id, v);
     c->bytes += ready_bytes(s->body_len, s->headers_len);
 }

@@ -38,10 +38,10 @@ void req_ready_free(struct req_ready *c);
 struct MHD_Response *req_ready_get(struct req_ready *c, const struct cw_key *key,
                                    const struct req_ready_id *id, const struct cw_entry_view *v);
 /* Whether a built answer for key, id and v (req_ready_get() gave none) is worth keeping:
- * true for a key whose last kept answer served other hits, or that was built for the same
- * answer before (a second hit within one second of Age). Otherwise records this build as a
- * sighting of key (dropping a kept answer that served no other hit) and says false: a key
- * hit once a second or less often is built each time, with no copy kept. */
+ * true for a key built READY_SEEN (8) times for this same answer (the same entry, Age and
+ * ttl: hit that often within one second), or whose last kept answer served as many hits.
+ * Otherwise counts this build as a sighting of key (dropping a kept answer that served
+ * fewer) and says false: a key hit less often is built each time, with no copy kept. */
 bool req_ready_admit(struct req_ready *c, const struct cw_key *key, const struct req_ready_id *id,
                      const struct cw_entry_view *v);
 /* Whether an answer from v may be kept as key's (its size within the bounds, counting the

@@ -2,7 +2,7 @@
  * given back only for its key, its id and the very bytes it was built from; the keys that share
  * a set stay ready together, a full set displaces its least recently used answer, the byte
  * budget counts the answer a put would displace as freed, and an answer is kept only for a key
- * hit more than once for it. */
+ * built READY_SEEN times for it (or whose last kept answer served as many hits). */
 #include "workers/req_ready.h"
 
 #include <check.h>
@@ -15,6 +15,7 @@ Suite *req_ready_suite(void);
 #define BODY_LEN    1024
 #define HEADERS     "Content-Type: text/plain\r\nCache-Control: max-age=60\r\n"
 #define KEYS_IN_SET 4 /* READY_WAYS */
+#define SEEN        8 /* READY_SEEN */
 
 static char body[BODY_LEN];
 
@@ -185,28 +186,33 @@ START_TEST(test_ready_kept_only_for_a_key_hit_again)
     struct cw_entry_view v = view_of(body, BODY_LEN, 1000), w = view_of(body, BODY_LEN, 1001);
     struct MHD_Response *resp;
 
-    /* A first build is only sighted; a second for the same answer is kept. */
-    ck_assert(!req_ready_admit(c, &k, &id, &v));
+    /* Builds of one answer are only sighted until the READY_SEEN-th, which is kept. */
+    for (int i = 1; i < SEEN; i++)
+        ck_assert(!req_ready_admit(c, &k, &id, &v));
+    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
+    ck_assert(req_ready_admit(c, &k, &id, &v));
+    resp = keep(c, &k, &id, &v);
+    for (int i = 1; i < SEEN; i++)
+        ck_assert_ptr_eq(req_ready_get(c, &k, &id, &v), resp);
+    /* Age moved: an answer that served as many hits is rebuilt and kept at once. */
+    id = id_at_age(1);
     ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
     ck_assert(req_ready_admit(c, &k, &id, &v));
     resp = keep(c, &k, &id, &v);
     ck_assert_ptr_eq(req_ready_get(c, &k, &id, &v), resp);
-    /* Age moved: an answer that served another hit is rebuilt and kept at once. */
-    id = id_at_age(1);
-    ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
-    ck_assert(req_ready_admit(c, &k, &id, &v));
-    keep(c, &k, &id, &v);
-    /* Age moved again before any other hit used it: not kept, only sighted. */
+    /* Age moved again after fewer hits: not kept, only sighted, the kept one dropped. */
     id = id_at_age(2);
     ck_assert(!req_ready_admit(c, &k, &id, &v));
     id = id_at_age(1);
     ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
     id = id_at_age(2);
     ck_assert_ptr_null(req_ready_get(c, &k, &id, &v));
-    /* A sighting counts only for the same answer: not another Age, not another entry. */
+    /* A sighting counts the builds of one answer: another Age or entry starts again. */
     id = id_at_age(3);
-    ck_assert(!req_ready_admit(c, &k, &id, &v));
-    ck_assert(!req_ready_admit(c, &k, &id, &w));
+    for (int i = 1; i < SEEN; i++)
+        ck_assert(!req_ready_admit(c, &k, &id, &v));
+    for (int i = 1; i < SEEN; i++)
+        ck_assert(!req_ready_admit(c, &k, &id, &w));
     ck_assert(req_ready_admit(c, &k, &id, &w));
     /* Another key of the set is its own. */
     k = key_in_set(9, 2);
