@@ -216,8 +216,8 @@ static int hit_serve(struct worker_req *r, const struct cw_entry_view *v, enum h
         body += first;
         body_len = (size_t)(last - first + 1);
     }
-    /* Kept only for a key that is hit more than once within a second of Age, and within the
-     * bounds. */
+    /* Kept only for a hot key (req_ready_admit(): its answer built 8 times in one second of
+     * Age, or its last kept one served as many hits), and within the bounds. */
     if (ready && !(req_ready_admit(r->w->ready, &r->q.key, &id, v) &&
                    req_ready_fits(r->w->ready, &r->q.key, v)))
         ready = false;

@@ -6,9 +6,9 @@
  * the same stored entry (its times and lengths, then its header block and body compared byte
  * for byte), the same kind of answer, and the same Age and Cache-Status ttl seconds (so a hot
  * entry's answer is rebuilt at most about once a second). Only full answers (no precondition,
- * no range) that go out without Connection: close are kept. Set-associative on the key's
- * hash, the least recently used answer of a full set displaced; bounded in count and bytes.
- * MHD thread only: no lock. */
+ * no range) that go out without Connection: close are kept, and only for a hot key
+ * (req_ready_admit()). Set-associative on the key's hash, the least recently used place of a
+ * full set displaced; bounded in count and bytes. MHD thread only: no lock. */
 #ifndef CW_REQ_READY_H
 #define CW_REQ_READY_H
 
