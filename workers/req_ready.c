@@ -207,15 +207,13 @@ bool req_ready_admit(struct req_ready *c, const struct cw_key *key, const struct
                      const struct cw_entry_view *v)
 {
     struct ready_slot *s = ready_find(c, key);
+    struct ready_meta *m = s != NULL ? &c->meta[ready_index(c, s)] : NULL;
     uint32_t sig = ready_sig(id, v);
-    struct ready_meta *m;
 
     /* A key whose last kept answer served as many hits: its next one will too. */
-    if (s != NULL && ready_state_of(c, s) == READY_KEPT && s->reused + 1 >= READY_SEEN) return true;
+    if (m != NULL && m->state == READY_KEPT && s->reused + 1 >= READY_SEEN) return true;
     /* A key built READY_SEEN times for one answer (in one second of Age). */
-    if (s != NULL && ready_state_of(c, s) == READY_SIGHTED &&
-        c->meta[ready_index(c, s)].sig == sig) {
-        m = &c->meta[ready_index(c, s)];
+    if (m != NULL && m->state == READY_SIGHTED && m->sig == sig) {
         if (++m->seen >= READY_SEEN) return true;
         m->used = ++c->clock;
         return false;
@@ -224,8 +222,8 @@ bool req_ready_admit(struct req_ready *c, const struct cw_key *key, const struct
     if (s == NULL) s = ready_place(c, key);
     ready_drop(c, s);
     c->key[ready_index(c, s)] = *key;
-    m = &c->meta[ready_index(c, s)];
-    *m = (struct ready_meta){.used = ++c->clock, .sig = sig, .state = READY_SIGHTED, .seen = 1};
+    c->meta[ready_index(c, s)] =
+        (struct ready_meta){.used = ++c->clock, .sig = sig, .state = READY_SIGHTED, .seen = 1};
     return false;
 }
 
