@@ -36,12 +36,13 @@ TEST_ORIGIN := $(BUILD)/bin/cw-test-origin
 LOCK_HOLD   := $(BUILD)/bin/cw-test-lockhold
 L2_DRIVE    := $(BUILD)/bin/cw-test-l2drive
 FILL        := $(BUILD)/bin/cw-test-fill
+OPENLOOP    := $(BUILD)/bin/cw-openloop
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 .PHONY: all deps run check lint unit integration bench clean format fuzz
-all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(L2_DRIVE) $(FILL) $(UNITS)
+all: $(BINS) $(TEST_ORIGIN) $(LOCK_HOLD) $(L2_DRIVE) $(FILL) $(OPENLOOP) $(UNITS)
 
 deps:
 	@scripts/deps.sh
@@ -104,10 +105,10 @@ integration: all
 	@BUILD=$(BUILD) SAN=$(SAN) ONLY=integration scripts/check.sh
 
 # bench: CacheWarp against nginx proxy_cache, Varnish and nginx static files in one run, with
-# the open-loop generator tests/bench/openloop.c; see docs/PERFORMANCE.md. Not part of check.
-OPENLOOP := $(BUILD)/bin/cw-openloop
+# the open-loop generator tests/bench/openloop.c (built by all; test_openloop checks it); see
+# docs/PERFORMANCE.md. Not part of check.
 bench: deps
-	@nice $(MAKE) --no-print-directory all $(OPENLOOP)
+	@nice $(MAKE) --no-print-directory all
 	@BENCH_DEPS=1 scripts/deps.sh
 	@BUILD=$(BUILD) tests/bench/bench.sh
 $(OPENLOOP): $(BUILD)/tests/bench/openloop.o
@@ -119,7 +120,7 @@ $(OPENLOOP): $(BUILD)/tests/bench/openloop.o
 # with BENCH_CW_BASE=DIR, that build's cachewarpd beside this one's. Not in all, check or bench.
 .PHONY: hit-instr
 hit-instr: deps
-	@nice $(MAKE) --no-print-directory all $(OPENLOOP)
+	@nice $(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) python3 tests/bench/hit_instr.py cw=$(BUILD) \
 		$(if $(BENCH_CW_BASE),cw-base=$(BENCH_CW_BASE))
 

@@ -515,7 +515,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                 l2=False):
             out.append({"id": sid, "label": label, "kind": kind, "args": args, "heavy": heavy,
                         "scale": scale, "small": small, "warm": warm, "l2": l2})
-        o = ["-c", "32", "-d", str(self.open_s)]
+        # Two threads, so that a thread kept off its CPU has its sends made by the other.
+        o = ["-c", "32", "-t", "2", "-d", str(self.open_s)]
         c = ["-R", "0", "-c", "64", "-t", "2", "-d", str(self.closed_s)]
         r0 = self.rates[0]
         for r in self.rates:
@@ -1046,7 +1047,8 @@ purge = {{ allow = [ "127.0.0.1/32" ]; }};
                          "node of the same configuration, on one redis-server (no "
                          "persistence)",
             },
-            "client_desc": f"{pin_c}; open loop: 1 thread, 32 keep-alive connections; closed "
+            "client_desc": f"{pin_c}; open loop: 2 threads sharing one schedule, 32 keep-alive "
+                           "connections; closed "
                            "loop: 2 threads, 64 connections; stampede and burst: 1 thread, "
                            f"{self.st_clients} connections; "
                            + (f"SCHED_FIFO priority {self.fifo} in open loop and bursts"

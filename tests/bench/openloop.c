@@ -2,14 +2,16 @@
  *
  *   cw-openloop -p PORT [-a ADDR] [-c CONNS] [-t THREADS] [-d SECONDS] [-R RATE] [-K KEYS]
  *               [-Z EXPONENT | -Q] [-s SALT] [-H HOST] [-b CLIENTS -r ROUNDS [-w WARM_PATH]]
- *               PATH
+ *               [-P PRIO] [-S US] PATH
  *
- * Open loop (-R RATE > 0): request i of a thread is due at t0 + i / (RATE / THREADS); it is
- * sent on an idle keep-alive connection as soon as one is free, and its latency runs from
- * the time it was due, not from when it was sent. So a server that stalls is charged for
- * every request that would have been sent during the stall (no coordinated omission, as in
- * wrk2). Closed loop (-R 0): every connection sends its next request as soon as the last
- * one is answered, for SECONDS; latency runs from the send. Burst (-b CLIENTS): opens
+ * Open loop (-R RATE > 0): request i of a thread is due at t0 + i / (RATE / THREADS) (the
+ * threads' schedules interleave); it is sent on an idle keep-alive connection as soon as one
+ * is free, and its latency runs from the time it was due, not from when it was sent. So a
+ * server that stalls is charged for every request that would have been sent during the stall
+ * (no coordinated omission, as in wrk2). With more than one thread, a thread also sends
+ * another's request once it is -S US late (200 by default): a thread that waits for a CPU
+ * does not hold back its sends. Closed loop (-R 0): every connection sends its next request as soon
+ * as the last one is answered, for SECONDS; latency runs from the send. Burst (-b CLIENTS): opens
  * CLIENTS connections, GETs WARM_PATH on each (so each is accepted and kept alive), then
  * for each of ROUNDS rounds writes the same request on every connection at once and waits
  * for all answers; latency runs from the start of the round (the cold-key stampede).
@@ -51,6 +53,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,6 +124,8 @@ struct ol_opts {
     int burst;
     int rounds;
     int fifo; /* -P: SCHED_FIFO priority of the generator's threads; 0 = the default policy */
+    double steal_us; /* -S: open loop: another thread's request is sent once this late */
+    int stall_ms;    /* -X: thread 1 sleeps this long once, 100 ms into the run (a test) */
     const char *warm_path;
     const char *path;
 };
@@ -146,19 +151,33 @@ struct ol_stats {
     int burst_rounds;
 };
 
+/* The open loop's schedule, shared by the threads. Thread k's request i is due at
+ * t0 + (i + k / THREADS) / (RATE / THREADS) seconds: the threads interleave. Each thread
+ * sends its own requests when they are due, and another thread's once it is steal_ns late:
+ * a thread that waits for a CPU (behind a kernel thread on its vCPU, say) does not hold back
+ * the sends it was to make. A request is claimed by advancing its owner's next[] with a
+ * compare-and-swap, so it goes out once whoever sends it. */
+struct ol_sched {
+    _Atomic uint64_t next[OL_MAX_THREADS];
+    int threads;
+    uint64_t total;   /* each thread's share of the requests */
+    double rate;      /* each thread's share of RATE */
+    int64_t t0_ns;    /* thread 0's first due time */
+    int64_t steal_ns; /* 0: never */
+};
+
 struct ol_thread {
     const struct ol_opts *o;
+    struct ol_sched *sched; /* open loop */
     int id;
     int nconns;
     struct ol_conn *conns;
     int *idle; /* a stack of idle connection indexes */
     int nidle;
     int ep;
-    double rate; /* this thread's share */
     int64_t t0_ns;
     int64_t end_ns;
-    uint64_t total; /* open loop: requests this thread sends */
-    uint64_t next;  /* sequence number of the next request */
+    uint64_t next; /* closed loop and bursts: sequence number of the next request */
     uint64_t inflight;
     uint64_t rng;
     struct sockaddr_in sa;
@@ -168,6 +187,7 @@ struct ol_thread {
     pthread_barrier_t *go;
     int64_t *t0_shared;
     int failed;
+    bool is_stalled; /* -X done */
 };
 
 static int64_t ol_now_ns(void);
@@ -176,16 +196,17 @@ static void ol_usage(FILE *f);
 static int ol_connect(struct ol_thread *t, struct ol_conn *c);
 static void ol_close(struct ol_thread *t, struct ol_conn *c);
 static int ol_build_req(struct ol_thread *t, struct ol_conn *c, const char *path, const char *key);
-static int ol_send(struct ol_thread *t, struct ol_conn *c, int64_t due_ns);
+static int ol_send(struct ol_thread *t, struct ol_conn *c, int64_t due_ns, int owner, uint64_t seq);
 static int ol_flush(struct ol_thread *t, struct ol_conn *c);
-static void ol_key(struct ol_thread *t, char *buf, size_t len, uint64_t seq);
+static void ol_key(struct ol_thread *t, char *buf, size_t len, int owner, uint64_t seq);
 static bool ol_parse_head(struct ol_conn *c);
 static int ol_feed(struct ol_thread *t, struct ol_conn *c, const char *p, size_t n);
 static void ol_done(struct ol_thread *t, struct ol_conn *c, bool is_ok);
 static void ol_fail(struct ol_thread *t, struct ol_conn *c);
 static int ol_record(struct ol_stats *st, int64_t ns, int64_t svc_ns, int64_t read_ns);
 static void ol_on_readable(struct ol_thread *t, struct ol_conn *c);
-static int64_t ol_due(const struct ol_thread *t, uint64_t i);
+static int64_t ol_due(const struct ol_sched *s, int owner, uint64_t i);
+static int64_t ol_send_by(const struct ol_thread *t, int owner, uint64_t i);
 static void ol_pump_open(struct ol_thread *t);
 static void ol_pump_closed(struct ol_thread *t);
 static void *ol_run_thread(void *arg);
@@ -195,6 +216,7 @@ static void ol_json_num(const char *key, double v);
 static int ol_cmp_i64(const void *a, const void *b);
 static double ol_pct_ms(const int64_t *v, size_t n, double pct);
 static int ol_thread_init(struct ol_thread *t, const struct ol_opts *o, int id, int nconns);
+static void ol_thread_free(struct ol_thread *t);
 
 static int64_t ol_now_ns(void)
 {
@@ -216,7 +238,10 @@ static void ol_usage(FILE *f)
                "  -H HOST   the Host field (default ADDR:PORT)\n"
                "  -b N      burst mode: N connections send the same request at once\n"
                "  -P PRIO   run at SCHED_FIFO priority PRIO (1-99; needs CAP_SYS_NICE), so that\n"
-               "            the generator sends on time however busy the servers keep the CPUs\n");
+               "            the generator sends on time however busy the servers keep the CPUs\n"
+               "  -S US     open loop: a thread sends another's request once it is US late\n"
+               "            (default 200; 0: each thread sends only its own)\n"
+               "  -X MS     a test of -S: thread 1 sleeps MS once, 100 ms into the run\n");
 }
 
 static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
@@ -229,8 +254,9 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
                           .seconds = 5,
                           .salt = "",
                           .rounds = 5,
+                          .steal_us = 200,
                           .warm_path = "/"};
-    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:H:b:r:w:P:h")) != -1) {
+    while ((ch = getopt(argc, argv, "a:p:c:t:d:R:K:Z:Qs:H:b:r:w:P:S:X:h")) != -1) {
         switch (ch) {
         case 'a':
             o->addr = optarg;
@@ -277,6 +303,12 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
         case 'P':
             o->fifo = atoi(optarg);
             break;
+        case 'S':
+            o->steal_us = atof(optarg);
+            break;
+        case 'X':
+            o->stall_ms = atoi(optarg);
+            break;
         case 'h':
             ol_usage(stdout);
             exit(0);
@@ -296,6 +328,8 @@ static int ol_parse_opts(int argc, char **argv, struct ol_opts *o)
     if (!(o->seconds > 0) || o->seconds > 3600 || o->rate < 0 || o->keys < 0) return -EINVAL;
     if (o->rate * o->seconds > OL_MAX_REQS_PER_RUN) return -EINVAL;
     if (o->rounds < 1 || o->fifo < 0 || o->fifo > 99) return -EINVAL;
+    if (!(o->steal_us >= 0) || o->steal_us > 1e6) return -EINVAL;
+    if (o->stall_ms < 0 || o->stall_ms > 10000) return -EINVAL;
     if ((o->zipf != 0 || o->is_seq) && o->keys <= 0) return -EINVAL;
     if (o->zipf < 0 || o->zipf > 10 || (o->zipf != 0 && o->is_seq)) return -EINVAL;
     if (o->keys > 100000000) return -EINVAL;
@@ -366,12 +400,13 @@ static uint64_t ol_zipf_key(long keys, double u)
     return (uint64_t)lo;
 }
 
-static void ol_key(struct ol_thread *t, char *buf, size_t len, uint64_t seq)
+/* The key of request seq of thread owner (which may not be the thread that sends it). */
+static void ol_key(struct ol_thread *t, char *buf, size_t len, int owner, uint64_t seq)
 {
     if (t->o->burst > 0) {
         snprintf(buf, len, "%s%" PRIu64, t->o->salt, seq);
     } else if (t->o->keys > 0 && t->o->is_seq) {
-        uint64_t k = (seq * (uint64_t)t->o->threads + (uint64_t)t->id) % (uint64_t)t->o->keys;
+        uint64_t k = (seq * (uint64_t)t->o->threads + (uint64_t)owner) % (uint64_t)t->o->keys;
         snprintf(buf, len, "%" PRIu64, k);
     } else if (t->o->keys > 0) {
         /* xorshift64*: uniform enough for a key choice, no locks, no libc state. */
@@ -386,7 +421,7 @@ static void ol_key(struct ol_thread *t, char *buf, size_t len, uint64_t seq)
             snprintf(buf, len, "%" PRIu64, r % (uint64_t)t->o->keys);
         }
     } else {
-        snprintf(buf, len, "%s%dx%" PRIu64, t->o->salt, t->id, seq);
+        snprintf(buf, len, "%s%dx%" PRIu64, t->o->salt, owner, seq);
     }
 }
 
@@ -437,14 +472,14 @@ static int ol_flush(struct ol_thread *t, struct ol_conn *c)
     return 0;
 }
 
-/* Sends the next request on the idle connection c; its latency runs from due_ns. */
-static int ol_send(struct ol_thread *t, struct ol_conn *c, int64_t due_ns)
+/* Sends request seq of thread owner on the idle connection c; its latency runs from due_ns.
+ * A request that fails to go out is lost, not retried. */
+static int ol_send(struct ol_thread *t, struct ol_conn *c, int64_t due_ns, int owner, uint64_t seq)
 {
     char key[128];
     int rc;
 
-    ol_key(t, key, sizeof(key), t->next);
-    t->next++; /* a request that fails to go out is lost, not retried */
+    ol_key(t, key, sizeof(key), owner, seq);
     if (c->fd == -1) {
         rc = ol_connect(t, c);
         if (rc < 0) return rc;
@@ -729,22 +764,62 @@ static void ol_on_readable(struct ol_thread *t, struct ol_conn *c)
     }
 }
 
-static int64_t ol_due(const struct ol_thread *t, uint64_t i)
+static int64_t ol_due(const struct ol_sched *s, int owner, uint64_t i)
 {
-    return t->t0_ns + (int64_t)((double)i * 1e9 / t->rate);
+    return s->t0_ns + (int64_t)(((double)i + (double)owner / s->threads) * 1e9 / s->rate);
 }
 
-/* Sends every request that is due while a connection is idle. */
+/* When thread t is to send request i of thread owner: at its due time if it is its own,
+ * steal_ns after it if not; INT64_MAX for none (sent, or never t's to send). */
+static int64_t ol_send_by(const struct ol_thread *t, int owner, uint64_t i)
+{
+    const struct ol_sched *s = t->sched;
+
+    if (i >= s->total) return INT64_MAX;
+    if (owner == t->id) return ol_due(s, owner, i);
+    return s->steal_ns > 0 ? ol_due(s, owner, i) + s->steal_ns : INT64_MAX;
+}
+
+/* The owner of the request thread t is to send first (its next[] in *i and the time in
+ * *at), or -1 when no thread has one left for t. */
+static int ol_next_for(const struct ol_thread *t, uint64_t *i, int64_t *at)
+{
+    int best = -1;
+
+    *at = INT64_MAX;
+    for (int m = 0; m < t->sched->threads; m++) {
+        uint64_t j = atomic_load_explicit(&t->sched->next[m], memory_order_relaxed);
+        int64_t when = ol_send_by(t, m, j);
+        if (when < *at) {
+            best = m;
+            *i = j;
+            *at = when;
+        }
+    }
+    return best;
+}
+
+/* Sends every request that is t's to send by now while a connection is idle. */
 static void ol_pump_open(struct ol_thread *t)
 {
     int64_t now = ol_now_ns();
+    bool is_fresh = true;
 
-    while (t->next < t->total && t->nidle > 0) {
-        int64_t due = ol_due(t, t->next);
-        if (due > now) {
-            now = ol_now_ns();
-            if (due > now) break;
+    while (t->nidle > 0) {
+        uint64_t i;
+        int64_t at;
+        int m = ol_next_for(t, &i, &at);
+        if (m < 0) break;
+        if (at > now) {
+            if (!is_fresh) break;
+            now = ol_now_ns(); /* a due time may have come while this loop sent */
+            is_fresh = false;
+            continue;
         }
+        is_fresh = true;
+        if (!atomic_compare_exchange_strong(&t->sched->next[m], &i, i + 1))
+            continue; /* the other thread sent it meanwhile */
+        int64_t due = ol_due(t->sched, m, i);
         struct ol_conn *c = &t->conns[t->idle[--t->nidle]];
         /* Late because every connection was busy is the server's doing (and counted in the
          * latency); late while this connection sat idle is the generator's. */
@@ -752,7 +827,7 @@ static void ol_pump_open(struct ol_thread *t)
         if (now - due > t->st.max_lag_ns) t->st.max_lag_ns = now - due;
         if (now - from > t->st.max_gen_lag_ns) t->st.max_gen_lag_ns = now - from;
         if (now - from > 1000000) t->st.gen_late++;
-        if (ol_send(t, c, due) < 0) {
+        if (ol_send(t, c, due, m, i) < 0) {
             t->st.errors++;
             t->idle[t->nidle++] = (int)(c - t->conns);
         }
@@ -764,7 +839,7 @@ static void ol_pump_closed(struct ol_thread *t)
     while (t->nidle > 0 && ol_now_ns() < t->end_ns) {
         struct ol_conn *c = &t->conns[t->idle[--t->nidle]];
         int64_t now = ol_now_ns();
-        if (ol_send(t, c, now) < 0) {
+        if (ol_send(t, c, now, t->id, t->next++) < 0) {
             t->st.errors++;
             t->idle[t->nidle++] = (int)(c - t->conns);
             return;
@@ -781,18 +856,24 @@ static int ol_wait_idle(struct ol_thread *t, int64_t deadline_ns)
     bool is_closed = t->o->rate == 0 && t->o->burst == 0;
 
     for (;;) {
+        if (t->o->stall_ms > 0 && t->id == 1 && !t->is_stalled && is_open &&
+            ol_now_ns() >= t->t0_ns + 100000000) {
+            struct timespec ts = {t->o->stall_ms / 1000, (long)(t->o->stall_ms % 1000) * 1000000};
+            t->is_stalled = true;
+            nanosleep(&ts, NULL);
+        }
         if (is_open) ol_pump_open(t);
         if (is_closed) ol_pump_closed(t);
         int64_t now = ol_now_ns();
-        bool is_sending = (is_open && t->next < t->total) || (is_closed && now < t->end_ns);
+        uint64_t seq;
+        int64_t at = INT64_MAX;
+        bool is_sending =
+            (is_open && ol_next_for(t, &seq, &at) >= 0) || (is_closed && now < t->end_ns);
         if (!is_sending && t->inflight == 0) return 0;
         if (now >= deadline_ns) return (int)t->inflight;
         int64_t wake = deadline_ns;
         if (is_closed && now < t->end_ns && t->end_ns < wake) wake = t->end_ns;
-        if (is_open && t->next < t->total && t->nidle > 0) {
-            int64_t due = ol_due(t, t->next);
-            if (due < wake) wake = due;
-        }
+        if (is_open && t->nidle > 0 && at < wake) wake = at;
         /* epoll_pwait2 takes a timeout in ns: no timer fd to arm and read per request. */
         int64_t wait_ns = wake > now ? wake - now : 0; /* a due time may pass meanwhile */
         struct timespec to = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
@@ -847,6 +928,18 @@ static int ol_thread_init(struct ol_thread *t, const struct ol_opts *o, int id, 
     return 0;
 }
 
+static void ol_thread_free(struct ol_thread *t)
+{
+    for (int i = 0; t->conns != NULL && i < t->nconns; i++)
+        ol_close(t, &t->conns[i]);
+    if (t->ep >= 0) close(t->ep);
+    free(t->conns);
+    free(t->idle);
+    free(t->st.lat_ns);
+    free(t->st.svc_ns);
+    free(t->st.read_ns);
+}
+
 static void *ol_run_thread(void *arg)
 {
     struct ol_thread *t = arg;
@@ -855,15 +948,8 @@ static void *ol_run_thread(void *arg)
     pthread_barrier_wait(t->go);
     t->t0_ns = *t->t0_shared;
     t->end_ns = t->t0_ns + (int64_t)(t->o->seconds * 1e9);
-    if (t->o->rate > 0) {
-        t->rate = t->o->rate / t->o->threads;
-        t->total = (uint64_t)(t->rate * t->o->seconds);
-        /* Threads interleave: thread k's schedule is shifted by k/T of an interval. */
-        t->t0_ns += (int64_t)(1e9 / t->rate * t->id / t->o->threads);
-    }
     int left = ol_wait_idle(t, t->end_ns + OL_DRAIN_NS);
     t->st.errors += (uint64_t)left;
-    if (t->o->rate > 0) t->st.errors += t->total - t->next; /* never sent */
     return NULL;
 }
 
@@ -897,12 +983,10 @@ static int ol_run_burst(struct ol_thread *t)
     for (int r = 0; r < t->o->rounds; r++) {
         int64_t start = ol_now_ns();
         t->nidle = 0;
-        t->next = (uint64_t)r;
         size_t n0 = t->st.n;
         for (int i = 0; i < t->nconns; i++) {
             struct ol_conn *c = &t->conns[i];
-            t->next = (uint64_t)r;
-            if (ol_send(t, c, start) < 0) t->st.errors++;
+            if (ol_send(t, c, start, t->id, (uint64_t)r) < 0) t->st.errors++;
         }
         t->st.burst_send_ns += ol_now_ns() - start;
         int left = ol_wait_idle(t, start + OL_BURST_ROUND_NS);
@@ -962,6 +1046,7 @@ int main(int argc, char **argv)
     if (o.zipf > 0 && ol_zipf_init(o.keys, o.zipf) < 0) return 1;
     pthread_barrier_t ready, go;
     int64_t t0 = 0;
+    static struct ol_sched sched; /* zero: every next[] at 0 */
     /* Sleeps end within 1 us of the due time, not the default 50 us timer slack. */
     if (prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL) == -1) perror("cw-openloop: timer slack");
     if (o.fifo > 0) {
@@ -990,10 +1075,16 @@ int main(int argc, char **argv)
             th[i].ready = &ready;
             th[i].go = &go;
             th[i].t0_shared = &t0;
+            th[i].sched = &sched;
             if (pthread_create(&th[i].tid, NULL, ol_run_thread, &th[i]) != 0) return 1;
         }
         pthread_barrier_wait(&ready);
         t0 = ol_now_ns() + 10000000; /* 10 ms: every thread is past the barrier */
+        sched.threads = o.threads;
+        sched.rate = o.rate / o.threads;
+        sched.total = (uint64_t)(sched.rate * o.seconds);
+        sched.t0_ns = t0;
+        sched.steal_ns = o.threads > 1 ? (int64_t)(o.steal_us * 1000) : 0;
         pthread_barrier_wait(&go);
         for (int i = 0; i < o.threads; i++)
             pthread_join(th[i].tid, NULL);
@@ -1022,6 +1113,8 @@ int main(int argc, char **argv)
         if (s->max_gen_lag_ns > all.max_gen_lag_ns) all.max_gen_lag_ns = s->max_gen_lag_ns;
         all.gen_late += s->gen_late;
         if (s->last_done_ns > all.last_done_ns) all.last_done_ns = s->last_done_ns;
+        if (o.rate > 0 && o.burst == 0) /* never sent */
+            all.errors += sched.total - atomic_load(&sched.next[i]);
     }
     qsort(all.lat_ns, all.n, sizeof(int64_t), ol_cmp_i64);
     qsort(all.svc_ns, all.n, sizeof(int64_t), ol_cmp_i64);
@@ -1068,5 +1161,13 @@ int main(int argc, char **argv)
     ol_json_num("gen_cpu_s", cpu_s);
     ol_json_num("gen_cpu_us_per_req", all.n ? cpu_s * 1e6 / (double)all.n : NAN);
     printf("}\n");
-    return all.n > 0 ? 0 : 1;
+    rc = all.n > 0 ? 0 : 1;
+    for (int i = 0; i < o.threads; i++)
+        ol_thread_free(&th[i]);
+    free(th);
+    free(all.lat_ns);
+    free(all.svc_ns);
+    free(all.read_ns);
+    free(ol_zipf_cdf);
+    return rc;
 }
