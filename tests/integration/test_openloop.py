@@ -2,14 +2,18 @@
 cw-test-origin alone: the figures `make bench` reports rest on it.
 
 Contract under test: at a fixed rate every scheduled request goes out once and is answered
-once (each key of a run unique, so the origin sees every one); with two threads, a thread kept
+once (each key of a run unique, so the origin sees every one); a request whose reused
+keep-alive connection the server closed before answering is sent once more on a new one,
+and one whose fresh connection closed is an error; with two threads, a thread kept
 from running has its sends made by the other once they are `-S` late, so neither the
 generator's lag nor the latency from the due time takes the stall; with `-S 0` they do (the
 stall is real, and the test would see it).
 """
 
 import json
+import socket
 import subprocess
+import threading
 
 import cw
 
@@ -45,3 +49,73 @@ def test_openloop_thread_stall_sent_by_other_thread(env):
     g0 = run_gen(o.port, "-t", "2", "-c", "8", "-R", "2000", "-d", "1", "-X", "60", "-S", "0")
     assert g0["requests"] == 2000 and g0["errors"] == 0, g0
     assert g0["max_gen_lag_ms"] >= 50 and g0["max_ms"] >= 50, g0
+
+
+def _closing_server(answer_fresh):
+    """A raw HTTP/1.1 server on loopback that answers the first request on each connection
+    (keep-alive, no Connection: close) and closes the connection at the second without a
+    byte: an idle timeout crossing the client's send. With answer_fresh False it closes
+    every connection at its first request. Returns (port, stop)."""
+    ls = socket.socket()
+    ls.bind((cw.LOOPBACK, 0))
+    ls.listen(64)
+    ls.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(c):
+        with c:
+            n = 0
+            buf = b""
+            while not stop.is_set():
+                try:
+                    d = c.recv(4096)
+                except OSError:
+                    return
+                if not d:
+                    return
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    n += 1
+                    if n > 1 or not answer_fresh:
+                        return
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    def accept():
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+        ls.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return ls.getsockname()[1], stop.set
+
+
+def test_openloop_resends_once_on_reused_connection_closed(env):
+    port, stop = _closing_server(answer_fresh=True)
+    try:
+        # One connection: every second request finds it closed by the server.
+        g = run_gen(port, "-t", "1", "-c", "1", "-R", "100", "-d", "1")
+    finally:
+        stop()
+    assert g["requests"] == 100 and g["errors"] == 0, g
+    assert g["retries"] >= 40 and g["reconnects"] >= g["retries"], g
+
+
+def test_openloop_fresh_connection_closed_is_an_error(env):
+    port, stop = _closing_server(answer_fresh=False)
+    try:
+        r = subprocess.run(
+            [cw.binary("cw-openloop"), "-p", str(port), "-a", cw.LOOPBACK, "-c", "1",
+             "-R", "50", "-d", "0.4", PATH],
+            capture_output=True, text=True, timeout=60,
+        )
+    finally:
+        stop()
+    # Nothing answered: exit 1, and every request an error, none sent again.
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    g = json.loads(r.stdout.strip().splitlines()[-1])
+    assert g["requests"] == 0 and g["errors"] == 20 and g["retries"] == 0, g
