@@ -54,11 +54,11 @@ static enum cw_upstream_fwd miss_fwd(void *cls, struct cw_str name)
 
 /* Builds the origin request's header block from what the request was understood to be
  * (workers/upstream.h has the rules): the client's fields as the route forwards them, ours
- * (req_header() gives their values), and a stale copy's validators. */
+ * (req_fwd_ours() gives their values), and a stale copy's validators. */
 static int miss_build_headers(struct worker_req *r)
 {
     struct cw_upstream_head h = {.fwd = miss_fwd,
-                                 .ours = req_header,
+                                 .ours = req_fwd_ours,
                                  .cls = r,
                                  .connection = r->conn_hdr,
                                  .strip_preconditions = r->cacheable};

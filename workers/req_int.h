@@ -17,6 +17,7 @@
 #define CW_REQ_INT_H
 
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -176,6 +177,7 @@ struct worker_req {
     char *conn_joined;                  /* conn_hdr's bytes when joined from lines (owned) */
     char *xff;                          /* X-Forwarded-For as sent to the origin (owned) */
     char *forwarded;                    /* Forwarded as sent to the origin (owned) */
+    char fwd_addr[INET6_ADDRSTRLEN];    /* the client's address for those two, once formatted */
     bool trusted;                       /* the route trusts the client's forwarding fields */
     unsigned wire_n;                    /* the request's place on its connection */
     unsigned refuse_status;             /* != 0: the wire reader refused this request */
@@ -317,6 +319,9 @@ bool req_recv_has_conditions(struct worker_req *r);
  * value CacheWarp sets for Host, X-Forwarded-* and Forwarded, else the client's (several
  * lines joined). So the key is made of exactly what the origin sees. */
 const char *req_header(void *cls, const char *name);
+/* The value CacheWarp sends for name, a field req_fwd_field() gives as WFWD_OURS (the
+ * builder's `ours`: it asked req_fwd_field() already). NULL when out of memory. */
+const char *req_fwd_ours(void *cls, const char *name);
 /* How a request field goes to the origin. */
 enum req_fwd {
     WFWD_PASS = 0, /* as the client sent it */

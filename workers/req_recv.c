@@ -137,52 +137,80 @@ enum req_fwd req_fwd_field(struct worker_req *r, struct cw_str name)
     return kind == WKIND_OURS ? WFWD_OURS : WFWD_DROP;
 }
 
+/* The client's address, as X-Forwarded-For and Forwarded give it: formatted once. */
+static const char *req_fwd_addr(struct worker_req *r)
+{
+    if (r->fwd_addr[0] == '\0') req_client_addr(r->conn, r->fwd_addr, sizeof(r->fwd_addr));
+    return r->fwd_addr;
+}
+
 /* X-Forwarded-For for the origin: the client's list (when it sent one) and its address. */
 static const char *req_fwd_xff(struct worker_req *r)
 {
-    const char *sent;
-    char addr[INET6_ADDRSTRLEN];
-    size_t n;
+    const char *sent, *addr;
+    size_t sent_len, addr_len;
+    char *p;
 
     if (r->xff != NULL) return r->xff;
-    req_client_addr(r->conn, addr, sizeof(addr));
+    addr = req_fwd_addr(r);
+    addr_len = strlen(addr);
     sent = req_header_sent(r, "X-Forwarded-For");
-    n = (sent ? strlen(sent) + 2 : 0) + strlen(addr) + 1;
-    r->xff = malloc(n);
+    sent_len = sent ? strlen(sent) : 0;
+    r->xff = p = malloc(sent_len + 2 + addr_len + 1);
     if (r->xff == NULL) return NULL;
-    snprintf(r->xff, n, "%s%s%s", sent ? sent : "", sent ? ", " : "", addr);
+    if (sent != NULL) {
+        memcpy(p, sent, sent_len);
+        memcpy(p + sent_len, ", ", 2);
+        p += sent_len + 2;
+    }
+    memcpy(p, addr, addr_len + 1);
     return r->xff;
 }
 
 /* Forwarded (RFC 7239) for the origin: one element, ours. */
 static const char *req_fwd_forwarded(struct worker_req *r)
 {
-    char addr[INET6_ADDRSTRLEN];
-    size_t n;
+    const char *addr;
+    bool is_v6;
+    char *p;
 
     if (r->forwarded != NULL) return r->forwarded;
-    req_client_addr(r->conn, addr, sizeof(addr));
-    n = strlen(addr) + strlen(r->host) + 48;
-    r->forwarded = malloc(n);
+    addr = req_fwd_addr(r);
+    is_v6 = strchr(addr, ':') != NULL;
+    /* 27 bytes of punctuation and names at most, and the NUL. */
+    r->forwarded = p = malloc(strlen(addr) + strlen(r->host) + 32);
     if (r->forwarded == NULL) return NULL;
     /* RFC 7239 §6: an IPv6 node is quoted and bracketed; host is quoted for its port. */
-    if (strchr(addr, ':') != NULL)
-        snprintf(r->forwarded, n, "for=\"[%s]\";host=\"%s\";proto=http", addr, r->host);
-    else
-        snprintf(r->forwarded, n, "for=%s;host=\"%s\";proto=http", addr, r->host);
+    p = stpcpy(p, is_v6 ? "for=\"[" : "for=");
+    p = stpcpy(p, addr);
+    p = stpcpy(p, is_v6 ? "]\";host=\"" : ";host=\"");
+    p = stpcpy(p, r->host);
+    stpcpy(p, "\";proto=http");
     return r->forwarded;
 }
 
-/* The value CacheWarp sends for a WFWD_OURS field. */
+/* The value CacheWarp sends for a WFWD_OURS field: one of Host, X-Forwarded-For (the kinds
+ * of their own), Forwarded and X-Forwarded-Host, -Port and -Proto (WKIND_OURS, told apart by
+ * length and, for the two of 16 bytes, the letter after "X-Forwarded-"). */
 static const char *req_fwd_value(struct worker_req *r, struct cw_str name)
 {
-    if (cw_str_eq_ci(name, CW_STR_LIT("Host")) ||
-        cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Host")))
+    switch (req_fwd_kind_of(name)) {
+    case WKIND_HOST:
         return r->host;
-    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-For"))) return req_fwd_xff(r);
-    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Proto"))) return "http";
-    if (cw_str_eq_ci(name, CW_STR_LIT("X-Forwarded-Port"))) return r->w->listen_port;
-    return req_fwd_forwarded(r);
+    case WKIND_XFF:
+        return req_fwd_xff(r);
+    case WKIND_OURS:
+        if (name.len == 9) return req_fwd_forwarded(r);
+        if (name.len == 17) return "http";
+        return (name.p[12] | 0x20) == 'h' ? r->host : r->w->listen_port;
+    default:
+        return NULL;
+    }
+}
+
+const char *req_fwd_ours(void *cls, const char *name)
+{
+    return req_fwd_value(cls, cw_str_cstr(name));
 }
 
 const char *req_header(void *cls, const char *name)
@@ -296,7 +324,8 @@ void req_client_addr(struct MHD_Connection *conn, char *buf, size_t size)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 
-    snprintf(buf, size, "unknown");
+    if (size < sizeof("unknown")) return;
+    memcpy(buf, "unknown", sizeof("unknown"));
     if (ci == NULL || ci->client_addr == NULL) return;
     if (ci->client_addr->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const void *)ci->client_addr;

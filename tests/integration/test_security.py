@@ -620,6 +620,20 @@ def test_security_forwarding_headers_set_by_proxy(env):
     ck.finish()
 
 
+def test_security_forwarding_ipv6_client(env):
+    """A client on [::1]: Forwarded quotes and brackets its address (RFC 7239 §6) and
+    X-Forwarded-For appends it bare, after what the client sent."""
+    o = LenientOrigin(env)
+    d = env.daemon(o, workers=1, host="::1")
+    r = cw.request(d.port, "/fwd6", headers={"Host": "v6.example", "X-Forwarded-For": "10.0.0.1"},
+                   timeout=5 * TF, host="::1")
+    assert r.status == 200, r
+    q = last_request(o, "/fwd6")
+    assert LenientOrigin.headers_named(q, "Forwarded") == [
+        'for="[::1]";host="v6.example";proto=http'], q
+    assert LenientOrigin.headers_named(q, "X-Forwarded-For") == ["10.0.0.1, ::1"], q
+
+
 def test_security_forwarding_trusted_route(env):
     """A route with trust_forwarded covering the client passes its forwarding headers on
     as sent."""
