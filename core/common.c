@@ -11,19 +11,18 @@ static inline unsigned char common_lower(unsigned char c)
 
 /* Field names are compared often and are mostly spelled alike: equal 8-byte words are
  * skipped whole, and only bytes that differ are lowercased. */
-bool cw_str_eq_ci(struct cw_str a, struct cw_str b)
+bool cw_bytes_eq_ci(const char *a, const char *b, size_t n)
 {
     size_t i = 0;
 
-    if (a.len != b.len) return false;
-    for (; i + 8 <= a.len; i += 8) {
+    for (; i + 8 <= n; i += 8) {
         uint64_t x, y;
-        memcpy(&x, a.p + i, 8);
-        memcpy(&y, b.p + i, 8);
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
         if (x != y) break;
     }
-    for (; i < a.len; i++) {
-        unsigned char x = (unsigned char)a.p[i], y = (unsigned char)b.p[i];
+    for (; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
         if (x != y && common_lower(x) != common_lower(y)) return false;
     }
     return true;

@@ -76,8 +76,14 @@ static inline bool cw_is_tchar(unsigned char c)
     }
 }
 
-/* Case-insensitive ASCII compare of two byte ranges. */
-bool cw_str_eq_ci(struct cw_str a, struct cw_str b);
+/* Case-insensitive ASCII compare of n bytes at a and b. */
+bool cw_bytes_eq_ci(const char *a, const char *b, size_t n);
+/* Case-insensitive ASCII compare of two byte ranges. Inline for the length test: most
+ * compares are of a field name against names of other lengths. */
+static inline bool cw_str_eq_ci(struct cw_str a, struct cw_str b)
+{
+    return a.len == b.len && cw_bytes_eq_ci(a.p, b.p, a.len);
+}
 /* Exact compare. */
 static inline bool cw_str_eq(struct cw_str a, struct cw_str b)
 {
