@@ -11,9 +11,7 @@ stall is real, and the test would see it).
 """
 
 import json
-import socket
 import subprocess
-import threading
 
 import cw
 
@@ -51,70 +49,40 @@ def test_openloop_thread_stall_sent_by_other_thread(env):
     assert g0["max_gen_lag_ms"] >= 50 and g0["max_ms"] >= 50, g0
 
 
-def _closing_server(answer_fresh):
-    """A raw HTTP/1.1 server on loopback that answers the first request on each connection
-    (keep-alive, no Connection: close) and closes the connection at the second without a
-    byte: an idle timeout crossing the client's send. With answer_fresh False it closes
-    every connection at its first request. Returns (port, stop)."""
-    ls = socket.socket()
-    ls.bind((cw.LOOPBACK, 0))
-    ls.listen(64)
-    ls.settimeout(0.2)
-    stop = threading.Event()
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
-    def serve(c):
-        with c:
-            n = 0
-            buf = b""
-            while not stop.is_set():
-                try:
-                    d = c.recv(4096)
-                except OSError:
-                    return
-                if not d:
-                    return
-                buf += d
-                while b"\r\n\r\n" in buf:
-                    _, buf = buf.split(b"\r\n\r\n", 1)
-                    n += 1
-                    if n > 1 or not answer_fresh:
-                        return
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    def accept():
-        while not stop.is_set():
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                continue
-            threading.Thread(target=serve, args=(c,), daemon=True).start()
-        ls.close()
+def _answer_then_close(method, target, headers):
+    """A connection's first request answered (keep-alive, no Connection: close); the
+    connection closed at its second without a byte: an idle timeout crossing the send."""
 
-    threading.Thread(target=accept, daemon=True).start()
-    return ls.getsockname()[1], stop.set
+    def act(s):
+        s.sendall(OK)
+        s.recv(4096)
+
+    return act
+
+
+def _close_unanswered(method, target, headers):
+    """Every connection closed at its first request without a byte."""
+    return lambda s: None
 
 
 def test_openloop_resends_once_on_reused_connection_closed(env):
-    port, stop = _closing_server(answer_fresh=True)
-    try:
-        # One connection: every second request finds it closed by the server.
-        g = run_gen(port, "-t", "1", "-c", "1", "-R", "100", "-d", "1")
-    finally:
-        stop()
+    o = cw.RawOrigin(env, _answer_then_close)
+    # One connection: every second request finds it closed by the server.
+    g = run_gen(o.port, "-t", "1", "-c", "1", "-R", "100", "-d", "1")
     assert g["requests"] == 100 and g["errors"] == 0, g
     assert g["retries"] >= 40 and g["reconnects"] >= g["retries"], g
 
 
 def test_openloop_fresh_connection_closed_is_an_error(env):
-    port, stop = _closing_server(answer_fresh=False)
-    try:
-        r = subprocess.run(
-            [cw.binary("cw-openloop"), "-p", str(port), "-a", cw.LOOPBACK, "-c", "1",
-             "-R", "50", "-d", "0.4", PATH],
-            capture_output=True, text=True, timeout=60,
-        )
-    finally:
-        stop()
+    o = cw.RawOrigin(env, _close_unanswered)
+    r = subprocess.run(
+        [cw.binary("cw-openloop"), "-p", str(o.port), "-a", cw.LOOPBACK, "-c", "1",
+         "-R", "50", "-d", "0.4", PATH],
+        capture_output=True, text=True, timeout=60,
+    )
     # Nothing answered: exit 1, and every request an error, none sent again.
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     g = json.loads(r.stdout.strip().splitlines()[-1])
