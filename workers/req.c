@@ -74,7 +74,7 @@ static enum req_step req_synth_close(struct worker_req *r, unsigned status, cons
 static void req_resume(struct worker_req *r, enum req_step step)
 {
     r->step = step;
-    MHD_resume_connection(r->conn);
+    req_conn_resume(r);
 }
 
 /* ---- on the fetch thread ------------------------------------------------------------- */

@@ -60,6 +60,20 @@ struct worker_waitq {
     uint32_t watch[CW_SEG_FILL_BUCKETS]; /* waiters per fill bucket (the shm watch bits) */
 };
 
+/* The thread that runs a worker's daemon (workers/worker.c): libmicrohttpd's event loop, driven
+ * by MHD_run() after poll() on the daemon's epoll set and on wake_fd. */
+struct worker_loop {
+    pthread_t thread;
+    bool started;
+    int wake_fd;  /* eventfd: a resume, a stop, a connection to add; -1 before the start */
+    int epoll_fd; /* the daemon's epoll set (MHD_DAEMON_INFO_EPOLL_FD) */
+    _Atomic bool stop;
+    pthread_mutex_t lock; /* guards the connection to add */
+    int add_fd;           /* -1: none */
+    const struct sockaddr *add_addr;
+    socklen_t add_addrlen;
+};
+
 /* A refresh this worker asked for lately: the MHD thread asks once per key per
  * WORKER_ASK_MS, however many hits want it (the refresher dedupes across workers). */
 #define WORKER_ASKS   256 /* direct-mapped by key; power of two */
@@ -83,6 +97,7 @@ struct cw_worker {
     struct cw_fill fill_mhd;              /* for the MHD thread */
     struct cw_upstream *fetch;
     struct MHD_Daemon *mhd;
+    struct worker_loop loop;
     struct worker_waitq waitq;
     struct cw_accesslog *alog;           /* NULL when log.access is "" */
     _Atomic int inflight;                /* requests between URI parse and completion */
@@ -285,6 +300,11 @@ struct worker_req {
     enum cw_metrics_result result;
     struct cw_fill_result fill;
 };
+
+/* worker.c */
+/* From any thread: resumes r's suspended connection (MHD_resume_connection()) and wakes the
+ * MHD thread's loop, which libmicrohttpd does not do for a loop of the application's. */
+void req_conn_resume(struct worker_req *r);
 
 /* req.c */
 /* Frees r and what it owns (the lease is released on the fetch thread). */

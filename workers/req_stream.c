@@ -122,7 +122,7 @@ int req_pipe_push(struct worker_req *r, const char *data, size_t n)
     wake = p->waiting;
     p->waiting = false;
     pthread_mutex_unlock(&p->lock);
-    if (wake) MHD_resume_connection(r->conn);
+    if (wake) req_conn_resume(r);
     return CW_UPSTREAM_GO;
 }
 
@@ -145,7 +145,7 @@ bool req_pipe_end(struct worker_req *r, int rc, struct cw_str tail)
     wake = (p->waiting || p->up_waiting_space) && !gone;
     p->waiting = p->up_waiting_space = false;
     pthread_mutex_unlock(&p->lock);
-    if (wake) MHD_resume_connection(r->conn);
+    if (wake) req_conn_resume(r);
     return gone;
 }
 
@@ -331,7 +331,7 @@ ssize_t req_pipe_upload_read(struct worker_req *r, char *buf, size_t cap)
         wake = true;
     }
     pthread_mutex_unlock(&p->lock);
-    if (wake) MHD_resume_connection(r->conn);
+    if (wake) req_conn_resume(r);
     return (ssize_t)n;
 }
 
@@ -351,7 +351,7 @@ void req_pipe_handoff(struct worker_req *r, enum req_step step)
         p->up_waiting_space = false;
     }
     pthread_mutex_unlock(&p->lock);
-    if (wake) MHD_resume_connection(r->conn);
+    if (wake) req_conn_resume(r);
 }
 
 bool req_pipe_finish(struct worker_req *r, int rc, enum req_step step)
@@ -373,6 +373,6 @@ bool req_pipe_finish(struct worker_req *r, int rc, enum req_step step)
         p->up_waiting_space = false;
     }
     pthread_mutex_unlock(&p->lock);
-    if (wake) MHD_resume_connection(r->conn);
+    if (wake) req_conn_resume(r);
     return gone;
 }

@@ -115,7 +115,7 @@ static int64_t wait_pass(struct cw_worker *w, int64_t *next_owner_check)
         struct worker_req *r = due;
         due = r->wait_next;
         r->step = REQ_WAITED;
-        MHD_resume_connection(r->conn);
+        req_conn_resume(r);
     }
     return until;
 }
@@ -216,7 +216,7 @@ void req_wait_stop(struct cw_worker *w)
         q->head = r->wait_next;
         wait_unwatch(w, r->wait_bucket);
         r->step = REQ_WAITED;
-        MHD_resume_connection(r->conn);
+        req_conn_resume(r);
     }
     q->count = 0;
     pthread_mutex_unlock(&q->lock);

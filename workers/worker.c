@@ -6,14 +6,18 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -205,6 +209,150 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
     if (req_pipe_release(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)) req_free_mhd(r);
 }
 
+/* The daemon's event loop runs on a thread of our own (cw-mhd), not on libmicrohttpd's. The
+ * library's epoll loop (MHD_epoll() in 0.9.75) takes at most 128 events a call and, when a call
+ * returns exactly 128, calls epoll_wait() again with the same timeout before it handles any of
+ * them. With its internal thread, that timeout is the idle connections' (a minute): 128
+ * connections that became ready at once, and nothing after them, waited for the worker's next
+ * event, the heartbeat's probe up to a second later (test_eventloop; in `make bench`, 0.6-0.9 s
+ * for the 128 connections one worker held of a burst of 200). MHD_run() runs the same loop
+ * without waiting; the wait is ours, in poll() on the daemon's epoll set (readable while it
+ * holds an event, and not drained by it) and on the loop's eventfd, for as long as
+ * MHD_get_timeout() allows. A daemon without its own thread has no channel of its own between
+ * threads: a resume from another thread (req_conn_resume()) and the heartbeat's connection
+ * (worker_add_connection()) wake the loop through the eventfd. */
+static void worker_loop_wake(struct worker_loop *l)
+{
+    uint64_t one = 1;
+
+    if (write(l->wake_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+        cw_warn_rl("worker: wake the MHD thread: %s", strerror(errno));
+}
+
+/* cw_worker_beat_add_fn: queues fd for the MHD thread, one at a time. */
+static int worker_add_connection(void *ctx, int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct worker_loop *l = &((struct cw_worker *)ctx)->loop;
+    bool is_busy;
+
+    pthread_mutex_lock(&l->lock);
+    is_busy = l->add_fd != -1;
+    if (!is_busy) {
+        l->add_fd = fd;
+        l->add_addr = addr;
+        l->add_addrlen = addrlen;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (is_busy) {
+        close(fd);
+        return -EBUSY;
+    }
+    worker_loop_wake(l);
+    return 0;
+}
+
+/* On the MHD thread: clears the wake-up and adds the connection queued, if any. */
+static void worker_loop_take(struct cw_worker *w)
+{
+    struct worker_loop *l = &w->loop;
+    const struct sockaddr *addr;
+    socklen_t addrlen;
+    uint64_t n;
+    int fd;
+
+    if (read(l->wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+        cw_warn_rl("worker %d: read the loop's eventfd: %s", w->index, strerror(errno));
+    pthread_mutex_lock(&l->lock);
+    fd = l->add_fd;
+    addr = l->add_addr;
+    addrlen = l->add_addrlen;
+    l->add_fd = -1;
+    pthread_mutex_unlock(&l->lock);
+    /* MHD owns fd from here, and closes it even on failure. */
+    if (fd != -1 && MHD_add_connection(w->mhd, fd, addr, addrlen) != MHD_YES)
+        cw_warn_rl("worker %d: MHD_add_connection: %s", w->index, strerror(errno));
+}
+
+void req_conn_resume(struct worker_req *r)
+{
+    /* After the resume: the loop clears its eventfd before the MHD_run() that takes every
+     * resume made until then, so none waits for another event. */
+    MHD_resume_connection(r->conn);
+    worker_loop_wake(&r->w->loop);
+}
+
+static void *worker_loop_main(void *arg)
+{
+    struct cw_worker *w = arg;
+    struct worker_loop *l = &w->loop;
+    struct pollfd pfd[2] = {{.fd = l->epoll_fd, .events = POLLIN},
+                            {.fd = l->wake_fd, .events = POLLIN}};
+
+    pthread_setname_np(pthread_self(), "cw-mhd"); /* for top -H, gdb and the tests */
+    for (;;) {
+        MHD_UNSIGNED_LONG_LONG left;
+        int timeout = -1;
+
+        (void)MHD_run(w->mhd);
+        if (atomic_load(&l->stop)) break;
+        if (MHD_get_timeout(w->mhd, &left) == MHD_YES)
+            timeout = left > (MHD_UNSIGNED_LONG_LONG)INT_MAX ? INT_MAX : (int)left;
+        if (timeout == 0) continue; /* input already read, or a connection's timeout due */
+        if (poll(pfd, 2, timeout) == -1) {
+            if (errno != EINTR) {
+                cw_warn_rl("worker %d: poll: %s", w->index, strerror(errno));
+                usleep(1000); /* ENOMEM: not a busy loop */
+            }
+            continue;
+        }
+        if (pfd[1].revents & POLLIN) worker_loop_take(w);
+    }
+    return NULL;
+}
+
+static int worker_loop_start(struct cw_worker *w)
+{
+    struct worker_loop *l = &w->loop;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    int rc;
+
+    if (di == NULL) {
+        cw_err("worker %d: the daemon has no epoll set", w->index);
+        return -EIO;
+    }
+    l->epoll_fd = di->epoll_fd;
+    l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->wake_fd == -1) {
+        rc = -errno;
+        cw_err("worker %d: eventfd: %s", w->index, strerror(errno));
+        return rc;
+    }
+    rc = pthread_create(&l->thread, NULL, worker_loop_main, w);
+    if (rc != 0) {
+        cw_err("worker %d: pthread_create: %s", w->index, strerror(rc));
+        return -rc;
+    }
+    l->started = true;
+    return 0;
+}
+
+/* Stops and joins the MHD thread: no callback runs after it. */
+static void worker_loop_stop(struct cw_worker *w)
+{
+    struct worker_loop *l = &w->loop;
+
+    if (l->started) {
+        atomic_store(&l->stop, true);
+        worker_loop_wake(l);
+        pthread_join(l->thread, NULL);
+        l->started = false;
+    }
+    if (l->add_fd != -1) close(l->add_fd);
+    l->add_fd = -1;
+    if (l->wake_fd != -1) close(l->wake_fd);
+    l->wake_fd = -1;
+}
+
 static int worker_open(struct cw_worker *w, int listen_fd)
 {
     char host[CW_LIMIT_HOST_BYTES + 1];
@@ -240,19 +388,17 @@ static int worker_open(struct cw_worker *w, int listen_fd)
     rc = req_wait_start(w);
     if (rc < 0) return rc;
     w->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, cw_child_mhd_log,
-        (void *)"worker", MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK,
-        worker_on_uri, w, MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w,
-        MHD_OPTION_NOTIFY_CONNECTION, cw_wire_on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)WORKER_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT,
-        MHD_OPTION_END);
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        worker_on_request, w, MHD_OPTION_EXTERNAL_LOGGER, cw_child_mhd_log, (void *)"worker",
+        MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_URI_LOG_CALLBACK, worker_on_uri, w,
+        MHD_OPTION_NOTIFY_COMPLETED, worker_on_completed, w, MHD_OPTION_NOTIFY_CONNECTION,
+        cw_wire_on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)WORKER_CONN_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)WORKER_CONN_TIMEOUT, MHD_OPTION_END);
     if (w->mhd == NULL) {
         cw_err("worker %d: MHD_start_daemon failed on fd %d", w->index, listen_fd);
         return -EIO;
     }
-    return 0;
+    return worker_loop_start(w);
 }
 
 /* Waits for SIGTERM/SIGINT; SIGUSR1 reopens the access log (logrotate). Between signals,
@@ -272,7 +418,8 @@ static void worker_wait_signal(struct cw_worker *w, struct cw_worker_beat *beat)
     for (;;) {
         int64_t now = cw_clock_mono_ms();
         if (now >= next) {
-            cw_worker_beat_tick(beat, w->mhd, w->fetch, now);
+            cw_worker_beat_tick(beat, w->loop.started ? worker_add_connection : NULL, w, w->fetch,
+                                now);
             next = now + CW_WORKER_BEAT_PERIOD_MS;
         }
         sig = sigtimedwait(&set, NULL, &period);
@@ -289,7 +436,7 @@ static void worker_settle(struct cw_worker *w)
 {
     int64_t deadline = cw_clock_mono_ms() + WORKER_SETTLE_MS;
 
-    while (w->mhd != NULL && atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline)
+    while (w->loop.started && atomic_load(&w->inflight) > 0 && cw_clock_mono_ms() < deadline)
         usleep(5000);
 }
 
@@ -319,7 +466,8 @@ int cw_worker_run(const struct cw_child_ctx *ctx)
                           .slot = ctx->slot,
                           .index = ctx->index,
                           .pid = (int32_t)getpid(),
-                          .refresh_fd = ctx->wake_fd};
+                          .refresh_fd = ctx->wake_fd,
+                          .loop = {.wake_fd = -1, .add_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER}};
     struct cw_worker_beat beat; /* outlives the fetch loop, which may hold its task */
     int status = 0;
 
@@ -341,6 +489,7 @@ out_close:
     cw_upstream_cancel(w.fetch);
     req_l2_stop(&w);
     worker_settle(&w);
+    worker_loop_stop(&w);
     if (w.mhd) MHD_stop_daemon(w.mhd);
     req_ready_free(w.ready);
     free(w.spare); /* the MHD thread is gone */

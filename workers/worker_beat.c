@@ -28,7 +28,8 @@ static char worker_beat_new, worker_beat_body;
 
 static void worker_beat_task_run(struct cw_upstream_task *t, bool cancelled);
 static void worker_beat_collect(struct cw_worker_beat *b, int64_t now_ms);
-static void worker_beat_send(struct cw_worker_beat *b, struct MHD_Daemon *mhd, int64_t now_ms);
+static void worker_beat_send(struct cw_worker_beat *b, cw_worker_beat_add_fn add, void *add_ctx,
+                             int64_t now_ms);
 
 void cw_worker_beat_init(struct cw_worker_beat *b, struct cw_seg *seg, int slot)
 {
@@ -80,18 +81,19 @@ static void worker_beat_collect(struct cw_worker_beat *b, int64_t now_ms)
 }
 
 /* A new probe connection: 0, or -1 with the cause logged. */
-static int worker_beat_connect(struct cw_worker_beat *b, struct MHD_Daemon *mhd)
+static int worker_beat_connect(struct cw_worker_beat *b, cw_worker_beat_add_fn add, void *add_ctx)
 {
     int sv[2];
+    int rc;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
         cw_warn("worker: heartbeat: socketpair: %s", strerror(errno));
         return -1;
     }
-    /* MHD owns sv[1] from here, and closes it even on failure. */
-    if (MHD_add_connection(mhd, sv[1], (const struct sockaddr *)&worker_beat_addr,
-                           sizeof(worker_beat_addr)) != MHD_YES) {
-        cw_warn("worker: heartbeat: MHD_add_connection: %s", strerror(errno));
+    /* add owns sv[1] from here, and closes it even on failure. */
+    rc = add(add_ctx, sv[1], (const struct sockaddr *)&worker_beat_addr, sizeof(worker_beat_addr));
+    if (rc < 0) {
+        cw_warn("worker: heartbeat: add the probe connection: %s", strerror(-rc));
         close(sv[0]);
         return -1;
     }
@@ -99,10 +101,11 @@ static int worker_beat_connect(struct cw_worker_beat *b, struct MHD_Daemon *mhd)
     return 0;
 }
 
-static void worker_beat_send(struct cw_worker_beat *b, struct MHD_Daemon *mhd, int64_t now_ms)
+static void worker_beat_send(struct cw_worker_beat *b, cw_worker_beat_add_fn add, void *add_ctx,
+                             int64_t now_ms)
 {
-    if (b->probe_waiting || mhd == NULL) return;
-    if (b->probe_fd == -1 && worker_beat_connect(b, mhd) < 0) return;
+    if (b->probe_waiting || add == NULL) return;
+    if (b->probe_fd == -1 && worker_beat_connect(b, add, add_ctx) < 0) return;
     /* The request fits the socket buffer, which is empty between probes: the write never
      * blocks. */
     if (send(b->probe_fd, worker_beat_request, sizeof(worker_beat_request) - 1,
@@ -117,8 +120,8 @@ static void worker_beat_send(struct cw_worker_beat *b, struct MHD_Daemon *mhd, i
     b->answer_len = 0;
 }
 
-void cw_worker_beat_tick(struct cw_worker_beat *b, struct MHD_Daemon *mhd, struct cw_upstream *up,
-                         int64_t now_ms)
+void cw_worker_beat_tick(struct cw_worker_beat *b, cw_worker_beat_add_fn add, void *add_ctx,
+                         struct cw_upstream *up, int64_t now_ms)
 {
     uint32_t runs = atomic_load(&b->task_runs);
     int rc;
@@ -132,7 +135,7 @@ void cw_worker_beat_tick(struct cw_worker_beat *b, struct MHD_Daemon *mhd, struc
         cw_seg_beat(b->seg, b->slot, now_ms);
         b->mhd_ok = b->fetch_ok = false;
     }
-    worker_beat_send(b, mhd, now_ms);
+    worker_beat_send(b, add, add_ctx, now_ms);
     if (up != NULL && !atomic_load(&b->task_queued)) {
         atomic_store(&b->task_queued, true);
         rc = cw_upstream_defer(up, &b->task);

@@ -5,7 +5,7 @@
  * A worker that is alive but wedged (a thread stuck on a lock, in a loop, or stopped by a
  * debugger) is otherwise invisible: its process runs. The proofs are end to end, not counters
  * a stuck thread could still bump: the MHD thread must answer a real HTTP request, sent on one
- * end of a socketpair handed to the daemon with MHD_add_connection() (a shared listen socket
+ * end of a socketpair whose other end the MHD thread adds to the daemon (a shared listen socket
  * cannot aim a request at one worker), and the fetch loop must run a task queued with
  * cw_upstream_defer(). Owns the probe's connection (one, kept alive); the beat struct must outlive
  * the fetch loop (a queued task points into it). Called from the worker's main thread only,
@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "workers/upstream.h"
 
@@ -45,11 +46,19 @@ struct cw_worker_beat {
 
 void cw_worker_beat_init(struct cw_worker_beat *b, struct cw_seg *seg, int slot);
 
+/* Hands a connected socket and its client address to the thread that runs the daemon's event
+ * loop, which adds it with MHD_add_connection() (in a daemon without an internal thread, that
+ * call must come from the loop's thread). Owns fd from the call on, also when it fails; addr
+ * must outlive the call. Returns 0, or -errno. */
+typedef int (*cw_worker_beat_add_fn)(void *ctx, int fd, const struct sockaddr *addr,
+                                     socklen_t addrlen);
+
 /* One period: collects the answers to the previous probes, stamps the slot with now_ms when
  * both threads proved progress since the last stamp, and sends the next probes. Never blocks.
- * A probe that cannot be sent is logged (rate-limited by its period) and retried next time. */
-void cw_worker_beat_tick(struct cw_worker_beat *b, struct MHD_Daemon *mhd, struct cw_upstream *up,
-                         int64_t now_ms);
+ * A probe that cannot be sent is logged (rate-limited by its period) and retried next time.
+ * add (NULL: no MHD probe) hands a new probe connection to the daemon. */
+void cw_worker_beat_tick(struct cw_worker_beat *b, cw_worker_beat_add_fn add, void *add_ctx,
+                         struct cw_upstream *up, int64_t now_ms);
 
 /* Closes the probe connection. The task may still be queued: the fetch loop's cancel runs it. */
 void cw_worker_beat_stop(struct cw_worker_beat *b);

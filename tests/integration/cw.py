@@ -188,6 +188,43 @@ def proc_stat(pid):
     return rest[0], int(rest[19]), int(rest[11]) + int(rest[12])
 
 
+def threads(pid):
+    """{tid: comm} of a process's threads."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                out[int(tid)] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+class ThreadStop:
+    """Stops ONE thread of a process, the others running on: ptrace(PTRACE_SEIZE) and
+    PTRACE_INTERRUPT put only that thread in a ptrace-stop (SIGSTOP would stop the whole
+    group, which the supervisor already sees in /proc/PID/stat). This is how a thread stuck on
+    a lock or in a loop looks from outside: the process runs, one of its threads makes no
+    progress. No test hook in the daemon is needed."""
+
+    PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+    WALL = 0x40000000
+
+    def __init__(self, tid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                                     ctypes.c_void_p]
+        self.tid = tid
+        for req in (self.PTRACE_SEIZE, self.PTRACE_INTERRUPT):
+            if self.libc.ptrace(req, tid, None, None) == -1:
+                raise OSError(ctypes.get_errno(), f"ptrace({req:#x}) of thread {tid}")
+        os.waitpid(tid, self.WALL)  # the interrupt's stop
+
+    def release(self):
+        self.libc.ptrace(self.PTRACE_DETACH, self.tid, None, None)
+
+
 def is_alive(pid, start_time=None):
     """True when pid runs (not a zombie) and, if given, started at start_time."""
     st = proc_stat(pid)

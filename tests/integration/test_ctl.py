@@ -365,43 +365,6 @@ def test_ctl_sd_notify_and_watchdog(env):
         n.close()
 
 
-def _threads(pid):
-    """{tid: comm} of a process's threads."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                out[int(tid)] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
-class ThreadStop:
-    """Stops ONE thread of a process, the others running on: ptrace(PTRACE_SEIZE) and
-    PTRACE_INTERRUPT put only that thread in a ptrace-stop (SIGSTOP would stop the whole
-    group, which the supervisor already sees in /proc/PID/stat). This is how a thread stuck on
-    a lock or in a loop looks from outside: the process runs, one of its threads makes no
-    progress. No test hook in the daemon is needed."""
-
-    PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
-    WALL = 0x40000000
-
-    def __init__(self, tid):
-        import ctypes
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                                     ctypes.c_void_p]
-        self.tid = tid
-        for req in (self.PTRACE_SEIZE, self.PTRACE_INTERRUPT):
-            if self.libc.ptrace(req, tid, None, None) == -1:
-                raise OSError(ctypes.get_errno(), f"ptrace({req:#x}) of thread {tid}")
-        os.waitpid(tid, self.WALL)  # the interrupt's stop
-
-    def release(self):
-        self.libc.ptrace(self.PTRACE_DETACH, self.tid, None, None)
-
-
 def _watchdog_wedge(env, thread_prefix, what):
     """Stops one thread of worker 0 whose name starts with thread_prefix (ptrace: the process
     still runs, /proc/PID/stat still says S) and checks that the supervisor withholds
@@ -415,11 +378,11 @@ def _watchdog_wedge(env, thread_prefix, what):
         n.wait(lambda m: m == "WATCHDOG=1", 5, "WATCHDOG=1")
         w = d.workers()[0]
         tids = cw.wait_for(
-            lambda: [t for t, c in _threads(w).items() if c.startswith(thread_prefix)], 5,
+            lambda: [t for t, c in cw.threads(w).items() if c.startswith(thread_prefix)], 5,
             what=f"the {thread_prefix} thread of worker {w}")
         assert d.get(f"/wedge?cc={q('max-age=60')}").status == 200  # warm: hits below
         time.sleep(1.5)  # a beat or two in the slot
-        stop = ThreadStop(tids[0])
+        stop = cw.ThreadStop(tids[0])
         t0 = time.monotonic()
         try:
             with open(f"/proc/{w}/stat") as f:
@@ -461,7 +424,7 @@ def _watchdog_wedge(env, thread_prefix, what):
 def test_ctl_watchdog_sees_wedged_worker(env):
     """A worker whose MHD thread is stuck while its process runs stops the heartbeat
     (workers/worker_beat.h): the watchdog is withheld (_watchdog_wedge)."""
-    _watchdog_wedge(env, "MHD", "wedged worker")
+    _watchdog_wedge(env, "cw-mhd", "wedged worker")
 
 
 def test_ctl_watchdog_sees_wedged_fetch_loop(env):
