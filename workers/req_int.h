@@ -60,16 +60,16 @@ struct worker_waitq {
     uint32_t watch[CW_SEG_FILL_BUCKETS]; /* waiters per fill bucket (the shm watch bits) */
 };
 
-/* The thread that runs a worker's daemon (workers/worker.c): libmicrohttpd's event loop, driven
- * by MHD_run() after poll() on the daemon's epoll set and on wake_fd. */
+/* The thread that runs a worker's daemon, cw-mhd (workers/worker.c): libmicrohttpd's event loop
+ * without the library's own thread. */
 struct worker_loop {
     pthread_t thread;
     bool started;
-    int wake_fd;  /* eventfd: a resume, a stop, a connection to add; -1 before the start */
+    int wake_fd;  /* eventfd in the daemon's epoll set: a resume, a stop, a connection to add */
     int epoll_fd; /* the daemon's epoll set (MHD_DAEMON_INFO_EPOLL_FD) */
     _Atomic bool stop;
-    pthread_mutex_t lock; /* guards the connection to add */
-    int add_fd;           /* -1: none */
+    pthread_mutex_t lock; /* guards add_addr and add_addrlen */
+    _Atomic int add_fd;   /* a connection to add; -1: none */
     const struct sockaddr *add_addr;
     socklen_t add_addrlen;
 };

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -210,17 +211,27 @@ static void worker_on_completed(void *cls, struct MHD_Connection *conn, void **r
 }
 
 /* The daemon's event loop runs on a thread of our own (cw-mhd), not on libmicrohttpd's. The
- * library's epoll loop (MHD_epoll() in 0.9.75) takes at most 128 events a call and, when a call
- * returns exactly 128, calls epoll_wait() again with the same timeout before it handles any of
- * them. With its internal thread, that timeout is the idle connections' (a minute): 128
- * connections that became ready at once, and nothing after them, waited for the worker's next
- * event, the heartbeat's probe up to a second later (test_eventloop; in `make bench`, 0.6-0.9 s
- * for the 128 connections one worker held of a burst of 200). MHD_run() runs the same loop
- * without waiting; the wait is ours, in poll() on the daemon's epoll set (readable while it
- * holds an event, and not drained by it) and on the loop's eventfd, for as long as
- * MHD_get_timeout() allows. A daemon without its own thread has no channel of its own between
- * threads: a resume from another thread (req_conn_resume()) and the heartbeat's connection
- * (worker_add_connection()) wake the loop through the eventfd. */
+ * library's epoll loop (MHD_epoll() in 0.9.75) takes at most WORKER_MHD_EVENTS events a call
+ * and, when a call returns that many, calls epoll_wait() again with the same timeout before it
+ * handles any of them. With its internal thread, that timeout is the idle connections' (a
+ * minute): 128 connections that became ready at once, and nothing after them, waited for the
+ * worker's next event, the heartbeat's probe up to a second later (test_eventloop; in `make
+ * bench`, 0.6-0.9 s for the 128 connections one worker held of a burst of 200).
+ *
+ * So the loop lets the library wait (MHD_run_wait(), one epoll_wait() a turn) only while its
+ * epoll set holds too few sockets to fill a call: the connections, the listen socket and the
+ * loop's eventfd. From WORKER_MHD_EVENTS - 2 connections on, it waits itself, in poll() on the
+ * daemon's epoll set (readable while the set holds an event, and not drained by the poll), for
+ * as long as MHD_get_timeout() allows, and then MHD_run() takes the events without waiting.
+ * That costs a system call a turn, which is why it is not the only way.
+ *
+ * A daemon without its own thread has no channel between threads of its own. The loop's eventfd
+ * is in the daemon's epoll set, edge-triggered, with a null pointer, which libmicrohttpd's loop
+ * skips (0.9.75 to 1.0, "shutdown signal"): a write wakes whichever wait runs. A resume from
+ * another thread (req_conn_resume()), the heartbeat's connection (worker_add_connection()) and
+ * the stop write it; being edge-triggered, it is never read. */
+#define WORKER_MHD_EVENTS 128 /* libmicrohttpd's MAX_EVENTS (daemon.c, 0.9.75 to 1.0) */
+
 static void worker_loop_wake(struct worker_loop *l)
 {
     uint64_t one = 1;
@@ -236,11 +247,11 @@ static int worker_add_connection(void *ctx, int fd, const struct sockaddr *addr,
     bool is_busy;
 
     pthread_mutex_lock(&l->lock);
-    is_busy = l->add_fd != -1;
+    is_busy = atomic_load(&l->add_fd) != -1;
     if (!is_busy) {
-        l->add_fd = fd;
         l->add_addr = addr;
         l->add_addrlen = addrlen;
+        atomic_store(&l->add_fd, fd);
     }
     pthread_mutex_unlock(&l->lock);
     if (is_busy) {
@@ -251,22 +262,19 @@ static int worker_add_connection(void *ctx, int fd, const struct sockaddr *addr,
     return 0;
 }
 
-/* On the MHD thread: clears the wake-up and adds the connection queued, if any. */
+/* On the MHD thread: adds the connection queued, if any. */
 static void worker_loop_take(struct cw_worker *w)
 {
     struct worker_loop *l = &w->loop;
     const struct sockaddr *addr;
     socklen_t addrlen;
-    uint64_t n;
     int fd;
 
-    if (read(l->wake_fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
-        cw_warn_rl("worker %d: read the loop's eventfd: %s", w->index, strerror(errno));
+    if (atomic_load(&l->add_fd) == -1) return; /* no lock for the common case */
     pthread_mutex_lock(&l->lock);
-    fd = l->add_fd;
+    fd = atomic_exchange(&l->add_fd, -1);
     addr = l->add_addr;
     addrlen = l->add_addrlen;
-    l->add_fd = -1;
     pthread_mutex_unlock(&l->lock);
     /* MHD owns fd from here, and closes it even on failure. */
     if (fd != -1 && MHD_add_connection(w->mhd, fd, addr, addrlen) != MHD_YES)
@@ -275,37 +283,45 @@ static void worker_loop_take(struct cw_worker *w)
 
 void req_conn_resume(struct worker_req *r)
 {
-    /* After the resume: the loop clears its eventfd before the MHD_run() that takes every
-     * resume made until then, so none waits for another event. */
+    /* After the resume: every turn of libmicrohttpd's loop begins with the resumes made until
+     * then, and the write ends the wait of the turn that may have begun before it. */
     MHD_resume_connection(r->conn);
     worker_loop_wake(&r->w->loop);
+}
+
+/* One turn when the daemon's epoll set may hold WORKER_MHD_EVENTS ready sockets: poll() for as
+ * long as MHD_get_timeout() allows, then MHD_run() without waiting. */
+static void worker_loop_turn_polled(struct cw_worker *w)
+{
+    struct pollfd pfd = {.fd = w->loop.epoll_fd, .events = POLLIN};
+    MHD_UNSIGNED_LONG_LONG left;
+    int timeout = -1;
+
+    if (MHD_get_timeout(w->mhd, &left) == MHD_YES)
+        timeout = left > (MHD_UNSIGNED_LONG_LONG)INT_MAX ? INT_MAX : (int)left;
+    /* 0: input already read, or a connection's timeout due. */
+    if (timeout != 0 && poll(&pfd, 1, timeout) == -1 && errno != EINTR) {
+        cw_warn_rl("worker %d: poll: %s", w->index, strerror(errno));
+        usleep(1000); /* ENOMEM: not a busy loop */
+    }
+    (void)MHD_run(w->mhd);
 }
 
 static void *worker_loop_main(void *arg)
 {
     struct cw_worker *w = arg;
     struct worker_loop *l = &w->loop;
-    struct pollfd pfd[2] = {{.fd = l->epoll_fd, .events = POLLIN},
-                            {.fd = l->wake_fd, .events = POLLIN}};
 
     pthread_setname_np(pthread_self(), "cw-mhd"); /* for top -H, gdb and the tests */
-    for (;;) {
-        MHD_UNSIGNED_LONG_LONG left;
-        int timeout = -1;
+    while (!atomic_load(&l->stop)) {
+        const union MHD_DaemonInfo *ci =
+            MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 
-        (void)MHD_run(w->mhd);
-        if (atomic_load(&l->stop)) break;
-        if (MHD_get_timeout(w->mhd, &left) == MHD_YES)
-            timeout = left > (MHD_UNSIGNED_LONG_LONG)INT_MAX ? INT_MAX : (int)left;
-        if (timeout == 0) continue; /* input already read, or a connection's timeout due */
-        if (poll(pfd, 2, timeout) == -1) {
-            if (errno != EINTR) {
-                cw_warn_rl("worker %d: poll: %s", w->index, strerror(errno));
-                usleep(1000); /* ENOMEM: not a busy loop */
-            }
-            continue;
-        }
-        if (pfd[1].revents & POLLIN) worker_loop_take(w);
+        if (ci != NULL && ci->num_connections + 2 < WORKER_MHD_EVENTS)
+            (void)MHD_run_wait(w->mhd, -1);
+        else
+            worker_loop_turn_polled(w);
+        worker_loop_take(w);
     }
     return NULL;
 }
@@ -314,6 +330,7 @@ static int worker_loop_start(struct cw_worker *w)
 {
     struct worker_loop *l = &w->loop;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = NULL};
     int rc;
 
     if (di == NULL) {
@@ -322,9 +339,9 @@ static int worker_loop_start(struct cw_worker *w)
     }
     l->epoll_fd = di->epoll_fd;
     l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (l->wake_fd == -1) {
+    if (l->wake_fd == -1 || epoll_ctl(l->epoll_fd, EPOLL_CTL_ADD, l->wake_fd, &ev) == -1) {
         rc = -errno;
-        cw_err("worker %d: eventfd: %s", w->index, strerror(errno));
+        cw_err("worker %d: the loop's eventfd: %s", w->index, strerror(errno));
         return rc;
     }
     rc = pthread_create(&l->thread, NULL, worker_loop_main, w);
@@ -340,6 +357,7 @@ static int worker_loop_start(struct cw_worker *w)
 static void worker_loop_stop(struct cw_worker *w)
 {
     struct worker_loop *l = &w->loop;
+    int fd;
 
     if (l->started) {
         atomic_store(&l->stop, true);
@@ -347,8 +365,8 @@ static void worker_loop_stop(struct cw_worker *w)
         pthread_join(l->thread, NULL);
         l->started = false;
     }
-    if (l->add_fd != -1) close(l->add_fd);
-    l->add_fd = -1;
+    fd = atomic_exchange(&l->add_fd, -1);
+    if (fd != -1) close(fd);
     if (l->wake_fd != -1) close(l->wake_fd);
     l->wake_fd = -1;
 }
