@@ -68,8 +68,9 @@ struct worker_loop {
     int wake_fd;  /* eventfd in the daemon's epoll set: a resume, a stop, a connection to add */
     int epoll_fd; /* the daemon's epoll set (MHD_DAEMON_INFO_EPOLL_FD) */
     _Atomic bool stop;
-    pthread_mutex_t lock; /* guards add_addr and add_addrlen */
-    _Atomic int add_fd;   /* a connection to add; -1: none */
+    _Atomic uint32_t resumes; /* req_conn_resume() calls, for the poll() turn */
+    pthread_mutex_t lock;     /* guards add_addr and add_addrlen */
+    _Atomic int add_fd;       /* a connection to add; -1: none */
     const struct sockaddr *add_addr;
     socklen_t add_addrlen;
 };

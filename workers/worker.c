@@ -283,15 +283,23 @@ static void worker_loop_take(struct cw_worker *w)
 
 void req_conn_resume(struct worker_req *r)
 {
+    /* Read before the resume: from then on the MHD thread may answer and free r. */
+    struct worker_loop *l = &r->w->loop;
+
     /* After the resume: every turn of libmicrohttpd's loop begins with the resumes made until
-     * then, and the write ends the wait of the turn that may have begun before it. */
+     * then, the count tells the poll() turn of one its last turn may have missed, and the
+     * write ends the wait of a turn that began before it. */
     MHD_resume_connection(r->conn);
-    worker_loop_wake(&r->w->loop);
+    atomic_fetch_add(&l->resumes, 1);
+    worker_loop_wake(l);
 }
 
 /* One turn when the daemon's epoll set may hold WORKER_MHD_EVENTS ready sockets: poll() for as
- * long as MHD_get_timeout() allows, then MHD_run() without waiting. */
-static void worker_loop_turn_polled(struct cw_worker *w)
+ * long as MHD_get_timeout() allows, then MHD_run() without waiting. *seen: the resume count
+ * read before the last turn. A resume made during that turn after the turn took the resumes
+ * may have had its eventfd write drained by it, and nothing would end the poll(): such a
+ * resume moved the count, so this turn does not wait. */
+static void worker_loop_turn_polled(struct cw_worker *w, uint32_t *seen)
 {
     struct pollfd pfd = {.fd = w->loop.epoll_fd, .events = POLLIN};
     MHD_UNSIGNED_LONG_LONG left;
@@ -299,11 +307,13 @@ static void worker_loop_turn_polled(struct cw_worker *w)
 
     if (MHD_get_timeout(w->mhd, &left) == MHD_YES)
         timeout = left > (MHD_UNSIGNED_LONG_LONG)INT_MAX ? INT_MAX : (int)left;
-    /* 0: input already read, or a connection's timeout due. */
+    if (atomic_load(&w->loop.resumes) != *seen) timeout = 0;
+    /* 0: a resume to take, input already read, or a connection's timeout due. */
     if (timeout != 0 && poll(&pfd, 1, timeout) == -1 && errno != EINTR) {
         cw_warn_rl("worker %d: poll: %s", w->index, strerror(errno));
         usleep(1000); /* ENOMEM: not a busy loop */
     }
+    *seen = atomic_load(&w->loop.resumes);
     (void)MHD_run(w->mhd);
 }
 
@@ -311,16 +321,20 @@ static void *worker_loop_main(void *arg)
 {
     struct cw_worker *w = arg;
     struct worker_loop *l = &w->loop;
+    uint32_t seen = atomic_load(&l->resumes);
 
     pthread_setname_np(pthread_self(), "cw-mhd"); /* for top -H, gdb and the tests */
     while (!atomic_load(&l->stop)) {
         const union MHD_DaemonInfo *ci =
             MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
 
-        if (ci != NULL && ci->num_connections + 2 < WORKER_MHD_EVENTS)
+        if (ci != NULL && ci->num_connections + 2 < WORKER_MHD_EVENTS) {
+            /* The library takes the resumes before it waits: nothing to look at after. */
+            seen = atomic_load(&l->resumes);
             (void)MHD_run_wait(w->mhd, -1);
-        else
-            worker_loop_turn_polled(w);
+        } else {
+            worker_loop_turn_polled(w, &seen);
+        }
         worker_loop_take(w);
     }
     return NULL;
