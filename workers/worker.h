@@ -1,11 +1,10 @@
 /* workers/worker.h - a worker process: one libmicrohttpd daemon on the inherited listen
  * socket, serving hits from L1 and sending misses to the origin through its fetch loop.
  *
- * Owns, in the process that calls cw_worker_run(): the MHD daemon (its epoll loop on one thread
- * of ours, cw-mhd), the
- * fetch thread, its own LMDB handle opened after fork, and its counter slot in the shm
- * segment. The hit path reads LMDB and never waits on the network; a miss suspends the
- * client connection until the fetch completes, so a slow origin never stalls hits. */
+ * Owns, in the process that calls cw_worker_run(): the MHD daemon (its epoll loop on a thread
+ * of ours, cw-mhd), the fetch thread, its own LMDB handle opened after fork, and its counter
+ * slot in the shm segment. The hit path reads LMDB and never waits on the network; a miss suspends
+ * the client connection until the fetch completes, so a slow origin never stalls hits. */
 #ifndef CW_WORKER_H
 #define CW_WORKER_H
 
