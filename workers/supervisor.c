@@ -71,6 +71,7 @@ static void sup_on_hup(struct sup *s);
 static int sup_poll_timeout(const struct sup *s, int64_t now);
 static void sup_on_signals(struct sup *s);
 static void sup_watchdog(struct sup *s, int64_t now);
+static void sup_steer(struct sup *s, int64_t now);
 static void sup_chan_close(struct sup_child *c);
 static void sup_health(struct sup *s, struct sup_child *c, int64_t now);
 static void sup_chan_read(struct sup *s, struct sup_child *c);
@@ -99,12 +100,8 @@ static void sup_sigset(sigset_t *set)
 
 int cw_supervisor_run(struct cw_config *cfg, const char *version)
 {
-    struct sup s = {.cfg = *cfg,
-                    .version = version,
-                    .listen_fd = -1,
-                    .refresh_fd = -1,
-                    .stats_fd = -1,
-                    .sig_fd = -1};
+    struct sup s = {
+        .cfg = *cfg, .version = version, .refresh_fd = -1, .stats_fd = -1, .sig_fd = -1};
     int status;
 
     *cfg = (struct cw_config){0}; /* ours now */
@@ -177,6 +174,7 @@ static int sup_loop(struct sup *s)
         for (size_t i = 0; i < s->child_count; i++)
             sup_health(s, &s->children[i], now);
         sup_watchdog(s, now);
+        sup_steer(s, now);
     }
 }
 
@@ -256,6 +254,42 @@ static void sup_watchdog(struct sup *s, int64_t now)
     s->wd_withheld = false;
     sd_notify(0, "WATCHDOG=1");
     sup_ctl_notify_status(s);
+}
+
+/* Steers new connections to the workers that serve (supervisor_listen.h). Looked at on every
+ * pass of the loop, with no timer of its own: at once after a reap or a reload; a worker
+ * that stops answering is left out at the first pass after its heartbeat is
+ * CW_SEG_BEAT_STALE_MS old (the passes come at least every SUP_PING_INTERVAL_MS, and every
+ * half WatchdogSec under systemd's watchdog). */
+static void sup_steer(struct sup *s, int64_t now)
+{
+    static bool serving[CW_LIMIT_WORKERS]; /* single-threaded */
+    char away[160] = "";
+    int nworkers = 0, nserving = 0;
+
+    if (s->stopping || s->listen.count < 2) return;
+    for (size_t i = 0; i < s->child_count; i++) {
+        const struct sup_child *c = &s->children[i];
+        if (c->kind != SUP_WORKER || c->index >= CW_LIMIT_WORKERS) continue;
+        const char *st = sup_ctl_child_state(s, c, now);
+        serving[c->index] = strcmp(st, "running") == 0;
+        if (c->index + 1 > nworkers) nworkers = c->index + 1;
+        if (serving[c->index]) {
+            nserving++;
+        } else if (strlen(away) + 40 < sizeof(away)) {
+            snprintf(away + strlen(away), sizeof(away) - strlen(away), "%sworker %d (%s)",
+                     away[0] ? ", " : "", c->index, st);
+        }
+    }
+    if (sup_listen_steer(&s->listen, serving, nworkers) != 1) return;
+    if (nserving == nworkers) {
+        if (s->steer_partial) cw_notice("supervisor: new connections go to every worker again");
+    } else if (nserving == 0)
+        cw_warn("supervisor: no worker serves: new connections wait in the sockets' queues");
+    else
+        cw_warn("supervisor: new connections go to %d of %d workers, not to %s", nserving, nworkers,
+                away);
+    s->steer_partial = nserving != nworkers;
 }
 
 /* ---- the refresher's health ---- */
@@ -377,14 +411,15 @@ static void sup_spawn(struct sup *s, struct sup_child *c)
             sup_chan_close(&s->children[i]);
         if (c->kind == SUP_WORKER) {
             if (s->stats_fd != -1) close(s->stats_fd); /* served by the stats process */
-            ctx.listen_fd = s->listen_fd;
+            ctx.listen_fd = sup_listen_fd(&s->listen, c->index);
+            sup_listen_close_except(&s->listen, ctx.listen_fd); /* its siblings' */
             status = cw_worker_run(&ctx);
         } else if (c->kind == SUP_STATS) {
-            close(s->listen_fd); /* stats serves its own socket, bound by the supervisor */
+            sup_listen_close_except(&s->listen, -1); /* stats serves its own socket */
             ctx.listen_fd = s->stats_fd;
             status = cw_stats_run(&ctx);
         } else {
-            close(s->listen_fd); /* the refresher serves no client */
+            sup_listen_close_except(&s->listen, -1); /* the refresher serves no client */
             if (s->stats_fd != -1) close(s->stats_fd);
             status = cw_refresher_run(&ctx);
         }
@@ -530,7 +565,7 @@ static int sup_children_start(struct sup *s)
 
 /* Moves every running child to the retiring list and asks it to stop: it stops accepting,
  * finishes its in-flight requests within the grace and exits, while the new children
- * already serve from the same listen socket. */
+ * already serve from the same listen sockets. */
 static void sup_children_retire(struct sup *s)
 {
     for (size_t i = 0; i < s->child_count; i++) {
@@ -635,13 +670,16 @@ static void sup_on_hup(struct sup *s)
 
 /* SIGHUP and cwctl reload: reads and checks the config file again; on any error the running
  * configuration stays, and the log (and err, for cwctl) says why. Otherwise new children
- * start on the new configuration and the old ones retire gracefully: the listen socket is
- * never closed in between, so no connection is refused. A changed listen address is bound
- * before anything else changes. A changed control socket takes effect at the next start. */
+ * start on the new configuration and the old ones retire gracefully: a worker's listen socket
+ * passes to the new worker of its number, so no connection is refused (with fewer workers,
+ * the sockets no worker serves any more close once left out of the steering). A changed
+ * listen address is bound before anything else changes. A changed control socket takes
+ * effect at the next start. */
 int sup_reload(struct sup *s, struct cw_err *err)
 {
     struct cw_config next = {0}, old;
-    int fd = -1, stats_fd = s->stats_fd, rc;
+    struct sup_listen nl = {0}; /* a changed listen address's sockets */
+    int stats_fd = s->stats_fd, rc;
 
     /* systemd (>= 253) wants the monotonic time with RELOADING=1 to match it with READY=1. */
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading %s",
@@ -655,8 +693,7 @@ int sup_reload(struct sup *s, struct cw_err *err)
     sup_resolve_workers(&next);
     rc = -EADDRNOTAVAIL;
     if (strcmp(next.listen, s->cfg.listen) != 0) {
-        fd = sup_bind(next.listen);
-        if (fd == -1) {
+        if (sup_listen_open(&nl, next.listen, next.workers) < 0) {
             cw_err_set(err, "%s: listen: cannot listen on %s (see the daemon's log)", s->cfg.file,
                        next.listen);
             cw_err("supervisor: reload: cannot listen on %s; keeping the running configuration",
@@ -708,10 +745,10 @@ int sup_reload(struct sup *s, struct cw_err *err)
         cw_notice("supervisor: reload: log.level is now %s", cw_log_level_name(next.log_level));
     }
     /* The retiring children keep their own copies of replaced sockets until they exit. */
-    if (fd != -1) {
-        close(s->listen_fd);
-        s->listen_fd = fd;
-    }
+    if (nl.count > 0)
+        sup_listen_replace(&s->listen, &nl);
+    else if (next.workers != old.workers)
+        sup_listen_resize(&s->listen, next.workers);
     if (stats_fd != s->stats_fd) {
         if (s->stats_fd != -1) close(s->stats_fd);
         s->stats_fd = stats_fd;
@@ -720,6 +757,7 @@ int sup_reload(struct sup *s, struct cw_err *err)
     /* Origin indexes may name other origins now: breakers and server health start afresh. */
     cw_seg_origins_reset(s->seg);
     if (sup_children_start(s) < 0) cw_err("supervisor: reload: out of memory for children");
+    sup_steer(s, cw_clock_mono_ms()); /* the new workers' sockets, now */
     cw_config_free(&old);
     cw_notice("supervisor: reloaded: %d workers on %s, origin %s", s->cfg.workers, s->cfg.listen,
               s->cfg.origins[0].url);
@@ -729,7 +767,7 @@ int sup_reload(struct sup *s, struct cw_err *err)
 out_close_stats_fd:
     if (stats_fd != s->stats_fd && stats_fd != -1) close(stats_fd);
 out_close_fd:
-    if (fd != -1) close(fd);
+    sup_listen_close_except(&nl, -1);
 out_free_next:
     cw_config_free(&next);
 out_ready:
@@ -853,8 +891,7 @@ static int sup_start(struct sup *s)
     if (!sup_root_allowed(s)) return 1;
     s->sig_fd = sup_signals_block();
     if (s->sig_fd == -1) return 1;
-    s->listen_fd = sup_bind(s->cfg.listen);
-    if (s->listen_fd == -1) return 1;
+    if (sup_listen_open(&s->listen, s->cfg.listen, s->cfg.workers) < 0) return 1;
     if (s->cfg.stats_listen != NULL) {
         s->stats_fd = sup_bind(s->cfg.stats_listen);
         if (s->stats_fd == -1) return 1;
@@ -873,8 +910,9 @@ static int sup_start(struct sup *s)
     /* As the user: the cache file is made, or found damaged and replaced, by its owner. */
     if (sup_check_store(&s->cfg) < 0) return 1;
     if (sup_children_start(s) < 0) return 1;
-    cw_notice("supervisor: cachewarpd %s listening on %s with %d workers, origin %s", s->version,
-              s->cfg.listen, s->cfg.workers, s->cfg.origins[0].url);
+    cw_notice("supervisor: cachewarpd %s listening on %s with %d workers (%d listen sockets), "
+              "origin %s",
+              s->version, s->cfg.listen, s->cfg.workers, s->listen.count, s->cfg.origins[0].url);
     if (!s->cfg.redis_enabled)
         cw_notice("supervisor: redis.enabled is false: running L1-only");
     else
@@ -891,7 +929,7 @@ static int sup_start(struct sup *s)
 static void sup_free(struct sup *s)
 {
     cw_control_close(s->ctl);
-    if (s->listen_fd != -1) close(s->listen_fd);
+    sup_listen_close_except(&s->listen, -1);
     if (s->refresh_fd != -1) close(s->refresh_fd);
     if (s->stats_fd != -1) close(s->stats_fd);
     if (s->sig_fd != -1) close(s->sig_fd);

@@ -35,7 +35,6 @@ static void sup_ctl_send(struct sup *s, uint64_t id, struct cw_ctlmsg_buf *b);
 static void sup_ctl_error(struct sup *s, uint64_t id, const char *code, const char *msg);
 static struct cw_ctlmsg_buf sup_ctl_begin(void);
 static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, int64_t now);
-static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now);
 static char sup_ctl_proc_state(pid_t pid);
 static void sup_ctl_status(struct sup *s, uint64_t id, const struct cw_chan_l1_stats *l1,
                            const char *l1_error);
@@ -255,7 +254,7 @@ static int64_t sup_ctl_beat_age(const struct sup *s, const struct sup_child *c, 
     return now - at;
 }
 
-static const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now)
+const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now)
 {
     if (c->pid == 0) return "restarting";
     if (c->health_killed) return "killed";
@@ -480,7 +479,7 @@ static int sup_ctl_url_cmp(const void *a, const void *b)
  * share of requests; cwctl top multiplies it by the request rate. A ring that filled within
  * the window covers less of it (a busy worker at over 64 sampled requests a second), which
  * weighs that worker down: the ranking stays right for a mix that is even across workers, as
- * the shared listen socket makes it. */
+ * connections spread at random over the workers' sockets make it. */
 static void sup_ctl_put_urls(struct sup *s, struct cw_ctlmsg_buf *b)
 {
     size_t cap = s->child_count * CW_SEG_URL_SAMPLES, n = 0;

@@ -12,6 +12,7 @@
 #include "core/common.h"
 #include "core/config.h"
 #include "core/limits.h"
+#include "workers/supervisor_listen.h"
 
 struct cw_chan_msg;
 struct cw_control;
@@ -84,8 +85,9 @@ struct sup {
     struct cw_config cfg;
     const char *version;
     struct cw_seg *seg;
-    int listen_fd;
-    int refresh_fd;         /* eventfd: workers wake the refresher */
+    struct sup_listen listen; /* the proxy's sockets, one per worker (supervisor_listen.h) */
+    bool steer_partial;       /* the last steering left a worker out */
+    int refresh_fd;           /* eventfd: workers wake the refresher */
     int stats_fd;           /* stats.listen, bound here so that it outlives reloads; -1 for none */
     int sig_fd;             /* signalfd for the signals of sup_sigset() */
     struct cw_control *ctl; /* the control socket; NULL once stopping */
@@ -130,6 +132,9 @@ void sup_ctl_expire(struct sup *s, int64_t now_ms, const char *why);
 int64_t sup_ctl_deadline(const struct sup *s);
 /* True when a command waits on the refresher's answer (its channel is then polled for input). */
 bool sup_ctl_has_pending(const struct sup *s);
+/* "running", or why c is not: "restarting", "killed", "stopped", "exiting",
+ * "not-answering" (no heartbeat, or health pings unanswered). */
+const char *sup_ctl_child_state(const struct sup *s, const struct sup_child *c, int64_t now);
 /* True when every child runs and none is stopped or failing its health ping: the condition
  * for WATCHDOG=1. why gets the first culprit when false. */
 bool sup_ctl_children_healthy(const struct sup *s, char *why, size_t size);

@@ -477,7 +477,8 @@ static void worker_drain(struct cw_worker *w)
     int64_t start = cw_clock_mono_ms();
     int64_t deadline = start + w->cfg->shutdown_grace_ms;
 
-    /* Stop accepting; the listen socket stays open for the other processes that share it. */
+    /* Stop accepting; the listen socket stays open (the supervisor holds it) for the worker that
+     * takes this one's place. */
     (void)MHD_quiesce_daemon(w->mhd);
     atomic_store(&w->draining, true);
     /* A connection accepted just before the quiesce has not sent its request line yet, so it

@@ -15,8 +15,8 @@ struct cw_child_ctx;
 /* Runs a worker until SIGTERM or SIGINT, then stops accepting, lets in-flight requests
  * finish within cfg->shutdown_grace_ms, and returns the process exit status (0 on a clean
  * stop, 1 when it could not start). From ctx it uses cfg, seg, index (for logs), slot,
- * listen_fd (the shared, non-blocking listen socket) and wake_fd (the eventfd that wakes
- * the refresher, -1 for none). Call in a child process after fork(). */
+ * listen_fd (its non-blocking listen socket, one of the supervisor's group) and wake_fd (the
+ * eventfd that wakes the refresher, -1 for none). Call in a child process after fork(). */
 int cw_worker_run(const struct cw_child_ctx *ctx);
 
 #endif /* CW_WORKER_H */

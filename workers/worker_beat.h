@@ -5,11 +5,11 @@
  * A worker that is alive but wedged (a thread stuck on a lock, in a loop, or stopped by a
  * debugger) is otherwise invisible: its process runs. The proofs are end to end, not counters
  * a stuck thread could still bump: the MHD thread must answer a real HTTP request, sent on one
- * end of a socketpair whose other end the MHD thread adds to the daemon (a shared listen socket
- * cannot aim a request at one worker), and the fetch loop must run a task queued with
- * cw_upstream_defer(). Owns the probe's connection (one, kept alive); the beat struct must outlive
- * the fetch loop (a queued task points into it). Called from the worker's main thread only,
- * except the probe hooks, which run on the MHD thread. */
+ * end of a socketpair whose other end the MHD thread adds to the daemon (the kernel, not the
+ * client, picks which worker's listen socket takes a connection), and the fetch loop must run a
+ * task queued with cw_upstream_defer(). Owns the probe's connection (one, kept alive); the beat
+ * struct must outlive the fetch loop (a queued task points into it). Called from the worker's main
+ * thread only, except the probe hooks, which run on the MHD thread. */
 #ifndef CW_WORKER_BEAT_H
 #define CW_WORKER_BEAT_H
 

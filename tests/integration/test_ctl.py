@@ -408,7 +408,8 @@ def _watchdog_wedge(env, thread_prefix, what):
             assert not [m for _, m in n.msgs if m == "WATCHDOG=1"], n.msgs
             rc, out, err = d.cwctl("status")
             assert re.search(rf"^worker\s+\d+\s+{w}\s+not-answering", out, re.M), out
-            # Hits still served (the listen socket is shared; a worker whose fetch loop is
+            # Hits still served (the supervisor steers new connections to the other worker's
+            # socket once this one is not-answering; a worker whose fetch loop is
             # stuck still answers hits from its MHD thread).
             for i in range(20):
                 assert d.get(f"/wedge?cc={q('max-age=60')}", timeout=5).status == 200

@@ -1,0 +1,144 @@
+"""The proxy's listen sockets (workers/supervisor_listen.h): one per worker in one SO_REUSEPORT
+group, so that the kernel spreads new connections over the workers, and a steering program
+that keeps new connections off a worker that does not serve."""
+
+import os
+import signal
+import time
+
+import cw
+
+HOT = "/listen?cc=max-age%3D600"
+
+
+def _listeners(port):
+    """How many sockets listen on port (/proc/net/tcp and tcp6, state 0A)."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 3 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                n += 1
+    return n
+
+
+def _log(d):
+    with open(d.log_path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def _spread(d, n):
+    """Opens n connections at once and returns {worker pid: how many it accepted}."""
+    socks = cw.connect_many(d.port, n)
+    try:
+        owners = cw.socket_owners(socks, d.port, d.workers(), timeout=5)
+    finally:
+        for s in socks:
+            s.close()
+    out = {}
+    for p in owners:
+        out[p] = out.get(p, 0) + 1
+    return out
+
+
+def test_listen_spreads_new_connections_over_workers(env):
+    """2 workers listen on 2 sockets, and 100 connections opened at once go 25 or more to
+    each (random: fewer than 25 of 100 has a chance of about 3 in 10^7). With one socket
+    shared by both, whichever worker ran took the burst: 188 to 12 of 200 was seen."""
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    assert d.get(HOT).status == 200
+    assert _listeners(d.port) == 2, "a listen socket per worker"
+    split = _spread(d, 100)
+    env.note(f"100 connections at once: {sorted(split.values())}")
+    assert len(split) == 2 and min(split.values()) >= 25, split
+
+
+def test_listen_steers_around_a_stopped_worker(env):
+    """A stopped worker (SIGSTOP) is left out of the steering at the supervisor's next look
+    (here the one cwctl status brings): every new connection goes to the other worker, where
+    half of them would wait in the stopped worker's queue. Once it runs again, it gets new
+    connections again; each change is logged once."""
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    assert d.get(HOT).status == 200
+    stopped, other = d.workers()
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        rc, out, _ = d.cwctl("status")
+        assert rc == 0 and "stopped" in out, out
+        cw.wait_for(lambda: "new connections go to 1 of 2 workers, not to worker" in _log(d), 5,
+                    what="the steering's log line")
+        assert "(stopped)" in _log(d), _log(d)[-1500:]
+        socks = cw.connect_many(d.port, 40)
+        try:
+            owners = cw.socket_owners(socks, d.port, [other], timeout=5)
+        finally:
+            for s in socks:
+                s.close()
+        assert set(owners) == {other}, owners
+        for _ in range(20):
+            r = d.get(HOT, timeout=3)
+            assert r.status == 200 and r.headers.get("x-cache") == "HIT"
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+    rc, out, _ = d.cwctl("status")
+    assert rc == 0, out
+    cw.wait_for(lambda: "new connections go to every worker again" in _log(d), 5,
+                what="the steering's log line after SIGCONT")
+    split = _spread(d, 60)
+    assert split.get(stopped, 0) > 0 and split.get(other, 0) > 0, split
+    log = _log(d)
+    assert log.count("new connections go to 1 of 2 workers") == 1, log[-2000:]
+    assert log.count("new connections go to every worker again") == 1, log[-2000:]
+
+
+def test_listen_sockets_follow_workers_across_reloads(env):
+    """A reload to 3 workers adds a socket to the group; one to 1 worker closes the sockets
+    no worker serves (once the retiring workers have exited). Requests are answered after
+    each, and new connections spread over the 3."""
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    for workers in (3, 1):
+        old = set(d.workers())
+        text = cw.config_text(d.tmpdir, port=d.port, origin_port=o.port, workers=workers)
+        with open(d.conf, "w") as f:
+            f.write(text)
+        os.kill(d.pid, signal.SIGHUP)
+        cw.wait_for(lambda: len(set(d.workers()) - old) == workers and not (set(d.workers())
+                                                                           & old),
+                    10, what=f"{workers} new workers and the old ones gone")
+        cw.wait_for(lambda: _listeners(d.port) == workers, 5,
+                    what=f"{workers} listen sockets")
+        assert d.get(HOT).status == 200
+        if workers == 3:
+            split = _spread(d, 90)
+            env.note(f"3 workers, 90 connections: {sorted(split.values())}")
+            assert len(split) == 3 and min(split.values()) >= 10, split
+    time.sleep(0.2)
+    assert d.get(HOT).status == 200
+
+
+def test_listen_second_daemon_on_the_same_address_is_refused(env):
+    """A second daemon on a running one's address, as the same user, fails with "Address
+    already in use" rather than joining the SO_REUSEPORT group and taking half the new
+    connections; the first keeps its sockets and answers."""
+    o = env.origin()
+    d = env.daemon(o, workers=2)
+    cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
+    conf2 = env.config(origin_port=o.port, name="second.conf", port=d.port,
+                       overrides={"control": {"socket": os.path.join(env.dir, "second.sock")},
+                                  "cache": {"path": os.path.join(env.dir, "second.mdb"),
+                                            "size": "16M"}})
+    rc, out, err = cw.run_daemon_cmd(["-c", conf2])
+    assert rc == 1 and "Address already in use" in out + err, (rc, out, err)
+    assert _listeners(d.port) == 2
+    assert d.get(HOT).status == 200

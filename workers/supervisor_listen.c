@@ -1,0 +1,180 @@
+/* workers/supervisor_listen.c - see workers/supervisor_listen.h. */
+#include "workers/supervisor_listen.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "workers/supervisor_int.h"
+
+/* A socket of the group: bound to addr with SO_REUSEPORT (when group), listening. The fd, or
+ * -1 with errno set. */
+static int listen_one(const struct sockaddr *addr, socklen_t len, bool group)
+{
+    int one = 1, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd == -1) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if ((group && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1) ||
+        bind(fd, addr, len) == -1 || listen(fd, SUP_LISTEN_BACKLOG) == -1) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Adds sockets bound where fd[0] is until count reaches want or the kernel refuses one. */
+static void listen_grow(struct sup_listen *l, int want)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (!l->group || l->count >= want) return;
+    if (getsockname(l->fd[0], (struct sockaddr *)&ss, &len) == -1) {
+        cw_warn("supervisor: listen: getsockname: %s; workers %d to %d share sockets",
+                strerror(errno), l->count, want - 1);
+        return;
+    }
+    while (l->count < want) {
+        int fd = listen_one((const struct sockaddr *)&ss, len, true);
+        if (fd == -1) {
+            cw_warn("supervisor: listen: another socket in the group: %s; workers %d to %d "
+                    "share sockets",
+                    strerror(errno), l->count, want - 1);
+            return;
+        }
+        l->fd[l->count++] = fd;
+    }
+}
+
+int sup_listen_open(struct sup_listen *l, const char *addr, int count)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    char host[256], port_s[16];
+    int port, rc;
+
+    *l = (struct sup_listen){.steer_count = -1};
+    if (cw_config_split_hostport(addr, host, sizeof(host), &port) < 0) {
+        cw_err("supervisor: listen \"%s\": not host:port", addr);
+        return -1;
+    }
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
+    if (rc != 0) {
+        cw_err("supervisor: listen %s: %s", addr, gai_strerror(rc));
+        return -1;
+    }
+    /* A bind without SO_REUSEPORT first: an address another process listens on (a second
+     * daemon, even of the same user, which could otherwise join the group) is refused, and
+     * port 0 becomes the port the group binds. */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int one = 1, probe = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe != -1) setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (probe == -1 || bind(probe, ai->ai_addr, ai->ai_addrlen) == -1 ||
+        getsockname(probe, (struct sockaddr *)&ss, &len) == -1) {
+        cw_err("supervisor: listen %s: %s", addr, strerror(errno));
+        if (probe != -1) close(probe);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    close(probe);
+    freeaddrinfo(ai);
+    l->group = true;
+    l->fd[0] = listen_one((const struct sockaddr *)&ss, len, true);
+    if (l->fd[0] == -1 && errno == ENOPROTOOPT) {
+        /* No SO_REUSEPORT here: one socket that every worker shares. */
+        cw_notice("supervisor: listen %s: no SO_REUSEPORT; the workers share one socket", addr);
+        l->group = false;
+        l->fd[0] = listen_one((const struct sockaddr *)&ss, len, false);
+    }
+    if (l->fd[0] == -1) {
+        cw_err("supervisor: listen %s: %s", addr, strerror(errno));
+        return -1;
+    }
+    l->count = 1;
+    listen_grow(l, count);
+    return 0;
+}
+
+void sup_listen_resize(struct sup_listen *l, int want)
+{
+    if (want < 1) want = 1;
+    /* From the end: the group fills a closed socket's place with its last one, so closing
+     * the last ones keeps every other socket's index. */
+    while (l->count > want)
+        close(l->fd[--l->count]);
+    listen_grow(l, want);
+    l->steer_count = l->steer_count == -1 ? -1 : -2; /* indexes may have gone: steer again */
+}
+
+int sup_listen_fd(const struct sup_listen *l, int index)
+{
+    return l->fd[index % l->count];
+}
+
+int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
+{
+    /* Two instructions a serving worker, plus the random number, its modulo and a default. */
+    static struct sock_filter code[2 * CW_LIMIT_WORKERS + 3];
+    int steer[CW_LIMIT_WORKERS], n = 0, len = 0;
+
+    if (!l->group || l->count < 2) return 0; /* nothing to choose from */
+    for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
+        if (serving[i]) steer[n++] = i % l->count;
+    if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0)
+        return 0;
+    if (n == 0) {
+        /* No worker serves: the kernel's hash, and the connections wait in the queues. */
+        int zero = 0;
+        if (l->steer_count != -1 &&
+            setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero)) == -1 &&
+            errno != ENOENT) {
+            cw_warn("supervisor: listen: detaching the steering: %s", strerror(errno));
+            return -1;
+        }
+        l->steer_count = -1;
+        return 1;
+    }
+    /* A = random % n; then the socket of the A-th serving worker. */
+    code[len++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
+    code[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (unsigned)n);
+    for (int j = 0; j < n; j++) {
+        code[len++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)j, 0, 1);
+        code[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (unsigned)steer[j]);
+    }
+    code[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (unsigned)steer[0]);
+    struct sock_fprog prog = {.len = (unsigned short)len, .filter = code};
+    if (setsockopt(l->fd[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) == -1) {
+        cw_warn("supervisor: listen: steering new connections: %s", strerror(errno));
+        return -1;
+    }
+    memcpy(l->steer, steer, (size_t)n * sizeof(*steer));
+    l->steer_count = n;
+    return 1;
+}
+
+void sup_listen_close_except(struct sup_listen *l, int keep)
+{
+    for (int i = 0; i < l->count; i++)
+        if (l->fd[i] != keep) close(l->fd[i]);
+    l->count = 0;
+}
+
+void sup_listen_replace(struct sup_listen *dst, struct sup_listen *src)
+{
+    sup_listen_close_except(dst, -1);
+    *dst = *src;
+    src->count = 0;
+}

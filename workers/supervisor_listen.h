@@ -1,0 +1,62 @@
+/* workers/supervisor_listen.h - the proxy's listen sockets: one per worker, in one
+ * SO_REUSEPORT group, and the steering that keeps new connections off a worker that does
+ * not serve.
+ *
+ * With one socket shared by every worker, whichever worker runs when connections arrive
+ * accepts them: a burst of new connections could go 188 to 12 between two workers, and a
+ * burst of requests on them then waits on one worker's thread while the other's CPU idles
+ * (docs/PERFORMANCE.md). A socket per worker in one group lets the kernel spread them.
+ *
+ * A worker's socket keeps taking connections while its worker is down or wedged, so the
+ * supervisor attaches a classic BPF program to the group that picks, at random, among the
+ * sockets of the workers that serve (sup_listen_steer()); none serving, the kernel's own
+ * choice by the connection's hash.
+ *
+ * The group is made when the daemon starts, before it drops root: a reload that raises
+ * `workers` adds sockets when it can and otherwise lets workers share (worker i serves socket
+ * i modulo their number); one that lowers it closes the sockets no worker serves. When
+ * SO_REUSEPORT is refused, every worker shares one socket, as before. */
+#ifndef CW_WORKERS_SUPERVISOR_LISTEN_H
+#define CW_WORKERS_SUPERVISOR_LISTEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/cc.h"
+#include "core/limits.h"
+
+struct sup_listen {
+    int fd[CW_LIMIT_WORKERS]; /* in the group's order: fd[i] is the group's socket i */
+    int count;                /* 0 when closed */
+    bool group;               /* SO_REUSEPORT: more sockets can join */
+    /* The steering in force: steer[j] is the socket of the j-th serving worker. */
+    int steer[CW_LIMIT_WORKERS];
+    int steer_count; /* -1: none attached (the kernel's hash) */
+};
+
+/* Binds count (>= 1) sockets on addr ("host:port") in one group; a refused SO_REUSEPORT or
+ * a later bind leaves fewer, shared (logged). 0, or -1 with the cause logged and nothing
+ * open. */
+CW_MUST_CHECK int sup_listen_open(struct sup_listen *l, const char *addr, int count);
+
+/* On a reload that keeps the address: up to want sockets (more join the group when the
+ * kernel lets them; none is refused here), or down to want (the last ones close: their
+ * retiring workers keep their own copies until they exit). */
+void sup_listen_resize(struct sup_listen *l, int want);
+
+/* The socket worker index serves. */
+int sup_listen_fd(const struct sup_listen *l, int index);
+
+/* Steers new connections to the sockets of the serving workers (serving[i] for worker i of
+ * nworkers), each worker weighing the same: 1 when that changed what is in force, 0 when it
+ * is unchanged, -1 when the kernel refused the program (logged; the previous one stays, or
+ * the kernel's hash). */
+int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers);
+
+/* Closes every socket but keep (-1 for all): a child's copies of its siblings' sockets. */
+void sup_listen_close_except(struct sup_listen *l, int keep);
+
+/* Moves src's sockets to dst (closing dst's): a reload on a new address. */
+void sup_listen_replace(struct sup_listen *dst, struct sup_listen *src);
+
+#endif
