@@ -25,7 +25,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <grp.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -35,7 +34,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -58,7 +56,6 @@
 const char *const sup_kind_names[SUP_KIND_COUNT] = {"worker", "refresher", "stats"};
 
 static void sup_sigset(sigset_t *set);
-static int sup_bind(const char *listen_addr);
 static void sup_spawn(struct sup *s, struct sup_child *c);
 static void sup_on_exit(struct sup *s, pid_t pid, int wstatus);
 static void sup_reap(struct sup *s);
@@ -580,52 +577,6 @@ static void sup_children_retire(struct sup *s)
 
 /* ---- configuration ---- */
 
-/* Binds a listen socket: the fd, or -1 with the cause logged. */
-static int sup_bind(const char *listen_addr)
-{
-    char host[CW_LIMIT_HOST_BYTES + 1];
-    char port_s[16];
-    struct addrinfo hints = {0}, *ai = NULL;
-    int port, fd = -1, one = 1, rc;
-
-    if (cw_config_split_hostport(listen_addr, host, sizeof(host), &port) < 0) {
-        cw_err("supervisor: listen \"%s\": not host:port", listen_addr);
-        return -1;
-    }
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    rc = getaddrinfo(host[0] ? host : NULL, port_s, &hints, &ai);
-    if (rc != 0) {
-        cw_err("supervisor: listen %s: %s", listen_addr, gai_strerror(rc));
-        return -1;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        cw_err("supervisor: socket: %s", strerror(errno));
-        goto out_free_ai;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
-        cw_err("supervisor: bind %s: %s", listen_addr, strerror(errno));
-        goto out_close_fd;
-    }
-    if (listen(fd, SUP_LISTEN_BACKLOG) == -1) {
-        cw_err("supervisor: listen %s: %s", listen_addr, strerror(errno));
-        goto out_close_fd;
-    }
-    freeaddrinfo(ai);
-    return fd;
-
-out_close_fd:
-    close(fd);
-    fd = -1;
-out_free_ai:
-    freeaddrinfo(ai);
-    return fd;
-}
-
 /* Opens and closes the L1 file once, so a damaged one is replaced before any child runs,
  * and says when the file is larger than cache.size (it was used with a larger one). */
 static int sup_check_store(const struct cw_config *cfg)
@@ -702,7 +653,7 @@ int sup_reload(struct sup *s, struct cw_err *err)
         }
     }
     if (!sup_same_str(next.stats_listen, s->cfg.stats_listen)) {
-        stats_fd = next.stats_listen ? sup_bind(next.stats_listen) : -1;
+        stats_fd = next.stats_listen ? sup_listen_bind_one(next.stats_listen) : -1;
         if (next.stats_listen && stats_fd == -1) {
             cw_err_set(err, "%s: stats.listen: cannot listen on %s (see the daemon's log)",
                        s->cfg.file, next.stats_listen);
@@ -893,7 +844,7 @@ static int sup_start(struct sup *s)
     if (s->sig_fd == -1) return 1;
     if (sup_listen_open(&s->listen, s->cfg.listen, s->cfg.workers) < 0) return 1;
     if (s->cfg.stats_listen != NULL) {
-        s->stats_fd = sup_bind(s->cfg.stats_listen);
+        s->stats_fd = sup_listen_bind_one(s->cfg.stats_listen);
         if (s->stats_fd == -1) return 1;
     }
     if (cw_seg_create(&s->seg) < 0) return 1;

@@ -55,13 +55,13 @@ static void listen_grow(struct sup_listen *l, int want)
     }
 }
 
-int sup_listen_open(struct sup_listen *l, const char *addr, int count)
+/* Resolves addr ("host:port") to the first address getaddrinfo() gives: 0, or -1 logged. */
+static int listen_resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
     struct addrinfo hints = {0}, *ai = NULL;
-    char host[256], port_s[16];
+    char host[CW_LIMIT_HOST_BYTES + 1], port_s[16];
     int port, rc;
 
-    *l = (struct sup_listen){.steer_count = -1};
     if (cw_config_split_hostport(addr, host, sizeof(host), &port) < 0) {
         cw_err("supervisor: listen \"%s\": not host:port", addr);
         return -1;
@@ -75,22 +75,43 @@ int sup_listen_open(struct sup_listen *l, const char *addr, int count)
         cw_err("supervisor: listen %s: %s", addr, gai_strerror(rc));
         return -1;
     }
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+int sup_listen_bind_one(const char *addr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd;
+
+    if (listen_resolve(addr, &ss, &len) < 0) return -1;
+    fd = listen_one((const struct sockaddr *)&ss, len, false);
+    if (fd == -1) cw_err("supervisor: listen %s: %s", addr, strerror(errno));
+    return fd;
+}
+
+int sup_listen_open(struct sup_listen *l, const char *addr, int count)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    *l = (struct sup_listen){.steer_count = -1};
+    if (listen_resolve(addr, &ss, &len) < 0) return -1;
     /* A bind without SO_REUSEPORT first: an address another process listens on (a second
      * daemon, even of the same user, which could otherwise join the group) is refused, and
      * port 0 becomes the port the group binds. */
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    int one = 1, probe = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1, probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (probe != -1) setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (probe == -1 || bind(probe, ai->ai_addr, ai->ai_addrlen) == -1 ||
+    if (probe == -1 || bind(probe, (const struct sockaddr *)&ss, len) == -1 ||
         getsockname(probe, (struct sockaddr *)&ss, &len) == -1) {
         cw_err("supervisor: listen %s: %s", addr, strerror(errno));
         if (probe != -1) close(probe);
-        freeaddrinfo(ai);
         return -1;
     }
     close(probe);
-    freeaddrinfo(ai);
     l->group = true;
     l->fd[0] = listen_one((const struct sockaddr *)&ss, len, true);
     if (l->fd[0] == -1 && errno == ENOPROTOOPT) {
@@ -133,8 +154,7 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
     if (!l->group || l->count < 2) return 0; /* nothing to choose from */
     for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
         if (serving[i]) steer[n++] = i % l->count;
-    if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0)
-        return 0;
+    if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0) return 0;
     if (n == 0) {
         /* No worker serves: the kernel's hash, and the connections wait in the queues. */
         int zero = 0;
@@ -148,7 +168,8 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
         return 1;
     }
     /* A = random % n; then the socket of the A-th serving worker. */
-    code[len++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
+    code[len++] =
+        (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
     code[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (unsigned)n);
     for (int j = 0; j < n; j++) {
         code[len++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)j, 0, 1);

@@ -39,6 +39,10 @@ struct sup_listen {
  * open. */
 CW_MUST_CHECK int sup_listen_open(struct sup_listen *l, const char *addr, int count);
 
+/* One socket on addr without SO_REUSEPORT (stats.listen): the fd, or -1 with the cause
+ * logged. */
+CW_MUST_CHECK int sup_listen_bind_one(const char *addr);
+
 /* On a reload that keeps the address: up to want sockets (more join the group when the
  * kernel lets them; none is refused here), or down to want (the last ones close: their
  * retiring workers keep their own copies until they exit). */

@@ -508,10 +508,9 @@ def percentile(values, pct):
     return v[int(k)]
 
 
-def _tcp_inodes(server_port):
-    """{client port: socket inode} of the server-side ends of loopback connections to
-    server_port, from /proc/net/tcp and tcp6 (this network namespace)."""
-    out = {}
+def _tcp_rows():
+    """The rows of /proc/net/tcp and tcp6 (this network namespace), each split in fields:
+    [1] local address:port, [2] remote, [3] state (hex), [9] inode."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
@@ -520,11 +519,23 @@ def _tcp_inodes(server_port):
             continue
         for row in rows:
             f = row.split()
-            if len(f) < 10 or f[9] == "0":
-                continue
-            if int(f[1].rsplit(":", 1)[1], 16) == server_port:
-                out[int(f[2].rsplit(":", 1)[1], 16)] = f[9]
+            if len(f) >= 10:
+                yield f
+
+
+def _tcp_inodes(server_port):
+    """{client port: socket inode} of the server-side ends of loopback connections to
+    server_port, from /proc/net/tcp and tcp6 (this network namespace)."""
+    out = {}
+    for f in _tcp_rows():
+        if f[9] != "0" and int(f[1].rsplit(":", 1)[1], 16) == server_port:
+            out[int(f[2].rsplit(":", 1)[1], 16)] = f[9]
     return out
+
+
+def listeners(port):
+    """How many sockets listen on port (state 0A in /proc/net/tcp and tcp6)."""
+    return sum(1 for f in _tcp_rows() if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port)
 
 
 def _socket_inode_owners(pids):

@@ -11,22 +11,6 @@ import cw
 HOT = "/listen?cc=max-age%3D600"
 
 
-def _listeners(port):
-    """How many sockets listen on port (/proc/net/tcp and tcp6, state 0A)."""
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                rows = f.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            f = row.split()
-            if len(f) > 3 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
-
-
 def _log(d):
     with open(d.log_path, "rb") as f:
         return f.read().decode("utf-8", "replace")
@@ -54,7 +38,7 @@ def test_listen_spreads_new_connections_over_workers(env):
     d = env.daemon(o, workers=2)
     cw.wait_for(lambda: len(d.workers()) == 2, 5, what="2 workers")
     assert d.get(HOT).status == 200
-    assert _listeners(d.port) == 2, "a listen socket per worker"
+    assert cw.listeners(d.port) == 2, "a listen socket per worker"
     split = _spread(d, 100)
     env.note(f"100 connections at once: {sorted(split.values())}")
     assert len(split) == 2 and min(split.values()) >= 25, split
@@ -116,7 +100,7 @@ def test_listen_sockets_follow_workers_across_reloads(env):
         cw.wait_for(lambda: len(set(d.workers()) - old) == workers and not (set(d.workers())
                                                                            & old),
                     10, what=f"{workers} new workers and the old ones gone")
-        cw.wait_for(lambda: _listeners(d.port) == workers, 5,
+        cw.wait_for(lambda: cw.listeners(d.port) == workers, 5,
                     what=f"{workers} listen sockets")
         assert d.get(HOT).status == 200
         if workers == 3:
@@ -140,5 +124,5 @@ def test_listen_second_daemon_on_the_same_address_is_refused(env):
                                             "size": "16M"}})
     rc, out, err = cw.run_daemon_cmd(["-c", conf2])
     assert rc == 1 and "Address already in use" in out + err, (rc, out, err)
-    assert _listeners(d.port) == 2
+    assert cw.listeners(d.port) == 2
     assert d.get(HOT).status == 200
