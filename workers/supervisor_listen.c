@@ -151,7 +151,7 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
     static struct sock_filter code[2 * CW_LIMIT_WORKERS + 3];
     int steer[CW_LIMIT_WORKERS], n = 0, len = 0;
 
-    if (!l->group || l->count < 2) return 0; /* nothing to choose from */
+    if (!l->group || l->count < 2 || l->steer_off) return 0; /* nothing to choose from */
     for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
         if (serving[i]) steer[n++] = i % l->count;
     if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0) return 0;
@@ -161,7 +161,9 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
         if (l->steer_count != -1 &&
             setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero)) == -1 &&
             errno != ENOENT) {
-            cw_warn("supervisor: listen: detaching the steering: %s", strerror(errno));
+            cw_warn("supervisor: listen: detaching the steering: %s; no steering from now on",
+                    strerror(errno));
+            l->steer_off = true;
             return -1;
         }
         l->steer_count = -1;
@@ -178,7 +180,16 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
     code[len++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, (unsigned)steer[0]);
     struct sock_fprog prog = {.len = (unsigned short)len, .filter = code};
     if (setsockopt(l->fd[0], SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) == -1) {
-        cw_warn("supervisor: listen: steering new connections: %s", strerror(errno));
+        cw_warn("supervisor: listen: steering new connections: %s; the kernel's hash from now "
+                "on, whether a worker serves or not",
+                strerror(errno));
+        /* A program that stays attached would steer by an old set: detach it (it may fail
+         * the same way; then nothing more can be done). */
+        int zero = 0;
+        if (l->steer_count != -1)
+            (void)setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero));
+        l->steer_off = true;
+        l->steer_count = -1;
         return -1;
     }
     memcpy(l->steer, steer, (size_t)n * sizeof(*steer));

@@ -32,6 +32,7 @@ struct sup_listen {
     /* The steering in force: steer[j] is the socket of the j-th serving worker. */
     int steer[CW_LIMIT_WORKERS];
     int steer_count; /* -1: none attached (the kernel's hash) */
+    bool steer_off;  /* the kernel refused a program once: not tried again */
 };
 
 /* Binds count (>= 1) sockets on addr ("host:port") in one group; a refused SO_REUSEPORT or
@@ -53,8 +54,8 @@ int sup_listen_fd(const struct sup_listen *l, int index);
 
 /* Steers new connections to the sockets of the serving workers (serving[i] for worker i of
  * nworkers), each worker weighing the same: 1 when that changed what is in force, 0 when it
- * is unchanged, -1 when the kernel refused the program (logged; the previous one stays, or
- * the kernel's hash). */
+ * is unchanged, -1 when the kernel refused the program (logged once; the kernel's hash from
+ * then on). */
 int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers);
 
 /* Closes every socket but keep (-1 for all): a child's copies of its siblings' sockets. */
