@@ -171,6 +171,11 @@ static int sup_loop(struct sup *s)
         for (size_t i = 0; i < s->child_count; i++)
             sup_health(s, &s->children[i], now);
         sup_watchdog(s, now);
+        unsigned swept = sup_listen_sweep(&s->listen);
+        if (swept > 0)
+            cw_warn("supervisor: closed %u connections that reached the socket of a worker a "
+                    "reload removed",
+                    swept);
         sup_steer(s, now);
     }
 }
@@ -623,7 +628,7 @@ static void sup_on_hup(struct sup *s)
  * configuration stays, and the log (and err, for cwctl) says why. Otherwise new children
  * start on the new configuration and the old ones retire gracefully: a worker's listen socket
  * passes to the new worker of its number, so no connection is refused (with fewer workers,
- * the sockets no worker serves any more close once left out of the steering). A changed
+ * the sockets that lose theirs are steered around and drained first). A changed
  * listen address is bound before anything else changes. A changed control socket takes
  * effect at the next start. */
 int sup_reload(struct sup *s, struct cw_err *err)

@@ -21,13 +21,17 @@ struct cw_err;
 struct cw_seg;
 
 #define SUP_LISTEN_BACKLOG 4096
-#define SUP_BACKOFF_MIN_MS 100
-#define SUP_BACKOFF_MAX_MS 5000
-#define SUP_STABLE_MS      10000 /* a child that lived this long restarts without backoff */
-#define SUP_KILL_EXTRA_MS  2000  /* after the grace, before SIGKILL */
-#define SUP_RETIRING_MAX   (2 * CW_LIMIT_WORKERS + 8)
-#define SUP_SIGNALS_MAX    16 /* signalfd records read per wake-up */
-#define SUP_CHAN_READ_MAX  16 /* command-channel messages read per child per wake-up */
+/* A reload to fewer workers waits this long at least, and at most, for the queues of the
+ * sockets it stops using to empty (workers/supervisor_listen.h). */
+#define SUP_LISTEN_DRAIN_MIN_MS 20
+#define SUP_LISTEN_DRAIN_MAX_MS 500
+#define SUP_BACKOFF_MIN_MS      100
+#define SUP_BACKOFF_MAX_MS      5000
+#define SUP_STABLE_MS           10000 /* a child that lived this long restarts without backoff */
+#define SUP_KILL_EXTRA_MS       2000  /* after the grace, before SIGKILL */
+#define SUP_RETIRING_MAX        (2 * CW_LIMIT_WORKERS + 8)
+#define SUP_SIGNALS_MAX         16 /* signalfd records read per wake-up */
+#define SUP_CHAN_READ_MAX       16 /* command-channel messages read per child per wake-up */
 /* The health ping: one wake-up every 5 s on an idle node, and a stuck refresher replaced
  * within 15 to 20 s, well inside REFR_LEASE_MS (30 s), after which workers would find its
  * claimed refreshes orphaned anyway. */

@@ -4,13 +4,17 @@
 #include <errno.h>
 #include <linux/filter.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
 #include "core/log.h"
+#include "workers/clock.h"
 #include "workers/supervisor_int.h"
 
 /* A socket of the group: bound to addr with SO_REUSEPORT (when group), listening. The fd, or
@@ -126,23 +130,85 @@ int sup_listen_open(struct sup_listen *l, const char *addr, int count)
     }
     l->count = 1;
     listen_grow(l, count);
+    l->active = l->count;
     return 0;
+}
+
+/* How many connections wait in the accept queues of fd[from..to-1] (TCP_INFO: a listening
+ * socket's tcpi_unacked is its accept queue). */
+static unsigned listen_queued(const struct sup_listen *l, int from, int to)
+{
+    unsigned n = 0;
+
+    for (int i = from; i < to; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        if (getsockopt(l->fd[i], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) n += ti.tcpi_unacked;
+    }
+    return n;
+}
+
+/* Steers new connections to the first want sockets only, then waits until the sockets from
+ * want to active have empty accept queues (at least SUP_LISTEN_DRAIN_MIN_MS, for handshakes
+ * under way; at most SUP_LISTEN_DRAIN_MAX_MS): their workers, not retired yet, accept what
+ * reached them before. */
+static void listen_drain(struct sup_listen *l, int want)
+{
+    static bool all[CW_LIMIT_WORKERS];
+    int64_t start = cw_clock_mono_ms();
+
+    for (int i = 0; i < want; i++)
+        all[i] = true;
+    if (sup_listen_steer(l, all, want) < 0) return;
+    for (;;) {
+        unsigned queued = listen_queued(l, want, l->active);
+        int64_t waited = cw_clock_mono_ms() - start;
+        if (queued == 0 && waited >= SUP_LISTEN_DRAIN_MIN_MS) return;
+        if (waited >= SUP_LISTEN_DRAIN_MAX_MS) {
+            cw_warn("supervisor: reload: %u connections still wait on the sockets of workers %d "
+                    "to %d after %lld ms; they are closed",
+                    queued, want, l->active - 1, (long long)waited);
+            return;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void sup_listen_resize(struct sup_listen *l, int want)
 {
     if (want < 1) want = 1;
-    /* From the end: the group fills a closed socket's place with its last one, so closing
-     * the last ones keeps every other socket's index. */
-    while (l->count > want)
+    if (want > l->count) listen_grow(l, want);
+    if (want > l->count) want = l->count; /* the rest share */
+    if (want < l->active && l->group && !l->steer_off) listen_drain(l, want);
+    /* The sockets past want stay open and in the group, steered around, so that the others
+     * keep their places in it (closing one moves the group's last socket into its place)
+     * and a later reload to more workers takes them back. */
+    l->active = want;
+    l->steer_count = -2; /* steer again */
+    /* Without steering the kernel's hash may pick any socket of the group: none may be left
+     * without a worker (what waits on them is reset when their retiring workers exit). */
+    while (l->steer_off && l->count > l->active)
         close(l->fd[--l->count]);
-    listen_grow(l, want);
-    l->steer_count = l->steer_count == -1 ? -1 : -2; /* indexes may have gone: steer again */
+}
+
+unsigned sup_listen_sweep(struct sup_listen *l)
+{
+    unsigned n = 0;
+
+    for (int i = l->active; i < l->count; i++) {
+        int fd;
+        while ((fd = accept4(l->fd[i], NULL, NULL, SOCK_CLOEXEC)) != -1) {
+            close(fd);
+            n++;
+        }
+    }
+    return n;
 }
 
 int sup_listen_fd(const struct sup_listen *l, int index)
 {
-    return l->fd[index % l->count];
+    return l->fd[index % l->active];
 }
 
 int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
@@ -153,22 +219,12 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
 
     if (!l->group || l->count < 2 || l->steer_off) return 0; /* nothing to choose from */
     for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
-        if (serving[i]) steer[n++] = i % l->count;
+        if (serving[i]) steer[n++] = i % l->active;
+    /* No worker serves: every socket in use, where the connections wait for one. */
+    for (int i = 0; n == 0 && i < l->active; i++)
+        steer[i] = i;
+    if (n == 0) n = l->active;
     if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0) return 0;
-    if (n == 0) {
-        /* No worker serves: the kernel's hash, and the connections wait in the queues. */
-        int zero = 0;
-        if (l->steer_count != -1 &&
-            setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero)) == -1 &&
-            errno != ENOENT) {
-            cw_warn("supervisor: listen: detaching the steering: %s; no steering from now on",
-                    strerror(errno));
-            l->steer_off = true;
-            return -1;
-        }
-        l->steer_count = -1;
-        return 1;
-    }
     /* A = random % n; then the socket of the A-th serving worker. */
     code[len++] =
         (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
@@ -190,6 +246,10 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
             (void)setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero));
         l->steer_off = true;
         l->steer_count = -1;
+        /* Without a program the kernel's hash may pick any socket of the group: none may be
+         * left without a worker. */
+        while (l->count > l->active)
+            close(l->fd[--l->count]);
         return -1;
     }
     memcpy(l->steer, steer, (size_t)n * sizeof(*steer));

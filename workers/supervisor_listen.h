@@ -14,8 +14,11 @@
  *
  * The group is made when the daemon starts, before it drops root: a reload that raises
  * `workers` adds sockets when it can and otherwise lets workers share (worker i serves socket
- * i modulo their number); one that lowers it closes the sockets no worker serves. When
- * SO_REUSEPORT is refused, every worker shares one socket, as before. */
+ * i modulo their number). One that lowers it first steers new connections away from the
+ * sockets of the workers that go and waits until their queues are empty, and keeps those
+ * sockets open, steered around (closing one would move the group's last socket into its
+ * place), for a later reload to more workers. When SO_REUSEPORT is refused, every worker
+ * shares one socket, as before. */
 #ifndef CW_WORKERS_SUPERVISOR_LISTEN_H
 #define CW_WORKERS_SUPERVISOR_LISTEN_H
 
@@ -27,7 +30,8 @@
 
 struct sup_listen {
     int fd[CW_LIMIT_WORKERS]; /* in the group's order: fd[i] is the group's socket i */
-    int count;                /* 0 when closed */
+    int count;                /* open, in the group; 0 when closed */
+    int active;               /* the first active ones have workers; the rest are steered around */
     bool group;               /* SO_REUSEPORT: more sockets can join */
     /* The steering in force: steer[j] is the socket of the j-th serving worker. */
     int steer[CW_LIMIT_WORKERS];
@@ -44,16 +48,22 @@ CW_MUST_CHECK int sup_listen_open(struct sup_listen *l, const char *addr, int co
  * logged. */
 CW_MUST_CHECK int sup_listen_bind_one(const char *addr);
 
-/* On a reload that keeps the address: up to want sockets (more join the group when the
- * kernel lets them; none is refused here), or down to want (the last ones close: their
- * retiring workers keep their own copies until they exit). */
+/* On a reload that keeps the address, before the workers are replaced: want sockets in use.
+ * More join the group when the kernel lets them (otherwise workers share); fewer are steered
+ * to at once, after waiting (SUP_LISTEN_DRAIN_MAX_MS at most) for the queues of the others to
+ * empty, while their workers still accept. */
 void sup_listen_resize(struct sup_listen *l, int want);
 
-/* The socket worker index serves. */
+/* Accepts and closes what reached a socket no worker serves (a race with a reload to fewer
+ * workers): how many, 0 nearly always. */
+unsigned sup_listen_sweep(struct sup_listen *l);
+
+/* The socket worker index serves: index modulo the sockets in use. */
 int sup_listen_fd(const struct sup_listen *l, int index);
 
 /* Steers new connections to the sockets of the serving workers (serving[i] for worker i of
- * nworkers), each worker weighing the same: 1 when that changed what is in force, 0 when it
+ * nworkers), each worker weighing the same; none serving, to every socket in use, where the
+ * connections wait for one. 1 when that changed what is in force, 0 when it
  * is unchanged, -1 when the kernel refused the program (logged once; the kernel's hash from
  * then on). */
 int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers);
