@@ -265,7 +265,7 @@ static void sup_watchdog(struct sup *s, int64_t now)
  * half WatchdogSec under systemd's watchdog). */
 static void sup_steer(struct sup *s, int64_t now)
 {
-    static bool serving[CW_LIMIT_WORKERS]; /* single-threaded */
+    bool serving[CW_LIMIT_WORKERS] = {0};
     char away[160] = "";
     int nworkers = 0, nserving = 0;
 
@@ -286,11 +286,12 @@ static void sup_steer(struct sup *s, int64_t now)
     if (sup_listen_steer(&s->listen, serving, nworkers) != 1) return;
     if (nserving == nworkers) {
         if (s->steer_partial) cw_notice("supervisor: new connections go to every worker again");
-    } else if (nserving == 0)
+    } else if (nserving == 0) {
         cw_warn("supervisor: no worker serves: new connections wait in the sockets' queues");
-    else
+    } else {
         cw_warn("supervisor: new connections go to %d of %d workers, not to %s", nserving, nworkers,
                 away);
+    }
     s->steer_partial = nserving != nworkers;
 }
 

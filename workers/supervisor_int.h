@@ -25,6 +25,7 @@ struct cw_seg;
  * sockets it stops using to empty (workers/supervisor_listen.h). */
 #define SUP_LISTEN_DRAIN_MIN_MS 20
 #define SUP_LISTEN_DRAIN_MAX_MS 500
+#define SUP_LISTEN_SWEEP_MAX    64 /* connections closed per leftover socket per pass */
 #define SUP_BACKOFF_MIN_MS      100
 #define SUP_BACKOFF_MAX_MS      5000
 #define SUP_STABLE_MS           10000 /* a child that lived this long restarts without backoff */

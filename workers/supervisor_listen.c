@@ -19,7 +19,7 @@
 
 /* A socket of the group: bound to addr with SO_REUSEPORT (when group), listening. The fd, or
  * -1 with errno set. */
-static int listen_one(const struct sockaddr *addr, socklen_t len, bool group)
+static int sup_listen_sock(const struct sockaddr *addr, socklen_t len, bool group)
 {
     int one = 1, fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
@@ -36,7 +36,7 @@ static int listen_one(const struct sockaddr *addr, socklen_t len, bool group)
 }
 
 /* Adds sockets bound where fd[0] is until count reaches want or the kernel refuses one. */
-static void listen_grow(struct sup_listen *l, int want)
+static void sup_listen_grow(struct sup_listen *l, int want)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -48,7 +48,7 @@ static void listen_grow(struct sup_listen *l, int want)
         return;
     }
     while (l->count < want) {
-        int fd = listen_one((const struct sockaddr *)&ss, len, true);
+        int fd = sup_listen_sock((const struct sockaddr *)&ss, len, true);
         if (fd == -1) {
             cw_warn("supervisor: listen: another socket in the group: %s; workers %d to %d "
                     "share sockets",
@@ -60,7 +60,7 @@ static void listen_grow(struct sup_listen *l, int want)
 }
 
 /* Resolves addr ("host:port") to the first address getaddrinfo() gives: 0, or -1 logged. */
-static int listen_resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
+static int sup_listen_resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
     struct addrinfo hints = {0}, *ai = NULL;
     char host[CW_LIMIT_HOST_BYTES + 1], port_s[16];
@@ -91,8 +91,8 @@ int sup_listen_bind_one(const char *addr)
     socklen_t len;
     int fd;
 
-    if (listen_resolve(addr, &ss, &len) < 0) return -1;
-    fd = listen_one((const struct sockaddr *)&ss, len, false);
+    if (sup_listen_resolve(addr, &ss, &len) < 0) return -1;
+    fd = sup_listen_sock((const struct sockaddr *)&ss, len, false);
     if (fd == -1) cw_err("supervisor: listen %s: %s", addr, strerror(errno));
     return fd;
 }
@@ -103,7 +103,7 @@ int sup_listen_open(struct sup_listen *l, const char *addr, int count)
     socklen_t len;
 
     *l = (struct sup_listen){.steer_count = -1};
-    if (listen_resolve(addr, &ss, &len) < 0) return -1;
+    if (sup_listen_resolve(addr, &ss, &len) < 0) return -EINVAL;
     /* A bind without SO_REUSEPORT first: an address another process listens on (a second
      * daemon, even of the same user, which could otherwise join the group) is refused, and
      * port 0 becomes the port the group binds. */
@@ -111,121 +111,44 @@ int sup_listen_open(struct sup_listen *l, const char *addr, int count)
     if (probe != -1) setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (probe == -1 || bind(probe, (const struct sockaddr *)&ss, len) == -1 ||
         getsockname(probe, (struct sockaddr *)&ss, &len) == -1) {
-        cw_err("supervisor: listen %s: %s", addr, strerror(errno));
+        int e = errno;
+        cw_err("supervisor: listen %s: %s", addr, strerror(e));
         if (probe != -1) close(probe);
-        return -1;
+        return -e;
     }
     close(probe);
     l->group = true;
-    l->fd[0] = listen_one((const struct sockaddr *)&ss, len, true);
+    l->fd[0] = sup_listen_sock((const struct sockaddr *)&ss, len, true);
     if (l->fd[0] == -1 && errno == ENOPROTOOPT) {
         /* No SO_REUSEPORT here: one socket that every worker shares. */
         cw_notice("supervisor: listen %s: no SO_REUSEPORT; the workers share one socket", addr);
         l->group = false;
-        l->fd[0] = listen_one((const struct sockaddr *)&ss, len, false);
+        l->fd[0] = sup_listen_sock((const struct sockaddr *)&ss, len, false);
     }
     if (l->fd[0] == -1) {
-        cw_err("supervisor: listen %s: %s", addr, strerror(errno));
-        return -1;
+        int e = errno;
+        cw_err("supervisor: listen %s: %s", addr, strerror(e));
+        return -e;
     }
     l->count = 1;
-    listen_grow(l, count);
+    sup_listen_grow(l, count);
     l->active = l->count;
     return 0;
 }
 
-/* How many connections wait in the accept queues of fd[from..to-1] (TCP_INFO: a listening
- * socket's tcpi_unacked is its accept queue). */
-static unsigned listen_queued(const struct sup_listen *l, int from, int to)
+/* Attaches the program that picks, at random, one of the n sockets in steer (group
+ * indexes; a socket twice weighs twice): 1, or 0 when that is what is in force, or -1 when the
+ * kernel refused it (logged once; the kernel's hash from then on, and the sockets past active
+ * closed, since the hash may pick any). */
+static int sup_listen_attach(struct sup_listen *l, const int *steer, int n)
 {
-    unsigned n = 0;
+    /* Two instructions a socket, plus the random number, its modulo and a default. */
+    struct sock_filter code[2 * CW_LIMIT_WORKERS + 3];
+    int len = 0;
 
-    for (int i = from; i < to; i++) {
-        struct tcp_info ti;
-        socklen_t len = sizeof(ti);
-        if (getsockopt(l->fd[i], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) n += ti.tcpi_unacked;
-    }
-    return n;
-}
-
-/* Steers new connections to the first want sockets only, then waits until the sockets from
- * want to active have empty accept queues (at least SUP_LISTEN_DRAIN_MIN_MS, for handshakes
- * under way; at most SUP_LISTEN_DRAIN_MAX_MS): their workers, not retired yet, accept what
- * reached them before. */
-static void listen_drain(struct sup_listen *l, int want)
-{
-    static bool all[CW_LIMIT_WORKERS];
-    int64_t start = cw_clock_mono_ms();
-
-    for (int i = 0; i < want; i++)
-        all[i] = true;
-    if (sup_listen_steer(l, all, want) < 0) return;
-    for (;;) {
-        unsigned queued = listen_queued(l, want, l->active);
-        int64_t waited = cw_clock_mono_ms() - start;
-        if (queued == 0 && waited >= SUP_LISTEN_DRAIN_MIN_MS) return;
-        if (waited >= SUP_LISTEN_DRAIN_MAX_MS) {
-            cw_warn("supervisor: reload: %u connections still wait on the sockets of workers %d "
-                    "to %d after %lld ms; they are closed",
-                    queued, want, l->active - 1, (long long)waited);
-            return;
-        }
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
-    }
-}
-
-void sup_listen_resize(struct sup_listen *l, int want)
-{
-    if (want < 1) want = 1;
-    if (want > l->count) listen_grow(l, want);
-    if (want > l->count) want = l->count; /* the rest share */
-    if (want < l->active && l->group && !l->steer_off) listen_drain(l, want);
-    /* The sockets past want stay open and in the group, steered around, so that the others
-     * keep their places in it (closing one moves the group's last socket into its place)
-     * and a later reload to more workers takes them back. */
-    l->active = want;
-    l->steer_count = -2; /* steer again */
-    /* Without steering the kernel's hash may pick any socket of the group: none may be left
-     * without a worker (what waits on them is reset when their retiring workers exit). */
-    while (l->steer_off && l->count > l->active)
-        close(l->fd[--l->count]);
-}
-
-unsigned sup_listen_sweep(struct sup_listen *l)
-{
-    unsigned n = 0;
-
-    for (int i = l->active; i < l->count; i++) {
-        int fd;
-        while ((fd = accept4(l->fd[i], NULL, NULL, SOCK_CLOEXEC)) != -1) {
-            close(fd);
-            n++;
-        }
-    }
-    return n;
-}
-
-int sup_listen_fd(const struct sup_listen *l, int index)
-{
-    return l->fd[index % l->active];
-}
-
-int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
-{
-    /* Two instructions a serving worker, plus the random number, its modulo and a default. */
-    static struct sock_filter code[2 * CW_LIMIT_WORKERS + 3];
-    int steer[CW_LIMIT_WORKERS], n = 0, len = 0;
-
-    if (!l->group || l->count < 2 || l->steer_off) return 0; /* nothing to choose from */
-    for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
-        if (serving[i]) steer[n++] = i % l->active;
-    /* No worker serves: every socket in use, where the connections wait for one. */
-    for (int i = 0; n == 0 && i < l->active; i++)
-        steer[i] = i;
-    if (n == 0) n = l->active;
+    if (l->steer_off) return -1;
     if (n == l->steer_count && memcmp(steer, l->steer, (size_t)n * sizeof(*steer)) == 0) return 0;
-    /* A = random % n; then the socket of the A-th serving worker. */
+    /* A = random % n; then the socket of the A-th entry. */
     code[len++] =
         (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_RANDOM);
     code[len++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (unsigned)n);
@@ -246,8 +169,6 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
             (void)setsockopt(l->fd[0], SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &zero, sizeof(zero));
         l->steer_off = true;
         l->steer_count = -1;
-        /* Without a program the kernel's hash may pick any socket of the group: none may be
-         * left without a worker. */
         while (l->count > l->active)
             close(l->fd[--l->count]);
         return -1;
@@ -255,6 +176,100 @@ int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
     memcpy(l->steer, steer, (size_t)n * sizeof(*steer));
     l->steer_count = n;
     return 1;
+}
+
+/* How many connections wait in the accept queues of fd[from..to-1] (TCP_INFO: a listening
+ * socket's tcpi_unacked is its accept queue). */
+static unsigned sup_listen_queued(const struct sup_listen *l, int from, int to)
+{
+    unsigned n = 0;
+
+    for (int i = from; i < to; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof(ti);
+        if (getsockopt(l->fd[i], IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) n += ti.tcpi_unacked;
+    }
+    return n;
+}
+
+/* Steers new connections to the first want sockets only, then waits until the sockets from
+ * want to active have empty accept queues (at least SUP_LISTEN_DRAIN_MIN_MS, for handshakes
+ * under way; at most SUP_LISTEN_DRAIN_MAX_MS): their workers, not retired yet, accept what
+ * reached them before. */
+static void sup_listen_drain(struct sup_listen *l, int want)
+{
+    int first[CW_LIMIT_WORKERS];
+    int64_t start = cw_clock_mono_ms();
+
+    for (int i = 0; i < want; i++)
+        first[i] = i;
+    if (sup_listen_attach(l, first, want) < 0) return;
+    for (;;) {
+        unsigned queued = sup_listen_queued(l, want, l->active);
+        int64_t waited = cw_clock_mono_ms() - start;
+        if (queued == 0 && waited >= SUP_LISTEN_DRAIN_MIN_MS) return;
+        if (waited >= SUP_LISTEN_DRAIN_MAX_MS) {
+            cw_warn("supervisor: reload: %u connections still wait on the sockets of workers %d "
+                    "to %d after %lld ms; they are closed",
+                    queued, want, l->active - 1, (long long)waited);
+            return;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void sup_listen_resize(struct sup_listen *l, int want)
+{
+    if (want < 1) want = 1;
+    if (want > l->count) sup_listen_grow(l, want);
+    if (want > l->count) want = l->count; /* the rest share */
+    if (want < l->active && l->group && !l->steer_off) sup_listen_drain(l, want);
+    /* The sockets past want stay open and in the group, steered around, so that the others
+     * keep their places in it (closing one moves the group's last socket into its place)
+     * and a later reload to more workers takes them back. */
+    l->active = want;
+    l->steer_count = -2; /* steer again */
+    /* Without steering the kernel's hash may pick any socket of the group: none may be left
+     * without a worker (what waits on them is reset when their retiring workers exit). */
+    while (l->steer_off && l->count > l->active)
+        close(l->fd[--l->count]);
+}
+
+unsigned sup_listen_sweep(struct sup_listen *l)
+{
+    unsigned n = 0;
+
+    for (int i = l->active; i < l->count; i++) {
+        int fd, k = 0;
+        while (k++ < SUP_LISTEN_SWEEP_MAX &&
+               (fd = accept4(l->fd[i], NULL, NULL, SOCK_CLOEXEC)) != -1) {
+            close(fd);
+            n++;
+        }
+    }
+    return n;
+}
+
+int sup_listen_fd(const struct sup_listen *l, int index)
+{
+    return l->fd[index % l->active];
+}
+
+int sup_listen_steer(struct sup_listen *l, const bool *serving, int nworkers)
+{
+    int steer[CW_LIMIT_WORKERS], n = 0;
+
+    if (!l->group || l->count < 2 || l->steer_off) return 0; /* nothing to choose from */
+    for (int i = 0; i < nworkers && i < CW_LIMIT_WORKERS; i++)
+        if (serving[i]) steer[n++] = i % l->active;
+    if (n == 0) {
+        /* No worker serves: every socket in use, where the connections wait for one. */
+        for (int i = 0; i < l->active; i++)
+            steer[i] = i;
+        n = l->active;
+    }
+    return sup_listen_attach(l, steer, n);
 }
 
 void sup_listen_close_except(struct sup_listen *l, int keep)

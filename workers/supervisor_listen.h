@@ -35,13 +35,13 @@ struct sup_listen {
     bool group;               /* SO_REUSEPORT: more sockets can join */
     /* The steering in force: steer[j] is the socket of the j-th serving worker. */
     int steer[CW_LIMIT_WORKERS];
-    int steer_count; /* -1: none attached (the kernel's hash) */
+    int steer_count; /* -1: none attached (the kernel's hash); -2: one to rebuild */
     bool steer_off;  /* the kernel refused a program once: not tried again */
 };
 
 /* Binds count (>= 1) sockets on addr ("host:port") in one group; a refused SO_REUSEPORT or
- * a later bind leaves fewer, shared (logged). 0, or -1 with the cause logged and nothing
- * open. */
+ * a later bind leaves fewer, shared (logged). 0, or -errno (-EINVAL: not an address) with
+ * the cause logged and nothing open. */
 CW_MUST_CHECK int sup_listen_open(struct sup_listen *l, const char *addr, int count);
 
 /* One socket on addr without SO_REUSEPORT (stats.listen): the fd, or -1 with the cause
@@ -55,7 +55,7 @@ CW_MUST_CHECK int sup_listen_bind_one(const char *addr);
 void sup_listen_resize(struct sup_listen *l, int want);
 
 /* Accepts and closes what reached a socket no worker serves (a race with a reload to fewer
- * workers): how many, 0 nearly always. */
+ * workers), at most SUP_LISTEN_SWEEP_MAX a socket a call: how many, 0 nearly always. */
 unsigned sup_listen_sweep(struct sup_listen *l);
 
 /* The socket worker index serves: index modulo the sockets in use. */
